@@ -1,0 +1,609 @@
+//! Conversions between [`crate::domain`] and the wire types in [`crate::pb`].
+//!
+//! Wire to domain is `TryFrom` (clients can send anything); domain to wire is
+//! `From`.
+
+use crate::domain as d;
+use crate::pb;
+use crate::{Error, Result};
+
+fn missing(field: &str) -> Error {
+    Error::invalid(format!("missing field {field}"))
+}
+
+impl TryFrom<pb::Codec> for d::Codec {
+    type Error = Error;
+    fn try_from(c: pb::Codec) -> Result<Self> {
+        match c {
+            pb::Codec::H264 => Ok(d::Codec::H264),
+            pb::Codec::Hevc => Ok(d::Codec::Hevc),
+            pb::Codec::Unspecified => Err(missing("video.codec")),
+        }
+    }
+}
+
+impl From<d::Codec> for pb::Codec {
+    fn from(c: d::Codec) -> Self {
+        match c {
+            d::Codec::H264 => pb::Codec::H264,
+            d::Codec::Hevc => pb::Codec::Hevc,
+        }
+    }
+}
+
+impl From<d::Container> for pb::Container {
+    fn from(c: d::Container) -> Self {
+        match c {
+            d::Container::Mp4 => pb::Container::Mp4,
+            d::Container::Mkv => pb::Container::Mkv,
+        }
+    }
+}
+
+fn container_from_pb(c: i32, output: &str) -> Result<d::Container> {
+    match pb::Container::try_from(c).unwrap_or(pb::Container::Unspecified) {
+        pb::Container::Mp4 => Ok(d::Container::Mp4),
+        pb::Container::Mkv => Ok(d::Container::Mkv),
+        pb::Container::Unspecified => d::Container::from_path(output).ok_or_else(|| {
+            Error::invalid(format!(
+                "cannot tell the container of output {output:?} (name it .mp4 or .mkv, or set the container)"
+            ))
+        }),
+    }
+}
+
+impl From<d::VideoSettings> for pb::VideoSettings {
+    fn from(v: d::VideoSettings) -> Self {
+        let rate = match v.rate {
+            d::RateControl::Crf(crf) => pb::rate_control::Mode::Crf(crf),
+            d::RateControl::Bitrate {
+                bitrate_bps,
+                maxrate_bps,
+                bufsize_bits,
+            } => pb::rate_control::Mode::Bitrate(pb::Bitrate {
+                bitrate_bps,
+                maxrate_bps,
+                bufsize_bits,
+            }),
+        };
+        let (max_width, max_height) = v.max_size.unwrap_or((0, 0));
+        pb::VideoSettings {
+            codec: pb::Codec::from(v.codec) as i32,
+            rate: Some(pb::RateControl { mode: Some(rate) }),
+            preset: v.preset,
+            profile: v.profile.unwrap_or_default(),
+            keyint: v.keyint.unwrap_or(0),
+            max_width,
+            max_height,
+        }
+    }
+}
+
+impl TryFrom<pb::VideoSettings> for d::VideoSettings {
+    type Error = Error;
+    fn try_from(v: pb::VideoSettings) -> Result<Self> {
+        let codec = pb::Codec::try_from(v.codec)
+            .map_err(|_| Error::invalid(format!("invalid codec value {}", v.codec)))?
+            .try_into()?;
+        let rate = match v.rate.and_then(|r| r.mode) {
+            None => d::RateControl::Crf(23),
+            Some(pb::rate_control::Mode::Crf(crf)) => d::RateControl::Crf(crf),
+            Some(pb::rate_control::Mode::Bitrate(b)) => {
+                let maxrate = if b.maxrate_bps == 0 {
+                    b.bitrate_bps
+                } else {
+                    b.maxrate_bps
+                };
+                let bufsize = if b.bufsize_bits == 0 {
+                    maxrate.saturating_mul(2)
+                } else {
+                    b.bufsize_bits
+                };
+                d::RateControl::Bitrate {
+                    bitrate_bps: b.bitrate_bps,
+                    maxrate_bps: maxrate,
+                    bufsize_bits: bufsize,
+                }
+            }
+        };
+        let max_size = match (v.max_width, v.max_height) {
+            (0, 0) => None,
+            (w, h) => Some((w, h)),
+        };
+        Ok(d::VideoSettings {
+            codec,
+            rate,
+            preset: if v.preset.is_empty() {
+                "medium".into()
+            } else {
+                v.preset
+            },
+            profile: (!v.profile.is_empty()).then_some(v.profile),
+            keyint: (v.keyint != 0).then_some(v.keyint),
+            max_size,
+        })
+    }
+}
+
+impl From<d::AudioSettings> for pb::AudioSettings {
+    fn from(a: d::AudioSettings) -> Self {
+        pb::AudioSettings {
+            copy_if_aac: a.copy_if_aac,
+            bitrate_bps: a.bitrate_bps,
+        }
+    }
+}
+
+impl From<pb::AudioSettings> for d::AudioSettings {
+    fn from(a: pb::AudioSettings) -> Self {
+        d::AudioSettings {
+            copy_if_aac: a.copy_if_aac,
+            bitrate_bps: if a.bitrate_bps == 0 {
+                128_000
+            } else {
+                a.bitrate_bps
+            },
+        }
+    }
+}
+
+impl From<d::JobSpec> for pb::JobSpec {
+    fn from(s: d::JobSpec) -> Self {
+        pb::JobSpec {
+            input: s.input,
+            output: s.output,
+            video: Some(s.video.into()),
+            audio: Some(s.audio.into()),
+            container: pb::Container::from(s.container) as i32,
+            chunk_seconds: s.chunk_seconds,
+            min_chunk_seconds: s.min_chunk_seconds,
+            priority: match s.priority {
+                d::Priority::Cost => pb::Priority::Cost,
+                d::Priority::Latency => pb::Priority::Latency,
+            } as i32,
+            max_attempts: s.max_attempts,
+        }
+    }
+}
+
+/// Wire to domain, filling unset fields with their documented defaults and
+/// validating the result.
+impl TryFrom<pb::JobSpec> for d::JobSpec {
+    type Error = Error;
+    fn try_from(s: pb::JobSpec) -> Result<Self> {
+        let container = container_from_pb(s.container, &s.output)?;
+        let video = s.video.ok_or_else(|| missing("video"))?.try_into()?;
+        let audio = s
+            .audio
+            .map(d::AudioSettings::from)
+            .unwrap_or(d::AudioSettings {
+                copy_if_aac: true,
+                bitrate_bps: 128_000,
+            });
+        let chunk_seconds = if s.chunk_seconds == 0.0 {
+            d::JobSpec::DEFAULT_CHUNK_SECONDS
+        } else {
+            s.chunk_seconds
+        };
+        let min_chunk_seconds = if s.min_chunk_seconds == 0.0 {
+            chunk_seconds / 4.0
+        } else {
+            s.min_chunk_seconds
+        };
+        let spec = d::JobSpec {
+            input: s.input,
+            output: s.output,
+            video,
+            audio,
+            container,
+            chunk_seconds,
+            min_chunk_seconds,
+            priority: match pb::Priority::try_from(s.priority) {
+                Ok(pb::Priority::Latency) => d::Priority::Latency,
+                _ => d::Priority::Cost,
+            },
+            max_attempts: if s.max_attempts == 0 {
+                d::JobSpec::DEFAULT_MAX_ATTEMPTS
+            } else {
+                s.max_attempts
+            },
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl From<d::Rational> for pb::Rational {
+    fn from(r: d::Rational) -> Self {
+        pb::Rational {
+            num: r.num,
+            den: r.den,
+        }
+    }
+}
+
+fn rational(r: Option<pb::Rational>, field: &str) -> Result<d::Rational> {
+    let r = r.ok_or_else(|| missing(field))?;
+    Ok(d::Rational::new(r.num, r.den))
+}
+
+impl From<d::ChunkRange> for pb::ChunkRange {
+    fn from(c: d::ChunkRange) -> Self {
+        pb::ChunkRange {
+            index: c.index,
+            start_frame: c.start_frame,
+            end_frame: c.end_frame,
+            start_pts: c.start_pts,
+            end_pts: c.end_pts,
+        }
+    }
+}
+
+impl From<pb::ChunkRange> for d::ChunkRange {
+    fn from(c: pb::ChunkRange) -> Self {
+        d::ChunkRange {
+            index: c.index,
+            start_frame: c.start_frame,
+            end_frame: c.end_frame,
+            start_pts: c.start_pts,
+            end_pts: c.end_pts,
+        }
+    }
+}
+
+impl From<d::OutputObject> for pb::OutputObject {
+    fn from(o: d::OutputObject) -> Self {
+        pb::OutputObject {
+            path: o.path,
+            size_bytes: o.size_bytes,
+            sha256: o.sha256,
+            frames: o.frames,
+        }
+    }
+}
+
+impl From<pb::OutputObject> for d::OutputObject {
+    fn from(o: pb::OutputObject) -> Self {
+        d::OutputObject {
+            path: o.path,
+            size_bytes: o.size_bytes,
+            sha256: o.sha256,
+            frames: o.frames,
+        }
+    }
+}
+
+fn stitch_chunk(o: d::OutputObject) -> pb::StitchChunk {
+    pb::StitchChunk {
+        path: o.path,
+        size_bytes: o.size_bytes,
+        sha256: o.sha256,
+        frames: o.frames,
+    }
+}
+
+fn from_stitch_chunk(o: pb::StitchChunk) -> d::OutputObject {
+    d::OutputObject {
+        path: o.path,
+        size_bytes: o.size_bytes,
+        sha256: o.sha256,
+        frames: o.frames,
+    }
+}
+
+/// Domain task work to the wire `oneof`.
+pub fn work_to_pb(w: d::Work) -> pb::task::Work {
+    match w {
+        d::Work::Probe(p) => pb::task::Work::Probe(pb::ProbeTask { input: p.input }),
+        d::Work::Encode(e) => pb::task::Work::Encode(pb::EncodeTask {
+            input: e.input,
+            output: e.output,
+            chunk: Some(e.chunk.into()),
+            video: Some(e.video.into()),
+            origin_pts: e.origin_pts,
+            video_stream: e.video_stream,
+            source_frame_rate: Some(e.source_frame_rate.into()),
+        }),
+        d::Work::Audio(a) => pb::task::Work::Audio(pb::AudioTask {
+            input: a.input,
+            output: a.output,
+            audio: Some(a.audio.into()),
+            origin_seconds: a.origin_seconds,
+            duration_seconds: a.duration_seconds,
+        }),
+        d::Work::Stitch(s) => pb::task::Work::Stitch(pb::StitchTask {
+            chunks: s.chunks.into_iter().map(stitch_chunk).collect(),
+            audio: s.audio.map(stitch_chunk),
+            output: s.output,
+            container: pb::Container::from(s.container) as i32,
+            expected_frames: s.expected_frames,
+        }),
+    }
+}
+
+impl From<d::LeasedTask> for pb::Task {
+    fn from(t: d::LeasedTask) -> Self {
+        pb::Task {
+            task_id: t.task_id,
+            job_id: t.job_id,
+            attempt: t.attempt,
+            lease_ttl_ms: t.lease_ttl_ms,
+            work: Some(work_to_pb(t.work)),
+        }
+    }
+}
+
+impl TryFrom<pb::Task> for d::LeasedTask {
+    type Error = Error;
+    fn try_from(t: pb::Task) -> Result<Self> {
+        let work = match t.work.ok_or_else(|| missing("task.work"))? {
+            pb::task::Work::Probe(p) => d::Work::Probe(d::ProbeTask { input: p.input }),
+            pb::task::Work::Encode(e) => d::Work::Encode(d::EncodeTask {
+                input: e.input,
+                output: e.output,
+                chunk: e.chunk.ok_or_else(|| missing("encode.chunk"))?.into(),
+                video: e.video.ok_or_else(|| missing("encode.video"))?.try_into()?,
+                origin_pts: e.origin_pts,
+                video_stream: e.video_stream,
+                source_frame_rate: rational(e.source_frame_rate, "encode.source_frame_rate")?,
+            }),
+            pb::task::Work::Audio(a) => d::Work::Audio(d::AudioTask {
+                input: a.input,
+                output: a.output,
+                audio: a.audio.ok_or_else(|| missing("audio.audio"))?.into(),
+                origin_seconds: a.origin_seconds,
+                duration_seconds: a.duration_seconds,
+            }),
+            pb::task::Work::Stitch(s) => d::Work::Stitch(d::StitchTask {
+                container: container_from_pb(s.container, &s.output)?,
+                chunks: s.chunks.into_iter().map(from_stitch_chunk).collect(),
+                audio: s.audio.map(from_stitch_chunk),
+                output: s.output,
+                expected_frames: s.expected_frames,
+            }),
+        };
+        Ok(d::LeasedTask {
+            task_id: t.task_id,
+            job_id: t.job_id,
+            attempt: t.attempt,
+            lease_ttl_ms: t.lease_ttl_ms,
+            work,
+        })
+    }
+}
+
+impl From<d::ProbeInfo> for pb::ProbeResult {
+    fn from(p: d::ProbeInfo) -> Self {
+        let v = p.video;
+        pb::ProbeResult {
+            format_name: p.format_name,
+            duration_seconds: p.duration_seconds,
+            index_source: p.index_source,
+            video: Some(pb::VideoStreamInfo {
+                stream_index: v.stream_index,
+                codec: v.codec,
+                width: v.width,
+                height: v.height,
+                pix_fmt: v.pix_fmt,
+                time_base: Some(v.time_base.into()),
+                avg_frame_rate: Some(v.avg_frame_rate.into()),
+                start_pts: v.start_pts,
+                frame_count: v.frame_count,
+                keyframes: v
+                    .keyframes
+                    .into_iter()
+                    .map(|k| pb::Keyframe {
+                        frame: k.frame,
+                        pts: k.pts,
+                    })
+                    .collect(),
+                end_pts: v.end_pts,
+            }),
+            audio: p.audio.map(|a| pb::AudioStreamInfo {
+                stream_index: a.stream_index,
+                codec: a.codec,
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+            }),
+        }
+    }
+}
+
+impl TryFrom<pb::ProbeResult> for d::ProbeInfo {
+    type Error = Error;
+    fn try_from(p: pb::ProbeResult) -> Result<Self> {
+        let v = p.video.ok_or_else(|| missing("probe.video"))?;
+        Ok(d::ProbeInfo {
+            format_name: p.format_name,
+            duration_seconds: p.duration_seconds,
+            index_source: p.index_source,
+            video: d::VideoStreamInfo {
+                stream_index: v.stream_index,
+                codec: v.codec,
+                width: v.width,
+                height: v.height,
+                pix_fmt: v.pix_fmt,
+                time_base: rational(v.time_base, "probe.video.time_base")?,
+                avg_frame_rate: rational(v.avg_frame_rate, "probe.video.avg_frame_rate")?,
+                start_pts: v.start_pts,
+                end_pts: v.end_pts,
+                frame_count: v.frame_count,
+                keyframes: v
+                    .keyframes
+                    .into_iter()
+                    .map(|k| d::Keyframe {
+                        frame: k.frame,
+                        pts: k.pts,
+                    })
+                    .collect(),
+            },
+            audio: p.audio.map(|a| d::AudioStreamInfo {
+                stream_index: a.stream_index,
+                codec: a.codec,
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+            }),
+        })
+    }
+}
+
+impl From<d::TaskOutcome> for pb::complete_task_request::Result {
+    fn from(o: d::TaskOutcome) -> Self {
+        use pb::complete_task_request::Result as R;
+        match o {
+            d::TaskOutcome::Probe(p) => R::Probe(p.into()),
+            d::TaskOutcome::Encode(o) => R::Encode(o.into()),
+            d::TaskOutcome::Audio(o) => R::Audio(o.into()),
+            d::TaskOutcome::Stitch(o) => R::Stitch(o.into()),
+        }
+    }
+}
+
+impl TryFrom<pb::complete_task_request::Result> for d::TaskOutcome {
+    type Error = Error;
+    fn try_from(r: pb::complete_task_request::Result) -> Result<Self> {
+        use pb::complete_task_request::Result as R;
+        Ok(match r {
+            R::Probe(p) => d::TaskOutcome::Probe(p.try_into()?),
+            R::Encode(o) => d::TaskOutcome::Encode(o.into()),
+            R::Audio(o) => d::TaskOutcome::Audio(o.into()),
+            R::Stitch(o) => d::TaskOutcome::Stitch(o.into()),
+        })
+    }
+}
+
+impl From<d::WorkerInfo> for pb::WorkerInfo {
+    fn from(w: d::WorkerInfo) -> Self {
+        pb::WorkerInfo {
+            name: w.name,
+            pool: w.pool,
+            hardware: w.hardware,
+            slots: w.slots,
+            cores: w.cores,
+            memory_bytes: w.memory_bytes,
+            codecs: w
+                .codecs
+                .into_iter()
+                .map(|c| pb::Codec::from(c) as i32)
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::WorkerInfo> for d::WorkerInfo {
+    type Error = Error;
+    fn try_from(w: pb::WorkerInfo) -> Result<Self> {
+        if w.slots == 0 {
+            return Err(Error::invalid("invalid slots 0 (expected >= 1)"));
+        }
+        let codecs = w
+            .codecs
+            .into_iter()
+            .map(|c| {
+                pb::Codec::try_from(c)
+                    .map_err(|_| Error::invalid(format!("invalid codec value {c}")))?
+                    .try_into()
+            })
+            .collect::<Result<Vec<d::Codec>>>()?;
+        Ok(d::WorkerInfo {
+            name: w.name,
+            pool: w.pool,
+            hardware: w.hardware,
+            slots: w.slots,
+            cores: w.cores,
+            memory_bytes: w.memory_bytes,
+            codecs,
+        })
+    }
+}
+
+impl From<d::JobState> for pb::JobState {
+    fn from(s: d::JobState) -> Self {
+        match s {
+            d::JobState::Queued => pb::JobState::Queued,
+            d::JobState::Running => pb::JobState::Running,
+            d::JobState::Committing => pb::JobState::Committing,
+            d::JobState::Succeeded => pb::JobState::Succeeded,
+            d::JobState::Failed => pb::JobState::Failed,
+            d::JobState::Cancelled => pb::JobState::Cancelled,
+        }
+    }
+}
+
+impl TryFrom<pb::JobState> for d::JobState {
+    type Error = Error;
+    fn try_from(s: pb::JobState) -> Result<Self> {
+        Ok(match s {
+            pb::JobState::Queued => d::JobState::Queued,
+            pb::JobState::Running => d::JobState::Running,
+            pb::JobState::Committing => d::JobState::Committing,
+            pb::JobState::Succeeded => d::JobState::Succeeded,
+            pb::JobState::Failed => d::JobState::Failed,
+            pb::JobState::Cancelled => d::JobState::Cancelled,
+            pb::JobState::Unspecified => return Err(missing("job state")),
+        })
+    }
+}
+
+fn task_kind(k: d::TaskKind) -> pb::TaskKind {
+    match k {
+        d::TaskKind::Probe => pb::TaskKind::Probe,
+        d::TaskKind::Encode => pb::TaskKind::Encode,
+        d::TaskKind::Audio => pb::TaskKind::Audio,
+        d::TaskKind::Stitch => pb::TaskKind::Stitch,
+    }
+}
+
+fn task_state(s: d::TaskState) -> pb::TaskState {
+    match s {
+        d::TaskState::Blocked => pb::TaskState::Blocked,
+        d::TaskState::Pending => pb::TaskState::Pending,
+        d::TaskState::Leased => pb::TaskState::Leased,
+        d::TaskState::Done => pb::TaskState::Done,
+        d::TaskState::Failed => pb::TaskState::Failed,
+        d::TaskState::Cancelled => pb::TaskState::Cancelled,
+    }
+}
+
+/// A job record on the wire.
+pub fn job_to_pb(j: d::JobView) -> pb::Job {
+    pb::Job {
+        id: j.id,
+        spec: Some(j.spec.into()),
+        state: pb::JobState::from(j.state) as i32,
+        error: j.error,
+        created_unix_ms: j.created_unix_ms,
+        updated_unix_ms: j.updated_unix_ms,
+        finished_unix_ms: j.finished_unix_ms,
+        frames_total: j.frames_total,
+        frames_done: j.frames_done,
+        chunks_total: j.chunks_total,
+        chunks_done: j.chunks_done,
+        tasks: j
+            .tasks
+            .into_iter()
+            .map(|t| pb::TaskSummary {
+                task_id: t.task_id,
+                kind: task_kind(t.kind) as i32,
+                state: task_state(t.state) as i32,
+                chunk: t.chunk,
+                attempts: t.attempts,
+                worker_id: t.worker_id,
+                frames_done: t.frames_done,
+                frames_total: t.frames_total,
+                history: t
+                    .history
+                    .into_iter()
+                    .map(|a| pb::AttemptRecord {
+                        attempt: a.attempt,
+                        worker_id: a.worker_id,
+                        started_unix_ms: a.started_unix_ms,
+                        ended_unix_ms: a.ended_unix_ms,
+                        outcome: a.outcome,
+                        error: a.error,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,511 @@
+//! Domain types shared by the coordinator, the workers and the media crate.
+//!
+//! They are plain Rust with serde, so the state store can persist them and the
+//! media crate can take them without touching protobuf.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The video codec of a rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    H264,
+    Hevc,
+}
+
+impl Codec {
+    /// The FFmpeg software encoder for this codec.
+    pub fn software_encoder(self) -> &'static str {
+        match self {
+            Codec::H264 => "libx264",
+            Codec::Hevc => "libx265",
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "h264" | "avc" => Ok(Codec::H264),
+            "hevc" | "h265" => Ok(Codec::Hevc),
+            other => Err(Error::invalid(format!(
+                "invalid codec {other:?} (expected h264 or hevc)"
+            ))),
+        }
+    }
+}
+
+/// The output container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Container {
+    Mp4,
+    Mkv,
+}
+
+impl Container {
+    /// The FFmpeg muxer name.
+    pub fn muxer(self) -> &'static str {
+        match self {
+            Container::Mp4 => "mp4",
+            Container::Mkv => "matroska",
+        }
+    }
+
+    /// Picks the container from an output path's extension.
+    pub fn from_path(path: &str) -> Option<Container> {
+        let ext = path.rsplit('.').next()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "mp4" | "m4v" | "mov" => Some(Container::Mp4),
+            "mkv" => Some(Container::Mkv),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Container {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mp4" => Ok(Container::Mp4),
+            "mkv" | "matroska" => Ok(Container::Mkv),
+            other => Err(Error::invalid(format!(
+                "invalid container {other:?} (expected mp4 or mkv)"
+            ))),
+        }
+    }
+}
+
+/// Where a job's work may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Priority {
+    /// Spot capacity first.
+    Cost,
+    /// On-demand capacity.
+    Latency,
+}
+
+/// Rate control for the video encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum RateControl {
+    Crf(u32),
+    Bitrate {
+        bitrate_bps: u64,
+        maxrate_bps: u64,
+        bufsize_bits: u64,
+    },
+}
+
+/// One video rendition's encoder settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoSettings {
+    pub codec: Codec,
+    pub rate: RateControl,
+    pub preset: String,
+    /// `None` means the encoder's default.
+    pub profile: Option<String>,
+    /// Keyframe interval in frames; `None` means two seconds of frames.
+    pub keyint: Option<u32>,
+    /// Bounding box that keeps the aspect ratio; `None` keeps the source size.
+    pub max_size: Option<(u32, u32)>,
+}
+
+const PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+impl VideoSettings {
+    pub fn validate(&self) -> Result<()> {
+        match self.rate {
+            RateControl::Crf(crf) if crf > 51 => {
+                return Err(Error::invalid(format!(
+                    "invalid crf {crf} (expected 0..=51)"
+                )));
+            }
+            RateControl::Bitrate {
+                bitrate_bps,
+                maxrate_bps,
+                ..
+            } => {
+                if !(16_000..=800_000_000).contains(&bitrate_bps) {
+                    return Err(Error::invalid(format!(
+                        "invalid bitrate {bitrate_bps} bit/s (expected 16000..=800000000)"
+                    )));
+                }
+                if maxrate_bps != 0 && maxrate_bps < bitrate_bps {
+                    return Err(Error::invalid(format!(
+                        "invalid maxrate {maxrate_bps} bit/s (expected >= bitrate {bitrate_bps})"
+                    )));
+                }
+            }
+            RateControl::Crf(_) => {}
+        }
+        if !PRESETS.contains(&self.preset.as_str()) {
+            return Err(Error::invalid(format!(
+                "invalid preset {:?} (expected one of {})",
+                self.preset,
+                PRESETS.join(", ")
+            )));
+        }
+        if let Some(profile) = &self.profile {
+            let allowed: &[&str] = match self.codec {
+                Codec::H264 => &["baseline", "main", "high"],
+                Codec::Hevc => &["main"],
+            };
+            if !allowed.contains(&profile.as_str()) {
+                return Err(Error::invalid(format!(
+                    "invalid profile {profile:?} for {:?} (expected one of {})",
+                    self.codec,
+                    allowed.join(", ")
+                )));
+            }
+        }
+        if let Some(k) = self.keyint {
+            if !(1..=1000).contains(&k) {
+                return Err(Error::invalid(format!(
+                    "invalid keyint {k} (expected 1..=1000)"
+                )));
+            }
+        }
+        if let Some((w, h)) = self.max_size {
+            if !(16..=8192).contains(&w) || !(16..=8192).contains(&h) {
+                return Err(Error::invalid(format!(
+                    "invalid scale {w}x{h} (expected each side 16..=8192)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Audio handling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioSettings {
+    /// Remux the source track instead of encoding when it is already AAC.
+    pub copy_if_aac: bool,
+    pub bitrate_bps: u64,
+}
+
+/// Everything a client asks for in one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub input: String,
+    pub output: String,
+    pub video: VideoSettings,
+    pub audio: AudioSettings,
+    pub container: Container,
+    pub chunk_seconds: f64,
+    pub min_chunk_seconds: f64,
+    pub priority: Priority,
+    pub max_attempts: u32,
+}
+
+impl JobSpec {
+    pub const DEFAULT_CHUNK_SECONDS: f64 = 300.0;
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+    /// Checks every field and names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.input.is_empty() {
+            return Err(Error::invalid("input is empty"));
+        }
+        if self.output.is_empty() {
+            return Err(Error::invalid("output is empty"));
+        }
+        self.video.validate()?;
+        if !(16_000..=1_024_000).contains(&self.audio.bitrate_bps) {
+            return Err(Error::invalid(format!(
+                "invalid audio bitrate {} bit/s (expected 16000..=1024000)",
+                self.audio.bitrate_bps
+            )));
+        }
+        if !(self.chunk_seconds.is_finite() && (0.5..=3600.0).contains(&self.chunk_seconds)) {
+            return Err(Error::invalid(format!(
+                "invalid chunk seconds {} (expected 0.5..=3600)",
+                self.chunk_seconds
+            )));
+        }
+        if !(self.min_chunk_seconds.is_finite()
+            && (0.0..=self.chunk_seconds).contains(&self.min_chunk_seconds))
+        {
+            return Err(Error::invalid(format!(
+                "invalid min chunk seconds {} (expected 0..={})",
+                self.min_chunk_seconds, self.chunk_seconds
+            )));
+        }
+        if !(1..=20).contains(&self.max_attempts) {
+            return Err(Error::invalid(format!(
+                "invalid max attempts {} (expected 1..=20)",
+                self.max_attempts
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An exact rational, as FFmpeg uses for time bases and rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rational {
+    pub num: i32,
+    pub den: i32,
+}
+
+impl Rational {
+    pub fn new(num: i32, den: i32) -> Self {
+        Rational { num, den }
+    }
+
+    pub fn as_f64(self) -> f64 {
+        if self.den == 0 {
+            0.0
+        } else {
+            f64::from(self.num) / f64::from(self.den)
+        }
+    }
+}
+
+/// A source keyframe: its index in presentation order and its timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyframe {
+    pub frame: u64,
+    pub pts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoStreamInfo {
+    pub stream_index: u32,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub pix_fmt: String,
+    pub time_base: Rational,
+    pub avg_frame_rate: Rational,
+    /// Presentation time of the first frame, in `time_base`.
+    pub start_pts: i64,
+    /// One past the last frame's presentation time, in `time_base`.
+    pub end_pts: i64,
+    pub frame_count: u64,
+    /// Every keyframe in presentation order; the first frame is always one.
+    pub keyframes: Vec<Keyframe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioStreamInfo {
+    pub stream_index: u32,
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+/// What a probe task learns about an input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    pub format_name: String,
+    pub duration_seconds: f64,
+    /// `container-index` or `packet-scan`.
+    pub index_source: String,
+    pub video: VideoStreamInfo,
+    pub audio: Option<AudioStreamInfo>,
+}
+
+/// One chunk of a plan: the frames `[start_frame, end_frame)` in presentation
+/// order, from the keyframe at `start_pts` up to (not including) `end_pts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRange {
+    pub index: u32,
+    pub start_frame: u64,
+    pub end_frame: u64,
+    pub start_pts: i64,
+    /// `None` for the last chunk.
+    pub end_pts: Option<i64>,
+}
+
+impl ChunkRange {
+    pub fn frames(&self) -> u64 {
+        self.end_frame - self.start_frame
+    }
+}
+
+/// A stored object a task produced, with what the stitcher verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputObject {
+    pub path: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub frames: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeTask {
+    pub input: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodeTask {
+    pub input: String,
+    pub output: String,
+    pub chunk: ChunkRange,
+    pub video: VideoSettings,
+    pub origin_pts: i64,
+    pub video_stream: u32,
+    pub source_frame_rate: Rational,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioTask {
+    pub input: String,
+    pub output: String,
+    pub audio: AudioSettings,
+    pub origin_seconds: f64,
+    pub duration_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StitchTask {
+    pub chunks: Vec<OutputObject>,
+    pub audio: Option<OutputObject>,
+    pub output: String,
+    pub container: Container,
+    pub expected_frames: u64,
+}
+
+/// The work inside a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Work {
+    Probe(ProbeTask),
+    Encode(EncodeTask),
+    Audio(AudioTask),
+    Stitch(StitchTask),
+}
+
+impl Work {
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Work::Probe(_) => TaskKind::Probe,
+            Work::Encode(_) => TaskKind::Encode,
+            Work::Audio(_) => TaskKind::Audio,
+            Work::Stitch(_) => TaskKind::Stitch,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskKind {
+    Probe,
+    Encode,
+    Audio,
+    Stitch,
+}
+
+/// A leased task as a worker sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeasedTask {
+    pub task_id: String,
+    pub job_id: String,
+    /// The fencing token.
+    pub attempt: u32,
+    pub lease_ttl_ms: u32,
+    pub work: Work,
+}
+
+/// What a finished task reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskOutcome {
+    Probe(ProbeInfo),
+    Encode(OutputObject),
+    Audio(OutputObject),
+    Stitch(OutputObject),
+}
+
+/// A worker's self-description at registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub pool: String,
+    pub hardware: String,
+    pub slots: u32,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub codecs: Vec<Codec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    Queued,
+    Running,
+    Committing,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Waiting for the tasks it depends on.
+    Blocked,
+    Pending,
+    Leased,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+/// One attempt at a task, kept for the job record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub started_unix_ms: i64,
+    pub ended_unix_ms: i64,
+    pub outcome: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub task_id: String,
+    pub kind: TaskKind,
+    pub state: TaskState,
+    pub chunk: u32,
+    pub attempts: u32,
+    pub worker_id: String,
+    pub frames_done: u64,
+    pub frames_total: u64,
+    pub history: Vec<AttemptRecord>,
+}
+
+/// A job as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub error: String,
+    pub created_unix_ms: i64,
+    pub updated_unix_ms: i64,
+    pub finished_unix_ms: i64,
+    pub frames_total: u64,
+    pub frames_done: u64,
+    pub chunks_total: u32,
+    pub chunks_done: u32,
+    pub tasks: Vec<TaskSummary>,
+}

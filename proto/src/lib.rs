@@ -1,0 +1,96 @@
+//! spotenc-proto: the one crate that knows protobuf.
+//!
+//! Layout:
+//! - `spotenc/v1/spotenc.proto` (beside `src/`): the wire API, compiled by `build.rs`.
+//! - [`pb`]: the generated messages and tonic clients and servers.
+//! - [`domain`]: plain Rust types the rest of the workspace uses.
+//! - `convert`: `From`/`TryFrom` between [`domain`] and [`pb`], the only place
+//!   that maps one onto the other.
+//! - [`Error`]: the shared error type, and its mapping to `tonic::Status`
+//!   ([`Error::into_status`], [`Error::from_status`]), which exists only here.
+
+pub mod domain;
+
+mod convert;
+#[cfg(test)]
+mod tests;
+
+/// Generated `spotenc.v1` messages and services.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("spotenc.v1");
+
+    /// Encoded file descriptor set for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("spotenc_descriptor");
+}
+
+pub use convert::{job_to_pb, work_to_pb};
+
+/// Errors that cross the gRPC boundary, with whether a retry can help.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The request names a bad value; retrying the same request cannot help.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A fencing token or lease no longer matches: the caller's view is stale.
+    #[error("stale: {0}")]
+    Stale(String),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A transient failure; the caller may retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+
+    /// The one mapping from domain errors to gRPC codes.
+    pub fn into_status(self) -> tonic::Status {
+        use tonic::Status;
+        match self {
+            Error::Invalid(m) => Status::invalid_argument(m),
+            Error::NotFound(m) => Status::not_found(m),
+            Error::Stale(m) => Status::failed_precondition(m),
+            Error::Unauthenticated(m) => Status::unauthenticated(m),
+            Error::PermissionDenied(m) => Status::permission_denied(m),
+            Error::Unavailable(m) => Status::unavailable(m),
+            Error::Internal(m) => Status::internal(m),
+        }
+    }
+
+    /// The inverse of [`Error::into_status`], for clients.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let m = status.message().to_string();
+        match status.code() {
+            Code::InvalidArgument => Error::Invalid(m),
+            Code::NotFound => Error::NotFound(m),
+            Code::FailedPrecondition => Error::Stale(m),
+            Code::Unauthenticated => Error::Unauthenticated(m),
+            Code::PermissionDenied => Error::PermissionDenied(m),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => Error::Unavailable(m),
+            _ => Error::Internal(format!("{:?}: {m}", status.code())),
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        e.into_status()
+    }
+}

@@ -1,0 +1,113 @@
+use crate::domain::*;
+use crate::pb;
+
+fn spec() -> JobSpec {
+    JobSpec {
+        input: "/in.mp4".into(),
+        output: "/out.mp4".into(),
+        video: VideoSettings {
+            codec: Codec::Hevc,
+            rate: RateControl::Bitrate {
+                bitrate_bps: 2_000_000,
+                maxrate_bps: 3_000_000,
+                bufsize_bits: 6_000_000,
+            },
+            preset: "fast".into(),
+            profile: Some("main".into()),
+            keyint: Some(48),
+            max_size: Some((1280, 720)),
+        },
+        audio: AudioSettings {
+            copy_if_aac: false,
+            bitrate_bps: 96_000,
+        },
+        container: Container::Mkv,
+        chunk_seconds: 120.0,
+        min_chunk_seconds: 30.0,
+        priority: Priority::Latency,
+        max_attempts: 4,
+    }
+}
+
+#[test]
+fn job_spec_round_trips_through_the_wire() {
+    let s = spec();
+    let wire = pb::JobSpec::from(s.clone());
+    assert_eq!(JobSpec::try_from(wire).unwrap(), s);
+}
+
+#[test]
+fn unset_wire_fields_take_documented_defaults() {
+    let wire = pb::JobSpec {
+        input: "/a.mov".into(),
+        output: "/b.mp4".into(),
+        video: Some(pb::VideoSettings {
+            codec: pb::Codec::H264 as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let s = JobSpec::try_from(wire).unwrap();
+    assert_eq!(s.container, Container::Mp4);
+    assert_eq!(s.video.rate, RateControl::Crf(23));
+    assert_eq!(s.video.preset, "medium");
+    assert_eq!(s.chunk_seconds, JobSpec::DEFAULT_CHUNK_SECONDS);
+    assert_eq!(s.priority, Priority::Cost);
+}
+
+#[test]
+fn invalid_values_are_named_in_the_error() {
+    let mut s = spec();
+    s.video.rate = RateControl::Crf(70);
+    let e = JobSpec::try_from(pb::JobSpec::from(s)).unwrap_err();
+    assert_eq!(e.to_string(), "invalid crf 70 (expected 0..=51)");
+
+    let mut s = spec();
+    s.video.preset = "turbo".into();
+    assert!(s.validate().unwrap_err().to_string().contains("\"turbo\""));
+
+    let mut wire = pb::JobSpec::from(spec());
+    wire.container = 0;
+    wire.output = "/out.avi".into();
+    let e = JobSpec::try_from(wire).unwrap_err();
+    assert!(e.to_string().contains("cannot tell the container"), "{e}");
+}
+
+#[test]
+fn leased_task_round_trips() {
+    let t = LeasedTask {
+        task_id: "j/enc/3".into(),
+        job_id: "j".into(),
+        attempt: 2,
+        lease_ttl_ms: 10_000,
+        work: Work::Encode(EncodeTask {
+            input: "/in.ts".into(),
+            output: "/w/c3.nut".into(),
+            chunk: ChunkRange {
+                index: 3,
+                start_frame: 300,
+                end_frame: 400,
+                start_pts: 900_000,
+                end_pts: Some(1_200_000),
+            },
+            video: spec().video,
+            origin_pts: 126_000,
+            video_stream: 0,
+            source_frame_rate: Rational::new(30000, 1001),
+        }),
+    };
+    let wire = pb::Task::from(t.clone());
+    assert_eq!(LeasedTask::try_from(wire).unwrap(), t);
+}
+
+#[test]
+fn status_mapping_is_inverse() {
+    for e in [
+        crate::Error::invalid("x"),
+        crate::Error::NotFound("x".into()),
+        crate::Error::Stale("x".into()),
+        crate::Error::Unavailable("x".into()),
+    ] {
+        assert_eq!(crate::Error::from_status(&e.clone().into_status()), e);
+    }
+}
