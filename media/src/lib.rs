@@ -1,1 +1,160 @@
-//! placeholder
+//! spotenc-media: the only crate that calls FFmpeg.
+//!
+//! Layout:
+//! - [`probe`]: streams, duration, frame rate, start time and every keyframe
+//!   of an input, from a packet scan.
+//! - [`encode`]: frame-accurate chunk encode with libx264/libx265: seek to the
+//!   keyframe at or before the chunk, decode, drop frames outside
+//!   `[start, end)`, scale and convert to yuv420p, encode with an IDR and a
+//!   closed GOP at the first frame, keep the source timeline.
+//! - [`audio`]: the whole-duration audio track, AAC-encoded or copied.
+//! - [`stitch`]: verify every chunk (size, checksum, frame count), then remux
+//!   the chunks and the audio into MP4 (faststart) or MKV.
+//! - `input`: opening inputs safely (protocol and format allowlists).
+//! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap; the only
+//!   `unsafe` in the workspace.
+//! - [`Error`]: what went wrong, and whether another attempt can help.
+//!
+//! Everything here is blocking; callers run it on a blocking thread.
+
+pub mod audio;
+pub mod encode;
+pub mod probe;
+pub mod stitch;
+
+mod ffi;
+mod input;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use ffmpeg_next as ffmpeg;
+
+/// What a media operation failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input itself is unusable; no retry can fix it.
+    #[error("bad input {path}: {reason}")]
+    BadInput { path: String, reason: String },
+    /// A setting that this input or encoder cannot honour.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The encoder refused to open or failed mid-stream.
+    #[error("{encoder} failed: {reason}")]
+    Encoder { encoder: String, reason: String },
+    /// A chunk or output does not match what the plan says.
+    #[error("verify: {0}")]
+    Verify(String),
+    #[error("io {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ffmpeg {context}: {source}")]
+    Ffmpeg {
+        context: String,
+        #[source]
+        source: ffmpeg::Error,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Whether another attempt, maybe on another worker, could succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. } | Error::Ffmpeg { .. } | Error::Verify(_) | Error::Encoder { .. }
+        )
+    }
+
+    pub(crate) fn ff(context: impl Into<String>) -> impl FnOnce(ffmpeg::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Ffmpeg { context, source }
+    }
+
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Initialises FFmpeg once and quietens its own logging to errors.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        ffmpeg::init().expect("ffmpeg libraries load");
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    });
+}
+
+/// Progress and cancellation shared between a running operation and the
+/// worker that drives it.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub frames_done: std::sync::atomic::AtomicU64,
+    pub cancel: AtomicBool,
+}
+
+impl Control {
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn set_frames(&self, n: u64) {
+        self.frames_done.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Size and SHA-256 of a file, as the stitcher verifies them.
+pub fn file_digest(path: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(Error::io(path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Writes through `write` into `final_path` + `.part`, then renames, so a
+/// reader never sees a partial file at `final_path`.
+pub(crate) fn write_atomically<T>(
+    final_path: &Path,
+    write: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    let mut part = final_path.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    if let Some(dir) = final_path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    match write(&part) {
+        Ok(v) => {
+            std::fs::rename(&part, final_path).map_err(Error::io(final_path))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
+    }
+}

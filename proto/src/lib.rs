@@ -21,7 +21,8 @@ pub mod pb {
     tonic::include_proto!("spotenc.v1");
 
     /// Encoded file descriptor set for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("spotenc_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("spotenc_descriptor");
 }
 
 pub use convert::{job_to_pb, work_to_pb};

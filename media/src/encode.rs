@@ -1,0 +1,430 @@
+//! Frame-accurate chunk encode.
+//!
+//! A chunk is the frames `[start, end)` of the source in presentation order.
+//! The encoder seeks to the keyframe at or before `start`, decodes, drops
+//! frames before `start`, and stops at `end`, so the result does not depend on
+//! the source's GOP structure. Timestamps keep the source timeline, rebased so
+//! the job starts at 0. The first frame is an IDR and GOPs are closed, so the
+//! chunks can be concatenated.
+
+use std::path::Path;
+
+use spotenc_proto::domain::{Codec, EncodeTask, OutputObject, RateControl, VideoSettings};
+
+use crate::ffmpeg::{self, codec, filter, format, frame, Rational};
+use crate::{ffi, input, Control, Error, Result};
+
+/// The muxer of chunk objects: NUT keeps any time base exactly.
+pub const CHUNK_MUXER: &str = "nut";
+
+/// Encodes one chunk and returns the stored object's size, checksum and frame
+/// count. The object appears at `task.output` only once it is complete.
+pub fn encode_chunk(task: &EncodeTask, ctl: &Control) -> Result<OutputObject> {
+    let src = input::local_path(&task.input)?;
+    let dst = input::local_path(&task.output)?.to_path_buf();
+    let frames = crate::write_atomically(&dst, |part| {
+        // Seek to the keyframe at or before the start; if the demuxer lands
+        // after it (inexact seeking in MPEG-TS), back off further, and in the
+        // end decode from the beginning.
+        let start = task.chunk.start_pts;
+        let backoffs: &[Option<i64>] = if task.chunk.start_frame == 0 {
+            &[None]
+        } else {
+            &[Some(0), Some(1), Some(10), Some(60), None]
+        };
+        for backoff in backoffs {
+            if let Some(n) = run(src, part, task, *backoff, ctl)? {
+                return Ok(n);
+            }
+        }
+        Err(Error::Verify(format!(
+            "chunk {}: start frame at pts {start} not found in the source",
+            task.chunk.index
+        )))
+    })?;
+    let (size_bytes, sha256) = crate::file_digest(&dst)?;
+    Ok(OutputObject {
+        path: task.output.clone(),
+        size_bytes,
+        sha256,
+        frames,
+    })
+}
+
+/// One decode-encode pass, seeking `backoff_secs` before the chunk start
+/// (`None`: decode from the beginning). Returns `Ok(None)` when seeking landed
+/// after the chunk's first frame and the caller should seek earlier.
+fn run(
+    src: &Path,
+    part: &Path,
+    task: &EncodeTask,
+    backoff_secs: Option<i64>,
+    ctl: &Control,
+) -> Result<Option<u64>> {
+    let mut ictx = input::open(src)?;
+    let index = task.video_stream as usize;
+    let stream = ictx.stream(index).ok_or_else(|| Error::BadInput {
+        path: task.input.clone(),
+        reason: format!("no stream {index}"),
+    })?;
+    let tb = stream.time_base();
+    let mut dctx = codec::context::Context::from_parameters(stream.parameters())
+        .map_err(Error::ff("decoder parameters"))?;
+    dctx.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let mut decoder = dctx.decoder().video().map_err(Error::ff("open decoder"))?;
+    if let Some(secs) = backoff_secs {
+        let per_sec = i64::from(tb.denominator()) / i64::from(tb.numerator().max(1));
+        let ts = task.chunk.start_pts - secs.saturating_mul(per_sec.max(1));
+        if ffi::seek_stream_backward(&mut ictx, index, ts).is_err() {
+            return Ok(None);
+        }
+    }
+
+    let mut cut = Cutter {
+        task,
+        tb,
+        part,
+        ctl,
+        pipeline: None,
+        started: false,
+        done: false,
+        too_late: false,
+        kept: 0,
+    };
+    let mut decoded = frame::Video::empty();
+    for (stream, packet) in ictx.packets() {
+        if stream.index() != index {
+            continue;
+        }
+        // A corrupt packet fails to decode; the frame count check below
+        // catches any frame that goes missing because of it.
+        if decoder.send_packet(&packet).is_err() {
+            continue;
+        }
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            cut.take(&decoded)?;
+            if cut.done || cut.too_late {
+                break;
+            }
+        }
+        if cut.done || cut.too_late {
+            break;
+        }
+    }
+    if cut.too_late {
+        return Ok(None);
+    }
+    if !cut.done {
+        let _ = decoder.send_eof();
+        while decoder.receive_frame(&mut decoded).is_ok() && !cut.done && !cut.too_late {
+            cut.take(&decoded)?;
+        }
+        if cut.too_late {
+            return Ok(None);
+        }
+    }
+    let Some(pipeline) = cut.pipeline.take() else {
+        return if cut.started {
+            Err(Error::Verify("no frames to encode".into()))
+        } else {
+            Ok(None)
+        };
+    };
+    let written = pipeline.finish()?;
+    let planned = task.chunk.frames();
+    if written != planned || cut.kept != planned {
+        return Err(Error::Verify(format!(
+            "chunk {} encoded {written} frames from {} decoded, plan says {planned}",
+            task.chunk.index, cut.kept
+        )));
+    }
+    Ok(Some(written))
+}
+
+/// Keeps the frames inside the chunk and feeds them to the pipeline.
+struct Cutter<'a> {
+    task: &'a EncodeTask,
+    tb: Rational,
+    part: &'a Path,
+    ctl: &'a Control,
+    pipeline: Option<Pipeline>,
+    started: bool,
+    done: bool,
+    too_late: bool,
+    kept: u64,
+}
+
+impl Cutter<'_> {
+    fn take(&mut self, decoded: &frame::Video) -> Result<()> {
+        self.ctl.check()?;
+        let Some(pts) = decoded.timestamp().or(decoded.pts()) else {
+            return Ok(());
+        };
+        let chunk = &self.task.chunk;
+        if pts < chunk.start_pts {
+            return Ok(());
+        }
+        if !self.started {
+            if pts != chunk.start_pts {
+                self.too_late = true;
+                return Ok(());
+            }
+            self.started = true;
+        }
+        if chunk.end_pts.is_some_and(|end| pts >= end) {
+            self.done = true;
+            return Ok(());
+        }
+        let mut f = decoded.clone();
+        f.set_pts(Some(pts - self.task.origin_pts));
+        f.set_kind(ffmpeg::picture::Type::None);
+        if self.pipeline.is_none() {
+            self.pipeline = Some(Pipeline::new(
+                &f,
+                self.tb,
+                &self.task.video,
+                self.task,
+                self.part,
+            )?);
+        }
+        self.pipeline.as_mut().expect("set above").push(Some(&f))?;
+        self.kept += 1;
+        self.ctl.set_frames(self.kept);
+        Ok(())
+    }
+}
+
+/// The output size: the largest size with the source's aspect ratio that fits
+/// the bounding box (or the source size), with even sides as 4:2:0 needs.
+pub fn output_size(src_w: u32, src_h: u32, max: Option<(u32, u32)>) -> (u32, u32) {
+    let (w, h) = match max {
+        None => (src_w, src_h),
+        Some((mw, mh)) => {
+            let scale = (f64::from(mw) / f64::from(src_w)).min(f64::from(mh) / f64::from(src_h));
+            (
+                (f64::from(src_w) * scale).round() as u32,
+                (f64::from(src_h) * scale).round() as u32,
+            )
+        }
+    };
+    ((w & !1).max(2), (h & !1).max(2))
+}
+
+/// Filter graph (scale, convert to yuv420p) plus encoder plus chunk muxer.
+struct Pipeline {
+    graph: filter::Graph,
+    encoder: codec::encoder::video::Encoder,
+    octx: format::context::Output,
+    enc_tb: Rational,
+    ost_tb: Rational,
+    packets: u64,
+    encoder_name: &'static str,
+}
+
+impl Pipeline {
+    fn new(
+        first: &frame::Video,
+        tb: Rational,
+        video: &VideoSettings,
+        task: &EncodeTask,
+        part: &Path,
+    ) -> Result<Self> {
+        let (w, h) = output_size(first.width(), first.height(), video.max_size);
+        let sar = match first.aspect_ratio() {
+            r if r.numerator() > 0 && r.denominator() > 0 => r,
+            _ => Rational::new(1, 1),
+        };
+        let mut graph = filter::Graph::new();
+        let args = format!(
+            "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
+            first.width(),
+            first.height(),
+            ffmpeg::ffi::AVPixelFormat::from(first.format()) as i32,
+            tb.numerator(),
+            tb.denominator(),
+            sar.numerator(),
+            sar.denominator()
+        );
+        let ff = Error::ff;
+        graph
+            .add(&filter::find("buffer").expect("buffer filter"), "in", &args)
+            .map_err(ff("filter buffer"))?;
+        graph
+            .add(
+                &filter::find("buffersink").expect("buffersink filter"),
+                "out",
+                "",
+            )
+            .map_err(ff("filter buffersink"))?;
+        let spec = format!("scale={w}:{h}:flags=bicubic,format=yuv420p");
+        graph
+            .output("in", 0)
+            .and_then(|p| p.input("out", 0))
+            .and_then(|p| p.parse(&spec))
+            .map_err(ff("filter graph"))?;
+        graph.validate().map_err(ff("filter graph"))?;
+
+        let encoder_name = video.codec.software_encoder();
+        let enc_codec = codec::encoder::find_by_name(encoder_name).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "encoder {encoder_name} is not in this FFmpeg build"
+            ))
+        })?;
+        let mut octx =
+            format::output_as(part, super::encode::CHUNK_MUXER).map_err(ff("open chunk output"))?;
+        let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+
+        let mut enc = codec::context::Context::new_with_codec(enc_codec)
+            .encoder()
+            .video()
+            .map_err(ff("encoder context"))?;
+        let rate = Rational::new(task.source_frame_rate.num, task.source_frame_rate.den);
+        let rate = if rate.numerator() > 0 && rate.denominator() > 0 {
+            rate
+        } else {
+            Rational::new(25, 1)
+        };
+        enc.set_width(w);
+        enc.set_height(h);
+        enc.set_format(format::Pixel::YUV420P);
+        enc.set_time_base(tb);
+        enc.set_frame_rate(Some(rate));
+        // The output's display aspect stays the source's: scaling keeps the
+        // aspect ratio, so the sample aspect ratio carries over.
+        enc.set_aspect_ratio(sar);
+        let fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
+        let gop = video
+            .keyint
+            .unwrap_or_else(|| (2.0 * fps).round().max(1.0) as u32);
+        enc.set_gop(gop);
+        let mut flags = codec::Flags::CLOSED_GOP;
+        if global_header {
+            flags |= codec::Flags::GLOBAL_HEADER;
+        }
+        ffi::add_codec_flags(&mut enc, flags);
+        let opts = encoder_options(video, gop);
+        let encoder = enc
+            .open_as_with(enc_codec, opts)
+            .map_err(|e| Error::Encoder {
+                encoder: encoder_name.into(),
+                reason: format!("open failed: {e}"),
+            })?;
+        let enc_tb = tb;
+        {
+            let mut ost = octx.add_stream(enc_codec).map_err(ff("add chunk stream"))?;
+            ost.set_parameters(&encoder);
+            ost.set_time_base(enc_tb);
+        }
+        // NUT stores no DTS and the stitcher rebuilds it from the PTS; keep
+        // the PTS exactly as encoded instead of shifting the chunk so its
+        // (negative, B-frame) DTS starts at 0.
+        let mut mux_opts = ffmpeg::Dictionary::new();
+        mux_opts.set("avoid_negative_ts", "disabled");
+        octx.write_header_with(mux_opts)
+            .map_err(ff("write chunk header"))?;
+        let ost_tb = octx.stream(0).expect("one stream").time_base();
+        Ok(Pipeline {
+            graph,
+            encoder,
+            octx,
+            enc_tb,
+            ost_tb,
+            packets: 0,
+            encoder_name,
+        })
+    }
+
+    /// Feeds one frame, or `None` to flush.
+    fn push(&mut self, f: Option<&frame::Video>) -> Result<()> {
+        {
+            let mut src = self.graph.get("in").expect("in");
+            let mut src = src.source();
+            match f {
+                Some(f) => src.add(f).map_err(Error::ff("filter input"))?,
+                None => src.flush().map_err(Error::ff("filter flush"))?,
+            }
+        }
+        let mut filtered = frame::Video::empty();
+        loop {
+            let got = self
+                .graph
+                .get("out")
+                .expect("out")
+                .sink()
+                .frame(&mut filtered);
+            if got.is_err() {
+                break;
+            }
+            self.encoder
+                .send_frame(&filtered)
+                .map_err(|e| self.encoder_error(e))?;
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    fn encoder_error(&self, e: ffmpeg::Error) -> Error {
+        Error::Encoder {
+            encoder: self.encoder_name.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        let mut packet = ffmpeg::Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            packet.set_stream(0);
+            packet.rescale_ts(self.enc_tb, self.ost_tb);
+            packet
+                .write_interleaved(&mut self.octx)
+                .map_err(Error::ff("write chunk packet"))?;
+            self.packets += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<u64> {
+        self.push(None)?;
+        self.encoder.send_eof().map_err(|e| self.encoder_error(e))?;
+        self.drain()?;
+        self.octx
+            .write_trailer()
+            .map_err(Error::ff("write chunk trailer"))?;
+        Ok(self.packets)
+    }
+}
+
+/// Encoder private options for the settings.
+fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'static> {
+    let mut o = ffmpeg::Dictionary::new();
+    o.set("preset", &video.preset);
+    o.set("threads", "auto");
+    match video.rate {
+        RateControl::Crf(crf) => o.set("crf", &crf.to_string()),
+        RateControl::Bitrate {
+            bitrate_bps,
+            maxrate_bps,
+            bufsize_bits,
+        } => {
+            o.set("b", &bitrate_bps.to_string());
+            o.set("maxrate", &maxrate_bps.to_string());
+            o.set("bufsize", &bufsize_bits.to_string());
+        }
+    }
+    if let Some(p) = &video.profile {
+        o.set("profile", p);
+    }
+    match video.codec {
+        Codec::H264 => o.set("forced-idr", "1"),
+        // x265 opens GOPs by default and ignores the CLOSED_GOP flag.
+        Codec::Hevc => o.set(
+            "x265-params",
+            &format!("open-gop=0:keyint={gop}:log-level=error"),
+        ),
+    }
+    o
+}

@@ -1,0 +1,60 @@
+//! Raw FFmpeg calls that ffmpeg-next does not wrap. This is the only module in
+//! the workspace with `unsafe`.
+
+use crate::ffmpeg;
+use ffmpeg::ffi;
+
+/// Seeks `stream` to the keyframe at or before `ts` (in the stream's time base).
+pub fn seek_stream_backward(
+    input: &mut ffmpeg::format::context::Input,
+    stream: usize,
+    ts: i64,
+) -> Result<(), ffmpeg::Error> {
+    // SAFETY: the context pointer is owned by `input` and valid for the call;
+    // `stream` is an index the caller took from the same context.
+    let ret = unsafe {
+        ffi::av_seek_frame(
+            input.as_mut_ptr(),
+            stream as i32,
+            ts,
+            ffi::AVSEEK_FLAG_BACKWARD as i32,
+        )
+    };
+    if ret < 0 {
+        Err(ffmpeg::Error::from(ret))
+    } else {
+        Ok(())
+    }
+}
+
+/// Clears the codec tag of an output stream, so a muxer picks its own tag
+/// instead of keeping one from the container the parameters were read from.
+pub fn clear_codec_tag(stream: &mut ffmpeg::format::stream::StreamMut) {
+    // SAFETY: `codecpar` is allocated with the stream and lives as long as it.
+    unsafe {
+        (*(*stream.as_mut_ptr()).codecpar).codec_tag = 0;
+    }
+}
+
+/// The codec extradata (SPS/PPS and friends) of an input stream.
+pub fn extradata(params: &ffmpeg::codec::Parameters) -> Vec<u8> {
+    // SAFETY: extradata is either null or `extradata_size` valid bytes owned by
+    // the parameters, which outlive this borrow; we copy them out.
+    unsafe {
+        let p = params.as_ptr();
+        if (*p).extradata.is_null() || (*p).extradata_size <= 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts((*p).extradata, (*p).extradata_size as usize).to_vec()
+        }
+    }
+}
+
+/// Adds codec flags to an encoder context. ffmpeg-next's `set_flags` replaces
+/// them, which drops libx264's closed-GOP default; this ORs them in.
+pub fn add_codec_flags(enc: &mut ffmpeg::codec::Context, flags: ffmpeg::codec::Flags) {
+    // SAFETY: the context pointer is owned by `enc` and valid for the call.
+    unsafe {
+        (*enc.as_mut_ptr()).flags |= flags.bits() as i32;
+    }
+}

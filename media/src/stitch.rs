@@ -1,0 +1,364 @@
+//! Verify the chunks, then remux them with the audio track into the output.
+//!
+//! Every chunk is checked before anything is written: present, the size and
+//! SHA-256 the encoder reported, the planned frame count, and the same codec
+//! parameters as the first chunk. Packets are copied, never re-encoded; they
+//! already carry the job's timeline, so stitching is a merge by time.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use spotenc_proto::domain::{Container, OutputObject, StitchTask};
+
+use crate::ffmpeg::{self, codec, format, Rational};
+use crate::{ffi, input, Control, Error, Result};
+
+/// Checks one stored object against what its task reported.
+pub fn verify_object(what: &str, obj: &OutputObject) -> Result<()> {
+    let path = input::local_path(&obj.path)?;
+    if !path.exists() {
+        return Err(Error::Verify(format!("{what} is missing at {}", obj.path)));
+    }
+    let (size, sha) = crate::file_digest(path)?;
+    if size != obj.size_bytes {
+        return Err(Error::Verify(format!(
+            "{what} is {size} bytes, expected {}",
+            obj.size_bytes
+        )));
+    }
+    if sha != obj.sha256 {
+        return Err(Error::Verify(format!("{what} checksum mismatch")));
+    }
+    Ok(())
+}
+
+/// The presentation timestamps of the first stream of a stored object, in
+/// decode order, with that stream's time base.
+fn stream_pts(path: &Path) -> Result<(Vec<i64>, Rational)> {
+    let mut ictx = input::open(path)?;
+    let tb = ictx.stream(0).expect("stream").time_base();
+    let pts = ictx
+        .packets()
+        .filter(|(s, _)| s.index() == 0)
+        .map(|(_, p)| p.pts().or(p.dts()).unwrap_or(0))
+        .collect();
+    Ok((pts, tb))
+}
+
+/// A valid DTS for every packet, in decode order, from the PTS alone.
+///
+/// With `sorted` the PTS in presentation order and `d` the deepest reorder
+/// (how many packets any packet is decoded ahead of its presentation rank),
+/// packet `i` gets `sorted[i - d]`: strictly increasing, and never after its
+/// own PTS. Chunks do not store DTS, and their own would restart at each
+/// chunk boundary.
+fn rebuild_dts(decode_order: &[i64], sorted: &[i64]) -> Vec<i64> {
+    let rank: HashMap<i64, usize> = sorted.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+    let d = decode_order
+        .iter()
+        .enumerate()
+        .map(|(i, p)| i.saturating_sub(rank[p]))
+        .max()
+        .unwrap_or(0);
+    let step = match sorted {
+        [a, b, ..] => (b - a).max(1),
+        _ => 1,
+    };
+    (0..decode_order.len())
+        .map(|i| {
+            if i >= d {
+                sorted[i - d]
+            } else {
+                sorted[0] - (d - i) as i64 * step
+            }
+        })
+        .collect()
+}
+
+/// Each frame's duration from the next frame's timestamp. Chunk containers
+/// do not keep durations, and MP4 needs them: its edit list drops a last
+/// frame without one. The final frame lasts as long as the one before it.
+fn frame_durations(all_pts: &[i64]) -> HashMap<i64, i64> {
+    let mut map = HashMap::with_capacity(all_pts.len());
+    let mut last = 1;
+    for w in all_pts.windows(2) {
+        last = (w[1] - w[0]).max(1);
+        map.insert(w[0], last);
+    }
+    if let Some(&p) = all_pts.last() {
+        map.insert(p, last);
+    }
+    map
+}
+
+/// Verifies every chunk and the audio track, then writes the stitched output
+/// to `task.output` and returns it.
+pub fn stitch(task: &StitchTask, ctl: &Control) -> Result<OutputObject> {
+    if task.chunks.is_empty() {
+        return Err(Error::Verify("no chunks to stitch".into()));
+    }
+    let mut first_extradata: Option<Vec<u8>> = None;
+    let mut first_tb: Option<Rational> = None;
+    let mut all_pts: Vec<i64> = Vec::new();
+    let mut decode_order: Vec<i64> = Vec::new();
+    for (i, chunk) in task.chunks.iter().enumerate() {
+        ctl.check()?;
+        let what = format!("chunk {i}");
+        verify_object(&what, chunk)?;
+        let path = input::local_path(&chunk.path)?;
+        let (pts, tb) = stream_pts(path)?;
+        decode_order.extend_from_slice(&pts);
+        let mut pts = pts;
+        pts.sort_unstable();
+        pts.dedup();
+        let frames = pts.len() as u64;
+        if *first_tb.get_or_insert(tb) != tb {
+            return Err(Error::Verify(format!("{what} has a different time base")));
+        }
+        if let (Some(&prev), Some(&first)) = (all_pts.last(), pts.first()) {
+            if first <= prev {
+                return Err(Error::Verify(format!(
+                    "{what} overlaps the chunk before it"
+                )));
+            }
+        }
+        all_pts.extend(pts);
+        if frames != chunk.frames {
+            return Err(Error::Verify(format!(
+                "{what} has {frames} frames, expected {}",
+                chunk.frames
+            )));
+        }
+        let ictx = input::open(path)?;
+        let extradata = ffi::extradata(&ictx.stream(0).expect("stream").parameters());
+        match &first_extradata {
+            None => first_extradata = Some(extradata),
+            Some(first) if *first != extradata => {
+                return Err(Error::Verify(format!(
+                    "{what} has codec parameters that differ from chunk 0"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let planned: u64 = task.chunks.iter().map(|c| c.frames).sum();
+    if planned != task.expected_frames {
+        return Err(Error::Verify(format!(
+            "chunks hold {planned} frames, the job expects {}",
+            task.expected_frames
+        )));
+    }
+    if let Some(audio) = &task.audio {
+        verify_object("audio track", audio)?;
+    }
+
+    let dst = input::local_path(&task.output)?.to_path_buf();
+    if decode_order.len() != all_pts.len() {
+        return Err(Error::Verify("chunks repeat a timestamp".into()));
+    }
+    let timing = VideoTiming {
+        durations: frame_durations(&all_pts),
+        dts: rebuild_dts(&decode_order, &all_pts),
+    };
+    let frames = mux(task, &dst, timing, ctl).inspect_err(|_| {
+        let _ = std::fs::remove_file(&dst);
+    })?;
+    if frames != task.expected_frames {
+        let _ = std::fs::remove_file(&dst);
+        return Err(Error::Verify(format!(
+            "stitched {frames} frames, expected {}",
+            task.expected_frames
+        )));
+    }
+    let (size_bytes, sha256) = crate::file_digest(&dst)?;
+    Ok(OutputObject {
+        path: task.output.clone(),
+        size_bytes,
+        sha256,
+        frames,
+    })
+}
+
+/// A source of packets for one output stream: the chunks in order, or the
+/// audio track.
+struct Feed {
+    inputs: Vec<format::context::Input>,
+    current: usize,
+    out_index: usize,
+    in_tb: Rational,
+    out_tb: Rational,
+    next: Option<ffmpeg::Packet>,
+    last_dts: Option<i64>,
+    /// Rebuilt timing (video only).
+    timing: Option<VideoTiming>,
+    written: usize,
+}
+
+/// Video packet timing the chunks do not store.
+struct VideoTiming {
+    /// By PTS.
+    durations: HashMap<i64, i64>,
+    /// By decode-order index.
+    dts: Vec<i64>,
+}
+
+impl Feed {
+    fn new(paths: &[&Path]) -> Result<Self> {
+        let inputs = paths
+            .iter()
+            .map(|p| input::open(p))
+            .collect::<Result<Vec<_>>>()?;
+        let in_tb = inputs[0].stream(0).expect("stream").time_base();
+        Ok(Feed {
+            inputs,
+            current: 0,
+            out_index: 0,
+            in_tb,
+            out_tb: in_tb,
+            next: None,
+            last_dts: None,
+            timing: None,
+            written: 0,
+        })
+    }
+
+    fn parameters(&self) -> codec::Parameters {
+        self.inputs[0].stream(0).expect("stream").parameters()
+    }
+
+    /// Loads the next packet, moving on to the next input at the end of one.
+    fn advance(&mut self) -> Result<()> {
+        self.next = None;
+        while self.current < self.inputs.len() {
+            let mut p = ffmpeg::Packet::empty();
+            match p.read(&mut self.inputs[self.current]) {
+                Ok(()) => {
+                    if p.stream() != 0 {
+                        continue;
+                    }
+                    self.next = Some(p);
+                    return Ok(());
+                }
+                Err(ffmpeg::Error::Eof) => self.current += 1,
+                Err(e) => return Err(Error::ff("read chunk")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn next_dts(&self, p: &ffmpeg::Packet) -> i64 {
+        match &self.timing {
+            Some(t) => t.dts.get(self.written).copied().unwrap_or(i64::MAX),
+            None => p.dts().or(p.pts()).unwrap_or(0),
+        }
+    }
+
+    /// The next packet's decode time in seconds, for merging.
+    fn next_time(&self) -> Option<f64> {
+        self.next.as_ref().map(|p| {
+            let ts = self.next_dts(p);
+            ts as f64 * f64::from(self.in_tb.numerator()) / f64::from(self.in_tb.denominator())
+        })
+    }
+
+    fn write_next(&mut self, octx: &mut format::context::Output) -> Result<()> {
+        let mut p = self.next.take().expect("a packet");
+        p.set_stream(self.out_index);
+        p.set_position(-1);
+        if let Some(t) = &self.timing {
+            p.set_dts(Some(self.next_dts(&p)));
+            if let Some(&d) = p.pts().and_then(|pts| t.durations.get(&pts)) {
+                p.set_duration(d);
+            }
+        }
+        self.written += 1;
+        p.rescale_ts(self.in_tb, self.out_tb);
+        // Keep DTS strictly increasing across chunk boundaries.
+        if let (Some(dts), Some(last)) = (p.dts(), self.last_dts) {
+            if dts <= last {
+                p.set_dts(Some(last + 1));
+            }
+        }
+        self.last_dts = p.dts();
+        p.write_interleaved(octx)
+            .map_err(Error::ff("write output packet"))?;
+        Ok(())
+    }
+}
+
+fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Result<u64> {
+    let chunk_paths = task
+        .chunks
+        .iter()
+        .map(|c| input::local_path(&c.path))
+        .collect::<Result<Vec<_>>>()?;
+    let mut video = Feed::new(&chunk_paths)?;
+    video.timing = Some(timing);
+    let mut audio = match &task.audio {
+        Some(a) => Some(Feed::new(&[input::local_path(&a.path)?])?),
+        None => None,
+    };
+    if let Some(dir) = dst.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    let mut octx =
+        format::output_as(dst, task.container.muxer()).map_err(Error::ff("open output"))?;
+    for (i, feed) in std::iter::once(&mut video)
+        .chain(audio.as_mut())
+        .enumerate()
+    {
+        let mut ost = octx
+            .add_stream(codec::encoder::find(codec::Id::None))
+            .map_err(Error::ff("add output stream"))?;
+        ost.set_parameters(feed.parameters());
+        ffi::clear_codec_tag(&mut ost);
+        ost.set_time_base(feed.in_tb);
+        feed.out_index = i;
+    }
+    let mut opts = ffmpeg::Dictionary::new();
+    if task.container == Container::Mp4 {
+        opts.set("movflags", "+faststart");
+    }
+    octx.write_header_with(opts)
+        .map_err(Error::ff("write output header"))?;
+    video.out_tb = octx.stream(0).expect("video").time_base();
+    if let Some(a) = audio.as_mut() {
+        a.out_tb = octx.stream(1).expect("audio").time_base();
+    }
+
+    video.advance()?;
+    if let Some(a) = audio.as_mut() {
+        a.advance()?;
+    }
+    let mut frames = 0u64;
+    loop {
+        let vt = video.next_time();
+        let at = audio.as_ref().and_then(|a| a.next_time());
+        match (vt, at) {
+            (None, None) => break,
+            (Some(v), Some(a)) if a < v => {
+                let feed = audio.as_mut().expect("audio");
+                feed.write_next(&mut octx)?;
+                feed.advance()?;
+            }
+            (Some(_), _) => {
+                video.write_next(&mut octx)?;
+                video.advance()?;
+                frames += 1;
+                if frames % 256 == 0 {
+                    ctl.check()?;
+                    ctl.set_frames(frames);
+                }
+            }
+            (None, Some(_)) => {
+                let feed = audio.as_mut().expect("audio");
+                feed.write_next(&mut octx)?;
+                feed.advance()?;
+            }
+        }
+    }
+    octx.write_trailer()
+        .map_err(Error::ff("write output trailer"))?;
+    ctl.set_frames(frames);
+    Ok(frames)
+}

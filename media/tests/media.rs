@@ -1,0 +1,310 @@
+//! Media pipeline tests against real FFmpeg, judged by the ffmpeg/ffprobe CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use spotenc_media::{audio, encode, probe, stitch, Control};
+use spotenc_proto::domain::*;
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-y", "-hide_banner", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn count_frames(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe said {text:?}"))
+}
+
+fn settings() -> VideoSettings {
+    VideoSettings {
+        codec: Codec::H264,
+        rate: RateControl::Crf(23),
+        preset: "ultrafast".into(),
+        profile: None,
+        keyint: None,
+        max_size: None,
+    }
+}
+
+/// Chunks at every keyframe at least `every` frames apart.
+fn chunks(info: &ProbeInfo, every: u64) -> Vec<ChunkRange> {
+    let v = &info.video;
+    let mut starts: Vec<Keyframe> = vec![];
+    for k in &v.keyframes {
+        if starts.last().is_none_or(|s| k.frame - s.frame >= every) {
+            starts.push(*k);
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let next = starts.get(i + 1);
+            ChunkRange {
+                index: i as u32,
+                start_frame: s.frame,
+                end_frame: next.map_or(v.frame_count, |n| n.frame),
+                start_pts: s.pts,
+                end_pts: next.map(|n| n.pts),
+            }
+        })
+        .collect()
+}
+
+fn transcode(
+    src: &Path,
+    dir: &Path,
+    every: u64,
+    video: VideoSettings,
+    container: Container,
+) -> PathBuf {
+    let info = probe::probe(src.to_str().unwrap()).unwrap();
+    let ctl = Control::default();
+    let mut objs = vec![];
+    for c in chunks(&info, every) {
+        let task = EncodeTask {
+            input: src.to_str().unwrap().into(),
+            output: dir
+                .join(format!("c{}.nut", c.index))
+                .to_str()
+                .unwrap()
+                .into(),
+            chunk: c,
+            video: video.clone(),
+            origin_pts: info.video.start_pts,
+            video_stream: info.video.stream_index,
+            source_frame_rate: info.video.avg_frame_rate,
+        };
+        objs.push(encode::encode_chunk(&task, &ctl).unwrap());
+    }
+    let tb = info.video.time_base;
+    let audio = info.audio.as_ref().map(|_| {
+        audio::make_audio(
+            &AudioTask {
+                input: src.to_str().unwrap().into(),
+                output: dir.join("a.nut").to_str().unwrap().into(),
+                audio: AudioSettings {
+                    copy_if_aac: false,
+                    bitrate_bps: 128_000,
+                },
+                origin_seconds: info.video.start_pts as f64 * tb.as_f64(),
+                duration_seconds: (info.video.end_pts - info.video.start_pts) as f64 * tb.as_f64(),
+            },
+            &ctl,
+        )
+        .unwrap()
+    });
+    let out = dir.join(if container == Container::Mp4 {
+        "out.mp4"
+    } else {
+        "out.mkv"
+    });
+    stitch::stitch(
+        &StitchTask {
+            chunks: objs,
+            audio,
+            output: out.to_str().unwrap().into(),
+            container,
+            expected_frames: info.video.frame_count,
+        },
+        &ctl,
+    )
+    .unwrap_or_else(|e| panic!("{e} (files in {})", dir.display()));
+    out
+}
+
+#[test]
+fn chunked_h264_output_has_every_source_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-bf",
+        "2",
+        "-c:a",
+        "aac",
+        "-shortest",
+        src.to_str().unwrap(),
+    ]);
+    let out = transcode(&src, dir.path(), 25, settings(), Container::Mp4);
+    assert_eq!(count_frames(&out), count_frames(&src));
+}
+
+fn check_source(name: &str, gen: &[&str], video: VideoSettings, container: Container) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(name);
+    let mut args: Vec<&str> = gen.to_vec();
+    let s = src.to_str().unwrap().to_string();
+    args.push(&s);
+    ffmpeg(&args);
+    let out = transcode(&src, dir.path(), 20, video, container);
+    assert_eq!(
+        count_frames(&out),
+        count_frames(&src),
+        "{name}: frame count"
+    );
+    let errs = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&out)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        errs.stderr.is_empty(),
+        "{name}: decode errors: {}",
+        String::from_utf8_lossy(&errs.stderr)
+    );
+}
+
+#[test]
+fn open_gop_with_b_frames_source() {
+    check_source(
+        "opengop.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "fast",
+            "-bf",
+            "3",
+            "-g",
+            "30",
+            "-keyint_min",
+            "10",
+            "-x264-params",
+            "open-gop=1",
+        ],
+        VideoSettings {
+            preset: "fast".into(),
+            ..settings()
+        },
+        Container::Mp4,
+    );
+}
+
+#[test]
+fn variable_frame_rate_source() {
+    check_source(
+        "vfr.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=4",
+            "-vf",
+            "setpts='if(lt(mod(N,10),5),N*2,N*2+1)/60/TB'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "15",
+        ],
+        settings(),
+        Container::Mkv,
+    );
+}
+
+#[test]
+fn mpeg_ts_with_non_zero_start_source() {
+    check_source(
+        "start.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=4",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-output_ts_offset",
+            "10",
+        ],
+        settings(),
+        Container::Mp4,
+    );
+}
+
+#[test]
+fn ten_bit_hevc_source_to_hevc_scaled() {
+    check_source(
+        "10bit.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=3",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error:keyint=20",
+        ],
+        VideoSettings {
+            codec: Codec::Hevc,
+            max_size: Some((160, 160)),
+            ..settings()
+        },
+        Container::Mkv,
+    );
+}
