@@ -1,1 +1,120 @@
-//! placeholder
+//! spotenc-coordinator: takes jobs, plans chunks, leases tasks to workers,
+//! and commits outputs. It never links FFmpeg: media work happens in tasks.
+//!
+//! Layout:
+//! - [`run`]: binds the gRPC services to a listener until `shutdown`.
+//! - [`Config`]: lease TTL, heartbeat interval, limits, data directory.
+//! - `core`: [`Coordinator`], the behaviour between the RPC edge and the
+//!   store: submission checks, long-poll leasing, planning after a probe,
+//!   commit and cleanup.
+//! - `service`: the tonic `JobService` and `WorkerService` handlers.
+//! - [`plan`]: chunk boundaries from keyframes (pure).
+//! - [`graph`]: the task graph of a job (pure).
+//! - [`state`]: the [`state::StateStore`] trait of atomic transitions, the
+//!   pure [`state::machine`], and the file-backed [`state::embedded`] store.
+//! - [`storage`]: file paths, input/output checks, atomic commit, cleanup.
+//! - `lua/` (beside `src/`): reserved for the Redis backend's scripts.
+
+pub mod graph;
+pub mod plan;
+pub mod state;
+pub mod storage;
+
+mod core;
+mod service;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::core::Coordinator;
+pub use spotenc_proto::{Error, Result};
+
+use spotenc_proto::pb::{
+    job_service_server::JobServiceServer, worker_service_server::WorkerServiceServer,
+};
+use state::{embedded::EmbeddedStore, Limits};
+
+/// Coordinator settings. Every field is a decision; the CLI documents and
+/// supplies the defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The embedded store's state file and the jobs' intermediate objects.
+    pub data_dir: PathBuf,
+    pub lease_ttl_ms: u32,
+    pub heartbeat_interval_ms: u32,
+    /// A task whose lease expires more than this many times fails its job.
+    pub max_expiries: u32,
+    /// How often expired leases are reaped.
+    pub reap_interval_ms: u32,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<()> {
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms * 2 > self.lease_ttl_ms {
+            return Err(Error::invalid(format!(
+                "invalid heartbeat interval {} ms (expected 1..={} ms, half the lease TTL)",
+                self.heartbeat_interval_ms,
+                self.lease_ttl_ms / 2
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Serves the coordinator on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    config.validate()?;
+    let limits = Limits {
+        lease_ttl_ms: config.lease_ttl_ms,
+        max_expiries: config.max_expiries,
+    };
+    let store = Arc::new(EmbeddedStore::open(&config.data_dir, limits)?);
+    let coord = Arc::new(Coordinator::new(store, config.clone()));
+
+    let reaper = {
+        let coord = coord.clone();
+        let every = Duration::from_millis(u64::from(config.reap_interval_ms));
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = coord.reap().await {
+                    tracing::warn!(error = %e, "reap failed");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<JobServiceServer<service::Jobs>>()
+        .await;
+    health
+        .set_serving::<WorkerServiceServer<service::Workers>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(spotenc_proto::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, data_dir = %config.data_dir.display(), "coordinator listening");
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(JobServiceServer::new(service::Jobs(coord.clone())))
+        .add_service(WorkerServiceServer::new(service::Workers(coord)))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("serve: {e}")));
+    reaper.abort();
+    result
+}

@@ -1,1 +1,62 @@
-fn main() {}
+//! cpu-worker: encodes with libx264/libx265 through the FFmpeg libraries.
+//! Glue only: parse flags, set up logging, size slots, run the shared runtime.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "spotenc CPU worker (x264/x265)")]
+struct Args {
+    /// Coordinator address, e.g. http://127.0.0.1:50051
+    #[arg(long, env = "SPOTENC_COORDINATOR")]
+    coordinator: String,
+    /// Worker name, shown in job records (default: the host name)
+    #[arg(long, env = "SPOTENC_WORKER_NAME")]
+    name: Option<String>,
+    /// Pool this worker belongs to
+    #[arg(long, env = "SPOTENC_POOL", default_value = "local-cpu")]
+    pool: String,
+    /// Concurrent tasks (default: sized from cores and memory)
+    #[arg(long, env = "SPOTENC_SLOTS")]
+    slots: Option<u32>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let (cores, memory) = spotenc_worker::host_resources();
+    let name = args.name.unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "cpu-worker".into())
+    });
+    let config = spotenc_worker::WorkerConfig {
+        coordinator: args.coordinator,
+        name,
+        pool: args.pool,
+        hardware: "cpu".into(),
+        slots: args
+            .slots
+            .unwrap_or_else(|| spotenc_worker::slots_for(cores, memory)),
+        cores,
+        memory_bytes: memory,
+        connect_timeout: Duration::from_secs(30),
+    };
+    spotenc_worker::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

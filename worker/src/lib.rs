@@ -1,1 +1,155 @@
-//! placeholder
+//! spotenc-worker: the runtime cpu-worker and gpu-worker share.
+//!
+//! Layout:
+//! - [`run`]: connect, register, then run one lease loop per slot until
+//!   `shutdown`; on shutdown, stop leasing and hand in-flight tasks back.
+//! - [`WorkerConfig`]: coordinator URL, identity, pool and slots.
+//! - [`slots_for`]: slot sizing from cores and memory.
+//! - `exec`: runs one task's media work on a blocking thread, with
+//!   heartbeats that carry progress and can call the work off.
+//! - [`Error`]: what stops a worker.
+//!
+//! Workers hold no state worth keeping: a task's result lives in its stored
+//! object and the coordinator's record of it.
+
+mod exec;
+
+use std::future::Future;
+use std::time::Duration;
+
+use spotenc_proto::domain::{Codec, WorkerInfo};
+use spotenc_proto::pb;
+use spotenc_proto::pb::worker_service_client::WorkerServiceClient;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach coordinator {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("coordinator refused: {0}")]
+    Rpc(#[from] spotenc_proto::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A worker's settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `http://host:port` of the coordinator.
+    pub coordinator: String,
+    pub name: String,
+    pub pool: String,
+    /// `cpu` or `gpu`.
+    pub hardware: String,
+    pub slots: u32,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    /// How long to keep trying to reach the coordinator at start-up.
+    pub connect_timeout: Duration,
+}
+
+/// Slots for a CPU host: one per four cores (x264 scales well to about
+/// four threads per 1080p encode), at most one per 1.5 GiB of memory
+/// (about 0.7 GB per megapixel of x264 lookahead, for 1080p with headroom),
+/// and at least one.
+pub fn slots_for(cores: u32, memory_bytes: u64) -> u32 {
+    let by_cores = (cores / 4).max(1);
+    let by_memory = (memory_bytes / (3 << 29)).max(1) as u32;
+    by_cores.min(by_memory)
+}
+
+/// The cores and memory this process may use.
+pub fn host_resources() -> (u32, u64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    (cores, memory)
+}
+
+async fn connect(config: &WorkerConfig) -> Result<WorkerServiceClient<Channel>> {
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    loop {
+        match WorkerServiceClient::connect(config.coordinator.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Connect {
+                    url: config.coordinator.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn register(
+    client: &mut WorkerServiceClient<Channel>,
+    config: &WorkerConfig,
+) -> Result<pb::RegisterWorkerResponse> {
+    let info = WorkerInfo {
+        name: config.name.clone(),
+        pool: config.pool.clone(),
+        hardware: config.hardware.clone(),
+        slots: config.slots,
+        cores: config.cores,
+        memory_bytes: config.memory_bytes,
+        codecs: vec![Codec::H264, Codec::Hevc],
+    };
+    let resp = client
+        .register_worker(pb::RegisterWorkerRequest {
+            info: Some(info.into()),
+        })
+        .await
+        .map_err(|s| spotenc_proto::Error::from_status(&s))?;
+    Ok(resp.into_inner())
+}
+
+/// Runs the worker until `shutdown` completes, then hands back whatever is
+/// in flight and returns.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    spotenc_media::init();
+    let mut client = connect(&config).await?;
+    let reg = register(&mut client, &config).await?;
+    info!(worker = %reg.worker_id, slots = config.slots, coordinator = %config.coordinator, "worker registered");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut slots = tokio::task::JoinSet::new();
+    for slot in 0..config.slots {
+        let slot_ctx = exec::Slot {
+            client: client.clone(),
+            worker_id: reg.worker_id.clone(),
+            heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
+            stop: stop_rx.clone(),
+            slot,
+        };
+        slots.spawn(slot_ctx.run());
+    }
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => {
+            info!(worker = %reg.worker_id, "shutting down: no new leases, handing back in-flight work");
+            let _ = stop_tx.send(true);
+        }
+        Some(res) = slots.join_next() => {
+            let _ = stop_tx.send(true);
+            if let Ok(Err(e)) = res {
+                warn!(error = %e, "slot stopped");
+                slots.shutdown().await;
+                return Err(e);
+            }
+        }
+    }
+    while let Some(res) = slots.join_next().await {
+        if let Ok(Err(e)) = res {
+            warn!(error = %e, "slot stopped");
+        }
+    }
+    Ok(())
+}

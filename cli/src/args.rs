@@ -1,0 +1,162 @@
+//! Job options shared by `transcode` and `submit`, and their mapping to a
+//! [`JobSpec`].
+
+use clap::Args;
+use spotenc_proto::domain::{
+    AudioSettings, Codec, Container, JobSpec, Priority, RateControl, VideoSettings,
+};
+
+#[derive(Args, Debug, Clone)]
+pub struct JobArgs {
+    /// Video codec: h264 (libx264) or hevc (libx265)
+    #[arg(long, default_value = "h264")]
+    pub codec: String,
+    /// Constant rate factor, 0-51 (default 23 unless --bitrate is given)
+    #[arg(long, conflicts_with = "bitrate")]
+    pub crf: Option<u32>,
+    /// Target bitrate, e.g. 4M or 2500k
+    #[arg(long)]
+    pub bitrate: Option<String>,
+    /// VBV maximum rate with --bitrate (default: the bitrate)
+    #[arg(long, requires = "bitrate")]
+    pub maxrate: Option<String>,
+    /// VBV buffer size in bits with --bitrate (default: twice the maxrate)
+    #[arg(long, requires = "bitrate")]
+    pub bufsize: Option<String>,
+    /// Encoder preset, ultrafast..placebo
+    #[arg(long, default_value = "medium")]
+    pub preset: String,
+    /// Encoder profile (h264: baseline, main, high; hevc: main)
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Keyframe interval in frames (default: 2 seconds of frames)
+    #[arg(long)]
+    pub keyint: Option<u32>,
+    /// Fit the output inside WxH, keeping the aspect ratio (even sides)
+    #[arg(long, value_name = "WxH")]
+    pub scale: Option<String>,
+    /// Target chunk length; boundaries snap to source keyframes
+    #[arg(long, default_value_t = JobSpec::DEFAULT_CHUNK_SECONDS)]
+    pub chunk_seconds: f64,
+    /// Shortest chunk (default: a quarter of --chunk-seconds)
+    #[arg(long)]
+    pub min_chunk_seconds: Option<f64>,
+    /// Output container: mp4 (faststart) or mkv (default: from the output name)
+    #[arg(long)]
+    pub container: Option<String>,
+    /// AAC bitrate when audio is encoded
+    #[arg(long, default_value = "128k")]
+    pub audio_bitrate: String,
+    /// Re-encode AAC audio instead of copying it
+    #[arg(long)]
+    pub audio_reencode: bool,
+    /// cost (spot capacity) or latency (on-demand)
+    #[arg(long, default_value = "cost")]
+    pub priority: String,
+    /// Attempts per task before the job fails
+    #[arg(long, default_value_t = JobSpec::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+}
+
+/// Parses `4M`, `2500k` or `800000` as bits per second.
+pub fn parse_rate(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000.0),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
+        _ => (s, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid rate {s:?} (expected e.g. 4M, 2500k or 800000)"))?;
+    Ok((v * mult).round() as u64)
+}
+
+fn parse_scale(s: &str) -> anyhow::Result<(u32, u32)> {
+    let err = || anyhow::anyhow!("invalid scale {s:?} (expected WxH, e.g. 1280x720)");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(err)?;
+    Ok((w.parse().map_err(|_| err())?, h.parse().map_err(|_| err())?))
+}
+
+impl JobArgs {
+    pub fn to_spec(&self, input: String, output: String) -> anyhow::Result<JobSpec> {
+        let rate = match &self.bitrate {
+            Some(b) => {
+                let bitrate_bps = parse_rate(b)?;
+                let maxrate_bps = self
+                    .maxrate
+                    .as_deref()
+                    .map(parse_rate)
+                    .transpose()?
+                    .unwrap_or(bitrate_bps);
+                let bufsize_bits = self
+                    .bufsize
+                    .as_deref()
+                    .map(parse_rate)
+                    .transpose()?
+                    .unwrap_or(maxrate_bps * 2);
+                RateControl::Bitrate {
+                    bitrate_bps,
+                    maxrate_bps,
+                    bufsize_bits,
+                }
+            }
+            None => RateControl::Crf(self.crf.unwrap_or(23)),
+        };
+        let container = match &self.container {
+            Some(c) => c.parse::<Container>()?,
+            None => Container::from_path(&output).ok_or_else(|| {
+                anyhow::anyhow!("cannot tell the container of {output:?}: name it .mp4 or .mkv, or pass --container")
+            })?,
+        };
+        let spec = JobSpec {
+            input,
+            output,
+            video: VideoSettings {
+                codec: self.codec.parse::<Codec>()?,
+                rate,
+                preset: self.preset.clone(),
+                profile: self.profile.clone(),
+                keyint: self.keyint,
+                max_size: self.scale.as_deref().map(parse_scale).transpose()?,
+            },
+            audio: AudioSettings {
+                copy_if_aac: !self.audio_reencode,
+                bitrate_bps: parse_rate(&self.audio_bitrate)?,
+            },
+            container,
+            chunk_seconds: self.chunk_seconds,
+            min_chunk_seconds: self.min_chunk_seconds.unwrap_or(self.chunk_seconds / 4.0),
+            priority: match self.priority.as_str() {
+                "cost" => Priority::Cost,
+                "latency" => Priority::Latency,
+                p => anyhow::bail!("invalid priority {p:?} (expected cost or latency)"),
+            },
+            max_attempts: self.max_attempts,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// The canonical absolute form of a path the user typed. The file itself
+/// need not exist (an output, or a missing input the job will report); its
+/// directory is canonicalised when it exists.
+pub fn absolute(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    if let Ok(c) = p.canonicalize() {
+        return c.display().to_string();
+    }
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    match (
+        abs.parent().and_then(|d| d.canonicalize().ok()),
+        abs.file_name(),
+    ) {
+        (Some(dir), Some(name)) => dir.join(name).display().to_string(),
+        _ => abs.display().to_string(),
+    }
+}

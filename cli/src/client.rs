@@ -1,0 +1,153 @@
+//! Talking to a running coordinator: submit, status, watch, cancel, and the
+//! progress display they share with `transcode`.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use spotenc_proto::pb::{self, job_service_client::JobServiceClient};
+use tonic::transport::Channel;
+
+pub async fn connect(url: &str) -> anyhow::Result<JobServiceClient<Channel>> {
+    JobServiceClient::connect(url.to_string())
+        .await
+        .with_context(|| format!("cannot reach coordinator {url}"))
+}
+
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", spotenc_proto::Error::from_status(&s))
+}
+
+pub async fn submit(
+    client: &mut JobServiceClient<Channel>,
+    spec: spotenc_proto::domain::JobSpec,
+    idempotency_key: String,
+) -> anyhow::Result<pb::Job> {
+    let resp = client
+        .submit_job(pb::SubmitJobRequest {
+            spec: Some(spec.into()),
+            idempotency_key,
+        })
+        .await
+        .map_err(status_error)?;
+    resp.into_inner().job.context("coordinator returned no job")
+}
+
+pub async fn get(client: &mut JobServiceClient<Channel>, id: &str) -> anyhow::Result<pb::Job> {
+    Ok(client
+        .get_job(pb::GetJobRequest { job_id: id.into() })
+        .await
+        .map_err(status_error)?
+        .into_inner())
+}
+
+pub async fn list(client: &mut JobServiceClient<Channel>) -> anyhow::Result<Vec<pb::Job>> {
+    Ok(client
+        .list_jobs(pb::ListJobsRequest {
+            states: vec![],
+            limit: 50,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .jobs)
+}
+
+pub async fn cancel(client: &mut JobServiceClient<Channel>, id: &str) -> anyhow::Result<pb::Job> {
+    Ok(client
+        .cancel_job(pb::CancelJobRequest { job_id: id.into() })
+        .await
+        .map_err(status_error)?
+        .into_inner())
+}
+
+pub fn state_name(job: &pb::Job) -> &'static str {
+    match pb::JobState::try_from(job.state).unwrap_or(pb::JobState::Unspecified) {
+        pb::JobState::Queued => "queued",
+        pb::JobState::Running => "running",
+        pb::JobState::Committing => "committing",
+        pb::JobState::Succeeded => "succeeded",
+        pb::JobState::Failed => "failed",
+        pb::JobState::Cancelled => "cancelled",
+        pb::JobState::Unspecified => "unknown",
+    }
+}
+
+pub fn is_terminal(job: &pb::Job) -> bool {
+    matches!(state_name(job), "succeeded" | "failed" | "cancelled")
+}
+
+/// One line per job for `status`.
+pub fn summary(job: &pb::Job) -> String {
+    let spec = job.spec.clone().unwrap_or_default();
+    let mut line = format!(
+        "{}  {:<10} chunks {}/{}  frames {}/{}  {} -> {}",
+        job.id,
+        state_name(job),
+        job.chunks_done,
+        job.chunks_total,
+        job.frames_done,
+        job.frames_total,
+        spec.input,
+        spec.output
+    );
+    if !job.error.is_empty() {
+        line.push_str(&format!("  error: {}", job.error));
+    }
+    line
+}
+
+/// Follows a job until it ends, with a progress bar on a terminal and a line
+/// per change otherwise. Returns the final record.
+pub async fn watch(client: &mut JobServiceClient<Channel>, id: &str) -> anyhow::Result<pb::Job> {
+    let mut stream = client
+        .watch_job(pb::WatchJobRequest { job_id: id.into() })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} frames  {msg}  eta {eta}",
+            )
+            .expect("template"),
+        );
+        bar
+    });
+    let mut last: Option<pb::Job> = None;
+    let mut last_line = String::new();
+    while let Some(job) = stream.message().await.map_err(status_error)? {
+        let msg = format!(
+            "{} chunks {}/{}",
+            state_name(&job),
+            job.chunks_done,
+            job.chunks_total
+        );
+        match &bar {
+            Some(bar) => {
+                bar.set_length(job.frames_total);
+                bar.set_position(job.frames_done);
+                bar.set_message(msg);
+            }
+            None => {
+                let line = format!("{msg} frames {}/{}", job.frames_done, job.frames_total);
+                if line != last_line {
+                    eprintln!("{id}: {line}");
+                    last_line = line;
+                }
+            }
+        }
+        let done = is_terminal(&job);
+        last = Some(job);
+        if done {
+            break;
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match last {
+        Some(job) if is_terminal(&job) => Ok(job),
+        _ => get(client, id).await,
+    }
+}

@@ -1,0 +1,249 @@
+//! The coordinator's behaviour between the RPC edge and the state store:
+//! checks on submission, long-poll leasing, planning after a probe, and the
+//! effects of transitions (commit a stitched job, clean up a failed one).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spotenc_proto::domain::{JobSpec, JobState, JobView, LeasedTask, TaskOutcome, WorkerInfo};
+use spotenc_proto::{Error, Result};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::state::{job_view, StateStore, Transition, WorkerRecord};
+use crate::{graph, storage, Config};
+
+pub struct Coordinator {
+    store: Arc<dyn StateStore>,
+    /// Woken whenever a task may have become leasable.
+    work_ready: Notify,
+    /// Serialises commits, which both transitions and the reaper start.
+    commit_lock: tokio::sync::Mutex<()>,
+    config: Config,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Coordinator {
+    pub fn new(store: Arc<dyn StateStore>, config: Config) -> Self {
+        Coordinator {
+            store,
+            work_ready: Notify::new(),
+            commit_lock: tokio::sync::Mutex::new(()),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub async fn submit(&self, mut spec: JobSpec, idempotency_key: &str) -> Result<JobView> {
+        spec.validate()?;
+        spec.input = storage::check_input(&spec.input)?;
+        spec.output = storage::check_output(&spec.output)?;
+        let job = self.store.submit(spec, idempotency_key, now_ms()).await?;
+        info!(job = %job.id, input = %job.spec.input, output = %job.spec.output, "job submitted");
+        self.work_ready.notify_waiters();
+        self.job(&job.id).await
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<JobView> {
+        let (job, tasks) = self.store.job(job_id).await?;
+        Ok(job_view(&job, &tasks))
+    }
+
+    pub async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobView>> {
+        let mut out = Vec::new();
+        for job in self.store.list_jobs(states, limit).await? {
+            out.push(self.job(&job.id).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn cancel(&self, job_id: &str) -> Result<JobView> {
+        let t = self.store.cancel(job_id, now_ms()).await?;
+        self.after(t).await;
+        self.job(job_id).await
+    }
+
+    pub async fn register(&self, info: WorkerInfo) -> Result<String> {
+        let id = format!(
+            "{}-{}",
+            info.name,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        info!(worker = %id, slots = info.slots, pool = %info.pool, "worker registered");
+        self.store
+            .register_worker(WorkerRecord {
+                id: id.clone(),
+                info,
+                registered_unix_ms: now_ms(),
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Leases a task, waiting up to `wait` for one to become ready.
+    pub async fn lease(&self, worker_id: &str, wait: Duration) -> Result<Option<LeasedTask>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.work_ready.notified();
+            if let Some(task) = self.store.lease_next(worker_id, now_ms()).await? {
+                info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
+                return Ok(Some(task));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    pub async fn heartbeat(&self, task_id: &str, attempt: u32, frames_done: u64) -> Result<bool> {
+        self.store
+            .heartbeat(task_id, attempt, frames_done, now_ms())
+            .await
+    }
+
+    pub async fn complete(&self, task_id: &str, attempt: u32, outcome: TaskOutcome) -> Result<()> {
+        let mut follow_ups = Vec::new();
+        if let TaskOutcome::Probe(probe) = &outcome {
+            let job_id = task_id.split('/').next().unwrap_or_default();
+            let (job, _) = self.store.job(job_id).await?;
+            match graph::expand(&job, probe) {
+                Ok(tasks) => follow_ups = tasks,
+                Err(e) => {
+                    let msg = format!("cannot plan {}: {e}", job.spec.input);
+                    let t = self
+                        .store
+                        .fail(task_id, attempt, &msg, false, now_ms())
+                        .await?;
+                    self.after(t).await;
+                    return Ok(());
+                }
+            }
+        }
+        let t = self
+            .store
+            .complete(task_id, attempt, outcome, follow_ups, now_ms())
+            .await;
+        match t {
+            Ok(t) => {
+                info!(task = %task_id, attempt, "task done");
+                self.after(t).await;
+                Ok(())
+            }
+            Err(Error::Invalid(msg)) => {
+                // The store recorded the failure; requeue or end the job.
+                let job_id = task_id.split('/').next().unwrap_or_default();
+                if let Ok(view) = self.job(job_id).await {
+                    self.after(Transition {
+                        job_id: view.id,
+                        state: view.state,
+                    })
+                    .await;
+                }
+                Err(Error::Invalid(msg))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn fail(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+    ) -> Result<()> {
+        warn!(task = %task_id, attempt, retryable, error, "task failed");
+        let t = self
+            .store
+            .fail(task_id, attempt, error, retryable, now_ms())
+            .await?;
+        self.after(t).await;
+        Ok(())
+    }
+
+    pub async fn hand_back(&self, task_id: &str, attempt: u32, reason: &str) -> Result<()> {
+        info!(task = %task_id, attempt, reason, "task handed back");
+        let t = self
+            .store
+            .hand_back(task_id, attempt, reason, now_ms())
+            .await?;
+        self.after(t).await;
+        Ok(())
+    }
+
+    /// Requeues tasks whose leases expired and finishes commits a crash
+    /// interrupted. Runs periodically.
+    pub async fn reap(&self) -> Result<()> {
+        for t in self.store.expire_leases(now_ms()).await? {
+            warn!(job = %t.job_id, "lease expired, task requeued");
+            self.after(t).await;
+        }
+        for job in self
+            .store
+            .list_jobs(&[JobState::Committing], usize::MAX)
+            .await?
+        {
+            self.commit(&job.id).await;
+        }
+        Ok(())
+    }
+
+    /// Acts on where a transition left a job.
+    async fn after(&self, t: Transition) {
+        match t.state {
+            JobState::Committing => self.commit(&t.job_id).await,
+            JobState::Failed | JobState::Cancelled => self.cleanup(&t.job_id).await,
+            _ => {}
+        }
+        self.work_ready.notify_waiters();
+    }
+
+    async fn cleanup(&self, job_id: &str) {
+        if let Ok((job, _)) = self.store.job(job_id).await {
+            let (work_dir, output, id) = (job.work_dir, job.spec.output, job.id);
+            let _ = tokio::task::spawn_blocking(move || storage::cleanup(&work_dir, &output, &id))
+                .await;
+            info!(job = %job_id, state = ?job.state, error = %job.error, "job ended");
+        }
+    }
+
+    async fn commit(&self, job_id: &str) {
+        let _guard = self.commit_lock.lock().await;
+        let Ok((job, tasks)) = self.store.job(job_id).await else {
+            return;
+        };
+        if job.state != JobState::Committing {
+            return;
+        }
+        let stitched = tasks.iter().find_map(|t| match &t.result {
+            Some(TaskOutcome::Stitch(obj)) => Some(obj.clone()),
+            _ => None,
+        });
+        let outcome = match stitched {
+            Some(obj) => {
+                let output = job.spec.output.clone();
+                tokio::task::spawn_blocking(move || storage::commit(&obj, &output))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            }
+            None => Err("no stitched output recorded".into()),
+        };
+        let ok = outcome.is_ok();
+        match self.store.finish_commit(job_id, outcome, now_ms()).await {
+            Ok(_) if ok => {
+                info!(job = %job_id, output = %job.spec.output, "job committed");
+                self.cleanup(job_id).await;
+            }
+            Ok(_) => self.cleanup(job_id).await,
+            Err(e) => warn!(job = %job_id, error = %e, "commit not recorded"),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The task graph of a job, built once its probe is known:
+//! probe → (encode × chunks, plus audio) → stitch. Pure.
+
+use spotenc_proto::domain::{AudioTask, EncodeTask, ProbeInfo, StitchTask, TaskKind, Work};
+use spotenc_proto::Result;
+
+use crate::plan::plan_chunks;
+use crate::state::{JobRecord, NewTask};
+use crate::storage;
+
+/// The tasks that follow a job's probe.
+pub fn expand(job: &JobRecord, probe: &ProbeInfo) -> Result<Vec<NewTask>> {
+    let spec = &job.spec;
+    let chunks = plan_chunks(&probe.video, spec.chunk_seconds, spec.min_chunk_seconds)?;
+    let v = &probe.video;
+    let tb = v.time_base.as_f64();
+    let mut tasks = Vec::with_capacity(chunks.len() + 2);
+    for c in &chunks {
+        tasks.push(NewTask {
+            id: format!("{}/encode-{:05}", job.id, c.index),
+            kind: TaskKind::Encode,
+            chunk: c.index,
+            work: Work::Encode(EncodeTask {
+                input: spec.input.clone(),
+                output: format!("{}/chunk-{:05}.nut", job.work_dir, c.index),
+                chunk: *c,
+                video: spec.video.clone(),
+                origin_pts: v.start_pts,
+                video_stream: v.stream_index,
+                source_frame_rate: v.avg_frame_rate,
+            }),
+            deps: vec![],
+            frames_total: c.frames(),
+        });
+    }
+    if probe.audio.is_some() {
+        tasks.push(NewTask {
+            id: format!("{}/audio", job.id),
+            kind: TaskKind::Audio,
+            chunk: 0,
+            work: Work::Audio(AudioTask {
+                input: spec.input.clone(),
+                output: format!("{}/audio.nut", job.work_dir),
+                audio: spec.audio.clone(),
+                origin_seconds: v.start_pts as f64 * tb,
+                duration_seconds: (v.end_pts - v.start_pts) as f64 * tb,
+            }),
+            deps: vec![],
+            frames_total: 0,
+        });
+    }
+    let deps = tasks.iter().map(|t| t.id.clone()).collect();
+    tasks.push(NewTask {
+        id: format!("{}/stitch", job.id),
+        kind: TaskKind::Stitch,
+        chunk: 0,
+        work: Work::Stitch(StitchTask {
+            chunks: vec![],
+            audio: None,
+            output: storage::temp_output(&spec.output, &job.id),
+            container: spec.container,
+            expected_frames: v.frame_count,
+        }),
+        deps,
+        frames_total: v.frame_count,
+    });
+    Ok(tasks)
+}

@@ -1,0 +1,181 @@
+//! Chunk planning: a pure function from a probe to chunk boundaries.
+//!
+//! Boundaries fall on source keyframes, each as close as possible to
+//! `chunk_seconds` after the previous one, and no chunk is shorter than
+//! `min_chunk_seconds` (a too-short tail joins the chunk before it). Every
+//! chunk records its exact frame range, so each can be checked on its own.
+
+use spotenc_proto::domain::{ChunkRange, VideoStreamInfo};
+use spotenc_proto::{Error, Result};
+
+/// Plans the chunks of a video stream.
+pub fn plan_chunks(
+    video: &VideoStreamInfo,
+    chunk_seconds: f64,
+    min_chunk_seconds: f64,
+) -> Result<Vec<ChunkRange>> {
+    let kf = &video.keyframes;
+    if video.frame_count == 0 {
+        return Err(Error::invalid("input has no video frames"));
+    }
+    if kf.first().map(|k| k.frame) != Some(0) {
+        return Err(Error::invalid("input does not start with a keyframe"));
+    }
+    if kf
+        .windows(2)
+        .any(|w| w[1].frame <= w[0].frame || w[1].pts <= w[0].pts)
+    {
+        return Err(Error::invalid("keyframes are not in presentation order"));
+    }
+    if kf.last().is_some_and(|k| k.frame >= video.frame_count) {
+        return Err(Error::invalid("a keyframe lies past the last frame"));
+    }
+    let tb = video.time_base.as_f64();
+    let secs = |pts: i64| (pts - video.start_pts) as f64 * tb;
+    let end = secs(video.end_pts);
+
+    let mut starts = vec![0usize];
+    loop {
+        let cur = *starts.last().expect("non-empty");
+        let cur_t = secs(kf[cur].pts);
+        let target = cur_t + chunk_seconds;
+        if target >= end {
+            break;
+        }
+        let ok = |j: usize| j > cur && secs(kf[j].pts) - cur_t >= min_chunk_seconds;
+        // The first keyframe at or after the target, or the one before it if
+        // that is closer.
+        let after = kf.partition_point(|k| secs(k.pts) < target);
+        let mut best: Option<usize> = None;
+        for j in [after.checked_sub(1), Some(after)].into_iter().flatten() {
+            if j < kf.len() && ok(j) {
+                let better = best.is_none_or(|b| {
+                    (secs(kf[j].pts) - target).abs() < (secs(kf[b].pts) - target).abs()
+                });
+                if better {
+                    best = Some(j);
+                }
+            }
+        }
+        let Some(next) = best else { break };
+        if end - secs(kf[next].pts) < min_chunk_seconds {
+            break;
+        }
+        starts.push(next);
+    }
+
+    Ok(starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let next = starts.get(i + 1).map(|&n| kf[n]);
+            ChunkRange {
+                index: i as u32,
+                start_frame: kf[s].frame,
+                end_frame: next.map_or(video.frame_count, |n| n.frame),
+                start_pts: kf[s].pts,
+                end_pts: next.map(|n| n.pts),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use spotenc_proto::domain::{Keyframe, Rational};
+
+    /// A 25 fps stream with keyframes at the given frame numbers.
+    fn stream(frames: u64, keyframes: &[u64]) -> VideoStreamInfo {
+        VideoStreamInfo {
+            stream_index: 0,
+            codec: "h264".into(),
+            width: 64,
+            height: 64,
+            pix_fmt: "yuv420p".into(),
+            time_base: Rational::new(1, 1000),
+            avg_frame_rate: Rational::new(25, 1),
+            start_pts: 5000,
+            end_pts: 5000 + frames as i64 * 40,
+            frame_count: frames,
+            keyframes: keyframes
+                .iter()
+                .map(|&f| Keyframe {
+                    frame: f,
+                    pts: 5000 + f as i64 * 40,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn boundaries_are_the_keyframes_nearest_each_target() {
+        // Keyframes every 2 s over 20 s, 5 s chunks: targets 5, ~10, ~15.
+        let kfs: Vec<u64> = (0..10).map(|i| i * 50).collect();
+        let plan = plan_chunks(&stream(500, &kfs), 5.0, 1.0).unwrap();
+        let starts: Vec<u64> = plan.iter().map(|c| c.start_frame).collect();
+        assert_eq!(starts, vec![0, 100, 200, 300, 400]);
+        assert_eq!(plan.last().unwrap().end_frame, 500);
+        assert_eq!(plan.last().unwrap().end_pts, None);
+        assert_eq!(plan[0].end_pts, Some(5000 + 100 * 40));
+    }
+
+    #[test]
+    fn short_tail_joins_the_chunk_before() {
+        // 11 s with a keyframe every second, 5 s chunks, 2 s minimum: the
+        // 1 s tail after 10 s is folded into the second chunk.
+        let kfs: Vec<u64> = (0..11).map(|i| i * 25).collect();
+        let plan = plan_chunks(&stream(275, &kfs), 5.0, 2.0).unwrap();
+        let ranges: Vec<(u64, u64)> = plan.iter().map(|c| (c.start_frame, c.end_frame)).collect();
+        assert_eq!(ranges, vec![(0, 125), (125, 275)]);
+    }
+
+    #[test]
+    fn single_keyframe_gives_one_chunk() {
+        let plan = plan_chunks(&stream(100, &[0]), 1.0, 0.5).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].frames(), 100);
+    }
+
+    #[test]
+    fn missing_first_keyframe_is_refused() {
+        let e = plan_chunks(&stream(100, &[10]), 1.0, 0.5).unwrap_err();
+        assert!(e.to_string().contains("keyframe"), "{e}");
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_tile_the_stream_at_keyframes(
+            frames in 1u64..3000,
+            mut gaps in proptest::collection::vec(1u64..200, 0..40),
+            chunk in 0.5f64..30.0,
+            min_frac in 0.0f64..1.0,
+        ) {
+            let mut kfs = vec![0u64];
+            for g in gaps.drain(..) {
+                let next = kfs.last().unwrap() + g;
+                if next >= frames { break; }
+                kfs.push(next);
+            }
+            let min = chunk * min_frac;
+            let v = stream(frames, &kfs);
+            let plan = plan_chunks(&v, chunk, min).unwrap();
+            prop_assert_eq!(plan[0].start_frame, 0);
+            prop_assert_eq!(plan.last().unwrap().end_frame, frames);
+            prop_assert_eq!(plan.iter().map(|c| c.frames()).sum::<u64>(), frames);
+            for (i, c) in plan.iter().enumerate() {
+                prop_assert_eq!(c.index as usize, i);
+                prop_assert!(kfs.contains(&c.start_frame));
+                prop_assert!(c.end_frame > c.start_frame);
+                if plan.len() > 1 {
+                    prop_assert!(c.frames() as f64 * 0.04 + 1e-9 >= min);
+                }
+                if let Some(n) = plan.get(i + 1) {
+                    prop_assert_eq!(c.end_frame, n.start_frame);
+                    prop_assert_eq!(c.end_pts, Some(n.start_pts));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The gRPC edge: `spotenc.v1` JobService and WorkerService. Each handler
+//! converts the request to domain types, calls [`Coordinator`], and converts
+//! back; errors map to status codes in `spotenc_proto` only.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spotenc_proto::domain::{self as d, JobSpec, LeasedTask, TaskOutcome, WorkerInfo};
+use spotenc_proto::pb::{
+    self, job_service_server::JobService, worker_service_server::WorkerService,
+};
+use spotenc_proto::{job_to_pb, Error};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::core::Coordinator;
+
+/// Longest a LeaseTask call may wait for work.
+const MAX_LEASE_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Jobs(pub Arc<Coordinator>);
+
+#[derive(Clone)]
+pub struct Workers(pub Arc<Coordinator>);
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Job, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobService for Jobs {
+    async fn submit_job(
+        &self,
+        req: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let req = req.into_inner();
+        let spec = JobSpec::try_from(
+            req.spec
+                .ok_or_else(|| Error::invalid("missing field spec"))?,
+        )?;
+        let job = self.0.submit(spec, &req.idempotency_key).await?;
+        Ok(Response::new(pb::SubmitJobResponse {
+            job: Some(job_to_pb(job)),
+        }))
+    }
+
+    async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        let job = self.0.job(&req.into_inner().job_id).await?;
+        Ok(Response::new(job_to_pb(job)))
+    }
+
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let req = req.into_inner();
+        let states = req
+            .states
+            .iter()
+            .map(|s| {
+                pb::JobState::try_from(*s)
+                    .map_err(|_| Error::invalid(format!("invalid job state {s}")))
+                    .and_then(d::JobState::try_from)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit as usize
+        };
+        let jobs = self.0.list_jobs(&states, limit).await?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.into_iter().map(job_to_pb).collect(),
+        }))
+    }
+
+    type WatchJobStream = WatchStream;
+
+    async fn watch_job(
+        &self,
+        req: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let job_id = req.into_inner().job_id;
+        let first = self.0.job(&job_id).await?;
+        let coord = self.0.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut last = first;
+            if tx.send(Ok(job_to_pb(last.clone()))).await.is_err() {
+                return;
+            }
+            while !last.state.is_terminal() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let job = match coord.job(&job_id).await {
+                    Ok(j) => j,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into_status())).await;
+                        return;
+                    }
+                };
+                if job != last {
+                    if tx.send(Ok(job_to_pb(job.clone()))).await.is_err() {
+                        return;
+                    }
+                    last = job;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let job = self.0.cancel(&req.into_inner().job_id).await?;
+        Ok(Response::new(job_to_pb(job)))
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Workers {
+    async fn register_worker(
+        &self,
+        req: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let info = WorkerInfo::try_from(
+            req.into_inner()
+                .info
+                .ok_or_else(|| Error::invalid("missing field info"))?,
+        )?;
+        let worker_id = self.0.register(info).await?;
+        let c = self.0.config();
+        Ok(Response::new(pb::RegisterWorkerResponse {
+            worker_id,
+            lease_ttl_ms: c.lease_ttl_ms,
+            heartbeat_interval_ms: c.heartbeat_interval_ms,
+        }))
+    }
+
+    async fn lease_task(
+        &self,
+        req: Request<pb::LeaseTaskRequest>,
+    ) -> Result<Response<pb::LeaseTaskResponse>, Status> {
+        let req = req.into_inner();
+        let wait = Duration::from_millis(u64::from(req.wait_ms)).min(MAX_LEASE_WAIT);
+        let task = self.0.lease(&req.worker_id, wait).await?;
+        Ok(Response::new(pb::LeaseTaskResponse {
+            task: task.map(|t: LeasedTask| t.into()),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        let keep_going = self
+            .0
+            .heartbeat(&req.task_id, req.attempt, req.frames_done)
+            .await?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            keep_going,
+            lease_ttl_ms: self.0.config().lease_ttl_ms,
+        }))
+    }
+
+    async fn complete_task(
+        &self,
+        req: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
+        let req = req.into_inner();
+        let outcome = TaskOutcome::try_from(
+            req.result
+                .ok_or_else(|| Error::invalid("missing field result"))?,
+        )?;
+        self.0.complete(&req.task_id, req.attempt, outcome).await?;
+        Ok(Response::new(pb::CompleteTaskResponse {}))
+    }
+
+    async fn fail_task(
+        &self,
+        req: Request<pb::FailTaskRequest>,
+    ) -> Result<Response<pb::FailTaskResponse>, Status> {
+        let req = req.into_inner();
+        self.0
+            .fail(&req.task_id, req.attempt, &req.error, req.retryable)
+            .await?;
+        Ok(Response::new(pb::FailTaskResponse {}))
+    }
+
+    async fn hand_back_task(
+        &self,
+        req: Request<pb::HandBackTaskRequest>,
+    ) -> Result<Response<pb::HandBackTaskResponse>, Status> {
+        let req = req.into_inner();
+        self.0
+            .hand_back(&req.task_id, req.attempt, &req.reason)
+            .await?;
+        Ok(Response::new(pb::HandBackTaskResponse {}))
+    }
+}

@@ -1,0 +1,196 @@
+//! The embedded store: the [`State`] machine behind a mutex, written to one
+//! JSON file after every change.
+//!
+//! The file is replaced atomically (write a temporary file, fsync, rename),
+//! so a crash leaves either the old state or the new one, never a torn one.
+//! Heartbeats change only the in-memory lease deadline and progress and are
+//! not written on their own; after a restart a running task's lease may
+//! expire early, which costs a retry but never a wrong result (fencing).
+//! A std `Mutex` is enough: no lock is held across an `.await`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use spotenc_proto::domain::{JobSpec, JobState, LeasedTask, TaskOutcome};
+use spotenc_proto::{Error, Result};
+
+use super::machine::State;
+use super::{JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
+
+pub struct EmbeddedStore {
+    state: Mutex<State>,
+    file: Option<PathBuf>,
+    work_root: String,
+    limits: Limits,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store kept in `dir/state.json`; intermediate
+    /// objects go under `dir/jobs`.
+    pub fn open(dir: &Path, limits: Limits) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+        let file = dir.join("state.json");
+        let state = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Internal(format!("read {}: {e}", file.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(Error::Internal(format!("read {}: {e}", file.display()))),
+        };
+        Ok(EmbeddedStore {
+            state: Mutex::new(state),
+            file: Some(file),
+            work_root: dir.join("jobs").display().to_string(),
+            limits,
+        })
+    }
+
+    /// Runs one transition and persists the result if it changed anything.
+    fn apply<T>(&self, persist: bool, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let mut state = self.state.lock().expect("state lock");
+        let before = persist.then(|| state.clone());
+        let out = f(&mut state)?;
+        if let (Some(before), Some(file)) = (before, &self.file) {
+            if *state != before {
+                write_atomically(
+                    file,
+                    &serde_json::to_vec(&*state).expect("state serialises"),
+                )?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = file.with_extension("json.tmp");
+    let io = |e: std::io::Error| Error::Internal(format!("write {}: {e}", file.display()));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, file).map_err(io)?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl StateStore for EmbeddedStore {
+    async fn submit(&self, spec: JobSpec, key: &str, now_ms: i64) -> Result<JobRecord> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.apply(true, |s| {
+            Ok(s.submit(spec, key, id, &self.work_root, now_ms))
+        })
+    }
+
+    async fn register_worker(&self, worker: WorkerRecord) -> Result<()> {
+        self.apply(true, |s| {
+            s.register_worker(worker);
+            Ok(())
+        })
+    }
+
+    async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>> {
+        self.apply(true, |s| s.lease_next(worker_id, now_ms, self.limits))
+    }
+
+    async fn heartbeat(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        frames: u64,
+        now_ms: i64,
+    ) -> Result<bool> {
+        self.apply(false, |s| {
+            Ok(s.heartbeat(task_id, attempt, frames, now_ms, self.limits))
+        })
+    }
+
+    async fn complete(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        outcome: TaskOutcome,
+        follow_ups: Vec<NewTask>,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        // A refused completion may still have recorded a failure.
+        let mut state = self.state.lock().expect("state lock");
+        let before = state.clone();
+        let out = state.complete(task_id, attempt, outcome, follow_ups, now_ms);
+        if *state != before {
+            if let Some(file) = &self.file {
+                write_atomically(
+                    file,
+                    &serde_json::to_vec(&*state).expect("state serialises"),
+                )?;
+            }
+        }
+        out
+    }
+
+    async fn fail(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        self.apply(true, |s| s.fail(task_id, attempt, error, retryable, now_ms))
+    }
+
+    async fn hand_back(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        self.apply(true, |s| s.hand_back(task_id, attempt, reason, now_ms))
+    }
+
+    async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>> {
+        self.apply(true, |s| Ok(s.expire_leases(now_ms, self.limits)))
+    }
+
+    async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {
+        self.apply(true, |s| s.cancel(job_id, now_ms))
+    }
+
+    async fn finish_commit(
+        &self,
+        job_id: &str,
+        outcome: std::result::Result<(), String>,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        self.apply(true, |s| s.finish_commit(job_id, outcome, now_ms))
+    }
+
+    async fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>)> {
+        let s = self.state.lock().expect("state lock");
+        let job = s
+            .jobs
+            .get(job_id)
+            .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?
+            .clone();
+        let tasks = job
+            .task_ids
+            .iter()
+            .filter_map(|t| s.tasks.get(t).cloned())
+            .collect();
+        Ok((job, tasks))
+    }
+
+    async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobRecord>> {
+        let s = self.state.lock().expect("state lock");
+        let mut jobs: Vec<JobRecord> = s
+            .jobs
+            .values()
+            .filter(|j| states.is_empty() || states.contains(&j.state))
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.seq));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+}

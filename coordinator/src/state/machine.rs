@@ -1,0 +1,478 @@
+//! The state transitions as plain functions over [`State`]. No I/O and no
+//! clock: callers pass `now_ms` in, which keeps every rule testable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use spotenc_proto::domain::{
+    AttemptRecord, JobSpec, JobState, LeasedTask, StitchTask, TaskKind, TaskOutcome, TaskState,
+    Work,
+};
+use spotenc_proto::{Error, Result};
+
+use super::{JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
+use crate::storage;
+
+/// Everything the coordinator knows, in memory.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub jobs: BTreeMap<String, JobRecord>,
+    pub tasks: BTreeMap<String, TaskRecord>,
+    pub idempotency: BTreeMap<String, String>,
+    pub workers: BTreeMap<String, WorkerRecord>,
+    pub next_seq: u64,
+}
+
+fn not_found(what: &str, id: &str) -> Error {
+    Error::NotFound(format!("{what} {id}"))
+}
+
+impl State {
+    pub fn submit(
+        &mut self,
+        spec: JobSpec,
+        idempotency_key: &str,
+        job_id: String,
+        work_root: &str,
+        now_ms: i64,
+    ) -> JobRecord {
+        if !idempotency_key.is_empty() {
+            if let Some(job) = self
+                .idempotency
+                .get(idempotency_key)
+                .and_then(|id| self.jobs.get(id))
+            {
+                return job.clone();
+            }
+        }
+        let probe_id = format!("{job_id}/probe");
+        let job = JobRecord {
+            id: job_id.clone(),
+            seq: self.next_seq,
+            state: JobState::Queued,
+            error: String::new(),
+            idempotency_key: idempotency_key.to_string(),
+            created_unix_ms: now_ms,
+            updated_unix_ms: now_ms,
+            finished_unix_ms: 0,
+            work_dir: format!("{}/{job_id}", work_root.trim_end_matches('/')),
+            probe: None,
+            task_ids: vec![probe_id.clone()],
+            spec: spec.clone(),
+        };
+        self.next_seq += 1;
+        self.tasks.insert(
+            probe_id.clone(),
+            new_task_record(
+                &job_id,
+                NewTask {
+                    id: probe_id,
+                    kind: TaskKind::Probe,
+                    chunk: 0,
+                    work: Work::Probe(spotenc_proto::domain::ProbeTask { input: spec.input }),
+                    deps: vec![],
+                    frames_total: 0,
+                },
+            ),
+        );
+        if !idempotency_key.is_empty() {
+            self.idempotency
+                .insert(idempotency_key.to_string(), job_id.clone());
+        }
+        self.jobs.insert(job_id, job.clone());
+        job
+    }
+
+    pub fn register_worker(&mut self, worker: WorkerRecord) {
+        self.workers.insert(worker.id.clone(), worker);
+    }
+
+    pub fn lease_next(
+        &mut self,
+        worker_id: &str,
+        now_ms: i64,
+        limits: Limits,
+    ) -> Result<Option<LeasedTask>> {
+        if !self.workers.contains_key(worker_id) {
+            return Err(not_found("worker", worker_id));
+        }
+        let mut active: Vec<(u64, &JobRecord)> = self
+            .jobs
+            .values()
+            .filter(|j| !j.state.is_terminal() && j.state != JobState::Committing)
+            .map(|j| (j.seq, j))
+            .collect();
+        active.sort_by_key(|(seq, _)| *seq);
+        let Some(task_id) = active.iter().find_map(|(_, j)| {
+            j.task_ids
+                .iter()
+                .find(|t| {
+                    self.tasks
+                        .get(*t)
+                        .is_some_and(|t| t.state == TaskState::Pending)
+                })
+                .cloned()
+        }) else {
+            return Ok(None);
+        };
+        let work = self.work_for_lease(&task_id)?;
+        let task = self.tasks.get_mut(&task_id).expect("found above");
+        task.attempt += 1;
+        task.state = TaskState::Leased;
+        task.worker_id = worker_id.to_string();
+        task.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
+        task.frames_done = 0;
+        task.history.push(AttemptRecord {
+            attempt: task.attempt,
+            worker_id: worker_id.to_string(),
+            started_unix_ms: now_ms,
+            ended_unix_ms: 0,
+            outcome: "running".into(),
+            error: String::new(),
+        });
+        let attempt = task.attempt;
+        let work = with_attempt_paths(work, attempt);
+        let job = self.jobs.get_mut(&task.job_id).expect("task has a job");
+        if job.state == JobState::Queued {
+            job.state = JobState::Running;
+        }
+        job.updated_unix_ms = now_ms;
+        Ok(Some(LeasedTask {
+            task_id,
+            job_id: job.id.clone(),
+            attempt,
+            lease_ttl_ms: limits.lease_ttl_ms,
+            work,
+        }))
+    }
+
+    /// The work of a task about to be leased; a stitch task gets the objects
+    /// its dependencies produced.
+    fn work_for_lease(&self, task_id: &str) -> Result<Work> {
+        let task = &self.tasks[task_id];
+        let Work::Stitch(stitch) = &task.work else {
+            return Ok(task.work.clone());
+        };
+        let mut chunks = Vec::new();
+        let mut audio = None;
+        for dep in &task.deps {
+            match self.tasks.get(dep).and_then(|d| d.result.clone()) {
+                Some(TaskOutcome::Encode(obj)) => chunks.push(obj),
+                Some(TaskOutcome::Audio(obj)) => audio = Some(obj),
+                _ => return Err(Error::Internal(format!("dependency {dep} has no result"))),
+            }
+        }
+        Ok(Work::Stitch(StitchTask {
+            chunks,
+            audio,
+            ..stitch.clone()
+        }))
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        frames_done: u64,
+        now_ms: i64,
+        limits: Limits,
+    ) -> bool {
+        let job_live = |jobs: &BTreeMap<String, JobRecord>, id: &str| {
+            jobs.get(id).is_some_and(|j| !j.state.is_terminal())
+        };
+        match self.tasks.get_mut(task_id) {
+            Some(t)
+                if t.state == TaskState::Leased
+                    && t.attempt == attempt
+                    && job_live(&self.jobs, &t.job_id) =>
+            {
+                t.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
+                t.frames_done = frames_done;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The task if `attempt` still holds its lease.
+    fn fenced(&mut self, task_id: &str, attempt: u32) -> Result<&mut TaskRecord> {
+        let t = self
+            .tasks
+            .get_mut(task_id)
+            .ok_or_else(|| not_found("task", task_id))?;
+        if t.state != TaskState::Leased || t.attempt != attempt {
+            return Err(Error::Stale(format!(
+                "task {task_id} attempt {attempt} does not hold the lease (attempt {} is {:?})",
+                t.attempt, t.state
+            )));
+        }
+        Ok(t)
+    }
+
+    pub fn complete(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        outcome: TaskOutcome,
+        follow_ups: Vec<NewTask>,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let task = self.fenced(task_id, attempt)?;
+        let matches = matches!(
+            (&task.work, &outcome),
+            (Work::Probe(_), TaskOutcome::Probe(_))
+                | (Work::Encode(_), TaskOutcome::Encode(_))
+                | (Work::Audio(_), TaskOutcome::Audio(_))
+                | (Work::Stitch(_), TaskOutcome::Stitch(_))
+        );
+        if !matches {
+            return Err(Error::invalid(format!(
+                "result for task {task_id} is of the wrong kind"
+            )));
+        }
+        // A chunk with the wrong frame count fails the chunk, never the stitch.
+        if let TaskOutcome::Encode(obj) | TaskOutcome::Stitch(obj) = &outcome {
+            if obj.frames != task.frames_total {
+                let msg = format!(
+                    "{task_id} produced {} frames, the plan says {}",
+                    obj.frames, task.frames_total
+                );
+                self.fail(task_id, attempt, &msg, true, now_ms)?;
+                return Err(Error::invalid(msg));
+            }
+        }
+        close_attempt(task, "done", "", now_ms);
+        task.state = TaskState::Done;
+        task.frames_done = task.frames_total;
+        task.result = Some(outcome.clone());
+        let job_id = task.job_id.clone();
+        let job = self.jobs.get_mut(&job_id).expect("task has a job");
+        job.updated_unix_ms = now_ms;
+        match outcome {
+            TaskOutcome::Probe(info) => {
+                job.probe = Some(info);
+                for nt in follow_ups {
+                    job.task_ids.push(nt.id.clone());
+                    self.tasks
+                        .insert(nt.id.clone(), new_task_record(&job_id, nt));
+                }
+            }
+            TaskOutcome::Stitch(_) => job.state = JobState::Committing,
+            TaskOutcome::Encode(_) | TaskOutcome::Audio(_) => {}
+        }
+        self.unblock(&job_id);
+        Ok(self.transition(&job_id))
+    }
+
+    /// Makes blocked tasks whose dependencies are all done pending.
+    fn unblock(&mut self, job_id: &str) {
+        let ids = self.jobs[job_id].task_ids.clone();
+        for id in ids {
+            let ready = {
+                let t = &self.tasks[&id];
+                t.state == TaskState::Blocked
+                    && t.deps.iter().all(|d| {
+                        self.tasks
+                            .get(d)
+                            .is_some_and(|d| d.state == TaskState::Done)
+                    })
+            };
+            if ready {
+                self.tasks.get_mut(&id).expect("listed").state = TaskState::Pending;
+            }
+        }
+    }
+
+    fn transition(&self, job_id: &str) -> Transition {
+        Transition {
+            job_id: job_id.to_string(),
+            state: self.jobs[job_id].state,
+        }
+    }
+
+    pub fn fail(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let task = self.fenced(task_id, attempt)?;
+        close_attempt(task, "failed", error, now_ms);
+        task.failures += 1;
+        let job_id = task.job_id.clone();
+        let max_attempts = self.jobs[&job_id].spec.max_attempts;
+        let task = self.tasks.get_mut(task_id).expect("fenced");
+        if !retryable || task.failures >= max_attempts {
+            let msg = if retryable {
+                format!("{task_id} failed {} times, last: {error}", task.failures)
+            } else {
+                error.to_string()
+            };
+            self.fail_job(&job_id, &msg, now_ms);
+        } else {
+            task.state = TaskState::Pending;
+        }
+        Ok(self.transition(&job_id))
+    }
+
+    pub fn hand_back(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let task = self.fenced(task_id, attempt)?;
+        close_attempt(task, "handed-back", reason, now_ms);
+        task.state = TaskState::Pending;
+        let job_id = task.job_id.clone();
+        Ok(self.transition(&job_id))
+    }
+
+    pub fn expire_leases(&mut self, now_ms: i64, limits: Limits) -> Vec<Transition> {
+        let expired: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Leased && t.lease_until_ms < now_ms)
+            .map(|t| t.id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in expired {
+            let task = self.tasks.get_mut(&id).expect("listed");
+            close_attempt(task, "expired", "lease expired", now_ms);
+            task.expiries += 1;
+            let job_id = task.job_id.clone();
+            if task.expiries > limits.max_expiries {
+                let msg = format!("{id} lost its lease {} times", task.expiries);
+                self.fail_job(&job_id, &msg, now_ms);
+            } else {
+                task.state = TaskState::Pending;
+            }
+            out.push(self.transition(&job_id));
+        }
+        out
+    }
+
+    pub fn cancel(&mut self, job_id: &str, now_ms: i64) -> Result<Transition> {
+        let job = self
+            .jobs
+            .get_mut(job_id)
+            .ok_or_else(|| not_found("job", job_id))?;
+        if !job.state.is_terminal() {
+            job.state = JobState::Cancelled;
+            job.error = "cancelled".into();
+            self.end_job(job_id, now_ms);
+        }
+        Ok(self.transition(job_id))
+    }
+
+    pub fn finish_commit(
+        &mut self,
+        job_id: &str,
+        outcome: std::result::Result<(), String>,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let job = self
+            .jobs
+            .get_mut(job_id)
+            .ok_or_else(|| not_found("job", job_id))?;
+        if job.state != JobState::Committing {
+            return Err(Error::Stale(format!(
+                "job {job_id} is {:?}, not committing",
+                job.state
+            )));
+        }
+        match outcome {
+            Ok(()) => {
+                job.state = JobState::Succeeded;
+                job.finished_unix_ms = now_ms;
+                job.updated_unix_ms = now_ms;
+            }
+            Err(e) => self.fail_job(job_id, &format!("commit failed: {e}"), now_ms),
+        }
+        Ok(self.transition(job_id))
+    }
+
+    fn fail_job(&mut self, job_id: &str, error: &str, now_ms: i64) {
+        let job = self.jobs.get_mut(job_id).expect("job exists");
+        if job.state.is_terminal() {
+            return;
+        }
+        job.state = JobState::Failed;
+        job.error = error.to_string();
+        self.end_job(job_id, now_ms);
+    }
+
+    /// Cancels every unfinished task of a job that just ended.
+    fn end_job(&mut self, job_id: &str, now_ms: i64) {
+        let job = self.jobs.get_mut(job_id).expect("job exists");
+        job.finished_unix_ms = now_ms;
+        job.updated_unix_ms = now_ms;
+        for id in job.task_ids.clone() {
+            let t = self.tasks.get_mut(&id).expect("listed");
+            if t.state == TaskState::Leased {
+                close_attempt(t, "cancelled", "job ended", now_ms);
+            }
+            if !matches!(t.state, TaskState::Done | TaskState::Failed) {
+                t.state = TaskState::Cancelled;
+            }
+        }
+    }
+}
+
+fn new_task_record(job_id: &str, nt: NewTask) -> TaskRecord {
+    TaskRecord {
+        id: nt.id,
+        job_id: job_id.to_string(),
+        kind: nt.kind,
+        chunk: nt.chunk,
+        work: nt.work,
+        state: if nt.deps.is_empty() {
+            TaskState::Pending
+        } else {
+            TaskState::Blocked
+        },
+        deps: nt.deps,
+        attempt: 0,
+        failures: 0,
+        expiries: 0,
+        worker_id: String::new(),
+        lease_until_ms: 0,
+        frames_done: 0,
+        frames_total: nt.frames_total,
+        result: None,
+        history: Vec::new(),
+    }
+}
+
+fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, now_ms: i64) {
+    if let Some(a) = task.history.last_mut() {
+        if a.ended_unix_ms == 0 {
+            a.ended_unix_ms = now_ms;
+            a.outcome = outcome.to_string();
+            a.error = error.to_string();
+        }
+    }
+}
+
+/// Gives each attempt its own output object, so a worker that lost its lease
+/// can never overwrite the object of the attempt that replaced it.
+fn with_attempt_paths(work: Work, attempt: u32) -> Work {
+    match work {
+        Work::Encode(mut e) => {
+            e.output = storage::attempt_path(&e.output, attempt);
+            Work::Encode(e)
+        }
+        Work::Audio(mut a) => {
+            a.output = storage::attempt_path(&a.output, attempt);
+            Work::Audio(a)
+        }
+        Work::Stitch(mut s) => {
+            s.output = storage::attempt_path(&s.output, attempt);
+            Work::Stitch(s)
+        }
+        probe @ Work::Probe(_) => probe,
+    }
+}

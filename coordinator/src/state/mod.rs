@@ -1,0 +1,195 @@
+//! Job and task state: the records, and the [`StateStore`] trait whose every
+//! method is one atomic transition.
+//!
+//! The trait is shaped as the transitions the coordinator needs (submit,
+//! lease, heartbeat, complete-with-fence, fail, hand back, expire, cancel,
+//! finish commit), not as get/put of records: each maps onto one Lua script
+//! in a Redis backend, so coordinator replicas cannot race.
+//!
+//! - [`machine`]: the transitions as plain functions over an in-memory
+//!   [`machine::State`]; no I/O.
+//! - [`embedded`]: the file-backed store for one coordinator: the machine
+//!   behind a mutex, persisted atomically after every change.
+
+pub mod embedded;
+pub mod machine;
+
+use serde::{Deserialize, Serialize};
+use spotenc_proto::domain::{
+    AttemptRecord, JobSpec, JobState, JobView, LeasedTask, ProbeInfo, TaskKind, TaskOutcome,
+    TaskState, TaskSummary, Work, WorkerInfo,
+};
+use spotenc_proto::Result;
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    /// Submission order, for first-in first-out leasing.
+    pub seq: u64,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub error: String,
+    pub idempotency_key: String,
+    pub created_unix_ms: i64,
+    pub updated_unix_ms: i64,
+    pub finished_unix_ms: i64,
+    /// Where this job's intermediate objects live.
+    pub work_dir: String,
+    pub probe: Option<ProbeInfo>,
+    pub task_ids: Vec<String>,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub job_id: String,
+    pub kind: TaskKind,
+    /// Chunk index for encode tasks, 0 otherwise.
+    pub chunk: u32,
+    pub work: Work,
+    pub state: TaskState,
+    /// Tasks that must be done before this one can be leased.
+    pub deps: Vec<String>,
+    /// The fencing token of the current (or last) lease.
+    pub attempt: u32,
+    pub failures: u32,
+    pub expiries: u32,
+    pub worker_id: String,
+    pub lease_until_ms: i64,
+    pub frames_done: u64,
+    pub frames_total: u64,
+    pub result: Option<TaskOutcome>,
+    pub history: Vec<AttemptRecord>,
+}
+
+/// A task to create, as planning produces it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub id: String,
+    pub kind: TaskKind,
+    pub chunk: u32,
+    pub work: Work,
+    pub deps: Vec<String>,
+    pub frames_total: u64,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub info: WorkerInfo,
+    pub registered_unix_ms: i64,
+}
+
+/// Where a transition left a job, so the coordinator can act on it: commit
+/// a job that reached `Committing`, clean up after a failed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub job_id: String,
+    pub state: JobState,
+}
+
+/// What the lease TTL and attempt limits are for this coordinator.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub lease_ttl_ms: u32,
+    /// A task whose lease expires this many times fails its job.
+    pub max_expiries: u32,
+}
+
+/// The atomic transitions of job and task state.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Creates a job with its probe task, or returns the job an earlier
+    /// submission with the same idempotency key created.
+    async fn submit(&self, spec: JobSpec, idempotency_key: &str, now_ms: i64) -> Result<JobRecord>;
+    async fn register_worker(&self, worker: WorkerRecord) -> Result<()>;
+    /// Leases the oldest pending task, bumping its fencing token.
+    async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>>;
+    /// Extends a lease; `false` means the caller no longer holds it.
+    async fn heartbeat(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        frames_done: u64,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Records a result if `attempt` is still the task's fencing token; a
+    /// probe result comes with the tasks planning made from it.
+    async fn complete(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        outcome: TaskOutcome,
+        follow_ups: Vec<NewTask>,
+        now_ms: i64,
+    ) -> Result<Transition>;
+    async fn fail(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+        now_ms: i64,
+    ) -> Result<Transition>;
+    async fn hand_back(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition>;
+    async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>>;
+    async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition>;
+    /// Ends a job in `Committing`: `Ok` once its output is at the final path.
+    async fn finish_commit(
+        &self,
+        job_id: &str,
+        outcome: std::result::Result<(), String>,
+        now_ms: i64,
+    ) -> Result<Transition>;
+    async fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>)>;
+    async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobRecord>>;
+}
+
+/// The client's view of a job and its tasks.
+pub fn job_view(job: &JobRecord, tasks: &[TaskRecord]) -> JobView {
+    let encodes = tasks.iter().filter(|t| t.kind == TaskKind::Encode);
+    let frames_total = job.probe.as_ref().map_or(0, |p| p.video.frame_count);
+    let frames_done = encodes
+        .clone()
+        .map(|t| match t.state {
+            TaskState::Done => t.frames_total,
+            _ => t.frames_done.min(t.frames_total),
+        })
+        .sum();
+    JobView {
+        id: job.id.clone(),
+        spec: job.spec.clone(),
+        state: job.state,
+        error: job.error.clone(),
+        created_unix_ms: job.created_unix_ms,
+        updated_unix_ms: job.updated_unix_ms,
+        finished_unix_ms: job.finished_unix_ms,
+        frames_total,
+        frames_done,
+        chunks_total: encodes.clone().count() as u32,
+        chunks_done: encodes.filter(|t| t.state == TaskState::Done).count() as u32,
+        tasks: tasks
+            .iter()
+            .map(|t| TaskSummary {
+                task_id: t.id.clone(),
+                kind: t.kind,
+                state: t.state,
+                chunk: t.chunk,
+                attempts: t.attempt,
+                worker_id: t.worker_id.clone(),
+                frames_done: t.frames_done,
+                frames_total: t.frames_total,
+                history: t.history.clone(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,216 @@
+//! File storage (`file://` and plain absolute paths): where a job's objects
+//! live, input and output checks, and the atomic commit.
+//!
+//! Intermediate objects live under the job's work directory. The stitched
+//! output is written beside the final path under a hidden temporary name and
+//! renamed onto it, so nobody ever sees a partial output at the final path;
+//! a failed job removes its temporaries and leaves the final path alone.
+
+use std::path::{Component, Path, PathBuf};
+
+use spotenc_proto::domain::OutputObject;
+use spotenc_proto::{Error, Result};
+
+/// Inserts `.a{attempt}` before the extension: `chunk-00003.nut` becomes
+/// `chunk-00003.a2.nut`.
+pub fn attempt_path(base: &str, attempt: u32) -> String {
+    let (dir, name) = base.rsplit_once('/').map_or(("", base), |(d, n)| (d, n));
+    let named = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.a{attempt}.{ext}"),
+        _ => format!("{name}.a{attempt}"),
+    };
+    if dir.is_empty() && !base.starts_with('/') {
+        named
+    } else {
+        format!("{dir}/{named}")
+    }
+}
+
+fn strip_file_scheme(uri: &str) -> Result<&str> {
+    match uri.split_once("://") {
+        None => Ok(uri),
+        Some(("file", path)) => Ok(path),
+        Some((scheme, _)) => Err(Error::invalid(format!(
+            "unsupported scheme {scheme:?} in {uri:?} (allowed: file paths)"
+        ))),
+    }
+}
+
+fn absolute_clean(uri: &str, what: &str) -> Result<PathBuf> {
+    let path = Path::new(strip_file_scheme(uri)?);
+    if !path.is_absolute() {
+        return Err(Error::invalid(format!(
+            "{what} {uri:?} is not an absolute path"
+        )));
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(Error::invalid(format!("{what} {uri:?} contains '..'")));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Checks an input URI and returns it as a path. Whether the file is a
+/// readable video is the probe's job.
+pub fn check_input(uri: &str) -> Result<String> {
+    Ok(absolute_clean(uri, "input")?.display().to_string())
+}
+
+/// Checks an output URI: absolute, in an existing directory, not a directory.
+pub fn check_output(uri: &str) -> Result<String> {
+    let path = absolute_clean(uri, "output")?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| Error::invalid(format!("output {uri:?} has no directory")))?;
+    if !parent.is_dir() {
+        return Err(Error::invalid(format!(
+            "output directory {} does not exist",
+            parent.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::invalid(format!("output {uri:?} is a directory")));
+    }
+    Ok(path.display().to_string())
+}
+
+/// The hidden temporary name beside `output` that a job stitches into.
+pub fn temp_output(output: &str, job_id: &str) -> String {
+    let path = Path::new(output);
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    dir.join(format!(".{name}.{job_id}.part"))
+        .display()
+        .to_string()
+}
+
+/// Moves the stitched object onto the final path. Safe to repeat after a
+/// crash: if the temporary is gone and the final path holds the same bytes,
+/// the commit already happened.
+pub fn commit(stitched: &OutputObject, output: &str) -> std::result::Result<(), String> {
+    let tmp = Path::new(&stitched.path);
+    let fin = Path::new(output);
+    match std::fs::metadata(tmp) {
+        Ok(meta) if meta.len() == stitched.size_bytes => {
+            std::fs::rename(tmp, fin).map_err(|e| format!("rename onto {output}: {e}"))?;
+            sync_dir(fin);
+            Ok(())
+        }
+        Ok(meta) => Err(format!(
+            "stitched object is {} bytes, expected {}",
+            meta.len(),
+            stitched.size_bytes
+        )),
+        Err(_) => match std::fs::metadata(fin) {
+            Ok(meta) if meta.len() == stitched.size_bytes => {
+                let sha = sha256_file(fin).map_err(|e| e.to_string())?;
+                if sha == stitched.sha256 {
+                    Ok(())
+                } else {
+                    Err("stitched object is gone and the output differs".into())
+                }
+            }
+            _ => Err("stitched object is gone".into()),
+        },
+    }
+}
+
+/// Makes a rename durable.
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    std::io::copy(&mut f, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Removes a job's work directory and its temporaries beside `output`.
+pub fn cleanup(work_dir: &str, output: &str, job_id: &str) {
+    let _ = std::fs::remove_dir_all(work_dir);
+    let path = Path::new(output);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.{job_id}.", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) && n.ends_with("part") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_paths_keep_the_extension() {
+        assert_eq!(
+            attempt_path("/w/j/chunk-00003.nut", 2),
+            "/w/j/chunk-00003.a2.nut"
+        );
+        assert_eq!(
+            attempt_path("/o/.out.mp4.j1.part", 1),
+            "/o/.out.mp4.j1.a1.part"
+        );
+    }
+
+    #[test]
+    fn hostile_and_relative_inputs_are_refused() {
+        for bad in [
+            "http://169.254.169.254/latest",
+            "relative.mp4",
+            "/a/../etc/passwd",
+            "concat:/a|/b",
+        ] {
+            assert!(check_input(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_input("file:///srv/a.mp4").unwrap(), "/srv/a.mp4");
+    }
+
+    #[test]
+    fn output_must_be_in_an_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("o.mp4");
+        assert!(check_output(ok.to_str().unwrap()).is_ok());
+        let missing = dir.path().join("nope/o.mp4");
+        let e = check_output(missing.to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn commit_is_repeatable_and_cleanup_removes_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let fin = dir.path().join("o.mp4").display().to_string();
+        let tmp = attempt_path(&temp_output(&fin, "j1"), 1);
+        std::fs::write(&tmp, b"stitched").unwrap();
+        let obj = OutputObject {
+            path: tmp.clone(),
+            size_bytes: 8,
+            sha256: sha256_file(Path::new(&tmp)).unwrap(),
+            frames: 1,
+        };
+        commit(&obj, &fin).unwrap();
+        commit(&obj, &fin).unwrap();
+        assert_eq!(std::fs::read(&fin).unwrap(), b"stitched");
+
+        let stale = attempt_path(&temp_output(&fin, "j2"), 3);
+        std::fs::write(&stale, b"x").unwrap();
+        cleanup("/nonexistent", &fin, "j2");
+        assert!(!Path::new(&stale).exists());
+        assert!(Path::new(&fin).exists());
+    }
+}
