@@ -17,7 +17,7 @@ pub fn seek_stream_backward(
             input.as_mut_ptr(),
             stream as i32,
             ts,
-            ffi::AVSEEK_FLAG_BACKWARD as i32,
+            ffi::AVSEEK_FLAG_BACKWARD,
         )
     };
     if ret < 0 {

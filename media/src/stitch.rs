@@ -345,7 +345,7 @@ fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Res
                 video.write_next(&mut octx)?;
                 video.advance()?;
                 frames += 1;
-                if frames % 256 == 0 {
+                if frames.is_multiple_of(256) {
                     ctl.check()?;
                     ctl.set_frames(frames);
                 }

@@ -193,3 +193,6 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord]) -> JobView {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests;

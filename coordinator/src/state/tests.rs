@@ -1,0 +1,319 @@
+//! The contract every [`StateStore`] backend must meet. Each test takes a
+//! fresh store from a factory, so a Redis backend can run the same suite.
+
+use std::sync::Arc;
+
+use spotenc_proto::domain::*;
+use spotenc_proto::Error;
+
+use super::embedded::EmbeddedStore;
+use super::{Limits, NewTask, StateStore};
+
+const LIMITS: Limits = Limits {
+    lease_ttl_ms: 1_000,
+    max_expiries: 2,
+};
+
+fn spec() -> JobSpec {
+    JobSpec {
+        input: "/in.mp4".into(),
+        output: "/out.mp4".into(),
+        video: VideoSettings {
+            codec: Codec::H264,
+            rate: RateControl::Crf(23),
+            preset: "fast".into(),
+            profile: None,
+            keyint: None,
+            max_size: None,
+        },
+        audio: AudioSettings {
+            copy_if_aac: true,
+            bitrate_bps: 128_000,
+        },
+        container: Container::Mp4,
+        chunk_seconds: 10.0,
+        min_chunk_seconds: 2.0,
+        priority: Priority::Cost,
+        max_attempts: 2,
+    }
+}
+
+fn obj(path: &str, frames: u64) -> OutputObject {
+    OutputObject {
+        path: path.into(),
+        size_bytes: 10,
+        sha256: "00".into(),
+        frames,
+    }
+}
+
+fn probe_info() -> ProbeInfo {
+    ProbeInfo {
+        format_name: "mp4".into(),
+        duration_seconds: 2.0,
+        index_source: "packet-scan".into(),
+        video: VideoStreamInfo {
+            stream_index: 0,
+            codec: "h264".into(),
+            width: 64,
+            height: 64,
+            pix_fmt: "yuv420p".into(),
+            time_base: Rational::new(1, 25),
+            avg_frame_rate: Rational::new(25, 1),
+            start_pts: 0,
+            end_pts: 50,
+            frame_count: 50,
+            keyframes: vec![Keyframe { frame: 0, pts: 0 }, Keyframe { frame: 25, pts: 25 }],
+        },
+        audio: None,
+    }
+}
+
+/// Two encode tasks of 25 frames and a stitch that waits for both.
+fn follow_ups(job: &str) -> Vec<NewTask> {
+    let enc = |i: u32| NewTask {
+        id: format!("{job}/encode-{i}"),
+        kind: TaskKind::Encode,
+        chunk: i,
+        work: Work::Encode(EncodeTask {
+            input: "/in.mp4".into(),
+            output: format!("/w/{job}/chunk-{i}.nut"),
+            chunk: ChunkRange {
+                index: i,
+                start_frame: u64::from(i) * 25,
+                end_frame: u64::from(i + 1) * 25,
+                start_pts: i64::from(i) * 25,
+                end_pts: Some(i64::from(i + 1) * 25),
+            },
+            video: spec().video,
+            origin_pts: 0,
+            video_stream: 0,
+            source_frame_rate: Rational::new(25, 1),
+        }),
+        deps: vec![],
+        frames_total: 25,
+    };
+    vec![
+        enc(0),
+        enc(1),
+        NewTask {
+            id: format!("{job}/stitch"),
+            kind: TaskKind::Stitch,
+            chunk: 0,
+            work: Work::Stitch(StitchTask {
+                chunks: vec![],
+                audio: None,
+                output: "/.out.mp4.part".into(),
+                container: Container::Mp4,
+                expected_frames: 50,
+            }),
+            deps: vec![format!("{job}/encode-0"), format!("{job}/encode-1")],
+            frames_total: 50,
+        },
+    ]
+}
+
+async fn store() -> (Arc<dyn StateStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    s.register_worker(super::WorkerRecord {
+        id: "w1".into(),
+        info: WorkerInfo {
+            name: "w".into(),
+            pool: "p".into(),
+            hardware: "cpu".into(),
+            slots: 1,
+            cores: 1,
+            memory_bytes: 0,
+            codecs: vec![],
+        },
+        registered_unix_ms: 0,
+    })
+    .await
+    .unwrap();
+    (Arc::new(s), dir)
+}
+
+/// Submits a job and completes its probe; returns the job id.
+async fn planned_job(s: &dyn StateStore) -> String {
+    let job = s.submit(spec(), "", 0).await.unwrap();
+    let t = s.lease_next("w1", 0).await.unwrap().unwrap();
+    assert_eq!(t.work.kind(), TaskKind::Probe);
+    s.complete(&t.task_id, t.attempt, TaskOutcome::Probe(probe_info()), follow_ups(&job.id), 1)
+        .await
+        .unwrap();
+    job.id
+}
+
+#[tokio::test]
+async fn submit_is_idempotent_by_key() {
+    let (s, _d) = store().await;
+    let a = s.submit(spec(), "k1", 0).await.unwrap();
+    let b = s.submit(spec(), "k1", 5).await.unwrap();
+    let c = s.submit(spec(), "k2", 5).await.unwrap();
+    assert_eq!(a.id, b.id);
+    assert_ne!(a.id, c.id);
+}
+
+#[tokio::test]
+async fn unknown_worker_cannot_lease() {
+    let (s, _d) = store().await;
+    s.submit(spec(), "", 0).await.unwrap();
+    assert!(matches!(s.lease_next("ghost", 0).await, Err(Error::NotFound(_))));
+}
+
+#[tokio::test]
+async fn stale_fencing_token_is_refused_after_expiry() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let first = s.lease_next("w1", 10).await.unwrap().unwrap();
+    assert_eq!(first.attempt, 1);
+    // The lease runs out, the task is requeued and leased again.
+    assert_eq!(s.expire_leases(10 + 1_001).await.unwrap().len(), 1);
+    assert!(!s.heartbeat(&first.task_id, 1, 5, 1_100).await.unwrap());
+    let second = s.lease_next("w1", 1_100).await.unwrap().unwrap();
+    assert_eq!(second.task_id, first.task_id);
+    assert_eq!(second.attempt, 2);
+    let Work::Encode(e1) = &first.work else { panic!() };
+    let Work::Encode(e2) = &second.work else { panic!() };
+    assert_ne!(e1.output, e2.output, "each attempt writes its own object");
+
+    let zombie = s
+        .complete(&first.task_id, 1, TaskOutcome::Encode(obj(&e1.output, 25)), vec![], 1_200)
+        .await;
+    assert!(matches!(zombie, Err(Error::Stale(_))), "{zombie:?}");
+    s.complete(&second.task_id, 2, TaskOutcome::Encode(obj(&e2.output, 25)), vec![], 1_300)
+        .await
+        .unwrap();
+    let (_, tasks) = s.job(&job).await.unwrap();
+    let t = tasks.iter().find(|t| t.id == first.task_id).unwrap();
+    assert_eq!(t.state, TaskState::Done);
+    let outcomes: Vec<&str> = t.history.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["expired", "done"]);
+}
+
+#[tokio::test]
+async fn stitch_waits_for_every_chunk_and_gets_them_in_order() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let a = s.lease_next("w1", 2).await.unwrap().unwrap();
+    let b = s.lease_next("w1", 2).await.unwrap().unwrap();
+    assert!(s.lease_next("w1", 2).await.unwrap().is_none(), "stitch is blocked");
+    // Finish out of order.
+    for t in [&b, &a] {
+        let Work::Encode(e) = &t.work else { panic!() };
+        s.complete(&t.task_id, t.attempt, TaskOutcome::Encode(obj(&e.output, 25)), vec![], 3)
+            .await
+            .unwrap();
+    }
+    let stitch = s.lease_next("w1", 4).await.unwrap().unwrap();
+    let Work::Stitch(st) = &stitch.work else { panic!("{stitch:?}") };
+    let paths: Vec<&str> = st.chunks.iter().map(|c| c.path.as_str()).collect();
+    assert!(paths[0].contains("chunk-0") && paths[1].contains("chunk-1"), "{paths:?}");
+    let t = s
+        .complete(&stitch.task_id, 1, TaskOutcome::Stitch(obj(&st.output, 50)), vec![], 5)
+        .await
+        .unwrap();
+    assert_eq!(t.state, JobState::Committing);
+    let t = s.finish_commit(&job, Ok(()), 6).await.unwrap();
+    assert_eq!(t.state, JobState::Succeeded);
+}
+
+#[tokio::test]
+async fn wrong_frame_count_fails_the_chunk_and_requeues_it() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+    let r = s
+        .complete(&t.task_id, t.attempt, TaskOutcome::Encode(obj("/x", 24)), vec![], 3)
+        .await;
+    assert!(matches!(r, Err(Error::Invalid(ref m)) if m.contains("24 frames")), "{r:?}");
+    let (j, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(j.state, JobState::Running);
+    let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
+    assert_eq!((task.state, task.failures), (TaskState::Pending, 1));
+}
+
+#[tokio::test]
+async fn non_retryable_failure_fails_the_job_and_cancels_the_rest() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let a = s.lease_next("w1", 2).await.unwrap().unwrap();
+    let b = s.lease_next("w1", 2).await.unwrap().unwrap();
+    let t = s.fail(&a.task_id, a.attempt, "bad input /in.mp4: truncated", false, 3).await.unwrap();
+    assert_eq!(t.state, JobState::Failed);
+    let (j, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(j.error, "bad input /in.mp4: truncated");
+    assert!(!s.heartbeat(&b.task_id, b.attempt, 1, 4).await.unwrap());
+    assert!(tasks.iter().all(|t| t.state != TaskState::Pending && t.state != TaskState::Leased));
+}
+
+#[tokio::test]
+async fn retryable_failures_are_bounded_by_max_attempts() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let t1 = s.lease_next("w1", 2).await.unwrap().unwrap();
+    assert_eq!(s.fail(&t1.task_id, 1, "encoder crashed", true, 3).await.unwrap().state, JobState::Running);
+    // The failed chunk is pending again, ahead of the later one.
+    let t2 = s.lease_next("w1", 4).await.unwrap().unwrap();
+    assert_eq!((t2.task_id.as_str(), t2.attempt), (t1.task_id.as_str(), 2));
+    let end = s.fail(&t2.task_id, 2, "encoder crashed", true, 5).await.unwrap();
+    assert_eq!(end.state, JobState::Failed);
+    let (j, _) = s.job(&job).await.unwrap();
+    assert!(j.error.contains("failed 2 times"), "{}", j.error);
+}
+
+#[tokio::test]
+async fn hand_back_requeues_without_counting_a_failure() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+    s.hand_back(&t.task_id, t.attempt, "spot notice", 3).await.unwrap();
+    let (_, tasks) = s.job(&job).await.unwrap();
+    let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
+    assert_eq!((task.state, task.failures), (TaskState::Pending, 0));
+    assert_eq!(task.history[0].outcome, "handed-back");
+}
+
+#[tokio::test]
+async fn too_many_expiries_fail_the_job() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let mut now = 2;
+    for _ in 0..3 {
+        s.lease_next("w1", now).await.unwrap().unwrap();
+        s.lease_next("w1", now).await.unwrap();
+        now += 2_000;
+        s.expire_leases(now).await.unwrap();
+    }
+    let (j, _) = s.job(&job).await.unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    assert!(j.error.contains("lost its lease"), "{}", j.error);
+}
+
+#[tokio::test]
+async fn cancel_stops_heartbeats() {
+    let (s, _d) = store().await;
+    let job = planned_job(&*s).await;
+    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+    assert!(s.heartbeat(&t.task_id, t.attempt, 3, 3).await.unwrap());
+    assert_eq!(s.cancel(&job, 4).await.unwrap().state, JobState::Cancelled);
+    assert!(!s.heartbeat(&t.task_id, t.attempt, 4, 5).await.unwrap());
+    assert!(s.lease_next("w1", 6).await.unwrap().is_none());
+}
+
+// The embedded store must resume after a crash: state is on disk after every
+// transition.
+#[tokio::test]
+async fn embedded_store_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = {
+        let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+        s.submit(spec(), "key", 0).await.unwrap().id
+    };
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    let (j, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(s.submit(spec(), "key", 1).await.unwrap().id, job);
+}
