@@ -143,6 +143,9 @@ impl JobArgs {
 /// need not exist (an output, or a missing input the job will report); its
 /// directory is canonicalised when it exists.
 pub fn absolute(path: &str) -> String {
+    if path.contains("://") {
+        return path.to_string();
+    }
     let p = std::path::Path::new(path);
     if let Ok(c) = p.canonicalize() {
         return c.display().to_string();

@@ -202,6 +202,22 @@ struct VideoTiming {
     dts: Vec<i64>,
 }
 
+impl VideoTiming {
+    /// The most common frame duration as a rate, for containers that store
+    /// a default frame duration.
+    fn frame_rate(&self, tb: Rational) -> Option<Rational> {
+        let mut counts: HashMap<i64, usize> = HashMap::new();
+        for d in self.durations.values() {
+            *counts.entry(*d).or_default() += 1;
+        }
+        let (dur, _) = counts.into_iter().max_by_key(|(d, n)| (*n, *d))?;
+        let den = i64::from(tb.numerator()) * dur;
+        let num = i64::from(tb.denominator());
+        (den > 0 && den <= i64::from(i32::MAX))
+            .then(|| Rational::new(num as i32, den as i32).reduce())
+    }
+}
+
 impl Feed {
     fn new(paths: &[&Path]) -> Result<Self> {
         let inputs = paths
@@ -313,6 +329,11 @@ fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Res
         ost.set_parameters(feed.parameters());
         ffi::clear_codec_tag(&mut ost);
         ost.set_time_base(feed.in_tb);
+        // Matroska writes a default duration from this; without it the last
+        // frame has no duration.
+        if let Some(rate) = feed.timing.as_ref().and_then(|t| t.frame_rate(feed.in_tb)) {
+            ost.set_avg_frame_rate(rate);
+        }
         feed.out_index = i;
     }
     let mut opts = ffmpeg::Dictionary::new();

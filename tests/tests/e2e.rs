@@ -1,1 +1,503 @@
-fn main() {}
+//! End-to-end tests: real processes, real FFmpeg, judged by ffmpeg/ffprobe.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use spotenc_proto::pb::{self, job_service_client::JobServiceClient};
+use spotenc_tests::media::*;
+use spotenc_tests::{bin, Fleet};
+
+fn transcode(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    Command::new(bin("spotenc"))
+        .arg("transcode")
+        .arg(input)
+        .arg(output)
+        .args(extra)
+        .output()
+        .expect("run spotenc transcode")
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What every correct output satisfies against its source.
+fn assert_faithful(src: &Path, out: &Path) {
+    assert_eq!(
+        frame_count(out),
+        frame_count(src),
+        "frame count of {}",
+        out.display()
+    );
+    let errors = decode_errors(out);
+    assert!(
+        errors.is_empty(),
+        "decode errors in {}: {errors}",
+        out.display()
+    );
+    let (sv, ov) = (
+        stream_duration(src, "v").expect("source video"),
+        stream_duration(out, "v").expect("output video"),
+    );
+    let frame = sv / frame_count(src) as f64;
+    assert!(
+        (sv - ov).abs() <= frame + 1e-3,
+        "video duration {ov:.4} s, source {sv:.4} s (one frame is {frame:.4} s)"
+    );
+    if has_stream(src, "a") {
+        let oa = stream_duration(out, "a").expect("output audio");
+        assert!(
+            (oa - ov).abs() <= 0.050,
+            "audio {oa:.4} s and video {ov:.4} s differ by more than 50 ms"
+        );
+    } else {
+        assert!(!has_stream(out, "a"), "audio appeared from nowhere");
+    }
+}
+
+fn av_clip(dir: &Path, name: &str, seconds: u32, size: &str, extra: &[&str]) -> std::path::PathBuf {
+    let v = format!("testsrc2=size={size}:rate=25:duration={seconds}");
+    let a = format!("sine=frequency=440:sample_rate=48000:duration={seconds}");
+    let mut args = vec!["-f", "lavfi", "-i", &v, "-f", "lavfi", "-i", &a];
+    args.extend_from_slice(extra);
+    make_clip(dir, name, &args)
+}
+
+#[test]
+fn chunked_output_is_frame_exact_and_matches_single_chunk_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = av_clip(
+        dir.path(),
+        "src.mp4",
+        8,
+        "640x360",
+        &[
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-g", "50", "-c:a", "aac",
+        ],
+    );
+    let chunked = dir.path().join("chunked.mp4");
+    let out = transcode(
+        &src,
+        &chunked,
+        &[
+            "--chunk-seconds",
+            "2",
+            "--workers",
+            "2",
+            "--crf",
+            "23",
+            "--preset",
+            "veryfast",
+        ],
+    );
+    assert_ok(&out, "chunked transcode");
+    assert_faithful(&src, &chunked);
+
+    let single = dir.path().join("single.mp4");
+    let out = transcode(
+        &src,
+        &single,
+        &[
+            "--chunk-seconds",
+            "1000",
+            "--workers",
+            "1",
+            "--crf",
+            "23",
+            "--preset",
+            "veryfast",
+        ],
+    );
+    assert_ok(&out, "single-chunk transcode");
+    assert_faithful(&src, &single);
+
+    let (p_chunked, p_single) = (psnr(&chunked, &src), psnr(&single, &src));
+    println!("psnr chunked {p_chunked:.3} dB, single chunk {p_single:.3} dB");
+    assert!(p_chunked >= 35.0, "chunked PSNR {p_chunked:.2} dB < 35");
+    assert!(
+        (p_chunked - p_single).abs() <= 0.15,
+        "chunked {p_chunked:.3} dB vs single {p_single:.3} dB"
+    );
+    // No intermediate files are left beside the output.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+#[test]
+fn open_gop_b_frame_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = av_clip(
+        dir.path(),
+        "opengop.mp4",
+        6,
+        "320x240",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "fast",
+            "-bf",
+            "3",
+            "-g",
+            "30",
+            "-keyint_min",
+            "10",
+            "-x264-params",
+            "open-gop=1",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let out = dir.path().join("out.mkv");
+    assert_ok(
+        &transcode(
+            &src,
+            &out,
+            &["--chunk-seconds", "1", "--preset", "veryfast"],
+        ),
+        "transcode",
+    );
+    assert_faithful(&src, &out);
+}
+
+#[test]
+fn variable_frame_rate_source_keeps_its_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_clip(
+        dir.path(),
+        "vfr.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=6",
+            "-vf",
+            "setpts='if(lt(mod(N,10),5),N*2,N*2+1)/60/TB'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "20",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_ok(
+        &transcode(
+            &src,
+            &out,
+            &["--chunk-seconds", "1", "--preset", "ultrafast"],
+        ),
+        "transcode",
+    );
+    assert_faithful(&src, &out);
+    let (a, b) = (frame_times(&src), frame_times(&out));
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() < 0.002,
+            "frame {i} at {y:.4} s, source {x:.4} s"
+        );
+    }
+}
+
+#[test]
+fn mpeg_ts_with_non_zero_start_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = av_clip(
+        dir.path(),
+        "start.ts",
+        6,
+        "320x240",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-output_ts_offset",
+            "10",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_ok(
+        &transcode(
+            &src,
+            &out,
+            &["--chunk-seconds", "2", "--preset", "ultrafast"],
+        ),
+        "transcode",
+    );
+    assert_faithful(&src, &out);
+    assert!(frame_times(&out).first() == Some(&0.0));
+}
+
+#[test]
+fn ten_bit_hevc_source_to_scaled_hevc() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_clip(
+        dir.path(),
+        "10bit.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=4",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error:keyint=25",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_ok(
+        &transcode(
+            &src,
+            &out,
+            &[
+                "--codec",
+                "hevc",
+                "--scale",
+                "320x320",
+                "--chunk-seconds",
+                "1",
+                "--preset",
+                "ultrafast",
+            ],
+        ),
+        "transcode",
+    );
+    assert_faithful(&src, &out);
+    let s = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,pix_fmt",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&s.stdout).trim(),
+        "hevc,320,180,yuv420p"
+    );
+}
+
+#[test]
+fn source_without_audio_gives_output_without_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_clip(
+        dir.path(),
+        "silent.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_ok(
+        &transcode(
+            &src,
+            &out,
+            &[
+                "--chunk-seconds",
+                "1",
+                "--preset",
+                "ultrafast",
+                "--bitrate",
+                "500k",
+            ],
+        ),
+        "transcode",
+    );
+    assert_faithful(&src, &out);
+}
+
+#[test]
+fn transcode_of_a_missing_file_fails_with_a_reason_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.mp4");
+    let out = transcode(&dir.path().join("nope.mp4"), &out_path, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such file"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "files left behind"
+    );
+}
+
+async fn job(url: &str, id: &str) -> pb::Job {
+    let mut c = JobServiceClient::connect(url.to_string()).await.unwrap();
+    c.get_job(pb::GetJobRequest { job_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn submit(fleet: &Fleet, input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["submit", input.to_str().unwrap(), output.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    fleet.spotenc(&args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_killed_mid_chunk_loses_its_lease_and_the_job_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = av_clip(
+        dir.path(),
+        "src.mp4",
+        8,
+        "1280x720",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    let mut fleet = Fleet::builder().cpu_workers(1).lease_ttl_ms(2_000).start();
+    let sub = submit(
+        &fleet,
+        &src,
+        &out,
+        &["--chunk-seconds", "2", "--preset", "slow"],
+    );
+    assert_ok(&sub, "submit");
+    let id = String::from_utf8_lossy(&sub.stdout).trim().to_string();
+
+    // Wait until w0 is encoding a chunk, then kill it without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        let j = job(&fleet.url, &id).await;
+        let leased = j.tasks.iter().find(|t| {
+            t.kind == pb::TaskKind::Encode as i32 && t.state == pb::TaskState::Leased as i32
+        });
+        if let Some(t) = leased {
+            break t.task_id.clone();
+        }
+        assert!(Instant::now() < deadline, "no chunk started: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    fleet.worker("w0").kill();
+    let killed_at = Instant::now();
+    fleet.add_worker("w1");
+
+    let done = loop {
+        let j = job(&fleet.url, &id).await;
+        if j.state >= pb::JobState::Succeeded as i32 {
+            break j;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "job stuck: {j:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "job finished {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
+    let task = done.tasks.iter().find(|t| t.task_id == victim).unwrap();
+    let outcomes: Vec<&str> = task.history.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["expired", "done"], "{task:?}");
+    assert!(task.history[0].worker_id.starts_with("w0-"));
+    assert!(task.history[1].worker_id.starts_with("w1-"));
+    assert_faithful(&src, &out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_fail_their_job_and_leave_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::builder().cpu_workers(1).start();
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "this is not a video\n".repeat(100)).unwrap();
+    let good = av_clip(
+        dir.path(),
+        "good.mp4",
+        3,
+        "320x240",
+        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    );
+    // moov at the end, cut in half: no index at all.
+    let truncated = dir.path().join("truncated.mp4");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+
+    let outputs = dir.path().join("out");
+    std::fs::create_dir(&outputs).unwrap();
+    let cases = [
+        (dir.path().join("missing.mp4"), "no such file"),
+        (text, "not a recognised media file"),
+        (truncated, "bad input"),
+    ];
+    for (i, (input, reason)) in cases.iter().enumerate() {
+        let out = outputs.join(format!("out{i}.mp4"));
+        let r = submit(&fleet, input, &out, &["--wait", "--preset", "ultrafast"]);
+        assert!(!r.status.success(), "{} should fail", input.display());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains(reason), "{}: {err}", input.display());
+        assert!(err.contains("failed"), "{err}");
+    }
+    let hostile = fleet.spotenc(&[
+        "submit",
+        "http://169.254.169.254/latest/meta-data",
+        outputs.join("x.mp4").to_str().unwrap(),
+    ]);
+    assert!(!hostile.status.success());
+    assert!(String::from_utf8_lossy(&hostile.stderr).contains("unsupported scheme"));
+
+    assert_eq!(
+        std::fs::read_dir(&outputs).unwrap().count(),
+        0,
+        "partial outputs left"
+    );
+    assert!(fleet.coordinator.is_running(), "coordinator crashed");
+    assert!(fleet.worker("w0").is_running(), "worker crashed");
+    // The same fleet still does good work.
+    let ok = outputs.join("good.mp4");
+    assert_ok(
+        &submit(&fleet, &good, &ok, &["--wait", "--preset", "ultrafast"]),
+        "good job",
+    );
+    assert_faithful(&good, &ok);
+}

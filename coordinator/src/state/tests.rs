@@ -63,7 +63,10 @@ fn probe_info() -> ProbeInfo {
             start_pts: 0,
             end_pts: 50,
             frame_count: 50,
-            keyframes: vec![Keyframe { frame: 0, pts: 0 }, Keyframe { frame: 25, pts: 25 }],
+            keyframes: vec![
+                Keyframe { frame: 0, pts: 0 },
+                Keyframe { frame: 25, pts: 25 },
+            ],
         },
         audio: None,
     }
@@ -139,9 +142,15 @@ async fn planned_job(s: &dyn StateStore) -> String {
     let job = s.submit(spec(), "", 0).await.unwrap();
     let t = s.lease_next("w1", 0).await.unwrap().unwrap();
     assert_eq!(t.work.kind(), TaskKind::Probe);
-    s.complete(&t.task_id, t.attempt, TaskOutcome::Probe(probe_info()), follow_ups(&job.id), 1)
-        .await
-        .unwrap();
+    s.complete(
+        &t.task_id,
+        t.attempt,
+        TaskOutcome::Probe(probe_info()),
+        follow_ups(&job.id),
+        1,
+    )
+    .await
+    .unwrap();
     job.id
 }
 
@@ -159,7 +168,10 @@ async fn submit_is_idempotent_by_key() {
 async fn unknown_worker_cannot_lease() {
     let (s, _d) = store().await;
     s.submit(spec(), "", 0).await.unwrap();
-    assert!(matches!(s.lease_next("ghost", 0).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        s.lease_next("ghost", 0).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -174,17 +186,33 @@ async fn stale_fencing_token_is_refused_after_expiry() {
     let second = s.lease_next("w1", 1_100).await.unwrap().unwrap();
     assert_eq!(second.task_id, first.task_id);
     assert_eq!(second.attempt, 2);
-    let Work::Encode(e1) = &first.work else { panic!() };
-    let Work::Encode(e2) = &second.work else { panic!() };
+    let Work::Encode(e1) = &first.work else {
+        panic!()
+    };
+    let Work::Encode(e2) = &second.work else {
+        panic!()
+    };
     assert_ne!(e1.output, e2.output, "each attempt writes its own object");
 
     let zombie = s
-        .complete(&first.task_id, 1, TaskOutcome::Encode(obj(&e1.output, 25)), vec![], 1_200)
+        .complete(
+            &first.task_id,
+            1,
+            TaskOutcome::Encode(obj(&e1.output, 25)),
+            vec![],
+            1_200,
+        )
         .await;
     assert!(matches!(zombie, Err(Error::Stale(_))), "{zombie:?}");
-    s.complete(&second.task_id, 2, TaskOutcome::Encode(obj(&e2.output, 25)), vec![], 1_300)
-        .await
-        .unwrap();
+    s.complete(
+        &second.task_id,
+        2,
+        TaskOutcome::Encode(obj(&e2.output, 25)),
+        vec![],
+        1_300,
+    )
+    .await
+    .unwrap();
     let (_, tasks) = s.job(&job).await.unwrap();
     let t = tasks.iter().find(|t| t.id == first.task_id).unwrap();
     assert_eq!(t.state, TaskState::Done);
@@ -198,20 +226,40 @@ async fn stitch_waits_for_every_chunk_and_gets_them_in_order() {
     let job = planned_job(&*s).await;
     let a = s.lease_next("w1", 2).await.unwrap().unwrap();
     let b = s.lease_next("w1", 2).await.unwrap().unwrap();
-    assert!(s.lease_next("w1", 2).await.unwrap().is_none(), "stitch is blocked");
+    assert!(
+        s.lease_next("w1", 2).await.unwrap().is_none(),
+        "stitch is blocked"
+    );
     // Finish out of order.
     for t in [&b, &a] {
         let Work::Encode(e) = &t.work else { panic!() };
-        s.complete(&t.task_id, t.attempt, TaskOutcome::Encode(obj(&e.output, 25)), vec![], 3)
-            .await
-            .unwrap();
+        s.complete(
+            &t.task_id,
+            t.attempt,
+            TaskOutcome::Encode(obj(&e.output, 25)),
+            vec![],
+            3,
+        )
+        .await
+        .unwrap();
     }
     let stitch = s.lease_next("w1", 4).await.unwrap().unwrap();
-    let Work::Stitch(st) = &stitch.work else { panic!("{stitch:?}") };
+    let Work::Stitch(st) = &stitch.work else {
+        panic!("{stitch:?}")
+    };
     let paths: Vec<&str> = st.chunks.iter().map(|c| c.path.as_str()).collect();
-    assert!(paths[0].contains("chunk-0") && paths[1].contains("chunk-1"), "{paths:?}");
+    assert!(
+        paths[0].contains("chunk-0") && paths[1].contains("chunk-1"),
+        "{paths:?}"
+    );
     let t = s
-        .complete(&stitch.task_id, 1, TaskOutcome::Stitch(obj(&st.output, 50)), vec![], 5)
+        .complete(
+            &stitch.task_id,
+            1,
+            TaskOutcome::Stitch(obj(&st.output, 50)),
+            vec![],
+            5,
+        )
         .await
         .unwrap();
     assert_eq!(t.state, JobState::Committing);
@@ -225,9 +273,18 @@ async fn wrong_frame_count_fails_the_chunk_and_requeues_it() {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
     let r = s
-        .complete(&t.task_id, t.attempt, TaskOutcome::Encode(obj("/x", 24)), vec![], 3)
+        .complete(
+            &t.task_id,
+            t.attempt,
+            TaskOutcome::Encode(obj("/x", 24)),
+            vec![],
+            3,
+        )
         .await;
-    assert!(matches!(r, Err(Error::Invalid(ref m)) if m.contains("24 frames")), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Invalid(ref m)) if m.contains("24 frames")),
+        "{r:?}"
+    );
     let (j, tasks) = s.job(&job).await.unwrap();
     assert_eq!(j.state, JobState::Running);
     let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
@@ -240,12 +297,23 @@ async fn non_retryable_failure_fails_the_job_and_cancels_the_rest() {
     let job = planned_job(&*s).await;
     let a = s.lease_next("w1", 2).await.unwrap().unwrap();
     let b = s.lease_next("w1", 2).await.unwrap().unwrap();
-    let t = s.fail(&a.task_id, a.attempt, "bad input /in.mp4: truncated", false, 3).await.unwrap();
+    let t = s
+        .fail(
+            &a.task_id,
+            a.attempt,
+            "bad input /in.mp4: truncated",
+            false,
+            3,
+        )
+        .await
+        .unwrap();
     assert_eq!(t.state, JobState::Failed);
     let (j, tasks) = s.job(&job).await.unwrap();
     assert_eq!(j.error, "bad input /in.mp4: truncated");
     assert!(!s.heartbeat(&b.task_id, b.attempt, 1, 4).await.unwrap());
-    assert!(tasks.iter().all(|t| t.state != TaskState::Pending && t.state != TaskState::Leased));
+    assert!(tasks
+        .iter()
+        .all(|t| t.state != TaskState::Pending && t.state != TaskState::Leased));
 }
 
 #[tokio::test]
@@ -253,11 +321,20 @@ async fn retryable_failures_are_bounded_by_max_attempts() {
     let (s, _d) = store().await;
     let job = planned_job(&*s).await;
     let t1 = s.lease_next("w1", 2).await.unwrap().unwrap();
-    assert_eq!(s.fail(&t1.task_id, 1, "encoder crashed", true, 3).await.unwrap().state, JobState::Running);
+    assert_eq!(
+        s.fail(&t1.task_id, 1, "encoder crashed", true, 3)
+            .await
+            .unwrap()
+            .state,
+        JobState::Running
+    );
     // The failed chunk is pending again, ahead of the later one.
     let t2 = s.lease_next("w1", 4).await.unwrap().unwrap();
     assert_eq!((t2.task_id.as_str(), t2.attempt), (t1.task_id.as_str(), 2));
-    let end = s.fail(&t2.task_id, 2, "encoder crashed", true, 5).await.unwrap();
+    let end = s
+        .fail(&t2.task_id, 2, "encoder crashed", true, 5)
+        .await
+        .unwrap();
     assert_eq!(end.state, JobState::Failed);
     let (j, _) = s.job(&job).await.unwrap();
     assert!(j.error.contains("failed 2 times"), "{}", j.error);
@@ -268,7 +345,9 @@ async fn hand_back_requeues_without_counting_a_failure() {
     let (s, _d) = store().await;
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    s.hand_back(&t.task_id, t.attempt, "spot notice", 3).await.unwrap();
+    s.hand_back(&t.task_id, t.attempt, "spot notice", 3)
+        .await
+        .unwrap();
     let (_, tasks) = s.job(&job).await.unwrap();
     let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
     assert_eq!((task.state, task.failures), (TaskState::Pending, 0));
