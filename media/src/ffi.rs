@@ -10,16 +10,27 @@ pub fn seek_stream_backward(
     stream: usize,
     ts: i64,
 ) -> Result<(), ffmpeg::Error> {
+    seek_stream(input, stream, ts, ffi::AVSEEK_FLAG_BACKWARD)
+}
+
+/// Seeks `stream` to the first keyframe at or after `ts`.
+pub fn seek_stream_forward(
+    input: &mut ffmpeg::format::context::Input,
+    stream: usize,
+    ts: i64,
+) -> Result<(), ffmpeg::Error> {
+    seek_stream(input, stream, ts, 0)
+}
+
+fn seek_stream(
+    input: &mut ffmpeg::format::context::Input,
+    stream: usize,
+    ts: i64,
+    flags: i32,
+) -> Result<(), ffmpeg::Error> {
     // SAFETY: the context pointer is owned by `input` and valid for the call;
     // `stream` is an index the caller took from the same context.
-    let ret = unsafe {
-        ffi::av_seek_frame(
-            input.as_mut_ptr(),
-            stream as i32,
-            ts,
-            ffi::AVSEEK_FLAG_BACKWARD,
-        )
-    };
+    let ret = unsafe { ffi::av_seek_frame(input.as_mut_ptr(), stream as i32, ts, flags) };
     if ret < 0 {
         Err(ffmpeg::Error::from(ret))
     } else {
@@ -56,5 +67,40 @@ pub fn add_codec_flags(enc: &mut ffmpeg::codec::Context, flags: ffmpeg::codec::F
     // SAFETY: the context pointer is owned by `enc` and valid for the call.
     unsafe {
         (*enc.as_mut_ptr()).flags |= flags.bits() as i32;
+    }
+}
+
+/// One entry of a demuxer's index.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexEntry {
+    /// Decode timestamp in the stream's time base (MP4 indexes by DTS).
+    pub dts: i64,
+    pub keyframe: bool,
+    pub discard: bool,
+}
+
+/// The demuxer's index of a stream, in decode order. MP4 demuxers index
+/// every sample at open time; others index sparsely or not at all.
+pub fn index_entries(input: &mut ffmpeg::format::context::Input, stream: usize) -> Vec<IndexEntry> {
+    // SAFETY: `stream` indexes the context's stream array (the caller took it
+    // from the same context); entries are read, copied out, and the pointer
+    // is not kept past the loop, during which the context is not touched.
+    unsafe {
+        let ctx = input.as_mut_ptr();
+        if stream >= (*ctx).nb_streams as usize {
+            return Vec::new();
+        }
+        let st = *(*ctx).streams.add(stream);
+        let n = ffi::avformat_index_get_entries_count(st);
+        (0..n)
+            .filter_map(|i| {
+                let e = ffi::avformat_index_get_entry(st, i);
+                (!e.is_null()).then(|| IndexEntry {
+                    dts: (*e).timestamp,
+                    keyframe: (*e).flags() & ffi::AVINDEX_KEYFRAME != 0,
+                    discard: (*e).flags() & ffi::AVINDEX_DISCARD_FRAME != 0,
+                })
+            })
+            .collect()
     }
 }

@@ -85,12 +85,14 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Initialises FFmpeg once and quietens its own logging to errors.
+/// Initialises FFmpeg once and silences its own logging: decoding from a
+/// keyframe after a seek logs errors for the open-GOP pictures we drop anyway,
+/// and real failures surface as errors and frame-count mismatches.
 pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         ffmpeg::init().expect("ffmpeg libraries load");
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
     });
 }
 

@@ -1,18 +1,25 @@
 //! Probe: what the planner needs to know about an input.
 //!
-//! Keyframes and the frame count come from a scan of the video packets (no
-//! decoding), so they are exact whatever the container's index says. Frames
-//! are counted in presentation order, starting at the first keyframe in
-//! decode order: anything before it cannot be decoded and is not part of the
-//! job's timeline.
+//! Keyframes and the frame count come from the container index when it lists
+//! every frame (MP4 `stts`/`stss`, read by the demuxer at open), else from a
+//! scan of the video packets (MPEG-TS, Matroska, whose cues are sparse).
+//! Neither decodes. Frames are counted in presentation order, starting at the
+//! first keyframe in decode order: anything before it cannot be decoded and
+//! is not part of the job's timeline.
 
 use spotenc_proto::domain::{AudioStreamInfo, Keyframe, ProbeInfo, Rational, VideoStreamInfo};
 
 use crate::ffmpeg::{self, media};
 use crate::{input, Error, Result};
 
-/// Probes the input at `uri` (a local path or `file://` URL).
+/// Probes the input at `uri` (a local path or `file://` URL), from the
+/// container index when it lists every frame, else from a packet scan.
 pub fn probe(uri: &str) -> Result<ProbeInfo> {
+    probe_with(uri, true)
+}
+
+/// [`probe`], with the container index allowed or not.
+pub fn probe_with(uri: &str, use_index: bool) -> Result<ProbeInfo> {
     let path = input::local_path(uri)?;
     let mut ictx = input::open(path)?;
     let bad = |reason: &str| Error::BadInput {
@@ -25,6 +32,7 @@ pub fn probe(uri: &str) -> Result<ProbeInfo> {
         .best(media::Type::Video)
         .ok_or_else(|| bad("no video stream"))?;
     let vindex = vstream.index();
+    let vstream_frames = u64::try_from(vstream.frames()).unwrap_or(0);
     let tb = vstream.time_base();
     let params = vstream.parameters();
     let vcodec = params.id();
@@ -60,31 +68,35 @@ pub fn probe(uri: &str) -> Result<ProbeInfo> {
         0.0
     };
 
-    let frames = scan_video_packets(&mut ictx, vindex).map_err(|e| match e {
-        Error::Ffmpeg { source, .. } => bad(&format!("read failed: {source}")),
-        other => other,
-    })?;
-    if frames.is_empty() {
+    let default_dur = frame_duration(avg, tb);
+    let from_index = if use_index {
+        index_timeline(&mut ictx, vindex, vstream_frames, default_dur)
+    } else {
+        None
+    };
+    let (timeline, index_source) = match from_index {
+        Some(t) => (t, "container-index"),
+        None => {
+            if use_index {
+                // The index attempt may have moved the read position.
+                ictx = input::open(path)?;
+            }
+            let frames = scan_video_packets(&mut ictx, vindex).map_err(|e| match e {
+                Error::Ffmpeg { source, .. } => bad(&format!("read failed: {source}")),
+                other => other,
+            })?;
+            (Timeline::from_frames(&frames, default_dur), "packet-scan")
+        }
+    };
+    let Timeline {
+        keyframes,
+        frame_count,
+        start_pts,
+        end_pts,
+    } = timeline;
+    if frame_count == 0 {
         return Err(bad("video stream has no decodable frames"));
     }
-    let default_dur = frame_duration(avg, tb);
-    let keyframes: Vec<Keyframe> = frames
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.key)
-        .map(|(i, f)| Keyframe {
-            frame: i as u64,
-            pts: f.pts,
-        })
-        .collect();
-    let last = frames.last().expect("non-empty");
-    let end_pts = last.pts
-        + if last.duration > 0 {
-            last.duration
-        } else {
-            default_dur
-        };
-    let start_pts = frames[0].pts;
     let duration_seconds = if duration_seconds > 0.0 {
         duration_seconds
     } else {
@@ -93,7 +105,7 @@ pub fn probe(uri: &str) -> Result<ProbeInfo> {
     Ok(ProbeInfo {
         format_name,
         duration_seconds,
-        index_source: "packet-scan".into(),
+        index_source: index_source.into(),
         video: VideoStreamInfo {
             stream_index: vindex as u32,
             codec: format!("{vcodec:?}").to_lowercase(),
@@ -104,7 +116,7 @@ pub fn probe(uri: &str) -> Result<ProbeInfo> {
             avg_frame_rate: Rational::new(avg.numerator(), avg.denominator()),
             start_pts,
             end_pts,
-            frame_count: frames.len() as u64,
+            frame_count,
             keyframes,
         },
         audio,
@@ -172,4 +184,135 @@ pub(crate) fn frame_duration(rate: ffmpeg::Rational, tb: ffmpeg::Rational) -> i6
     let d = (i128::from(tb.denominator()) * i128::from(rate.denominator()))
         / (i128::from(tb.numerator()) * i128::from(rate.numerator()));
     (d as i64).max(1)
+}
+
+/// Where the frames of a stream lie, as the planner needs them.
+struct Timeline {
+    keyframes: Vec<Keyframe>,
+    frame_count: u64,
+    start_pts: i64,
+    end_pts: i64,
+}
+
+impl Timeline {
+    fn from_frames(frames: &[FrameEntry], default_dur: i64) -> Timeline {
+        let keyframes = frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.key)
+            .map(|(i, f)| Keyframe {
+                frame: i as u64,
+                pts: f.pts,
+            })
+            .collect();
+        let (start_pts, end_pts) = match (frames.first(), frames.last()) {
+            (Some(first), Some(last)) => (
+                first.pts,
+                last.pts
+                    + if last.duration > 0 {
+                        last.duration
+                    } else {
+                        default_dur
+                    },
+            ),
+            _ => (0, 0),
+        };
+        Timeline {
+            keyframes,
+            frame_count: frames.len() as u64,
+            start_pts,
+            end_pts,
+        }
+    }
+}
+
+/// The timeline from the demuxer's index, or `None` when the index does not
+/// list every frame exactly once.
+///
+/// The index gives each frame's decode position and the keyframes, by DTS.
+/// A keyframe's presentation position is its decode position plus its
+/// leading pictures (decoded after it, shown before it; open GOP). So for
+/// each keyframe we seek to it and read only until the first packet shown
+/// after it. The last GOP is read to the end for the stream's end time.
+fn index_timeline(
+    ictx: &mut ffmpeg::format::context::Input,
+    vindex: usize,
+    nb_frames: u64,
+    default_dur: i64,
+) -> Option<Timeline> {
+    let format = ictx.format().name().to_string();
+    if !format.split(',').any(|n| n == "mov" || n == "mp4") {
+        return None;
+    }
+    let entries = crate::ffi::index_entries(ictx, vindex);
+    let complete = !entries.is_empty()
+        && entries.len() as u64 == nb_frames
+        && entries[0].keyframe
+        && entries.iter().all(|e| !e.discard)
+        && entries.windows(2).all(|w| w[0].dts < w[1].dts);
+    if !complete {
+        tracing::debug!(
+            entries = entries.len(),
+            nb_frames,
+            "container index incomplete, scanning packets"
+        );
+        return None;
+    }
+    let key_positions: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].keyframe)
+        .collect();
+    let mut keyframes = Vec::with_capacity(key_positions.len());
+    let mut leading_first = 0u64;
+    let mut end_pts = i64::MIN;
+    for (n, &pos) in key_positions.iter().enumerate() {
+        let last_gop = n + 1 == key_positions.len();
+        // MP4 seeks by presentation time; the keyframe is the first one
+        // shown at or after its own decode time.
+        crate::ffi::seek_stream_forward(ictx, vindex, entries[pos].dts).ok()?;
+        let mut key_pts: Option<i64> = None;
+        let mut leading = 0u64;
+        for (s, p) in ictx.packets() {
+            if s.index() != vindex {
+                continue;
+            }
+            let pts = p.pts()?;
+            match key_pts {
+                None => {
+                    // The seek must land exactly on this keyframe.
+                    if p.dts() != Some(entries[pos].dts) || !p.is_key() {
+                        tracing::debug!(landed = ?p.dts(), wanted = entries[pos].dts, "index seek missed, scanning packets");
+                        return None;
+                    }
+                    key_pts = Some(pts);
+                }
+                Some(k) if pts < k => leading += 1,
+                Some(_) if !last_gop => break,
+                Some(_) => {}
+            }
+            if last_gop {
+                let dur = if p.duration() > 0 {
+                    p.duration()
+                } else {
+                    default_dur
+                };
+                end_pts = end_pts.max(pts + dur);
+            }
+        }
+        let k = key_pts?;
+        if n == 0 {
+            // Leading pictures of the very first keyframe cannot be decoded.
+            leading_first = leading;
+        }
+        keyframes.push(Keyframe {
+            frame: pos as u64 + leading - leading_first,
+            pts: k,
+        });
+    }
+    let start_pts = keyframes.first()?.pts;
+    Some(Timeline {
+        frame_count: entries.len() as u64 - leading_first,
+        keyframes,
+        start_pts,
+        end_pts,
+    })
 }

@@ -308,3 +308,98 @@ fn ten_bit_hevc_source_to_hevc_scaled() {
         Container::Mkv,
     );
 }
+
+// The container-index probe must agree exactly with the packet scan,
+// including open-GOP leading pictures and B-frame reordering.
+#[test]
+fn container_index_probe_matches_packet_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let clips: &[(&str, &[&str])] = &[
+        (
+            "plain.mp4",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=25:duration=3",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "20",
+            ],
+        ),
+        (
+            "opengop.mp4",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=25:duration=4",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "fast",
+                "-bf",
+                "3",
+                "-g",
+                "30",
+                "-keyint_min",
+                "7",
+                "-x264-params",
+                "open-gop=1",
+            ],
+        ),
+        (
+            "vfr.mp4",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=30:duration=3",
+                "-vf",
+                "setpts='if(lt(mod(N,10),5),N*2,N*2+1)/60/TB'",
+                "-fps_mode",
+                "vfr",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "fast",
+                "-bf",
+                "2",
+                "-g",
+                "15",
+            ],
+        ),
+        (
+            "hevc.mp4",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=24:duration=3",
+                "-c:v",
+                "libx265",
+                "-preset",
+                "fast",
+                "-x265-params",
+                "log-level=error:keyint=24:bframes=4",
+            ],
+        ),
+    ];
+    for (name, args) in clips {
+        let path = dir.path().join(name);
+        let mut a: Vec<&str> = args.to_vec();
+        let p = path.to_str().unwrap().to_string();
+        a.push(&p);
+        ffmpeg(&a);
+        let indexed = probe::probe_with(&p, true).unwrap();
+        let scanned = probe::probe_with(&p, false).unwrap();
+        assert_eq!(indexed.index_source, "container-index", "{name}");
+        assert_eq!(scanned.index_source, "packet-scan", "{name}");
+        assert_eq!(indexed.video, scanned.video, "{name}");
+        assert_eq!(indexed.video.frame_count, count_frames(&path), "{name}");
+        assert!(indexed.video.keyframes.len() > 1, "{name}");
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): spotenc against the ffmpeg CLI with the same x264
+# settings on the same 1080p clip, in the same run.
+#
+#   bench/transcode.sh [seconds] [preset]
+#
+# Runs, in order: ffmpeg CLI; spotenc with 1 worker; spotenc with 2 workers
+# (both chunked every 5 s). Prints wall time, fps and each run's throughput
+# relative to the ffmpeg CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+preset=${2:-medium}
+scripts/setup.sh
+cargo build --release --bins -q
+dir=bench/out
+mkdir -p "$dir"
+clip="$dir/clip-1080p-${secs}s.mp4"
+if [ ! -f "$clip" ]; then
+  ffmpeg -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$secs" \
+    -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$secs" \
+    -c:v libx264 -preset veryfast -crf 18 -g 60 -c:a aac -shortest "$clip"
+fi
+frames=$(ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$clip")
+
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+
+echo "clip: $clip ($frames frames), x264 preset $preset crf 23, keyint 60, closed GOP, $(nproc) cores"
+base=$(t ffmpeg -hide_banner -y -i "$clip" -map 0:v -map 0:a -c:v libx264 -preset "$preset" -crf 23 -g 60 \
+  -flags +cgop -forced-idr 1 -pix_fmt yuv420p -c:a copy -movflags +faststart "$dir/ffmpeg.mp4")
+one=$(t target/release/spotenc transcode "$clip" "$dir/spotenc-1w.mp4" --preset "$preset" --crf 23 --keyint 60 \
+  --chunk-seconds 5 --workers 1)
+two=$(t target/release/spotenc transcode "$clip" "$dir/spotenc-2w.mp4" --preset "$preset" --crf 23 --keyint 60 \
+  --chunk-seconds 5 --workers 2)
+for f in ffmpeg spotenc-1w spotenc-2w; do
+  n=$(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 "$dir/$f.mp4")
+  [ "$n" = "$frames" ] || { echo "bench: $f.mp4 has $n frames, expected $frames" >&2; exit 1; }
+done
+printf '%-22s %8s %8s %8s\n' run seconds fps ratio
+for row in "ffmpeg-cli $base" "spotenc-1-worker $one" "spotenc-2-workers $two"; do
+  set -- $row
+  printf '%-22s %8.2f %8.1f %8.3f\n' "$1" "$2" "$(echo "$frames / $2" | bc -l)" "$(echo "$base / $2" | bc -l)"
+done
+echo "(ratio = ffmpeg-cli seconds / run seconds; above 1 is faster than the ffmpeg CLI)"
