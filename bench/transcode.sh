@@ -24,7 +24,7 @@ if [ ! -f "$clip" ]; then
 fi
 frames=$(ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$clip")
 
-t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { print e - s }'; }
 
 echo "clip: $clip ($frames frames), x264 preset $preset crf 23, keyint 60, closed GOP, $(nproc) cores"
 base=$(t ffmpeg -hide_banner -y -i "$clip" -map 0:v -map 0:a -c:v libx264 -preset "$preset" -crf 23 -g 60 \
@@ -40,6 +40,6 @@ done
 printf '%-22s %8s %8s %8s\n' run seconds fps ratio
 for row in "ffmpeg-cli $base" "spotenc-1-worker $one" "spotenc-2-workers $two"; do
   set -- $row
-  printf '%-22s %8.2f %8.1f %8.3f\n' "$1" "$2" "$(echo "$frames / $2" | bc -l)" "$(echo "$base / $2" | bc -l)"
+  awk -v n="$1" -v t="$2" -v f="$frames" -v b="$base" 'BEGIN { printf "%-22s %8.2f %8.1f %8.3f\n", n, t, f / t, b / t }'
 done
 echo "(ratio = ffmpeg-cli seconds / run seconds; above 1 is faster than the ffmpeg CLI)"
