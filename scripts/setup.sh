@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what spotenc needs to build and test on Debian 12, if missing:
 # FFmpeg 5.1 libraries and CLI tools, clang/libclang for bindgen, pkg-config,
-# protoc. Safe to run repeatedly; does nothing when all is present.
+# protoc, and redis-server for the Redis state backend's tests. Safe to run repeatedly; does nothing when all is present.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
-         libavfilter-dev libavdevice-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler; do
+         libavfilter-dev libavdevice-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler \
+         redis-server; do
   have_pkg "$p" || need+=("$p")
 done
 if ((${#need[@]})); then

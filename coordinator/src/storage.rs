@@ -93,27 +93,34 @@ pub fn commit(stitched: &OutputObject, output: &str) -> std::result::Result<(), 
     let tmp = Path::new(&stitched.path);
     let fin = Path::new(output);
     match std::fs::metadata(tmp) {
-        Ok(meta) if meta.len() == stitched.size_bytes => {
-            std::fs::rename(tmp, fin).map_err(|e| format!("rename onto {output}: {e}"))?;
-            sync_dir(fin);
-            Ok(())
+        Ok(meta) if meta.len() != stitched.size_bytes => {
+            return Err(format!(
+                "stitched object is {} bytes, expected {}",
+                meta.len(),
+                stitched.size_bytes
+            ))
         }
-        Ok(meta) => Err(format!(
-            "stitched object is {} bytes, expected {}",
-            meta.len(),
-            stitched.size_bytes
-        )),
-        Err(_) => match std::fs::metadata(fin) {
-            Ok(meta) if meta.len() == stitched.size_bytes => {
-                let sha = sha256_file(fin).map_err(|e| e.to_string())?;
-                if sha == stitched.sha256 {
-                    Ok(())
-                } else {
-                    Err("stitched object is gone and the output differs".into())
-                }
+        Ok(_) => match std::fs::rename(tmp, fin) {
+            Ok(()) => {
+                sync_dir(fin);
+                return Ok(());
             }
-            _ => Err("stitched object is gone".into()),
+            // Another coordinator replica may have renamed it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("rename onto {output}: {e}")),
         },
+        Err(_) => {}
+    }
+    match std::fs::metadata(fin) {
+        Ok(meta) if meta.len() == stitched.size_bytes => {
+            let sha = sha256_file(fin).map_err(|e| e.to_string())?;
+            if sha == stitched.sha256 {
+                Ok(())
+            } else {
+                Err("stitched object is gone and the output differs".into())
+            }
+        }
+        _ => Err("stitched object is gone".into()),
     }
 }
 

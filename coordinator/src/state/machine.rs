@@ -153,20 +153,12 @@ impl State {
         let Work::Stitch(stitch) = &task.work else {
             return Ok(task.work.clone());
         };
-        let mut chunks = Vec::new();
-        let mut audio = None;
-        for dep in &task.deps {
-            match self.tasks.get(dep).and_then(|d| d.result.clone()) {
-                Some(TaskOutcome::Encode(obj)) => chunks.push(obj),
-                Some(TaskOutcome::Audio(obj)) => audio = Some(obj),
-                _ => return Err(Error::Internal(format!("dependency {dep} has no result"))),
-            }
-        }
-        Ok(Work::Stitch(StitchTask {
-            chunks,
-            audio,
-            ..stitch.clone()
-        }))
+        let results = task
+            .deps
+            .iter()
+            .map(|d| (d.clone(), self.tasks.get(d).and_then(|t| t.result.clone())))
+            .collect();
+        fill_stitch(stitch, results)
     }
 
     pub fn heartbeat(
@@ -457,9 +449,31 @@ fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, now_ms: i64)
     }
 }
 
+/// Fills a stitch task's inputs from its dependencies' results, in
+/// dependency (chunk) order.
+pub(crate) fn fill_stitch(
+    stitch: &StitchTask,
+    results: Vec<(String, Option<TaskOutcome>)>,
+) -> Result<Work> {
+    let mut chunks = Vec::new();
+    let mut audio = None;
+    for (dep, result) in results {
+        match result {
+            Some(TaskOutcome::Encode(obj)) => chunks.push(obj),
+            Some(TaskOutcome::Audio(obj)) => audio = Some(obj),
+            _ => return Err(Error::Internal(format!("dependency {dep} has no result"))),
+        }
+    }
+    Ok(Work::Stitch(StitchTask {
+        chunks,
+        audio,
+        ..stitch.clone()
+    }))
+}
+
 /// Gives each attempt its own output object, so a worker that lost its lease
 /// can never overwrite the object of the attempt that replaced it.
-fn with_attempt_paths(work: Work, attempt: u32) -> Work {
+pub(crate) fn with_attempt_paths(work: Work, attempt: u32) -> Work {
     match work {
         Work::Encode(mut e) => {
             e.output = storage::attempt_path(&e.output, attempt);

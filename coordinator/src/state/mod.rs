@@ -10,9 +10,12 @@
 //!   [`machine::State`]; no I/O.
 //! - [`embedded`]: the file-backed store for one coordinator: the machine
 //!   behind a mutex, persisted atomically after every change.
+//! - [`redis`]: the shared store for coordinator replicas: one Lua script
+//!   per transition (`lua/`).
 
 pub mod embedded;
 pub mod machine;
+pub mod redis;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{

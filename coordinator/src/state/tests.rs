@@ -7,6 +7,7 @@ use spotenc_proto::domain::*;
 use spotenc_proto::Error;
 
 use super::embedded::EmbeddedStore;
+use super::redis::RedisStore;
 use super::{Limits, NewTask, StateStore};
 
 const LIMITS: Limits = Limits {
@@ -116,10 +117,8 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
     ]
 }
 
-async fn store() -> (Arc<dyn StateStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
-    s.register_worker(super::WorkerRecord {
+fn worker() -> super::WorkerRecord {
+    super::WorkerRecord {
         id: "w1".into(),
         info: WorkerInfo {
             name: "w".into(),
@@ -131,10 +130,71 @@ async fn store() -> (Arc<dyn StateStore>, tempfile::TempDir) {
             codecs: vec![],
         },
         registered_unix_ms: 0,
-    })
-    .await
-    .unwrap();
+    }
+}
+
+async fn embedded() -> (Arc<dyn StateStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    s.register_worker(worker()).await.unwrap();
     (Arc::new(s), dir)
+}
+
+/// A fresh redis-server per test: a static one would outlive the test
+/// binary (statics are never dropped) and hold its output pipes open.
+async fn redis() -> (Arc<dyn StateStore>, RedisServer) {
+    let server = RedisServer::start(None);
+    let s = RedisStore::connect(&server.url(), "spotenc", "/w", LIMITS).await.unwrap();
+    s.register_worker(worker()).await.unwrap();
+    (Arc::new(s), server)
+}
+
+/// A redis-server child process on a free loopback port, killed on drop.
+pub(crate) struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts redis-server; with a directory, with AOF persistence there.
+    pub(crate) fn start(aof_dir: Option<&std::path::Path>) -> Self {
+        Self::start_on(free_port(), aof_dir)
+    }
+
+    pub(crate) fn start_on(port: u16, aof_dir: Option<&std::path::Path>) -> Self {
+        let mut cmd = std::process::Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+        match aof_dir {
+            Some(dir) => cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir", dir.to_str().unwrap()]),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Submits a job and completes its probe; returns the job id.
@@ -154,9 +214,7 @@ async fn planned_job(s: &dyn StateStore) -> String {
     job.id
 }
 
-#[tokio::test]
-async fn submit_is_idempotent_by_key() {
-    let (s, _d) = store().await;
+async fn submit_is_idempotent_by_key(s: Arc<dyn StateStore>) {
     let a = s.submit(spec(), "k1", 0).await.unwrap();
     let b = s.submit(spec(), "k1", 5).await.unwrap();
     let c = s.submit(spec(), "k2", 5).await.unwrap();
@@ -164,9 +222,7 @@ async fn submit_is_idempotent_by_key() {
     assert_ne!(a.id, c.id);
 }
 
-#[tokio::test]
-async fn unknown_worker_cannot_lease() {
-    let (s, _d) = store().await;
+async fn unknown_worker_cannot_lease(s: Arc<dyn StateStore>) {
     s.submit(spec(), "", 0).await.unwrap();
     assert!(matches!(
         s.lease_next("ghost", 0).await,
@@ -174,9 +230,7 @@ async fn unknown_worker_cannot_lease() {
     ));
 }
 
-#[tokio::test]
-async fn stale_fencing_token_is_refused_after_expiry() {
-    let (s, _d) = store().await;
+async fn stale_fencing_token_is_refused_after_expiry(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let first = s.lease_next("w1", 10).await.unwrap().unwrap();
     assert_eq!(first.attempt, 1);
@@ -220,9 +274,7 @@ async fn stale_fencing_token_is_refused_after_expiry() {
     assert_eq!(outcomes, ["expired", "done"]);
 }
 
-#[tokio::test]
-async fn stitch_waits_for_every_chunk_and_gets_them_in_order() {
-    let (s, _d) = store().await;
+async fn stitch_waits_for_every_chunk_and_gets_them_in_order(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let a = s.lease_next("w1", 2).await.unwrap().unwrap();
     let b = s.lease_next("w1", 2).await.unwrap().unwrap();
@@ -267,9 +319,7 @@ async fn stitch_waits_for_every_chunk_and_gets_them_in_order() {
     assert_eq!(t.state, JobState::Succeeded);
 }
 
-#[tokio::test]
-async fn wrong_frame_count_fails_the_chunk_and_requeues_it() {
-    let (s, _d) = store().await;
+async fn wrong_frame_count_fails_the_chunk_and_requeues_it(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
     let r = s
@@ -291,9 +341,7 @@ async fn wrong_frame_count_fails_the_chunk_and_requeues_it() {
     assert_eq!((task.state, task.failures), (TaskState::Pending, 1));
 }
 
-#[tokio::test]
-async fn non_retryable_failure_fails_the_job_and_cancels_the_rest() {
-    let (s, _d) = store().await;
+async fn non_retryable_failure_fails_the_job_and_cancels_the_rest(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let a = s.lease_next("w1", 2).await.unwrap().unwrap();
     let b = s.lease_next("w1", 2).await.unwrap().unwrap();
@@ -316,9 +364,7 @@ async fn non_retryable_failure_fails_the_job_and_cancels_the_rest() {
         .all(|t| t.state != TaskState::Pending && t.state != TaskState::Leased));
 }
 
-#[tokio::test]
-async fn retryable_failures_are_bounded_by_max_attempts() {
-    let (s, _d) = store().await;
+async fn retryable_failures_are_bounded_by_max_attempts(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t1 = s.lease_next("w1", 2).await.unwrap().unwrap();
     assert_eq!(
@@ -340,9 +386,7 @@ async fn retryable_failures_are_bounded_by_max_attempts() {
     assert!(j.error.contains("failed 2 times"), "{}", j.error);
 }
 
-#[tokio::test]
-async fn hand_back_requeues_without_counting_a_failure() {
-    let (s, _d) = store().await;
+async fn hand_back_requeues_without_counting_a_failure(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
     s.hand_back(&t.task_id, t.attempt, "spot notice", 3)
@@ -354,9 +398,7 @@ async fn hand_back_requeues_without_counting_a_failure() {
     assert_eq!(task.history[0].outcome, "handed-back");
 }
 
-#[tokio::test]
-async fn too_many_expiries_fail_the_job() {
-    let (s, _d) = store().await;
+async fn too_many_expiries_fail_the_job(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let mut now = 2;
     for _ in 0..3 {
@@ -370,9 +412,7 @@ async fn too_many_expiries_fail_the_job() {
     assert!(j.error.contains("lost its lease"), "{}", j.error);
 }
 
-#[tokio::test]
-async fn cancel_stops_heartbeats() {
-    let (s, _d) = store().await;
+async fn cancel_stops_heartbeats(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
     assert!(s.heartbeat(&t.task_id, t.attempt, 3, 3).await.unwrap());
@@ -391,6 +431,49 @@ async fn embedded_store_survives_a_restart() {
         s.submit(spec(), "key", 0).await.unwrap().id
     };
     let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    let (j, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(s.submit(spec(), "key", 1).await.unwrap().id, job);
+}
+
+/// Runs each contract test against every backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (s, _dir) = super::embedded().await;
+                    super::$name(s).await
+                }
+            )*
+        }
+        mod redis_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (s, _server) = super::redis().await;
+                    super::$name(s).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(submit_is_idempotent_by_key, unknown_worker_cannot_lease, stale_fencing_token_is_refused_after_expiry, stitch_waits_for_every_chunk_and_gets_them_in_order, wrong_frame_count_fails_the_chunk_and_requeues_it, non_retryable_failure_fails_the_job_and_cancels_the_rest, retryable_failures_are_bounded_by_max_attempts, hand_back_requeues_without_counting_a_failure, too_many_expiries_fail_the_job, cancel_stops_heartbeats);
+
+// With AOF on, an accepted job survives a Redis restart.
+#[tokio::test]
+async fn redis_store_survives_a_redis_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = RedisServer::start_on(port, Some(dir.path()));
+    let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS).await.unwrap();
+    let job = s.submit(spec(), "key", 0).await.unwrap().id;
+    drop(server);
+    let server = RedisServer::start_on(port, Some(dir.path()));
+    let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS).await.unwrap();
     let (j, tasks) = s.job(&job).await.unwrap();
     assert_eq!(j.state, JobState::Queued);
     assert_eq!(tasks.len(), 1);

@@ -1,0 +1,96 @@
+-- Shared helpers, prepended to every script by src/state/redis.rs.
+-- Keys all live under the prefix ARGV[1]:
+--   P:seq                  job sequence counter
+--   P:jobs                 ZSET job id by submission sequence
+--   P:idem:<key>           job id for an idempotency key
+--   P:job:<id>             HASH job fields
+--   P:job:<id>:tasks       LIST task ids in graph order
+--   P:task:<id>            HASH task fields
+--   P:task:<id>:history    LIST attempt records (flat JSON objects)
+--   P:pending              ZSET pending task ids by (job seq, task order)
+--   P:leased               ZSET leased task ids by lease deadline (ms)
+--   P:committing           SET job ids waiting for their commit
+--   P:worker:<id>          registered worker (JSON)
+-- Keys are derived from the prefix rather than passed in KEYS, so the
+-- backend needs a single Redis instance (or one hash slot).
+local P = ARGV[1]
+local PENDING = P .. ':pending'
+local LEASED = P .. ':leased'
+local function jk(id) return P .. ':job:' .. id end
+local function tk(id) return P .. ':task:' .. id end
+local function hk(id) return P .. ':task:' .. id .. ':history' end
+local function tasks_of(job) return redis.call('LRANGE', jk(job) .. ':tasks', 0, -1) end
+
+local function is_terminal(state)
+  return state == 'Succeeded' or state == 'Failed' or state == 'Cancelled'
+end
+
+local function close_attempt(task_id, outcome, err, now)
+  local last = redis.call('LINDEX', hk(task_id), -1)
+  if not last then return end
+  local a = cjson.decode(last)
+  if tonumber(a.ended_unix_ms) == 0 then
+    a.ended_unix_ms = tonumber(now)
+    a.outcome = outcome
+    a.error = err
+    redis.call('LSET', hk(task_id), -1, cjson.encode(a))
+  end
+end
+
+local function make_pending(task_id)
+  redis.call('HSET', tk(task_id), 'state', 'Pending')
+  redis.call('ZREM', LEASED, task_id)
+  redis.call('ZADD', PENDING, tonumber(redis.call('HGET', tk(task_id), 'order')), task_id)
+end
+
+-- Cancels every unfinished task of a job that just ended.
+local function end_job(job, now)
+  redis.call('HSET', jk(job), 'finished_unix_ms', now, 'updated_unix_ms', now)
+  redis.call('SREM', P .. ':committing', job)
+  for _, t in ipairs(tasks_of(job)) do
+    local st = redis.call('HGET', tk(t), 'state')
+    if st == 'Leased' then close_attempt(t, 'cancelled', 'job ended', now) end
+    if st ~= 'Done' and st ~= 'Failed' then
+      redis.call('HSET', tk(t), 'state', 'Cancelled')
+      redis.call('ZREM', PENDING, t)
+      redis.call('ZREM', LEASED, t)
+    end
+  end
+end
+
+local function fail_job(job, err, now)
+  if is_terminal(redis.call('HGET', jk(job), 'state')) then return end
+  redis.call('HSET', jk(job), 'state', 'Failed', 'error', err)
+  end_job(job, now)
+end
+
+-- The job id if `attempt` still holds the task's lease, else nil and an
+-- error reply.
+local function fenced(task_id, attempt)
+  local t = redis.call('HMGET', tk(task_id), 'state', 'attempt', 'job_id')
+  if not t[1] then return nil, redis.error_reply('NOTFOUND task ' .. task_id) end
+  if t[1] ~= 'Leased' or tonumber(t[2]) ~= tonumber(attempt) then
+    return nil, redis.error_reply(string.format(
+      'STALE task %s attempt %s does not hold the lease (attempt %s is %s)',
+      task_id, attempt, t[2], t[1]))
+  end
+  return t[3]
+end
+
+-- A failed attempt: requeue, or end the job once attempts run out.
+local function record_failure(job, task_id, err, retryable, now)
+  close_attempt(task_id, 'failed', err, now)
+  redis.call('ZREM', LEASED, task_id)
+  local failures = redis.call('HINCRBY', tk(task_id), 'failures', 1)
+  local max_attempts = tonumber(redis.call('HGET', jk(job), 'max_attempts'))
+  if not retryable or failures >= max_attempts then
+    local msg = err
+    if retryable then msg = string.format('%s failed %d times, last: %s', task_id, failures, err) end
+    redis.call('HSET', tk(task_id), 'state', 'Pending')
+    fail_job(job, msg, now)
+  else
+    make_pending(task_id)
+  end
+end
+
+local function job_state(job) return redis.call('HGET', jk(job), 'state') end

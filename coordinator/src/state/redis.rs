@@ -1,0 +1,468 @@
+//! The Redis store: every transition is one Lua script (`lua/*.lua`, each
+//! prefixed with `lua/lib.lua`), so any number of stateless coordinator
+//! replicas can share one Redis. With AOF on, an accepted job survives a
+//! Redis restart.
+//!
+//! Records are hashes of plain fields; work, results and the job spec are
+//! opaque JSON the scripts never parse. Reads are plain commands: they need
+//! no atomicity beyond one job's snapshot.
+
+use std::collections::HashMap;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use spotenc_proto::domain::{
+    AttemptRecord, JobSpec, JobState, LeasedTask, ProbeTask, TaskKind, TaskOutcome, Work,
+};
+use spotenc_proto::{Error, Result};
+
+use super::machine::{fill_stitch, with_attempt_paths};
+use super::{JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("../../lua/lib.lua"),
+            "\n",
+            include_str!(concat!("../../lua/", $name, ".lua"))
+        ))
+    };
+}
+
+struct Scripts {
+    submit: Script,
+    lease: Script,
+    heartbeat: Script,
+    complete: Script,
+    fail: Script,
+    hand_back: Script,
+    expire: Script,
+    cancel: Script,
+    finish_commit: Script,
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    work_root: String,
+    limits: Limits,
+    scripts: Scripts,
+}
+
+fn redis_error(e: redis::RedisError) -> Error {
+    let detail = e.detail().unwrap_or_default().to_string();
+    match e.code() {
+        Some("STALE") => Error::Stale(detail),
+        Some("NOTFOUND") => Error::NotFound(detail),
+        Some("INVALID") => Error::Invalid(detail),
+        _ if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+            Error::Unavailable(format!("redis: {e}"))
+        }
+        _ => Error::Internal(format!("redis: {e}")),
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("corrupt {what} in redis: {e}"))
+}
+
+/// Parses a unit enum stored by name (`Pending`, `Encode`, ...).
+fn enum_field<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| corrupt(s, e))
+}
+
+fn enum_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn num<T: std::str::FromStr + Default>(h: &HashMap<String, String>, k: &str) -> T {
+    h.get(k).and_then(|v| v.parse().ok()).unwrap_or_default()
+}
+
+fn text(h: &HashMap<String, String>, k: &str) -> String {
+    h.get(k).cloned().unwrap_or_default()
+}
+
+fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records serialise")
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`); keys live under `prefix`.
+    pub async fn connect(url: &str, prefix: &str, work_root: &str, limits: Limits) -> Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::invalid(format!("invalid redis url {url:?}: {e}")))?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot reach redis at {url}: {e}")))?;
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_string(),
+            work_root: work_root.trim_end_matches('/').to_string(),
+            limits,
+            scripts: Scripts {
+                submit: script!("submit"),
+                lease: script!("lease"),
+                heartbeat: script!("heartbeat"),
+                complete: script!("complete"),
+                fail: script!("fail"),
+                hand_back: script!("hand_back"),
+                expire: script!("expire"),
+                cancel: script!("cancel"),
+                finish_commit: script!("finish_commit"),
+            },
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    async fn task_record(&self, id: &str) -> Result<TaskRecord> {
+        let mut c = self.conn.clone();
+        let (h, history): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(self.key(&format!("task:{id}")))
+            .lrange(self.key(&format!("task:{id}:history")), 0, -1)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        if h.is_empty() {
+            return Err(Error::NotFound(format!("task {id}")));
+        }
+        let result = text(&h, "result");
+        Ok(TaskRecord {
+            id: id.to_string(),
+            job_id: text(&h, "job_id"),
+            kind: enum_field(&text(&h, "kind"))?,
+            chunk: num(&h, "chunk"),
+            work: json(&text(&h, "work"), "task work")?,
+            state: enum_field(&text(&h, "state"))?,
+            deps: json(&text(&h, "deps"), "task deps")?,
+            attempt: num(&h, "attempt"),
+            failures: num(&h, "failures"),
+            expiries: num(&h, "expiries"),
+            worker_id: text(&h, "worker_id"),
+            lease_until_ms: num(&h, "lease_until_ms"),
+            frames_done: num(&h, "frames_done"),
+            frames_total: num(&h, "frames_total"),
+            result: if result.is_empty() {
+                None
+            } else {
+                Some(json(&result, "task result")?)
+            },
+            history: history
+                .iter()
+                .map(|a| json::<AttemptRecord>(a, "attempt record"))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    async fn job_record(&self, id: &str) -> Result<JobRecord> {
+        let mut c = self.conn.clone();
+        let (h, task_ids): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(self.key(&format!("job:{id}")))
+            .lrange(self.key(&format!("job:{id}:tasks")), 0, -1)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        if h.is_empty() {
+            return Err(Error::NotFound(format!("job {id}")));
+        }
+        let probe = text(&h, "probe");
+        Ok(JobRecord {
+            id: id.to_string(),
+            seq: num(&h, "seq"),
+            spec: json(&text(&h, "spec"), "job spec")?,
+            state: enum_field(&text(&h, "state"))?,
+            error: text(&h, "error"),
+            idempotency_key: text(&h, "idempotency_key"),
+            created_unix_ms: num(&h, "created_unix_ms"),
+            updated_unix_ms: num(&h, "updated_unix_ms"),
+            finished_unix_ms: num(&h, "finished_unix_ms"),
+            work_dir: text(&h, "work_dir"),
+            probe: if probe.is_empty() {
+                None
+            } else {
+                Some(json(&probe, "probe")?)
+            },
+            task_ids,
+        })
+    }
+
+    async fn transition(&self, job_id: String) -> Result<Transition> {
+        let state = self.job_record(&job_id).await?.state;
+        Ok(Transition { job_id, state })
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for RedisStore {
+    async fn submit(&self, spec: JobSpec, key: &str, now_ms: i64) -> Result<JobRecord> {
+        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        let probe_id = format!("{job_id}/probe");
+        let work = Work::Probe(ProbeTask {
+            input: spec.input.clone(),
+        });
+        let id: String = self
+            .scripts
+            .submit
+            .arg(&self.prefix)
+            .arg(&job_id)
+            .arg(key)
+            .arg(now_ms)
+            .arg(format!("{}/{job_id}", self.work_root))
+            .arg(to_json(&spec))
+            .arg(spec.max_attempts)
+            .arg(&probe_id)
+            .arg(to_json(&work))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        self.job_record(&id).await
+    }
+
+    async fn register_worker(&self, worker: WorkerRecord) -> Result<()> {
+        let mut c = self.conn.clone();
+        let _: () = c
+            .set(self.key(&format!("worker:{}", worker.id)), to_json(&worker))
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>> {
+        let leased: Option<(String, String, u32, String, String)> = self
+            .scripts
+            .lease
+            .arg(&self.prefix)
+            .arg(worker_id)
+            .arg(now_ms)
+            .arg(self.limits.lease_ttl_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        let Some((task_id, job_id, attempt, work, deps)) = leased else {
+            return Ok(None);
+        };
+        let mut work: Work = json(&work, "task work")?;
+        if let Work::Stitch(stitch) = &work {
+            // Dependencies are done, so their results no longer change.
+            let deps: Vec<String> = json(&deps, "task deps")?;
+            let mut results = Vec::with_capacity(deps.len());
+            for d in deps {
+                let r = self.task_record(&d).await?.result;
+                results.push((d, r));
+            }
+            work = fill_stitch(stitch, results)?;
+        }
+        Ok(Some(LeasedTask {
+            task_id,
+            job_id,
+            attempt,
+            lease_ttl_ms: self.limits.lease_ttl_ms,
+            work: with_attempt_paths(work, attempt),
+        }))
+    }
+
+    async fn heartbeat(&self, task_id: &str, attempt: u32, frames: u64, now_ms: i64) -> Result<bool> {
+        let held: i64 = self
+            .scripts
+            .heartbeat
+            .arg(&self.prefix)
+            .arg(task_id)
+            .arg(attempt)
+            .arg(frames)
+            .arg(now_ms)
+            .arg(self.limits.lease_ttl_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(held == 1)
+    }
+
+    async fn complete(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        outcome: TaskOutcome,
+        follow_ups: Vec<NewTask>,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let (kind, frames, probe) = match &outcome {
+            TaskOutcome::Probe(p) => (TaskKind::Probe, -1i64, to_json(p)),
+            TaskOutcome::Encode(o) => (TaskKind::Encode, o.frames as i64, String::new()),
+            TaskOutcome::Audio(_) => (TaskKind::Audio, -1, String::new()),
+            TaskOutcome::Stitch(o) => (TaskKind::Stitch, o.frames as i64, String::new()),
+        };
+        let mut inv = self.scripts.complete.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(task_id)
+            .arg(attempt)
+            .arg(enum_name(&kind))
+            .arg(to_json(&outcome))
+            .arg(frames)
+            .arg(now_ms)
+            .arg(probe)
+            .arg(follow_ups.len());
+        for t in &follow_ups {
+            inv.arg(&t.id)
+                .arg(enum_name(&t.kind))
+                .arg(t.chunk)
+                .arg(to_json(&t.work))
+                .arg(to_json(&t.deps))
+                .arg(t.frames_total);
+        }
+        let state: String = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        let job_id = task_id.split('/').next().unwrap_or_default().to_string();
+        Ok(Transition {
+            job_id,
+            state: enum_field(&state)?,
+        })
+    }
+
+    async fn fail(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let (job_id, state): (String, String) = self
+            .scripts
+            .fail
+            .arg(&self.prefix)
+            .arg(task_id)
+            .arg(attempt)
+            .arg(error)
+            .arg(if retryable { 1 } else { 0 })
+            .arg(now_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(Transition {
+            job_id,
+            state: enum_field(&state)?,
+        })
+    }
+
+    async fn hand_back(&self, task_id: &str, attempt: u32, reason: &str, now_ms: i64) -> Result<Transition> {
+        let (job_id, state): (String, String) = self
+            .scripts
+            .hand_back
+            .arg(&self.prefix)
+            .arg(task_id)
+            .arg(attempt)
+            .arg(reason)
+            .arg(now_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(Transition {
+            job_id,
+            state: enum_field(&state)?,
+        })
+    }
+
+    async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>> {
+        let flat: Vec<String> = self
+            .scripts
+            .expire
+            .arg(&self.prefix)
+            .arg(now_ms)
+            .arg(self.limits.max_expiries)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        flat.chunks(2)
+            .map(|p| {
+                Ok(Transition {
+                    job_id: p[0].clone(),
+                    state: enum_field(&p[1])?,
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {
+        let state: String = self
+            .scripts
+            .cancel
+            .arg(&self.prefix)
+            .arg(job_id)
+            .arg(now_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(Transition {
+            job_id: job_id.to_string(),
+            state: enum_field(&state)?,
+        })
+    }
+
+    async fn finish_commit(
+        &self,
+        job_id: &str,
+        outcome: std::result::Result<(), String>,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let (ok, err) = match outcome {
+            Ok(()) => (1, String::new()),
+            Err(e) => (0, e),
+        };
+        let _: String = self
+            .scripts
+            .finish_commit
+            .arg(&self.prefix)
+            .arg(job_id)
+            .arg(ok)
+            .arg(err)
+            .arg(now_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        self.transition(job_id.to_string()).await
+    }
+
+    async fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>)> {
+        let job = self.job_record(job_id).await?;
+        let mut tasks = Vec::with_capacity(job.task_ids.len());
+        for t in &job.task_ids {
+            tasks.push(self.task_record(t).await?);
+        }
+        Ok((job, tasks))
+    }
+
+    async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobRecord>> {
+        let mut c = self.conn.clone();
+        // The reaper asks for committing jobs twice a second; keep that
+        // off the full job index.
+        let ids: Vec<String> = if states == [JobState::Committing] {
+            c.smembers(self.key("committing")).await
+        } else {
+            c.zrevrange(self.key("jobs"), 0, -1).await
+        }
+        .map_err(redis_error)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if out.len() >= limit {
+                break;
+            }
+            let job = self.job_record(&id).await?;
+            if states.is_empty() || states.contains(&job.state) {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+}
