@@ -42,9 +42,16 @@ enum Command {
     Coordinator {
         #[arg(long, env = "SPOTENC_LISTEN", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
-        /// State file and intermediate chunks
+        /// Intermediate chunks, and the state file of the embedded store
         #[arg(long, env = "SPOTENC_DATA_DIR", default_value = "./spotenc-data")]
         data_dir: PathBuf,
+        /// Keep state in Redis (redis://host:port/db) instead of the data
+        /// directory, so several coordinator replicas can share it
+        #[arg(long, env = "SPOTENC_REDIS")]
+        redis: Option<String>,
+        /// Key prefix in Redis
+        #[arg(long, env = "SPOTENC_REDIS_PREFIX", default_value = "spotenc")]
+        redis_prefix: String,
         /// Lease time-to-live; a worker silent this long loses its task
         #[arg(long, default_value_t = 15_000)]
         lease_ttl_ms: u32,
@@ -149,6 +156,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Coordinator {
             listen,
             data_dir,
+            redis,
+            redis_prefix,
             lease_ttl_ms,
             heartbeat_interval_ms,
             max_expiries,
@@ -156,6 +165,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             init_tracing("info");
             let listener = tokio::net::TcpListener::bind(listen).await?;
             let config = spotenc_coordinator::Config {
+                state: match redis {
+                    Some(url) => spotenc_coordinator::StateBackend::Redis {
+                        url,
+                        prefix: redis_prefix,
+                    },
+                    None => spotenc_coordinator::StateBackend::Embedded,
+                },
                 data_dir,
                 lease_ttl_ms,
                 heartbeat_interval_ms,

@@ -46,6 +46,7 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     };
 
     let config = spotenc_coordinator::Config {
+        state: spotenc_coordinator::StateBackend::Embedded,
         data_dir: scratch.path().to_path_buf(),
         lease_ttl_ms: 10_000,
         heartbeat_interval_ms: 1_000,

@@ -19,6 +19,9 @@ pub struct Coordinator {
     work_ready: Notify,
     /// Serialises commits, which both transitions and the reaper start.
     commit_lock: tokio::sync::Mutex<()>,
+    /// How often a waiting lease re-checks the store when other replicas can
+    /// add work (`None`: only this process adds work).
+    lease_poll: Option<Duration>,
     config: Config,
 }
 
@@ -29,11 +32,12 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Coordinator {
-    pub fn new(store: Arc<dyn StateStore>, config: Config) -> Self {
+    pub fn new(store: Arc<dyn StateStore>, config: Config, lease_poll: Option<Duration>) -> Self {
         Coordinator {
             store,
             work_ready: Notify::new(),
             commit_lock: tokio::sync::Mutex::new(()),
+            lease_poll,
             config,
         }
     }
@@ -97,9 +101,12 @@ impl Coordinator {
                 info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
                 return Ok(Some(task));
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(None);
             }
+            let wake = self.lease_poll.map_or(deadline, |p| deadline.min(now + p));
+            let _ = tokio::time::timeout_at(wake, notified).await;
         }
     }
 

@@ -34,13 +34,24 @@ pub use spotenc_proto::{Error, Result};
 use spotenc_proto::pb::{
     job_service_server::JobServiceServer, worker_service_server::WorkerServiceServer,
 };
-use state::{embedded::EmbeddedStore, Limits};
+use state::{embedded::EmbeddedStore, redis::RedisStore, Limits, StateStore};
+
+/// Where job and task state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackend {
+    /// A file in the data directory; one coordinator.
+    Embedded,
+    /// A Redis server shared by any number of coordinator replicas.
+    Redis { url: String, prefix: String },
+}
 
 /// Coordinator settings. Every field is a decision; the CLI documents and
 /// supplies the defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The embedded store's state file and the jobs' intermediate objects.
+    pub state: StateBackend,
+    /// The jobs' intermediate objects (and the embedded store's state file).
+    /// Replicas sharing Redis must see the same directory.
     pub data_dir: PathBuf,
     pub lease_ttl_ms: u32,
     pub heartbeat_interval_ms: u32,
@@ -74,8 +85,22 @@ pub async fn run(
         lease_ttl_ms: config.lease_ttl_ms,
         max_expiries: config.max_expiries,
     };
-    let store = Arc::new(EmbeddedStore::open(&config.data_dir, limits)?);
-    let coord = Arc::new(Coordinator::new(store, config.clone()));
+    let (store, poll): (Arc<dyn StateStore>, Option<Duration>) = match &config.state {
+        StateBackend::Embedded => (
+            Arc::new(EmbeddedStore::open(&config.data_dir, limits)?),
+            None,
+        ),
+        StateBackend::Redis { url, prefix } => {
+            let work_root = config.data_dir.join("jobs");
+            std::fs::create_dir_all(&work_root)
+                .map_err(|e| Error::Internal(format!("create {}: {e}", work_root.display())))?;
+            let store =
+                RedisStore::connect(url, prefix, &work_root.display().to_string(), limits).await?;
+            // Work submitted through another replica wakes no waiter here.
+            (Arc::new(store), Some(Duration::from_millis(250)))
+        }
+    };
+    let coord = Arc::new(Coordinator::new(store, config.clone(), poll));
 
     let reaper = {
         let coord = coord.clone();

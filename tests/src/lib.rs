@@ -68,33 +68,109 @@ impl Drop for Proc {
     }
 }
 
-/// A coordinator and its workers, each a separate process.
+/// Coordinators and their workers, each a separate process. With Redis,
+/// several coordinator replicas share the state; workers are spread over
+/// them round-robin.
 pub struct Fleet {
+    /// The first coordinator's URL.
     pub url: String,
-    pub coordinator: Proc,
+    pub urls: Vec<String>,
+    pub coordinators: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub data_dir: tempfile::TempDir,
 }
 
 pub struct FleetBuilder {
     cpu_workers: usize,
+    coordinators: usize,
+    redis: Option<String>,
     lease_ttl_ms: u32,
     heartbeat_interval_ms: u32,
+}
+
+/// A redis-server with AOF persistence on a free loopback port, killed on
+/// drop; restartable on the same port and data.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    proc: Option<Proc>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut r = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("redis dir"),
+            proc: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    /// (Re)starts the server on the same port and append-only file.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh installs it)");
+        self.proc = Some(Proc {
+            child,
+            name: "redis".into(),
+        });
+        wait_for_port(self.port);
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Fleet {
     pub fn builder() -> FleetBuilder {
         FleetBuilder {
             cpu_workers: 1,
+            coordinators: 1,
+            redis: None,
             lease_ttl_ms: 3_000,
             heartbeat_interval_ms: 500,
         }
     }
 
-    /// Starts a CPU worker named `name` (its worker id starts with it).
+    /// Starts a CPU worker named `name` (its worker id starts with it) on
+    /// the first coordinator.
     pub fn add_worker(&mut self, name: &str) {
+        let url = self.url.clone();
+        self.add_worker_at(name, &url);
+    }
+
+    /// Starts a CPU worker talking to the coordinator at `url`.
+    pub fn add_worker_at(&mut self, name: &str, url: &str) {
         let child = Command::new(bin("cpu-worker"))
-            .args(["--coordinator", &self.url, "--name", name, "--slots", "1"])
+            .args(["--coordinator", url, "--name", name, "--slots", "1"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file(self.data_dir.path(), name))
@@ -113,11 +189,17 @@ impl Fleet {
             .expect("worker by name")
     }
 
-    /// Runs `spotenc <args> --coordinator URL` and returns its output.
+    /// Runs `spotenc <args> --coordinator URL` against the first
+    /// coordinator and returns its output.
     pub fn spotenc(&self, args: &[&str]) -> std::process::Output {
+        self.spotenc_at(0, args)
+    }
+
+    /// Runs `spotenc <args>` against coordinator `i`.
+    pub fn spotenc_at(&self, i: usize, args: &[&str]) -> std::process::Output {
         Command::new(bin("spotenc"))
             .args(args)
-            .args(["--coordinator", &self.url])
+            .args(["--coordinator", &self.urls[i]])
             .output()
             .expect("run spotenc")
     }
@@ -140,11 +222,30 @@ impl FleetBuilder {
         self
     }
 
+    pub fn coordinators(mut self, n: usize) -> Self {
+        self.coordinators = n;
+        self
+    }
+
+    /// Keeps state in this Redis (required for more than one coordinator).
+    pub fn redis(mut self, url: String) -> Self {
+        self.redis = Some(url);
+        self
+    }
+
     pub fn start(self) -> Fleet {
+        assert!(
+            self.coordinators == 1 || self.redis.is_some(),
+            "replicas need redis"
+        );
         let data_dir = tempfile::tempdir().expect("data dir");
-        let port = free_port();
-        let child = Command::new(bin("spotenc"))
-            .args([
+        let mut coordinators = Vec::new();
+        let mut urls = Vec::new();
+        for i in 0..self.coordinators {
+            let port = free_port();
+            let name = format!("coordinator{i}");
+            let mut cmd = Command::new(bin("spotenc"));
+            cmd.args([
                 "coordinator",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
@@ -154,29 +255,30 @@ impl FleetBuilder {
                 &self.lease_ttl_ms.to_string(),
                 "--heartbeat-interval-ms",
                 &self.heartbeat_interval_ms.to_string(),
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file(data_dir.path(), "coordinator"))
-            .spawn()
-            .expect("start coordinator");
-        let coordinator = Proc {
-            child,
-            name: "coordinator".into(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "coordinator did not start");
-            std::thread::sleep(Duration::from_millis(50));
+            ]);
+            if let Some(redis) = &self.redis {
+                cmd.args(["--redis", redis]);
+            }
+            let child = cmd
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log_file(data_dir.path(), &name))
+                .spawn()
+                .expect("start coordinator");
+            coordinators.push(Proc { child, name });
+            wait_for_port(port);
+            urls.push(format!("http://127.0.0.1:{port}"));
         }
         let mut fleet = Fleet {
-            url: format!("http://127.0.0.1:{port}"),
-            coordinator,
+            url: urls[0].clone(),
+            urls,
+            coordinators,
             workers: Vec::new(),
             data_dir,
         };
         for i in 0..self.cpu_workers {
-            fleet.add_worker(&format!("w{i}"));
+            let url = fleet.urls[i % fleet.urls.len()].clone();
+            fleet.add_worker_at(&format!("w{i}"), &url);
         }
         fleet
     }

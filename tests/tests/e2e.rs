@@ -1,5 +1,7 @@
 //! End-to-end tests: real processes, real FFmpeg, judged by ffmpeg/ffprobe.
 
+mod replicas;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -491,7 +493,7 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
         0,
         "partial outputs left"
     );
-    assert!(fleet.coordinator.is_running(), "coordinator crashed");
+    assert!(fleet.coordinators[0].is_running(), "coordinator crashed");
     assert!(fleet.worker("w0").is_running(), "worker crashed");
     // The same fleet still does good work.
     let ok = outputs.join("good.mp4");

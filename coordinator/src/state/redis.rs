@@ -125,14 +125,28 @@ impl RedisStore {
         format!("{}:{rest}", self.prefix)
     }
 
-    async fn task_record(&self, id: &str) -> Result<TaskRecord> {
+    /// Runs a read-only pipeline, once more if the connection broke (the
+    /// connection manager reconnects in the background). Scripts are not
+    /// retried: a broken connection cannot say whether one ran.
+    async fn read<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
         let mut c = self.conn.clone();
-        let (h, history): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(self.key(&format!("task:{id}")))
-            .lrange(self.key(&format!("task:{id}:history")), 0, -1)
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        match pipe.query_async(&mut c).await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                pipe.query_async(&mut c).await.map_err(redis_error)
+            }
+            r => r.map_err(redis_error),
+        }
+    }
+
+    async fn task_record(&self, id: &str) -> Result<TaskRecord> {
+        let (h, history): (HashMap<String, String>, Vec<String>) = self
+            .read(
+                redis::pipe()
+                    .hgetall(self.key(&format!("task:{id}")))
+                    .lrange(self.key(&format!("task:{id}:history")), 0, -1),
+            )
+            .await?;
         if h.is_empty() {
             return Err(Error::NotFound(format!("task {id}")));
         }
@@ -165,13 +179,13 @@ impl RedisStore {
     }
 
     async fn job_record(&self, id: &str) -> Result<JobRecord> {
-        let mut c = self.conn.clone();
-        let (h, task_ids): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(self.key(&format!("job:{id}")))
-            .lrange(self.key(&format!("job:{id}:tasks")), 0, -1)
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        let (h, task_ids): (HashMap<String, String>, Vec<String>) = self
+            .read(
+                redis::pipe()
+                    .hgetall(self.key(&format!("job:{id}")))
+                    .lrange(self.key(&format!("job:{id}:tasks")), 0, -1),
+            )
+            .await?;
         if h.is_empty() {
             return Err(Error::NotFound(format!("job {id}")));
         }
@@ -271,7 +285,13 @@ impl StateStore for RedisStore {
         }))
     }
 
-    async fn heartbeat(&self, task_id: &str, attempt: u32, frames: u64, now_ms: i64) -> Result<bool> {
+    async fn heartbeat(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        frames: u64,
+        now_ms: i64,
+    ) -> Result<bool> {
         let held: i64 = self
             .scripts
             .heartbeat
@@ -356,7 +376,13 @@ impl StateStore for RedisStore {
         })
     }
 
-    async fn hand_back(&self, task_id: &str, attempt: u32, reason: &str, now_ms: i64) -> Result<Transition> {
+    async fn hand_back(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition> {
         let (job_id, state): (String, String) = self
             .scripts
             .hand_back

@@ -144,7 +144,9 @@ async fn embedded() -> (Arc<dyn StateStore>, tempfile::TempDir) {
 /// binary (statics are never dropped) and hold its output pipes open.
 async fn redis() -> (Arc<dyn StateStore>, RedisServer) {
     let server = RedisServer::start(None);
-    let s = RedisStore::connect(&server.url(), "spotenc", "/w", LIMITS).await.unwrap();
+    let s = RedisStore::connect(&server.url(), "spotenc", "/w", LIMITS)
+        .await
+        .unwrap();
     s.register_worker(worker()).await.unwrap();
     (Arc::new(s), server)
 }
@@ -163,9 +165,23 @@ impl RedisServer {
 
     pub(crate) fn start_on(port: u16, aof_dir: Option<&std::path::Path>) -> Self {
         let mut cmd = std::process::Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
         match aof_dir {
-            Some(dir) => cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir", dir.to_str().unwrap()]),
+            Some(dir) => cmd.args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir.to_str().unwrap(),
+            ]),
             None => cmd.args(["--appendonly", "no"]),
         };
         let child = cmd
@@ -175,7 +191,10 @@ impl RedisServer {
             .expect("redis-server is installed (scripts/setup.sh installs it)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         RedisServer { child, port }
@@ -194,7 +213,11 @@ impl Drop for RedisServer {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Submits a job and completes its probe; returns the job id.
@@ -461,7 +484,18 @@ macro_rules! contract {
     };
 }
 
-contract!(submit_is_idempotent_by_key, unknown_worker_cannot_lease, stale_fencing_token_is_refused_after_expiry, stitch_waits_for_every_chunk_and_gets_them_in_order, wrong_frame_count_fails_the_chunk_and_requeues_it, non_retryable_failure_fails_the_job_and_cancels_the_rest, retryable_failures_are_bounded_by_max_attempts, hand_back_requeues_without_counting_a_failure, too_many_expiries_fail_the_job, cancel_stops_heartbeats);
+contract!(
+    submit_is_idempotent_by_key,
+    unknown_worker_cannot_lease,
+    stale_fencing_token_is_refused_after_expiry,
+    stitch_waits_for_every_chunk_and_gets_them_in_order,
+    wrong_frame_count_fails_the_chunk_and_requeues_it,
+    non_retryable_failure_fails_the_job_and_cancels_the_rest,
+    retryable_failures_are_bounded_by_max_attempts,
+    hand_back_requeues_without_counting_a_failure,
+    too_many_expiries_fail_the_job,
+    cancel_stops_heartbeats
+);
 
 // With AOF on, an accepted job survives a Redis restart.
 #[tokio::test]
@@ -469,11 +503,15 @@ async fn redis_store_survives_a_redis_restart() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = RedisServer::start_on(port, Some(dir.path()));
-    let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS).await.unwrap();
+    let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS)
+        .await
+        .unwrap();
     let job = s.submit(spec(), "key", 0).await.unwrap().id;
     drop(server);
     let server = RedisServer::start_on(port, Some(dir.path()));
-    let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS).await.unwrap();
+    let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS)
+        .await
+        .unwrap();
     let (j, tasks) = s.job(&job).await.unwrap();
     assert_eq!(j.state, JobState::Queued);
     assert_eq!(tasks.len(), 1);
