@@ -56,6 +56,13 @@ pub struct JobArgs {
     /// Attempts per task before the job fails
     #[arg(long, default_value_t = JobSpec::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
+    /// A spot task that failed or lost its lease this many times moves to
+    /// on-demand workers
+    #[arg(long, default_value_t = JobSpec::DEFAULT_ESCALATE_AFTER_ATTEMPTS)]
+    pub escalate_after_attempts: u32,
+    /// A spot task pending longer than this moves to on-demand workers
+    #[arg(long, default_value_t = JobSpec::DEFAULT_ESCALATE_AFTER_WAIT_SECONDS)]
+    pub escalate_after_wait_seconds: u32,
 }
 
 /// Parses `4M`, `2500k` or `800000` as bits per second.
@@ -133,6 +140,8 @@ impl JobArgs {
                 p => anyhow::bail!("invalid priority {p:?} (expected cost or latency)"),
             },
             max_attempts: self.max_attempts,
+            escalate_after_attempts: self.escalate_after_attempts,
+            escalate_after_wait_seconds: self.escalate_after_wait_seconds,
         };
         spec.validate()?;
         Ok(spec)

@@ -24,6 +24,9 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
+    if !out_dir.is_dir() {
+        anyhow::bail!("output directory {} does not exist", out_dir.display());
+    }
     // Intermediate chunks go beside the output: the same filesystem, and not
     // a tmpfs that a long job could fill.
     let scratch = match &local.work_dir {
@@ -69,6 +72,9 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
             slots: 1,
             cores,
             memory_bytes: memory,
+            capacity: spotenc_worker::WorkerCapacity::OnDemand,
+            instance_type: String::new(),
+            zone: String::new(),
             connect_timeout: Duration::from_secs(10),
         };
         workers.push(tokio::spawn(spotenc_worker::run(

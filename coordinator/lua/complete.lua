@@ -33,14 +33,13 @@ if kind == 'Probe' then
     local a = 10 + i * 6
     local nid, deps = ARGV[a], ARGV[a + 4]
     local order = seq * 1000000 + base + i
-    local state = 'Pending'
-    if deps ~= '[]' then state = 'Blocked' end
     redis.call('HSET', tk(nid), 'job_id', job, 'kind', ARGV[a + 1], 'chunk', ARGV[a + 2],
-      'work', ARGV[a + 3], 'state', state, 'deps', deps, 'attempt', 0, 'failures', 0,
+      'work', ARGV[a + 3], 'state', 'Blocked', 'deps', deps, 'attempt', 0, 'failures', 0,
       'expiries', 0, 'worker_id', '', 'lease_until_ms', 0, 'frames_done', 0,
-      'frames_total', ARGV[a + 5], 'result', '', 'order', order)
+      'frames_total', ARGV[a + 5], 'result', '', 'order', order,
+      'partition', redis.call('HGET', jk(job), 'partition'), 'pending_since_ms', now)
     redis.call('RPUSH', jk(job) .. ':tasks', nid)
-    if state == 'Pending' then redis.call('ZADD', PENDING, order, nid) end
+    if deps == '[]' then make_pending(nid, now) end
   end
 elseif kind == 'Stitch' then
   redis.call('HSET', jk(job), 'state', 'Committing')
@@ -54,7 +53,7 @@ for _, tid in ipairs(tasks_of(job)) do
     for _, d in ipairs(cjson.decode(st[2])) do
       if redis.call('HGET', tk(d), 'state') ~= 'Done' then ready = false break end
     end
-    if ready then make_pending(tid) end
+    if ready then make_pending(tid, now) end
   end
 end
 return job_state(job)

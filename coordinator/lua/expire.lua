@@ -15,7 +15,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASED, '-inf', '(' .. now)) do
       redis.call('HSET', tk(id), 'state', 'Pending')
       fail_job(t[2], string.format('%s lost its lease %d times', id, n), now)
     else
-      make_pending(id)
+      requeue(t[2], id, now)
     end
     table.insert(out, t[2])
     table.insert(out, job_state(t[2]))

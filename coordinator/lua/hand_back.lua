@@ -7,5 +7,5 @@ local id, attempt, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local job, e = fenced(id, attempt)
 if not job then return e end
 close_attempt(id, 'handed-back', reason, now)
-make_pending(id)
+make_pending(id, now)
 return {job, job_state(job)}

@@ -1,16 +1,28 @@
 -- lease: lease the oldest pending task to a worker, bumping its fencing
 -- token and opening an attempt record.
 -- KEYS: none (see lib.lua)
+-- On-demand workers serve the OnDemand partition first, then Spot rather
+-- than idle; spot workers serve only Spot.
 -- ARGV: prefix, worker_id, now_ms, lease_ttl_ms
 -- Returns: nil, or {task_id, job_id, attempt, work_json, deps_json}.
 local worker, now, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-if redis.call('EXISTS', P .. ':worker:' .. worker) == 0 then
+local capacity = redis.call('HGET', P .. ':worker:' .. worker, 'capacity')
+if not capacity then
   return redis.error_reply('NOTFOUND worker ' .. worker)
 end
+local partitions = {'Spot'}
+if capacity == 'OnDemand' then partitions = {'OnDemand', 'Spot'} end
+local function pop()
+  for _, p in ipairs(partitions) do
+    local popped = redis.call('ZPOPMIN', pending_key(p))
+    if #popped > 0 then return popped[1] end
+  end
+  return nil
+end
 while true do
-  local popped = redis.call('ZPOPMIN', PENDING)
-  if #popped == 0 then return false end
-  local id = popped[1]
+  local id = pop()
+  if not id then return false end
+  redis.call('ZREM', SPOT_DEADLINE, id)
   local t = redis.call('HMGET', tk(id), 'state', 'job_id', 'work', 'deps')
   local jstate = job_state(t[2])
   if t[1] == 'Pending' and not is_terminal(jstate) and jstate ~= 'Committing' then

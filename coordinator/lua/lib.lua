@@ -7,15 +7,20 @@
 --   P:job:<id>:tasks       LIST task ids in graph order
 --   P:task:<id>            HASH task fields
 --   P:task:<id>:history    LIST attempt records (flat JSON objects)
---   P:pending              ZSET pending task ids by (job seq, task order)
+--   P:pending:<partition>  ZSET pending task ids by (job seq, task order);
+--                          partitions are Spot and OnDemand
+--   P:spot_deadline        ZSET pending spot task ids by the time they
+--                          escalate to on-demand for waiting too long
 --   P:leased               ZSET leased task ids by lease deadline (ms)
 --   P:committing           SET job ids waiting for their commit
---   P:worker:<id>          registered worker (JSON)
+--   P:worker:<id>          HASH registered worker: record (JSON), capacity
 -- Keys are derived from the prefix rather than passed in KEYS, so the
 -- backend needs a single Redis instance (or one hash slot).
 local P = ARGV[1]
-local PENDING = P .. ':pending'
 local LEASED = P .. ':leased'
+local SPOT_DEADLINE = P .. ':spot_deadline'
+local function pending_key(partition) return P .. ':pending:' .. partition end
+local PARTITIONS = {'Spot', 'OnDemand'}
 local function jk(id) return P .. ':job:' .. id end
 local function tk(id) return P .. ':task:' .. id end
 local function hk(id) return P .. ':task:' .. id .. ':history' end
@@ -37,10 +42,34 @@ local function close_attempt(task_id, outcome, err, now)
   end
 end
 
-local function make_pending(task_id)
-  redis.call('HSET', tk(task_id), 'state', 'Pending')
+-- Queues a task in its partition; a spot task also gets the deadline after
+-- which waiting escalates it.
+local function make_pending(task_id, now)
+  local t = redis.call('HMGET', tk(task_id), 'order', 'partition', 'job_id')
+  redis.call('HSET', tk(task_id), 'state', 'Pending', 'pending_since_ms', now)
   redis.call('ZREM', LEASED, task_id)
-  redis.call('ZADD', PENDING, tonumber(redis.call('HGET', tk(task_id), 'order')), task_id)
+  redis.call('ZADD', pending_key(t[2]), tonumber(t[1]), task_id)
+  if t[2] == 'Spot' then
+    local wait = tonumber(redis.call('HGET', jk(t[3]), 'escalate_wait_ms'))
+    redis.call('ZADD', SPOT_DEADLINE, tonumber(now) + wait, task_id)
+  end
+end
+
+local function dequeue(task_id)
+  for _, p in ipairs(PARTITIONS) do redis.call('ZREM', pending_key(p), task_id) end
+  redis.call('ZREM', SPOT_DEADLINE, task_id)
+end
+
+-- Requeues a failed or expired task; a spot task that failed or lost its
+-- lease often enough moves to on-demand first.
+local function requeue(job, task_id, now)
+  local t = redis.call('HMGET', tk(task_id), 'partition', 'failures', 'expiries')
+  local limit = tonumber(redis.call('HGET', jk(job), 'escalate_attempts'))
+  if t[1] == 'Spot' and tonumber(t[2]) + tonumber(t[3]) >= limit then
+    redis.call('HSET', tk(task_id), 'partition', 'OnDemand')
+    dequeue(task_id)
+  end
+  make_pending(task_id, now)
 end
 
 -- Cancels every unfinished task of a job that just ended.
@@ -52,7 +81,7 @@ local function end_job(job, now)
     if st == 'Leased' then close_attempt(t, 'cancelled', 'job ended', now) end
     if st ~= 'Done' and st ~= 'Failed' then
       redis.call('HSET', tk(t), 'state', 'Cancelled')
-      redis.call('ZREM', PENDING, t)
+      dequeue(t)
       redis.call('ZREM', LEASED, t)
     end
   end
@@ -89,7 +118,7 @@ local function record_failure(job, task_id, err, retryable, now)
     redis.call('HSET', tk(task_id), 'state', 'Pending')
     fail_job(job, msg, now)
   else
-    make_pending(task_id)
+    requeue(job, task_id, now)
   end
 end
 

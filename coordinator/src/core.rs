@@ -193,6 +193,13 @@ impl Coordinator {
             warn!(job = %t.job_id, "lease expired, task requeued");
             self.after(t).await;
         }
+        let escalated = self.store.escalate_waiting(now_ms()).await?;
+        for task in &escalated {
+            info!(task = %task, "waited too long on spot, escalated to on-demand");
+        }
+        if !escalated.is_empty() {
+            self.work_ready.notify_waiters();
+        }
         for job in self
             .store
             .list_jobs(&[JobState::Committing], usize::MAX)

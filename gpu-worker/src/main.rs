@@ -21,6 +21,16 @@ struct Args {
     /// Concurrent tasks (default: sized from cores and memory)
     #[arg(long, env = "SPOTENC_SLOTS")]
     slots: Option<u32>,
+    /// spot: cost work only; on-demand: latency and escalated work first,
+    /// then cost work
+    #[arg(long, env = "SPOTENC_CAPACITY", default_value = "on-demand")]
+    capacity: String,
+    /// Instance type, recorded with the worker (e.g. c6i.4xlarge)
+    #[arg(long, env = "SPOTENC_INSTANCE_TYPE", default_value = "")]
+    instance_type: String,
+    /// Availability zone, recorded with the worker
+    #[arg(long, env = "SPOTENC_ZONE", default_value = "")]
+    zone: String,
 }
 
 #[tokio::main]
@@ -43,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| spotenc_worker::slots_for(cores, memory)),
         cores,
         memory_bytes: memory,
+        capacity: args.capacity.parse()?,
+        instance_type: args.instance_type,
+        zone: args.zone,
         connect_timeout: Duration::from_secs(30),
     };
     spotenc_worker::run(config, async {

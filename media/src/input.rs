@@ -35,7 +35,7 @@ pub fn open(path: &Path) -> Result<ffmpeg::format::context::Input> {
     let ictx = ffmpeg::format::input_with_dictionary(path, opts).map_err(|e| Error::BadInput {
         path: shown.clone(),
         reason: match e {
-            ffmpeg::Error::InvalidData => "not a recognised media file".to_string(),
+            ffmpeg::Error::InvalidData => "not a recognised media file, or truncated".to_string(),
             other => format!("cannot open: {other}"),
         },
     })?;

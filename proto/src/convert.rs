@@ -52,6 +52,15 @@ fn container_from_pb(c: i32, output: &str) -> Result<d::Container> {
     }
 }
 
+impl From<d::Capacity> for pb::Capacity {
+    fn from(c: d::Capacity) -> Self {
+        match c {
+            d::Capacity::Spot => pb::Capacity::Spot,
+            d::Capacity::OnDemand => pb::Capacity::OnDemand,
+        }
+    }
+}
+
 impl From<d::VideoSettings> for pb::VideoSettings {
     fn from(v: d::VideoSettings) -> Self {
         let rate = match v.rate {
@@ -162,6 +171,8 @@ impl From<d::JobSpec> for pb::JobSpec {
                 d::Priority::Latency => pb::Priority::Latency,
             } as i32,
             max_attempts: s.max_attempts,
+            escalate_after_attempts: s.escalate_after_attempts,
+            escalate_after_wait_seconds: s.escalate_after_wait_seconds,
         }
     }
 }
@@ -206,6 +217,16 @@ impl TryFrom<pb::JobSpec> for d::JobSpec {
                 d::JobSpec::DEFAULT_MAX_ATTEMPTS
             } else {
                 s.max_attempts
+            },
+            escalate_after_attempts: if s.escalate_after_attempts == 0 {
+                d::JobSpec::DEFAULT_ESCALATE_AFTER_ATTEMPTS
+            } else {
+                s.escalate_after_attempts
+            },
+            escalate_after_wait_seconds: if s.escalate_after_wait_seconds == 0 {
+                d::JobSpec::DEFAULT_ESCALATE_AFTER_WAIT_SECONDS
+            } else {
+                s.escalate_after_wait_seconds
             },
         };
         spec.validate()?;
@@ -486,6 +507,9 @@ impl From<d::WorkerInfo> for pb::WorkerInfo {
                 .into_iter()
                 .map(|c| pb::Codec::from(c) as i32)
                 .collect(),
+            instance_type: w.instance_type,
+            zone: w.zone,
+            capacity: pb::Capacity::from(w.capacity) as i32,
         }
     }
 }
@@ -505,7 +529,15 @@ impl TryFrom<pb::WorkerInfo> for d::WorkerInfo {
                     .try_into()
             })
             .collect::<Result<Vec<d::Codec>>>()?;
+        let capacity = match pb::Capacity::try_from(w.capacity) {
+            Ok(pb::Capacity::OnDemand) => d::Capacity::OnDemand,
+            Ok(pb::Capacity::Spot) => d::Capacity::Spot,
+            _ => return Err(missing("worker capacity (spot or on-demand)")),
+        };
         Ok(d::WorkerInfo {
+            instance_type: w.instance_type,
+            zone: w.zone,
+            capacity,
             name: w.name,
             pool: w.pool,
             hardware: w.hardware,
@@ -591,6 +623,7 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
                 worker_id: t.worker_id,
                 frames_done: t.frames_done,
                 frames_total: t.frames_total,
+                partition: pb::Capacity::from(t.partition) as i32,
                 history: t
                     .history
                     .into_iter()

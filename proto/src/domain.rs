@@ -86,6 +86,26 @@ pub enum Priority {
     Latency,
 }
 
+/// A worker's capacity class, and the queue partition a task waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Capacity {
+    Spot,
+    OnDemand,
+}
+
+impl std::str::FromStr for Capacity {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "spot" => Ok(Capacity::Spot),
+            "on-demand" | "ondemand" => Ok(Capacity::OnDemand),
+            other => Err(Error::invalid(format!(
+                "invalid capacity {other:?} (expected spot or on-demand)"
+            ))),
+        }
+    }
+}
+
 /// Rate control for the video encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum RateControl {
@@ -208,11 +228,26 @@ pub struct JobSpec {
     pub min_chunk_seconds: f64,
     pub priority: Priority,
     pub max_attempts: u32,
+    /// A spot task that failed or lost its lease this many times moves to
+    /// on-demand capacity.
+    pub escalate_after_attempts: u32,
+    /// A spot task pending longer than this moves to on-demand capacity.
+    pub escalate_after_wait_seconds: u32,
 }
 
 impl JobSpec {
     pub const DEFAULT_CHUNK_SECONDS: f64 = 300.0;
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+    pub const DEFAULT_ESCALATE_AFTER_ATTEMPTS: u32 = 2;
+    pub const DEFAULT_ESCALATE_AFTER_WAIT_SECONDS: u32 = 900;
+
+    /// The partition this job's tasks start in.
+    pub fn partition(&self) -> Capacity {
+        match self.priority {
+            Priority::Cost => Capacity::Spot,
+            Priority::Latency => Capacity::OnDemand,
+        }
+    }
 
     /// Checks every field and names the first bad one.
     pub fn validate(&self) -> Result<()> {
@@ -247,6 +282,18 @@ impl JobSpec {
             return Err(Error::invalid(format!(
                 "invalid max attempts {} (expected 1..=20)",
                 self.max_attempts
+            )));
+        }
+        if !(1..=20).contains(&self.escalate_after_attempts) {
+            return Err(Error::invalid(format!(
+                "invalid escalate-after attempts {} (expected 1..=20)",
+                self.escalate_after_attempts
+            )));
+        }
+        if !(1..=86_400).contains(&self.escalate_after_wait_seconds) {
+            return Err(Error::invalid(format!(
+                "invalid escalate-after wait {} s (expected 1..=86400)",
+                self.escalate_after_wait_seconds
             )));
         }
         Ok(())
@@ -437,6 +484,9 @@ pub struct WorkerInfo {
     pub cores: u32,
     pub memory_bytes: u64,
     pub codecs: Vec<Codec>,
+    pub instance_type: String,
+    pub zone: String,
+    pub capacity: Capacity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,6 +541,7 @@ pub struct TaskSummary {
     pub frames_done: u64,
     pub frames_total: u64,
     pub history: Vec<AttemptRecord>,
+    pub partition: Capacity,
 }
 
 /// A job as clients see it.

@@ -26,6 +26,8 @@ fn spec() -> JobSpec {
         min_chunk_seconds: 30.0,
         priority: Priority::Latency,
         max_attempts: 4,
+        escalate_after_attempts: 3,
+        escalate_after_wait_seconds: 60,
     }
 }
 

@@ -167,10 +167,16 @@ impl Fleet {
         self.add_worker_at(name, &url);
     }
 
-    /// Starts a CPU worker talking to the coordinator at `url`.
+    /// Starts an on-demand CPU worker talking to the coordinator at `url`.
     pub fn add_worker_at(&mut self, name: &str, url: &str) {
+        self.add_worker_with(name, url, "on-demand");
+    }
+
+    /// Starts a CPU worker of a capacity class (`spot` or `on-demand`).
+    pub fn add_worker_with(&mut self, name: &str, url: &str, capacity: &str) {
         let child = Command::new(bin("cpu-worker"))
             .args(["--coordinator", url, "--name", name, "--slots", "1"])
+            .args(["--capacity", capacity])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file(self.data_dir.path(), name))

@@ -81,9 +81,24 @@ pub fn frame_times(path: &Path) -> Vec<f64> {
     t.into_iter().map(|x| x - first).collect()
 }
 
-/// Duration of the first stream of a kind (`v` or `a`), from its packets:
-/// last packet end minus first packet start.
+/// Duration of the first stream of a kind (`v` or `a`): the container's
+/// figure for the stream where it has one (MP4), else from its packets (last
+/// packet end minus first packet start; Matroska, MPEG-TS).
 pub fn stream_duration(path: &Path, kind: &str) -> Option<f64> {
+    let declared = ffprobe(
+        &[
+            "-select_streams",
+            &format!("{kind}:0"),
+            "-show_entries",
+            "stream=duration",
+            "-of",
+            "default=nw=1:nk=1",
+        ],
+        path,
+    );
+    if let Ok(d) = declared.trim().parse::<f64>() {
+        return Some(d);
+    }
     let s = ffprobe(
         &[
             "-select_streams",

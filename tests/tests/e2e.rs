@@ -503,3 +503,81 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
     );
     assert_faithful(&good, &ok);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_lost_on_spot_escalates_and_completes_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = av_clip(
+        dir.path(),
+        "src.mp4",
+        6,
+        "1280x720",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    let mut fleet = Fleet::builder().cpu_workers(0).lease_ttl_ms(2_000).start();
+    let url = fleet.url.clone();
+    fleet.add_worker_with("spot0", &url, "spot");
+    let sub = submit(
+        &fleet,
+        &src,
+        &out,
+        &[
+            "--chunk-seconds",
+            "2",
+            "--preset",
+            "slow",
+            "--escalate-after-attempts",
+            "1",
+        ],
+    );
+    assert_ok(&sub, "submit");
+    let id = String::from_utf8_lossy(&sub.stdout).trim().to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        let j = job(&fleet.url, &id).await;
+        if let Some(t) = j.tasks.iter().find(|t| {
+            t.kind == pb::TaskKind::Encode as i32 && t.state == pb::TaskState::Leased as i32
+        }) {
+            break t.task_id.clone();
+        }
+        assert!(Instant::now() < deadline, "no chunk started: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The spot instance is reclaimed mid-chunk; another spot worker and an
+    // on-demand worker join.
+    fleet.worker("spot0").kill();
+    fleet.add_worker_with("spot1", &url, "spot");
+    fleet.add_worker_with("od0", &url, "on-demand");
+
+    let done = loop {
+        let j = job(&fleet.url, &id).await;
+        if j.state >= pb::JobState::Succeeded as i32 {
+            break j;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "job stuck: {j:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
+    let task = done.tasks.iter().find(|t| t.task_id == victim).unwrap();
+    assert_eq!(task.partition, pb::Capacity::OnDemand as i32, "{task:?}");
+    let last = task.history.last().unwrap();
+    assert_eq!(last.outcome, "done");
+    assert!(last.worker_id.starts_with("od0-"), "{task:?}");
+    assert_eq!(task.history[0].outcome, "expired");
+    assert!(task.history[0].worker_id.starts_with("spot0-"));
+    assert_faithful(&src, &out);
+}

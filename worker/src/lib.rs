@@ -14,10 +14,12 @@
 
 mod exec;
 
+pub use spotenc_proto::domain::Capacity as WorkerCapacity;
+
 use std::future::Future;
 use std::time::Duration;
 
-use spotenc_proto::domain::{Codec, WorkerInfo};
+use spotenc_proto::domain::{Capacity, Codec, WorkerInfo};
 use spotenc_proto::pb;
 use spotenc_proto::pb::worker_service_client::WorkerServiceClient;
 use tonic::transport::Channel;
@@ -45,6 +47,11 @@ pub struct WorkerConfig {
     pub slots: u32,
     pub cores: u32,
     pub memory_bytes: u64,
+    /// Spot capacity serves only cost work; on-demand serves latency and
+    /// escalated work first, then cost work.
+    pub capacity: Capacity,
+    pub instance_type: String,
+    pub zone: String,
     /// How long to keep trying to reach the coordinator at start-up.
     pub connect_timeout: Duration,
 }
@@ -102,6 +109,9 @@ async fn register(
         cores: config.cores,
         memory_bytes: config.memory_bytes,
         codecs: vec![Codec::H264, Codec::Hevc],
+        instance_type: config.instance_type.clone(),
+        zone: config.zone.clone(),
+        capacity: config.capacity,
     };
     let resp = client
         .register_worker(pb::RegisterWorkerRequest {

@@ -153,6 +153,10 @@ impl StateStore for EmbeddedStore {
         self.apply(true, |s| Ok(s.expire_leases(now_ms, self.limits)))
     }
 
+    async fn escalate_waiting(&self, now_ms: i64) -> Result<Vec<String>> {
+        self.apply(true, |s| Ok(s.escalate_waiting(now_ms)))
+    }
+
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {
         self.apply(true, |s| s.cancel(job_id, now_ms))
     }

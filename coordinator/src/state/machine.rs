@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
-    AttemptRecord, JobSpec, JobState, LeasedTask, StitchTask, TaskKind, TaskOutcome, TaskState,
-    Work,
+    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, StitchTask, TaskKind, TaskOutcome,
+    TaskState, Work,
 };
 use spotenc_proto::{Error, Result};
 
@@ -65,6 +65,8 @@ impl State {
             probe_id.clone(),
             new_task_record(
                 &job_id,
+                spec.partition(),
+                now_ms,
                 NewTask {
                     id: probe_id,
                     kind: TaskKind::Probe,
@@ -96,6 +98,12 @@ impl State {
         if !self.workers.contains_key(worker_id) {
             return Err(not_found("worker", worker_id));
         }
+        // On-demand capacity serves on-demand work first, then spot work
+        // rather than idle; spot capacity serves only spot work.
+        let partitions: &[Capacity] = match self.workers[worker_id].info.capacity {
+            Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
+            Capacity::Spot => &[Capacity::Spot],
+        };
         let mut active: Vec<(u64, &JobRecord)> = self
             .jobs
             .values()
@@ -103,15 +111,17 @@ impl State {
             .map(|j| (j.seq, j))
             .collect();
         active.sort_by_key(|(seq, _)| *seq);
-        let Some(task_id) = active.iter().find_map(|(_, j)| {
-            j.task_ids
-                .iter()
-                .find(|t| {
-                    self.tasks
-                        .get(*t)
-                        .is_some_and(|t| t.state == TaskState::Pending)
-                })
-                .cloned()
+        let Some(task_id) = partitions.iter().find_map(|p| {
+            active.iter().find_map(|(_, j)| {
+                j.task_ids
+                    .iter()
+                    .find(|t| {
+                        self.tasks
+                            .get(*t)
+                            .is_some_and(|t| t.state == TaskState::Pending && t.partition == *p)
+                    })
+                    .cloned()
+            })
         }) else {
             return Ok(None);
         };
@@ -243,21 +253,24 @@ impl State {
         match outcome {
             TaskOutcome::Probe(info) => {
                 job.probe = Some(info);
+                let partition = job.spec.partition();
                 for nt in follow_ups {
                     job.task_ids.push(nt.id.clone());
-                    self.tasks
-                        .insert(nt.id.clone(), new_task_record(&job_id, nt));
+                    self.tasks.insert(
+                        nt.id.clone(),
+                        new_task_record(&job_id, partition, now_ms, nt),
+                    );
                 }
             }
             TaskOutcome::Stitch(_) => job.state = JobState::Committing,
             TaskOutcome::Encode(_) | TaskOutcome::Audio(_) => {}
         }
-        self.unblock(&job_id);
+        self.unblock(&job_id, now_ms);
         Ok(self.transition(&job_id))
     }
 
     /// Makes blocked tasks whose dependencies are all done pending.
-    fn unblock(&mut self, job_id: &str) {
+    fn unblock(&mut self, job_id: &str, now_ms: i64) {
         let ids = self.jobs[job_id].task_ids.clone();
         for id in ids {
             let ready = {
@@ -270,7 +283,9 @@ impl State {
                     })
             };
             if ready {
-                self.tasks.get_mut(&id).expect("listed").state = TaskState::Pending;
+                let t = self.tasks.get_mut(&id).expect("listed");
+                t.state = TaskState::Pending;
+                t.pending_since_ms = now_ms;
             }
         }
     }
@@ -294,9 +309,9 @@ impl State {
         close_attempt(task, "failed", error, now_ms);
         task.failures += 1;
         let job_id = task.job_id.clone();
-        let max_attempts = self.jobs[&job_id].spec.max_attempts;
+        let spec = self.jobs[&job_id].spec.clone();
         let task = self.tasks.get_mut(task_id).expect("fenced");
-        if !retryable || task.failures >= max_attempts {
+        if !retryable || task.failures >= spec.max_attempts {
             let msg = if retryable {
                 format!("{task_id} failed {} times, last: {error}", task.failures)
             } else {
@@ -304,7 +319,7 @@ impl State {
             };
             self.fail_job(&job_id, &msg, now_ms);
         } else {
-            task.state = TaskState::Pending;
+            requeue(task, &spec, now_ms);
         }
         Ok(self.transition(&job_id))
     }
@@ -319,6 +334,7 @@ impl State {
         let task = self.fenced(task_id, attempt)?;
         close_attempt(task, "handed-back", reason, now_ms);
         task.state = TaskState::Pending;
+        task.pending_since_ms = now_ms;
         let job_id = task.job_id.clone();
         Ok(self.transition(&job_id))
     }
@@ -340,11 +356,29 @@ impl State {
                 let msg = format!("{id} lost its lease {} times", task.expiries);
                 self.fail_job(&job_id, &msg, now_ms);
             } else {
-                task.state = TaskState::Pending;
+                requeue(task, &self.jobs[&job_id].spec, now_ms);
             }
             out.push(self.transition(&job_id));
         }
         out
+    }
+
+    pub fn escalate_waiting(&mut self, now_ms: i64) -> Vec<String> {
+        let mut moved = Vec::new();
+        for t in self.tasks.values_mut() {
+            if t.state != TaskState::Pending || t.partition != Capacity::Spot {
+                continue;
+            }
+            let Some(job) = self.jobs.get(&t.job_id) else {
+                continue;
+            };
+            let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
+            if now_ms - t.pending_since_ms > limit {
+                t.partition = Capacity::OnDemand;
+                moved.push(t.id.clone());
+            }
+        }
+        moved
     }
 
     pub fn cancel(&mut self, job_id: &str, now_ms: i64) -> Result<Transition> {
@@ -414,7 +448,19 @@ impl State {
     }
 }
 
-fn new_task_record(job_id: &str, nt: NewTask) -> TaskRecord {
+/// Puts a failed or expired task back in the queue; a spot task that has
+/// failed or lost its lease often enough moves to on-demand.
+fn requeue(task: &mut TaskRecord, spec: &JobSpec, now_ms: i64) {
+    task.state = TaskState::Pending;
+    task.pending_since_ms = now_ms;
+    if task.partition == Capacity::Spot
+        && task.failures + task.expiries >= spec.escalate_after_attempts
+    {
+        task.partition = Capacity::OnDemand;
+    }
+}
+
+fn new_task_record(job_id: &str, partition: Capacity, now_ms: i64, nt: NewTask) -> TaskRecord {
     TaskRecord {
         id: nt.id,
         job_id: job_id.to_string(),
@@ -436,6 +482,8 @@ fn new_task_record(job_id: &str, nt: NewTask) -> TaskRecord {
         frames_total: nt.frames_total,
         result: None,
         history: Vec::new(),
+        partition,
+        pending_since_ms: now_ms,
     }
 }
 

@@ -19,8 +19,8 @@ pub mod redis;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
-    AttemptRecord, JobSpec, JobState, JobView, LeasedTask, ProbeInfo, TaskKind, TaskOutcome,
-    TaskState, TaskSummary, Work, WorkerInfo,
+    AttemptRecord, Capacity, JobSpec, JobState, JobView, LeasedTask, ProbeInfo, TaskKind,
+    TaskOutcome, TaskState, TaskSummary, Work, WorkerInfo,
 };
 use spotenc_proto::Result;
 
@@ -65,6 +65,11 @@ pub struct TaskRecord {
     pub frames_total: u64,
     pub result: Option<TaskOutcome>,
     pub history: Vec<AttemptRecord>,
+    /// The queue partition: spot, or on-demand for latency jobs and
+    /// escalated tasks.
+    pub partition: Capacity,
+    /// When the task last became pending, for wait-based escalation.
+    pub pending_since_ms: i64,
 }
 
 /// A task to create, as planning produces it.
@@ -145,6 +150,9 @@ pub trait StateStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Transition>;
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>>;
+    /// Moves spot tasks that waited longer than their job allows to the
+    /// on-demand partition; returns their ids.
+    async fn escalate_waiting(&self, now_ms: i64) -> Result<Vec<String>>;
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition>;
     /// Ends a job in `Committing`: `Ok` once its output is at the final path.
     async fn finish_commit(
@@ -192,6 +200,7 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord]) -> JobView {
                 frames_done: t.frames_done,
                 frames_total: t.frames_total,
                 history: t.history.clone(),
+                partition: t.partition,
             })
             .collect(),
     }

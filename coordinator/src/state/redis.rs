@@ -37,6 +37,7 @@ struct Scripts {
     fail: Script,
     hand_back: Script,
     expire: Script,
+    escalate: Script,
     cancel: Script,
     finish_commit: Script,
 }
@@ -115,6 +116,7 @@ impl RedisStore {
                 fail: script!("fail"),
                 hand_back: script!("hand_back"),
                 expire: script!("expire"),
+                escalate: script!("escalate"),
                 cancel: script!("cancel"),
                 finish_commit: script!("finish_commit"),
             },
@@ -175,6 +177,8 @@ impl RedisStore {
                 .iter()
                 .map(|a| json::<AttemptRecord>(a, "attempt record"))
                 .collect::<Result<_>>()?,
+            partition: enum_field(&text(&h, "partition"))?,
+            pending_since_ms: num(&h, "pending_since_ms"),
         })
     }
 
@@ -236,6 +240,9 @@ impl StateStore for RedisStore {
             .arg(spec.max_attempts)
             .arg(&probe_id)
             .arg(to_json(&work))
+            .arg(enum_name(&spec.partition()))
+            .arg(spec.escalate_after_attempts)
+            .arg(u64::from(spec.escalate_after_wait_seconds) * 1000)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
@@ -245,7 +252,13 @@ impl StateStore for RedisStore {
     async fn register_worker(&self, worker: WorkerRecord) -> Result<()> {
         let mut c = self.conn.clone();
         let _: () = c
-            .set(self.key(&format!("worker:{}", worker.id)), to_json(&worker))
+            .hset_multiple(
+                self.key(&format!("worker:{}", worker.id)),
+                &[
+                    ("record", to_json(&worker)),
+                    ("capacity", enum_name(&worker.info.capacity)),
+                ],
+            )
             .await
             .map_err(redis_error)?;
         Ok(())
@@ -418,6 +431,16 @@ impl StateStore for RedisStore {
                 })
             })
             .collect()
+    }
+
+    async fn escalate_waiting(&self, now_ms: i64) -> Result<Vec<String>> {
+        self.scripts
+            .escalate
+            .arg(&self.prefix)
+            .arg(now_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)
     }
 
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {

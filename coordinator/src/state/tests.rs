@@ -36,6 +36,8 @@ fn spec() -> JobSpec {
         min_chunk_seconds: 2.0,
         priority: Priority::Cost,
         max_attempts: 2,
+        escalate_after_attempts: 2,
+        escalate_after_wait_seconds: 60,
     }
 }
 
@@ -118,8 +120,12 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
 }
 
 fn worker() -> super::WorkerRecord {
+    worker_with("w1", Capacity::Spot)
+}
+
+fn worker_with(id: &str, capacity: Capacity) -> super::WorkerRecord {
     super::WorkerRecord {
-        id: "w1".into(),
+        id: id.into(),
         info: WorkerInfo {
             name: "w".into(),
             pool: "p".into(),
@@ -128,6 +134,9 @@ fn worker() -> super::WorkerRecord {
             cores: 1,
             memory_bytes: 0,
             codecs: vec![],
+            instance_type: "c6i.large".into(),
+            zone: "eu-west-1a".into(),
+            capacity,
         },
         registered_unix_ms: 0,
     }
@@ -423,10 +432,14 @@ async fn hand_back_requeues_without_counting_a_failure(s: Arc<dyn StateStore>) {
 
 async fn too_many_expiries_fail_the_job(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
+    // Expired spot tasks escalate, so lease on on-demand capacity.
+    s.register_worker(worker_with("od1", Capacity::OnDemand))
+        .await
+        .unwrap();
     let mut now = 2;
     for _ in 0..3 {
-        s.lease_next("w1", now).await.unwrap().unwrap();
-        s.lease_next("w1", now).await.unwrap();
+        s.lease_next("od1", now).await.unwrap().unwrap();
+        s.lease_next("od1", now).await.unwrap();
         now += 2_000;
         s.expire_leases(now).await.unwrap();
     }
@@ -484,7 +497,93 @@ macro_rules! contract {
     };
 }
 
+async fn failing_spot_task_escalates_to_on_demand(s: Arc<dyn StateStore>) {
+    let job = planned_job(&*s).await;
+    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+    s.fail(&t.task_id, t.attempt, "encoder crashed", true, 3)
+        .await
+        .unwrap();
+    // Below the limit (2): still spot, and the spot worker gets it back.
+    let again = s.lease_next("w1", 4).await.unwrap().unwrap();
+    assert_eq!(again.task_id, t.task_id);
+    s.fail(&again.task_id, again.attempt, "encoder crashed", true, 5)
+        .await
+        .ok();
+    // max_attempts is 2 as well: the job ends. Use a fresh job with more room.
+    let _ = job;
+    let mut spec = spec();
+    spec.max_attempts = 5;
+    spec.escalate_after_attempts = 1;
+    let job = s.submit(spec, "", 10).await.unwrap().id;
+    let probe = s.lease_next("w1", 11).await.unwrap().unwrap();
+    assert_eq!(probe.job_id, job);
+    s.fail(&probe.task_id, probe.attempt, "worker crashed", true, 12)
+        .await
+        .unwrap();
+    assert!(
+        s.lease_next("w1", 13).await.unwrap().is_none(),
+        "spot worker must not get it"
+    );
+    s.register_worker(worker_with("od1", Capacity::OnDemand))
+        .await
+        .unwrap();
+    let od = s.lease_next("od1", 14).await.unwrap().unwrap();
+    assert_eq!(od.task_id, probe.task_id);
+    let (_, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(tasks[0].partition, Capacity::OnDemand);
+}
+
+async fn expired_spot_task_escalates_after_enough_expiries(s: Arc<dyn StateStore>) {
+    let mut spec = spec();
+    spec.escalate_after_attempts = 1;
+    let job = s.submit(spec, "", 0).await.unwrap().id;
+    s.lease_next("w1", 0).await.unwrap().unwrap();
+    s.expire_leases(5_000).await.unwrap();
+    assert!(s.lease_next("w1", 5_001).await.unwrap().is_none());
+    let (_, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(tasks[0].partition, Capacity::OnDemand);
+}
+
+async fn latency_jobs_go_to_on_demand_workers(s: Arc<dyn StateStore>) {
+    let mut spec = spec();
+    spec.priority = Priority::Latency;
+    s.submit(spec, "", 0).await.unwrap();
+    assert!(s.lease_next("w1", 1).await.unwrap().is_none());
+    s.register_worker(worker_with("od1", Capacity::OnDemand))
+        .await
+        .unwrap();
+    assert!(s.lease_next("od1", 2).await.unwrap().is_some());
+}
+
+async fn on_demand_workers_take_spot_work_rather_than_idle(s: Arc<dyn StateStore>) {
+    s.submit(spec(), "", 0).await.unwrap();
+    s.register_worker(worker_with("od1", Capacity::OnDemand))
+        .await
+        .unwrap();
+    assert!(s.lease_next("od1", 1).await.unwrap().is_some());
+}
+
+async fn waiting_spot_tasks_escalate_after_the_wait_limit(s: Arc<dyn StateStore>) {
+    let mut spec = spec();
+    spec.escalate_after_wait_seconds = 1;
+    let job = s.submit(spec, "", 1_000).await.unwrap().id;
+    assert!(s.escalate_waiting(1_500).await.unwrap().is_empty());
+    let moved = s.escalate_waiting(2_001).await.unwrap();
+    assert_eq!(moved, vec![format!("{job}/probe")]);
+    assert!(s.lease_next("w1", 2_002).await.unwrap().is_none());
+    s.register_worker(worker_with("od1", Capacity::OnDemand))
+        .await
+        .unwrap();
+    let t = s.lease_next("od1", 2_003).await.unwrap().unwrap();
+    assert_eq!(t.job_id, job);
+}
+
 contract!(
+    failing_spot_task_escalates_to_on_demand,
+    expired_spot_task_escalates_after_enough_expiries,
+    latency_jobs_go_to_on_demand_workers,
+    on_demand_workers_take_spot_work_rather_than_idle,
+    waiting_spot_tasks_escalate_after_the_wait_limit,
     submit_is_idempotent_by_key,
     unknown_worker_cannot_lease,
     stale_fencing_token_is_refused_after_expiry,
