@@ -8,7 +8,7 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
          libavfilter-dev libavdevice-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler \
-         redis-server; do
+         redis-server openssl; do
   have_pkg "$p" || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -4,13 +4,35 @@
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use spotenc_proto::pb::{self, job_service_client::JobServiceClient};
-use tonic::transport::Channel;
+use spotenc_proto::client::{Connection, JobClient};
+use spotenc_proto::pb;
 
-pub async fn connect(url: &str) -> anyhow::Result<JobServiceClient<Channel>> {
-    JobServiceClient::connect(url.to_string())
-        .await
-        .with_context(|| format!("cannot reach coordinator {url}"))
+/// How a client reaches the coordinator.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnArgs {
+    #[arg(
+        long,
+        env = "SPOTENC_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub coordinator: String,
+    /// Bearer token with the client (or admin) role
+    #[arg(long, env = "SPOTENC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) when the coordinator serves TLS
+    #[arg(long, env = "SPOTENC_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+pub async fn connect(c: &ConnArgs) -> anyhow::Result<JobClient> {
+    Connection {
+        url: c.coordinator.clone(),
+        token: c.token.clone(),
+        tls_ca: c.tls_ca.clone(),
+    }
+    .jobs()
+    .await
+    .with_context(|| format!("cannot reach coordinator {}", c.coordinator))
 }
 
 fn status_error(s: tonic::Status) -> anyhow::Error {
@@ -18,7 +40,7 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
 }
 
 pub async fn submit(
-    client: &mut JobServiceClient<Channel>,
+    client: &mut JobClient,
     spec: spotenc_proto::domain::JobSpec,
     idempotency_key: String,
 ) -> anyhow::Result<pb::Job> {
@@ -32,7 +54,7 @@ pub async fn submit(
     resp.into_inner().job.context("coordinator returned no job")
 }
 
-pub async fn get(client: &mut JobServiceClient<Channel>, id: &str) -> anyhow::Result<pb::Job> {
+pub async fn get(client: &mut JobClient, id: &str) -> anyhow::Result<pb::Job> {
     Ok(client
         .get_job(pb::GetJobRequest { job_id: id.into() })
         .await
@@ -40,7 +62,7 @@ pub async fn get(client: &mut JobServiceClient<Channel>, id: &str) -> anyhow::Re
         .into_inner())
 }
 
-pub async fn list(client: &mut JobServiceClient<Channel>) -> anyhow::Result<Vec<pb::Job>> {
+pub async fn list(client: &mut JobClient) -> anyhow::Result<Vec<pb::Job>> {
     Ok(client
         .list_jobs(pb::ListJobsRequest {
             states: vec![],
@@ -52,7 +74,7 @@ pub async fn list(client: &mut JobServiceClient<Channel>) -> anyhow::Result<Vec<
         .jobs)
 }
 
-pub async fn cancel(client: &mut JobServiceClient<Channel>, id: &str) -> anyhow::Result<pb::Job> {
+pub async fn cancel(client: &mut JobClient, id: &str) -> anyhow::Result<pb::Job> {
     Ok(client
         .cancel_job(pb::CancelJobRequest { job_id: id.into() })
         .await
@@ -98,7 +120,7 @@ pub fn summary(job: &pb::Job) -> String {
 
 /// Follows a job until it ends, with a progress bar on a terminal and a line
 /// per change otherwise. Returns the final record.
-pub async fn watch(client: &mut JobServiceClient<Channel>, id: &str) -> anyhow::Result<pb::Job> {
+pub async fn watch(client: &mut JobClient, id: &str) -> anyhow::Result<pb::Job> {
     let mut stream = client
         .watch_job(pb::WatchJobRequest { job_id: id.into() })
         .await

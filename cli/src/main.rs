@@ -38,42 +38,43 @@ enum Command {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
-    /// Run a coordinator with the embedded file-backed store
+    /// Run a coordinator (embedded store, or Redis for replicas)
     Coordinator {
-        #[arg(long, env = "SPOTENC_LISTEN", default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        /// Intermediate chunks, and the state file of the embedded store
-        #[arg(long, env = "SPOTENC_DATA_DIR", default_value = "./spotenc-data")]
-        data_dir: PathBuf,
-        /// Keep state in Redis (redis://host:port/db) instead of the data
-        /// directory, so several coordinator replicas can share it
-        #[arg(long, env = "SPOTENC_REDIS")]
+        /// TOML config file; flags and SPOTENC_* variables override it
+        #[arg(long, env = "SPOTENC_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to serve gRPC on (default 127.0.0.1:50051)
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Intermediate chunks, and the embedded store's state file
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Keep state in Redis (redis://host:port/db) so replicas can share it
+        #[arg(long)]
         redis: Option<String>,
-        /// Key prefix in Redis
-        #[arg(long, env = "SPOTENC_REDIS_PREFIX", default_value = "spotenc")]
-        redis_prefix: String,
-        /// Lease time-to-live; a worker silent this long loses its task
-        #[arg(long, default_value_t = 15_000)]
-        lease_ttl_ms: u32,
-        /// How often workers heartbeat (at most half the TTL)
-        #[arg(long, default_value_t = 2_000)]
-        heartbeat_interval_ms: u32,
-        /// Lease expiries a task survives before its job fails
-        #[arg(long, default_value_t = 5)]
-        max_expiries: u32,
+        /// A worker silent this long loses its task (default 15000)
+        #[arg(long)]
+        lease_ttl_ms: Option<u32>,
+        /// How often workers heartbeat, at most half the TTL (default 2000)
+        #[arg(long)]
+        heartbeat_interval_ms: Option<u32>,
     },
     /// Submit a job to a running coordinator and print its id
     Submit {
-        input: String,
-        output: String,
+        #[arg(required_unless_present = "input_flag")]
+        input: Option<String>,
+        #[arg(required_unless_present = "output_flag")]
+        output: Option<String>,
+        /// The input, as a flag instead of the first argument
+        #[arg(long = "input", id = "input_flag", conflicts_with = "input")]
+        input_flag: Option<String>,
+        /// The output, as a flag instead of the second argument
+        #[arg(long = "output", id = "output_flag", conflicts_with = "output")]
+        output_flag: Option<String>,
         #[command(flatten)]
         job: args::JobArgs,
-        #[arg(
-            long,
-            env = "SPOTENC_COORDINATOR",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        conn: client::ConnArgs,
         /// Submitting again with the same key returns the first job
         #[arg(long, default_value = "")]
         idempotency_key: String,
@@ -84,32 +85,20 @@ enum Command {
     /// Show one job, or the latest jobs
     Status {
         job: Option<String>,
-        #[arg(
-            long,
-            env = "SPOTENC_COORDINATOR",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        conn: client::ConnArgs,
     },
     /// Follow a job until it ends; exit non-zero unless it succeeds
     Watch {
         job: String,
-        #[arg(
-            long,
-            env = "SPOTENC_COORDINATOR",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        conn: client::ConnArgs,
     },
     /// Cancel a job
     Cancel {
         job: String,
-        #[arg(
-            long,
-            env = "SPOTENC_COORDINATOR",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        conn: client::ConnArgs,
     },
 }
 
@@ -154,44 +143,57 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             transcode::run(spec, transcode::Local { workers, work_dir }).await
         }
         Command::Coordinator {
+            config,
             listen,
             data_dir,
             redis,
-            redis_prefix,
             lease_ttl_ms,
             heartbeat_interval_ms,
-            max_expiries,
         } => {
             init_tracing("info");
-            let listener = tokio::net::TcpListener::bind(listen).await?;
-            let config = spotenc_coordinator::Config {
-                state: match redis {
-                    Some(url) => spotenc_coordinator::StateBackend::Redis {
-                        url,
-                        prefix: redis_prefix,
-                    },
-                    None => spotenc_coordinator::StateBackend::Embedded,
-                },
-                data_dir,
-                lease_ttl_ms,
-                heartbeat_interval_ms,
-                max_expiries,
-                reap_interval_ms: 500,
+            let text = match &config {
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,
+                None => String::new(),
             };
-            spotenc_coordinator::run(listener, config, shutdown_signal()).await?;
+            let env = std::env::vars().collect();
+            let mut c = spotenc_coordinator::config::load(&text, &env)?;
+            if let Some(l) = listen {
+                c.listen = l;
+            }
+            if let Some(d) = data_dir {
+                c.data_dir = d;
+            }
+            if let Some(url) = redis {
+                c.state = spotenc_coordinator::StateBackend::Redis {
+                    url,
+                    prefix: "spotenc".into(),
+                };
+            }
+            c.lease_ttl_ms = lease_ttl_ms.unwrap_or(c.lease_ttl_ms);
+            c.heartbeat_interval_ms = heartbeat_interval_ms.unwrap_or(c.heartbeat_interval_ms);
+            c.validate()?;
+            let listener = tokio::net::TcpListener::bind(c.listen).await?;
+            spotenc_coordinator::run(listener, c, shutdown_signal()).await?;
             Ok(true)
         }
         Command::Submit {
             input,
             output,
+            input_flag,
+            output_flag,
             job,
-            coordinator,
+            conn,
             idempotency_key,
             wait,
         } => {
             init_tracing("warn");
+            let (input, output) = (
+                input.or(input_flag).unwrap_or_default(),
+                output.or(output_flag).unwrap_or_default(),
+            );
             let spec = job.to_spec(args::absolute(&input), args::absolute(&output))?;
-            let mut c = client::connect(&coordinator).await?;
+            let mut c = client::connect(&conn).await?;
             let submitted = client::submit(&mut c, spec, idempotency_key).await?;
             println!("{}", submitted.id);
             if !wait {
@@ -203,9 +205,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(succeeded(&done))
         }
-        Command::Status { job, coordinator } => {
+        Command::Status { job, conn } => {
             init_tracing("warn");
-            let mut c = client::connect(&coordinator).await?;
+            let mut c = client::connect(&conn).await?;
             match job {
                 Some(id) => println!("{}", client::summary(&client::get(&mut c, &id).await?)),
                 None => {
@@ -216,16 +218,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Command::Watch { job, coordinator } => {
+        Command::Watch { job, conn } => {
             init_tracing("warn");
-            let mut c = client::connect(&coordinator).await?;
+            let mut c = client::connect(&conn).await?;
             let done = client::watch(&mut c, &job).await?;
             println!("{}", client::summary(&done));
             Ok(succeeded(&done))
         }
-        Command::Cancel { job, coordinator } => {
+        Command::Cancel { job, conn } => {
             init_tracing("warn");
-            let mut c = client::connect(&coordinator).await?;
+            let mut c = client::connect(&conn).await?;
             println!("{}", client::summary(&client::cancel(&mut c, &job).await?));
             Ok(true)
         }

@@ -48,14 +48,10 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let config = spotenc_coordinator::Config {
-        state: spotenc_coordinator::StateBackend::Embedded,
-        data_dir: scratch.path().to_path_buf(),
-        lease_ttl_ms: 10_000,
-        heartbeat_interval_ms: 1_000,
-        max_expiries: 5,
-        reap_interval_ms: 500,
-    };
+    let mut config = spotenc_coordinator::config::load("", &Default::default())?;
+    config.data_dir = scratch.path().to_path_buf();
+    config.lease_ttl_ms = 10_000;
+    config.heartbeat_interval_ms = 1_000;
     let coordinator = tokio::spawn(spotenc_coordinator::run(
         listener,
         config,
@@ -66,6 +62,8 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     for i in 0..local.workers.max(1) {
         let wc = spotenc_worker::WorkerConfig {
             coordinator: url.clone(),
+            token: None,
+            tls_ca: None,
             name: format!("local-{i}"),
             pool: "local".into(),
             hardware: "cpu".into(),
@@ -85,7 +83,12 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
 
     let started = Instant::now();
     let result = async {
-        let mut jobs = client::connect(&url).await?;
+        let mut jobs = client::connect(&client::ConnArgs {
+            coordinator: url.clone(),
+            token: None,
+            tls_ca: None,
+        })
+        .await?;
         let job = client::submit(&mut jobs, spec, String::new()).await?;
         let watched = tokio::select! {
             j = client::watch(&mut jobs, &job.id) => j?,

@@ -3,7 +3,9 @@
 //!
 //! Layout:
 //! - [`run`]: binds the gRPC services to a listener until `shutdown`.
-//! - [`Config`]: lease TTL, heartbeat interval, limits, data directory.
+//! - [`Config`]: lease TTL, heartbeat interval, limits, data directory,
+//!   tokens, TLS; [`config`] loads it from TOML and the environment.
+//! - [`auth`]: bearer tokens with roles, checked on every RPC.
 //! - `core`: [`Coordinator`], the behaviour between the RPC edge and the
 //!   store: submission checks, long-poll leasing, planning after a probe,
 //!   commit and cleanup.
@@ -15,6 +17,8 @@
 //! - [`storage`]: file paths, input/output checks, atomic commit, cleanup.
 //! - `lua/` (beside `src/`): reserved for the Redis backend's scripts.
 
+pub mod auth;
+pub mod config;
 pub mod graph;
 pub mod plan;
 pub mod state;
@@ -31,6 +35,7 @@ use std::time::Duration;
 pub use crate::core::Coordinator;
 pub use spotenc_proto::{Error, Result};
 
+use spotenc_proto::auth::Role;
 use spotenc_proto::pb::{
     job_service_server::JobServiceServer, worker_service_server::WorkerServiceServer,
 };
@@ -45,10 +50,20 @@ pub enum StateBackend {
     Redis { url: String, prefix: String },
 }
 
-/// Coordinator settings. Every field is a decision; the CLI documents and
-/// supplies the defaults.
+/// PEM files for serving gRPC over TLS.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Coordinator settings. Every field is a decision; [`config::load`]
+/// documents and supplies the defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where `spotenc coordinator` binds; [`run`] takes a bound listener.
+    pub listen: std::net::SocketAddr,
     pub state: StateBackend,
     /// The jobs' intermediate objects (and the embedded store's state file).
     /// Replicas sharing Redis must see the same directory.
@@ -59,6 +74,9 @@ pub struct Config {
     pub max_expiries: u32,
     /// How often expired leases are reaped.
     pub reap_interval_ms: u32,
+    /// Accepted bearer tokens; empty turns authentication off.
+    pub tokens: auth::Tokens,
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -128,12 +146,32 @@ pub async fn run(
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
 
     let addr = listener.local_addr().ok();
-    tracing::info!(?addr, data_dir = %config.data_dir.display(), "coordinator listening");
-    let result = tonic::transport::Server::builder()
+    if config.tokens.is_empty() {
+        tracing::warn!("no tokens configured: authentication is off");
+    }
+    tracing::info!(?addr, tls = config.tls.is_some(), data_dir = %config.data_dir.display(), "coordinator listening");
+    let tokens = Arc::new(config.tokens.clone());
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| Error::invalid(format!("read {}: {e}", p.display())))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| Error::invalid(format!("tls: {e}")))?;
+    }
+    let result = server
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(JobServiceServer::new(service::Jobs(coord.clone())))
-        .add_service(WorkerServiceServer::new(service::Workers(coord)))
+        .add_service(JobServiceServer::with_interceptor(
+            service::Jobs(coord.clone()),
+            auth::RequireRole::new(tokens.clone(), Role::Client),
+        ))
+        .add_service(WorkerServiceServer::with_interceptor(
+            service::Workers(coord),
+            auth::RequireRole::new(tokens, Role::Worker),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

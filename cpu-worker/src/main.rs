@@ -1,35 +1,14 @@
 //! cpu-worker: encodes with libx264/libx265 through the FFmpeg libraries.
-//! Glue only: parse flags, set up logging, size slots, run the shared runtime.
-
-use std::time::Duration;
+//! Glue only: parse flags, set up logging, load the config, run the shared
+//! runtime until SIGTERM or Ctrl-C.
 
 use clap::Parser;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "spotenc CPU worker (x264/x265)")]
 struct Args {
-    /// Coordinator address, e.g. http://127.0.0.1:50051
-    #[arg(long, env = "SPOTENC_COORDINATOR")]
-    coordinator: String,
-    /// Worker name, shown in job records (default: the host name)
-    #[arg(long, env = "SPOTENC_WORKER_NAME")]
-    name: Option<String>,
-    /// Pool this worker belongs to
-    #[arg(long, env = "SPOTENC_POOL", default_value = "local-cpu")]
-    pool: String,
-    /// Concurrent tasks (default: sized from cores and memory)
-    #[arg(long, env = "SPOTENC_SLOTS")]
-    slots: Option<u32>,
-    /// spot: cost work only; on-demand: latency and escalated work first,
-    /// then cost work
-    #[arg(long, env = "SPOTENC_CAPACITY", default_value = "on-demand")]
-    capacity: String,
-    /// Instance type, recorded with the worker (e.g. c6i.4xlarge)
-    #[arg(long, env = "SPOTENC_INSTANCE_TYPE", default_value = "")]
-    instance_type: String,
-    /// Availability zone, recorded with the worker
-    #[arg(long, env = "SPOTENC_ZONE", default_value = "")]
-    zone: String,
+    #[command(flatten)]
+    worker: spotenc_worker::cli::WorkerArgs,
 }
 
 #[tokio::main]
@@ -39,37 +18,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
-    let (cores, memory) = spotenc_worker::host_resources();
-    let name = args.name.unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "cpu-worker".into())
-    });
-    let config = spotenc_worker::WorkerConfig {
-        coordinator: args.coordinator,
-        name,
-        pool: args.pool,
-        hardware: "cpu".into(),
-        slots: args
-            .slots
-            .unwrap_or_else(|| spotenc_worker::slots_for(cores, memory)),
-        cores,
-        memory_bytes: memory,
-        capacity: args.capacity.parse()?,
-        instance_type: args.instance_type,
-        zone: args.zone,
-        connect_timeout: Duration::from_secs(30),
-    };
-    spotenc_worker::run(config, shutdown_signal()).await?;
+    let config = Args::parse().worker.load("cpu", "local-cpu")?;
+    spotenc_worker::run(config, spotenc_worker::cli::shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

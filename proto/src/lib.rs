@@ -4,11 +4,15 @@
 //! - `spotenc/v1/spotenc.proto` (beside `src/`): the wire API, compiled by `build.rs`.
 //! - [`pb`]: the generated messages and tonic clients and servers.
 //! - [`domain`]: plain Rust types the rest of the workspace uses.
+//! - [`auth`]: bearer-token roles and the client interceptor.
+//! - [`client`]: connecting to a coordinator (TLS, token).
 //! - `convert`: `From`/`TryFrom` between [`domain`] and [`pb`], the only place
 //!   that maps one onto the other.
 //! - [`Error`]: the shared error type, and its mapping to `tonic::Status`
 //!   ([`Error::into_status`], [`Error::from_status`]), which exists only here.
 
+pub mod auth;
+pub mod client;
 pub mod domain;
 
 mod convert;

@@ -74,6 +74,10 @@ impl Drop for Proc {
 pub struct Fleet {
     /// The first coordinator's URL.
     pub url: String,
+    /// With `secure()`: the CA certificate clients must trust, and the
+    /// client, worker and admin tokens.
+    pub tls_ca: Option<PathBuf>,
+    pub tokens: Option<Tokens>,
     pub urls: Vec<String>,
     pub coordinators: Vec<Proc>,
     pub workers: Vec<Proc>,
@@ -84,8 +88,17 @@ pub struct FleetBuilder {
     cpu_workers: usize,
     coordinators: usize,
     redis: Option<String>,
+    secure: bool,
     lease_ttl_ms: u32,
     heartbeat_interval_ms: u32,
+}
+
+/// Bearer tokens of a secured fleet.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub client: String,
+    pub worker: String,
+    pub admin: String,
 }
 
 /// A redis-server with AOF persistence on a free loopback port, killed on
@@ -155,6 +168,7 @@ impl Fleet {
             cpu_workers: 1,
             coordinators: 1,
             redis: None,
+            secure: false,
             lease_ttl_ms: 3_000,
             heartbeat_interval_ms: 500,
         }
@@ -174,9 +188,13 @@ impl Fleet {
 
     /// Starts a CPU worker of a capacity class (`spot` or `on-demand`).
     pub fn add_worker_with(&mut self, name: &str, url: &str, capacity: &str) {
-        let child = Command::new(bin("cpu-worker"))
-            .args(["--coordinator", url, "--name", name, "--slots", "1"])
-            .args(["--capacity", capacity])
+        let mut cmd = Command::new(bin("cpu-worker"));
+        cmd.args(["--coordinator", url, "--name", name, "--slots", "1"])
+            .args(["--capacity", capacity]);
+        if let (Some(ca), Some(t)) = (&self.tls_ca, &self.tokens) {
+            cmd.arg("--tls-ca").arg(ca).args(["--token", &t.worker]);
+        }
+        let child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file(self.data_dir.path(), name))
@@ -201,13 +219,15 @@ impl Fleet {
         self.spotenc_at(0, args)
     }
 
-    /// Runs `spotenc <args>` against coordinator `i`.
+    /// Runs `spotenc <args>` against coordinator `i` (trusting the fleet's
+    /// CA, if any; no token).
     pub fn spotenc_at(&self, i: usize, args: &[&str]) -> std::process::Output {
-        Command::new(bin("spotenc"))
-            .args(args)
-            .args(["--coordinator", &self.urls[i]])
-            .output()
-            .expect("run spotenc")
+        let mut cmd = Command::new(bin("spotenc"));
+        cmd.args(args).args(["--coordinator", &self.urls[i]]);
+        if let Some(ca) = &self.tls_ca {
+            cmd.arg("--tls-ca").arg(ca);
+        }
+        cmd.output().expect("run spotenc")
     }
 }
 
@@ -233,6 +253,13 @@ impl FleetBuilder {
         self
     }
 
+    /// Serves TLS (a self-signed certificate for localhost made with the
+    /// openssl CLI) and requires bearer tokens.
+    pub fn secure(mut self) -> Self {
+        self.secure = true;
+        self
+    }
+
     /// Keeps state in this Redis (required for more than one coordinator).
     pub fn redis(mut self, url: String) -> Self {
         self.redis = Some(url);
@@ -245,6 +272,17 @@ impl FleetBuilder {
             "replicas need redis"
         );
         let data_dir = tempfile::tempdir().expect("data dir");
+        let (config, tls_ca, tokens) = if self.secure {
+            let (ca, config, tokens) = secure_config(data_dir.path());
+            (Some(config), Some(ca), Some(tokens))
+        } else {
+            (None, None, None)
+        };
+        let scheme = if self.secure {
+            "https://127.0.0.1"
+        } else {
+            "http://127.0.0.1"
+        };
         let mut coordinators = Vec::new();
         let mut urls = Vec::new();
         for i in 0..self.coordinators {
@@ -265,6 +303,9 @@ impl FleetBuilder {
             if let Some(redis) = &self.redis {
                 cmd.args(["--redis", redis]);
             }
+            if let Some(config) = &config {
+                cmd.arg("--config").arg(config);
+            }
             let child = cmd
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
@@ -273,10 +314,12 @@ impl FleetBuilder {
                 .expect("start coordinator");
             coordinators.push(Proc { child, name });
             wait_for_port(port);
-            urls.push(format!("http://127.0.0.1:{port}"));
+            urls.push(format!("{scheme}:{port}"));
         }
         let mut fleet = Fleet {
             url: urls[0].clone(),
+            tls_ca,
+            tokens,
             urls,
             coordinators,
             workers: Vec::new(),
@@ -288,4 +331,98 @@ impl FleetBuilder {
         }
         fleet
     }
+}
+
+/// Writes a test CA, a certificate for localhost/127.0.0.1 signed by it
+/// (made with the openssl CLI), and a coordinator config that serves TLS
+/// with it and accepts three tokens. Returns the CA path, the config path
+/// and the tokens.
+fn secure_config(dir: &Path) -> (PathBuf, PathBuf, Tokens) {
+    let p = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
+    let (ca_key, ca, key, csr, cert, ext) = (
+        p("ca.key"),
+        p("ca.crt"),
+        p("tls.key"),
+        p("tls.csr"),
+        p("tls.crt"),
+        p("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write ext");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=spotenc-test-ca",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (cert, key) = (PathBuf::from(cert), PathBuf::from(key));
+    let tokens = Tokens {
+        client: "client-token-0123456789".into(),
+        worker: "worker-token-0123456789".into(),
+        admin: "admin-token-0123456789".into(),
+    };
+    let config = dir.join("coordinator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n\n[[tokens]]\nname = \"ci\"\nrole = \"client\"\ntoken = {:?}\n\n[[tokens]]\nname = \"fleet\"\nrole = \"worker\"\ntoken = {:?}\n\n[[tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = {:?}\n",
+            cert, key, tokens.client, tokens.worker, tokens.admin
+        ),
+    )
+    .expect("write config");
+    (PathBuf::from(ca), config, tokens)
 }

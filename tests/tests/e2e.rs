@@ -1,6 +1,7 @@
 //! End-to-end tests: real processes, real FFmpeg, judged by ffmpeg/ffprobe.
 
 mod replicas;
+mod security;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spotenc_media::{audio, encode, probe, stitch, Control};
+use spotenc_proto::client::WorkerClient;
 use spotenc_proto::domain::{LeasedTask, TaskOutcome, Work};
 use spotenc_proto::pb;
-use spotenc_proto::pb::worker_service_client::WorkerServiceClient;
-use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::Result;
@@ -18,7 +17,7 @@ use crate::Result;
 const LEASE_WAIT_MS: u32 = 5_000;
 
 pub(crate) struct Slot {
-    pub client: WorkerServiceClient<Channel>,
+    pub client: WorkerClient,
     pub worker_id: String,
     pub heartbeat: Duration,
     pub stop: tokio::sync::watch::Receiver<bool>,

@@ -3,7 +3,9 @@
 //! Layout:
 //! - [`run`]: connect, register, then run one lease loop per slot until
 //!   `shutdown`; on shutdown, stop leasing and hand in-flight tasks back.
-//! - [`WorkerConfig`]: coordinator URL, identity, pool and slots.
+//! - [`WorkerConfig`]: coordinator URL, identity, pool and slots;
+//!   [`config`] loads it from flags over a TOML file; [`cli`] has the
+//!   flags and the shutdown signal the worker binaries share.
 //! - [`slots_for`]: slot sizing from cores and memory.
 //! - `exec`: runs one task's media work on a blocking thread, with
 //!   heartbeats that carry progress and can call the work off.
@@ -12,6 +14,8 @@
 //! Workers hold no state worth keeping: a task's result lives in its stored
 //! object and the coordinator's record of it.
 
+pub mod cli;
+pub mod config;
 mod exec;
 
 pub use spotenc_proto::domain::Capacity as WorkerCapacity;
@@ -19,10 +23,9 @@ pub use spotenc_proto::domain::Capacity as WorkerCapacity;
 use std::future::Future;
 use std::time::Duration;
 
+use spotenc_proto::client::{Connection, WorkerClient};
 use spotenc_proto::domain::{Capacity, Codec, WorkerInfo};
 use spotenc_proto::pb;
-use spotenc_proto::pb::worker_service_client::WorkerServiceClient;
-use tonic::transport::Channel;
 use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +41,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A worker's settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// `http://host:port` of the coordinator.
+    /// `http://host:port` (or `https://` with a CA) of the coordinator.
     pub coordinator: String,
+    /// Bearer token with the worker role.
+    pub token: Option<String>,
+    /// PEM CA certificate for a coordinator serving TLS.
+    pub tls_ca: Option<std::path::PathBuf>,
     pub name: String,
     pub pool: String,
     /// `cpu` or `gpu`.
@@ -81,11 +88,17 @@ pub fn host_resources() -> (u32, u64) {
     (cores, memory)
 }
 
-async fn connect(config: &WorkerConfig) -> Result<WorkerServiceClient<Channel>> {
+async fn connect(config: &WorkerConfig) -> Result<WorkerClient> {
+    let conn = Connection {
+        url: config.coordinator.clone(),
+        token: config.token.clone(),
+        tls_ca: config.tls_ca.clone(),
+    };
     let deadline = tokio::time::Instant::now() + config.connect_timeout;
     loop {
-        match WorkerServiceClient::connect(config.coordinator.clone()).await {
+        match conn.workers().await {
             Ok(c) => return Ok(c),
+            Err(e @ spotenc_proto::Error::Invalid(_)) => return Err(e.into()),
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(Error::Connect {
                     url: config.coordinator.clone(),
@@ -98,7 +111,7 @@ async fn connect(config: &WorkerConfig) -> Result<WorkerServiceClient<Channel>> 
 }
 
 async fn register(
-    client: &mut WorkerServiceClient<Channel>,
+    client: &mut WorkerClient,
     config: &WorkerConfig,
 ) -> Result<pb::RegisterWorkerResponse> {
     let info = WorkerInfo {

@@ -1,0 +1,254 @@
+//! The coordinator's TOML configuration, with `SPOTENC_*` environment
+//! overrides. The loader takes the text and an environment map, so tests are
+//! deterministic.
+//!
+//! ```toml
+//! listen = "0.0.0.0:50051"
+//! data_dir = "/var/lib/spotenc"
+//! lease_ttl_ms = 15000            # a worker silent this long loses its task
+//! heartbeat_interval_ms = 2000    # at most half the TTL
+//! max_expiries = 5                # lease expiries a task survives
+//!
+//! [redis]                          # omit for the embedded store
+//! url = "redis://10.0.0.5:6379/0"
+//! prefix = "spotenc"
+//!
+//! [tls]                            # omit for plaintext
+//! cert = "/etc/spotenc/tls.crt"
+//! key = "/etc/spotenc/tls.key"
+//!
+//! [[tokens]]                       # none: authentication is off
+//! name = "ci"
+//! role = "client"                  # client | worker | admin
+//! token_env = "SPOTENC_TOKEN_CI"   # or token = "..."
+//! ```
+//!
+//! Overrides: `SPOTENC_LISTEN`, `SPOTENC_DATA_DIR`, `SPOTENC_REDIS`,
+//! `SPOTENC_REDIS_PREFIX`, `SPOTENC_LEASE_TTL_MS`,
+//! `SPOTENC_HEARTBEAT_INTERVAL_MS`, `SPOTENC_MAX_EXPIRIES`, `SPOTENC_TLS_CERT`,
+//! `SPOTENC_TLS_KEY`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use spotenc_proto::auth::Role;
+use spotenc_proto::{Error, Result};
+
+use crate::auth::Tokens;
+use crate::{Config, StateBackend, TlsFiles};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    lease_ttl_ms: Option<u32>,
+    heartbeat_interval_ms: Option<u32>,
+    max_expiries: Option<u32>,
+    redis: Option<RedisSection>,
+    tls: Option<TlsFiles>,
+    #[serde(default)]
+    tokens: Vec<TokenSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisSection {
+    url: String,
+    prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSection {
+    name: String,
+    role: Role,
+    token: Option<String>,
+    token_env: Option<String>,
+}
+
+fn parse_env<T: std::str::FromStr>(env: &HashMap<String, String>, key: &str) -> Result<Option<T>> {
+    env.get(key)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::invalid(format!("invalid {key}={v:?}")))
+        })
+        .transpose()
+}
+
+/// The defaults every deployment starts from.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_LEASE_TTL_MS: u32 = 15_000;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u32 = 2_000;
+pub const DEFAULT_MAX_EXPIRIES: u32 = 5;
+
+/// Builds a [`Config`] from TOML text (may be empty) and environment
+/// overrides, then validates it.
+pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
+    let file: FileConfig =
+        toml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
+    let listen = env
+        .get("SPOTENC_LISTEN")
+        .cloned()
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| Error::invalid(format!("invalid listen address {listen:?}")))?;
+    let redis_url = env
+        .get("SPOTENC_REDIS")
+        .cloned()
+        .or(file.redis.as_ref().map(|r| r.url.clone()));
+    let state = match redis_url {
+        None => StateBackend::Embedded,
+        Some(url) => StateBackend::Redis {
+            url,
+            prefix: env
+                .get("SPOTENC_REDIS_PREFIX")
+                .cloned()
+                .or(file.redis.and_then(|r| r.prefix))
+                .unwrap_or_else(|| "spotenc".into()),
+        },
+    };
+    let tls = match (
+        env.get("SPOTENC_TLS_CERT"),
+        env.get("SPOTENC_TLS_KEY"),
+        file.tls,
+    ) {
+        (Some(cert), Some(key), _) => Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (None, None, t) => t,
+        _ => {
+            return Err(Error::invalid(
+                "SPOTENC_TLS_CERT and SPOTENC_TLS_KEY go together",
+            ))
+        }
+    };
+    let mut tokens = Tokens::default();
+    for t in file.tokens {
+        let secret = match (&t.token, &t.token_env) {
+            (Some(s), None) => s.clone(),
+            (None, Some(var)) => env.get(var).cloned().ok_or_else(|| {
+                Error::invalid(format!(
+                    "token {:?}: environment variable {var} is not set",
+                    t.name
+                ))
+            })?,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "token {:?}: set exactly one of token and token_env",
+                    t.name
+                )))
+            }
+        };
+        if secret.len() < 16 {
+            return Err(Error::invalid(format!(
+                "token {:?} is {} characters (expected at least 16)",
+                t.name,
+                secret.len()
+            )));
+        }
+        tokens.add(&t.name, &secret, t.role);
+    }
+    let config = Config {
+        listen,
+        state,
+        data_dir: env
+            .get("SPOTENC_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./spotenc-data")),
+        lease_ttl_ms: parse_env(env, "SPOTENC_LEASE_TTL_MS")?
+            .or(file.lease_ttl_ms)
+            .unwrap_or(DEFAULT_LEASE_TTL_MS),
+        heartbeat_interval_ms: parse_env(env, "SPOTENC_HEARTBEAT_INTERVAL_MS")?
+            .or(file.heartbeat_interval_ms)
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
+        max_expiries: parse_env(env, "SPOTENC_MAX_EXPIRIES")?
+            .or(file.max_expiries)
+            .unwrap_or(DEFAULT_MAX_EXPIRIES),
+        reap_interval_ms: 500,
+        tokens,
+        tls,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const EXAMPLE: &str = r#"
+listen = "0.0.0.0:6000"
+data_dir = "/srv/spotenc"
+lease_ttl_ms = 20000
+[redis]
+url = "redis://10.0.0.5:6379/0"
+[[tokens]]
+name = "ci"
+role = "client"
+token_env = "CI_TOKEN"
+[[tokens]]
+name = "fleet"
+role = "worker"
+token = "0123456789abcdef-worker"
+"#;
+
+    #[test]
+    fn file_then_environment() {
+        let c = load(
+            EXAMPLE,
+            &env(&[
+                ("CI_TOKEN", "0123456789abcdef-ci"),
+                ("SPOTENC_LEASE_TTL_MS", "30000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:6000".parse().unwrap());
+        assert_eq!(c.lease_ttl_ms, 30_000);
+        assert_eq!(c.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
+        assert_eq!(
+            c.state,
+            StateBackend::Redis {
+                url: "redis://10.0.0.5:6379/0".into(),
+                prefix: "spotenc".into()
+            }
+        );
+        assert!(!c.tokens.is_empty());
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = load("", &env(&[])).unwrap();
+        assert_eq!(c.state, StateBackend::Embedded);
+        assert!(c.tokens.is_empty());
+        assert_eq!(c.lease_ttl_ms, DEFAULT_LEASE_TTL_MS);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = load(EXAMPLE, &env(&[])).unwrap_err().to_string();
+        assert!(e.contains("CI_TOKEN is not set"), "{e}");
+        let e = load("lease_ttl = 5", &env(&[])).unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = load("", &env(&[("SPOTENC_LEASE_TTL_MS", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SPOTENC_LEASE_TTL_MS"), "{e}");
+        let short = "[[tokens]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"short\"\n";
+        let e = load(short, &env(&[])).unwrap_err().to_string();
+        assert!(e.contains("at least 16"), "{e}");
+    }
+}

@@ -1,0 +1,69 @@
+//! Client connections: a channel to a coordinator, over TLS when a CA is
+//! given, with a bearer token on every call.
+
+use std::path::Path;
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::auth::BearerToken;
+use crate::pb::{job_service_client::JobServiceClient, worker_service_client::WorkerServiceClient};
+use crate::{Error, Result};
+
+pub type Authed = InterceptedService<Channel, BearerToken>;
+pub type JobClient = JobServiceClient<Authed>;
+pub type WorkerClient = WorkerServiceClient<Authed>;
+
+/// How to reach a coordinator.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// `http://host:port`, or `https://host:port` with `tls_ca`.
+    pub url: String,
+    pub token: Option<String>,
+    /// PEM CA certificate that signed the coordinator's certificate.
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl Connection {
+    pub async fn channel(&self) -> Result<Channel> {
+        let mut ep = Endpoint::from_shared(self.url.clone())
+            .map_err(|e| Error::invalid(format!("invalid coordinator url {:?}: {e}", self.url)))?;
+        if let Some(ca) = &self.tls_ca {
+            ep = ep
+                .tls_config(ClientTlsConfig::new().ca_certificate(read_pem(ca)?))
+                .map_err(|e| Error::invalid(format!("tls: {e}")))?;
+        }
+        ep.connect().await.map_err(|e| {
+            // The transport error's own text is just "transport error".
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            Error::Unavailable(format!("cannot reach coordinator {}: {msg}", self.url))
+        })
+    }
+
+    pub async fn jobs(&self) -> Result<JobClient> {
+        let token = BearerToken::new(self.token.as_deref())?;
+        Ok(JobServiceClient::with_interceptor(
+            self.channel().await?,
+            token,
+        ))
+    }
+
+    pub async fn workers(&self) -> Result<WorkerClient> {
+        let token = BearerToken::new(self.token.as_deref())?;
+        Ok(WorkerServiceClient::with_interceptor(
+            self.channel().await?,
+            token,
+        ))
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Certificate> {
+    std::fs::read(path)
+        .map(Certificate::from_pem)
+        .map_err(|e| Error::invalid(format!("read {}: {e}", path.display())))
+}
