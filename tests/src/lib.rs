@@ -22,7 +22,7 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = exe
         .parent()
         .and_then(|d| {
-            if d.ends_with("deps") {
+            if d.ends_with("deps") || d.ends_with("examples") {
                 d.parent()
             } else {
                 Some(d)
