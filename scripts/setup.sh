@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what spotenc needs to build and test on Debian 12, if missing:
 # FFmpeg 5.1 libraries and CLI tools, clang/libclang for bindgen, pkg-config,
-# protoc, and redis-server for the Redis state backend's tests. Safe to run repeatedly; does nothing when all is present.
+# protoc, redis-server, openssl and curl for the tests, and the Garage S3
+# server (built with cargo). Safe to run repeatedly; does nothing when all is present.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
          libavfilter-dev libavdevice-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler \
-         redis-server openssl; do
+         redis-server openssl curl; do
   have_pkg "$p" || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -19,3 +20,9 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+# Garage, the S3-compatible server the storage tests run against (about 10 min
+# to build the first time on 2 cores).
+if ! command -v garage >/dev/null; then
+  echo "setup: building garage 2.5.0 (first time only)" >&2
+  cargo install garage@2.5.0 --locked -q
+fi

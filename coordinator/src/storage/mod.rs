@@ -1,10 +1,18 @@
-//! File storage (`file://` and plain absolute paths): where a job's objects
-//! live, input and output checks, and the atomic commit.
+//! Storage: where a job's objects live, input and output checks, the atomic
+//! commit, and cleanup. Jobs run on file paths today; [`object`] has the
+//! object-store trait with its file and S3 ([`s3`]) implementations and their
+//! shared contract suite, for the strict broker to build on.
 //!
 //! Intermediate objects live under the job's work directory. The stitched
 //! output is written beside the final path under a hidden temporary name and
 //! renamed onto it, so nobody ever sees a partial output at the final path;
 //! a failed job removes its temporaries and leaves the final path alone.
+
+pub mod object;
+pub mod s3;
+
+#[cfg(test)]
+mod contract;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -1,0 +1,280 @@
+//! S3-compatible object storage through aws-sdk-s3.
+//!
+//! The commit copies server-side: CopyObject up to `copy_part_bytes` (5 GiB,
+//! S3's CopyObject limit), UploadPartCopy in parts of that size above it;
+//! then the temporary is deleted. A conditional PUT (`If-None-Match`) is not
+//! used: Garage ignores it.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use spotenc_proto::{Error, Result};
+
+use super::object::ObjectStore;
+
+/// Where and how to reach an S3-compatible service.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// e.g. `http://127.0.0.1:3900`; `None` for AWS's own endpoints.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which Garage and MinIO
+    /// need.
+    pub path_style: bool,
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Largest object copied in one CopyObject; also the part size above it.
+    copy_part_bytes: u64,
+}
+
+fn s3_error<E: std::fmt::Debug>(what: &str, key: &str, e: E) -> Error {
+    Error::Unavailable(format!("s3 {what} {key}: {e:?}"))
+}
+
+impl S3Store {
+    pub const MAX_COPY_OBJECT_BYTES: u64 = 5 << 30;
+
+    pub fn new(s: &S3Settings) -> Self {
+        let mut b = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(s.region.clone()))
+            .credentials_provider(Credentials::new(
+                s.access_key_id.clone(),
+                s.secret_access_key.clone(),
+                None,
+                None,
+                "spotenc",
+            ))
+            .force_path_style(s.path_style);
+        if let Some(ep) = &s.endpoint {
+            b = b.endpoint_url(ep);
+        }
+        S3Store {
+            client: Client::from_conf(b.build()),
+            bucket: s.bucket.clone(),
+            copy_part_bytes: Self::MAX_COPY_OBJECT_BYTES,
+        }
+    }
+
+    /// Uses multipart copy above `bytes` (at least 5 MiB, S3's part minimum).
+    pub fn with_copy_part_bytes(mut self, bytes: u64) -> Self {
+        self.copy_part_bytes = bytes.clamp(5 << 20, Self::MAX_COPY_OBJECT_BYTES);
+        self
+    }
+
+    fn presigning(ttl: Duration) -> Result<PresigningConfig> {
+        PresigningConfig::expires_in(ttl).map_err(|e| Error::invalid(format!("presign ttl: {e}")))
+    }
+
+    async fn multipart_copy(&self, src: &str, dst: &str, size: u64) -> Result<()> {
+        let up = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(dst)
+            .send()
+            .await
+            .map_err(|e| s3_error("create multipart", dst, e))?;
+        let upload_id = up.upload_id().unwrap_or_default().to_string();
+        let source = format!("{}/{src}", self.bucket);
+        let mut parts = Vec::new();
+        let mut start = 0u64;
+        let mut number = 1;
+        while start < size {
+            let end = (start + self.copy_part_bytes).min(size) - 1;
+            let r = self
+                .client
+                .upload_part_copy()
+                .bucket(&self.bucket)
+                .key(dst)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .copy_source(&source)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await;
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(dst)
+                        .upload_id(&upload_id)
+                        .send()
+                        .await;
+                    return Err(s3_error("upload part copy", dst, e));
+                }
+            };
+            let etag = r
+                .copy_part_result()
+                .and_then(|c| c.e_tag())
+                .unwrap_or_default();
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(etag)
+                    .build(),
+            );
+            start = end + 1;
+            number += 1;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(dst)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_error("complete multipart", dst, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for S3Store {
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String> {
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(Self::presigning(ttl)?)
+            .await
+            .map_err(|e| s3_error("presign get", key, e))?;
+        Ok(req.uri().to_string())
+    }
+
+    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<String> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(Self::presigning(ttl)?)
+            .await
+            .map_err(|e| s3_error("presign put", key, e))?;
+        Ok(req.uri().to_string())
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| s3_error("put", key, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_no_such_key() => Error::NotFound(format!("object {key}")),
+                _ => s3_error("get", key, e),
+            })?;
+        let body = r
+            .body
+            .collect()
+            .await
+            .map_err(|e| s3_error("read", key, e))?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(h.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_error("head", key, e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("delete", key, e))?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("list", prefix, e))?;
+            out.extend(
+                r.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn commit(&self, tmp_key: &str, final_key: &str) -> Result<()> {
+        let size = self
+            .size(tmp_key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("object {tmp_key}")))?;
+        if size <= self.copy_part_bytes {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(final_key)
+                .copy_source(format!("{}/{tmp_key}", self.bucket))
+                .send()
+                .await
+                .map_err(|e| s3_error("copy", final_key, e))?;
+        } else {
+            self.multipart_copy(tmp_key, final_key, size).await?;
+        }
+        self.delete(tmp_key).await
+    }
+}
