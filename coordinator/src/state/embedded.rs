@@ -45,21 +45,29 @@ impl EmbeddedStore {
         })
     }
 
-    /// Runs one transition and persists the result if it changed anything.
-    fn apply<T>(&self, persist: bool, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+    /// Runs one transition under the lock and, when `changed` says it may
+    /// have changed something, writes the state file before returning. (A
+    /// failed transition can still have recorded something, such as a
+    /// refused completion's failure.)
+    fn apply<T>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T>,
+        changed: impl FnOnce(&Result<T>) -> bool,
+    ) -> Result<T> {
         let mut state = self.state.lock().expect("state lock");
-        let before = persist.then(|| state.clone());
-        let out = f(&mut state)?;
-        if let (Some(before), Some(file)) = (before, &self.file) {
-            if *state != before {
-                write_atomically(
-                    file,
-                    &serde_json::to_vec(&*state).expect("state serialises"),
-                )?;
-            }
+        let out = f(&mut state);
+        if let (true, Some(file)) = (changed(&out), &self.file) {
+            write_atomically(
+                file,
+                &serde_json::to_vec(&*state).expect("state serialises"),
+            )?;
         }
-        Ok(out)
+        out
     }
+}
+
+fn always<T>(_: &Result<T>) -> bool {
+    true
 }
 
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
@@ -77,20 +85,27 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
 impl StateStore for EmbeddedStore {
     async fn submit(&self, spec: JobSpec, key: &str, now_ms: i64) -> Result<JobRecord> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        self.apply(true, |s| {
-            Ok(s.submit(spec, key, id, &self.work_root, now_ms))
-        })
+        self.apply(
+            |s| Ok(s.submit(spec, key, id, &self.work_root, now_ms)),
+            always,
+        )
     }
 
     async fn register_worker(&self, worker: WorkerRecord) -> Result<()> {
-        self.apply(true, |s| {
-            s.register_worker(worker);
-            Ok(())
-        })
+        self.apply(
+            |s| {
+                s.register_worker(worker);
+                Ok(())
+            },
+            always,
+        )
     }
 
     async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>> {
-        self.apply(true, |s| s.lease_next(worker_id, now_ms, self.limits))
+        self.apply(
+            |s| s.lease_next(worker_id, now_ms, self.limits),
+            |r| matches!(r, Ok(Some(_))),
+        )
     }
 
     async fn heartbeat(
@@ -100,9 +115,10 @@ impl StateStore for EmbeddedStore {
         frames: u64,
         now_ms: i64,
     ) -> Result<bool> {
-        self.apply(false, |s| {
-            Ok(s.heartbeat(task_id, attempt, frames, now_ms, self.limits))
-        })
+        self.apply(
+            |s| Ok(s.heartbeat(task_id, attempt, frames, now_ms, self.limits)),
+            |_| false,
+        )
     }
 
     async fn complete(
@@ -113,19 +129,10 @@ impl StateStore for EmbeddedStore {
         follow_ups: Vec<NewTask>,
         now_ms: i64,
     ) -> Result<Transition> {
-        // A refused completion may still have recorded a failure.
-        let mut state = self.state.lock().expect("state lock");
-        let before = state.clone();
-        let out = state.complete(task_id, attempt, outcome, follow_ups, now_ms);
-        if *state != before {
-            if let Some(file) = &self.file {
-                write_atomically(
-                    file,
-                    &serde_json::to_vec(&*state).expect("state serialises"),
-                )?;
-            }
-        }
-        out
+        self.apply(
+            |s| s.complete(task_id, attempt, outcome, follow_ups, now_ms),
+            always,
+        )
     }
 
     async fn fail(
@@ -136,7 +143,10 @@ impl StateStore for EmbeddedStore {
         retryable: bool,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(true, |s| s.fail(task_id, attempt, error, retryable, now_ms))
+        self.apply(
+            |s| s.fail(task_id, attempt, error, retryable, now_ms),
+            always,
+        )
     }
 
     async fn hand_back(
@@ -146,19 +156,25 @@ impl StateStore for EmbeddedStore {
         reason: &str,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(true, |s| s.hand_back(task_id, attempt, reason, now_ms))
+        self.apply(|s| s.hand_back(task_id, attempt, reason, now_ms), always)
     }
 
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>> {
-        self.apply(true, |s| Ok(s.expire_leases(now_ms, self.limits)))
+        self.apply(
+            |s| Ok(s.expire_leases(now_ms, self.limits)),
+            |r| r.as_ref().is_ok_and(|v| !v.is_empty()),
+        )
     }
 
     async fn escalate_waiting(&self, now_ms: i64) -> Result<Vec<String>> {
-        self.apply(true, |s| Ok(s.escalate_waiting(now_ms)))
+        self.apply(
+            |s| Ok(s.escalate_waiting(now_ms)),
+            |r| r.as_ref().is_ok_and(|v| !v.is_empty()),
+        )
     }
 
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {
-        self.apply(true, |s| s.cancel(job_id, now_ms))
+        self.apply(|s| s.cancel(job_id, now_ms), always)
     }
 
     async fn finish_commit(
@@ -167,7 +183,7 @@ impl StateStore for EmbeddedStore {
         outcome: std::result::Result<(), String>,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(true, |s| s.finish_commit(job_id, outcome, now_ms))
+        self.apply(|s| s.finish_commit(job_id, outcome, now_ms), always)
     }
 
     async fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>)> {
