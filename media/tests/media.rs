@@ -1,48 +1,10 @@
 //! Media pipeline tests against real FFmpeg, judged by the ffmpeg/ffprobe CLI.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use spotenc_media::{audio, encode, probe, stitch, Control};
 use spotenc_proto::domain::*;
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-y", "-hide_banner", "-loglevel", "error"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn count_frames(path: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "default=nw=1:nk=1",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("ffprobe said {text:?}"))
-}
+use spotenc_tests::media::{decode_errors, ffmpeg, frame_count as count_frames};
 
 fn settings() -> VideoSettings {
     VideoSettings {
@@ -185,17 +147,8 @@ fn check_source(name: &str, gen: &[&str], video: VideoSettings, container: Conta
         count_frames(&src),
         "{name}: frame count"
     );
-    let errs = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&out)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        errs.stderr.is_empty(),
-        "{name}: decode errors: {}",
-        String::from_utf8_lossy(&errs.stderr)
-    );
+    let errs = decode_errors(&out);
+    assert!(errs.is_empty(), "{name}: decode errors: {errs}");
 }
 
 #[test]

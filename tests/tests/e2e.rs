@@ -378,14 +378,20 @@ fn submit(fleet: &Fleet, input: &Path, output: &Path, extra: &[&str]) -> Output 
     fleet.spotenc(&args)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn worker_killed_mid_chunk_loses_its_lease_and_the_job_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = av_clip(
-        dir.path(),
+/// Submits through the fleet's first coordinator; returns the job id.
+fn submit_id(fleet: &Fleet, input: &Path, output: &Path, extra: &[&str]) -> String {
+    let sub = submit(fleet, input, output, extra);
+    assert_ok(&sub, "submit");
+    String::from_utf8_lossy(&sub.stdout).trim().to_string()
+}
+
+/// A clip with H.264 (a keyframe every second) and AAC audio.
+fn keyed_clip(dir: &Path, seconds: u32, size: &str) -> std::path::PathBuf {
+    av_clip(
+        dir,
         "src.mp4",
-        8,
-        "1280x720",
+        seconds,
+        size,
         &[
             "-c:v",
             "libx264",
@@ -396,46 +402,74 @@ async fn worker_killed_mid_chunk_loses_its_lease_and_the_job_completes() {
             "-c:a",
             "aac",
         ],
-    );
+    )
+}
+
+/// Waits until an encode task of the job is leased; returns its id.
+async fn leased_encode(url: &str, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = job(url, id).await;
+        if let Some(t) = j.tasks.iter().find(|t| {
+            t.kind == pb::TaskKind::Encode as i32 && t.state == pb::TaskState::Leased as i32
+        }) {
+            return t.task_id.clone();
+        }
+        assert!(Instant::now() < deadline, "no chunk started: {j:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that nothing is at `out` unless the job is committing or done:
+/// the commit is a rename, so whatever appears there is already whole.
+async fn check_final_path(url: &str, id: &str, out: &Path) -> pb::Job {
+    let seen = out.exists();
+    let j = job(url, id).await;
+    if seen {
+        assert!(
+            j.state == pb::JobState::Committing as i32 || j.state == pb::JobState::Succeeded as i32,
+            "output appeared before the commit: {j:?}"
+        );
+    }
+    j
+}
+
+/// Waits until the job ends, watching the final path when given.
+async fn ended(url: &str, id: &str, limit: Duration, watch: Option<&Path>) -> pb::Job {
+    let deadline = Instant::now() + limit;
+    loop {
+        let j = match watch {
+            Some(out) => check_final_path(url, id, out).await,
+            None => job(url, id).await,
+        };
+        if j.state >= pb::JobState::Succeeded as i32 {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job stuck: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_killed_mid_chunk_loses_its_lease_and_the_job_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 8, "1280x720");
     let out = dir.path().join("out.mp4");
     let mut fleet = Fleet::builder().cpu_workers(1).lease_ttl_ms(2_000).start();
-    let sub = submit(
+    let id = submit_id(
         &fleet,
         &src,
         &out,
         &["--chunk-seconds", "2", "--preset", "slow"],
     );
-    assert_ok(&sub, "submit");
-    let id = String::from_utf8_lossy(&sub.stdout).trim().to_string();
 
     // Wait until w0 is encoding a chunk, then kill it without warning.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let victim = loop {
-        let j = job(&fleet.url, &id).await;
-        let leased = j.tasks.iter().find(|t| {
-            t.kind == pb::TaskKind::Encode as i32 && t.state == pb::TaskState::Leased as i32
-        });
-        if let Some(t) = leased {
-            break t.task_id.clone();
-        }
-        assert!(Instant::now() < deadline, "no chunk started: {j:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let victim = leased_encode(&fleet.url, &id).await;
     fleet.worker("w0").kill();
     let killed_at = Instant::now();
     fleet.add_worker("w1");
 
-    let done = loop {
-        let j = job(&fleet.url, &id).await;
-        if j.state >= pb::JobState::Succeeded as i32 {
-            break j;
-        }
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(60),
-            "job stuck: {j:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = ended(&fleet.url, &id, Duration::from_secs(120), Some(&out)).await;
     println!(
         "job finished {:.1} s after the kill",
         killed_at.elapsed().as_secs_f64()
@@ -509,27 +543,12 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chunk_lost_on_spot_escalates_and_completes_on_demand() {
     let dir = tempfile::tempdir().unwrap();
-    let src = av_clip(
-        dir.path(),
-        "src.mp4",
-        6,
-        "1280x720",
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let src = keyed_clip(dir.path(), 6, "1280x720");
     let out = dir.path().join("out.mp4");
     let mut fleet = Fleet::builder().cpu_workers(0).lease_ttl_ms(2_000).start();
     let url = fleet.url.clone();
     fleet.add_worker_with("spot0", &url, "spot");
-    let sub = submit(
+    let id = submit_id(
         &fleet,
         &src,
         &out,
@@ -542,37 +561,15 @@ async fn chunk_lost_on_spot_escalates_and_completes_on_demand() {
             "1",
         ],
     );
-    assert_ok(&sub, "submit");
-    let id = String::from_utf8_lossy(&sub.stdout).trim().to_string();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let victim = loop {
-        let j = job(&fleet.url, &id).await;
-        if let Some(t) = j.tasks.iter().find(|t| {
-            t.kind == pb::TaskKind::Encode as i32 && t.state == pb::TaskState::Leased as i32
-        }) {
-            break t.task_id.clone();
-        }
-        assert!(Instant::now() < deadline, "no chunk started: {j:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     // The spot instance is reclaimed mid-chunk; another spot worker and an
     // on-demand worker join.
+    let victim = leased_encode(&fleet.url, &id).await;
     fleet.worker("spot0").kill();
     fleet.add_worker_with("spot1", &url, "spot");
     fleet.add_worker_with("od0", &url, "on-demand");
 
-    let done = loop {
-        let j = job(&fleet.url, &id).await;
-        if j.state >= pb::JobState::Succeeded as i32 {
-            break j;
-        }
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(60),
-            "job stuck: {j:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = ended(&fleet.url, &id, Duration::from_secs(120), Some(&out)).await;
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
     let task = done.tasks.iter().find(|t| t.task_id == victim).unwrap();
     assert_eq!(task.partition, pb::Capacity::OnDemand as i32, "{task:?}");

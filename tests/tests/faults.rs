@@ -2,13 +2,12 @@
 //! (fencing), and workers killed again and again during one job, with the
 //! final path watched for partial outputs throughout.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use spotenc_proto::pb;
 use spotenc_tests::Fleet;
 
-use super::{assert_faithful, assert_ok, av_clip, job, submit};
+use super::{assert_faithful, check_final_path, ended, job, keyed_clip, leased_encode, submit_id};
 
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
@@ -19,76 +18,20 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
-/// Asserts that nothing is at `out` unless the job is committing or done:
-/// the commit is a rename, so whatever appears there is already whole.
-async fn check_final_path(url: &str, id: &str, out: &Path) -> pb::Job {
-    let seen = out.exists();
-    let j = job(url, id).await;
-    if seen {
-        assert!(
-            j.state == pb::JobState::Committing as i32 || j.state == pb::JobState::Succeeded as i32,
-            "output appeared before the commit: {j:?}"
-        );
-    }
-    j
-}
-
-async fn wait_done(url: &str, id: &str, limit: Duration, watch: Option<&Path>) -> pb::Job {
-    let deadline = Instant::now() + limit;
-    loop {
-        let j = match watch {
-            Some(out) => check_final_path(url, id, out).await,
-            None => job(url, id).await,
-        };
-        if j.state >= pb::JobState::Succeeded as i32 {
-            return j;
-        }
-        assert!(Instant::now() < deadline, "job stuck: {j:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn frozen_worker_that_wakes_after_its_lease_expired_is_fenced_off() {
     let dir = tempfile::tempdir().unwrap();
-    let src = av_clip(
-        dir.path(),
-        "src.mp4",
-        6,
-        "1280x720",
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let src = keyed_clip(dir.path(), 6, "1280x720");
     let out = dir.path().join("out.mp4");
     let mut fleet = Fleet::builder().cpu_workers(1).lease_ttl_ms(1_500).start();
-    let sub = submit(
+    let id = submit_id(
         &fleet,
         &src,
         &out,
         &["--chunk-seconds", "2", "--preset", "slow"],
     );
-    assert_ok(&sub, "submit");
-    let id = String::from_utf8_lossy(&sub.stdout).trim().to_string();
+    let victim = leased_encode(&fleet.url, &id).await;
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let victim = loop {
-        let j = job(&fleet.url, &id).await;
-        if let Some(t) = j.tasks.iter().find(|t| {
-            t.kind == pb::TaskKind::Encode as i32 && t.state == pb::TaskState::Leased as i32
-        }) {
-            break t.task_id.clone();
-        }
-        assert!(Instant::now() < deadline, "no chunk started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
     // Freeze w0 mid-chunk; its lease expires and w1 redoes the chunk.
     let zombie = fleet.worker("w0").child.id();
     signal(zombie, "-STOP");
@@ -105,11 +48,10 @@ async fn frozen_worker_that_wakes_after_its_lease_expired_is_fenced_off() {
     }
     // Wake the zombie: it must not get its stale attempt accepted.
     signal(zombie, "-CONT");
-    let done = wait_done(&fleet.url, &id, Duration::from_secs(90), Some(&out)).await;
+    let done = ended(&fleet.url, &id, Duration::from_secs(90), Some(&out)).await;
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
     let t = done.tasks.iter().find(|t| t.task_id == victim).unwrap();
-    let outcomes: Vec<&str> = t.history.iter().map(|a| a.outcome.as_str()).collect();
-    assert_eq!(outcomes[0], "expired", "{t:?}");
+    assert_eq!(t.history[0].outcome, "expired", "{t:?}");
     assert!(t.history[0].worker_id.starts_with("w0-"));
     let winner = t.history.iter().find(|a| a.outcome == "done").unwrap();
     assert!(winner.worker_id.starts_with("w1-"), "{t:?}");
@@ -126,25 +68,10 @@ async fn frozen_worker_that_wakes_after_its_lease_expired_is_fenced_off() {
 #[tokio::test(flavor = "multi_thread")]
 async fn workers_killed_five_times_mid_job_never_leave_a_partial_output() {
     let dir = tempfile::tempdir().unwrap();
-    let src = av_clip(
-        dir.path(),
-        "src.mp4",
-        10,
-        "960x540",
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let src = keyed_clip(dir.path(), 10, "960x540");
     let out = dir.path().join("out.mp4");
     let mut fleet = Fleet::builder().cpu_workers(2).lease_ttl_ms(1_500).start();
-    let sub = submit(
+    let id = submit_id(
         &fleet,
         &src,
         &out,
@@ -157,8 +84,6 @@ async fn workers_killed_five_times_mid_job_never_leave_a_partial_output() {
             "5",
         ],
     );
-    assert_ok(&sub, "submit");
-    let id = String::from_utf8_lossy(&sub.stdout).trim().to_string();
 
     // Kill a busy worker at pseudo-random moments (a fixed-seed LCG keeps
     // runs comparable) and start a replacement each time.
@@ -203,7 +128,7 @@ async fn workers_killed_five_times_mid_job_never_leave_a_partial_output() {
         }
         assert!(Instant::now() < deadline, "could not kill 5 times");
     }
-    let done = wait_done(&fleet.url, &id, Duration::from_secs(180), Some(&out)).await;
+    let done = ended(&fleet.url, &id, Duration::from_secs(180), Some(&out)).await;
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
     let expired = done
         .tasks

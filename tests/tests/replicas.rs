@@ -6,27 +6,12 @@ use std::time::{Duration, Instant};
 use spotenc_proto::pb;
 use spotenc_tests::{Fleet, RedisServer};
 
-use super::{assert_faithful, assert_ok, av_clip, job};
+use super::{assert_faithful, assert_ok, ended, job, keyed_clip};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_survive_a_coordinator_kill_and_a_redis_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let src = av_clip(
-        dir.path(),
-        "src.mp4",
-        8,
-        "1280x720",
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let src = keyed_clip(dir.path(), 8, "1280x720");
     let out = dir.path().join("out.mp4");
     let mut redis = RedisServer::start();
     let mut fleet = Fleet::builder()
@@ -63,14 +48,7 @@ async fn replicas_survive_a_coordinator_kill_and_a_redis_restart() {
     fleet.coordinators[0].kill();
     redis.restart();
 
-    let done = loop {
-        let j = job(&fleet.urls[1], &id).await;
-        if j.state >= pb::JobState::Succeeded as i32 {
-            break j;
-        }
-        assert!(Instant::now() < deadline, "job stuck: {j:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = ended(&fleet.urls[1], &id, Duration::from_secs(90), Some(&out)).await;
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
     assert!(
         done.tasks.iter().any(|t| t.worker_id.starts_with("w1-")),
