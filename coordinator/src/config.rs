@@ -21,6 +21,16 @@
 //! name = "ci"
 //! role = "client"                  # client | worker | admin
 //! token_env = "SPOTENC_TOKEN_CI"   # or token = "..."
+//!
+//! [s3]                             # omit: file paths only
+//! endpoint = "http://127.0.0.1:3900"  # omit for AWS S3
+//! region = "garage"
+//! bucket = "spotenc-work"          # intermediate objects
+//! allowed_buckets = ["media"]      # inputs and outputs
+//! path_style = true                # default true
+//! presign_ttl_seconds = 3600
+//! # keys from SPOTENC_S3_ACCESS_KEY_ID / SPOTENC_S3_SECRET_ACCESS_KEY
+//! # (or the variables access_key_id_env / secret_access_key_env name)
 //! ```
 //!
 //! Overrides: `SPOTENC_LISTEN`, `SPOTENC_DATA_DIR`, `SPOTENC_REDIS`,
@@ -37,7 +47,10 @@ use spotenc_proto::auth::Role;
 use spotenc_proto::{Error, Result};
 
 use crate::auth::Tokens;
+use crate::broker::S3Config;
+use crate::storage::s3::S3Settings;
 use crate::{Config, StateBackend, TlsFiles};
+use std::time::Duration;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +64,26 @@ struct FileConfig {
     tls: Option<TlsFiles>,
     #[serde(default)]
     tokens: Vec<TokenSection>,
+    s3: Option<S3Section>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3Section {
+    endpoint: Option<String>,
+    region: String,
+    bucket: String,
+    #[serde(default)]
+    allowed_buckets: Vec<String>,
+    #[serde(default = "yes")]
+    path_style: bool,
+    access_key_id_env: Option<String>,
+    secret_access_key_env: Option<String>,
+    presign_ttl_seconds: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,7 +187,36 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         }
         tokens.add(&t.name, &secret, t.role);
     }
+    let s3 = match file.s3 {
+        None => None,
+        Some(s) => {
+            let secret = |var: Option<String>, default: &str| {
+                let var = var.unwrap_or_else(|| default.to_string());
+                env.get(&var).cloned().ok_or_else(|| {
+                    Error::invalid(format!("[s3]: environment variable {var} is not set"))
+                })
+            };
+            Some(S3Config {
+                settings: S3Settings {
+                    endpoint: s.endpoint,
+                    region: s.region,
+                    bucket: s.bucket,
+                    access_key_id: secret(s.access_key_id_env, "SPOTENC_S3_ACCESS_KEY_ID")?,
+                    secret_access_key: secret(
+                        s.secret_access_key_env,
+                        "SPOTENC_S3_SECRET_ACCESS_KEY",
+                    )?,
+                    path_style: s.path_style,
+                },
+                allowed_buckets: s.allowed_buckets,
+                presign_ttl: Duration::from_secs(
+                    s.presign_ttl_seconds.unwrap_or(3600).clamp(60, 7 * 86_400),
+                ),
+            })
+        }
+    };
     let config = Config {
+        s3,
         listen,
         state,
         data_dir: env

@@ -5,13 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spotenc_proto::domain::{JobSpec, JobState, JobView, LeasedTask, TaskOutcome, WorkerInfo};
+use spotenc_proto::domain::{
+    JobSpec, JobState, JobView, LeasedTask, TaskOutcome, Work, WorkerInfo,
+};
 use spotenc_proto::{Error, Result};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::state::{job_view, StateStore, Transition, WorkerRecord};
-use crate::{graph, storage, Config};
+use crate::broker::Broker;
+use crate::state::machine::with_attempt_paths;
+use crate::state::{job_view, JobRecord, StateStore, Transition, WorkerRecord};
+use crate::{graph, Config};
 
 pub struct Coordinator {
     store: Arc<dyn StateStore>,
@@ -22,6 +26,7 @@ pub struct Coordinator {
     /// How often a waiting lease re-checks the store when other replicas can
     /// add work (`None`: only this process adds work).
     lease_poll: Option<Duration>,
+    broker: Broker,
     config: Config,
 }
 
@@ -38,6 +43,7 @@ impl Coordinator {
             work_ready: Notify::new(),
             commit_lock: tokio::sync::Mutex::new(()),
             lease_poll,
+            broker: Broker::new(config.s3.clone()),
             config,
         }
     }
@@ -48,8 +54,8 @@ impl Coordinator {
 
     pub async fn submit(&self, mut spec: JobSpec, idempotency_key: &str) -> Result<JobView> {
         spec.validate()?;
-        spec.input = storage::check_input(&spec.input)?;
-        spec.output = storage::check_output(&spec.output)?;
+        spec.input = self.broker.check_input(&spec.input)?;
+        spec.output = self.broker.check_output(&spec.output)?;
         let job = self.store.submit(spec, idempotency_key, now_ms()).await?;
         info!(job = %job.id, input = %job.spec.input, output = %job.spec.output, "job submitted");
         self.work_ready.notify_waiters();
@@ -97,8 +103,9 @@ impl Coordinator {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.work_ready.notified();
-            if let Some(task) = self.store.lease_next(worker_id, now_ms()).await? {
+            if let Some(mut task) = self.store.lease_next(worker_id, now_ms()).await? {
                 info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
+                task.work = self.broker.sign(task.work).await?;
                 return Ok(Some(task));
             }
             let now = tokio::time::Instant::now();
@@ -116,12 +123,39 @@ impl Coordinator {
             .await
     }
 
-    pub async fn complete(&self, task_id: &str, attempt: u32, outcome: TaskOutcome) -> Result<()> {
+    /// Where a job's intermediate objects live.
+    fn work_dir(&self, job: &JobRecord) -> String {
+        self.broker.work_dir(&job.spec, &job.id, &job.work_dir)
+    }
+
+    pub async fn complete(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        mut outcome: TaskOutcome,
+    ) -> Result<()> {
         let mut follow_ups = Vec::new();
+        let job_id = task_id.split('/').next().unwrap_or_default();
+        let (job, tasks) = self.store.job(job_id).await?;
+        // Record the object this attempt was told to write, not whatever URL
+        // or path the worker reports.
+        if let Some(task) = tasks.iter().find(|t| t.id == task_id) {
+            let canonical = match with_attempt_paths(task.work.clone(), attempt) {
+                Work::Encode(e) => Some(e.output),
+                Work::Audio(a) => Some(a.output),
+                Work::Stitch(s) => Some(s.output),
+                Work::Probe(_) => None,
+            };
+            if let (
+                Some(path),
+                TaskOutcome::Encode(o) | TaskOutcome::Audio(o) | TaskOutcome::Stitch(o),
+            ) = (canonical, &mut outcome)
+            {
+                o.path = path;
+            }
+        }
         if let TaskOutcome::Probe(probe) = &outcome {
-            let job_id = task_id.split('/').next().unwrap_or_default();
-            let (job, _) = self.store.job(job_id).await?;
-            match graph::expand(&job, probe) {
+            match graph::expand(&job, probe, &self.work_dir(&job)) {
                 Ok(tasks) => follow_ups = tasks,
                 Err(e) => {
                     let msg = format!("cannot plan {}: {e}", job.spec.input);
@@ -222,8 +256,8 @@ impl Coordinator {
 
     async fn cleanup(&self, job_id: &str) {
         if let Ok((job, _)) = self.store.job(job_id).await {
-            let (work_dir, output, id) = (job.work_dir, job.spec.output, job.id);
-            let _ = tokio::task::spawn_blocking(move || storage::cleanup(&work_dir, &output, &id))
+            self.broker
+                .cleanup(&self.work_dir(&job), &job.spec.output, &job.id)
                 .await;
             info!(job = %job_id, state = ?job.state, error = %job.error, "job ended");
         }
@@ -242,12 +276,7 @@ impl Coordinator {
             _ => None,
         });
         let outcome = match stitched {
-            Some(obj) => {
-                let output = job.spec.output.clone();
-                tokio::task::spawn_blocking(move || storage::commit(&obj, &output))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()))
-            }
+            Some(obj) => self.broker.commit(&obj, &job.spec.output).await,
             None => Err("no stitched output recorded".into()),
         };
         let ok = outcome.is_ok();

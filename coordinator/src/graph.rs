@@ -8,8 +8,9 @@ use crate::plan::plan_chunks;
 use crate::state::{JobRecord, NewTask};
 use crate::storage;
 
-/// The tasks that follow a job's probe.
-pub fn expand(job: &JobRecord, probe: &ProbeInfo) -> Result<Vec<NewTask>> {
+/// The tasks that follow a job's probe; intermediate objects go under
+/// `work_dir`.
+pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<NewTask>> {
     let spec = &job.spec;
     let chunks = plan_chunks(&probe.video, spec.chunk_seconds, spec.min_chunk_seconds)?;
     let v = &probe.video;
@@ -22,7 +23,7 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo) -> Result<Vec<NewTask>> {
             chunk: c.index,
             work: Work::Encode(EncodeTask {
                 input: spec.input.clone(),
-                output: format!("{}/chunk-{:05}.nut", job.work_dir, c.index),
+                output: format!("{}/chunk-{:05}.nut", work_dir, c.index),
                 chunk: *c,
                 video: spec.video.clone(),
                 origin_pts: v.start_pts,
@@ -40,7 +41,7 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo) -> Result<Vec<NewTask>> {
             chunk: 0,
             work: Work::Audio(AudioTask {
                 input: spec.input.clone(),
-                output: format!("{}/audio.nut", job.work_dir),
+                output: format!("{}/audio.nut", work_dir),
                 audio: spec.audio.clone(),
                 origin_seconds: v.start_pts as f64 * tb,
                 duration_seconds: (v.end_pts - v.start_pts) as f64 * tb,

@@ -6,6 +6,8 @@
 //! - [`Config`]: lease TTL, heartbeat interval, limits, data directory,
 //!   tokens, TLS; [`config`] loads it from TOML and the environment.
 //! - [`auth`]: bearer tokens with roles, checked on every RPC.
+//! - [`broker`]: presigned URLs for each lease's `s3://` objects (workers
+//!   hold no credentials), input/output checks, commit and cleanup.
 //! - `core`: [`Coordinator`], the behaviour between the RPC edge and the
 //!   store: submission checks, long-poll leasing, planning after a probe,
 //!   commit and cleanup.
@@ -18,6 +20,7 @@
 //! - `lua/` (beside `src/`): reserved for the Redis backend's scripts.
 
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod graph;
 pub mod plan;
@@ -77,6 +80,8 @@ pub struct Config {
     /// Accepted bearer tokens; empty turns authentication off.
     pub tokens: auth::Tokens,
     pub tls: Option<TlsFiles>,
+    /// S3 storage for `s3://` inputs and outputs, through the broker.
+    pub s3: Option<broker::S3Config>,
 }
 
 impl Config {
@@ -99,6 +104,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     config.validate()?;
+    spotenc_proto::client::install_crypto_provider();
     let limits = Limits {
         lease_ttl_ms: config.lease_ttl_ms,
         max_expiries: config.max_expiries,

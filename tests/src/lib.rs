@@ -4,10 +4,13 @@
 //! - [`bin`]: the workspace's built binaries (`spotenc`, `cpu-worker`).
 //! - [`Fleet`]: a coordinator and CPU workers as real processes on a free
 //!   loopback port, killed on drop.
+//! - [`garage`]: a single-node Garage S3 server, and object access with
+//!   the `curl` CLI.
 //! - [`media`]: clips made with the `ffmpeg` CLI, and the ffmpeg/ffprobe
 //!   oracle that judges outputs (frame counts, durations, PSNR, decode
 //!   errors, timestamps).
 
+pub mod garage;
 pub mod media;
 
 use std::net::TcpListener;
@@ -89,6 +92,7 @@ pub struct FleetBuilder {
     coordinators: usize,
     redis: Option<String>,
     secure: bool,
+    s3_endpoint: Option<String>,
     lease_ttl_ms: u32,
     heartbeat_interval_ms: u32,
 }
@@ -169,6 +173,7 @@ impl Fleet {
             coordinators: 1,
             redis: None,
             secure: false,
+            s3_endpoint: None,
             lease_ttl_ms: 3_000,
             heartbeat_interval_ms: 500,
         }
@@ -260,6 +265,12 @@ impl FleetBuilder {
         self
     }
 
+    /// Lets jobs use `s3://` objects in this Garage, through the broker.
+    pub fn s3(mut self, garage: &garage::Garage) -> Self {
+        self.s3_endpoint = Some(garage.endpoint());
+        self
+    }
+
     /// Keeps state in this Redis (required for more than one coordinator).
     pub fn redis(mut self, url: String) -> Self {
         self.redis = Some(url);
@@ -272,12 +283,20 @@ impl FleetBuilder {
             "replicas need redis"
         );
         let data_dir = tempfile::tempdir().expect("data dir");
-        let (config, tls_ca, tokens) = if self.secure {
-            let (ca, config, tokens) = secure_config(data_dir.path());
-            (Some(config), Some(ca), Some(tokens))
+        let (mut config_text, tls_ca, tokens) = if self.secure {
+            let (ca, text, tokens) = secure_config(data_dir.path());
+            (text, Some(ca), Some(tokens))
         } else {
-            (None, None, None)
+            (String::new(), None, None)
         };
+        if let Some(endpoint) = &self.s3_endpoint {
+            config_text.push_str(&format!(
+                "\n[s3]\nendpoint = {endpoint:?}\nregion = \"garage\"\nbucket = {:?}\npath_style = true\n",
+                garage::BUCKET
+            ));
+        }
+        let config = data_dir.path().join("coordinator.toml");
+        std::fs::write(&config, &config_text).expect("write coordinator config");
         let scheme = if self.secure {
             "https://127.0.0.1"
         } else {
@@ -303,9 +322,9 @@ impl FleetBuilder {
             if let Some(redis) = &self.redis {
                 cmd.args(["--redis", redis]);
             }
-            if let Some(config) = &config {
-                cmd.arg("--config").arg(config);
-            }
+            cmd.arg("--config").arg(&config);
+            cmd.env("SPOTENC_S3_ACCESS_KEY_ID", garage::ACCESS_KEY);
+            cmd.env("SPOTENC_S3_SECRET_ACCESS_KEY", garage::SECRET_KEY);
             let child = cmd
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
@@ -333,11 +352,10 @@ impl FleetBuilder {
     }
 }
 
-/// Writes a test CA, a certificate for localhost/127.0.0.1 signed by it
-/// (made with the openssl CLI), and a coordinator config that serves TLS
-/// with it and accepts three tokens. Returns the CA path, the config path
-/// and the tokens.
-fn secure_config(dir: &Path) -> (PathBuf, PathBuf, Tokens) {
+/// Writes a test CA and a certificate for localhost/127.0.0.1 signed by it
+/// (made with the openssl CLI). Returns the CA path, coordinator config text
+/// that serves TLS with it and accepts three tokens, and the tokens.
+fn secure_config(dir: &Path) -> (PathBuf, String, Tokens) {
     let p = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
     let (ca_key, ca, key, csr, cert, ext) = (
         p("ca.key"),
@@ -415,14 +433,9 @@ fn secure_config(dir: &Path) -> (PathBuf, PathBuf, Tokens) {
         worker: "worker-token-0123456789".into(),
         admin: "admin-token-0123456789".into(),
     };
-    let config = dir.join("coordinator.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = format!(
             "[tls]\ncert = {:?}\nkey = {:?}\n\n[[tokens]]\nname = \"ci\"\nrole = \"client\"\ntoken = {:?}\n\n[[tokens]]\nname = \"fleet\"\nrole = \"worker\"\ntoken = {:?}\n\n[[tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = {:?}\n",
             cert, key, tokens.client, tokens.worker, tokens.admin
-        ),
-    )
-    .expect("write config");
+    );
     (PathBuf::from(ca), config, tokens)
 }

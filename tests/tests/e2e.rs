@@ -2,6 +2,7 @@
 
 mod faults;
 mod replicas;
+mod s3;
 mod security;
 
 use std::path::Path;

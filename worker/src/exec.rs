@@ -18,6 +18,8 @@ const LEASE_WAIT_MS: u32 = 5_000;
 
 pub(crate) struct Slot {
     pub client: WorkerClient,
+    /// For presigned object URLs.
+    pub http: reqwest::Client,
     pub worker_id: String,
     pub heartbeat: Duration,
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -82,8 +84,15 @@ impl Slot {
             }
         };
         info!(task = %task_id, attempt, slot = self.slot, "task started");
+        let staged = match crate::remote::stage(&self.http, task.work.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(&task_id, attempt, &e.message, e.retryable).await;
+                return;
+            }
+        };
         let ctl = Arc::new(Control::default());
-        let work = task.work.clone();
+        let work = staged.work.clone();
         let ctl_run = ctl.clone();
         let mut handle = tokio::task::spawn_blocking(move || run_work(&work, &ctl_run));
         let mut tick = tokio::time::interval(self.heartbeat);
@@ -113,7 +122,10 @@ impl Slot {
             return;
         }
         match ending {
-            Ending::Finished(Ok(outcome)) => self.complete(&task_id, attempt, outcome).await,
+            Ending::Finished(Ok(outcome)) => match staged.upload(&self.http).await {
+                Ok(()) => self.complete(&task_id, attempt, outcome).await,
+                Err(e) => self.fail(&task_id, attempt, &e.message, e.retryable).await,
+            },
             Ending::Finished(Err(spotenc_media::Error::Cancelled)) if stopping => {
                 self.hand_back(&task_id, attempt, "worker shutting down")
                     .await

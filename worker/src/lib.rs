@@ -9,6 +9,8 @@
 //! - [`slots_for`]: slot sizing from cores and memory.
 //! - `exec`: runs one task's media work on a blocking thread, with
 //!   heartbeats that carry progress and can call the work off.
+//! - `remote`: stages tasks whose objects are presigned URLs: download the
+//!   inputs, upload the output with one PUT.
 //! - [`Error`]: what stops a worker.
 //!
 //! Workers hold no state worth keeping: a task's result lives in its stored
@@ -17,6 +19,7 @@
 pub mod cli;
 pub mod config;
 mod exec;
+mod remote;
 
 pub use spotenc_proto::domain::Capacity as WorkerCapacity;
 
@@ -143,10 +146,18 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
     let reg = register(&mut client, &config).await?;
     info!(worker = %reg.worker_id, slots = config.slots, coordinator = %config.coordinator, "worker registered");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::Connect {
+            url: "object storage".into(),
+            reason: e.to_string(),
+        })?;
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..config.slots {
         let slot_ctx = exec::Slot {
             client: client.clone(),
+            http: http.clone(),
             worker_id: reg.worker_id.clone(),
             heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
             stop: stop_rx.clone(),

@@ -2,97 +2,26 @@
 //! against a real Garage server started by the test. Presigned URLs are
 //! exercised with the `curl` CLI, an independent HTTP client.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use spotenc_tests::garage::{Garage, ACCESS_KEY, BUCKET, SECRET_KEY};
 
 use spotenc_proto::Error;
 
 use super::object::{FileStore, ObjectStore};
 use super::s3::{S3Settings, S3Store};
 
-/// A single-node Garage on free loopback ports, killed on drop.
-struct Garage {
-    child: Child,
-    s3_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-const ACCESS_KEY: &str = "GK0123456789abcdef01234567";
-const SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Garage {
-    fn start() -> Garage {
-        let dir = tempfile::tempdir().unwrap();
-        let (rpc, s3_port, admin) = (free_port(), free_port(), free_port());
-        let config = dir.path().join("garage.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "metadata_dir = {meta:?}\ndata_dir = {data:?}\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
-                 rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
-                 rpc_secret = \"{SECRET_KEY}\"\n\n[s3_api]\ns3_region = \"garage\"\n\
-                 api_bind_addr = \"127.0.0.1:{s3_port}\"\nroot_domain = \".s3.garage.localhost\"\n\n\
-                 [admin]\napi_bind_addr = \"127.0.0.1:{admin}\"\n",
-                meta = dir.path().join("meta"),
-                data = dir.path().join("data"),
-            ),
-        )
-        .unwrap();
-        let child = Command::new("garage")
-            .arg("-c")
-            .arg(&config)
-            .args(["server", "--single-node", "--default-bucket"])
-            .env("GARAGE_DEFAULT_ACCESS_KEY", ACCESS_KEY)
-            .env("GARAGE_DEFAULT_SECRET_KEY", SECRET_KEY)
-            .env("GARAGE_DEFAULT_BUCKET", "spotenc")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("garage is installed (scripts/setup.sh installs it)");
-        let health = format!("http://127.0.0.1:{admin}/health");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !Command::new("curl")
-            .args(["-sf", &health])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "garage did not become healthy");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Garage {
-            child,
-            s3_port,
-            _dir: dir,
-        }
-    }
-
-    fn store(&self) -> S3Store {
-        S3Store::new(&S3Settings {
-            endpoint: Some(format!("http://127.0.0.1:{}", self.s3_port)),
-            region: "garage".into(),
-            bucket: "spotenc".into(),
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET_KEY.into(),
-            path_style: true,
-        })
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn store(g: &Garage) -> S3Store {
+    S3Store::new(&S3Settings {
+        endpoint: Some(g.endpoint()),
+        region: "garage".into(),
+        bucket: BUCKET.into(),
+        access_key_id: ACCESS_KEY.into(),
+        secret_access_key: SECRET_KEY.into(),
+        path_style: true,
+    })
 }
 
 fn curl(args: &[&str]) -> (bool, Vec<u8>) {
@@ -182,7 +111,7 @@ async fn file_store_meets_the_contract() {
 #[tokio::test]
 async fn s3_store_on_garage_meets_the_contract() {
     let garage = Garage::start();
-    contract(Arc::new(garage.store())).await;
+    contract(Arc::new(store(&garage))).await;
 }
 
 // Objects above the CopyObject limit are committed with UploadPartCopy; a
@@ -190,7 +119,7 @@ async fn s3_store_on_garage_meets_the_contract() {
 #[tokio::test]
 async fn s3_commit_copies_large_objects_in_parts() {
     let garage = Garage::start();
-    let s = garage.store().with_copy_part_bytes(5 << 20);
+    let s = store(&garage).with_copy_part_bytes(5 << 20);
     let big: Vec<u8> = (0..11u32 << 20).map(|i| (i % 251) as u8).collect();
     s.put("out/.big.mp4.j.a1.part", big.clone()).await.unwrap();
     s.commit("out/.big.mp4.j.a1.part", "out/big.mp4")

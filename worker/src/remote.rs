@@ -1,0 +1,193 @@
+//! Objects behind presigned URLs. A task whose work names `http(s)://` URLs
+//! (the broker's presigned GET and PUT URLs) is staged: its inputs are
+//! downloaded to a scratch directory first, the media work runs on local
+//! files, and its output is uploaded with one PUT afterwards. Plain paths
+//! pass through untouched.
+
+use std::path::{Path, PathBuf};
+
+use spotenc_proto::domain::{Container, Work};
+use tokio::io::AsyncWriteExt;
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Why staging or uploading failed, and whether another attempt can help.
+#[derive(Debug)]
+pub(crate) struct TransferError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// A task's work rewritten to local files, with the uploads still to do.
+pub(crate) struct Staged {
+    pub work: Work,
+    /// (local file, presigned PUT URL)
+    uploads: Vec<(PathBuf, String)>,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+struct Stager<'a> {
+    client: &'a reqwest::Client,
+    scratch: Option<tempfile::TempDir>,
+    uploads: Vec<(PathBuf, String)>,
+    n: usize,
+}
+
+impl Stager<'_> {
+    fn dir(&mut self) -> Result<&Path, TransferError> {
+        if self.scratch.is_none() {
+            self.scratch = Some(
+                tempfile::Builder::new()
+                    .prefix("spotenc-task-")
+                    .tempdir()
+                    .map_err(|e| TransferError {
+                        message: format!("scratch directory: {e}"),
+                        retryable: true,
+                    })?,
+            );
+        }
+        Ok(self.scratch.as_ref().expect("set above").path())
+    }
+
+    fn local(&mut self, name: &str) -> Result<PathBuf, TransferError> {
+        self.n += 1;
+        let n = self.n;
+        Ok(self.dir()?.join(format!("{n:03}-{name}")))
+    }
+
+    async fn input(&mut self, url: &str, name: &str) -> Result<String, TransferError> {
+        if !is_url(url) {
+            return Ok(url.to_string());
+        }
+        let path = self.local(name)?;
+        download(self.client, url, &path).await?;
+        Ok(path.display().to_string())
+    }
+
+    fn output(&mut self, url: &str, name: &str) -> Result<String, TransferError> {
+        if !is_url(url) {
+            return Ok(url.to_string());
+        }
+        let path = self.local(name)?;
+        self.uploads.push((path.clone(), url.to_string()));
+        Ok(path.display().to_string())
+    }
+}
+
+/// Downloads inputs and plans uploads for `work`.
+pub(crate) async fn stage(client: &reqwest::Client, work: Work) -> Result<Staged, TransferError> {
+    let mut s = Stager {
+        client,
+        scratch: None,
+        uploads: Vec::new(),
+        n: 0,
+    };
+    let work = match work {
+        Work::Probe(mut p) => {
+            p.input = s.input(&p.input, "input").await?;
+            Work::Probe(p)
+        }
+        Work::Encode(mut e) => {
+            e.input = s.input(&e.input, "input").await?;
+            e.output = s.output(&e.output, "chunk.nut")?;
+            Work::Encode(e)
+        }
+        Work::Audio(mut a) => {
+            a.input = s.input(&a.input, "input").await?;
+            a.output = s.output(&a.output, "audio.nut")?;
+            Work::Audio(a)
+        }
+        Work::Stitch(mut st) => {
+            for c in &mut st.chunks {
+                c.path = s.input(&c.path, "chunk.nut").await?;
+            }
+            if let Some(a) = &mut st.audio {
+                a.path = s.input(&a.path, "audio.nut").await?;
+            }
+            let name = match st.container {
+                Container::Mp4 => "output.mp4",
+                Container::Mkv => "output.mkv",
+            };
+            st.output = s.output(&st.output, name)?;
+            Work::Stitch(st)
+        }
+    };
+    Ok(Staged {
+        work,
+        uploads: s.uploads,
+        _scratch: s.scratch,
+    })
+}
+
+impl Staged {
+    /// Uploads the outputs the media work wrote.
+    pub(crate) async fn upload(&self, client: &reqwest::Client) -> Result<(), TransferError> {
+        for (path, url) in &self.uploads {
+            upload(client, path, url).await?;
+        }
+        Ok(())
+    }
+}
+
+fn shown(url: &str) -> &str {
+    // The query string carries the signature; keep it out of logs and errors.
+    url.split('?').next().unwrap_or(url)
+}
+
+async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<(), TransferError> {
+    let fail = |m: String, retryable| TransferError {
+        message: format!("download {}: {m}", shown(url)),
+        retryable,
+    };
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string(), true))?;
+    let status = resp.status();
+    if !status.is_success() {
+        // A missing or forbidden object will not appear on a retry.
+        let retryable =
+            !(status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::FORBIDDEN);
+        return Err(fail(format!("HTTP {status}"), retryable));
+    }
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| fail(e.to_string(), true))?;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string(), true))? {
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| fail(e.to_string(), true))?;
+    }
+    file.flush().await.map_err(|e| fail(e.to_string(), true))?;
+    Ok(())
+}
+
+async fn upload(client: &reqwest::Client, path: &Path, url: &str) -> Result<(), TransferError> {
+    let fail = |m: String| TransferError {
+        message: format!("upload {}: {m}", shown(url)),
+        retryable: true,
+    };
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+    let resp = client
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    Ok(())
+}
