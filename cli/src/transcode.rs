@@ -73,6 +73,7 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
             capacity: spotenc_worker::WorkerCapacity::OnDemand,
             instance_type: String::new(),
             zone: String::new(),
+            input_mode: spotenc_worker::InputMode::Download,
             connect_timeout: Duration::from_secs(10),
         };
         workers.push(tokio::spawn(spotenc_worker::run(

@@ -13,10 +13,9 @@ use crate::{input, Control, Error, Result};
 /// Writes the audio track for `task` and returns the stored object.
 /// `frames` in the result counts audio packets.
 pub fn make_audio(task: &AudioTask, ctl: &Control) -> Result<OutputObject> {
-    let src = input::local_path(&task.input)?;
     let dst = input::local_path(&task.output)?.to_path_buf();
     let packets = crate::write_atomically(&dst, |part| {
-        let mut ictx = input::open(src)?;
+        let mut ictx = input::open_uri(&task.input)?;
         let stream = ictx
             .streams()
             .best(media::Type::Audio)

@@ -20,7 +20,7 @@ pub const CHUNK_MUXER: &str = "nut";
 /// Encodes one chunk and returns the stored object's size, checksum and frame
 /// count. The object appears at `task.output` only once it is complete.
 pub fn encode_chunk(task: &EncodeTask, ctl: &Control) -> Result<OutputObject> {
-    let src = input::local_path(&task.input)?;
+    let src = task.input.as_str();
     let dst = input::local_path(&task.output)?.to_path_buf();
     let frames = crate::write_atomically(&dst, |part| {
         // Seek to the keyframe at or before the start; if the demuxer lands
@@ -55,13 +55,13 @@ pub fn encode_chunk(task: &EncodeTask, ctl: &Control) -> Result<OutputObject> {
 /// (`None`: decode from the beginning). Returns `Ok(None)` when seeking landed
 /// after the chunk's first frame and the caller should seek earlier.
 fn run(
-    src: &Path,
+    src: &str,
     part: &Path,
     task: &EncodeTask,
     backoff_secs: Option<i64>,
     ctl: &Control,
 ) -> Result<Option<u64>> {
-    let mut ictx = input::open(src)?;
+    let mut ictx = input::open_uri(src)?;
     let index = task.video_stream as usize;
     let stream = ictx.stream(index).ok_or_else(|| Error::BadInput {
         path: task.input.clone(),

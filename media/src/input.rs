@@ -42,6 +42,28 @@ pub fn open(path: &Path) -> Result<ffmpeg::format::context::Input> {
     Ok(ictx)
 }
 
+/// Opens a task's input: a local path, a `file://` URL, or an `http(s)://`
+/// URL (a presigned object URL, read with HTTP range requests; only the
+/// network protocols that needs are allowed).
+pub fn open_uri(uri: &str) -> Result<ffmpeg::format::context::Input> {
+    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        return open(local_path(uri)?);
+    }
+    crate::init();
+    // The query string is the signature: keep it out of messages.
+    let shown = uri.split('?').next().unwrap_or(uri).to_string();
+    let mut opts = ffmpeg::Dictionary::new();
+    opts.set("protocol_whitelist", "http,https,tcp,tls");
+    opts.set("format_whitelist", FORMAT_ALLOWLIST);
+    ffmpeg::format::input_with_dictionary(Path::new(uri), opts).map_err(|e| Error::BadInput {
+        path: shown,
+        reason: match e {
+            ffmpeg::Error::InvalidData => "not a recognised media file, or truncated".to_string(),
+            other => format!("cannot open: {other}"),
+        },
+    })
+}
+
 /// Interprets a task's input string: a local path or a `file://` URL.
 pub fn local_path(uri: &str) -> Result<&Path> {
     let p = uri.strip_prefix("file://").unwrap_or(uri);

@@ -20,8 +20,7 @@ pub fn probe(uri: &str) -> Result<ProbeInfo> {
 
 /// [`probe`], with the container index allowed or not.
 pub fn probe_with(uri: &str, use_index: bool) -> Result<ProbeInfo> {
-    let path = input::local_path(uri)?;
-    let mut ictx = input::open(path)?;
+    let mut ictx = input::open_uri(uri)?;
     let bad = |reason: &str| Error::BadInput {
         path: uri.to_string(),
         reason: reason.to_string(),
@@ -79,7 +78,7 @@ pub fn probe_with(uri: &str, use_index: bool) -> Result<ProbeInfo> {
         None => {
             if use_index {
                 // The index attempt may have moved the read position.
-                ictx = input::open(path)?;
+                ictx = input::open_uri(uri)?;
             }
             let frames = scan_video_packets(&mut ictx, vindex).map_err(|e| match e {
                 Error::Ffmpeg { source, .. } => bad(&format!("read failed: {source}")),

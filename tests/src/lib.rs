@@ -77,6 +77,8 @@ impl Drop for Proc {
 pub struct Fleet {
     /// The first coordinator's URL.
     pub url: String,
+    /// Extra flags every worker gets.
+    pub worker_args: Vec<String>,
     /// With `secure()`: the CA certificate clients must trust, and the
     /// client, worker and admin tokens.
     pub tls_ca: Option<PathBuf>,
@@ -93,6 +95,7 @@ pub struct FleetBuilder {
     redis: Option<String>,
     secure: bool,
     s3_endpoint: Option<String>,
+    worker_args: Vec<String>,
     lease_ttl_ms: u32,
     heartbeat_interval_ms: u32,
 }
@@ -174,6 +177,7 @@ impl Fleet {
             redis: None,
             secure: false,
             s3_endpoint: None,
+            worker_args: Vec::new(),
             lease_ttl_ms: 3_000,
             heartbeat_interval_ms: 500,
         }
@@ -195,7 +199,8 @@ impl Fleet {
     pub fn add_worker_with(&mut self, name: &str, url: &str, capacity: &str) {
         let mut cmd = Command::new(bin("cpu-worker"));
         cmd.args(["--coordinator", url, "--name", name, "--slots", "1"])
-            .args(["--capacity", capacity]);
+            .args(["--capacity", capacity])
+            .args(&self.worker_args);
         if let (Some(ca), Some(t)) = (&self.tls_ca, &self.tokens) {
             cmd.arg("--tls-ca").arg(ca).args(["--token", &t.worker]);
         }
@@ -262,6 +267,12 @@ impl FleetBuilder {
     /// openssl CLI) and requires bearer tokens.
     pub fn secure(mut self) -> Self {
         self.secure = true;
+        self
+    }
+
+    /// Passes an extra flag to every worker.
+    pub fn worker_arg(mut self, arg: &str) -> Self {
+        self.worker_args.push(arg.to_string());
         self
     }
 
@@ -337,6 +348,7 @@ impl FleetBuilder {
         }
         let mut fleet = Fleet {
             url: urls[0].clone(),
+            worker_args: self.worker_args.clone(),
             tls_ca,
             tokens,
             urls,

@@ -68,3 +68,32 @@ async fn s3_job_through_two_replicas_and_three_workers() {
     );
     assert!(!garage.download("out/c.mp4", &tmp));
 }
+
+// Workers that download the source instead of letting FFmpeg read it with
+// HTTP range requests (the default) produce the same result.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_job_with_downloaded_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 4, "640x360");
+    let garage = Garage::start();
+    garage.upload(&src, "in/src.mp4");
+    let fleet = Fleet::builder()
+        .cpu_workers(2)
+        .worker_arg("--input-mode=download")
+        .s3(&garage)
+        .start();
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/src.mp4",
+        "s3://spotenc/out/downloaded.mkv",
+        "--wait",
+        "--chunk-seconds",
+        "1",
+        "--preset",
+        "veryfast",
+    ]);
+    assert_ok(&r, "s3 job with downloaded sources");
+    let out = dir.path().join("downloaded.mkv");
+    assert!(garage.download("out/downloaded.mkv", &out));
+    assert_faithful(&src, &out);
+}

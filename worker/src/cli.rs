@@ -39,6 +39,10 @@ pub struct WorkerArgs {
     /// Availability zone, recorded with the worker
     #[arg(long, env = "SPOTENC_ZONE")]
     zone: Option<String>,
+    /// How to read a job's source behind a presigned URL: stream (default,
+    /// FFmpeg HTTP range requests; measured faster) or download
+    #[arg(long, env = "SPOTENC_INPUT_MODE")]
+    pub input_mode: Option<String>,
 }
 
 impl WorkerArgs {
@@ -60,6 +64,7 @@ impl WorkerArgs {
             instance_type: self.instance_type,
             zone: self.zone,
             slots: self.slots,
+            input_mode: self.input_mode,
         };
         let env = std::env::vars().collect();
         Ok(crate::config::load(

@@ -12,6 +12,7 @@
 //! instance_type = "c6i.4xlarge"
 //! zone = "eu-west-1a"
 //! slots = 2                            # default: from cores and memory
+//! input_mode = "stream"                # FFmpeg range reads (default), or "download"
 //! ```
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use serde::Deserialize;
 use spotenc_proto::domain::Capacity;
 use spotenc_proto::Error;
 
-use crate::{host_resources, slots_for, WorkerConfig};
+use crate::{host_resources, slots_for, InputMode, WorkerConfig};
 
 /// Settings from the file, or from flags; flags win.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -38,6 +39,7 @@ pub struct WorkerSettings {
     pub instance_type: Option<String>,
     pub zone: Option<String>,
     pub slots: Option<u32>,
+    pub input_mode: Option<String>,
 }
 
 impl WorkerSettings {
@@ -53,6 +55,7 @@ impl WorkerSettings {
             instance_type: self.instance_type.or(other.instance_type),
             zone: self.zone.or(other.zone),
             slots: self.slots.or(other.slots),
+            input_mode: self.input_mode.or(other.input_mode),
         }
     }
 }
@@ -101,6 +104,11 @@ pub fn load(
             .parse::<Capacity>()?,
         instance_type: s.instance_type.unwrap_or_default(),
         zone: s.zone.unwrap_or_default(),
+        input_mode: s
+            .input_mode
+            .as_deref()
+            .unwrap_or("stream")
+            .parse::<InputMode>()?,
         connect_timeout: Duration::from_secs(30),
     })
 }

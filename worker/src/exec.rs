@@ -20,6 +20,7 @@ pub(crate) struct Slot {
     pub client: WorkerClient,
     /// For presigned object URLs.
     pub http: reqwest::Client,
+    pub stream_sources: bool,
     pub worker_id: String,
     pub heartbeat: Duration,
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -84,13 +85,14 @@ impl Slot {
             }
         };
         info!(task = %task_id, attempt, slot = self.slot, "task started");
-        let staged = match crate::remote::stage(&self.http, task.work.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.fail(&task_id, attempt, &e.message, e.retryable).await;
-                return;
-            }
-        };
+        let staged =
+            match crate::remote::stage(&self.http, task.work.clone(), self.stream_sources).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail(&task_id, attempt, &e.message, e.retryable).await;
+                    return;
+                }
+            };
         let ctl = Arc::new(Control::default());
         let work = staged.work.clone();
         let ctl_run = ctl.clone();

@@ -62,8 +62,35 @@ pub struct WorkerConfig {
     pub capacity: Capacity,
     pub instance_type: String,
     pub zone: String,
+    /// How a job's source behind a presigned URL is read.
+    pub input_mode: InputMode,
     /// How long to keep trying to reach the coordinator at start-up.
     pub connect_timeout: Duration,
+}
+
+/// How a worker reads a job's source object (chunks and audio tracks are
+/// always downloaded: the stitcher checks their checksums). Streaming is the
+/// default: `bench/s3_input.sh` measured it faster, and each chunk task
+/// reads only the ranges it needs instead of the whole source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// Download the whole object to a scratch file first.
+    Download,
+    /// Let FFmpeg read the URL with HTTP range requests.
+    Stream,
+}
+
+impl std::str::FromStr for InputMode {
+    type Err = spotenc_proto::Error;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "download" => Ok(InputMode::Download),
+            "stream" => Ok(InputMode::Stream),
+            other => Err(spotenc_proto::Error::invalid(format!(
+                "invalid input mode {other:?} (expected download or stream)"
+            ))),
+        }
+    }
 }
 
 /// Slots for a CPU host: one per four cores (x264 scales well to about
@@ -158,6 +185,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         let slot_ctx = exec::Slot {
             client: client.clone(),
             http: http.clone(),
+            stream_sources: config.input_mode == InputMode::Stream,
             worker_id: reg.worker_id.clone(),
             heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
             stop: stop_rx.clone(),

@@ -30,6 +30,9 @@ pub(crate) struct Staged {
 
 struct Stager<'a> {
     client: &'a reqwest::Client,
+    /// Leave source URLs to FFmpeg (HTTP range requests) instead of
+    /// downloading them.
+    stream_sources: bool,
     scratch: Option<tempfile::TempDir>,
     uploads: Vec<(PathBuf, String)>,
     n: usize,
@@ -61,6 +64,18 @@ impl Stager<'_> {
         if !is_url(url) {
             return Ok(url.to_string());
         }
+        self.fetch(url, name).await
+    }
+
+    /// A job's source: streamed or downloaded, as configured.
+    async fn source(&mut self, url: &str) -> Result<String, TransferError> {
+        if self.stream_sources || !is_url(url) {
+            return Ok(url.to_string());
+        }
+        self.fetch(url, "input").await
+    }
+
+    async fn fetch(&mut self, url: &str, name: &str) -> Result<String, TransferError> {
         let path = self.local(name)?;
         download(self.client, url, &path).await?;
         Ok(path.display().to_string())
@@ -76,26 +91,32 @@ impl Stager<'_> {
     }
 }
 
-/// Downloads inputs and plans uploads for `work`.
-pub(crate) async fn stage(client: &reqwest::Client, work: Work) -> Result<Staged, TransferError> {
+/// Downloads inputs (the job's source only when `stream_sources` is off)
+/// and plans uploads for `work`.
+pub(crate) async fn stage(
+    client: &reqwest::Client,
+    work: Work,
+    stream_sources: bool,
+) -> Result<Staged, TransferError> {
     let mut s = Stager {
         client,
+        stream_sources,
         scratch: None,
         uploads: Vec::new(),
         n: 0,
     };
     let work = match work {
         Work::Probe(mut p) => {
-            p.input = s.input(&p.input, "input").await?;
+            p.input = s.source(&p.input).await?;
             Work::Probe(p)
         }
         Work::Encode(mut e) => {
-            e.input = s.input(&e.input, "input").await?;
+            e.input = s.source(&e.input).await?;
             e.output = s.output(&e.output, "chunk.nut")?;
             Work::Encode(e)
         }
         Work::Audio(mut a) => {
-            a.input = s.input(&a.input, "input").await?;
+            a.input = s.source(&a.input).await?;
             a.output = s.output(&a.output, "audio.nut")?;
             Work::Audio(a)
         }
