@@ -140,3 +140,47 @@ async fn workers_killed_five_times_mid_job_never_leave_a_partial_output() {
     assert!(expired >= 5, "each kill should cost a lease: {expired}");
     assert_faithful(&src, &out);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_job_stops_its_running_task_within_a_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 8, "1280x720");
+    let out = dir.path().join("out.mp4");
+    let mut fleet = Fleet::builder().cpu_workers(1).start();
+    let id = submit_id(
+        &fleet,
+        &src,
+        &out,
+        &["--chunk-seconds", "8", "--preset", "veryslow"],
+    );
+    leased_encode(&fleet.url, &id).await;
+
+    let cancelled = std::time::Instant::now();
+    let r = fleet.spotenc(&["cancel", &id]);
+    assert!(r.status.success(), "{r:?}");
+    // The worker learns at its next heartbeat (every 500 ms here).
+    let log = fleet.data_dir.path().join("w0.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("lease lost")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "worker still encoding 5 s after the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped = cancelled.elapsed();
+    println!(
+        "worker stopped {:.0} ms after the cancel",
+        stopped.as_secs_f64() * 1000.0
+    );
+    // One heartbeat to learn it, then the frame in flight; generous for
+    // a loaded CI machine.
+    assert!(stopped < Duration::from_secs(3), "took {stopped:?}");
+    let j = job(&fleet.url, &id).await;
+    assert_eq!(j.state, pb::JobState::Cancelled as i32);
+    assert!(!out.exists());
+    assert!(fleet.worker("w0").is_running());
+}
