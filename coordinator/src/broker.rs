@@ -28,6 +28,9 @@ pub struct S3Config {
     pub allowed_buckets: Vec<String>,
     /// How long a presigned URL stays valid.
     pub presign_ttl: Duration,
+    /// Stitched outputs expected above this size go up in parts.
+    pub multipart_threshold_bytes: u64,
+    pub part_size_bytes: u64,
 }
 
 /// `s3://bucket/key` split in two.
@@ -162,13 +165,37 @@ impl Broker {
                 Work::Audio(a)
             }
             Work::Stitch(mut s) => {
+                // A remux is about as large as its chunks and audio.
+                let estimate: u64 = s.chunks.iter().map(|c| c.size_bytes).sum::<u64>()
+                    + s.audio.as_ref().map_or(0, |a| a.size_bytes);
                 for c in &mut s.chunks {
                     c.path = self.get_url(&c.path).await?;
                 }
                 if let Some(a) = &mut s.audio {
                     a.path = self.get_url(&a.path).await?;
                 }
-                s.output = self.put_url(&s.output).await?;
+                match (parse_s3(&s.output), &self.s3) {
+                    (Some((bucket, key)), Some(cfg))
+                        if estimate > cfg.multipart_threshold_bytes =>
+                    {
+                        let store = self.store(bucket)?;
+                        let upload_id = store.create_multipart(key).await?;
+                        // Room for the container overhead and a bad estimate.
+                        let parts = (estimate + estimate / 10).div_ceil(cfg.part_size_bytes) + 1;
+                        let mut urls = Vec::new();
+                        for n in 1..=parts.min(10_000) {
+                            urls.push(
+                                store
+                                    .presign_upload_part(key, &upload_id, n as i32, cfg.presign_ttl)
+                                    .await?,
+                            );
+                        }
+                        s.part_urls = urls;
+                        s.part_size_bytes = cfg.part_size_bytes;
+                        s.output = String::new();
+                    }
+                    _ => s.output = self.put_url(&s.output).await?,
+                }
                 Work::Stitch(s)
             }
         })
@@ -195,6 +222,13 @@ impl Broker {
             ));
         }
         let store = self.store(ob).map_err(|e| e.to_string())?;
+        // A stitch uploaded in parts becomes an object once completed.
+        if store.size(tkey).await.map_err(|e| e.to_string())?.is_none() {
+            store
+                .complete_uploaded_parts(tkey)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         match store.size(tkey).await.map_err(|e| e.to_string())? {
             Some(n) if n != stitched.size_bytes => Err(format!(
                 "stitched object is {n} bytes, expected {}",
@@ -230,6 +264,7 @@ impl Broker {
                     for k in store.list(&prefix).await.unwrap_or_default() {
                         let _ = store.delete(&k).await;
                     }
+                    let _ = store.abort_uploads(&prefix).await;
                 }
             }
             None => {
@@ -237,5 +272,87 @@ impl Broker {
                 let _ = tokio::task::spawn_blocking(move || storage::cleanup(&w, &o, &j)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spotenc_tests::garage::{Garage, ACCESS_KEY, BUCKET, SECRET_KEY};
+
+    fn broker(g: &Garage) -> Broker {
+        Broker::new(Some(S3Config {
+            settings: S3Settings {
+                endpoint: Some(g.endpoint()),
+                region: "garage".into(),
+                bucket: BUCKET.into(),
+                access_key_id: ACCESS_KEY.into(),
+                secret_access_key: SECRET_KEY.into(),
+                path_style: true,
+            },
+            allowed_buckets: vec![],
+            presign_ttl: Duration::from_secs(60),
+            multipart_threshold_bytes: 4 << 30,
+            part_size_bytes: 64 << 20,
+        }))
+    }
+
+    // The coordinator can die after the copy and before it records the
+    // commit; committing again must then succeed without the temporary.
+    #[tokio::test]
+    async fn commit_is_repeatable_after_a_crash_between_copy_and_record() {
+        let g = Garage::start();
+        let b = broker(&g);
+        let store = b.store(BUCKET).unwrap();
+        store
+            .put("out/.m.mp4.j.a1.part", b"stitched bytes".to_vec())
+            .await
+            .unwrap();
+        let stitched = OutputObject {
+            path: format!("s3://{BUCKET}/out/.m.mp4.j.a1.part"),
+            size_bytes: 14,
+            sha256: String::new(),
+            frames: 1,
+        };
+        let output = format!("s3://{BUCKET}/out/m.mp4");
+        b.commit(&stitched, &output).await.unwrap();
+        // "Restart": the temporary is gone, the output is in place.
+        b.commit(&stitched, &output).await.unwrap();
+        assert_eq!(store.get("out/m.mp4").await.unwrap(), b"stitched bytes");
+        // A different object at the output is not mistaken for ours.
+        store
+            .put("out/m.mp4", b"something else entirely".to_vec())
+            .await
+            .unwrap();
+        assert!(b.commit(&stitched, &output).await.is_err());
+    }
+
+    #[test]
+    fn inputs_are_limited_to_allowed_buckets_and_clean_keys() {
+        let b = Broker::new(Some(S3Config {
+            settings: S3Settings {
+                endpoint: None,
+                region: "r".into(),
+                bucket: "work".into(),
+                access_key_id: "k".into(),
+                secret_access_key: "s".into(),
+                path_style: true,
+            },
+            allowed_buckets: vec!["media".into()],
+            presign_ttl: Duration::from_secs(60),
+            multipart_threshold_bytes: 1,
+            part_size_bytes: 5 << 20,
+        }));
+        assert!(b.check_input("s3://media/in/a.mp4").is_ok());
+        for bad in [
+            "s3://other/a.mp4",
+            "s3://media/../a.mp4",
+            "s3://media/a//b.mp4",
+            "s3://media/",
+            "s3://media",
+        ] {
+            assert!(b.check_input(bad).is_err(), "{bad}");
+        }
+        assert!(Broker::new(None).check_output("s3://media/o.mp4").is_err());
     }
 }

@@ -29,6 +29,8 @@
 //! allowed_buckets = ["media"]      # inputs and outputs
 //! path_style = true                # default true
 //! presign_ttl_seconds = 3600
+//! multipart_threshold_bytes = 4294967296  # stitched outputs above go up in parts
+//! part_size_bytes = 67108864       # 5 MiB ..= 5 GiB
 //! # keys from SPOTENC_S3_ACCESS_KEY_ID / SPOTENC_S3_SECRET_ACCESS_KEY
 //! # (or the variables access_key_id_env / secret_access_key_env name)
 //! ```
@@ -80,6 +82,8 @@ struct S3Section {
     access_key_id_env: Option<String>,
     secret_access_key_env: Option<String>,
     presign_ttl_seconds: Option<u64>,
+    multipart_threshold_bytes: Option<u64>,
+    part_size_bytes: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -212,6 +216,13 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
                 presign_ttl: Duration::from_secs(
                     s.presign_ttl_seconds.unwrap_or(3600).clamp(60, 7 * 86_400),
                 ),
+                // One PUT takes at most 5 GB; stay well below it.
+                multipart_threshold_bytes: s.multipart_threshold_bytes.unwrap_or(4 << 30),
+                // S3 parts are 5 MiB to 5 GiB, at most 10,000 of them.
+                part_size_bytes: s
+                    .part_size_bytes
+                    .unwrap_or(64 << 20)
+                    .clamp(5 << 20, 5 << 30),
             })
         }
     };

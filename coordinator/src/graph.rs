@@ -61,6 +61,8 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
             output: storage::temp_output(&spec.output, &job.id),
             container: spec.container,
             expected_frames: v.frame_count,
+            part_urls: vec![],
+            part_size_bytes: 0,
         }),
         deps,
         frames_total: v.frame_count,

@@ -97,6 +97,8 @@ fn transcode(
             output: out.to_str().unwrap().into(),
             container,
             expected_frames: info.video.frame_count,
+            part_urls: vec![],
+            part_size_bytes: 0,
         },
         &ctl,
     )

@@ -338,6 +338,8 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
             output: s.output,
             container: pb::Container::from(s.container) as i32,
             expected_frames: s.expected_frames,
+            part_urls: s.part_urls,
+            part_size_bytes: s.part_size_bytes,
         }),
     }
 }
@@ -381,6 +383,8 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                 audio: s.audio.map(from_stitch_chunk),
                 output: s.output,
                 expected_frames: s.expected_frames,
+                part_urls: s.part_urls,
+                part_size_bytes: s.part_size_bytes,
             }),
         };
         Ok(d::LeasedTask {

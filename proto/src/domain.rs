@@ -424,6 +424,12 @@ pub struct StitchTask {
     pub output: String,
     pub container: Container,
     pub expected_frames: u64,
+    /// Presigned UploadPart URLs when the output goes up in parts; empty
+    /// when it goes up with one PUT to `output`.
+    #[serde(default)]
+    pub part_urls: Vec<String>,
+    #[serde(default)]
+    pub part_size_bytes: u64,
 }
 
 /// The work inside a task.

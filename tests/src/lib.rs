@@ -95,6 +95,7 @@ pub struct FleetBuilder {
     redis: Option<String>,
     secure: bool,
     s3_endpoint: Option<String>,
+    s3_extra: String,
     worker_args: Vec<String>,
     lease_ttl_ms: u32,
     heartbeat_interval_ms: u32,
@@ -177,6 +178,7 @@ impl Fleet {
             redis: None,
             secure: false,
             s3_endpoint: None,
+            s3_extra: String::new(),
             worker_args: Vec::new(),
             lease_ttl_ms: 3_000,
             heartbeat_interval_ms: 500,
@@ -270,6 +272,14 @@ impl FleetBuilder {
         self
     }
 
+    /// Sends stitched outputs above `threshold` bytes up in parts of
+    /// `part_size` bytes.
+    pub fn s3_multipart(mut self, threshold: u64, part_size: u64) -> Self {
+        self.s3_extra =
+            format!("multipart_threshold_bytes = {threshold}\npart_size_bytes = {part_size}\n");
+        self
+    }
+
     /// Passes an extra flag to every worker.
     pub fn worker_arg(mut self, arg: &str) -> Self {
         self.worker_args.push(arg.to_string());
@@ -302,8 +312,9 @@ impl FleetBuilder {
         };
         if let Some(endpoint) = &self.s3_endpoint {
             config_text.push_str(&format!(
-                "\n[s3]\nendpoint = {endpoint:?}\nregion = \"garage\"\nbucket = {:?}\npath_style = true\n",
-                garage::BUCKET
+                "\n[s3]\nendpoint = {endpoint:?}\nregion = \"garage\"\nbucket = {:?}\npath_style = true\n{}",
+                garage::BUCKET,
+                self.s3_extra
             ));
         }
         let config = data_dir.path().join("coordinator.toml");

@@ -23,8 +23,7 @@ pub(crate) struct TransferError {
 /// A task's work rewritten to local files, with the uploads still to do.
 pub(crate) struct Staged {
     pub work: Work,
-    /// (local file, presigned PUT URL)
-    uploads: Vec<(PathBuf, String)>,
+    uploads: Vec<Upload>,
     _scratch: Option<tempfile::TempDir>,
 }
 
@@ -34,8 +33,20 @@ struct Stager<'a> {
     /// downloading them.
     stream_sources: bool,
     scratch: Option<tempfile::TempDir>,
-    uploads: Vec<(PathBuf, String)>,
+    uploads: Vec<Upload>,
     n: usize,
+}
+
+/// An output to send once the media work has written it.
+enum Upload {
+    /// One presigned PUT.
+    Put { path: PathBuf, url: String },
+    /// Presigned UploadPart URLs, `part_size` bytes each (the last: the rest).
+    Parts {
+        path: PathBuf,
+        urls: Vec<String>,
+        part_size: u64,
+    },
 }
 
 impl Stager<'_> {
@@ -86,7 +97,10 @@ impl Stager<'_> {
             return Ok(url.to_string());
         }
         let path = self.local(name)?;
-        self.uploads.push((path.clone(), url.to_string()));
+        self.uploads.push(Upload::Put {
+            path: path.clone(),
+            url: url.to_string(),
+        });
         Ok(path.display().to_string())
     }
 }
@@ -131,7 +145,17 @@ pub(crate) async fn stage(
                 Container::Mp4 => "output.mp4",
                 Container::Mkv => "output.mkv",
             };
-            st.output = s.output(&st.output, name)?;
+            if st.part_urls.is_empty() {
+                st.output = s.output(&st.output, name)?;
+            } else {
+                let path = s.local(name)?;
+                s.uploads.push(Upload::Parts {
+                    path: path.clone(),
+                    urls: std::mem::take(&mut st.part_urls),
+                    part_size: st.part_size_bytes,
+                });
+                st.output = path.display().to_string();
+            }
             Work::Stitch(st)
         }
     };
@@ -145,8 +169,15 @@ pub(crate) async fn stage(
 impl Staged {
     /// Uploads the outputs the media work wrote.
     pub(crate) async fn upload(&self, client: &reqwest::Client) -> Result<(), TransferError> {
-        for (path, url) in &self.uploads {
-            upload(client, path, url).await?;
+        for u in &self.uploads {
+            match u {
+                Upload::Put { path, url } => upload(client, path, url, 0, None).await?,
+                Upload::Parts {
+                    path,
+                    urls,
+                    part_size,
+                } => upload_parts(client, path, urls, *part_size).await?,
+            }
         }
         Ok(())
     }
@@ -186,20 +217,32 @@ async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<()
     Ok(())
 }
 
-async fn upload(client: &reqwest::Client, path: &Path, url: &str) -> Result<(), TransferError> {
+/// PUTs `len` bytes of the file from `offset` (`None`: to the end).
+async fn upload(
+    client: &reqwest::Client,
+    path: &Path,
+    url: &str,
+    offset: u64,
+    len: Option<u64>,
+) -> Result<(), TransferError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let fail = |m: String| TransferError {
         message: format!("upload {}: {m}", shown(url)),
         retryable: true,
     };
-    let file = tokio::fs::File::open(path)
+    let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let len = file
+    let size = file
         .metadata()
         .await
         .map_err(|e| fail(e.to_string()))?
         .len();
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+    let len = len.unwrap_or(size.saturating_sub(offset));
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file.take(len)));
     let resp = client
         .put(url)
         .header(reqwest::header::CONTENT_LENGTH, len)
@@ -209,6 +252,45 @@ async fn upload(client: &reqwest::Client, path: &Path, url: &str) -> Result<(), 
         .map_err(|e| fail(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    Ok(())
+}
+
+/// Uploads a file in parts through presigned UploadPart URLs; the
+/// coordinator completes the upload from the parts S3 holds.
+async fn upload_parts(
+    client: &reqwest::Client,
+    path: &Path,
+    urls: &[String],
+    part_size: u64,
+) -> Result<(), TransferError> {
+    let size = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| TransferError {
+            message: format!("upload parts: {e}"),
+            retryable: true,
+        })?
+        .len();
+    let needed = size.div_ceil(part_size.max(1)).max(1) as usize;
+    if needed > urls.len() {
+        return Err(TransferError {
+            message: format!(
+                "output is {size} bytes: {needed} parts of {part_size}, but only {} part URLs were issued",
+                urls.len()
+            ),
+            retryable: false,
+        });
+    }
+    for (i, url) in urls.iter().take(needed).enumerate() {
+        let offset = i as u64 * part_size;
+        upload(
+            client,
+            path,
+            url,
+            offset,
+            Some(part_size.min(size - offset)),
+        )
+        .await?;
     }
     Ok(())
 }

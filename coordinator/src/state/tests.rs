@@ -112,6 +112,8 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
                 output: "/.out.mp4.part".into(),
                 container: Container::Mp4,
                 expected_frames: 50,
+                part_urls: vec![],
+                part_size_bytes: 0,
             }),
             deps: vec![format!("{job}/encode-0"), format!("{job}/encode-1")],
             frames_total: 50,

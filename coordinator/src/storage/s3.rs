@@ -147,6 +147,130 @@ impl S3Store {
     }
 }
 
+/// Multipart uploads written by workers through presigned part URLs.
+impl S3Store {
+    /// Starts a multipart upload of `key`; returns its upload id.
+    pub async fn create_multipart(&self, key: &str) -> Result<String> {
+        let up = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("create multipart", key, e))?;
+        up.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Internal(format!("no upload id for {key}")))
+    }
+
+    /// A URL that uploads part `number` (from 1) of an upload.
+    pub async fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        ttl: Duration,
+    ) -> Result<String> {
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .presigned(Self::presigning(ttl)?)
+            .await
+            .map_err(|e| s3_error("presign part", key, e))?;
+        Ok(req.uri().to_string())
+    }
+
+    async fn uploads_of(&self, key: &str) -> Result<Vec<String>> {
+        let r = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("list uploads", key, e))?;
+        Ok(r.uploads()
+            .iter()
+            .filter(|u| u.key() == Some(key))
+            .filter_map(|u| u.upload_id().map(str::to_string))
+            .collect())
+    }
+
+    /// Completes the multipart upload of `key` from the parts S3 holds (no
+    /// caller needs to remember ETags). `false` when there is none.
+    pub async fn complete_uploaded_parts(&self, key: &str) -> Result<bool> {
+        let Some(upload_id) = self.uploads_of(key).await?.into_iter().next() else {
+            return Ok(false);
+        };
+        let listed = self
+            .client
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .send()
+            .await
+            .map_err(|e| s3_error("list parts", key, e))?;
+        let parts: Vec<CompletedPart> = listed
+            .parts()
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .set_part_number(p.part_number())
+                    .set_e_tag(p.e_tag().map(str::to_string))
+                    .build()
+            })
+            .collect();
+        if parts.is_empty() {
+            return Ok(false);
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_error("complete multipart", key, e))?;
+        Ok(true)
+    }
+
+    /// Aborts every unfinished multipart upload under `prefix`.
+    pub async fn abort_uploads(&self, prefix: &str) -> Result<()> {
+        let r = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| s3_error("list uploads", prefix, e))?;
+        for u in r.uploads() {
+            if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl ObjectStore for S3Store {
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String> {
