@@ -135,11 +135,9 @@ impl Coordinator {
         mut outcome: TaskOutcome,
     ) -> Result<()> {
         let mut follow_ups = Vec::new();
-        let job_id = task_id.split('/').next().unwrap_or_default();
-        let (job, tasks) = self.store.job(job_id).await?;
         // Record the object this attempt was told to write, not whatever URL
         // or path the worker reports.
-        if let Some(task) = tasks.iter().find(|t| t.id == task_id) {
+        if let Ok(task) = self.store.task(task_id).await {
             let canonical = match with_attempt_paths(task.work.clone(), attempt) {
                 Work::Encode(e) => Some(e.output),
                 Work::Audio(a) => Some(a.output),
@@ -155,6 +153,8 @@ impl Coordinator {
             }
         }
         if let TaskOutcome::Probe(probe) = &outcome {
+            let job_id = task_id.split('/').next().unwrap_or_default();
+            let (job, _) = self.store.job(job_id).await?;
             match graph::expand(&job, probe, &self.work_dir(&job)) {
                 Ok(tasks) => follow_ups = tasks,
                 Err(e) => {

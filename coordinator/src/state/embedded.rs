@@ -201,6 +201,14 @@ impl StateStore for EmbeddedStore {
         Ok((job, tasks))
     }
 
+    async fn task(&self, task_id: &str) -> Result<TaskRecord> {
+        let s = self.state.lock().expect("state lock");
+        s.tasks
+            .get(task_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("task {task_id}")))
+    }
+
     async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobRecord>> {
         let s = self.state.lock().expect("state lock");
         let mut jobs: Vec<JobRecord> = s

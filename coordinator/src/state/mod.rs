@@ -162,6 +162,7 @@ pub trait StateStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Transition>;
     async fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>)>;
+    async fn task(&self, task_id: &str) -> Result<TaskRecord>;
     async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobRecord>>;
 }
 

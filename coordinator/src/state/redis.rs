@@ -492,6 +492,10 @@ impl StateStore for RedisStore {
         Ok((job, tasks))
     }
 
+    async fn task(&self, task_id: &str) -> Result<TaskRecord> {
+        self.task_record(task_id).await
+    }
+
     async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobRecord>> {
         let mut c = self.conn.clone();
         // The reaper asks for committing jobs twice a second; keep that
