@@ -40,7 +40,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "SPOTENC_ZONE")]
     zone: Option<String>,
     /// How to read a job's source behind a presigned URL: stream (default,
-    /// FFmpeg HTTP range requests; measured faster) or download
+    /// FFmpeg HTTP range requests) or download
     #[arg(long, env = "SPOTENC_INPUT_MODE")]
     pub input_mode: Option<String>,
 }
