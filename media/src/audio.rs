@@ -155,7 +155,6 @@ fn encode(
 
     // abuffer -> align start to 0, cut at the duration, convert -> fixed-size
     // frames for the AAC encoder.
-    let mut graph = filter::Graph::new();
     let in_layout = if decoder.channel_layout().is_empty() {
         ffmpeg::ChannelLayout::default(i32::from(decoder.channels()))
     } else {
@@ -168,28 +167,12 @@ fn encode(
         decoder.format().name(),
         in_layout.bits()
     );
-    let ff = Error::ff;
-    graph
-        .add(&filter::find("abuffer").expect("abuffer"), "in", &args)
-        .map_err(ff("audio filter input"))?;
-    graph
-        .add(
-            &filter::find("abuffersink").expect("abuffersink"),
-            "out",
-            "",
-        )
-        .map_err(ff("audio filter output"))?;
     let spec = format!(
         "aresample={rate}:async=1:first_pts=0,atrim=end={:.6},asetpts=PTS-STARTPTS,aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts={}",
         task.duration_seconds,
         if stereo { "stereo" } else { "mono" }
     );
-    graph
-        .output("in", 0)
-        .and_then(|p| p.input("out", 0))
-        .and_then(|p| p.parse(&spec))
-        .map_err(ff("audio filter graph"))?;
-    graph.validate().map_err(ff("audio filter graph"))?;
+    let mut graph = crate::filter_graph("abuffer", &args, &spec)?;
     graph
         .get("out")
         .expect("out")
@@ -254,7 +237,7 @@ fn encode(
                 .expect("in")
                 .source()
                 .add(&decoded)
-                .map_err(ff("audio filter input"))?;
+                .map_err(Error::ff("audio filter input"))?;
             pump(&mut graph, &mut encoder, &mut octx, false)?;
         }
     }
@@ -274,7 +257,7 @@ fn encode(
         .expect("in")
         .source()
         .flush()
-        .map_err(ff("audio filter flush"))?;
+        .map_err(Error::ff("audio filter flush"))?;
     pump(&mut graph, &mut encoder, &mut octx, true)?;
     octx.write_trailer()
         .map_err(Error::ff("write audio trailer"))?;

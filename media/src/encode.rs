@@ -238,7 +238,6 @@ impl Pipeline {
             r if r.numerator() > 0 && r.denominator() > 0 => r,
             _ => Rational::new(1, 1),
         };
-        let mut graph = filter::Graph::new();
         let args = format!(
             "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
             first.width(),
@@ -249,24 +248,9 @@ impl Pipeline {
             sar.numerator(),
             sar.denominator()
         );
-        let ff = Error::ff;
-        graph
-            .add(&filter::find("buffer").expect("buffer filter"), "in", &args)
-            .map_err(ff("filter buffer"))?;
-        graph
-            .add(
-                &filter::find("buffersink").expect("buffersink filter"),
-                "out",
-                "",
-            )
-            .map_err(ff("filter buffersink"))?;
         let spec = format!("scale={w}:{h}:flags=bicubic,format=yuv420p");
-        graph
-            .output("in", 0)
-            .and_then(|p| p.input("out", 0))
-            .and_then(|p| p.parse(&spec))
-            .map_err(ff("filter graph"))?;
-        graph.validate().map_err(ff("filter graph"))?;
+        let graph = crate::filter_graph("buffer", &args, &spec)?;
+        let ff = Error::ff;
 
         let encoder_name = video.codec.software_encoder();
         let enc_codec = codec::encoder::find_by_name(encoder_name).ok_or_else(|| {

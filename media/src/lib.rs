@@ -118,6 +118,31 @@ impl Control {
     }
 }
 
+/// A filter graph from a `source` filter (`buffer` or `abuffer`, with
+/// `args`) through `spec` to a sink named `out`; the source is named `in`.
+pub(crate) fn filter_graph(source: &str, args: &str, spec: &str) -> Result<ffmpeg::filter::Graph> {
+    use ffmpeg::filter;
+    let sink = if source == "abuffer" {
+        "abuffersink"
+    } else {
+        "buffersink"
+    };
+    let ff = |what: &str| Error::ff(format!("filter graph {spec:?}: {what}"));
+    let mut graph = filter::Graph::new();
+    let find = |name: &str| {
+        filter::find(name).ok_or_else(|| Error::Unsupported(format!("no {name} filter")))
+    };
+    graph.add(&find(source)?, "in", args).map_err(ff(source))?;
+    graph.add(&find(sink)?, "out", "").map_err(ff(sink))?;
+    graph
+        .output("in", 0)
+        .and_then(|p| p.input("out", 0))
+        .and_then(|p| p.parse(spec))
+        .map_err(ff("parse"))?;
+    graph.validate().map_err(ff("validate"))?;
+    Ok(graph)
+}
+
 /// Size and SHA-256 of a file, as the stitcher verifies them.
 pub fn file_digest(path: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
