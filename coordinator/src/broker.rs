@@ -121,13 +121,16 @@ impl Broker {
         }
     }
 
+    fn ttl(&self) -> Duration {
+        self.s3
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |c| c.presign_ttl)
+    }
+
     async fn get_url(&self, uri: &str) -> Result<String> {
         match parse_s3(uri) {
             Some((bucket, key)) => {
-                let ttl = self
-                    .s3
-                    .as_ref()
-                    .map_or(Duration::from_secs(3600), |c| c.presign_ttl);
+                let ttl = self.ttl();
                 self.store(bucket)?.presign_get(key, ttl).await
             }
             None => Ok(uri.to_string()),
@@ -137,10 +140,7 @@ impl Broker {
     async fn put_url(&self, uri: &str) -> Result<String> {
         match parse_s3(uri) {
             Some((bucket, key)) => {
-                let ttl = self
-                    .s3
-                    .as_ref()
-                    .map_or(Duration::from_secs(3600), |c| c.presign_ttl);
+                let ttl = self.ttl();
                 self.store(bucket)?.presign_put(key, ttl).await
             }
             None => Ok(uri.to_string()),

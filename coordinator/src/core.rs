@@ -30,6 +30,11 @@ pub struct Coordinator {
     config: Config,
 }
 
+/// The job a task belongs to: task ids are `<job>/<name>`.
+pub(crate) fn job_of(task_id: &str) -> &str {
+    task_id.split('/').next().unwrap_or_default()
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -153,7 +158,7 @@ impl Coordinator {
             }
         }
         if let TaskOutcome::Probe(probe) = &outcome {
-            let job_id = task_id.split('/').next().unwrap_or_default();
+            let job_id = job_of(task_id);
             let (job, _) = self.store.job(job_id).await?;
             match graph::expand(&job, probe, &self.work_dir(&job)) {
                 Ok(tasks) => follow_ups = tasks,
@@ -180,7 +185,7 @@ impl Coordinator {
             }
             Err(Error::Invalid(msg)) => {
                 // The store recorded the failure; requeue or end the job.
-                let job_id = task_id.split('/').next().unwrap_or_default();
+                let job_id = job_of(task_id);
                 if let Ok(view) = self.job(job_id).await {
                     self.after(Transition {
                         job_id: view.id,

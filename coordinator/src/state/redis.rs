@@ -356,7 +356,7 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
-        let job_id = task_id.split('/').next().unwrap_or_default().to_string();
+        let job_id = crate::core::job_of(task_id).to_string();
         Ok(Transition {
             job_id,
             state: enum_field(&state)?,

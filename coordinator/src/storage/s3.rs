@@ -77,15 +77,7 @@ impl S3Store {
     }
 
     async fn multipart_copy(&self, src: &str, dst: &str, size: u64) -> Result<()> {
-        let up = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(dst)
-            .send()
-            .await
-            .map_err(|e| s3_error("create multipart", dst, e))?;
-        let upload_id = up.upload_id().unwrap_or_default().to_string();
+        let upload_id = self.create_multipart(dst).await?;
         let source = format!("{}/{src}", self.bucket);
         let mut parts = Vec::new();
         let mut start = 0u64;
@@ -130,11 +122,20 @@ impl S3Store {
             start = end + 1;
             number += 1;
         }
+        self.complete_upload(dst, &upload_id, parts).await
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<()> {
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
-            .key(dst)
-            .upload_id(&upload_id)
+            .key(key)
+            .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
@@ -142,7 +143,7 @@ impl S3Store {
             )
             .send()
             .await
-            .map_err(|e| s3_error("complete multipart", dst, e))?;
+            .map_err(|e| s3_error("complete multipart", key, e))?;
         Ok(())
     }
 }
@@ -229,19 +230,7 @@ impl S3Store {
         if parts.is_empty() {
             return Ok(false);
         }
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| s3_error("complete multipart", key, e))?;
+        self.complete_upload(key, &upload_id, parts).await?;
         Ok(true)
     }
 
