@@ -6,7 +6,8 @@
 -- ARGV: prefix, worker_id, now_ms, lease_ttl_ms
 -- Returns: nil, or {task_id, job_id, attempt, work_json, deps_json}.
 local worker, now, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local capacity = redis.call('HGET', P .. ':worker:' .. worker, 'capacity')
+local w = redis.call('HMGET', P .. ':worker:' .. worker, 'capacity', 'pool')
+local capacity, pool = w[1], w[2] or ''
 if not capacity then
   return redis.error_reply('NOTFOUND worker ' .. worker)
 end
@@ -31,7 +32,8 @@ while true do
       'lease_until_ms', now + ttl, 'frames_done', 0)
     redis.call('ZADD', LEASED, now + ttl, id)
     redis.call('RPUSH', hk(id), cjson.encode({attempt = attempt, worker_id = worker,
-      started_unix_ms = now, ended_unix_ms = 0, outcome = 'running', error = ''}))
+      started_unix_ms = now, ended_unix_ms = 0, outcome = 'running', error = '',
+      pool = pool, log_bytes = 0}))
     if jstate == 'Queued' then redis.call('HSET', jk(t[2]), 'state', 'Running') end
     redis.call('HSET', jk(t[2]), 'updated_unix_ms', now)
     return {id, t[2], attempt, t[3], t[4]}

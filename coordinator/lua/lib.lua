@@ -7,13 +7,16 @@
 --   P:job:<id>:tasks       LIST task ids in graph order
 --   P:task:<id>            HASH task fields
 --   P:task:<id>:history    LIST attempt records (flat JSON objects)
+--   P:task:<id>:intr       HASH interruptions of the task by pool
+--   P:task:<id>:log:<n>    STRING audit log of attempt n
 --   P:pending:<partition>  ZSET pending task ids by (job seq, task order);
 --                          partitions are Spot and OnDemand
 --   P:spot_deadline        ZSET pending spot task ids by the time they
 --                          escalate to on-demand for waiting too long
 --   P:leased               ZSET leased task ids by lease deadline (ms)
 --   P:committing           SET job ids waiting for their commit
---   P:worker:<id>          HASH registered worker: record (JSON), capacity
+--   P:worker:<id>          HASH registered worker: record (JSON), capacity,
+--                          pool
 -- Keys are derived from the prefix rather than passed in KEYS, so the
 -- backend needs a single Redis instance (or one hash slot).
 local P = ARGV[1]
@@ -55,17 +58,42 @@ local function make_pending(task_id, now)
   end
 end
 
+-- Stores an ended attempt's audit log and notes its size in the attempt
+-- record.
+local function keep_log(task_id, attempt, log)
+  if log == '' then return end
+  redis.call('SET', tk(task_id) .. ':log:' .. attempt, log)
+  local last = redis.call('LINDEX', hk(task_id), -1)
+  if not last then return end
+  local a = cjson.decode(last)
+  if tonumber(a.attempt) == tonumber(attempt) then
+    a.log_bytes = #log
+    redis.call('LSET', hk(task_id), -1, cjson.encode(a))
+  end
+end
+
 local function dequeue(task_id)
   for _, p in ipairs(PARTITIONS) do redis.call('ZREM', pending_key(p), task_id) end
   redis.call('ZREM', SPOT_DEADLINE, task_id)
 end
 
--- Requeues a failed or expired task; a spot task that failed or lost its
--- lease often enough moves to on-demand first.
+-- The most interruptions of a task by any one pool.
+local function max_interruptions(task_id)
+  local most = 0
+  for _, n in ipairs(redis.call('HVALS', tk(task_id) .. ':intr')) do
+    most = math.max(most, tonumber(n))
+  end
+  return most
+end
+
+-- Requeues a failed, expired or interrupted task; a spot task moves to
+-- on-demand first once its failures, expired leases and the most
+-- interruptions by one pool add up to the job's escalation limit.
 local function requeue(job, task_id, now)
   local t = redis.call('HMGET', tk(task_id), 'partition', 'failures', 'expiries')
   local limit = tonumber(redis.call('HGET', jk(job), 'escalate_attempts'))
-  if t[1] == 'Spot' and tonumber(t[2]) + tonumber(t[3]) >= limit then
+  local count = tonumber(t[2]) + tonumber(t[3]) + max_interruptions(task_id)
+  if t[1] == 'Spot' and count >= limit then
     redis.call('HSET', tk(task_id), 'partition', 'OnDemand')
     dequeue(task_id)
   end

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spotenc_proto::domain::{
-    JobSpec, JobState, JobView, LeasedTask, TaskOutcome, Work, WorkerInfo,
+    JobSpec, JobState, JobView, LeasedTask, TaskLog, TaskOutcome, Work, WorkerInfo,
 };
 use spotenc_proto::{Error, Result};
 use tokio::sync::Notify;
@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::state::machine::with_attempt_paths;
-use crate::state::{job_view, JobRecord, StateStore, Transition, WorkerRecord};
+use crate::state::{job_view, Ending, JobRecord, StateStore, Transition, WorkerRecord};
 use crate::{graph, Config};
 
 pub struct Coordinator {
@@ -166,7 +166,7 @@ impl Coordinator {
                     let msg = format!("cannot plan {}: {e}", job.spec.input);
                     let t = self
                         .store
-                        .fail(task_id, attempt, &msg, false, now_ms())
+                        .fail(task_id, attempt, &Ending::new(msg, false), now_ms())
                         .await?;
                     self.after(t).await;
                     return Ok(());
@@ -199,30 +199,30 @@ impl Coordinator {
         }
     }
 
-    pub async fn fail(
-        &self,
-        task_id: &str,
-        attempt: u32,
-        error: &str,
-        retryable: bool,
-    ) -> Result<()> {
-        warn!(task = %task_id, attempt, retryable, error, "task failed");
+    pub async fn fail(&self, task_id: &str, attempt: u32, failure: &Ending) -> Result<()> {
+        warn!(task = %task_id, attempt, retryable = failure.retryable, error = %failure.message, "task failed");
         let t = self
             .store
-            .fail(task_id, attempt, error, retryable, now_ms())
+            .fail(task_id, attempt, failure, now_ms())
             .await?;
         self.after(t).await;
         Ok(())
     }
 
-    pub async fn hand_back(&self, task_id: &str, attempt: u32, reason: &str) -> Result<()> {
-        info!(task = %task_id, attempt, reason, "task handed back");
+    /// An interrupted task: requeued at once, and leasable right away.
+    pub async fn hand_back(&self, task_id: &str, attempt: u32, notice: &Ending) -> Result<()> {
+        info!(task = %task_id, attempt, notice = %notice.message, "task interrupted and requeued");
         let t = self
             .store
-            .hand_back(task_id, attempt, reason, now_ms())
+            .hand_back(task_id, attempt, notice, now_ms())
             .await?;
+        self.work_ready.notify_waiters();
         self.after(t).await;
         Ok(())
+    }
+
+    pub async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
+        self.store.task_logs(job_id, task_id).await
     }
 
     /// Requeues tasks whose leases expired and finishes commits a crash

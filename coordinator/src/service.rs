@@ -15,6 +15,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::core::Coordinator;
+use crate::state::Ending;
 
 /// Longest a LeaseTask call may wait for work.
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(30);
@@ -111,6 +112,17 @@ impl JobService for Jobs {
         )))
     }
 
+    async fn get_task_logs(
+        &self,
+        req: Request<pb::GetTaskLogsRequest>,
+    ) -> Result<Response<pb::GetTaskLogsResponse>, Status> {
+        let req = req.into_inner();
+        let logs = self.0.task_logs(&req.job_id, &req.task_id).await?;
+        Ok(Response::new(pb::GetTaskLogsResponse {
+            logs: logs.into_iter().map(Into::into).collect(),
+        }))
+    }
+
     async fn cancel_job(
         &self,
         req: Request<pb::CancelJobRequest>,
@@ -185,9 +197,12 @@ impl WorkerService for Workers {
         req: Request<pb::FailTaskRequest>,
     ) -> Result<Response<pb::FailTaskResponse>, Status> {
         let req = req.into_inner();
-        self.0
-            .fail(&req.task_id, req.attempt, &req.error, req.retryable)
-            .await?;
+        let failure = Ending {
+            message: req.error,
+            retryable: req.retryable,
+            log: req.log,
+        };
+        self.0.fail(&req.task_id, req.attempt, &failure).await?;
         Ok(Response::new(pb::FailTaskResponse {}))
     }
 
@@ -196,9 +211,12 @@ impl WorkerService for Workers {
         req: Request<pb::HandBackTaskRequest>,
     ) -> Result<Response<pb::HandBackTaskResponse>, Status> {
         let req = req.into_inner();
-        self.0
-            .hand_back(&req.task_id, req.attempt, &req.reason)
-            .await?;
+        let notice = Ending {
+            message: req.reason,
+            retryable: true,
+            log: req.log,
+        };
+        self.0.hand_back(&req.task_id, req.attempt, &notice).await?;
         Ok(Response::new(pb::HandBackTaskResponse {}))
     }
 }

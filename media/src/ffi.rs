@@ -104,3 +104,90 @@ pub fn index_entries(input: &mut ffmpeg::format::context::Input, stream: usize) 
             .collect()
     }
 }
+
+/// FFmpeg's log callback, pointed at a per-thread buffer while a task runs
+/// (see [`crate::capture_log`]). x86-64 only: the callback receives a
+/// `va_list`, whose Rust type bindgen spells differently on each
+/// architecture; elsewhere logs are not captured.
+#[cfg(target_arch = "x86_64")]
+mod log {
+    use std::cell::{Cell, RefCell};
+    use std::ffi::{c_char, c_int, c_void, CStr};
+
+    use super::ffi;
+
+    thread_local! {
+        static SINK: RefCell<Option<String>> = const { RefCell::new(None) };
+        static PRINT_PREFIX: Cell<c_int> = const { Cell::new(1) };
+    }
+
+    /// Keeps at most this much per capture, dropping the oldest lines.
+    const KEEP: usize = 64 * 1024;
+
+    unsafe extern "C" fn callback(
+        avcl: *mut c_void,
+        level: c_int,
+        fmt: *const c_char,
+        vl: *mut ffi::__va_list_tag,
+    ) {
+        if level > ffi::AV_LOG_INFO as c_int || !SINK.with(|s| s.borrow().is_some()) {
+            return;
+        }
+        let mut line = [0 as c_char; 1024];
+        let mut prefix = PRINT_PREFIX.with(Cell::get);
+        // SAFETY: FFmpeg hands us its own fmt/va_list pair; the buffer is
+        // ours and its size is passed along, and the result is always
+        // NUL-terminated.
+        let text = unsafe {
+            ffi::av_log_format_line2(
+                avcl,
+                level,
+                fmt,
+                vl,
+                line.as_mut_ptr(),
+                line.len() as c_int,
+                &mut prefix,
+            );
+            CStr::from_ptr(line.as_ptr()).to_string_lossy().into_owned()
+        };
+        PRINT_PREFIX.with(|p| p.set(prefix));
+        SINK.with(|s| {
+            if let Some(buf) = s.borrow_mut().as_mut() {
+                buf.push_str(&text);
+                if buf.len() > 2 * KEEP {
+                    let mut cut = buf.len() - KEEP;
+                    while !buf.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    buf.drain(..cut);
+                }
+            }
+        });
+    }
+
+    pub fn install() {
+        // SAFETY: the callback is a plain function that lives for the whole
+        // program and only touches thread-local state.
+        unsafe { ffi::av_log_set_callback(Some(callback)) };
+    }
+
+    pub fn begin() {
+        SINK.with(|s| *s.borrow_mut() = Some(String::new()));
+        PRINT_PREFIX.with(|p| p.set(1));
+    }
+
+    pub fn end() -> String {
+        SINK.with(|s| s.borrow_mut().take()).unwrap_or_default()
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod log {
+    pub fn install() {}
+    pub fn begin() {}
+    pub fn end() -> String {
+        String::new()
+    }
+}
+
+pub use log::{begin as begin_log_capture, end as end_log_capture, install as install_log_callback};

@@ -11,8 +11,8 @@
 //! - [`stitch`]: verify every chunk (size, checksum, frame count), then remux
 //!   the chunks and the audio into MP4 (faststart) or MKV.
 //! - `input`: opening inputs safely (protocol and format allowlists).
-//! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap; the only
-//!   `unsafe` in the workspace.
+//! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap, and the log
+//!   callback behind [`capture_log`]; the only `unsafe` in the workspace.
 //! - [`Error`]: what went wrong, and whether another attempt can help.
 //!
 //! Everything here is blocking; callers run it on a blocking thread.
@@ -85,15 +85,35 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Initialises FFmpeg once and silences its own logging: decoding from a
-/// keyframe after a seek logs errors for the open-GOP pictures we drop anyway,
-/// and real failures surface as errors and frame-count mismatches.
+/// Initialises FFmpeg once. Its log goes nowhere except into a
+/// [`capture_log`] buffer: decoding from a keyframe after a seek logs errors
+/// for the open-GOP pictures we drop anyway, and real failures surface as
+/// errors and frame-count mismatches.
 pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         ffmpeg::init().expect("ffmpeg libraries load");
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Info);
+        ffi::install_log_callback();
     });
+}
+
+/// Runs `f` and returns what FFmpeg and the codec libraries logged on this
+/// thread meanwhile (info level and above, at most the last 64 KiB): the
+/// audit log of one task attempt. Lines logged from the codecs' own threads
+/// are not included. Empty on architectures other than x86-64.
+pub fn capture_log<T>(f: impl FnOnce() -> T) -> (T, String) {
+    struct Capture;
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            ffi::end_log_capture();
+        }
+    }
+    ffi::begin_log_capture();
+    let guard = Capture;
+    let out = f();
+    std::mem::forget(guard);
+    (out, ffi::end_log_capture())
 }
 
 /// Progress and cancellation shared between a running operation and the

@@ -615,6 +615,7 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
         frames_done: j.frames_done,
         chunks_total: j.chunks_total,
         chunks_done: j.chunks_done,
+        interruptions: pool_counts(j.interruptions),
         tasks: j
             .tasks
             .into_iter()
@@ -628,6 +629,7 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
                 frames_done: t.frames_done,
                 frames_total: t.frames_total,
                 partition: pb::Capacity::from(t.partition) as i32,
+                interruptions: pool_counts(t.interruptions),
                 history: t
                     .history
                     .into_iter()
@@ -638,9 +640,33 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
                         ended_unix_ms: a.ended_unix_ms,
                         outcome: a.outcome,
                         error: a.error,
+                        pool: a.pool,
+                        log_bytes: a.log_bytes,
                     })
                     .collect(),
             })
             .collect(),
+    }
+}
+
+fn pool_counts(c: d::PoolCounts) -> Vec<pb::PoolCount> {
+    c.into_iter()
+        .map(|(pool, count)| pb::PoolCount { pool, count })
+        .collect()
+}
+
+impl From<d::TaskLog> for pb::TaskLog {
+    fn from(l: d::TaskLog) -> Self {
+        pb::TaskLog {
+            task_id: l.task_id,
+            attempt: l.attempt,
+            worker_id: l.worker_id,
+            pool: l.pool,
+            outcome: l.outcome,
+            error: l.error,
+            started_unix_ms: l.started_unix_ms,
+            ended_unix_ms: l.ended_unix_ms,
+            log: l.log,
+        }
     }
 }

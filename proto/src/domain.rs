@@ -532,8 +532,51 @@ pub struct AttemptRecord {
     pub worker_id: String,
     pub started_unix_ms: i64,
     pub ended_unix_ms: i64,
+    /// `running`, `done`, `failed`, `expired`, `interrupted`, `cancelled`.
     pub outcome: String,
     pub error: String,
+    /// The pool of the worker that made the attempt.
+    #[serde(default)]
+    pub pool: String,
+    /// Size of the attempt's audit log; 0 when there is none.
+    #[serde(default)]
+    pub log_bytes: u64,
+}
+
+/// Interruption counts by pool name.
+pub type PoolCounts = std::collections::BTreeMap<String, u32>;
+
+/// One attempt's audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLog {
+    pub task_id: String,
+    pub attempt: u32,
+    pub worker_id: String,
+    pub pool: String,
+    pub outcome: String,
+    pub error: String,
+    pub started_unix_ms: i64,
+    pub ended_unix_ms: i64,
+    pub log: String,
+}
+
+impl TaskLog {
+    /// The most log text kept per attempt: the tail, where an encoder says
+    /// how it ended.
+    pub const MAX_BYTES: usize = 32 * 1024;
+
+    /// Keeps the last [`TaskLog::MAX_BYTES`] of `log`, cut at a character
+    /// boundary.
+    pub fn clamp(log: &str) -> &str {
+        if log.len() <= Self::MAX_BYTES {
+            return log;
+        }
+        let mut start = log.len() - Self::MAX_BYTES;
+        while !log.is_char_boundary(start) {
+            start += 1;
+        }
+        &log[start..]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -548,6 +591,8 @@ pub struct TaskSummary {
     pub frames_total: u64,
     pub history: Vec<AttemptRecord>,
     pub partition: Capacity,
+    /// Interruptions of this task by pool.
+    pub interruptions: PoolCounts,
 }
 
 /// A job as clients see it.
@@ -565,4 +610,6 @@ pub struct JobView {
     pub chunks_total: u32,
     pub chunks_done: u32,
     pub tasks: Vec<TaskSummary>,
+    /// Interruptions of the job's tasks by pool.
+    pub interruptions: PoolCounts,
 }

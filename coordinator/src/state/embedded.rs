@@ -11,11 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use spotenc_proto::domain::{JobSpec, JobState, LeasedTask, TaskOutcome};
+use spotenc_proto::domain::{JobSpec, JobState, LeasedTask, TaskLog, TaskOutcome};
 use spotenc_proto::{Error, Result};
 
 use super::machine::State;
-use super::{JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
+use super::{
+    Ending, JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord,
+};
 
 pub struct EmbeddedStore {
     state: Mutex<State>,
@@ -139,24 +141,27 @@ impl StateStore for EmbeddedStore {
         &self,
         task_id: &str,
         attempt: u32,
-        error: &str,
-        retryable: bool,
+        failure: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(
-            |s| s.fail(task_id, attempt, error, retryable, now_ms),
-            always,
-        )
+        self.apply(|s| s.fail(task_id, attempt, failure, now_ms), always)
     }
 
     async fn hand_back(
         &self,
         task_id: &str,
         attempt: u32,
-        reason: &str,
+        notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(|s| s.hand_back(task_id, attempt, reason, now_ms), always)
+        self.apply(|s| s.hand_back(task_id, attempt, notice, now_ms), always)
+    }
+
+    async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .task_logs(job_id, task_id)
     }
 
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>> {

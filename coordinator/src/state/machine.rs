@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
-    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, StitchTask, TaskKind, TaskOutcome,
-    TaskState, Work,
+    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, StitchTask, TaskKind, TaskLog,
+    TaskOutcome, TaskState, Work,
 };
 use spotenc_proto::{Error, Result};
 
-use super::{JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
+use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::storage;
 
 /// Everything the coordinator knows, in memory.
@@ -21,6 +21,14 @@ pub struct State {
     pub idempotency: BTreeMap<String, String>,
     pub workers: BTreeMap<String, WorkerRecord>,
     pub next_seq: u64,
+    /// Audit logs of ended attempts, by [`log_key`].
+    #[serde(default)]
+    pub logs: BTreeMap<String, String>,
+}
+
+/// Where an attempt's audit log is kept.
+pub(crate) fn log_key(task_id: &str, attempt: u32) -> String {
+    format!("{task_id}#{attempt}")
 }
 
 fn not_found(what: &str, id: &str) -> Error {
@@ -126,6 +134,7 @@ impl State {
             return Ok(None);
         };
         let work = self.work_for_lease(&task_id)?;
+        let pool = self.workers[worker_id].info.pool.clone();
         let task = self.tasks.get_mut(&task_id).expect("found above");
         task.attempt += 1;
         task.state = TaskState::Leased;
@@ -139,6 +148,8 @@ impl State {
             ended_unix_ms: 0,
             outcome: "running".into(),
             error: String::new(),
+            pool,
+            log_bytes: 0,
         });
         let attempt = task.attempt;
         let work = with_attempt_paths(work, attempt);
@@ -239,7 +250,7 @@ impl State {
                     "{task_id} produced {} frames, the plan says {}",
                     obj.frames, task.frames_total
                 );
-                self.fail(task_id, attempt, &msg, true, now_ms)?;
+                self.fail(task_id, attempt, &Ending::new(msg.clone(), true), now_ms)?;
                 return Err(Error::invalid(msg));
             }
         }
@@ -301,12 +312,14 @@ impl State {
         &mut self,
         task_id: &str,
         attempt: u32,
-        error: &str,
-        retryable: bool,
+        failure: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
+        let (error, retryable) = (failure.message.as_str(), failure.retryable);
         let task = self.fenced(task_id, attempt)?;
         close_attempt(task, "failed", error, now_ms);
+        self.keep_log(task_id, attempt, &failure.log);
+        let task = self.tasks.get_mut(task_id).expect("fenced");
         task.failures += 1;
         let job_id = task.job_id.clone();
         let spec = self.jobs[&job_id].spec.clone();
@@ -324,19 +337,61 @@ impl State {
         Ok(self.transition(&job_id))
     }
 
+    /// An interrupted attempt: counted against the worker's pool, requeued
+    /// at once; a pool that keeps interrupting the task escalates it.
     pub fn hand_back(
         &mut self,
         task_id: &str,
         attempt: u32,
-        reason: &str,
+        notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
         let task = self.fenced(task_id, attempt)?;
-        close_attempt(task, "handed-back", reason, now_ms);
-        task.state = TaskState::Pending;
-        task.pending_since_ms = now_ms;
+        close_attempt(task, "interrupted", &notice.message, now_ms);
+        let pool = task.history.last().map(|a| a.pool.clone()).unwrap_or_default();
+        *task.interruptions.entry(pool).or_default() += 1;
         let job_id = task.job_id.clone();
+        let spec = &self.jobs[&job_id].spec;
+        let task = self.tasks.get_mut(task_id).expect("fenced");
+        requeue(task, spec, now_ms);
+        self.keep_log(task_id, attempt, &notice.log);
         Ok(self.transition(&job_id))
+    }
+
+    /// Stores an ended attempt's audit log and notes its size in the
+    /// attempt record.
+    fn keep_log(&mut self, task_id: &str, attempt: u32, log: &str) {
+        if log.is_empty() {
+            return;
+        }
+        let log = TaskLog::clamp(log);
+        if let Some(a) = self
+            .tasks
+            .get_mut(task_id)
+            .and_then(|t| t.history.iter_mut().find(|a| a.attempt == attempt))
+        {
+            a.log_bytes = log.len() as u64;
+        }
+        self.logs
+            .insert(log_key(task_id, attempt), log.to_string());
+    }
+
+    /// The audit logs of a job's attempts (of one task when `task_id` is
+    /// not empty), in task then attempt order.
+    pub fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
+        let job = self.jobs.get(job_id).ok_or_else(|| not_found("job", job_id))?;
+        if !task_id.is_empty() && !job.task_ids.iter().any(|t| t == task_id) {
+            return Err(not_found("task", task_id));
+        }
+        let mut out = Vec::new();
+        for id in job.task_ids.iter().filter(|t| task_id.is_empty() || *t == task_id) {
+            for a in &self.tasks[id].history {
+                if let Some(log) = self.logs.get(&log_key(id, a.attempt)) {
+                    out.push(task_log(id, a, log.clone()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn expire_leases(&mut self, now_ms: i64, limits: Limits) -> Vec<Transition> {
@@ -448,15 +503,32 @@ impl State {
     }
 }
 
-/// Puts a failed or expired task back in the queue; a spot task that has
-/// failed or lost its lease often enough moves to on-demand.
+/// Puts a failed, expired or interrupted task back in the queue; a spot
+/// task moves to on-demand once its failures, expired leases and the most
+/// interruptions by any one pool add up to the job's escalation limit.
 fn requeue(task: &mut TaskRecord, spec: &JobSpec, now_ms: i64) {
     task.state = TaskState::Pending;
     task.pending_since_ms = now_ms;
+    let by_one_pool = task.interruptions.values().copied().max().unwrap_or(0);
     if task.partition == Capacity::Spot
-        && task.failures + task.expiries >= spec.escalate_after_attempts
+        && task.failures + task.expiries + by_one_pool >= spec.escalate_after_attempts
     {
         task.partition = Capacity::OnDemand;
+    }
+}
+
+/// An attempt record and its log as the API returns them.
+pub(crate) fn task_log(task_id: &str, a: &AttemptRecord, log: String) -> TaskLog {
+    TaskLog {
+        task_id: task_id.to_string(),
+        attempt: a.attempt,
+        worker_id: a.worker_id.clone(),
+        pool: a.pool.clone(),
+        outcome: a.outcome.clone(),
+        error: a.error.clone(),
+        started_unix_ms: a.started_unix_ms,
+        ended_unix_ms: a.ended_unix_ms,
+        log,
     }
 }
 
@@ -482,6 +554,7 @@ fn new_task_record(job_id: &str, partition: Capacity, now_ms: i64, nt: NewTask) 
         frames_total: nt.frames_total,
         result: None,
         history: Vec::new(),
+        interruptions: Default::default(),
         partition,
         pending_since_ms: now_ms,
     }

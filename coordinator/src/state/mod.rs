@@ -19,8 +19,8 @@ pub mod redis;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
-    AttemptRecord, Capacity, JobSpec, JobState, JobView, LeasedTask, ProbeInfo, TaskKind,
-    TaskOutcome, TaskState, TaskSummary, Work, WorkerInfo,
+    AttemptRecord, Capacity, JobSpec, JobState, JobView, LeasedTask, PoolCounts, ProbeInfo,
+    TaskKind, TaskLog, TaskOutcome, TaskState, TaskSummary, Work, WorkerInfo,
 };
 use spotenc_proto::Result;
 
@@ -65,6 +65,9 @@ pub struct TaskRecord {
     pub frames_total: u64,
     pub result: Option<TaskOutcome>,
     pub history: Vec<AttemptRecord>,
+    /// Interruptions by the pool of the interrupted worker.
+    #[serde(default)]
+    pub interruptions: PoolCounts,
     /// The queue partition: spot, or on-demand for latency jobs and
     /// escalated tasks.
     pub partition: Capacity,
@@ -97,6 +100,25 @@ pub struct WorkerRecord {
 pub struct Transition {
     pub job_id: String,
     pub state: JobState,
+}
+
+/// How an attempt ended without a result: the error (or notice), whether
+/// another attempt can help, and the encoder's log of the attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ending {
+    pub message: String,
+    pub retryable: bool,
+    pub log: String,
+}
+
+impl Ending {
+    pub fn new(message: impl Into<String>, retryable: bool) -> Self {
+        Ending {
+            message: message.into(),
+            retryable,
+            log: String::new(),
+        }
+    }
 }
 
 /// What the lease TTL and attempt limits are for this coordinator.
@@ -134,21 +156,22 @@ pub trait StateStore: Send + Sync + 'static {
         follow_ups: Vec<NewTask>,
         now_ms: i64,
     ) -> Result<Transition>;
-    async fn fail(
-        &self,
-        task_id: &str,
-        attempt: u32,
-        error: &str,
-        retryable: bool,
-        now_ms: i64,
-    ) -> Result<Transition>;
+    /// Records a failed attempt and its log; requeues the task, or fails
+    /// the job when the error is final or attempts ran out.
+    async fn fail(&self, task_id: &str, attempt: u32, failure: &Ending, now_ms: i64)
+        -> Result<Transition>;
+    /// Requeues an interrupted task at once, counting the interruption
+    /// against the pool of the worker that held it, and keeps its log.
     async fn hand_back(
         &self,
         task_id: &str,
         attempt: u32,
-        reason: &str,
+        notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition>;
+    /// The audit logs of a job's attempts, of one task when `task_id` is
+    /// not empty.
+    async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>>;
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>>;
     /// Moves spot tasks that waited longer than their job allows to the
     /// on-demand partition; returns their ids.
@@ -189,6 +212,12 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord]) -> JobView {
         frames_done,
         chunks_total: encodes.clone().count() as u32,
         chunks_done: encodes.filter(|t| t.state == TaskState::Done).count() as u32,
+        interruptions: tasks.iter().fold(PoolCounts::new(), |mut acc, t| {
+            for (pool, n) in &t.interruptions {
+                *acc.entry(pool.clone()).or_default() += n;
+            }
+            acc
+        }),
         tasks: tasks
             .iter()
             .map(|t| TaskSummary {
@@ -202,6 +231,7 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord]) -> JobView {
                 frames_total: t.frames_total,
                 history: t.history.clone(),
                 partition: t.partition,
+                interruptions: t.interruptions.clone(),
             })
             .collect(),
     }

@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use spotenc_proto::domain::{
-    AttemptRecord, JobSpec, JobState, LeasedTask, ProbeTask, TaskKind, TaskOutcome, Work,
+    AttemptRecord, JobSpec, JobState, LeasedTask, ProbeTask, TaskKind, TaskLog, TaskOutcome, Work,
 };
 use spotenc_proto::{Error, Result};
 
-use super::machine::{fill_stitch, with_attempt_paths};
-use super::{JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
+use super::machine::{fill_stitch, task_log, with_attempt_paths};
+use super::{Ending, JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
 
 macro_rules! script {
     ($name:literal) => {
@@ -142,11 +142,16 @@ impl RedisStore {
     }
 
     async fn task_record(&self, id: &str) -> Result<TaskRecord> {
-        let (h, history): (HashMap<String, String>, Vec<String>) = self
+        let (h, history, interruptions): (
+            HashMap<String, String>,
+            Vec<String>,
+            std::collections::BTreeMap<String, u32>,
+        ) = self
             .read(
                 redis::pipe()
                     .hgetall(self.key(&format!("task:{id}")))
-                    .lrange(self.key(&format!("task:{id}:history")), 0, -1),
+                    .lrange(self.key(&format!("task:{id}:history")), 0, -1)
+                    .hgetall(self.key(&format!("task:{id}:intr"))),
             )
             .await?;
         if h.is_empty() {
@@ -177,6 +182,7 @@ impl RedisStore {
                 .iter()
                 .map(|a| json::<AttemptRecord>(a, "attempt record"))
                 .collect::<Result<_>>()?,
+            interruptions,
             partition: enum_field(&text(&h, "partition"))?,
             pending_since_ms: num(&h, "pending_since_ms"),
         })
@@ -257,6 +263,7 @@ impl StateStore for RedisStore {
                 &[
                     ("record", to_json(&worker)),
                     ("capacity", enum_name(&worker.info.capacity)),
+                    ("pool", worker.info.pool.clone()),
                 ],
             )
             .await
@@ -367,8 +374,7 @@ impl StateStore for RedisStore {
         &self,
         task_id: &str,
         attempt: u32,
-        error: &str,
-        retryable: bool,
+        failure: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
         let (job_id, state): (String, String) = self
@@ -377,9 +383,10 @@ impl StateStore for RedisStore {
             .arg(&self.prefix)
             .arg(task_id)
             .arg(attempt)
-            .arg(error)
-            .arg(if retryable { 1 } else { 0 })
+            .arg(&failure.message)
+            .arg(if failure.retryable { 1 } else { 0 })
             .arg(now_ms)
+            .arg(TaskLog::clamp(&failure.log))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
@@ -393,7 +400,7 @@ impl StateStore for RedisStore {
         &self,
         task_id: &str,
         attempt: u32,
-        reason: &str,
+        notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
         let (job_id, state): (String, String) = self
@@ -402,8 +409,9 @@ impl StateStore for RedisStore {
             .arg(&self.prefix)
             .arg(task_id)
             .arg(attempt)
-            .arg(reason)
+            .arg(&notice.message)
             .arg(now_ms)
+            .arg(TaskLog::clamp(&notice.log))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
@@ -494,6 +502,31 @@ impl StateStore for RedisStore {
 
     async fn task(&self, task_id: &str) -> Result<TaskRecord> {
         self.task_record(task_id).await
+    }
+
+    async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
+        let job = self.job_record(job_id).await?;
+        if !task_id.is_empty() && !job.task_ids.iter().any(|t| t == task_id) {
+            return Err(Error::NotFound(format!("task {task_id}")));
+        }
+        let mut out = Vec::new();
+        for id in job
+            .task_ids
+            .iter()
+            .filter(|t| task_id.is_empty() || *t == task_id)
+        {
+            let task = self.task_record(id).await?;
+            for a in task.history.iter().filter(|a| a.log_bytes > 0) {
+                let log: Option<String> = self
+                    .read(redis::pipe().get(self.key(&format!("task:{id}:log:{}", a.attempt))))
+                    .await
+                    .map(|(l,): (Option<String>,)| l)?;
+                if let Some(log) = log {
+                    out.push(task_log(id, a, log));
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobRecord>> {

@@ -8,7 +8,7 @@ use spotenc_proto::Error;
 
 use super::embedded::EmbeddedStore;
 use super::redis::RedisStore;
-use super::{Limits, NewTask, StateStore};
+use super::{Ending, Limits, NewTask, StateStore};
 
 const LIMITS: Limits = Limits {
     lease_ttl_ms: 1_000,
@@ -383,8 +383,7 @@ async fn non_retryable_failure_fails_the_job_and_cancels_the_rest(s: Arc<dyn Sta
         .fail(
             &a.task_id,
             a.attempt,
-            "bad input /in.mp4: truncated",
-            false,
+            &Ending::new("bad input /in.mp4: truncated", false),
             3,
         )
         .await
@@ -402,7 +401,7 @@ async fn retryable_failures_are_bounded_by_max_attempts(s: Arc<dyn StateStore>) 
     let job = planned_job(&*s).await;
     let t1 = s.lease_next("w1", 2).await.unwrap().unwrap();
     assert_eq!(
-        s.fail(&t1.task_id, 1, "encoder crashed", true, 3)
+        s.fail(&t1.task_id, 1, &Ending::new("encoder crashed", true), 3)
             .await
             .unwrap()
             .state,
@@ -412,7 +411,7 @@ async fn retryable_failures_are_bounded_by_max_attempts(s: Arc<dyn StateStore>) 
     let t2 = s.lease_next("w1", 4).await.unwrap().unwrap();
     assert_eq!((t2.task_id.as_str(), t2.attempt), (t1.task_id.as_str(), 2));
     let end = s
-        .fail(&t2.task_id, 2, "encoder crashed", true, 5)
+        .fail(&t2.task_id, 2, &Ending::new("encoder crashed", true), 5)
         .await
         .unwrap();
     assert_eq!(end.state, JobState::Failed);
@@ -420,16 +419,105 @@ async fn retryable_failures_are_bounded_by_max_attempts(s: Arc<dyn StateStore>) 
     assert!(j.error.contains("failed 2 times"), "{}", j.error);
 }
 
-async fn hand_back_requeues_without_counting_a_failure(s: Arc<dyn StateStore>) {
+fn notice(msg: &str, log: &str) -> Ending {
+    Ending {
+        message: msg.into(),
+        retryable: true,
+        log: log.into(),
+    }
+}
+
+async fn hand_back_requeues_as_an_interruption_of_the_pool(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    s.hand_back(&t.task_id, t.attempt, "spot notice", 3)
+    s.hand_back(&t.task_id, t.attempt, &notice("aws spot notice", "x264 said"), 3)
         .await
         .unwrap();
     let (_, tasks) = s.job(&job).await.unwrap();
     let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
     assert_eq!((task.state, task.failures), (TaskState::Pending, 0));
-    assert_eq!(task.history[0].outcome, "handed-back");
+    assert_eq!(task.history[0].outcome, "interrupted");
+    assert_eq!(task.history[0].error, "aws spot notice");
+    assert_eq!(task.history[0].pool, "p");
+    assert_eq!(task.history[0].log_bytes, 9);
+    assert_eq!(task.interruptions.get("p"), Some(&1));
+    assert_eq!(task.partition, Capacity::Spot, "one interruption does not escalate");
+    // Requeued at once: the next lease gets it back, with a new fence.
+    let again = s.lease_next("w1", 4).await.unwrap().unwrap();
+    assert_eq!((again.task_id, again.attempt), (t.task_id, t.attempt + 1));
+}
+
+async fn interruptions_by_one_pool_escalate_to_on_demand(s: Arc<dyn StateStore>) {
+    // escalate_after_attempts is 2: two interruptions by pool "p" move the
+    // task, and neither counts as a failure.
+    let job = planned_job(&*s).await;
+    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+    s.hand_back(&t.task_id, t.attempt, &notice("n1", ""), 3)
+        .await
+        .unwrap();
+    let t = s.lease_next("w1", 4).await.unwrap().unwrap();
+    s.hand_back(&t.task_id, t.attempt, &notice("n2", ""), 5)
+        .await
+        .unwrap();
+    let (view, tasks) = s.job(&job).await.unwrap();
+    let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
+    assert_eq!(task.partition, Capacity::OnDemand);
+    assert_eq!((task.failures, task.state), (0, TaskState::Pending));
+    assert_eq!(task.interruptions.get("p"), Some(&2));
+    assert_eq!(super::job_view(&view, &tasks).interruptions.get("p"), Some(&2));
+    // The other chunk is still on spot, so the spot worker gets that one.
+    let other = s.lease_next("w1", 6).await.unwrap().unwrap();
+    assert_ne!(other.task_id, t.task_id);
+    assert!(s.lease_next("w1", 6).await.unwrap().is_none());
+}
+
+async fn interruptions_of_different_pools_do_not_add_up(s: Arc<dyn StateStore>) {
+    let job = planned_job(&*s).await;
+    let mut other = worker_with("w2", Capacity::Spot);
+    other.info.pool = "q".into();
+    s.register_worker(other).await.unwrap();
+    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+    s.hand_back(&t.task_id, t.attempt, &notice("n1", ""), 3)
+        .await
+        .unwrap();
+    let t = s.lease_next("w2", 4).await.unwrap().unwrap();
+    s.hand_back(&t.task_id, t.attempt, &notice("n2", ""), 5)
+        .await
+        .unwrap();
+    let (_, tasks) = s.job(&job).await.unwrap();
+    let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
+    assert_eq!(task.partition, Capacity::Spot);
+    assert_eq!(task.interruptions.len(), 2);
+}
+
+async fn attempt_logs_are_kept_and_filtered_by_task(s: Arc<dyn StateStore>) {
+    let job = planned_job(&*s).await;
+    let a = s.lease_next("w1", 2).await.unwrap().unwrap();
+    let b = s.lease_next("w1", 2).await.unwrap().unwrap();
+    s.hand_back(&a.task_id, a.attempt, &notice("n", "partial run"), 3)
+        .await
+        .unwrap();
+    let failed = Ending {
+        message: "encoder crashed".into(),
+        retryable: true,
+        log: "x".repeat(TaskLog::MAX_BYTES + 10),
+    };
+    s.fail(&b.task_id, b.attempt, &failed, 4).await.unwrap();
+    let all = s.task_logs(&job, "").await.unwrap();
+    assert_eq!(all.len(), 2);
+    let one = s.task_logs(&job, &a.task_id).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        (one[0].log.as_str(), one[0].outcome.as_str(), one[0].pool.as_str()),
+        ("partial run", "interrupted", "p")
+    );
+    let b_log = s.task_logs(&job, &b.task_id).await.unwrap();
+    assert_eq!(b_log[0].log.len(), TaskLog::MAX_BYTES, "the tail is kept");
+    assert!(matches!(
+        s.task_logs(&job, "nope").await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(s.task_logs("nope", "").await, Err(Error::NotFound(_))));
 }
 
 async fn too_many_expiries_fail_the_job(s: Arc<dyn StateStore>) {
@@ -502,13 +590,13 @@ macro_rules! contract {
 async fn failing_spot_task_escalates_to_on_demand(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    s.fail(&t.task_id, t.attempt, "encoder crashed", true, 3)
+    s.fail(&t.task_id, t.attempt, &Ending::new("encoder crashed", true), 3)
         .await
         .unwrap();
     // Below the limit (2): still spot, and the spot worker gets it back.
     let again = s.lease_next("w1", 4).await.unwrap().unwrap();
     assert_eq!(again.task_id, t.task_id);
-    s.fail(&again.task_id, again.attempt, "encoder crashed", true, 5)
+    s.fail(&again.task_id, again.attempt, &Ending::new("encoder crashed", true), 5)
         .await
         .ok();
     // max_attempts is 2 as well: the job ends. Use a fresh job with more room.
@@ -519,7 +607,7 @@ async fn failing_spot_task_escalates_to_on_demand(s: Arc<dyn StateStore>) {
     let job = s.submit(spec, "", 10).await.unwrap().id;
     let probe = s.lease_next("w1", 11).await.unwrap().unwrap();
     assert_eq!(probe.job_id, job);
-    s.fail(&probe.task_id, probe.attempt, "worker crashed", true, 12)
+    s.fail(&probe.task_id, probe.attempt, &Ending::new("worker crashed", true), 12)
         .await
         .unwrap();
     assert!(
@@ -593,7 +681,10 @@ contract!(
     wrong_frame_count_fails_the_chunk_and_requeues_it,
     non_retryable_failure_fails_the_job_and_cancels_the_rest,
     retryable_failures_are_bounded_by_max_attempts,
-    hand_back_requeues_without_counting_a_failure,
+    hand_back_requeues_as_an_interruption_of_the_pool,
+    interruptions_by_one_pool_escalate_to_on_demand,
+    interruptions_of_different_pools_do_not_add_up,
+    attempt_logs_are_kept_and_filtered_by_task,
     too_many_expiries_fail_the_job,
     cancel_stops_heartbeats
 );
