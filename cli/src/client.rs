@@ -82,6 +82,22 @@ pub async fn cancel(client: &mut JobClient, id: &str) -> anyhow::Result<pb::Job>
         .into_inner())
 }
 
+pub async fn logs(
+    client: &mut JobClient,
+    job: &str,
+    task: &str,
+) -> anyhow::Result<Vec<pb::TaskLog>> {
+    Ok(client
+        .get_task_logs(pb::GetTaskLogsRequest {
+            job_id: job.into(),
+            task_id: task.into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .logs)
+}
+
 pub fn state_name(job: &pb::Job) -> &'static str {
     match pb::JobState::try_from(job.state).unwrap_or(pb::JobState::Unspecified) {
         pb::JobState::Queued => "queued",
@@ -112,6 +128,14 @@ pub fn summary(job: &pb::Job) -> String {
         spec.input,
         spec.output
     );
+    if !job.interruptions.is_empty() {
+        let by_pool: Vec<String> = job
+            .interruptions
+            .iter()
+            .map(|p| format!("{} {}", p.pool, p.count))
+            .collect();
+        line.push_str(&format!("  interrupted: {}", by_pool.join(", ")));
+    }
     if !job.error.is_empty() {
         line.push_str(&format!("  error: {}", job.error));
     }

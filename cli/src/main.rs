@@ -94,6 +94,15 @@ enum Command {
         #[command(flatten)]
         conn: client::ConnArgs,
     },
+    /// Print the audit logs of a job's interrupted and failed attempts
+    Logs {
+        job: String,
+        /// Only this task (e.g. <job>/encode-00003)
+        #[arg(long)]
+        task: Option<String>,
+        #[command(flatten)]
+        conn: client::ConnArgs,
+    },
     /// Cancel a job
     Cancel {
         job: String,
@@ -224,6 +233,30 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let done = client::watch(&mut c, &job).await?;
             println!("{}", client::summary(&done));
             Ok(succeeded(&done))
+        }
+        Command::Logs { job, task, conn } => {
+            init_tracing("warn");
+            let mut c = client::connect(&conn).await?;
+            let logs = client::logs(&mut c, &job, task.as_deref().unwrap_or("")).await?;
+            if logs.is_empty() {
+                eprintln!("spotenc: no attempt of {job} has a log");
+            }
+            for l in logs {
+                println!(
+                    "== {} attempt {} on {} (pool {}): {}{}",
+                    l.task_id,
+                    l.attempt,
+                    l.worker_id,
+                    l.pool,
+                    l.outcome,
+                    if l.error.is_empty() { String::new() } else { format!(": {}", l.error) }
+                );
+                print!("{}", l.log);
+                if !l.log.ends_with('\n') {
+                    println!();
+                }
+            }
+            Ok(true)
         }
         Command::Cancel { job, conn } => {
             init_tracing("warn");

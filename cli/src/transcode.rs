@@ -75,11 +75,14 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
             zone: String::new(),
             input_mode: spotenc_worker::InputMode::Download,
             connect_timeout: Duration::from_secs(10),
+            notices: spotenc_worker::notice::NoticeSettings {
+                cloud: spotenc_worker::notice::CloudChoice::None,
+                ..Default::default()
+            },
         };
-        workers.push(tokio::spawn(spotenc_worker::run(
-            wc,
-            stopped(stop_rx.clone()),
-        )));
+        let notices =
+            spotenc_worker::notice::Notices::when(stopped(stop_rx.clone()), Duration::from_secs(10));
+        workers.push(tokio::spawn(spotenc_worker::run(wc, notices)));
     }
 
     let started = Instant::now();

@@ -1,6 +1,6 @@
 //! cpu-worker: encodes with libx264/libx265 through the FFmpeg libraries.
 //! Glue only: parse flags, set up logging, load the config, run the shared
-//! runtime until SIGTERM or Ctrl-C.
+//! runtime until an interruption notice (cloud, SIGTERM or Ctrl-C).
 
 use clap::Parser;
 
@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Args::parse().worker.load("cpu", "local-cpu")?;
-    spotenc_worker::run(config, spotenc_worker::cli::shutdown_signal()).await?;
+    let notices = spotenc_worker::notice::Notices::watch(&config.notices);
+    spotenc_worker::run(config, notices).await?;
     Ok(())
 }

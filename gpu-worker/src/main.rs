@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     tracing::warn!("GPU encoding is not implemented yet; registering as CPU capacity");
     let config = Args::parse().worker.load("cpu", "local-gpu")?;
-    spotenc_worker::run(config, spotenc_worker::cli::shutdown_signal()).await?;
+    let notices = spotenc_worker::notice::Notices::watch(&config.notices);
+    spotenc_worker::run(config, notices).await?;
     Ok(())
 }

@@ -1,5 +1,4 @@
-//! Command-line flags shared by cpu-worker and gpu-worker, and the shutdown
-//! signal both listen for.
+//! Command-line flags shared by cpu-worker and gpu-worker.
 
 use std::path::PathBuf;
 
@@ -43,6 +42,29 @@ pub struct WorkerArgs {
     /// FFmpeg HTTP range requests) or download
     #[arg(long, env = "SPOTENC_INPUT_MODE")]
     pub input_mode: Option<String>,
+    /// Cloud whose spot notices to watch: auto (default, ask each metadata
+    /// service at start-up), aws, gcp, azure or none (signals only)
+    #[arg(long, env = "SPOTENC_CLOUD")]
+    cloud: Option<String>,
+    /// AWS instance metadata base URL (default http://169.254.169.254)
+    #[arg(long, env = "SPOTENC_AWS_METADATA_URL")]
+    aws_metadata_url: Option<String>,
+    /// GCP metadata base URL (default http://metadata.google.internal)
+    #[arg(long, env = "SPOTENC_GCP_METADATA_URL")]
+    gcp_metadata_url: Option<String>,
+    /// Azure instance metadata base URL (default http://169.254.169.254)
+    #[arg(long, env = "SPOTENC_AZURE_METADATA_URL")]
+    azure_metadata_url: Option<String>,
+    /// How often to poll for a notice, in ms (default 2000)
+    #[arg(long, env = "SPOTENC_NOTICE_POLL_MS")]
+    notice_poll_ms: Option<u64>,
+    /// The most seconds between a notice and exit (default 90; a notice
+    /// that gives less wins)
+    #[arg(long, env = "SPOTENC_NOTICE_DEADLINE_SECONDS")]
+    notice_deadline_seconds: Option<u64>,
+    /// TTL of IMDSv2 session tokens, in seconds (default 21600)
+    #[arg(long, env = "SPOTENC_AWS_TOKEN_TTL_SECONDS")]
+    aws_token_ttl_seconds: Option<u64>,
 }
 
 impl WorkerArgs {
@@ -65,6 +87,13 @@ impl WorkerArgs {
             zone: self.zone,
             slots: self.slots,
             input_mode: self.input_mode,
+            cloud: self.cloud,
+            aws_metadata_url: self.aws_metadata_url,
+            gcp_metadata_url: self.gcp_metadata_url,
+            azure_metadata_url: self.azure_metadata_url,
+            notice_poll_ms: self.notice_poll_ms,
+            notice_deadline_seconds: self.notice_deadline_seconds,
+            aws_token_ttl_seconds: self.aws_token_ttl_seconds,
         };
         let env = std::env::vars().collect();
         Ok(crate::config::load(
@@ -74,15 +103,5 @@ impl WorkerArgs {
             hardware,
             default_pool,
         )?)
-    }
-}
-
-/// Completes on SIGTERM (a Kubernetes eviction) or Ctrl-C.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -13,6 +13,13 @@
 //! zone = "eu-west-1a"
 //! slots = 2                            # default: from cores and memory
 //! input_mode = "stream"                # FFmpeg range reads (default), or "download"
+//! cloud = "auto"                       # auto | aws | gcp | azure | none
+//! aws_metadata_url = "http://169.254.169.254"
+//! gcp_metadata_url = "http://metadata.google.internal"
+//! azure_metadata_url = "http://169.254.169.254"
+//! notice_poll_ms = 2000
+//! notice_deadline_seconds = 90         # a notice that gives less wins
+//! aws_token_ttl_seconds = 21600
 //! ```
 
 use std::collections::HashMap;
@@ -23,6 +30,7 @@ use serde::Deserialize;
 use spotenc_proto::domain::Capacity;
 use spotenc_proto::Error;
 
+use crate::notice::{CloudChoice, NoticeSettings};
 use crate::{host_resources, slots_for, InputMode, WorkerConfig};
 
 /// Settings from the file, or from flags; flags win.
@@ -40,6 +48,13 @@ pub struct WorkerSettings {
     pub zone: Option<String>,
     pub slots: Option<u32>,
     pub input_mode: Option<String>,
+    pub cloud: Option<String>,
+    pub aws_metadata_url: Option<String>,
+    pub gcp_metadata_url: Option<String>,
+    pub azure_metadata_url: Option<String>,
+    pub notice_poll_ms: Option<u64>,
+    pub notice_deadline_seconds: Option<u64>,
+    pub aws_token_ttl_seconds: Option<u64>,
 }
 
 impl WorkerSettings {
@@ -56,6 +71,13 @@ impl WorkerSettings {
             zone: self.zone.or(other.zone),
             slots: self.slots.or(other.slots),
             input_mode: self.input_mode.or(other.input_mode),
+            cloud: self.cloud.or(other.cloud),
+            aws_metadata_url: self.aws_metadata_url.or(other.aws_metadata_url),
+            gcp_metadata_url: self.gcp_metadata_url.or(other.gcp_metadata_url),
+            azure_metadata_url: self.azure_metadata_url.or(other.azure_metadata_url),
+            notice_poll_ms: self.notice_poll_ms.or(other.notice_poll_ms),
+            notice_deadline_seconds: self.notice_deadline_seconds.or(other.notice_deadline_seconds),
+            aws_token_ttl_seconds: self.aws_token_ttl_seconds.or(other.aws_token_ttl_seconds),
         }
     }
 }
@@ -72,6 +94,7 @@ pub fn load(
     let file: WorkerSettings =
         toml::from_str(file_text).map_err(|e| Error::invalid(format!("config: {e}")))?;
     let s = flags.or(file);
+    let notices = notice_settings(&s)?;
     let token = match (s.token, s.token_env) {
         (Some(t), _) => Some(t),
         (None, Some(var)) => Some(env.get(&var).cloned().ok_or_else(|| {
@@ -110,6 +133,47 @@ pub fn load(
             .unwrap_or("stream")
             .parse::<InputMode>()?,
         connect_timeout: Duration::from_secs(30),
+        notices,
+    })
+}
+
+fn notice_settings(s: &WorkerSettings) -> Result<NoticeSettings, Error> {
+    let d = NoticeSettings::default();
+    let url = |v: &Option<String>, default: String, key: &str| -> Result<String, Error> {
+        let u = v.clone().unwrap_or(default);
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(Error::invalid(format!(
+                "invalid {key} {u:?} (expected an http:// or https:// URL)"
+            )));
+        }
+        Ok(u.trim_end_matches('/').to_string())
+    };
+    let poll = s.notice_poll_ms.unwrap_or(2000);
+    if !(50..=60_000).contains(&poll) {
+        return Err(Error::invalid(format!(
+            "invalid notice_poll_ms {poll} (expected 50..=60000)"
+        )));
+    }
+    let deadline = s.notice_deadline_seconds.unwrap_or(90);
+    if !(1..=3600).contains(&deadline) {
+        return Err(Error::invalid(format!(
+            "invalid notice_deadline_seconds {deadline} (expected 1..=3600)"
+        )));
+    }
+    let ttl = s.aws_token_ttl_seconds.unwrap_or(21_600);
+    if !(1..=21_600).contains(&ttl) {
+        return Err(Error::invalid(format!(
+            "invalid aws_token_ttl_seconds {ttl} (expected 1..=21600, the IMDSv2 limits)"
+        )));
+    }
+    Ok(NoticeSettings {
+        cloud: s.cloud.as_deref().unwrap_or("auto").parse::<CloudChoice>()?,
+        aws_url: url(&s.aws_metadata_url, d.aws_url, "aws_metadata_url")?,
+        gcp_url: url(&s.gcp_metadata_url, d.gcp_url, "gcp_metadata_url")?,
+        azure_url: url(&s.azure_metadata_url, d.azure_url, "azure_metadata_url")?,
+        poll: Duration::from_millis(poll),
+        deadline: Duration::from_secs(deadline),
+        aws_token_ttl: Duration::from_secs(ttl),
     })
 }
 
@@ -139,5 +203,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("\"preemptible\""), "{e}");
+    }
+
+    #[test]
+    fn notice_settings_default_to_auto_and_two_second_polls() {
+        let c = load(WorkerSettings::default(), "coordinator = \"x\"", &HashMap::new(), "cpu", "p")
+            .unwrap();
+        assert_eq!(c.notices.cloud, CloudChoice::Auto);
+        assert_eq!(c.notices.poll, Duration::from_secs(2));
+        assert_eq!(c.notices.deadline, Duration::from_secs(90));
+        let file = "coordinator = \"x\"\ncloud = \"gcp\"\ngcp_metadata_url = \"http://127.0.0.1:9/\"\n";
+        let c = load(WorkerSettings::default(), file, &HashMap::new(), "cpu", "p").unwrap();
+        assert_eq!(c.notices.gcp_url, "http://127.0.0.1:9");
+        for bad in ["cloud = \"ibm\"", "notice_poll_ms = 1", "aws_metadata_url = \"file:///etc\""] {
+            let text = format!("coordinator = \"x\"\n{bad}\n");
+            assert!(load(WorkerSettings::default(), &text, &HashMap::new(), "cpu", "p").is_err(), "{bad}");
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! One slot: lease a task, run its media work on a blocking thread with
-//! heartbeats, report the outcome.
+//! heartbeats, report the outcome; on an interruption notice, hand the task
+//! back with its log unless it will finish well inside the deadline.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use spotenc_media::{audio, encode, probe, stitch, Control};
 use spotenc_proto::client::WorkerClient;
@@ -16,6 +19,45 @@ use crate::Result;
 /// How long one LeaseTask call waits for work.
 const LEASE_WAIT_MS: u32 = 5_000;
 
+/// Time kept for uploading and reporting a task finished after a notice.
+const FINISH_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long before the deadline a task that was expected to finish is
+/// called off and handed back after all (at most half the window).
+const HAND_BACK_MARGIN: Duration = Duration::from_secs(3);
+
+/// What the slots are allowed to do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Mode {
+    Run,
+    /// A rebalance recommendation: finish what is running, lease nothing.
+    Drain,
+    /// The instance goes away at `deadline`.
+    Interrupted { reason: String, deadline: Instant },
+}
+
+/// Whether a task `done` frames into `total` after `elapsed` will finish
+/// well inside `left`: twice the estimate plus [`FINISH_MARGIN`]. A task
+/// with no progress yet, or no frame count, never fits.
+pub(crate) fn fits(done: u64, total: Option<u64>, elapsed: Duration, left: Duration) -> bool {
+    let Some(total) = total else { return false };
+    if done == 0 || elapsed.is_zero() {
+        return false;
+    }
+    let rate = done as f64 / elapsed.as_secs_f64();
+    let remaining = total.saturating_sub(done) as f64 / rate;
+    remaining * 2.0 + FINISH_MARGIN.as_secs_f64() <= left.as_secs_f64()
+}
+
+/// The frames a task produces, when it has a frame count.
+fn frames_of(work: &Work) -> Option<u64> {
+    match work {
+        Work::Encode(e) => Some(e.chunk.frames()),
+        Work::Stitch(s) => Some(s.expected_frames),
+        Work::Probe(_) | Work::Audio(_) => None,
+    }
+}
+
 pub(crate) struct Slot {
     pub client: WorkerClient,
     /// For presigned object URLs.
@@ -23,7 +65,7 @@ pub(crate) struct Slot {
     pub stream_sources: bool,
     pub worker_id: String,
     pub heartbeat: Duration,
-    pub stop: tokio::sync::watch::Receiver<bool>,
+    pub mode: tokio::sync::watch::Receiver<Mode>,
     pub slot: u32,
 }
 
@@ -38,14 +80,14 @@ fn run_work(work: &Work, ctl: &Control) -> spotenc_media::Result<TaskOutcome> {
 }
 
 enum Ending {
-    Finished(spotenc_media::Result<TaskOutcome>),
+    Finished(spotenc_media::Result<TaskOutcome>, String),
     Panicked(String),
 }
 
 impl Slot {
     pub async fn run(mut self) -> Result<()> {
         loop {
-            if *self.stop.borrow() {
+            if *self.mode.borrow_and_update() != Mode::Run {
                 return Ok(());
             }
             let req = pb::LeaseTaskRequest {
@@ -55,7 +97,10 @@ impl Slot {
             let mut client = self.client.clone();
             let resp = tokio::select! {
                 r = client.lease_task(req) => r,
-                _ = self.stop.changed() => return Ok(()),
+                r = self.mode.changed() => match r {
+                    Ok(()) => continue,
+                    Err(_) => return Ok(()),
+                },
             };
             match resp {
                 Ok(r) => {
@@ -79,7 +124,8 @@ impl Slot {
         let task = match LeasedTask::try_from(task) {
             Ok(t) => t,
             Err(e) => {
-                self.fail(&task_id, attempt, &format!("unreadable task: {e}"), false)
+                let msg = format!("unreadable task: {e}");
+                self.fail(&task_id, attempt, &msg, false, String::new())
                     .await;
                 return;
             }
@@ -89,21 +135,30 @@ impl Slot {
             match crate::remote::stage(&self.http, task.work.clone(), self.stream_sources).await {
                 Ok(s) => s,
                 Err(e) => {
-                    self.fail(&task_id, attempt, &e.message, e.retryable).await;
+                    self.fail(&task_id, attempt, &e.message, e.retryable, String::new())
+                        .await;
                     return;
                 }
             };
         let ctl = Arc::new(Control::default());
         let work = staged.work.clone();
+        let total = frames_of(&work);
         let ctl_run = ctl.clone();
-        let mut handle = tokio::task::spawn_blocking(move || run_work(&work, &ctl_run));
+        let started = Instant::now();
+        let mut handle = tokio::task::spawn_blocking(move || {
+            spotenc_media::capture_log(|| run_work(&work, &ctl_run))
+        });
         let mut tick = tokio::time::interval(self.heartbeat);
         tick.tick().await;
         let (mut lost, mut stopping) = (false, false);
+        // When a task that was expected to finish is called off after all.
+        let mut watchdog: Option<Instant> = None;
+        // A notice may have come in while the task was being staged.
+        self.mode.mark_changed();
         let ending = loop {
             tokio::select! {
                 r = &mut handle => break match r {
-                    Ok(r) => Ending::Finished(r),
+                    Ok((r, log)) => Ending::Finished(r, log),
                     Err(e) => Ending::Panicked(e.to_string()),
                 },
                 _ = tick.tick() => {
@@ -113,7 +168,29 @@ impl Slot {
                         ctl.cancel.store(true, Ordering::Relaxed);
                     }
                 }
-                _ = self.stop.changed(), if !stopping => {
+                changed = self.mode.changed(), if !stopping && watchdog.is_none() => {
+                    let mode = self.mode.borrow_and_update().clone();
+                    match (changed, mode) {
+                        (Err(_), _) => stopping = true,
+                        (Ok(()), Mode::Interrupted { deadline, .. }) => {
+                            let now = Instant::now();
+                            let left = deadline.saturating_duration_since(now);
+                            let done = ctl.frames_done.load(Ordering::Relaxed);
+                            if fits(done, total, now - started, left) {
+                                info!(task = %task_id, attempt, done, ?total, ?left, "notice: finishing, the rest fits well inside the deadline");
+                                watchdog = Some(deadline - HAND_BACK_MARGIN.min(left / 2));
+                            } else {
+                                stopping = true;
+                            }
+                        }
+                        (Ok(()), Mode::Run | Mode::Drain) => {}
+                    }
+                    if stopping {
+                        ctl.cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                _ = tokio::time::sleep_until(watchdog.unwrap_or_else(Instant::now)), if watchdog.is_some() && !stopping => {
+                    warn!(task = %task_id, attempt, "did not finish in time after the notice; handing it back");
                     stopping = true;
                     ctl.cancel.store(true, Ordering::Relaxed);
                 }
@@ -124,20 +201,29 @@ impl Slot {
             return;
         }
         match ending {
-            Ending::Finished(Ok(outcome)) => match staged.upload(&self.http).await {
+            Ending::Finished(Ok(outcome), log) => match staged.upload(&self.http).await {
                 Ok(()) => self.complete(&task_id, attempt, outcome).await,
-                Err(e) => self.fail(&task_id, attempt, &e.message, e.retryable).await,
+                Err(e) => {
+                    self.fail(&task_id, attempt, &e.message, e.retryable, log)
+                        .await
+                }
             },
-            Ending::Finished(Err(spotenc_media::Error::Cancelled)) if stopping => {
-                self.hand_back(&task_id, attempt, "worker shutting down")
-                    .await
+            Ending::Finished(Err(spotenc_media::Error::Cancelled), log) if stopping => {
+                let reason = match &*self.mode.borrow() {
+                    Mode::Interrupted { reason, .. } => reason.clone(),
+                    Mode::Run | Mode::Drain => "worker shutting down".to_string(),
+                };
+                let frames = ctl.frames_done.load(Ordering::Relaxed);
+                let reason = format!("{reason} ({frames} frames in)");
+                self.hand_back(&task_id, attempt, &reason, log).await
             }
-            Ending::Finished(Err(e)) => {
-                self.fail(&task_id, attempt, &e.to_string(), e.is_retryable())
+            Ending::Finished(Err(e), log) => {
+                self.fail(&task_id, attempt, &e.to_string(), e.is_retryable(), log)
                     .await
             }
             Ending::Panicked(e) => {
-                self.fail(&task_id, attempt, &format!("worker panicked: {e}"), true)
+                let msg = format!("worker panicked: {e}");
+                self.fail(&task_id, attempt, &msg, true, String::new())
                     .await
             }
         }
@@ -185,7 +271,7 @@ impl Slot {
         }
     }
 
-    async fn fail(&self, task_id: &str, attempt: u32, error: &str, retryable: bool) {
+    async fn fail(&self, task_id: &str, attempt: u32, error: &str, retryable: bool, log: String) {
         warn!(task = %task_id, attempt, retryable, error, "task failed");
         let req = pb::FailTaskRequest {
             worker_id: self.worker_id.clone(),
@@ -193,22 +279,40 @@ impl Slot {
             attempt,
             error: error.to_string(),
             retryable,
+            log,
         };
         if let Err(s) = self.client.clone().fail_task(req).await {
             warn!(task = %task_id, error = %s.message(), "failure not recorded");
         }
     }
 
-    async fn hand_back(&self, task_id: &str, attempt: u32, reason: &str) {
+    async fn hand_back(&self, task_id: &str, attempt: u32, reason: &str, log: String) {
         let req = pb::HandBackTaskRequest {
             worker_id: self.worker_id.clone(),
             task_id: task_id.to_string(),
             attempt,
             reason: reason.to_string(),
+            log,
         };
         match self.client.clone().hand_back_task(req).await {
-            Ok(_) => info!(task = %task_id, attempt, "task handed back"),
+            Ok(_) => info!(task = %task_id, attempt, reason, "task handed back"),
             Err(s) => warn!(task = %task_id, error = %s.message(), "hand-back refused"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tasks_that_finish_well_inside_the_deadline_are_kept() {
+        let s = Duration::from_secs;
+        // 100 of 200 frames in 10 s: 10 s to go, 25 s needed with margin.
+        assert!(fits(100, Some(200), s(10), s(25)));
+        assert!(!fits(100, Some(200), s(10), s(24)));
+        // No progress yet, or nothing to count: hand it back.
+        assert!(!fits(0, Some(200), s(10), s(90)));
+        assert!(!fits(10, None, s(1), s(90)));
     }
 }

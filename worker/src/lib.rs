@@ -1,8 +1,12 @@
 //! spotenc-worker: the runtime cpu-worker and gpu-worker share.
 //!
 //! Layout:
-//! - [`run`]: connect, register, then run one lease loop per slot until
-//!   `shutdown`; on shutdown, stop leasing and hand in-flight tasks back.
+//! - [`run`]: connect, register, then run one lease loop per slot until an
+//!   interruption notice; then stop leasing, hand back in-flight tasks that
+//!   would not finish well inside the deadline, and return before it. A
+//!   rebalance recommendation only stops leasing.
+//! - [`notice`]: the notice watchers (AWS IMDSv2, GCP, Azure Scheduled
+//!   Events, SIGTERM/SIGINT) and [`notice::Notices`], their one channel.
 //! - [`WorkerConfig`]: coordinator URL, identity, pool and slots;
 //!   [`config`] loads it from flags over a TOML file; [`cli`] has the
 //!   flags and the shutdown signal the worker binaries share.
@@ -19,17 +23,20 @@
 pub mod cli;
 pub mod config;
 mod exec;
+pub mod notice;
 mod remote;
 
 pub use spotenc_proto::domain::Capacity as WorkerCapacity;
 
-use std::future::Future;
 use std::time::Duration;
 
 use spotenc_proto::client::{Connection, WorkerClient};
 use spotenc_proto::domain::{Capacity, Codec, WorkerInfo};
 use spotenc_proto::pb;
 use tracing::{info, warn};
+
+use exec::Mode;
+use notice::{Notice, NoticeSettings, Notices};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,6 +73,8 @@ pub struct WorkerConfig {
     pub input_mode: InputMode,
     /// How long to keep trying to reach the coordinator at start-up.
     pub connect_timeout: Duration,
+    /// Which interruption notices to watch for, and the exit deadline.
+    pub notices: NoticeSettings,
 }
 
 /// How a worker reads a job's source object (chunks and audio tracks are
@@ -166,14 +175,14 @@ async fn register(
     Ok(resp.into_inner())
 }
 
-/// Runs the worker until `shutdown` completes, then hands back whatever is
-/// in flight and returns.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+/// Runs the worker until an interruption notice, then hands back what will
+/// not finish in time and returns before the notice's deadline.
+pub async fn run(config: WorkerConfig, mut notices: Notices) -> Result<()> {
     spotenc_media::init();
     let mut client = connect(&config).await?;
     let reg = register(&mut client, &config).await?;
     info!(worker = %reg.worker_id, slots = config.slots, coordinator = %config.coordinator, "worker registered");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (mode_tx, mode_rx) = tokio::sync::watch::channel(Mode::Run);
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
@@ -189,30 +198,70 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             stream_sources: config.input_mode == InputMode::Stream,
             worker_id: reg.worker_id.clone(),
             heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
-            stop: stop_rx.clone(),
+            mode: mode_rx.clone(),
             slot,
         };
         slots.spawn(slot_ctx.run());
     }
-    tokio::pin!(shutdown);
-    tokio::select! {
-        _ = &mut shutdown => {
-            info!(worker = %reg.worker_id, "shutting down: no new leases, handing back in-flight work");
-            let _ = stop_tx.send(true);
-        }
-        Some(res) = slots.join_next() => {
-            let _ = stop_tx.send(true);
-            if let Ok(Err(e)) = res {
-                warn!(error = %e, "slot stopped");
-                slots.shutdown().await;
-                return Err(e);
+    let (seen, deadline) = loop {
+        tokio::select! {
+            n = notices.recv() => match n {
+                Some(Notice::Rebalance { source }) => {
+                    info!(worker = %reg.worker_id, %source, "rebalance recommendation: finishing current work, leasing nothing new");
+                    mode_tx.send_if_modified(|m| {
+                        let run = *m == Mode::Run;
+                        if run {
+                            *m = Mode::Drain;
+                        }
+                        run
+                    });
+                }
+                Some(Notice::Interruption { source, seen, deadline }) => {
+                    info!(worker = %reg.worker_id, %source, left_ms = deadline.saturating_duration_since(seen).as_millis() as u64, "interruption notice: leasing nothing new, handing back what will not finish in time");
+                    let _ = mode_tx.send(Mode::Interrupted { reason: source, deadline });
+                    break (seen, deadline);
+                }
+                // No watcher left: run until the slots stop.
+                None => {
+                    while let Some(res) = slots.join_next().await {
+                        if let Ok(Err(e)) = res {
+                            warn!(error = %e, "slot stopped");
+                            return Err(e);
+                        }
+                    }
+                    return Ok(());
+                }
+            },
+            Some(res) = slots.join_next() => {
+                if let Ok(Err(e)) = res {
+                    warn!(error = %e, "slot stopped");
+                    let _ = mode_tx.send(Mode::Drain);
+                    slots.shutdown().await;
+                    return Err(e);
+                }
+                // A slot that stopped leasing after a rebalance: wait on.
             }
         }
-    }
-    while let Some(res) = slots.join_next().await {
-        if let Ok(Err(e)) = res {
-            warn!(error = %e, "slot stopped");
+    };
+    // Leave the last half second for acknowledging and exiting.
+    let by = deadline - Duration::from_millis(500).min(deadline.saturating_duration_since(seen) / 4);
+    let drained = tokio::time::timeout_at(by, async {
+        while let Some(res) = slots.join_next().await {
+            if let Ok(Err(e)) = res {
+                warn!(error = %e, "slot stopped");
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("deadline reached with work still running; leaving it to lease expiry");
+        slots.abort_all();
     }
+    notices.acknowledge(deadline).await;
+    info!(
+        worker = %reg.worker_id,
+        exit_ms = seen.elapsed().as_millis() as u64,
+        "exiting after the notice"
+    );
     Ok(())
 }
