@@ -249,7 +249,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     l.worker_id,
                     l.pool,
                     l.outcome,
-                    if l.error.is_empty() { String::new() } else { format!(": {}", l.error) }
+                    if l.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", l.error)
+                    }
                 );
                 print!("{}", l.log);
                 if !l.log.ends_with('\n') {

@@ -80,8 +80,10 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
                 ..Default::default()
             },
         };
-        let notices =
-            spotenc_worker::notice::Notices::when(stopped(stop_rx.clone()), Duration::from_secs(10));
+        let notices = spotenc_worker::notice::Notices::when(
+            stopped(stop_rx.clone()),
+            Duration::from_secs(10),
+        );
         workers.push(tokio::spawn(spotenc_worker::run(wc, notices)));
     }
 

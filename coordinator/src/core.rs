@@ -201,10 +201,7 @@ impl Coordinator {
 
     pub async fn fail(&self, task_id: &str, attempt: u32, failure: &Ending) -> Result<()> {
         warn!(task = %task_id, attempt, retryable = failure.retryable, error = %failure.message, "task failed");
-        let t = self
-            .store
-            .fail(task_id, attempt, failure, now_ms())
-            .await?;
+        let t = self.store.fail(task_id, attempt, failure, now_ms()).await?;
         self.after(t).await;
         Ok(())
     }

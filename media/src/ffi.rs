@@ -190,4 +190,6 @@ mod log {
     }
 }
 
-pub use log::{begin as begin_log_capture, end as end_log_capture, install as install_log_callback};
+pub use log::{
+    begin as begin_log_capture, end as end_log_capture, install as install_log_callback,
+};

@@ -164,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
                             attempt: task.attempt,
                             error: "bench".into(),
                             retryable: false,
+                            log: String::new(),
                         })
                         .await
                         .expect("fail");

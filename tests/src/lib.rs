@@ -9,9 +9,12 @@
 //! - [`media`]: clips made with the `ffmpeg` CLI, and the ffmpeg/ffprobe
 //!   oracle that judges outputs (frame counts, durations, PSNR, decode
 //!   errors, timestamps).
+//! - [`metadata`]: a local AWS/GCP/Azure instance metadata server that
+//!   speaks each cloud's notice protocol, to interrupt real workers.
 
 pub mod garage;
 pub mod media;
+pub mod metadata;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,29 @@ impl Proc {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a signal (`-TERM`, `-STOP`, ...) with the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {}", self.child.id());
     }
 }
 
@@ -199,10 +225,21 @@ impl Fleet {
 
     /// Starts a CPU worker of a capacity class (`spot` or `on-demand`).
     pub fn add_worker_with(&mut self, name: &str, url: &str, capacity: &str) {
+        self.add_worker_args(name, url, capacity, &[]);
+    }
+
+    /// Starts a CPU worker with extra flags. Unless they name a cloud, the
+    /// worker watches signals only (`--cloud none`), so no test asks a real
+    /// metadata address.
+    pub fn add_worker_args(&mut self, name: &str, url: &str, capacity: &str, extra: &[&str]) {
         let mut cmd = Command::new(bin("cpu-worker"));
         cmd.args(["--coordinator", url, "--name", name, "--slots", "1"])
             .args(["--capacity", capacity])
-            .args(&self.worker_args);
+            .args(&self.worker_args)
+            .args(extra);
+        if !extra.contains(&"--cloud") && !self.worker_args.iter().any(|a| a == "--cloud") {
+            cmd.args(["--cloud", "none"]);
+        }
         if let (Some(ca), Some(t)) = (&self.tls_ca, &self.tokens) {
             cmd.arg("--tls-ca").arg(ca).args(["--token", &t.worker]);
         }

@@ -1,6 +1,7 @@
 //! End-to-end tests: real processes, real FFmpeg, judged by ffmpeg/ffprobe.
 
 mod faults;
+mod interrupt;
 mod replicas;
 mod s3;
 mod security;

@@ -76,7 +76,9 @@ impl WorkerSettings {
             gcp_metadata_url: self.gcp_metadata_url.or(other.gcp_metadata_url),
             azure_metadata_url: self.azure_metadata_url.or(other.azure_metadata_url),
             notice_poll_ms: self.notice_poll_ms.or(other.notice_poll_ms),
-            notice_deadline_seconds: self.notice_deadline_seconds.or(other.notice_deadline_seconds),
+            notice_deadline_seconds: self
+                .notice_deadline_seconds
+                .or(other.notice_deadline_seconds),
             aws_token_ttl_seconds: self.aws_token_ttl_seconds.or(other.aws_token_ttl_seconds),
         }
     }
@@ -167,7 +169,11 @@ fn notice_settings(s: &WorkerSettings) -> Result<NoticeSettings, Error> {
         )));
     }
     Ok(NoticeSettings {
-        cloud: s.cloud.as_deref().unwrap_or("auto").parse::<CloudChoice>()?,
+        cloud: s
+            .cloud
+            .as_deref()
+            .unwrap_or("auto")
+            .parse::<CloudChoice>()?,
         aws_url: url(&s.aws_metadata_url, d.aws_url, "aws_metadata_url")?,
         gcp_url: url(&s.gcp_metadata_url, d.gcp_url, "gcp_metadata_url")?,
         azure_url: url(&s.azure_metadata_url, d.azure_url, "azure_metadata_url")?,
@@ -207,17 +213,38 @@ mod tests {
 
     #[test]
     fn notice_settings_default_to_auto_and_two_second_polls() {
-        let c = load(WorkerSettings::default(), "coordinator = \"x\"", &HashMap::new(), "cpu", "p")
-            .unwrap();
+        let c = load(
+            WorkerSettings::default(),
+            "coordinator = \"x\"",
+            &HashMap::new(),
+            "cpu",
+            "p",
+        )
+        .unwrap();
         assert_eq!(c.notices.cloud, CloudChoice::Auto);
         assert_eq!(c.notices.poll, Duration::from_secs(2));
         assert_eq!(c.notices.deadline, Duration::from_secs(90));
-        let file = "coordinator = \"x\"\ncloud = \"gcp\"\ngcp_metadata_url = \"http://127.0.0.1:9/\"\n";
+        let file =
+            "coordinator = \"x\"\ncloud = \"gcp\"\ngcp_metadata_url = \"http://127.0.0.1:9/\"\n";
         let c = load(WorkerSettings::default(), file, &HashMap::new(), "cpu", "p").unwrap();
         assert_eq!(c.notices.gcp_url, "http://127.0.0.1:9");
-        for bad in ["cloud = \"ibm\"", "notice_poll_ms = 1", "aws_metadata_url = \"file:///etc\""] {
+        for bad in [
+            "cloud = \"ibm\"",
+            "notice_poll_ms = 1",
+            "aws_metadata_url = \"file:///etc\"",
+        ] {
             let text = format!("coordinator = \"x\"\n{bad}\n");
-            assert!(load(WorkerSettings::default(), &text, &HashMap::new(), "cpu", "p").is_err(), "{bad}");
+            assert!(
+                load(
+                    WorkerSettings::default(),
+                    &text,
+                    &HashMap::new(),
+                    "cpu",
+                    "p"
+                )
+                .is_err(),
+                "{bad}"
+            );
         }
     }
 }

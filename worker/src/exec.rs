@@ -33,7 +33,10 @@ pub(crate) enum Mode {
     /// A rebalance recommendation: finish what is running, lease nothing.
     Drain,
     /// The instance goes away at `deadline`.
-    Interrupted { reason: String, deadline: Instant },
+    Interrupted {
+        reason: String,
+        deadline: Instant,
+    },
 }
 
 /// Whether a task `done` frames into `total` after `elapsed` will finish

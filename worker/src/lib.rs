@@ -244,7 +244,8 @@ pub async fn run(config: WorkerConfig, mut notices: Notices) -> Result<()> {
         }
     };
     // Leave the last half second for acknowledging and exiting.
-    let by = deadline - Duration::from_millis(500).min(deadline.saturating_duration_since(seen) / 4);
+    let by =
+        deadline - Duration::from_millis(500).min(deadline.saturating_duration_since(seen) / 4);
     let drained = tokio::time::timeout_at(by, async {
         while let Some(res) = slots.join_next().await {
             if let Ok(Err(e)) = res {

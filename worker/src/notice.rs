@@ -173,11 +173,16 @@ impl Notices {
 
     /// Notices from a future alone: when it completes, an interruption with
     /// `window` to go (for workers run inside another process).
-    pub fn when(shutdown: impl std::future::Future<Output = ()> + Send + 'static, window: Duration) -> Notices {
+    pub fn when(
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        window: Duration,
+    ) -> Notices {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
             shutdown.await;
-            let _ = tx.send(Notice::interruption("shutdown", window, window)).await;
+            let _ = tx
+                .send(Notice::interruption("shutdown", window, window))
+                .await;
         });
         Notices {
             rx,
@@ -208,8 +213,12 @@ impl Notices {
                 Ok(Ok(r)) if r.status().is_success() => {
                     info!(event = %ack.event_id, "azure scheduled event acknowledged")
                 }
-                Ok(Ok(r)) => warn!(event = %ack.event_id, status = %r.status(), "azure refused the acknowledgement"),
-                Ok(Err(e)) => warn!(event = %ack.event_id, error = %e, "azure acknowledgement failed"),
+                Ok(Ok(r)) => {
+                    warn!(event = %ack.event_id, status = %r.status(), "azure refused the acknowledgement")
+                }
+                Ok(Err(e)) => {
+                    warn!(event = %ack.event_id, error = %e, "azure acknowledgement failed")
+                }
                 Err(_) => warn!(event = %ack.event_id, "no time left to acknowledge"),
             }
         }
@@ -366,11 +375,16 @@ async fn aws(http: &reqwest::Client, s: &NoticeSettings, tx: mpsc::Sender<Notice
         match imds.get("spot/instance-action").await {
             Ok(Some(body)) => {
                 let (what, window) = aws_action(&body).unwrap_or_else(|| {
-                    warn!(body, "unreadable instance-action; assuming the default deadline");
+                    warn!(
+                        body,
+                        "unreadable instance-action; assuming the default deadline"
+                    );
                     ("unknown".into(), s.deadline)
                 });
                 let source = format!("aws spot instance-action {what}");
-                let _ = tx.send(Notice::interruption(source, window, s.deadline)).await;
+                let _ = tx
+                    .send(Notice::interruption(source, window, s.deadline))
+                    .await;
                 return;
             }
             Ok(None) => {}
@@ -489,7 +503,10 @@ async fn azure(
     tx: mpsc::Sender<Notice>,
     acks: Arc<Mutex<Vec<PendingAck>>>,
 ) {
-    let url = format!("{}/metadata/scheduledevents?api-version=2020-07-01", s.azure_url);
+    let url = format!(
+        "{}/metadata/scheduledevents?api-version=2020-07-01",
+        s.azure_url
+    );
     let vm = http
         .get(format!(
             "{}/metadata/instance/compute/name?api-version=2021-02-01&format=text",
@@ -528,7 +545,9 @@ async fn azure(
                         event_id: event_id.clone(),
                     });
                     let source = format!("azure scheduled event {kind} {event_id}");
-                    let _ = tx.send(Notice::interruption(source, window, s.deadline)).await;
+                    let _ = tx
+                        .send(Notice::interruption(source, window, s.deadline))
+                        .await;
                     return;
                 }
             }
@@ -589,7 +608,10 @@ mod tests {
 
     #[test]
     fn cloud_names_parse() {
-        assert_eq!("gcp".parse::<CloudChoice>().unwrap(), CloudChoice::Named(Cloud::Gcp));
+        assert_eq!(
+            "gcp".parse::<CloudChoice>().unwrap(),
+            CloudChoice::Named(Cloud::Gcp)
+        );
         assert!("oracle".parse::<CloudChoice>().is_err());
     }
 }

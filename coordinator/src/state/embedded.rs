@@ -15,9 +15,7 @@ use spotenc_proto::domain::{JobSpec, JobState, LeasedTask, TaskLog, TaskOutcome}
 use spotenc_proto::{Error, Result};
 
 use super::machine::State;
-use super::{
-    Ending, JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord,
-};
+use super::{Ending, JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
 
 pub struct EmbeddedStore {
     state: Mutex<State>,

@@ -348,7 +348,11 @@ impl State {
     ) -> Result<Transition> {
         let task = self.fenced(task_id, attempt)?;
         close_attempt(task, "interrupted", &notice.message, now_ms);
-        let pool = task.history.last().map(|a| a.pool.clone()).unwrap_or_default();
+        let pool = task
+            .history
+            .last()
+            .map(|a| a.pool.clone())
+            .unwrap_or_default();
         *task.interruptions.entry(pool).or_default() += 1;
         let job_id = task.job_id.clone();
         let spec = &self.jobs[&job_id].spec;
@@ -372,19 +376,25 @@ impl State {
         {
             a.log_bytes = log.len() as u64;
         }
-        self.logs
-            .insert(log_key(task_id, attempt), log.to_string());
+        self.logs.insert(log_key(task_id, attempt), log.to_string());
     }
 
     /// The audit logs of a job's attempts (of one task when `task_id` is
     /// not empty), in task then attempt order.
     pub fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
-        let job = self.jobs.get(job_id).ok_or_else(|| not_found("job", job_id))?;
+        let job = self
+            .jobs
+            .get(job_id)
+            .ok_or_else(|| not_found("job", job_id))?;
         if !task_id.is_empty() && !job.task_ids.iter().any(|t| t == task_id) {
             return Err(not_found("task", task_id));
         }
         let mut out = Vec::new();
-        for id in job.task_ids.iter().filter(|t| task_id.is_empty() || *t == task_id) {
+        for id in job
+            .task_ids
+            .iter()
+            .filter(|t| task_id.is_empty() || *t == task_id)
+        {
             for a in &self.tasks[id].history {
                 if let Some(log) = self.logs.get(&log_key(id, a.attempt)) {
                     out.push(task_log(id, a, log.clone()));

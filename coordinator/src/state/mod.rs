@@ -158,8 +158,13 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<Transition>;
     /// Records a failed attempt and its log; requeues the task, or fails
     /// the job when the error is final or attempts ran out.
-    async fn fail(&self, task_id: &str, attempt: u32, failure: &Ending, now_ms: i64)
-        -> Result<Transition>;
+    async fn fail(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        failure: &Ending,
+        now_ms: i64,
+    ) -> Result<Transition>;
     /// Requeues an interrupted task at once, counting the interruption
     /// against the pool of the worker that held it, and keeps its log.
     async fn hand_back(

@@ -430,9 +430,14 @@ fn notice(msg: &str, log: &str) -> Ending {
 async fn hand_back_requeues_as_an_interruption_of_the_pool(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    s.hand_back(&t.task_id, t.attempt, &notice("aws spot notice", "x264 said"), 3)
-        .await
-        .unwrap();
+    s.hand_back(
+        &t.task_id,
+        t.attempt,
+        &notice("aws spot notice", "x264 said"),
+        3,
+    )
+    .await
+    .unwrap();
     let (_, tasks) = s.job(&job).await.unwrap();
     let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
     assert_eq!((task.state, task.failures), (TaskState::Pending, 0));
@@ -441,7 +446,11 @@ async fn hand_back_requeues_as_an_interruption_of_the_pool(s: Arc<dyn StateStore
     assert_eq!(task.history[0].pool, "p");
     assert_eq!(task.history[0].log_bytes, 9);
     assert_eq!(task.interruptions.get("p"), Some(&1));
-    assert_eq!(task.partition, Capacity::Spot, "one interruption does not escalate");
+    assert_eq!(
+        task.partition,
+        Capacity::Spot,
+        "one interruption does not escalate"
+    );
     // Requeued at once: the next lease gets it back, with a new fence.
     let again = s.lease_next("w1", 4).await.unwrap().unwrap();
     assert_eq!((again.task_id, again.attempt), (t.task_id, t.attempt + 1));
@@ -464,7 +473,10 @@ async fn interruptions_by_one_pool_escalate_to_on_demand(s: Arc<dyn StateStore>)
     assert_eq!(task.partition, Capacity::OnDemand);
     assert_eq!((task.failures, task.state), (0, TaskState::Pending));
     assert_eq!(task.interruptions.get("p"), Some(&2));
-    assert_eq!(super::job_view(&view, &tasks).interruptions.get("p"), Some(&2));
+    assert_eq!(
+        super::job_view(&view, &tasks).interruptions.get("p"),
+        Some(&2)
+    );
     // The other chunk is still on spot, so the spot worker gets that one.
     let other = s.lease_next("w1", 6).await.unwrap().unwrap();
     assert_ne!(other.task_id, t.task_id);
@@ -508,7 +520,11 @@ async fn attempt_logs_are_kept_and_filtered_by_task(s: Arc<dyn StateStore>) {
     let one = s.task_logs(&job, &a.task_id).await.unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(
-        (one[0].log.as_str(), one[0].outcome.as_str(), one[0].pool.as_str()),
+        (
+            one[0].log.as_str(),
+            one[0].outcome.as_str(),
+            one[0].pool.as_str()
+        ),
         ("partial run", "interrupted", "p")
     );
     let b_log = s.task_logs(&job, &b.task_id).await.unwrap();
@@ -517,7 +533,10 @@ async fn attempt_logs_are_kept_and_filtered_by_task(s: Arc<dyn StateStore>) {
         s.task_logs(&job, "nope").await,
         Err(Error::NotFound(_))
     ));
-    assert!(matches!(s.task_logs("nope", "").await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        s.task_logs("nope", "").await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 async fn too_many_expiries_fail_the_job(s: Arc<dyn StateStore>) {
@@ -590,15 +609,25 @@ macro_rules! contract {
 async fn failing_spot_task_escalates_to_on_demand(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    s.fail(&t.task_id, t.attempt, &Ending::new("encoder crashed", true), 3)
-        .await
-        .unwrap();
+    s.fail(
+        &t.task_id,
+        t.attempt,
+        &Ending::new("encoder crashed", true),
+        3,
+    )
+    .await
+    .unwrap();
     // Below the limit (2): still spot, and the spot worker gets it back.
     let again = s.lease_next("w1", 4).await.unwrap().unwrap();
     assert_eq!(again.task_id, t.task_id);
-    s.fail(&again.task_id, again.attempt, &Ending::new("encoder crashed", true), 5)
-        .await
-        .ok();
+    s.fail(
+        &again.task_id,
+        again.attempt,
+        &Ending::new("encoder crashed", true),
+        5,
+    )
+    .await
+    .ok();
     // max_attempts is 2 as well: the job ends. Use a fresh job with more room.
     let _ = job;
     let mut spec = spec();
@@ -607,9 +636,14 @@ async fn failing_spot_task_escalates_to_on_demand(s: Arc<dyn StateStore>) {
     let job = s.submit(spec, "", 10).await.unwrap().id;
     let probe = s.lease_next("w1", 11).await.unwrap().unwrap();
     assert_eq!(probe.job_id, job);
-    s.fail(&probe.task_id, probe.attempt, &Ending::new("worker crashed", true), 12)
-        .await
-        .unwrap();
+    s.fail(
+        &probe.task_id,
+        probe.attempt,
+        &Ending::new("worker crashed", true),
+        12,
+    )
+    .await
+    .unwrap();
     assert!(
         s.lease_next("w1", 13).await.unwrap().is_none(),
         "spot worker must not get it"
