@@ -83,7 +83,7 @@ fn run_work(work: &Work, ctl: &Control) -> spotenc_media::Result<TaskOutcome> {
 }
 
 enum Ending {
-    Finished(spotenc_media::Result<TaskOutcome>, String),
+    Finished(spotenc_media::Result<TaskOutcome>),
     Panicked(String),
 }
 
@@ -158,11 +158,11 @@ impl Slot {
         let mut watchdog: Option<Instant> = None;
         // A notice may have come in while the task was being staged.
         self.mode.mark_changed();
-        let ending = loop {
+        let (ending, log) = loop {
             tokio::select! {
                 r = &mut handle => break match r {
-                    Ok((r, log)) => Ending::Finished(r, log),
-                    Err(e) => Ending::Panicked(e.to_string()),
+                    Ok((r, log)) => (Ending::Finished(r), log),
+                    Err(e) => (Ending::Panicked(e.to_string()), String::new()),
                 },
                 _ = tick.tick() => {
                     let frames = ctl.frames_done.load(Ordering::Relaxed);
@@ -204,14 +204,14 @@ impl Slot {
             return;
         }
         match ending {
-            Ending::Finished(Ok(outcome), log) => match staged.upload(&self.http).await {
+            Ending::Finished(Ok(outcome)) => match staged.upload(&self.http).await {
                 Ok(()) => self.complete(&task_id, attempt, outcome).await,
                 Err(e) => {
                     self.fail(&task_id, attempt, &e.message, e.retryable, log)
                         .await
                 }
             },
-            Ending::Finished(Err(spotenc_media::Error::Cancelled), log) if stopping => {
+            Ending::Finished(Err(spotenc_media::Error::Cancelled)) if stopping => {
                 let reason = match &*self.mode.borrow() {
                     Mode::Interrupted { reason, .. } => reason.clone(),
                     Mode::Run | Mode::Drain => "worker shutting down".to_string(),
@@ -220,7 +220,7 @@ impl Slot {
                 let reason = format!("{reason} ({frames} frames in)");
                 self.hand_back(&task_id, attempt, &reason, log).await
             }
-            Ending::Finished(Err(e), log) => {
+            Ending::Finished(Err(e)) => {
                 self.fail(&task_id, attempt, &e.to_string(), e.is_retryable(), log)
                     .await
             }
