@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use spotenc_proto::domain::{Codec, EncodeTask, OutputObject, RateControl, VideoSettings};
+use tracing::warn;
 
 use crate::ffmpeg::{self, codec, filter, format, frame, Rational};
 use crate::{ffi, input, Control, Error, Result};
@@ -17,9 +18,67 @@ use crate::{ffi, input, Control, Error, Result};
 /// The muxer of chunk objects: NUT keeps any time base exactly.
 pub const CHUNK_MUXER: &str = "nut";
 
-/// Encodes one chunk and returns the stored object's size, checksum and frame
-/// count. The object appears at `task.output` only once it is complete.
+/// Which encoder implementation a chunk goes through. Frames are decoded
+/// and scaled on the CPU in every case; the hardware encoders upload them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hardware {
+    /// libx264 / libx265.
+    Software,
+    /// h264_nvenc / hevc_nvenc on the GPU with this CUDA index.
+    Nvenc { gpu: u32 },
+    /// h264_qsv / hevc_qsv (Intel Quick Sync).
+    Qsv,
+}
+
+impl Hardware {
+    /// The FFmpeg encoder for a codec.
+    pub fn encoder(self, codec: Codec) -> &'static str {
+        match (self, codec) {
+            (Hardware::Software, c) => c.software_encoder(),
+            (Hardware::Nvenc { .. }, Codec::H264) => "h264_nvenc",
+            (Hardware::Nvenc { .. }, Codec::Hevc) => "hevc_nvenc",
+            (Hardware::Qsv, Codec::H264) => "h264_qsv",
+            (Hardware::Qsv, Codec::Hevc) => "hevc_qsv",
+        }
+    }
+}
+
+/// Whether this FFmpeg build has an encoder by that name.
+pub fn has_encoder(name: &str) -> bool {
+    crate::init();
+    codec::encoder::find_by_name(name).is_some()
+}
+
+/// Encodes one chunk with libx264/libx265 and returns the stored object's
+/// size, checksum and frame count. The object appears at `task.output` only
+/// once it is complete.
 pub fn encode_chunk(task: &EncodeTask, ctl: &Control) -> Result<OutputObject> {
+    encode_chunk_on(task, ctl, Hardware::Software)
+}
+
+/// Encodes one chunk on `hw`. When a hardware encoder fails to open or
+/// fails mid-chunk, the chunk is encoded again from its start with the
+/// software encoder; the reason goes to the log and the task's audit log.
+pub fn encode_chunk_on(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputObject> {
+    if hw == Hardware::Software {
+        return encode_with(task, ctl, hw);
+    }
+    match encode_with(task, ctl, hw) {
+        Err(Error::Encoder { encoder, reason }) => {
+            let software = task.video.codec.software_encoder();
+            let msg = format!(
+                "{encoder} failed ({reason}); chunk {} falls back to {software}",
+                task.chunk.index
+            );
+            warn!(chunk = task.chunk.index, "{msg}");
+            ffi::log_note(&format!("[spotenc] {msg}\n"));
+            encode_with(task, ctl, Hardware::Software)
+        }
+        other => other,
+    }
+}
+
+fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputObject> {
     let src = task.input.as_str();
     let dst = input::local_path(&task.output)?.to_path_buf();
     let frames = crate::write_atomically(&dst, |part| {
@@ -33,7 +92,7 @@ pub fn encode_chunk(task: &EncodeTask, ctl: &Control) -> Result<OutputObject> {
             &[Some(0), Some(1), Some(10), Some(60), None]
         };
         for backoff in backoffs {
-            if let Some(n) = run(src, part, task, *backoff, ctl)? {
+            if let Some(n) = run(src, part, task, *backoff, ctl, hw)? {
                 return Ok(n);
             }
         }
@@ -60,6 +119,7 @@ fn run(
     task: &EncodeTask,
     backoff_secs: Option<i64>,
     ctl: &Control,
+    hw: Hardware,
 ) -> Result<Option<u64>> {
     let mut ictx = input::open_uri(src)?;
     let index = task.video_stream as usize;
@@ -89,6 +149,7 @@ fn run(
         tb,
         part,
         ctl,
+        hw,
         pipeline: None,
         started: false,
         done: false,
@@ -150,6 +211,7 @@ struct Cutter<'a> {
     task: &'a EncodeTask,
     tb: Rational,
     part: &'a Path,
+    hw: Hardware,
     ctl: &'a Control,
     pipeline: Option<Pipeline>,
     started: bool,
@@ -189,6 +251,7 @@ impl Cutter<'_> {
                 &self.task.video,
                 self.task,
                 self.part,
+                self.hw,
             )?);
         }
         self.pipeline.as_mut().expect("set above").push(Some(&f))?;
@@ -232,6 +295,7 @@ impl Pipeline {
         video: &VideoSettings,
         task: &EncodeTask,
         part: &Path,
+        hw: Hardware,
     ) -> Result<Self> {
         let (w, h) = output_size(first.width(), first.height(), video.max_size);
         let sar = match first.aspect_ratio() {
@@ -248,11 +312,16 @@ impl Pipeline {
             sar.numerator(),
             sar.denominator()
         );
-        let spec = format!("scale={w}:{h}:flags=bicubic,format=yuv420p");
+        // QSV takes NV12; the others take planar 4:2:0.
+        let (pix, pix_name) = match hw {
+            Hardware::Qsv => (format::Pixel::NV12, "nv12"),
+            Hardware::Software | Hardware::Nvenc { .. } => (format::Pixel::YUV420P, "yuv420p"),
+        };
+        let spec = format!("scale={w}:{h}:flags=bicubic,format={pix_name}");
         let graph = crate::filter_graph("buffer", &args, &spec)?;
         let ff = Error::ff;
 
-        let encoder_name = video.codec.software_encoder();
+        let encoder_name = hw.encoder(video.codec);
         let enc_codec = codec::encoder::find_by_name(encoder_name).ok_or_else(|| {
             Error::Unsupported(format!(
                 "encoder {encoder_name} is not in this FFmpeg build"
@@ -274,7 +343,7 @@ impl Pipeline {
         };
         enc.set_width(w);
         enc.set_height(h);
-        enc.set_format(format::Pixel::YUV420P);
+        enc.set_format(pix);
         enc.set_time_base(tb);
         enc.set_frame_rate(Some(rate));
         // The output's display aspect stays the source's: scaling keeps the
@@ -290,7 +359,11 @@ impl Pipeline {
             flags |= codec::Flags::GLOBAL_HEADER;
         }
         ffi::add_codec_flags(&mut enc, flags);
-        let opts = encoder_options(video, gop);
+        let opts = match hw {
+            Hardware::Software => encoder_options(video, gop),
+            Hardware::Nvenc { gpu } => nvenc_options(video, gpu),
+            Hardware::Qsv => qsv_options(video),
+        };
         let encoder = enc
             .open_as_with(enc_codec, opts)
             .map_err(|e| Error::Encoder {
@@ -409,6 +482,76 @@ fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'stati
             "x265-params",
             &format!("open-gop=0:keyint={gop}:log-level=error"),
         ),
+    }
+    o
+}
+
+/// The NVENC preset (p1 fastest .. p7 best) nearest an x264 preset name.
+fn nvenc_preset(x264: &str) -> &'static str {
+    match x264 {
+        "ultrafast" | "superfast" => "p1",
+        "veryfast" => "p2",
+        "faster" => "p3",
+        "fast" => "p4",
+        "medium" => "p5",
+        "slow" => "p6",
+        _ => "p7",
+    }
+}
+
+/// h264_nvenc/hevc_nvenc options for the settings: CRF maps to VBR with a
+/// constant-quality target, an IDR at every forced keyframe.
+fn nvenc_options(video: &VideoSettings, gpu: u32) -> ffmpeg::Dictionary<'static> {
+    let mut o = ffmpeg::Dictionary::new();
+    o.set("gpu", &gpu.to_string());
+    o.set("preset", nvenc_preset(&video.preset));
+    o.set("forced-idr", "1");
+    o.set("rc", "vbr");
+    match video.rate {
+        RateControl::Crf(crf) => {
+            o.set("cq", &crf.to_string());
+            o.set("b", "0");
+        }
+        RateControl::Bitrate {
+            bitrate_bps,
+            maxrate_bps,
+            bufsize_bits,
+        } => {
+            o.set("b", &bitrate_bps.to_string());
+            o.set("maxrate", &maxrate_bps.to_string());
+            o.set("bufsize", &bufsize_bits.to_string());
+        }
+    }
+    if let Some(p) = &video.profile {
+        o.set("profile", p);
+    }
+    o
+}
+
+/// h264_qsv/hevc_qsv options: CRF maps to ICQ (global_quality); the x264
+/// preset names are QSV's own.
+fn qsv_options(video: &VideoSettings) -> ffmpeg::Dictionary<'static> {
+    let mut o = ffmpeg::Dictionary::new();
+    let preset = match video.preset.as_str() {
+        "ultrafast" | "superfast" => "veryfast",
+        "placebo" => "veryslow",
+        p => p,
+    };
+    o.set("preset", preset);
+    match video.rate {
+        RateControl::Crf(crf) => o.set("global_quality", &crf.to_string()),
+        RateControl::Bitrate {
+            bitrate_bps,
+            maxrate_bps,
+            bufsize_bits,
+        } => {
+            o.set("b", &bitrate_bps.to_string());
+            o.set("maxrate", &maxrate_bps.to_string());
+            o.set("bufsize", &bufsize_bits.to_string());
+        }
+    }
+    if let Some(p) = &video.profile {
+        o.set("profile", p);
     }
     o
 }

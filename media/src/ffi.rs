@@ -179,6 +179,15 @@ mod log {
     pub fn end() -> String {
         SINK.with(|s| s.borrow_mut().take()).unwrap_or_default()
     }
+
+    /// Adds a line of our own to this thread's capture, if one is on.
+    pub fn note(line: &str) {
+        SINK.with(|s| {
+            if let Some(buf) = s.borrow_mut().as_mut() {
+                buf.push_str(line);
+            }
+        });
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -188,8 +197,10 @@ mod log {
     pub fn end() -> String {
         String::new()
     }
+    pub fn note(_line: &str) {}
 }
 
 pub use log::{
     begin as begin_log_capture, end as end_log_capture, install as install_log_callback,
+    note as log_note,
 };

@@ -358,3 +358,60 @@ fn container_index_probe_matches_packet_scan() {
         assert!(indexed.video.keyframes.len() > 1, "{name}");
     }
 }
+
+/// With no usable NVENC (no driver here; no encode engine on the lent
+/// H100/H200), a chunk sent to h264_nvenc falls back to libx264, says why in
+/// the task's log, and is still every frame of the chunk.
+#[test]
+fn hardware_encoder_that_cannot_open_falls_back_to_software() {
+    if std::env::var_os("SPOTENC_HAVE_NVENC").is_some() {
+        return; // a g4dn/g5 with a working NVENC: nothing falls back there
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        src.to_str().unwrap(),
+    ]);
+    let info = probe::probe(src.to_str().unwrap()).unwrap();
+    let c = &chunks(&info, 25)[1];
+    let out = dir.path().join("c1.nut");
+    let task = EncodeTask {
+        input: src.to_str().unwrap().into(),
+        output: out.to_str().unwrap().into(),
+        chunk: c.clone(),
+        video: settings(),
+        origin_pts: info.video.start_pts,
+        video_stream: info.video.stream_index,
+        source_frame_rate: info.video.avg_frame_rate,
+    };
+    let ctl = Control::default();
+    let (obj, log) = spotenc_media::capture_log(|| {
+        encode::encode_chunk_on(&task, &ctl, encode::Hardware::Nvenc { gpu: 0 })
+    });
+    let obj = obj.unwrap();
+    assert_eq!(obj.frames, c.end_frame - c.start_frame);
+    assert_eq!(count_frames(&out), obj.frames);
+    assert!(decode_errors(&out).is_empty());
+    assert!(
+        log.contains("h264_nvenc failed") && log.contains("falls back to libx264"),
+        "{log}"
+    );
+    // The fallback chunk is libx264's.
+    let codec = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&codec.stdout).trim(), "h264");
+    assert!(log.contains("libx264"), "{log}");
+}
