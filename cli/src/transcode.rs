@@ -79,6 +79,9 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
                 cloud: spotenc_worker::notice::CloudChoice::None,
                 ..Default::default()
             },
+            metrics_listen: None,
+            gpus: Vec::new(),
+            encoder: String::new(),
         };
         let notices = spotenc_worker::notice::Notices::when(
             stopped(stop_rx.clone()),

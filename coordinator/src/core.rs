@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spotenc_proto::domain::{
-    JobSpec, JobState, JobView, LeasedTask, TaskLog, TaskOutcome, Work, WorkerInfo,
+    GpuTelemetry, JobSpec, JobState, JobView, LeasedTask, TaskLog, TaskOutcome, Work, WorkerInfo,
+    WorkerStatus,
 };
 use spotenc_proto::{Error, Result};
 use tokio::sync::Notify;
@@ -28,6 +29,10 @@ pub struct Coordinator {
     lease_poll: Option<Duration>,
     broker: Broker,
     config: Config,
+    /// Workers this process has heard from, with their last telemetry.
+    /// Per replica: with Redis, each replica knows the workers that talk to
+    /// it.
+    workers: std::sync::Mutex<std::collections::BTreeMap<String, WorkerStatus>>,
 }
 
 /// The job a task belongs to: task ids are `<job>/<name>`.
@@ -50,6 +55,7 @@ impl Coordinator {
             lease_poll,
             broker: Broker::new(config.s3.clone()),
             config,
+            workers: Default::default(),
         }
     }
 
@@ -92,14 +98,25 @@ impl Coordinator {
             info.name,
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        info!(worker = %id, slots = info.slots, pool = %info.pool, "worker registered");
+        info!(worker = %id, slots = info.slots, pool = %info.pool, hardware = %info.hardware, encoder = %info.encoder, gpus = info.gpus.len(), "worker registered");
+        let now = now_ms();
         self.store
             .register_worker(WorkerRecord {
                 id: id.clone(),
-                info,
-                registered_unix_ms: now_ms(),
+                info: info.clone(),
+                registered_unix_ms: now,
             })
             .await?;
+        self.workers.lock().expect("workers lock").insert(
+            id.clone(),
+            WorkerStatus {
+                worker_id: id.clone(),
+                info,
+                registered_unix_ms: now,
+                last_heartbeat_unix_ms: 0,
+                gpus: Vec::new(),
+            },
+        );
         Ok(id)
     }
 
@@ -122,10 +139,32 @@ impl Coordinator {
         }
     }
 
-    pub async fn heartbeat(&self, task_id: &str, attempt: u32, frames_done: u64) -> Result<bool> {
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        task_id: &str,
+        attempt: u32,
+        frames_done: u64,
+        gpus: Vec<GpuTelemetry>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        if let Some(w) = self.workers.lock().expect("workers lock").get_mut(worker_id) {
+            w.last_heartbeat_unix_ms = now;
+            w.gpus = gpus;
+        }
         self.store
-            .heartbeat(task_id, attempt, frames_done, now_ms())
+            .heartbeat(task_id, attempt, frames_done, now)
             .await
+    }
+
+    /// The workers this process has heard from, by id.
+    pub fn workers(&self) -> Vec<WorkerStatus> {
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Where a job's intermediate objects live.

@@ -123,6 +123,15 @@ impl JobService for Jobs {
         }))
     }
 
+    async fn list_workers(
+        &self,
+        _req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: self.0.workers().into_iter().map(Into::into).collect(),
+        }))
+    }
+
     async fn cancel_job(
         &self,
         req: Request<pb::CancelJobRequest>,
@@ -169,9 +178,16 @@ impl WorkerService for Workers {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = req.into_inner();
+        let gpus = req.gpus.into_iter().map(Into::into).collect();
         let keep_going = self
             .0
-            .heartbeat(&req.task_id, req.attempt, req.frames_done)
+            .heartbeat(
+                &req.worker_id,
+                &req.task_id,
+                req.attempt,
+                req.frames_done,
+                gpus,
+            )
             .await?;
         Ok(Response::new(pb::HeartbeatResponse {
             keep_going,

@@ -514,6 +514,116 @@ impl From<d::WorkerInfo> for pb::WorkerInfo {
             instance_type: w.instance_type,
             zone: w.zone,
             capacity: pb::Capacity::from(w.capacity) as i32,
+            gpus: w.gpus.into_iter().map(Into::into).collect(),
+            encoder: w.encoder,
+        }
+    }
+}
+
+impl From<d::GpuDevice> for pb::GpuDevice {
+    fn from(g: d::GpuDevice) -> Self {
+        pb::GpuDevice {
+            index: g.index,
+            name: g.name,
+            uuid: g.uuid,
+            pci_bus_id: g.pci_bus_id,
+            memory_total_bytes: g.memory_total_bytes,
+            driver_version: g.driver_version,
+            nvenc: g
+                .nvenc
+                .into_iter()
+                .map(|c| pb::NvencCodec {
+                    codec: pb::Codec::from(c.codec) as i32,
+                    max_width: c.max_width,
+                    max_height: c.max_height,
+                    ten_bit: c.ten_bit,
+                    max_b_frames: c.max_b_frames,
+                })
+                .collect(),
+            nvenc_unavailable: g.nvenc_unavailable,
+        }
+    }
+}
+
+impl TryFrom<pb::GpuDevice> for d::GpuDevice {
+    type Error = Error;
+    fn try_from(g: pb::GpuDevice) -> Result<Self> {
+        let nvenc = g
+            .nvenc
+            .into_iter()
+            .map(|c| {
+                Ok(d::NvencCodec {
+                    codec: pb::Codec::try_from(c.codec)
+                        .map_err(|_| Error::invalid(format!("invalid codec value {}", c.codec)))?
+                        .try_into()?,
+                    max_width: c.max_width,
+                    max_height: c.max_height,
+                    ten_bit: c.ten_bit,
+                    max_b_frames: c.max_b_frames,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(d::GpuDevice {
+            index: g.index,
+            name: g.name,
+            uuid: g.uuid,
+            pci_bus_id: g.pci_bus_id,
+            memory_total_bytes: g.memory_total_bytes,
+            driver_version: g.driver_version,
+            nvenc,
+            nvenc_unavailable: g.nvenc_unavailable,
+        })
+    }
+}
+
+impl From<d::GpuTelemetry> for pb::GpuTelemetry {
+    fn from(t: d::GpuTelemetry) -> Self {
+        pb::GpuTelemetry {
+            index: t.index,
+            gpu_util_pct: t.gpu_util_pct,
+            encoder_util_pct: t.encoder_util_pct,
+            decoder_util_pct: t.decoder_util_pct,
+            encoder_sessions: t.encoder_sessions,
+            encoder_fps: t.encoder_fps,
+            encoder_latency_us: t.encoder_latency_us,
+            memory_used_bytes: t.memory_used_bytes,
+            temperature_c: t.temperature_c,
+            power_mw: t.power_mw,
+            graphics_clock_mhz: t.graphics_clock_mhz,
+            memory_clock_mhz: t.memory_clock_mhz,
+            video_clock_mhz: t.video_clock_mhz,
+        }
+    }
+}
+
+impl From<pb::GpuTelemetry> for d::GpuTelemetry {
+    fn from(t: pb::GpuTelemetry) -> Self {
+        d::GpuTelemetry {
+            index: t.index,
+            gpu_util_pct: t.gpu_util_pct,
+            encoder_util_pct: t.encoder_util_pct,
+            decoder_util_pct: t.decoder_util_pct,
+            encoder_sessions: t.encoder_sessions,
+            encoder_fps: t.encoder_fps,
+            encoder_latency_us: t.encoder_latency_us,
+            memory_used_bytes: t.memory_used_bytes,
+            temperature_c: t.temperature_c,
+            power_mw: t.power_mw,
+            graphics_clock_mhz: t.graphics_clock_mhz,
+            memory_clock_mhz: t.memory_clock_mhz,
+            video_clock_mhz: t.video_clock_mhz,
+        }
+    }
+}
+
+impl From<d::WorkerStatus> for pb::WorkerStatus {
+    fn from(w: d::WorkerStatus) -> Self {
+        pb::WorkerStatus {
+            worker_id: w.worker_id,
+            info: Some(w.info.into()),
+            registered_unix_ms: w.registered_unix_ms,
+            last_heartbeat_unix_ms: w.last_heartbeat_unix_ms,
+            gpus: w.gpus.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -549,6 +659,12 @@ impl TryFrom<pb::WorkerInfo> for d::WorkerInfo {
             cores: w.cores,
             memory_bytes: w.memory_bytes,
             codecs,
+            gpus: w
+                .gpus
+                .into_iter()
+                .map(d::GpuDevice::try_from)
+                .collect::<Result<_>>()?,
+            encoder: w.encoder,
         })
     }
 }

@@ -493,6 +493,66 @@ pub struct WorkerInfo {
     pub instance_type: String,
     pub zone: String,
     pub capacity: Capacity,
+    /// GPUs found with NVML at start-up.
+    #[serde(default)]
+    pub gpus: Vec<GpuDevice>,
+    /// The encoder family the slots use: `libx264/libx265`, `nvenc`, `qsv`.
+    #[serde(default)]
+    pub encoder: String,
+}
+
+/// One GPU as a worker found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuDevice {
+    /// NVML index.
+    pub index: u32,
+    pub name: String,
+    pub uuid: String,
+    pub pci_bus_id: String,
+    pub memory_total_bytes: u64,
+    pub driver_version: String,
+    /// What NVENC encodes here; empty when it is not usable.
+    pub nvenc: Vec<NvencCodec>,
+    /// Why NVENC is not usable here (empty when it is).
+    pub nvenc_unavailable: String,
+}
+
+/// One codec NVENC supports on a GPU, with its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NvencCodec {
+    pub codec: Codec,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub ten_bit: bool,
+    pub max_b_frames: u32,
+}
+
+/// One NVML reading of one GPU; `None` where NVML could not read a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuTelemetry {
+    pub index: u32,
+    pub gpu_util_pct: Option<u32>,
+    pub encoder_util_pct: Option<u32>,
+    pub decoder_util_pct: Option<u32>,
+    pub encoder_sessions: Option<u32>,
+    pub encoder_fps: Option<u32>,
+    pub encoder_latency_us: Option<u32>,
+    pub memory_used_bytes: Option<u64>,
+    pub temperature_c: Option<u32>,
+    pub power_mw: Option<u32>,
+    pub graphics_clock_mhz: Option<u32>,
+    pub memory_clock_mhz: Option<u32>,
+    pub video_clock_mhz: Option<u32>,
+}
+
+/// A worker as a coordinator last heard from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub worker_id: String,
+    pub info: WorkerInfo,
+    pub registered_unix_ms: i64,
+    pub last_heartbeat_unix_ms: i64,
+    pub gpus: Vec<GpuTelemetry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

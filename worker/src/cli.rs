@@ -65,6 +65,9 @@ pub struct WorkerArgs {
     /// TTL of IMDSv2 session tokens, in seconds (default 21600)
     #[arg(long, env = "SPOTENC_AWS_TOKEN_TTL_SECONDS")]
     aws_token_ttl_seconds: Option<u64>,
+    /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464)
+    #[arg(long, env = "SPOTENC_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 impl WorkerArgs {
@@ -94,6 +97,7 @@ impl WorkerArgs {
             notice_poll_ms: self.notice_poll_ms,
             notice_deadline_seconds: self.notice_deadline_seconds,
             aws_token_ttl_seconds: self.aws_token_ttl_seconds,
+            metrics_listen: self.metrics_listen,
         };
         let env = std::env::vars().collect();
         Ok(crate::config::load(

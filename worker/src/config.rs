@@ -20,6 +20,7 @@
 //! notice_poll_ms = 2000
 //! notice_deadline_seconds = 90         # a notice that gives less wins
 //! aws_token_ttl_seconds = 21600
+//! metrics_listen = "0.0.0.0:9464"      # Prometheus /metrics (off by default)
 //! ```
 
 use std::collections::HashMap;
@@ -55,6 +56,7 @@ pub struct WorkerSettings {
     pub notice_poll_ms: Option<u64>,
     pub notice_deadline_seconds: Option<u64>,
     pub aws_token_ttl_seconds: Option<u64>,
+    pub metrics_listen: Option<String>,
 }
 
 impl WorkerSettings {
@@ -80,6 +82,7 @@ impl WorkerSettings {
                 .notice_deadline_seconds
                 .or(other.notice_deadline_seconds),
             aws_token_ttl_seconds: self.aws_token_ttl_seconds.or(other.aws_token_ttl_seconds),
+            metrics_listen: self.metrics_listen.or(other.metrics_listen),
         }
     }
 }
@@ -136,6 +139,19 @@ pub fn load(
             .parse::<InputMode>()?,
         connect_timeout: Duration::from_secs(30),
         notices,
+        metrics_listen: s
+            .metrics_listen
+            .as_deref()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    Error::invalid(format!(
+                        "invalid metrics_listen {a:?} (expected host:port, e.g. 0.0.0.0:9464)"
+                    ))
+                })
+            })
+            .transpose()?,
+        gpus: Vec::new(),
+        encoder: String::new(),
     })
 }
 

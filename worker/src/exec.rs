@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use spotenc_media::{audio, encode, probe, stitch, Control};
 use spotenc_proto::client::WorkerClient;
-use spotenc_proto::domain::{LeasedTask, TaskOutcome, Work};
+use spotenc_proto::domain::{GpuTelemetry, LeasedTask, TaskOutcome, Work};
 use spotenc_proto::pb;
 use tracing::{info, warn};
 
@@ -70,13 +70,22 @@ pub(crate) struct Slot {
     pub heartbeat: Duration,
     pub mode: tokio::sync::watch::Receiver<Mode>,
     pub slot: u32,
+    /// The encoder this slot uses.
+    pub hw: spotenc_media::encode::Hardware,
+    /// The latest GPU telemetry, sent with every heartbeat.
+    pub gpus: Arc<std::sync::RwLock<Vec<GpuTelemetry>>>,
+    pub gate: Option<crate::LeaseGate>,
 }
 
 /// Runs the media work of a task. Blocking.
-fn run_work(work: &Work, ctl: &Control) -> spotenc_media::Result<TaskOutcome> {
+fn run_work(
+    work: &Work,
+    ctl: &Control,
+    hw: spotenc_media::encode::Hardware,
+) -> spotenc_media::Result<TaskOutcome> {
     Ok(match work {
         Work::Probe(p) => TaskOutcome::Probe(probe::probe(&p.input)?),
-        Work::Encode(e) => TaskOutcome::Encode(encode::encode_chunk(e, ctl)?),
+        Work::Encode(e) => TaskOutcome::Encode(encode::encode_chunk_on(e, ctl, hw)?),
         Work::Audio(a) => TaskOutcome::Audio(audio::make_audio(a, ctl)?),
         Work::Stitch(s) => TaskOutcome::Stitch(stitch::stitch(s, ctl)?),
     })
@@ -93,6 +102,17 @@ impl Slot {
             if *self.mode.borrow_and_update() != Mode::Run {
                 return Ok(());
             }
+            if let Some(gate) = &self.gate {
+                let open = gate(self.slot, &self.gpus.read().expect("telemetry lock"));
+                if !open {
+                    // The GPU is busy enough: ask again shortly.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = self.mode.changed() => {}
+                    }
+                    continue;
+                }
+            }
             let req = pb::LeaseTaskRequest {
                 worker_id: self.worker_id.clone(),
                 wait_ms: LEASE_WAIT_MS,
@@ -108,7 +128,15 @@ impl Slot {
             match resp {
                 Ok(r) => {
                     if let Some(task) = r.into_inner().task {
-                        self.execute(task).await;
+                        let busy = metrics::gauge!("spotenc_worker_slots_busy");
+                        busy.increment(1.0);
+                        let started = std::time::Instant::now();
+                        let outcome = self.execute(task).await;
+                        busy.decrement(1.0);
+                        metrics::counter!("spotenc_worker_tasks_total", "outcome" => outcome)
+                            .increment(1);
+                        metrics::histogram!("spotenc_worker_task_seconds")
+                            .record(started.elapsed().as_secs_f64());
                     }
                 }
                 Err(status) if status.code() == tonic::Code::NotFound => {
@@ -122,7 +150,9 @@ impl Slot {
         }
     }
 
-    async fn execute(&mut self, task: pb::Task) {
+    /// Runs one leased task to its end; returns how it ended (completed,
+    /// failed, interrupted or lost).
+    async fn execute(&mut self, task: pb::Task) -> &'static str {
         let (task_id, attempt) = (task.task_id.clone(), task.attempt);
         let task = match LeasedTask::try_from(task) {
             Ok(t) => t,
@@ -130,7 +160,7 @@ impl Slot {
                 let msg = format!("unreadable task: {e}");
                 self.fail(&task_id, attempt, &msg, false, String::new())
                     .await;
-                return;
+                return "failed";
             }
         };
         info!(task = %task_id, attempt, slot = self.slot, "task started");
@@ -140,7 +170,7 @@ impl Slot {
                 Err(e) => {
                     self.fail(&task_id, attempt, &e.message, e.retryable, String::new())
                         .await;
-                    return;
+                    return "failed";
                 }
             };
         let ctl = Arc::new(Control::default());
@@ -148,8 +178,9 @@ impl Slot {
         let total = frames_of(&work);
         let ctl_run = ctl.clone();
         let started = Instant::now();
+        let hw = self.hw;
         let mut handle = tokio::task::spawn_blocking(move || {
-            spotenc_media::capture_log(|| run_work(&work, &ctl_run))
+            spotenc_media::capture_log(|| run_work(&work, &ctl_run, hw))
         });
         let mut tick = tokio::time::interval(self.heartbeat);
         tick.tick().await;
@@ -201,14 +232,18 @@ impl Slot {
         };
         if lost {
             warn!(task = %task_id, attempt, "lease lost; result dropped");
-            return;
+            return "lost";
         }
         match ending {
             Ending::Finished(Ok(outcome)) => match staged.upload(&self.http).await {
-                Ok(()) => self.complete(&task_id, attempt, outcome).await,
+                Ok(()) => {
+                    self.complete(&task_id, attempt, outcome).await;
+                    "completed"
+                }
                 Err(e) => {
                     self.fail(&task_id, attempt, &e.message, e.retryable, log)
-                        .await
+                        .await;
+                    "failed"
                 }
             },
             Ending::Finished(Err(spotenc_media::Error::Cancelled)) if stopping => {
@@ -218,16 +253,19 @@ impl Slot {
                 };
                 let frames = ctl.frames_done.load(Ordering::Relaxed);
                 let reason = format!("{reason} ({frames} frames in)");
-                self.hand_back(&task_id, attempt, &reason, log).await
+                self.hand_back(&task_id, attempt, &reason, log).await;
+                "interrupted"
             }
             Ending::Finished(Err(e)) => {
                 self.fail(&task_id, attempt, &e.to_string(), e.is_retryable(), log)
-                    .await
+                    .await;
+                "failed"
             }
             Ending::Panicked(e) => {
                 let msg = format!("worker panicked: {e}");
                 self.fail(&task_id, attempt, &msg, true, String::new())
-                    .await
+                    .await;
+                "failed"
             }
         }
     }
@@ -239,6 +277,14 @@ impl Slot {
             task_id: task_id.to_string(),
             attempt,
             frames_done,
+            gpus: self
+                .gpus
+                .read()
+                .expect("telemetry lock")
+                .iter()
+                .cloned()
+                .map(Into::into)
+                .collect(),
         };
         match self.client.clone().heartbeat(req).await {
             Ok(r) => r.into_inner().keep_going,

@@ -5,6 +5,10 @@
 //!   interruption notice; then stop leasing, hand back in-flight tasks that
 //!   would not finish well inside the deadline, and return before it. A
 //!   rebalance recommendation only stops leasing.
+//! - [`run_with`]: the same with [`Hooks`]: the encoder of each slot, a GPU
+//!   telemetry source (sampled every 2 s into heartbeats and metrics) and a
+//!   lease gate (gpu-worker adapts NVENC sessions to encoder utilisation).
+//! - `prom`: the Prometheus `/metrics` endpoint (`metrics_listen`).
 //! - [`notice`]: the notice watchers (AWS IMDSv2, GCP, Azure Scheduled
 //!   Events, SIGTERM/SIGINT) and [`notice::Notices`], their one channel.
 //! - [`WorkerConfig`]: coordinator URL, identity, pool and slots;
@@ -24,14 +28,17 @@ pub mod cli;
 pub mod config;
 mod exec;
 pub mod notice;
+mod prom;
 mod remote;
 
 pub use spotenc_proto::domain::Capacity as WorkerCapacity;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+pub use spotenc_media::encode::Hardware;
 use spotenc_proto::client::{Connection, WorkerClient};
-use spotenc_proto::domain::{Capacity, Codec, WorkerInfo};
+use spotenc_proto::domain::{Capacity, Codec, GpuDevice, GpuTelemetry, WorkerInfo};
 use spotenc_proto::pb;
 use tracing::{info, warn};
 
@@ -75,6 +82,27 @@ pub struct WorkerConfig {
     pub connect_timeout: Duration,
     /// Which interruption notices to watch for, and the exit deadline.
     pub notices: NoticeSettings,
+    /// Where to serve Prometheus `/metrics` (off when `None`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// GPUs found at start-up, reported at registration.
+    pub gpus: Vec<GpuDevice>,
+    /// The encoder family of the slots, reported at registration.
+    pub encoder: String,
+}
+
+/// Reads every GPU's telemetry now (blocking; NVML).
+pub type TelemetrySource = Arc<dyn Fn() -> Vec<GpuTelemetry> + Send + Sync>;
+
+/// Whether slot `n` may lease another task, given the latest telemetry.
+pub type LeaseGate = Arc<dyn Fn(u32, &[GpuTelemetry]) -> bool + Send + Sync>;
+
+/// What a worker binary plugs into the shared runtime.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// The encoder of each slot; slots past the end use the software one.
+    pub encoders: Vec<Hardware>,
+    pub telemetry: Option<TelemetrySource>,
+    pub lease_gate: Option<LeaseGate>,
 }
 
 /// How a worker reads a job's source object (chunks and audio tracks are
@@ -165,6 +193,12 @@ async fn register(
         instance_type: config.instance_type.clone(),
         zone: config.zone.clone(),
         capacity: config.capacity,
+        gpus: config.gpus.clone(),
+        encoder: if config.encoder.is_empty() {
+            "libx264/libx265".into()
+        } else {
+            config.encoder.clone()
+        },
     };
     let resp = client
         .register_worker(pb::RegisterWorkerRequest {
@@ -177,8 +211,35 @@ async fn register(
 
 /// Runs the worker until an interruption notice, then hands back what will
 /// not finish in time and returns before the notice's deadline.
-pub async fn run(config: WorkerConfig, mut notices: Notices) -> Result<()> {
+pub async fn run(config: WorkerConfig, notices: Notices) -> Result<()> {
+    run_with(config, notices, Hooks::default()).await
+}
+
+/// [`run`] with the hooks a worker binary provides.
+pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) -> Result<()> {
     spotenc_media::init();
+    if let Some(addr) = config.metrics_listen {
+        prom::serve(addr).await.map_err(|e| Error::Connect {
+            url: format!("metrics listener {addr}"),
+            reason: e.to_string(),
+        })?;
+    }
+    metrics::gauge!("spotenc_worker_slots").set(f64::from(config.slots));
+    let gpus: Arc<RwLock<Vec<GpuTelemetry>>> = Arc::default();
+    if let Some(read) = hooks.telemetry.clone() {
+        let gpus = gpus.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let read = read.clone();
+                if let Ok(now) = tokio::task::spawn_blocking(move || read()).await {
+                    prom::record_gpus(&now);
+                    *gpus.write().expect("telemetry lock") = now;
+                }
+            }
+        });
+    }
     let mut client = connect(&config).await?;
     let reg = register(&mut client, &config).await?;
     info!(worker = %reg.worker_id, slots = config.slots, coordinator = %config.coordinator, "worker registered");
@@ -200,6 +261,13 @@ pub async fn run(config: WorkerConfig, mut notices: Notices) -> Result<()> {
             heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
             mode: mode_rx.clone(),
             slot,
+            hw: hooks
+                .encoders
+                .get(slot as usize)
+                .copied()
+                .unwrap_or(Hardware::Software),
+            gpus: gpus.clone(),
+            gate: hooks.lease_gate.clone(),
         };
         slots.spawn(slot_ctx.run());
     }
@@ -207,6 +275,7 @@ pub async fn run(config: WorkerConfig, mut notices: Notices) -> Result<()> {
         tokio::select! {
             n = notices.recv() => match n {
                 Some(Notice::Rebalance { source }) => {
+                    metrics::counter!("spotenc_worker_notices_total", "kind" => "rebalance").increment(1);
                     info!(worker = %reg.worker_id, %source, "rebalance recommendation: finishing current work, leasing nothing new");
                     mode_tx.send_if_modified(|m| {
                         let run = *m == Mode::Run;
@@ -217,6 +286,7 @@ pub async fn run(config: WorkerConfig, mut notices: Notices) -> Result<()> {
                     });
                 }
                 Some(Notice::Interruption { source, seen, deadline }) => {
+                    metrics::counter!("spotenc_worker_notices_total", "kind" => "interruption").increment(1);
                     info!(worker = %reg.worker_id, %source, left_ms = deadline.saturating_duration_since(seen).as_millis() as u64, "interruption notice: leasing nothing new, handing back what will not finish in time");
                     let _ = mode_tx.send(Mode::Interrupted { reason: source, deadline });
                     break (seen, deadline);
