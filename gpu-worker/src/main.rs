@@ -1,17 +1,37 @@
-//! gpu-worker: for now a CPU worker under another name. NVML discovery,
-//! NVENC/QSV sessions and the GPU pipeline are not built yet, so it registers
-//! its host as CPU capacity and encodes with libx264/libx265.
+//! gpu-worker: glue only. `gpu-worker probe` prints what the host has as
+//! JSON; otherwise probe, plan the slots, and run the shared runtime until
+//! an interruption notice.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use gpu_worker::probe::{self, EncoderChoice, Settings};
 
 #[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "spotenc GPU worker (no GPU support yet: runs as CPU capacity)"
-)]
+#[command(version, about = "spotenc GPU worker (NVENC, QSV, CPU fallback)")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     worker: spotenc_worker::cli::WorkerArgs,
+    /// auto (NVENC, else QSV, else software), nvenc, qsv or software
+    #[arg(long, env = "SPOTENC_GPU_ENCODER", default_value = "auto")]
+    encoder: String,
+    /// Concurrent NVENC sessions per GPU
+    #[arg(long, env = "SPOTENC_SESSIONS_PER_GPU", default_value_t = 3)]
+    sessions_per_gpu: u32,
+    /// Concurrent QSV sessions
+    #[arg(long, env = "SPOTENC_QSV_SESSIONS", default_value_t = 2)]
+    qsv_sessions: u32,
+    /// Hold back sessions beyond a GPU's first while NVML reports its
+    /// encoder at or above this utilisation (percent)
+    #[arg(long, env = "SPOTENC_MAX_ENCODER_UTIL", default_value_t = 90)]
+    max_encoder_util: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the GPUs, their telemetry, NVENC/QSV availability (and why
+    /// not) and the slots this worker would register, as JSON
+    Probe,
 }
 
 #[tokio::main]
@@ -22,9 +42,36 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    tracing::warn!("GPU encoding is not implemented yet; registering as CPU capacity");
-    let config = Args::parse().worker.load("cpu", "local-gpu")?;
+    let args = Args::parse();
+    let settings = Settings {
+        encoder: args
+            .encoder
+            .parse::<EncoderChoice>()
+            .map_err(anyhow::Error::msg)?,
+        sessions_per_gpu: args.sessions_per_gpu,
+        qsv_sessions: args.qsv_sessions,
+        max_encoder_util_pct: args.max_encoder_util,
+        cpu_slots: args.worker.slots(),
+    };
+    let (report, gpus) = tokio::task::spawn_blocking(move || probe::probe(&settings)).await?;
+    if matches!(args.command, Some(Command::Probe)) {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let mut config = args.worker.load(&report.plan.hardware, "local-gpu")?;
+    config.hardware = report.plan.hardware.clone();
+    config.encoder = report.plan.encoder.clone();
+    config.slots = report.plan.slots;
+    config.gpus = report.gpus.clone();
+    tracing::info!(
+        hardware = %report.plan.hardware,
+        encoder = %report.plan.encoder,
+        slots = report.plan.slots,
+        why = %report.plan.why,
+        "slots planned"
+    );
+    let hooks = gpu_worker::hooks(&report.plan, gpus, args.max_encoder_util);
     let notices = spotenc_worker::notice::Notices::watch(&config.notices);
-    spotenc_worker::run(config, notices).await?;
+    spotenc_worker::run_with(config, notices, hooks).await?;
     Ok(())
 }

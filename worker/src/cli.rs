@@ -71,6 +71,11 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// `--slots` (or `SPOTENC_SLOTS`), when given.
+    pub fn slots(&self) -> Option<u32> {
+        self.slots
+    }
+
     /// Flags over the config file over defaults.
     pub fn load(self, hardware: &str, default_pool: &str) -> anyhow::Result<WorkerConfig> {
         let text = match &self.config {
