@@ -98,6 +98,81 @@ pub async fn logs(
         .logs)
 }
 
+pub async fn workers(client: &mut JobClient) -> anyhow::Result<Vec<pb::WorkerStatus>> {
+    Ok(client
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .workers)
+}
+
+/// One line per worker for `workers`, or its JSON.
+pub fn worker_line(w: &pb::WorkerStatus, json: bool) -> anyhow::Result<String> {
+    let info = w.info.clone().unwrap_or_default();
+    if json {
+        let gpus: Vec<serde_json::Value> = w
+            .gpus
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "index": g.index,
+                    "gpu_util_pct": g.gpu_util_pct,
+                    "encoder_util_pct": g.encoder_util_pct,
+                    "decoder_util_pct": g.decoder_util_pct,
+                    "encoder_sessions": g.encoder_sessions,
+                    "encoder_fps": g.encoder_fps,
+                    "memory_used_bytes": g.memory_used_bytes,
+                    "temperature_c": g.temperature_c,
+                    "power_mw": g.power_mw,
+                })
+            })
+            .collect();
+        let devices: Vec<serde_json::Value> = info
+            .gpus
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "index": d.index,
+                    "name": d.name,
+                    "pci_bus_id": d.pci_bus_id,
+                    "memory_total_bytes": d.memory_total_bytes,
+                    "driver_version": d.driver_version,
+                    "nvenc_codecs": d.nvenc.len(),
+                    "nvenc_unavailable": d.nvenc_unavailable,
+                })
+            })
+            .collect();
+        return Ok(serde_json::json!({
+            "worker_id": w.worker_id,
+            "pool": info.pool,
+            "hardware": info.hardware,
+            "encoder": info.encoder,
+            "slots": info.slots,
+            "cores": info.cores,
+            "gpus": devices,
+            "registered_unix_ms": w.registered_unix_ms,
+            "last_seen_unix_ms": w.last_seen_unix_ms,
+            "telemetry": gpus,
+        })
+        .to_string());
+    }
+    let mut line = format!(
+        "{}  {} {}  slots {}  pool {}",
+        w.worker_id, info.hardware, info.encoder, info.slots, info.pool
+    );
+    for g in &w.gpus {
+        line.push_str(&format!(
+            "  gpu{}: enc {}% dec {}% sessions {}",
+            g.index,
+            g.encoder_util_pct.map_or("-".into(), |v| v.to_string()),
+            g.decoder_util_pct.map_or("-".into(), |v| v.to_string()),
+            g.encoder_sessions.map_or("-".into(), |v| v.to_string()),
+        ));
+    }
+    Ok(line)
+}
+
 pub fn state_name(job: &pb::Job) -> &'static str {
     match pb::JobState::try_from(job.state).unwrap_or(pb::JobState::Unspecified) {
         pb::JobState::Queued => "queued",

@@ -94,6 +94,15 @@ enum Command {
         #[command(flatten)]
         conn: client::ConnArgs,
     },
+    /// List the workers the coordinator has heard from, with their hardware
+    /// and last GPU telemetry
+    Workers {
+        /// Print JSON instead of one line per worker
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: client::ConnArgs,
+    },
     /// Print the audit logs of a job's interrupted and failed attempts
     Logs {
         job: String,
@@ -233,6 +242,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let done = client::watch(&mut c, &job).await?;
             println!("{}", client::summary(&done));
             Ok(succeeded(&done))
+        }
+        Command::Workers { json, conn } => {
+            init_tracing("warn");
+            let mut c = client::connect(&conn).await?;
+            for w in client::workers(&mut c).await? {
+                println!("{}", client::worker_line(&w, json)?);
+            }
+            Ok(true)
         }
         Command::Logs { job, task, conn } => {
             init_tracing("warn");

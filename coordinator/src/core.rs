@@ -113,7 +113,7 @@ impl Coordinator {
                 worker_id: id.clone(),
                 info,
                 registered_unix_ms: now,
-                last_heartbeat_unix_ms: 0,
+                last_seen_unix_ms: 0,
                 gpus: Vec::new(),
             },
         );
@@ -148,13 +148,23 @@ impl Coordinator {
         gpus: Vec<GpuTelemetry>,
     ) -> Result<bool> {
         let now = now_ms();
-        if let Some(w) = self.workers.lock().expect("workers lock").get_mut(worker_id) {
-            w.last_heartbeat_unix_ms = now;
-            w.gpus = gpus;
-        }
+        self.seen(worker_id, gpus, now);
         self.store
             .heartbeat(task_id, attempt, frames_done, now)
             .await
+    }
+
+    /// Records that a worker called, with its GPU telemetry.
+    pub fn seen(&self, worker_id: &str, gpus: Vec<GpuTelemetry>, now: i64) {
+        if let Some(w) = self
+            .workers
+            .lock()
+            .expect("workers lock")
+            .get_mut(worker_id)
+        {
+            w.last_seen_unix_ms = now;
+            w.gpus = gpus;
+        }
     }
 
     /// The workers this process has heard from, by id.

@@ -192,15 +192,19 @@ impl Cuda {
 pub fn probe_nvenc() -> Result<Vec<NvencDevice>, String> {
     let cuda = Cuda::load()?;
     let cu_init = cuda.sym::<unsafe extern "C" fn(c_uint) -> CuResult>(b"cuInit\0")?;
-    let device_count = cuda.sym::<unsafe extern "C" fn(*mut c_int) -> CuResult>(b"cuDeviceGetCount\0")?;
-    let device_get = cuda.sym::<unsafe extern "C" fn(*mut c_int, c_int) -> CuResult>(b"cuDeviceGet\0")?;
-    let device_name =
-        cuda.sym::<unsafe extern "C" fn(*mut c_char, c_int, c_int) -> CuResult>(b"cuDeviceGetName\0")?;
-    let bus_id = cuda
-        .sym::<unsafe extern "C" fn(*mut c_char, c_int, c_int) -> CuResult>(b"cuDeviceGetPCIBusId\0")?;
-    let ctx_create = cuda.sym::<unsafe extern "C" fn(*mut *mut c_void, c_uint, c_int) -> CuResult>(
-        b"cuCtxCreate_v2\0",
+    let device_count =
+        cuda.sym::<unsafe extern "C" fn(*mut c_int) -> CuResult>(b"cuDeviceGetCount\0")?;
+    let device_get =
+        cuda.sym::<unsafe extern "C" fn(*mut c_int, c_int) -> CuResult>(b"cuDeviceGet\0")?;
+    let device_name = cuda
+        .sym::<unsafe extern "C" fn(*mut c_char, c_int, c_int) -> CuResult>(b"cuDeviceGetName\0")?;
+    let bus_id = cuda.sym::<unsafe extern "C" fn(*mut c_char, c_int, c_int) -> CuResult>(
+        b"cuDeviceGetPCIBusId\0",
     )?;
+    let ctx_create = cuda
+        .sym::<unsafe extern "C" fn(*mut *mut c_void, c_uint, c_int) -> CuResult>(
+            b"cuCtxCreate_v2\0",
+        )?;
     let ctx_destroy =
         cuda.sym::<unsafe extern "C" fn(*mut c_void) -> CuResult>(b"cuCtxDestroy_v2\0")?;
 
@@ -211,13 +215,18 @@ pub fn probe_nvenc() -> Result<Vec<NvencDevice>, String> {
     Cuda::check("cuDeviceGetCount", unsafe { device_count(&mut n) })?;
 
     // SAFETY: as in `library_loads`.
-    let enc = unsafe { Library::new("libnvidia-encode.so.1") }
-        .map_err(|e| format!("libnvidia-encode.so.1 does not load ({e}): the driver has no NVENC library"))?;
+    let enc = unsafe { Library::new("libnvidia-encode.so.1") }.map_err(|e| {
+        format!("libnvidia-encode.so.1 does not load ({e}): the driver has no NVENC library")
+    })?;
     // SAFETY: the documented signature of the NVENC entry points.
     let (max_version, create) = unsafe {
         (
-            enc.get::<unsafe extern "C" fn(*mut u32) -> c_int>(b"NvEncodeAPIGetMaxSupportedVersion\0"),
-            enc.get::<unsafe extern "C" fn(*mut FunctionList) -> c_int>(b"NvEncodeAPICreateInstance\0"),
+            enc.get::<unsafe extern "C" fn(*mut u32) -> c_int>(
+                b"NvEncodeAPIGetMaxSupportedVersion\0",
+            ),
+            enc.get::<unsafe extern "C" fn(*mut FunctionList) -> c_int>(
+                b"NvEncodeAPICreateInstance\0",
+            ),
         )
     };
     let (max_version, create) = match (max_version, create) {
@@ -228,7 +237,10 @@ pub fn probe_nvenc() -> Result<Vec<NvencDevice>, String> {
     // SAFETY: `v` is a valid out-pointer.
     let r = unsafe { max_version(&mut v) };
     if r != 0 {
-        return Err(format!("NvEncodeAPIGetMaxSupportedVersion: {}", nvenc_status(r)));
+        return Err(format!(
+            "NvEncodeAPIGetMaxSupportedVersion: {}",
+            nvenc_status(r)
+        ));
     }
     let (major, minor) = (v >> 4, v & 0xf);
     if (major, minor) < (11, 1) {
@@ -261,7 +273,9 @@ pub fn probe_nvenc() -> Result<Vec<NvencDevice>, String> {
     // (nvEncodeAPI.h); checked non-null above.
     let (open, guid_count, guids, caps, destroy) = unsafe {
         (
-            std::mem::transmute::<*const c_void, OpenSessionEx>(list.fns[FN_OPEN_ENCODE_SESSION_EX]),
+            std::mem::transmute::<*const c_void, OpenSessionEx>(
+                list.fns[FN_OPEN_ENCODE_SESSION_EX],
+            ),
             std::mem::transmute::<*const c_void, GetGuidCount>(list.fns[FN_GET_ENCODE_GUID_COUNT]),
             std::mem::transmute::<*const c_void, GetGuids>(list.fns[FN_GET_ENCODE_GUIDS]),
             std::mem::transmute::<*const c_void, GetCaps>(list.fns[FN_GET_ENCODE_CAPS]),
@@ -402,7 +416,10 @@ mod tests {
     fn struct_layouts_match_nvencodeapi_h() {
         // Sizes on 64-bit Linux, from the header's field lists.
         assert_eq!(std::mem::size_of::<FunctionList>(), 8 + 318 * 8);
-        assert_eq!(std::mem::size_of::<OpenSessionExParams>(), 4 + 4 + 8 + 8 + 4 + 253 * 4 + 64 * 8);
+        assert_eq!(
+            std::mem::size_of::<OpenSessionExParams>(),
+            4 + 4 + 8 + 8 + 4 + 253 * 4 + 64 * 8
+        );
         assert_eq!(std::mem::size_of::<CapsParam>(), 64 * 4);
         assert_eq!(std::mem::size_of::<Guid>(), 16);
         assert_eq!(struct_version(1), 0x7001_000b | (1 << 24));

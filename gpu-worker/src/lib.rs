@@ -33,11 +33,13 @@ pub fn hooks(plan: &probe::Plan, gpus: Option<Arc<nvml::Gpus>>, max_util_pct: u3
     let slots = plan.slot_plans.clone();
     let gate = (plan.encoder == "nvenc").then(|| {
         let slots = slots.clone();
-        Arc::new(move |slot: u32, t: &[spotenc_proto::domain::GpuTelemetry]| {
-            slots
-                .get(slot as usize)
-                .is_none_or(|s| probe::gate_open(s, t, max_util_pct))
-        }) as spotenc_worker::LeaseGate
+        Arc::new(
+            move |slot: u32, t: &[spotenc_proto::domain::GpuTelemetry]| {
+                slots
+                    .get(slot as usize)
+                    .is_none_or(|s| probe::gate_open(s, t, max_util_pct))
+            },
+        ) as spotenc_worker::LeaseGate
     });
     Hooks {
         encoders: slots.iter().map(|s| s.hw).collect(),

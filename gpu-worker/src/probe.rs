@@ -251,12 +251,7 @@ pub fn probe(settings: &Settings) -> (Report, Option<Arc<Gpus>>) {
 }
 
 /// Sizes the slots from what the probe found.
-pub fn plan(
-    s: &Settings,
-    nvenc: &Availability,
-    usable: &[(u32, u32)],
-    qsv: &Availability,
-) -> Plan {
+pub fn plan(s: &Settings, nvenc: &Availability, usable: &[(u32, u32)], qsv: &Availability) -> Plan {
     let use_nvenc = match s.encoder {
         EncoderChoice::Nvenc => true,
         EncoderChoice::Auto => nvenc.available,
@@ -396,10 +391,19 @@ mod tests {
     #[test]
     fn no_hardware_means_cpu_capacity_with_the_reasons() {
         let no = Availability::no("libcuda.so.1 does not load");
-        let p = plan(&settings(EncoderChoice::Auto), &no, &[], &Availability::no("no Intel GPU"));
+        let p = plan(
+            &settings(EncoderChoice::Auto),
+            &no,
+            &[],
+            &Availability::no("no Intel GPU"),
+        );
         assert_eq!((p.hardware.as_str(), p.slots), ("cpu", 4));
         assert!(p.slot_plans.iter().all(|s| s.hw == Hardware::Software));
-        assert!(p.why.contains("libcuda.so.1") && p.why.contains("no Intel GPU"), "{}", p.why);
+        assert!(
+            p.why.contains("libcuda.so.1") && p.why.contains("no Intel GPU"),
+            "{}",
+            p.why
+        );
     }
 
     #[test]
@@ -417,6 +421,9 @@ mod tests {
         }];
         assert!(gate_open(&first, &busy, 90));
         assert!(!gate_open(&second, &busy, 90));
-        assert!(gate_open(&second, &[], 90), "no reading: do not hold work back");
+        assert!(
+            gate_open(&second, &[], 90),
+            "no reading: do not hold work back"
+        );
     }
 }

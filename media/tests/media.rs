@@ -408,7 +408,14 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
     );
     // The fallback chunk is libx264's.
     let codec = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&out)
         .output()
         .unwrap();

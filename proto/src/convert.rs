@@ -622,7 +622,7 @@ impl From<d::WorkerStatus> for pb::WorkerStatus {
             worker_id: w.worker_id,
             info: Some(w.info.into()),
             registered_unix_ms: w.registered_unix_ms,
-            last_heartbeat_unix_ms: w.last_heartbeat_unix_ms,
+            last_seen_unix_ms: w.last_seen_unix_ms,
             gpus: w.gpus.into_iter().map(Into::into).collect(),
         }
     }

@@ -551,7 +551,7 @@ pub struct WorkerStatus {
     pub worker_id: String,
     pub info: WorkerInfo,
     pub registered_unix_ms: i64,
-    pub last_heartbeat_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
     pub gpus: Vec<GpuTelemetry>,
 }
 

@@ -123,6 +123,8 @@ async fn main() -> anyhow::Result<()> {
                 instance_type: String::new(),
                 zone: String::new(),
                 capacity: Capacity::OnDemand,
+                gpus: vec![],
+                encoder: String::new(),
             };
             let id = c
                 .register_worker(pb::RegisterWorkerRequest {
@@ -139,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
                     .lease_task(pb::LeaseTaskRequest {
                         worker_id: id.clone(),
                         wait_ms: 0,
+                        gpus: vec![],
                     })
                     .await
                     .expect("lease");

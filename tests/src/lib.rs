@@ -232,7 +232,19 @@ impl Fleet {
     /// worker watches signals only (`--cloud none`), so no test asks a real
     /// metadata address.
     pub fn add_worker_args(&mut self, name: &str, url: &str, capacity: &str, extra: &[&str]) {
-        let mut cmd = Command::new(bin("cpu-worker"));
+        self.add_worker_bin("cpu-worker", name, url, capacity, extra);
+    }
+
+    /// Starts a worker from binary `program` (`cpu-worker`, `gpu-worker`).
+    pub fn add_worker_bin(
+        &mut self,
+        program: &str,
+        name: &str,
+        url: &str,
+        capacity: &str,
+        extra: &[&str],
+    ) {
+        let mut cmd = Command::new(bin(program));
         cmd.args(["--coordinator", url, "--name", name, "--slots", "1"])
             .args(["--capacity", capacity])
             .args(&self.worker_args)
@@ -248,7 +260,7 @@ impl Fleet {
             .stdout(Stdio::null())
             .stderr(log_file(self.data_dir.path(), name))
             .spawn()
-            .expect("start cpu-worker");
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
         self.workers.push(Proc {
             child,
             name: name.into(),

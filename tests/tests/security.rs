@@ -60,6 +60,7 @@ async fn tokens_and_roles_are_checked_on_every_call_over_tls() {
         .lease_task(pb::LeaseTaskRequest {
             worker_id: "x".into(),
             wait_ms: 0,
+            gpus: vec![],
         })
         .await
         .unwrap_err();

@@ -116,6 +116,7 @@ impl Slot {
             let req = pb::LeaseTaskRequest {
                 worker_id: self.worker_id.clone(),
                 wait_ms: LEASE_WAIT_MS,
+                gpus: self.telemetry(),
             };
             let mut client = self.client.clone();
             let resp = tokio::select! {
@@ -270,6 +271,17 @@ impl Slot {
         }
     }
 
+    /// The latest GPU telemetry, for the coordinator.
+    fn telemetry(&self) -> Vec<pb::GpuTelemetry> {
+        self.gpus
+            .read()
+            .expect("telemetry lock")
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect()
+    }
+
     /// `false` when the coordinator says the lease is gone.
     async fn heartbeat(&self, task_id: &str, attempt: u32, frames_done: u64) -> bool {
         let req = pb::HeartbeatRequest {
@@ -277,14 +289,7 @@ impl Slot {
             task_id: task_id.to_string(),
             attempt,
             frames_done,
-            gpus: self
-                .gpus
-                .read()
-                .expect("telemetry lock")
-                .iter()
-                .cloned()
-                .map(Into::into)
-                .collect(),
+            gpus: self.telemetry(),
         };
         match self.client.clone().heartbeat(req).await {
             Ok(r) => r.into_inner().keep_going,

@@ -16,7 +16,10 @@ const TASK_SECONDS: &[f64] = &[
 /// Installs the recorder (once per process) and serves it on `addr`.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("spotenc_worker_task_seconds".into()), TASK_SECONDS)
+        .set_buckets_for_metric(
+            Matcher::Full("spotenc_worker_task_seconds".into()),
+            TASK_SECONDS,
+        )
         .map_err(std::io::Error::other)?
         .install_recorder()
         .map_err(std::io::Error::other)?;
@@ -65,7 +68,10 @@ fn describe() {
         "NVML decoder (NVDEC) utilisation"
     );
     metrics::describe_gauge!("spotenc_gpu_encoder_sessions", "Active NVENC sessions");
-    metrics::describe_gauge!("spotenc_gpu_encoder_fps", "Average fps of the NVENC sessions");
+    metrics::describe_gauge!(
+        "spotenc_gpu_encoder_fps",
+        "Average fps of the NVENC sessions"
+    );
     metrics::describe_gauge!("spotenc_gpu_memory_used_bytes", "GPU memory in use");
     metrics::describe_gauge!("spotenc_gpu_temperature_celsius", "GPU temperature");
     metrics::describe_gauge!("spotenc_gpu_power_watts", "GPU power draw");
@@ -84,13 +90,25 @@ pub fn record_gpus(gpus: &[GpuTelemetry]) {
         };
         let f = |v: Option<u32>| v.map(f64::from);
         set("spotenc_gpu_utilization_percent", f(g.gpu_util_pct));
-        set("spotenc_gpu_encoder_utilization_percent", f(g.encoder_util_pct));
-        set("spotenc_gpu_decoder_utilization_percent", f(g.decoder_util_pct));
+        set(
+            "spotenc_gpu_encoder_utilization_percent",
+            f(g.encoder_util_pct),
+        );
+        set(
+            "spotenc_gpu_decoder_utilization_percent",
+            f(g.decoder_util_pct),
+        );
         set("spotenc_gpu_encoder_sessions", f(g.encoder_sessions));
         set("spotenc_gpu_encoder_fps", f(g.encoder_fps));
-        set("spotenc_gpu_memory_used_bytes", g.memory_used_bytes.map(|b| b as f64));
+        set(
+            "spotenc_gpu_memory_used_bytes",
+            g.memory_used_bytes.map(|b| b as f64),
+        );
         set("spotenc_gpu_temperature_celsius", f(g.temperature_c));
-        set("spotenc_gpu_power_watts", g.power_mw.map(|mw| f64::from(mw) / 1000.0));
+        set(
+            "spotenc_gpu_power_watts",
+            g.power_mw.map(|mw| f64::from(mw) / 1000.0),
+        );
         for (domain, v) in [
             ("graphics", g.graphics_clock_mhz),
             ("memory", g.memory_clock_mhz),

@@ -139,6 +139,8 @@ fn worker_with(id: &str, capacity: Capacity) -> super::WorkerRecord {
             instance_type: "c6i.large".into(),
             zone: "eu-west-1a".into(),
             capacity,
+            gpus: vec![],
+            encoder: String::new(),
         },
         registered_unix_ms: 0,
     }
