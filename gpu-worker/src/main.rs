@@ -25,6 +25,10 @@ struct Args {
     /// encoder at or above this utilisation (percent)
     #[arg(long, env = "SPOTENC_MAX_ENCODER_UTIL", default_value_t = 90)]
     max_encoder_util: u32,
+    /// On GPUs without NVENC (H100, H200), decode and scale on the GPU
+    /// (NVDEC, scale_cuda) for the CPU encoders. NVENC slots always do.
+    #[arg(long, env = "SPOTENC_GPU_DECODE")]
+    gpu_decode: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         qsv_sessions: args.qsv_sessions,
         max_encoder_util_pct: args.max_encoder_util,
         cpu_slots: args.worker.slots(),
+        gpu_decode: args.gpu_decode,
     };
     let (report, gpus) = tokio::task::spawn_blocking(move || probe::probe(&settings)).await?;
     if matches!(args.command, Some(Command::Probe)) {

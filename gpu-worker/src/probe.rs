@@ -58,6 +58,9 @@ pub struct Settings {
     pub max_encoder_util_pct: u32,
     /// Slots for CPU capacity; `None`: from cores and memory.
     pub cpu_slots: Option<u32>,
+    /// CPU slots on a host whose GPUs have CUDA but no NVENC (H100, H200)
+    /// decode and scale on the GPU (NVDEC, scale_cuda) when set.
+    pub gpu_decode: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -187,8 +190,10 @@ pub fn probe(settings: &Settings) -> (Report, Option<Arc<Gpus>>) {
         },
         Err(e) => (Availability::no(e), None, Vec::new(), Vec::new(), None),
     };
-    // NVML index -> CUDA ordinal, for GPUs whose NVENC opened.
+    // NVML index -> CUDA ordinal, for GPUs whose NVENC opened, and for
+    // every GPU CUDA can use.
     let mut usable: Vec<(u32, u32)> = Vec::new();
+    let mut cuda: Vec<(u32, u32)> = Vec::new();
     let nvenc = match ffi::probe_nvenc() {
         Err(e) => {
             for g in &mut gpus {
@@ -202,6 +207,9 @@ pub fn probe(settings: &Settings) -> (Report, Option<Arc<Gpus>>) {
                 let gpu = gpus
                     .iter_mut()
                     .find(|g| pci_address(&g.pci_bus_id) == pci_address(&d.pci_bus_id));
+                if let Some(g) = &gpu {
+                    cuda.push((g.index, d.cuda_ordinal));
+                }
                 match (&d.result, gpu) {
                     (Ok(codecs), Some(g)) if !codecs.is_empty() => {
                         g.nvenc = codecs.clone();
@@ -234,7 +242,7 @@ pub fn probe(settings: &Settings) -> (Report, Option<Arc<Gpus>>) {
         }
     };
     let qsv = qsv_availability(&encoders);
-    let plan = plan(settings, &nvenc, &usable, &qsv);
+    let plan = plan(settings, &nvenc, &usable, &cuda, &qsv);
     (
         Report {
             nvml,
@@ -251,7 +259,15 @@ pub fn probe(settings: &Settings) -> (Report, Option<Arc<Gpus>>) {
 }
 
 /// Sizes the slots from what the probe found.
-pub fn plan(s: &Settings, nvenc: &Availability, usable: &[(u32, u32)], qsv: &Availability) -> Plan {
+/// `usable`: (NVML index, CUDA ordinal) of the GPUs whose NVENC opened;
+/// `cuda`: of every GPU CUDA can use.
+pub fn plan(
+    s: &Settings,
+    nvenc: &Availability,
+    usable: &[(u32, u32)],
+    cuda: &[(u32, u32)],
+    qsv: &Availability,
+) -> Plan {
     let use_nvenc = match s.encoder {
         EncoderChoice::Nvenc => true,
         EncoderChoice::Auto => nvenc.available,
@@ -317,7 +333,7 @@ pub fn plan(s: &Settings, nvenc: &Availability, usable: &[(u32, u32)], qsv: &Ava
     let n = s
         .cpu_slots
         .unwrap_or_else(|| spotenc_worker::slots_for(cores, memory));
-    let why = match s.encoder {
+    let mut why = match s.encoder {
         EncoderChoice::Software => "software encoding asked for".to_string(),
         _ => format!(
             "no usable hardware encoder (NVENC: {}; QSV: {}); CPU capacity with slots from {cores} cores and {} MiB",
@@ -326,16 +342,28 @@ pub fn plan(s: &Settings, nvenc: &Availability, usable: &[(u32, u32)], qsv: &Ava
             memory >> 20
         ),
     };
+    let gpu_decode = s.gpu_decode && !cuda.is_empty();
+    if gpu_decode {
+        why.push_str(&format!("; decoding and scaling on {} GPU(s)", cuda.len()));
+    }
     Plan {
         hardware: "cpu".into(),
-        encoder: "libx264/libx265".into(),
+        encoder: if gpu_decode {
+            "libx264/libx265+nvdec".into()
+        } else {
+            "libx264/libx265".into()
+        },
         slots: n,
         why,
         slot_plans: (0..n)
-            .map(|rank| SlotPlan {
-                hw: Hardware::Software,
-                gpu: None,
-                rank,
+            .map(|i| {
+                let (hw, gpu) = if gpu_decode {
+                    let (nvml, ordinal) = cuda[(i as usize) % cuda.len()];
+                    (Hardware::Nvdec { gpu: ordinal }, Some(nvml))
+                } else {
+                    (Hardware::Software, None)
+                };
+                SlotPlan { hw, gpu, rank: i }
             })
             .collect(),
     }
@@ -367,6 +395,7 @@ mod tests {
             qsv_sessions: 2,
             max_encoder_util_pct: 90,
             cpu_slots: Some(4),
+            gpu_decode: false,
         }
     }
 
@@ -381,7 +410,13 @@ mod tests {
     fn nvenc_sessions_spread_over_gpus_with_the_cuda_ordinal() {
         let yes = Availability::yes();
         let no = Availability::no("none");
-        let p = plan(&settings(EncoderChoice::Auto), &yes, &[(0, 1), (1, 0)], &no);
+        let p = plan(
+            &settings(EncoderChoice::Auto),
+            &yes,
+            &[(0, 1), (1, 0)],
+            &[],
+            &no,
+        );
         assert_eq!((p.hardware.as_str(), p.slots), ("gpu", 6));
         assert_eq!(p.slot_plans[0].hw, Hardware::Nvenc { gpu: 1 });
         assert_eq!(p.slot_plans[1].hw, Hardware::Nvenc { gpu: 0 });
@@ -394,6 +429,7 @@ mod tests {
         let p = plan(
             &settings(EncoderChoice::Auto),
             &no,
+            &[],
             &[],
             &Availability::no("no Intel GPU"),
         );
@@ -425,5 +461,24 @@ mod tests {
             gate_open(&second, &[], 90),
             "no reading: do not hold work back"
         );
+    }
+
+    #[test]
+    fn a_gpu_without_nvenc_can_still_decode_for_the_cpu_slots() {
+        let no = Availability::no("nvEncOpenEncodeSessionEx: NV_ENC_ERR_UNSUPPORTED_DEVICE (2)");
+        let mut s = settings(EncoderChoice::Auto);
+        s.gpu_decode = true;
+        let p = plan(&s, &no, &[], &[(0, 0)], &Availability::no("none"));
+        assert_eq!(
+            (p.hardware.as_str(), p.encoder.as_str()),
+            ("cpu", "libx264/libx265+nvdec")
+        );
+        assert!(p
+            .slot_plans
+            .iter()
+            .all(|s| s.hw == Hardware::Nvdec { gpu: 0 }));
+        s.gpu_decode = false;
+        let p = plan(&s, &no, &[], &[(0, 0)], &Availability::no("none"));
+        assert!(p.slot_plans.iter().all(|s| s.hw == Hardware::Software));
     }
 }

@@ -18,23 +18,35 @@ use crate::{ffi, input, Control, Error, Result};
 /// The muxer of chunk objects: NUT keeps any time base exactly.
 pub const CHUNK_MUXER: &str = "nut";
 
-/// Which encoder implementation a chunk goes through. Frames are decoded
-/// and scaled on the CPU in every case; the hardware encoders upload them.
+/// Which hardware a chunk goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hardware {
-    /// libx264 / libx265.
+    /// CPU decode and scale, libx264 / libx265.
     Software,
-    /// h264_nvenc / hevc_nvenc on the GPU with this CUDA index.
+    /// NVDEC decode and scale_cuda on the GPU with this CUDA ordinal, then
+    /// download and libx264 / libx265 (a GPU without NVENC).
+    Nvdec { gpu: u32 },
+    /// NVDEC decode, scale_cuda and h264_nvenc / hevc_nvenc on the GPU with
+    /// this CUDA ordinal, the frames never leaving the GPU. Sources NVDEC
+    /// cannot decode are decoded on the CPU and uploaded.
     Nvenc { gpu: u32 },
-    /// h264_qsv / hevc_qsv (Intel Quick Sync).
+    /// CPU decode and scale, h264_qsv / hevc_qsv (Intel Quick Sync).
     Qsv,
 }
 
 impl Hardware {
+    /// The CUDA device that decodes, if any.
+    pub fn decode_gpu(self) -> Option<u32> {
+        match self {
+            Hardware::Nvdec { gpu } | Hardware::Nvenc { gpu } => Some(gpu),
+            Hardware::Software | Hardware::Qsv => None,
+        }
+    }
+
     /// The FFmpeg encoder for a codec.
     pub fn encoder(self, codec: Codec) -> &'static str {
         match (self, codec) {
-            (Hardware::Software, c) => c.software_encoder(),
+            (Hardware::Software | Hardware::Nvdec { .. }, c) => c.software_encoder(),
             (Hardware::Nvenc { .. }, Codec::H264) => "h264_nvenc",
             (Hardware::Nvenc { .. }, Codec::Hevc) => "hevc_nvenc",
             (Hardware::Qsv, Codec::H264) => "h264_qsv",
@@ -130,11 +142,19 @@ fn run(
     let tb = stream.time_base();
     let mut dctx = codec::context::Context::from_parameters(stream.parameters())
         .map_err(Error::ff("decoder parameters"))?;
-    dctx.set_threading(codec::threading::Config {
-        kind: codec::threading::Type::Frame,
-        count: 0,
-        ..Default::default()
-    });
+    if let Some(gpu) = hw.decode_gpu() {
+        let dev = ffi::cuda_device(gpu).map_err(|reason| Error::Encoder {
+            encoder: format!("NVDEC on CUDA device {gpu}"),
+            reason,
+        })?;
+        ffi::decode_on(&mut dctx, &dev);
+    } else {
+        dctx.set_threading(codec::threading::Config {
+            kind: codec::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+    }
     let mut decoder = dctx.decoder().video().map_err(Error::ff("open decoder"))?;
     if let Some(secs) = backoff_secs {
         let per_sec = i64::from(tb.denominator()) / i64::from(tb.numerator().max(1));
@@ -312,13 +332,34 @@ impl Pipeline {
             sar.numerator(),
             sar.denominator()
         );
-        // QSV takes NV12; the others take planar 4:2:0.
-        let (pix, pix_name) = match hw {
-            Hardware::Qsv => (format::Pixel::NV12, "nv12"),
-            Hardware::Software | Hardware::Nvenc { .. } => (format::Pixel::YUV420P, "yuv420p"),
+        let on_gpu = ffi::is_cuda_frame(first);
+        // QSV takes NV12; NVENC takes the GPU frames as they are; the rest
+        // take planar 4:2:0.
+        let (pix, spec) = match (hw, on_gpu) {
+            (Hardware::Nvenc { .. }, true) => (format::Pixel::CUDA, format!("scale_cuda={w}:{h}")),
+            (_, true) => (
+                format::Pixel::YUV420P,
+                format!(
+                    "scale_cuda={w}:{h},hwdownload,format=nv12|p010le|p016le|yuv444p|yuv444p16le,format=yuv420p"
+                ),
+            ),
+            (Hardware::Qsv, false) => (
+                format::Pixel::NV12,
+                format!("scale={w}:{h}:flags=bicubic,format=nv12"),
+            ),
+            (_, false) => (
+                format::Pixel::YUV420P,
+                format!("scale={w}:{h}:flags=bicubic,format=yuv420p"),
+            ),
         };
-        let spec = format!("scale={w}:{h}:flags=bicubic,format={pix_name}");
-        let graph = crate::filter_graph("buffer", &args, &spec)?;
+        let mut graph = if on_gpu {
+            gpu_graph(&args, &spec, first).map_err(|e| Error::Encoder {
+                encoder: "scale_cuda".into(),
+                reason: e.to_string(),
+            })?
+        } else {
+            crate::filter_graph("buffer", &args, &spec)?
+        };
         let ff = Error::ff;
 
         let encoder_name = hw.encoder(video.codec);
@@ -359,8 +400,15 @@ impl Pipeline {
             flags |= codec::Flags::GLOBAL_HEADER;
         }
         ffi::add_codec_flags(&mut enc, flags);
+        if pix == format::Pixel::CUDA {
+            let mut sink = graph.get("out").expect("out");
+            ffi::encode_hw_frames_of(&mut enc, &mut sink).map_err(|e| Error::Encoder {
+                encoder: encoder_name.into(),
+                reason: format!("no GPU frames to encode: {e}"),
+            })?;
+        }
         let opts = match hw {
-            Hardware::Software => encoder_options(video, gop),
+            Hardware::Software | Hardware::Nvdec { .. } => encoder_options(video, gop),
             Hardware::Nvenc { gpu } => nvenc_options(video, gpu),
             Hardware::Qsv => qsv_options(video),
         };
@@ -484,6 +532,24 @@ fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'stati
         ),
     }
     o
+}
+
+/// A filter graph whose source takes the GPU frames of `first` (their
+/// frames context must be known before the graph is configured).
+fn gpu_graph(
+    args: &str,
+    spec: &str,
+    first: &frame::Video,
+) -> std::result::Result<filter::Graph, ffmpeg::Error> {
+    let mut graph = filter::Graph::new();
+    let buffer = filter::find("buffer").ok_or(ffmpeg::Error::FilterNotFound)?;
+    let sink = filter::find("buffersink").ok_or(ffmpeg::Error::FilterNotFound)?;
+    graph.add(&buffer, "in", args)?;
+    ffi::source_takes_hw_frames(&mut graph.get("in").expect("just added"), first)?;
+    graph.add(&sink, "out", "")?;
+    graph.output("in", 0)?.input("out", 0)?.parse(spec)?;
+    graph.validate()?;
+    Ok(graph)
 }
 
 /// The NVENC preset (p1 fastest .. p7 best) nearest an x264 preset name.

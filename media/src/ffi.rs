@@ -204,3 +204,119 @@ pub use log::{
     begin as begin_log_capture, end as end_log_capture, install as install_log_callback,
     note as log_note,
 };
+
+/// A reference to an FFmpeg hardware device context (CUDA).
+pub struct HwDevice(*mut ffi::AVBufferRef);
+
+// SAFETY: an AVBufferRef to a device context may be used and released from
+// any thread; FFmpeg reference-counts it atomically.
+unsafe impl Send for HwDevice {}
+
+impl Drop for HwDevice {
+    fn drop(&mut self) {
+        // SAFETY: we own this reference; unref sets it to null.
+        unsafe { ffi::av_buffer_unref(&mut self.0) };
+    }
+}
+
+/// Opens CUDA device `gpu` (CUDA ordinal) for decoding and filtering.
+pub fn cuda_device(gpu: u32) -> Result<HwDevice, String> {
+    let name = std::ffi::CString::new(gpu.to_string()).expect("no NUL in a number");
+    let mut dev: *mut ffi::AVBufferRef = std::ptr::null_mut();
+    // SAFETY: valid out-pointer and NUL-terminated device name.
+    let r = unsafe {
+        ffi::av_hwdevice_ctx_create(
+            &mut dev,
+            ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if r < 0 || dev.is_null() {
+        return Err(format!(
+            "cannot open CUDA device {gpu}: {}",
+            ffmpeg::Error::from(r)
+        ));
+    }
+    Ok(HwDevice(dev))
+}
+
+/// Picks CUDA frames when the decoder offers them (NVDEC), else the first
+/// (software) format.
+unsafe extern "C" fn pick_cuda(
+    _ctx: *mut ffi::AVCodecContext,
+    fmts: *const ffi::AVPixelFormat,
+) -> ffi::AVPixelFormat {
+    let mut p = fmts;
+    // SAFETY: FFmpeg passes a list terminated by AV_PIX_FMT_NONE.
+    unsafe {
+        while *p != ffi::AVPixelFormat::AV_PIX_FMT_NONE {
+            if *p == ffi::AVPixelFormat::AV_PIX_FMT_CUDA {
+                return *p;
+            }
+            p = p.add(1);
+        }
+        *fmts
+    }
+}
+
+/// Makes a decoder context (not yet opened) decode on `dev` with NVDEC,
+/// producing frames in CUDA memory.
+pub fn decode_on(ctx: &mut ffmpeg::codec::Context, dev: &HwDevice) {
+    // SAFETY: the context is not open yet; it takes its own reference to
+    // the device, released when the context is freed.
+    unsafe {
+        let c = ctx.as_mut_ptr();
+        (*c).hw_device_ctx = ffi::av_buffer_ref(dev.0);
+        (*c).get_format = Some(pick_cuda);
+    }
+}
+
+/// Whether a decoded frame lives in GPU memory.
+pub fn is_cuda_frame(frame: &ffmpeg::frame::Video) -> bool {
+    // SAFETY: reading a field of a frame we hold.
+    unsafe { !(*frame.as_ptr()).hw_frames_ctx.is_null() }
+}
+
+/// Tells a `buffer` source which hardware frames it will get (those of
+/// `frame`); needed before the graph is configured.
+pub fn source_takes_hw_frames(
+    src: &mut ffmpeg::filter::Context,
+    frame: &ffmpeg::frame::Video,
+) -> Result<(), ffmpeg::Error> {
+    // SAFETY: the parameters are allocated, filled and freed here; the
+    // source takes its own reference to the frames context.
+    unsafe {
+        let p = ffi::av_buffersrc_parameters_alloc();
+        if p.is_null() {
+            return Err(ffmpeg::Error::Other { errno: 12 });
+        }
+        (*p).format = (*frame.as_ptr()).format;
+        (*p).hw_frames_ctx = (*frame.as_ptr()).hw_frames_ctx;
+        let r = ffi::av_buffersrc_parameters_set(src.as_mut_ptr(), p);
+        ffi::av_free(p.cast());
+        if r < 0 {
+            return Err(ffmpeg::Error::from(r));
+        }
+    }
+    Ok(())
+}
+
+/// Gives an encoder context (not yet opened) the hardware frames a
+/// configured sink produces, so it encodes GPU frames without copies.
+pub fn encode_hw_frames_of(
+    enc: &mut ffmpeg::codec::Context,
+    sink: &mut ffmpeg::filter::Context,
+) -> Result<(), ffmpeg::Error> {
+    // SAFETY: the sink belongs to a configured graph; the encoder takes its
+    // own reference, released when it is freed.
+    unsafe {
+        let frames = ffi::av_buffersink_get_hw_frames_ctx(sink.as_mut_ptr());
+        if frames.is_null() {
+            return Err(ffmpeg::Error::InvalidData);
+        }
+        (*enc.as_mut_ptr()).hw_frames_ctx = ffi::av_buffer_ref(frames);
+    }
+    Ok(())
+}

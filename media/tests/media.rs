@@ -359,9 +359,9 @@ fn container_index_probe_matches_packet_scan() {
     }
 }
 
-/// With no usable NVENC (no driver here; no encode engine on the lent
-/// H100/H200), a chunk sent to h264_nvenc falls back to libx264, says why in
-/// the task's log, and is still every frame of the chunk.
+/// With no CUDA (no driver here), a chunk sent to the GPU paths (NVDEC +
+/// NVENC, NVDEC + x264) falls back to the CPU path, says why in the task's
+/// log, and is still every frame of the chunk.
 #[test]
 fn hardware_encoder_that_cannot_open_falls_back_to_software() {
     if std::env::var_os("SPOTENC_HAVE_NVENC").is_some() {
@@ -388,25 +388,30 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
     let task = EncodeTask {
         input: src.to_str().unwrap().into(),
         output: out.to_str().unwrap().into(),
-        chunk: c.clone(),
+        chunk: *c,
         video: settings(),
         origin_pts: info.video.start_pts,
         video_stream: info.video.stream_index,
         source_frame_rate: info.video.avg_frame_rate,
     };
     let ctl = Control::default();
-    let (obj, log) = spotenc_media::capture_log(|| {
-        encode::encode_chunk_on(&task, &ctl, encode::Hardware::Nvenc { gpu: 0 })
-    });
-    let obj = obj.unwrap();
-    assert_eq!(obj.frames, c.end_frame - c.start_frame);
-    assert_eq!(count_frames(&out), obj.frames);
-    assert!(decode_errors(&out).is_empty());
-    assert!(
-        log.contains("h264_nvenc failed") && log.contains("falls back to libx264"),
-        "{log}"
-    );
+    for hw in [
+        encode::Hardware::Nvenc { gpu: 0 },
+        encode::Hardware::Nvdec { gpu: 0 },
+    ] {
+        let (obj, log) = spotenc_media::capture_log(|| encode::encode_chunk_on(&task, &ctl, hw));
+        let obj = obj.unwrap();
+        assert_eq!(obj.frames, c.end_frame - c.start_frame);
+        assert_eq!(count_frames(&out), obj.frames);
+        assert!(decode_errors(&out).is_empty());
+        // No CUDA here: decoding on the GPU is what fails first.
+        assert!(
+            log.contains("NVDEC on CUDA device 0 failed") && log.contains("falls back to libx264"),
+            "{hw:?}: {log}"
+        );
+    }
     // The fallback chunk is libx264's.
+    // The fallback chunk is H.264 from libx264.
     let codec = std::process::Command::new("ffprobe")
         .args([
             "-v",
@@ -420,5 +425,4 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&codec.stdout).trim(), "h264");
-    assert!(log.contains("libx264"), "{log}");
 }
