@@ -30,7 +30,7 @@ work=$(mktemp -d)
 report=$out/report.txt
 : >"$report"
 log() { echo "$*" | tee -a "$report"; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
+port() { echo $((20000 + RANDOM % 20000)); }
 frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1"; }
 psnr() { ffmpeg -hide_banner -nostats -i "$1" -i "$2" -lavfi "[0:v][1:v]scale2ref[a][b];[a][b]psnr" -f null - 2>&1 | sed -n 's/.*average:\([0-9.inf]*\).*/\1/p' | tail -1; }
 
@@ -40,20 +40,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$report"
 log "== 1. gpu-worker probe"
 gpu-worker probe >"$out/probe.json" 2>"$out/probe.err"
 log "exit $?"
-python3 - "$out/probe.json" <<'EOF' | tee -a "$report"
-import json, sys
-r = json.load(open(sys.argv[1]))
-print("nvml:", r["nvml"])
-print("driver:", r.get("driver_version"))
-for g in r["gpus"]:
-    print("gpu", g["index"], g["name"], g["pci_bus_id"], g["memory_total_bytes"] >> 20, "MiB;",
-          "nvenc codecs:", g["nvenc"], "unavailable:", g["nvenc_unavailable"])
-for t in r["telemetry"]:
-    print("telemetry", t)
-print("nvenc:", r["nvenc"])
-print("qsv:", r["qsv"])
-print("plan:", r["plan"])
-EOF
+tee -a "$report" <"$out/probe.json"
+echo | tee -a "$report"
 
 ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=30" \
   -c:v libx264 -preset ultrafast -g 60 "$work/clip.mp4"
@@ -83,8 +71,8 @@ run_job() {
   spotenc workers --json --coordinator "$url" >"$out/$name.workers.json" 2>/dev/null
   kill -TERM "$w" 2>/dev/null
   wait "$w" 2>/dev/null
-  log "$name: submit exit $rc, $(python3 -c "print(round($t1 - $t0, 2))") s, frames $(frames "$work/$name.mp4" 2>/dev/null) of $src_frames, PSNR vs source $(psnr "$work/$name.mp4" "$work/clip.mp4") dB, fallbacks logged: $(grep -c 'falls back' "$out/$name.log")"
-  python3 -c "print($t1 - $t0)" >"$out/$name.seconds"
+  log "$name: submit exit $rc, $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s, frames $(frames "$work/$name.mp4" 2>/dev/null) of $src_frames, PSNR vs source $(psnr "$work/$name.mp4" "$work/clip.mp4") dB, fallbacks logged: $(grep -c 'falls back' "$out/$name.log")"
+  awk "BEGIN{print $t1 - $t0}" >"$out/$name.seconds"
 }
 
 log "== 2. NVDEC -> scale_cuda -> CPU encode (gpu-worker --gpu-decode)"
@@ -95,13 +83,9 @@ grep -o '"telemetry":\[[^]]*\]' "$out/nvdec.workers.json" | tee -a "$report"
 log "== 3. CPU fallback: all cores, then 2 cores"
 run_job cpu-all ""
 run_job cpu-2 "taskset -c 0,1"
-python3 - "$out" <<'EOF' | tee -a "$report"
-import sys
-d = sys.argv[1]
-a = float(open(f"{d}/cpu-all.seconds").read())
-b = float(open(f"{d}/cpu-2.seconds").read())
-print(f"all cores {a:.2f} s, 2 cores {b:.2f} s: time ratio all/2 = {a / b:.3f} (speed-up {b / a:.2f}x)")
-EOF
+a=$(cat "$out/cpu-all.seconds")
+b=$(cat "$out/cpu-2.seconds")
+awk "BEGIN{printf \"all cores %.2f s, 2 cores %.2f s: time ratio all/2 = %.3f (speed-up %.2fx)\\n\", $a, $b, $a / $b, $b / $a}" | tee -a "$report"
 
 kill "$coord" 2>/dev/null
 wait 2>/dev/null
