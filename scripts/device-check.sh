@@ -32,7 +32,7 @@ report=$out/report.txt
 log() { echo "$*" | tee -a "$report"; }
 port() { echo $((20000 + RANDOM % 20000)); }
 frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1"; }
-psnr() { ffmpeg -hide_banner -nostats -i "$1" -i "$2" -lavfi "[0:v][1:v]scale2ref[a][b];[a][b]psnr" -f null - 2>&1 | sed -n 's/.*average:\([0-9.inf]*\).*/\1/p' | tail -1; }
+psnr() { ffmpeg -hide_banner -nostats -i "$1" -i "$2" -lavfi "[1:v]scale=1280:720[b];[0:v][b]psnr" -f null - 2>&1 | sed -n 's/.*average:\([0-9.inf]*\).*/\1/p' | tail -1; }
 
 log "== host: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$report"
