@@ -503,6 +503,21 @@ impl Pipeline {
     }
 }
 
+/// Bitrate, VBV maximum rate and buffer, the same options for every
+/// encoder.
+fn set_bitrate(o: &mut ffmpeg::Dictionary<'static>, rate: RateControl) {
+    if let RateControl::Bitrate {
+        bitrate_bps,
+        maxrate_bps,
+        bufsize_bits,
+    } = rate
+    {
+        o.set("b", &bitrate_bps.to_string());
+        o.set("maxrate", &maxrate_bps.to_string());
+        o.set("bufsize", &bufsize_bits.to_string());
+    }
+}
+
 /// Encoder private options for the settings.
 fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'static> {
     let mut o = ffmpeg::Dictionary::new();
@@ -510,15 +525,7 @@ fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'stati
     o.set("threads", "auto");
     match video.rate {
         RateControl::Crf(crf) => o.set("crf", &crf.to_string()),
-        RateControl::Bitrate {
-            bitrate_bps,
-            maxrate_bps,
-            bufsize_bits,
-        } => {
-            o.set("b", &bitrate_bps.to_string());
-            o.set("maxrate", &maxrate_bps.to_string());
-            o.set("bufsize", &bufsize_bits.to_string());
-        }
+        RateControl::Bitrate { .. } => set_bitrate(&mut o, video.rate),
     }
     if let Some(p) = &video.profile {
         o.set("profile", p);
@@ -578,15 +585,7 @@ fn nvenc_options(video: &VideoSettings, gpu: u32) -> ffmpeg::Dictionary<'static>
             o.set("cq", &crf.to_string());
             o.set("b", "0");
         }
-        RateControl::Bitrate {
-            bitrate_bps,
-            maxrate_bps,
-            bufsize_bits,
-        } => {
-            o.set("b", &bitrate_bps.to_string());
-            o.set("maxrate", &maxrate_bps.to_string());
-            o.set("bufsize", &bufsize_bits.to_string());
-        }
+        RateControl::Bitrate { .. } => set_bitrate(&mut o, video.rate),
     }
     if let Some(p) = &video.profile {
         o.set("profile", p);
@@ -606,15 +605,7 @@ fn qsv_options(video: &VideoSettings) -> ffmpeg::Dictionary<'static> {
     o.set("preset", preset);
     match video.rate {
         RateControl::Crf(crf) => o.set("global_quality", &crf.to_string()),
-        RateControl::Bitrate {
-            bitrate_bps,
-            maxrate_bps,
-            bufsize_bits,
-        } => {
-            o.set("b", &bitrate_bps.to_string());
-            o.set("maxrate", &maxrate_bps.to_string());
-            o.set("bufsize", &bufsize_bits.to_string());
-        }
+        RateControl::Bitrate { .. } => set_bitrate(&mut o, video.rate),
     }
     if let Some(p) = &video.profile {
         o.set("profile", p);

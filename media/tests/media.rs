@@ -368,20 +368,7 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
         return; // a g4dn/g5 with a working NVENC: nothing falls back there
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25:duration=2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "25",
-        src.to_str().unwrap(),
-    ]);
+    let src = spotenc_tests::media::video_clip(dir.path(), 2, "320x240");
     let info = probe::probe(src.to_str().unwrap()).unwrap();
     let c = &chunks(&info, 25)[1];
     let out = dir.path().join("c1.nut");

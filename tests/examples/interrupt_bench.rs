@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use spotenc_proto::pb::{self, job_service_client::JobServiceClient};
-use spotenc_tests::media::make_clip;
+use spotenc_tests::media::video_clip;
 use spotenc_tests::metadata::{Cloud, FakeMetadata, VM_NAME};
 use spotenc_tests::Fleet;
 
@@ -151,22 +151,7 @@ async fn main() {
         .nth(1)
         .map_or(3, |r| r.parse().expect("rounds"));
     let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(
-        dir.path(),
-        "src.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=25:duration=20",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ],
-    );
+    let clip = video_clip(dir.path(), 20, "1280x720");
     println!(
         "notice poll 2000 ms (default), lease TTL {LEASE_TTL_MS} ms, {rounds} rounds per case; ms after the notice"
     );

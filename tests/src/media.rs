@@ -43,6 +43,28 @@ fn ffprobe(args: &[&str], path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `dir/src.mp4`: `seconds` of testsrc2 at `size`, 25 fps, H.264 with a
+/// keyframe every second and no audio.
+pub fn video_clip(dir: &Path, seconds: u32, size: &str) -> PathBuf {
+    let v = format!("testsrc2=size={size}:rate=25:duration={seconds}");
+    make_clip(
+        dir,
+        "src.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &v,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ],
+    )
+}
+
 /// Decoded video frames, counted by ffprobe.
 pub fn frame_count(path: &Path) -> u64 {
     let s = ffprobe(

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use spotenc_proto::pb;
-use spotenc_tests::media::make_clip;
 use spotenc_tests::metadata::{Cloud, FakeMetadata, VM_NAME};
 use spotenc_tests::Fleet;
 
@@ -20,23 +19,7 @@ const POLL_MS: &str = "200";
 
 /// A video-only clip (one task per chunk, no audio task to race for).
 fn video_clip(dir: &Path, seconds: u32) -> PathBuf {
-    let v = format!("testsrc2=size=960x540:rate=25:duration={seconds}");
-    make_clip(
-        dir,
-        "src.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            &v,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ],
-    )
+    spotenc_tests::media::video_clip(dir, seconds, "960x540")
 }
 
 fn unix_ms() -> i64 {
@@ -91,6 +74,17 @@ fn metadata_flags(meta: &FakeMetadata) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// Starts spot worker "a", polling every [`POLL_MS`] and pointed at `meta`
+/// for every cloud (so it must detect which one it is on).
+fn add_watched_worker(fleet: &mut Fleet, meta: &FakeMetadata, extra: &[&str]) {
+    let mut flags: Vec<String> = vec!["--notice-poll-ms".into(), POLL_MS.into()];
+    flags.extend(metadata_flags(meta));
+    flags.extend(extra.iter().map(|f| f.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let url = fleet.url.clone();
+    fleet.add_worker_args("a", &url, "spot", &flags);
 }
 
 /// What one interruption cost, as measured.
@@ -295,16 +289,7 @@ async fn a_chunk_that_fits_well_inside_the_deadline_is_finished_not_handed_back(
     let src = video_clip(dir.path(), 4);
     let out = dir.path().join("out.mp4");
     let mut fleet = Fleet::builder().cpu_workers(0).start();
-    let url = fleet.url.clone();
-    let mut flags: Vec<String> = vec![
-        "--pool".into(),
-        "spot-a".into(),
-        "--notice-poll-ms".into(),
-        POLL_MS.into(),
-    ];
-    flags.extend(metadata_flags(&meta));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    fleet.add_worker_args("a", &url, "spot", &flags);
+    add_watched_worker(&mut fleet, &meta, &["--pool", "spot-a"]);
     let id = submit_id(
         &fleet,
         &src,
@@ -340,11 +325,7 @@ async fn rebalance_recommendation_stops_leasing_but_finishes_the_current_chunk()
     let src = video_clip(dir.path(), 6);
     let out = dir.path().join("out.mp4");
     let mut fleet = Fleet::builder().cpu_workers(0).start();
-    let url = fleet.url.clone();
-    let mut flags: Vec<String> = vec!["--notice-poll-ms".into(), POLL_MS.into()];
-    flags.extend(metadata_flags(&meta));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    fleet.add_worker_args("a", &url, "spot", &flags);
+    add_watched_worker(&mut fleet, &meta, &[]);
     let id = submit_id(
         &fleet,
         &src,
@@ -401,11 +382,7 @@ async fn rebalance_recommendation_stops_leasing_but_finishes_the_current_chunk()
 async fn notice_while_idle_exits_promptly() {
     let meta = FakeMetadata::start(Cloud::Gcp).await;
     let mut fleet = Fleet::builder().cpu_workers(0).start();
-    let url = fleet.url.clone();
-    let mut flags: Vec<String> = vec!["--notice-poll-ms".into(), POLL_MS.into()];
-    flags.extend(metadata_flags(&meta));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    fleet.add_worker_args("a", &url, "spot", &flags);
+    add_watched_worker(&mut fleet, &meta, &[]);
     log_has(&fleet, "a", "watching for interruption notices").await;
     let noticed = Instant::now();
     meta.gcp_preempt();
