@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use spotenc_proto::pb;
 use spotenc_tests::metadata::{Cloud, FakeMetadata, VM_NAME};
-use spotenc_tests::Fleet;
+use spotenc_tests::{Fleet, RedisServer};
 
 use super::{assert_faithful, ended, job, leased_encode, submit_id};
 
@@ -108,10 +108,26 @@ async fn interrupt_mid_encode(
     expect_reason: &str,
     notify: impl FnOnce(&Fleet),
 ) -> Measured {
+    interrupt_mid_encode_on(None, label, a_flags, deadline_s, expect_reason, notify).await
+}
+
+/// [`interrupt_mid_encode`] with the coordinator's state in `redis`.
+async fn interrupt_mid_encode_on(
+    redis: Option<&RedisServer>,
+    label: &str,
+    a_flags: &[String],
+    deadline_s: u64,
+    expect_reason: &str,
+    notify: impl FnOnce(&Fleet),
+) -> Measured {
     let dir = tempfile::tempdir().unwrap();
     let src = video_clip(dir.path(), 8);
     let out = dir.path().join("out.mp4");
-    let mut fleet = Fleet::builder().cpu_workers(0).start();
+    let mut builder = Fleet::builder().cpu_workers(0);
+    if let Some(r) = redis {
+        builder = builder.redis(r.url());
+    }
+    let mut fleet = builder.start();
     let mut flags: Vec<&str> = vec!["--pool", "spot-a", "--notice-poll-ms", POLL_MS];
     let deadline = deadline_s.to_string();
     flags.extend(["--notice-deadline-seconds", &deadline]);
@@ -259,7 +275,10 @@ async fn azure_preempt_event_hands_the_chunk_back_and_is_acknowledged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_hands_the_chunk_back_like_a_notice() {
     let flags = vec!["--cloud".to_string(), "none".to_string()];
-    interrupt_mid_encode("sigterm", &flags, 4, "SIGTERM", |fleet| {
+    // On the Redis store: the Lua hand-back, interruption counts and logs
+    // end to end.
+    let redis = RedisServer::start();
+    interrupt_mid_encode_on(Some(&redis), "sigterm", &flags, 4, "SIGTERM", |fleet| {
         // Signals go to the process, not the fleet; find it by name.
         let pid = fleet_worker_pid(fleet, "a");
         let ok = std::process::Command::new("kill")
