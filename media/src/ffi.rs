@@ -243,22 +243,29 @@ pub fn cuda_device(gpu: u32) -> Result<HwDevice, String> {
 }
 
 /// Picks CUDA frames when the decoder offers them (NVDEC), else the first
-/// (software) format.
+/// software format (never another hwaccel's, which has no device here).
 unsafe extern "C" fn pick_cuda(
     _ctx: *mut ffi::AVCodecContext,
     fmts: *const ffi::AVPixelFormat,
 ) -> ffi::AVPixelFormat {
     let mut p = fmts;
-    // SAFETY: FFmpeg passes a list terminated by AV_PIX_FMT_NONE.
+    let mut software = ffi::AVPixelFormat::AV_PIX_FMT_NONE;
+    // SAFETY: FFmpeg passes a list terminated by AV_PIX_FMT_NONE; format
+    // descriptors are static.
     unsafe {
         while *p != ffi::AVPixelFormat::AV_PIX_FMT_NONE {
             if *p == ffi::AVPixelFormat::AV_PIX_FMT_CUDA {
                 return *p;
             }
+            let desc = ffi::av_pix_fmt_desc_get(*p);
+            let hw = !desc.is_null() && (*desc).flags & ffi::AV_PIX_FMT_FLAG_HWACCEL as u64 != 0;
+            if !hw && software == ffi::AVPixelFormat::AV_PIX_FMT_NONE {
+                software = *p;
+            }
             p = p.add(1);
         }
-        *fmts
     }
+    software
 }
 
 /// Makes a decoder context (not yet opened) decode on `dev` with NVDEC,
