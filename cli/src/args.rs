@@ -3,7 +3,7 @@
 
 use clap::Args;
 use spotenc_proto::domain::{
-    AudioSettings, Codec, Container, JobSpec, Priority, RateControl, VideoSettings,
+    AudioSettings, Codec, Container, JobSpec, Priority, RateControl, Rendition, VideoSettings,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -38,6 +38,11 @@ pub struct JobArgs {
     /// Target chunk length; boundaries snap to source keyframes
     #[arg(long, default_value_t = JobSpec::DEFAULT_CHUNK_SECONDS)]
     pub chunk_seconds: f64,
+    /// A further output from the same decode:
+    /// OUTPUT[,scale=WxH][,crf=N|,bitrate=RATE][,codec=C][,preset=P];
+    /// unset settings are the main output's. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub rendition: Vec<String>,
     /// Shortest chunk (default: a quarter of --chunk-seconds)
     #[arg(long)]
     pub min_chunk_seconds: Option<f64>,
@@ -116,17 +121,24 @@ impl JobArgs {
                 anyhow::anyhow!("cannot tell the container of {output:?}: name it .mp4 or .mkv, or pass --container")
             })?,
         };
+        let video = VideoSettings {
+            codec: self.codec.parse::<Codec>()?,
+            rate,
+            preset: self.preset.clone(),
+            profile: self.profile.clone(),
+            keyint: self.keyint,
+            max_size: self.scale.as_deref().map(parse_scale).transpose()?,
+        };
+        let renditions = self
+            .rendition
+            .iter()
+            .map(|r| parse_rendition(r, &video))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let spec = JobSpec {
+            renditions,
             input,
             output,
-            video: VideoSettings {
-                codec: self.codec.parse::<Codec>()?,
-                rate,
-                preset: self.preset.clone(),
-                profile: self.profile.clone(),
-                keyint: self.keyint,
-                max_size: self.scale.as_deref().map(parse_scale).transpose()?,
-            },
+            video,
             audio: AudioSettings {
                 copy_if_aac: !self.audio_reencode,
                 bitrate_bps: parse_rate(&self.audio_bitrate)?,
@@ -146,6 +158,47 @@ impl JobArgs {
         spec.validate()?;
         Ok(spec)
     }
+}
+
+/// `OUTPUT[,key=value...]`: a further rendition with `base`'s settings
+/// except those named.
+fn parse_rendition(spec: &str, base: &VideoSettings) -> anyhow::Result<Rendition> {
+    let mut parts = spec.split(',');
+    let output = absolute(parts.next().unwrap_or_default().trim());
+    let mut video = base.clone();
+    for kv in parts {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("rendition {spec:?}: expected key=value, got {kv:?}"))?;
+        match k.trim() {
+            "scale" => video.max_size = Some(parse_scale(v)?),
+            "crf" => video.rate = RateControl::Crf(v.parse()?),
+            "bitrate" => {
+                let b = parse_rate(v)?;
+                video.rate = RateControl::Bitrate {
+                    bitrate_bps: b,
+                    maxrate_bps: b,
+                    bufsize_bits: 2 * b,
+                }
+            }
+            "codec" => {
+                video.codec = v.parse::<Codec>()?;
+                video.profile = None;
+            }
+            "preset" => video.preset = v.to_string(),
+            other => anyhow::bail!(
+                "rendition {spec:?}: unknown key {other:?} (expected scale, crf, bitrate, codec or preset)"
+            ),
+        }
+    }
+    let container = Container::from_path(&output).ok_or_else(|| {
+        anyhow::anyhow!("cannot tell the container of rendition {output:?}: name it .mp4 or .mkv")
+    })?;
+    Ok(Rendition {
+        video,
+        output,
+        container,
+    })
 }
 
 /// The canonical absolute form of a path the user typed. The file itself

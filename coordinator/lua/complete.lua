@@ -1,7 +1,8 @@
 -- complete: record a task's result if the fencing token still holds; a
 -- probe result comes with the tasks planned from it. Makes blocked tasks
--- whose dependencies are all done pending; a stitched job goes to
--- Committing. A chunk with the wrong frame count fails the chunk instead.
+-- whose dependencies are all done pending; a job whose every rendition is
+-- stitched goes to Committing. A chunk with the wrong frame count fails the
+-- chunk instead.
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, task_id, attempt, kind, result_json, frames (-1: none),
 --       now_ms, probe_json, n, then n × (id, kind, chunk, work_json,
@@ -42,8 +43,15 @@ if kind == 'Probe' then
     if deps == '[]' then make_pending(nid, now) end
   end
 elseif kind == 'Stitch' then
-  redis.call('HSET', jk(job), 'state', 'Committing')
-  redis.call('SADD', P .. ':committing', job)
+  local all = true
+  for _, tid in ipairs(tasks_of(job)) do
+    local st = redis.call('HMGET', tk(tid), 'kind', 'state')
+    if st[1] == 'Stitch' and st[2] ~= 'Done' then all = false break end
+  end
+  if all then
+    redis.call('HSET', jk(job), 'state', 'Committing')
+    redis.call('SADD', P .. ':committing', job)
+  end
 end
 -- Unblock tasks whose dependencies are all done.
 for _, tid in ipairs(tasks_of(job)) do

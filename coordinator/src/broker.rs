@@ -157,6 +157,9 @@ impl Broker {
             Work::Encode(mut e) => {
                 e.input = self.get_url(&e.input).await?;
                 e.output = self.put_url(&e.output).await?;
+                for r in &mut e.renditions {
+                    r.output = self.put_url(&r.output).await?;
+                }
                 Work::Encode(e)
             }
             Work::Audio(mut a) => {
@@ -309,6 +312,7 @@ mod tests {
             .await
             .unwrap();
         let stitched = OutputObject {
+            renditions: Default::default(),
             path: format!("s3://{BUCKET}/out/.m.mp4.j.a1.part"),
             size_bytes: 14,
             sha256: String::new(),

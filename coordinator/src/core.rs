@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spotenc_proto::domain::{
-    GpuTelemetry, JobSpec, JobState, JobView, LeasedTask, TaskLog, TaskOutcome, Work, WorkerInfo,
-    WorkerStatus,
+    GpuTelemetry, JobSpec, JobState, JobView, LeasedTask, OutputObject, TaskLog, TaskOutcome, Work,
+    WorkerInfo, WorkerStatus,
 };
 use spotenc_proto::{Error, Result};
 use tokio::sync::Notify;
@@ -67,6 +67,9 @@ impl Coordinator {
         spec.validate()?;
         spec.input = self.broker.check_input(&spec.input)?;
         spec.output = self.broker.check_output(&spec.output)?;
+        for r in &mut spec.renditions {
+            r.output = self.broker.check_output(&r.output)?;
+        }
         let job = self.store.submit(spec, idempotency_key, now_ms()).await?;
         info!(job = %job.id, input = %job.spec.input, output = %job.spec.output, "job submitted");
         self.work_ready.notify_waiters();
@@ -192,10 +195,11 @@ impl Coordinator {
         // Record the object this attempt was told to write, not whatever URL
         // or path the worker reports.
         if let Ok(task) = self.store.task(task_id).await {
-            let canonical = match with_attempt_paths(task.work.clone(), attempt) {
-                Work::Encode(e) => Some(e.output),
-                Work::Audio(a) => Some(a.output),
-                Work::Stitch(s) => Some(s.output),
+            let work = with_attempt_paths(task.work.clone(), attempt);
+            let canonical = match &work {
+                Work::Encode(e) => Some(e.output.clone()),
+                Work::Audio(a) => Some(a.output.clone()),
+                Work::Stitch(s) => Some(s.output.clone()),
                 Work::Probe(_) => None,
             };
             if let (
@@ -204,6 +208,40 @@ impl Coordinator {
             ) = (canonical, &mut outcome)
             {
                 o.path = path;
+            }
+            if let (Work::Encode(e), TaskOutcome::Encode(o)) = (&work, &mut outcome) {
+                // Every rendition of the chunk, with the chunk's frames.
+                let bad = if o.renditions.len() != e.renditions.len() {
+                    Some(format!(
+                        "{task_id} returned {} renditions, the job has {}",
+                        o.renditions.len(),
+                        e.renditions.len()
+                    ))
+                } else {
+                    o.renditions
+                        .iter()
+                        .enumerate()
+                        .find(|(_, r)| r.frames != task.frames_total)
+                        .map(|(i, r)| {
+                            format!(
+                                "{task_id} rendition {} has {} frames, the plan says {}",
+                                i + 1,
+                                r.frames,
+                                task.frames_total
+                            )
+                        })
+                };
+                if let Some(msg) = bad {
+                    let t = self
+                        .store
+                        .fail(task_id, attempt, &Ending::new(msg.clone(), true), now_ms())
+                        .await?;
+                    self.after(t).await;
+                    return Err(Error::invalid(msg));
+                }
+                for (r, target) in o.renditions.iter_mut().zip(&e.renditions) {
+                    r.path = target.output.clone();
+                }
             }
         }
         if let TaskOutcome::Probe(probe) = &outcome {
@@ -307,9 +345,11 @@ impl Coordinator {
 
     async fn cleanup(&self, job_id: &str) {
         if let Ok((job, _)) = self.store.job(job_id).await {
-            self.broker
-                .cleanup(&self.work_dir(&job), &job.spec.output, &job.id)
-                .await;
+            for (output, _, _) in job.spec.outputs() {
+                self.broker
+                    .cleanup(&self.work_dir(&job), output, &job.id)
+                    .await;
+            }
             info!(job = %job_id, state = ?job.state, error = %job.error, "job ended");
         }
     }
@@ -322,14 +362,36 @@ impl Coordinator {
         if job.state != JobState::Committing {
             return;
         }
-        let stitched = tasks.iter().find_map(|t| match &t.result {
-            Some(TaskOutcome::Stitch(obj)) => Some(obj.clone()),
-            _ => None,
-        });
-        let outcome = match stitched {
-            Some(obj) => self.broker.commit(&obj, &job.spec.output).await,
-            None => Err("no stitched output recorded".into()),
+        // Every rendition's stitched object onto its output, in order; a
+        // repeat after a crash skips what is already there.
+        let stitched: Vec<(u32, OutputObject)> = tasks
+            .iter()
+            .filter_map(|t| match (&t.work, &t.result) {
+                (Work::Stitch(s), Some(TaskOutcome::Stitch(obj))) => {
+                    Some((s.rendition, obj.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let outputs = job.spec.outputs();
+        let mut outcome = if stitched.len() == outputs.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} of {} renditions stitched",
+                stitched.len(),
+                outputs.len()
+            ))
         };
+        for (r, obj) in &stitched {
+            if outcome.is_err() {
+                break;
+            }
+            match outputs.get(*r as usize) {
+                Some((output, _, _)) => outcome = self.broker.commit(obj, output).await,
+                None => outcome = Err(format!("stitch of unknown rendition {r}")),
+            }
+        }
         let ok = outcome.is_ok();
         match self.store.finish_commit(job_id, outcome, now_ms()).await {
             Ok(_) if ok => {

@@ -1,7 +1,11 @@
 //! The task graph of a job, built once its probe is known:
-//! probe → (encode × chunks, plus audio) → stitch. Pure.
+//! probe → (encode × chunks, plus audio) → stitch × renditions. Each encode
+//! task writes every rendition of its chunk from one decode; each rendition
+//! has its own stitch. Pure.
 
-use spotenc_proto::domain::{AudioTask, EncodeTask, ProbeInfo, StitchTask, TaskKind, Work};
+use spotenc_proto::domain::{
+    AudioTask, EncodeTask, ProbeInfo, RenditionTarget, StitchTask, TaskKind, Work,
+};
 use spotenc_proto::Result;
 
 use crate::plan::plan_chunks;
@@ -22,6 +26,15 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
             kind: TaskKind::Encode,
             chunk: c.index,
             work: Work::Encode(EncodeTask {
+                renditions: spec
+                    .renditions
+                    .iter()
+                    .enumerate()
+                    .map(|(r, rendition)| RenditionTarget {
+                        video: rendition.video.clone(),
+                        output: format!("{}/chunk-{:05}.r{}.nut", work_dir, c.index, r + 1),
+                    })
+                    .collect(),
                 input: spec.input.clone(),
                 output: format!("{}/chunk-{:05}.nut", work_dir, c.index),
                 chunk: *c,
@@ -50,22 +63,29 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
             frames_total: 0,
         });
     }
-    let deps = tasks.iter().map(|t| t.id.clone()).collect();
-    tasks.push(NewTask {
-        id: format!("{}/stitch", job.id),
-        kind: TaskKind::Stitch,
-        chunk: 0,
-        work: Work::Stitch(StitchTask {
-            chunks: vec![],
-            audio: None,
-            output: storage::temp_output(&spec.output, &job.id),
-            container: spec.container,
-            expected_frames: v.frame_count,
-            part_urls: vec![],
-            part_size_bytes: 0,
-        }),
-        deps,
-        frames_total: v.frame_count,
-    });
+    let deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    for (r, (output, _, container)) in spec.outputs().into_iter().enumerate() {
+        tasks.push(NewTask {
+            id: if r == 0 {
+                format!("{}/stitch", job.id)
+            } else {
+                format!("{}/stitch-r{r}", job.id)
+            },
+            kind: TaskKind::Stitch,
+            chunk: 0,
+            work: Work::Stitch(StitchTask {
+                chunks: vec![],
+                audio: None,
+                output: storage::temp_output(output, &job.id),
+                container,
+                expected_frames: v.frame_count,
+                part_urls: vec![],
+                part_size_bytes: 0,
+                rendition: r as u32,
+            }),
+            deps: deps.clone(),
+            frames_total: v.frame_count,
+        });
+    }
     Ok(tasks)
 }

@@ -32,6 +32,7 @@ pub fn make_audio(task: &AudioTask, ctl: &Control) -> Result<OutputObject> {
     })?;
     let (size_bytes, sha256) = crate::file_digest(&dst)?;
     Ok(OutputObject {
+        renditions: Default::default(),
         path: task.output.clone(),
         size_bytes,
         sha256,

@@ -7,7 +7,7 @@
 //! the job starts at 0. The first frame is an IDR and GOPs are closed, so the
 //! chunks can be concatenated.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use spotenc_proto::domain::{Codec, EncodeTask, OutputObject, RateControl, VideoSettings};
 use tracing::warn;
@@ -92,11 +92,29 @@ pub fn encode_chunk_on(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result
 
 fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputObject> {
     let src = task.input.as_str();
-    let dst = input::local_path(&task.output)?.to_path_buf();
-    let frames = crate::write_atomically(&dst, |part| {
-        // Seek to the keyframe at or before the start; if the demuxer lands
-        // after it (inexact seeking in MPEG-TS), back off further, and in the
-        // end decode from the beginning.
+    // The chunk's output, then its further renditions: one decode feeds
+    // them all. Each appears at its path only once every one is complete.
+    let mut finals = vec![(&task.video, input::local_path(&task.output)?.to_path_buf())];
+    for r in &task.renditions {
+        finals.push((&r.video, input::local_path(&r.output)?.to_path_buf()));
+    }
+    let targets: Vec<(&VideoSettings, PathBuf)> = finals
+        .iter()
+        .map(|(v, p)| {
+            let mut part = p.as_os_str().to_owned();
+            part.push(".part");
+            (*v, PathBuf::from(part))
+        })
+        .collect();
+    for (_, p) in &finals {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        }
+    }
+    // Seek to the keyframe at or before the start; if the demuxer lands
+    // after it (inexact seeking in MPEG-TS), back off further, and in the
+    // end decode from the beginning.
+    let written = (|| {
         let start = task.chunk.start_pts;
         let backoffs: &[Option<i64>] = if task.chunk.start_frame == 0 {
             &[None]
@@ -104,7 +122,7 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
             &[Some(0), Some(1), Some(10), Some(60), None]
         };
         for backoff in backoffs {
-            if let Some(n) = run(src, part, task, *backoff, ctl, hw)? {
+            if let Some(n) = run(src, &targets, task, *backoff, ctl, hw)? {
                 return Ok(n);
             }
         }
@@ -112,14 +130,34 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
             "chunk {}: start frame at pts {start} not found in the source",
             task.chunk.index
         )))
-    })?;
-    let (size_bytes, sha256) = crate::file_digest(&dst)?;
-    Ok(OutputObject {
-        path: task.output.clone(),
-        size_bytes,
-        sha256,
-        frames,
-    })
+    })();
+    let frames = match written {
+        Ok(n) => n,
+        Err(e) => {
+            for (_, part) in &targets {
+                let _ = std::fs::remove_file(part);
+            }
+            return Err(e);
+        }
+    };
+    for ((_, part), (_, dst)) in targets.iter().zip(&finals) {
+        std::fs::rename(part, dst).map_err(Error::io(dst))?;
+    }
+    let object = |path: &str, dst: &Path| -> Result<OutputObject> {
+        let (size_bytes, sha256) = crate::file_digest(dst)?;
+        Ok(OutputObject {
+            path: path.to_string(),
+            size_bytes,
+            sha256,
+            frames,
+            renditions: Vec::new(),
+        })
+    };
+    let mut out = object(&task.output, &finals[0].1)?;
+    for (r, (_, dst)) in task.renditions.iter().zip(&finals[1..]) {
+        out.renditions.push(object(&r.output, dst)?);
+    }
+    Ok(out)
 }
 
 /// One decode-encode pass, seeking `backoff_secs` before the chunk start
@@ -127,7 +165,7 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
 /// after the chunk's first frame and the caller should seek earlier.
 fn run(
     src: &str,
-    part: &Path,
+    targets: &[(&VideoSettings, PathBuf)],
     task: &EncodeTask,
     backoff_secs: Option<i64>,
     ctl: &Control,
@@ -167,10 +205,10 @@ fn run(
     let mut cut = Cutter {
         task,
         tb,
-        part,
+        targets,
         ctl,
         hw,
-        pipeline: None,
+        pipelines: Vec::new(),
         started: false,
         done: false,
         too_late: false,
@@ -208,32 +246,36 @@ fn run(
             return Ok(None);
         }
     }
-    let Some(pipeline) = cut.pipeline.take() else {
+    if cut.pipelines.is_empty() {
         return if cut.started {
             Err(Error::Verify("no frames to encode".into()))
         } else {
             Ok(None)
         };
-    };
-    let written = pipeline.finish()?;
-    let planned = task.chunk.frames();
-    if written != planned || cut.kept != planned {
-        return Err(Error::Verify(format!(
-            "chunk {} encoded {written} frames from {} decoded, plan says {planned}",
-            task.chunk.index, cut.kept
-        )));
     }
-    Ok(Some(written))
+    let planned = task.chunk.frames();
+    for pipeline in std::mem::take(&mut cut.pipelines) {
+        let written = pipeline.finish()?;
+        if written != planned || cut.kept != planned {
+            return Err(Error::Verify(format!(
+                "chunk {} encoded {written} frames from {} decoded, plan says {planned}",
+                task.chunk.index, cut.kept
+            )));
+        }
+    }
+    Ok(Some(planned))
 }
 
-/// Keeps the frames inside the chunk and feeds them to the pipeline.
+/// Keeps the frames inside the chunk and feeds them to every rendition's
+/// pipeline.
 struct Cutter<'a> {
     task: &'a EncodeTask,
     tb: Rational,
-    part: &'a Path,
+    /// Each rendition's settings and the file it is written to.
+    targets: &'a [(&'a VideoSettings, PathBuf)],
     hw: Hardware,
     ctl: &'a Control,
-    pipeline: Option<Pipeline>,
+    pipelines: Vec<Pipeline>,
     started: bool,
     done: bool,
     too_late: bool,
@@ -264,17 +306,22 @@ impl Cutter<'_> {
         let mut f = decoded.clone();
         f.set_pts(Some(pts - self.task.origin_pts));
         f.set_kind(ffmpeg::picture::Type::None);
-        if self.pipeline.is_none() {
-            self.pipeline = Some(Pipeline::new(
-                &f,
-                self.tb,
-                &self.task.video,
-                self.task,
-                self.part,
-                self.hw,
-            )?);
+        if self.pipelines.is_empty() {
+            for (video, part) in self.targets {
+                self.pipelines
+                    .push(Pipeline::new(&f, self.tb, video, self.task, part, self.hw)?);
+            }
         }
-        self.pipeline.as_mut().expect("set above").push(Some(&f))?;
+        // The buffer source takes the frame's references, leaving it empty:
+        // every pipeline but the last gets its own reference.
+        let last = self.pipelines.len() - 1;
+        for (i, p) in self.pipelines.iter_mut().enumerate() {
+            if i == last {
+                p.push(Some(&f))?;
+            } else {
+                p.push(Some(&f.clone()))?;
+            }
+        }
         self.kept += 1;
         self.ctl.set_frames(self.kept);
         Ok(())

@@ -172,6 +172,7 @@ pub fn stitch(task: &StitchTask, ctl: &Control) -> Result<OutputObject> {
     }
     let (size_bytes, sha256) = crate::file_digest(&dst)?;
     Ok(OutputObject {
+        renditions: Default::default(),
         path: task.output.clone(),
         size_bytes,
         sha256,

@@ -54,6 +54,7 @@ fn transcode(
     let mut objs = vec![];
     for c in chunks(&info, every) {
         let task = EncodeTask {
+            renditions: Default::default(),
             input: src.to_str().unwrap().into(),
             output: dir
                 .join(format!("c{}.nut", c.index))
@@ -92,6 +93,7 @@ fn transcode(
     });
     stitch::stitch(
         &StitchTask {
+            rendition: 0,
             chunks: objs,
             audio,
             output: out.to_str().unwrap().into(),
@@ -373,6 +375,7 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
     let c = &chunks(&info, 25)[1];
     let out = dir.path().join("c1.nut");
     let task = EncodeTask {
+        renditions: Default::default(),
         input: src.to_str().unwrap().into(),
         output: out.to_str().unwrap().into(),
         chunk: *c,

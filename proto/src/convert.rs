@@ -173,6 +173,15 @@ impl From<d::JobSpec> for pb::JobSpec {
             max_attempts: s.max_attempts,
             escalate_after_attempts: s.escalate_after_attempts,
             escalate_after_wait_seconds: s.escalate_after_wait_seconds,
+            renditions: s
+                .renditions
+                .into_iter()
+                .map(|r| pb::Rendition {
+                    video: Some(r.video.into()),
+                    output: r.output,
+                    container: pb::Container::from(r.container) as i32,
+                })
+                .collect(),
         }
     }
 }
@@ -228,6 +237,24 @@ impl TryFrom<pb::JobSpec> for d::JobSpec {
             } else {
                 s.escalate_after_wait_seconds
             },
+            renditions: s
+                .renditions
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let n = i + 1;
+                    Ok(d::Rendition {
+                        container: container_from_pb(r.container, &r.output)
+                            .map_err(|e| Error::invalid(format!("rendition {n}: {e}")))?,
+                        video: r
+                            .video
+                            .ok_or_else(|| missing("rendition.video"))?
+                            .try_into()
+                            .map_err(|e: Error| Error::invalid(format!("rendition {n}: {e}")))?,
+                        output: r.output,
+                    })
+                })
+                .collect::<Result<_>>()?,
         };
         spec.validate()?;
         Ok(spec)
@@ -279,6 +306,7 @@ impl From<d::OutputObject> for pb::OutputObject {
             size_bytes: o.size_bytes,
             sha256: o.sha256,
             frames: o.frames,
+            renditions: o.renditions.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -290,6 +318,7 @@ impl From<pb::OutputObject> for d::OutputObject {
             size_bytes: o.size_bytes,
             sha256: o.sha256,
             frames: o.frames,
+            renditions: o.renditions.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -309,6 +338,7 @@ fn from_stitch_chunk(o: pb::StitchChunk) -> d::OutputObject {
         size_bytes: o.size_bytes,
         sha256: o.sha256,
         frames: o.frames,
+        renditions: Vec::new(),
     }
 }
 
@@ -324,6 +354,14 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
             origin_pts: e.origin_pts,
             video_stream: e.video_stream,
             source_frame_rate: Some(e.source_frame_rate.into()),
+            renditions: e
+                .renditions
+                .into_iter()
+                .map(|r| pb::RenditionTarget {
+                    video: Some(r.video.into()),
+                    output: r.output,
+                })
+                .collect(),
         }),
         d::Work::Audio(a) => pb::task::Work::Audio(pb::AudioTask {
             input: a.input,
@@ -340,6 +378,7 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
             expected_frames: s.expected_frames,
             part_urls: s.part_urls,
             part_size_bytes: s.part_size_bytes,
+            rendition: s.rendition,
         }),
     }
 }
@@ -369,6 +408,19 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                 origin_pts: e.origin_pts,
                 video_stream: e.video_stream,
                 source_frame_rate: rational(e.source_frame_rate, "encode.source_frame_rate")?,
+                renditions: e
+                    .renditions
+                    .into_iter()
+                    .map(|r| {
+                        Ok(d::RenditionTarget {
+                            video: r
+                                .video
+                                .ok_or_else(|| missing("rendition.video"))?
+                                .try_into()?,
+                            output: r.output,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
             }),
             pb::task::Work::Audio(a) => d::Work::Audio(d::AudioTask {
                 input: a.input,
@@ -385,6 +437,7 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                 expected_frames: s.expected_frames,
                 part_urls: s.part_urls,
                 part_size_bytes: s.part_size_bytes,
+                rendition: s.rendition,
             }),
         };
         Ok(d::LeasedTask {

@@ -233,6 +233,24 @@ pub struct JobSpec {
     pub escalate_after_attempts: u32,
     /// A spot task pending longer than this moves to on-demand capacity.
     pub escalate_after_wait_seconds: u32,
+    /// Further outputs of the same source from the same decode.
+    #[serde(default)]
+    pub renditions: Vec<Rendition>,
+}
+
+/// A further output of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rendition {
+    pub video: VideoSettings,
+    pub output: String,
+    pub container: Container,
+}
+
+/// A further rendition an encode task writes, from the same decode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionTarget {
+    pub video: VideoSettings,
+    pub output: String,
 }
 
 impl JobSpec {
@@ -240,6 +258,20 @@ impl JobSpec {
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
     pub const DEFAULT_ESCALATE_AFTER_ATTEMPTS: u32 = 2;
     pub const DEFAULT_ESCALATE_AFTER_WAIT_SECONDS: u32 = 900;
+    /// Renditions besides the output, at most.
+    pub const MAX_RENDITIONS: usize = 8;
+
+    /// Every output with its settings and container: the job's output
+    /// first, then the further renditions.
+    pub fn outputs(&self) -> Vec<(&str, &VideoSettings, Container)> {
+        std::iter::once((self.output.as_str(), &self.video, self.container))
+            .chain(
+                self.renditions
+                    .iter()
+                    .map(|r| (r.output.as_str(), &r.video, r.container)),
+            )
+            .collect()
+    }
 
     /// The partition this job's tasks start in.
     pub fn partition(&self) -> Capacity {
@@ -258,6 +290,30 @@ impl JobSpec {
             return Err(Error::invalid("output is empty"));
         }
         self.video.validate()?;
+        if self.renditions.len() > Self::MAX_RENDITIONS {
+            return Err(Error::invalid(format!(
+                "{} renditions (expected at most {} besides the output)",
+                self.renditions.len(),
+                Self::MAX_RENDITIONS
+            )));
+        }
+        let mut outputs = vec![self.output.as_str()];
+        for (i, r) in self.renditions.iter().enumerate() {
+            let n = i + 1;
+            if r.output.is_empty() {
+                return Err(Error::invalid(format!("rendition {n}: output is empty")));
+            }
+            if outputs.contains(&r.output.as_str()) {
+                return Err(Error::invalid(format!(
+                    "rendition {n}: output {} is used twice",
+                    r.output
+                )));
+            }
+            outputs.push(&r.output);
+            r.video
+                .validate()
+                .map_err(|e| Error::invalid(format!("rendition {n}: {e}")))?;
+        }
         if !(16_000..=1_024_000).contains(&self.audio.bitrate_bps) {
             return Err(Error::invalid(format!(
                 "invalid audio bitrate {} bit/s (expected 16000..=1024000)",
@@ -390,6 +446,9 @@ pub struct OutputObject {
     pub size_bytes: u64,
     pub sha256: String,
     pub frames: u64,
+    /// An encode task's further renditions, in the order of its targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<OutputObject>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -406,6 +465,9 @@ pub struct EncodeTask {
     pub origin_pts: i64,
     pub video_stream: u32,
     pub source_frame_rate: Rational,
+    /// Further renditions of this chunk, from the same decode.
+    #[serde(default)]
+    pub renditions: Vec<RenditionTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -430,6 +492,9 @@ pub struct StitchTask {
     pub part_urls: Vec<String>,
     #[serde(default)]
     pub part_size_bytes: u64,
+    /// 0: the job's output; n: its n-th further rendition.
+    #[serde(default)]
+    pub rendition: u32,
 }
 
 /// The work inside a task.

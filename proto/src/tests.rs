@@ -3,6 +3,7 @@ use crate::pb;
 
 fn spec() -> JobSpec {
     JobSpec {
+        renditions: Default::default(),
         input: "/in.mp4".into(),
         output: "/out.mp4".into(),
         video: VideoSettings {
@@ -83,6 +84,7 @@ fn leased_task_round_trips() {
         attempt: 2,
         lease_ttl_ms: 10_000,
         work: Work::Encode(EncodeTask {
+            renditions: Default::default(),
             input: "/in.ts".into(),
             output: "/w/c3.nut".into(),
             chunk: ChunkRange {

@@ -154,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
                 let outcome = match &task.work {
                     Work::Probe(_) => TaskOutcome::Probe(probe_result()),
                     Work::Encode(e) => TaskOutcome::Encode(OutputObject {
+                        renditions: Default::default(),
                         path: e.output.clone(),
                         size_bytes: 1,
                         sha256: "00".into(),

@@ -408,6 +408,89 @@ fn keyed_clip(dir: &Path, seconds: u32, size: &str) -> std::path::PathBuf {
     )
 }
 
+/// Width and height of the first video stream, by ffprobe.
+fn video_size(path: &Path) -> (u32, u32) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (w, h) = text.trim().split_once(',').expect("width,height");
+    (w.parse().unwrap(), h.parse().unwrap())
+}
+
+/// Three renditions of one source: one chunk task per chunk encodes all
+/// three from one decode, each has its own stitch, and every output is
+/// committed, frame-exact, at its own size and codec, with the audio.
+#[tokio::test(flavor = "multi_thread")]
+async fn renditions_come_from_one_decode_per_chunk_and_are_all_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 6, "1280x720");
+    let out = dir.path().join("out.mp4");
+    let r480 = dir.path().join("out-480.mp4");
+    let r360 = dir.path().join("out-360.mkv");
+    let fleet = Fleet::builder().cpu_workers(2).start();
+    let id = submit_id(
+        &fleet,
+        &src,
+        &out,
+        &[
+            "--chunk-seconds",
+            "2",
+            "--preset",
+            "veryfast",
+            "--rendition",
+            &format!("{},scale=854x480,crf=28", r480.display()),
+            "--rendition",
+            &format!("{},scale=640x360,codec=hevc", r360.display()),
+        ],
+    );
+    let done = ended(&fleet.url, &id, Duration::from_secs(120), Some(&out)).await;
+    assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
+    let kinds = |k: pb::TaskKind| done.tasks.iter().filter(|t| t.kind == k as i32).count();
+    assert_eq!(
+        kinds(pb::TaskKind::Encode),
+        3,
+        "one task per chunk, not per rendition"
+    );
+    assert_eq!(kinds(pb::TaskKind::Stitch), 3, "one stitch per rendition");
+    for (path, size) in [
+        (&out, (1280, 720)),
+        (&r480, (852, 480)),
+        (&r360, (640, 360)),
+    ] {
+        assert_faithful(&src, path);
+        assert_eq!(video_size(path), size, "{}", path.display());
+        assert!(has_stream(path, "a"), "no audio in {}", path.display());
+    }
+    let codec = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(&r360)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&codec.stdout).trim(), "hevc");
+    // A smaller rendition is a smaller file.
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(len(&r480) < len(&out), "{} !< {}", len(&r480), len(&out));
+
+    // A rendition that reuses an output is refused at submission.
+    let bad = submit(
+        &fleet,
+        &src,
+        &out,
+        &["--rendition", &format!("{},scale=640x360", out.display())],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is used twice"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
 /// Waits until an encode task of the job is leased; returns its id.
 async fn leased_encode(url: &str, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -5,7 +5,7 @@
 use spotenc_tests::garage::Garage;
 use spotenc_tests::{Fleet, RedisServer};
 
-use super::{assert_faithful, assert_ok, keyed_clip};
+use super::{assert_faithful, assert_ok, keyed_clip, video_size};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_job_through_two_replicas_and_three_workers() {
@@ -32,6 +32,8 @@ async fn s3_job_through_two_replicas_and_three_workers() {
             "1",
             "--preset",
             "veryfast",
+            "--rendition",
+            "s3://spotenc/out/movie-360.mkv,scale=480x270,codec=hevc",
         ],
     );
     assert_ok(&r, "s3 job");
@@ -43,6 +45,14 @@ async fn s3_job_through_two_replicas_and_three_workers() {
         "no object at the final key"
     );
     assert_faithful(&src, &out);
+    // The further rendition, from the same chunk tasks, at its own key.
+    let small = dir.path().join("movie-360.mkv");
+    assert!(
+        garage.download("out/movie-360.mkv", &small),
+        "no rendition at its key"
+    );
+    assert_faithful(&src, &small);
+    assert_eq!(video_size(&small), (480, 270));
     // Intermediates and temporaries are gone.
     let tmp = dir.path().join("tmp");
     assert!(!garage.download(&format!("out/.movie.mp4.{job_id}.a1.part"), &tmp));

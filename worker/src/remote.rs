@@ -127,6 +127,9 @@ pub(crate) async fn stage(
         Work::Encode(mut e) => {
             e.input = s.source(&e.input).await?;
             e.output = s.output(&e.output, "chunk.nut")?;
+            for (i, r) in e.renditions.iter_mut().enumerate() {
+                r.output = s.output(&r.output, &format!("chunk.r{}.nut", i + 1))?;
+            }
             Work::Encode(e)
         }
         Work::Audio(mut a) => {

@@ -259,6 +259,11 @@ impl State {
         task.frames_done = task.frames_total;
         task.result = Some(outcome.clone());
         let job_id = task.job_id.clone();
+        // A job commits once every rendition is stitched.
+        let all_stitched = self.jobs[&job_id].task_ids.iter().all(|t| {
+            let t = &self.tasks[t];
+            t.kind != TaskKind::Stitch || t.state == TaskState::Done
+        });
         let job = self.jobs.get_mut(&job_id).expect("task has a job");
         job.updated_unix_ms = now_ms;
         match outcome {
@@ -273,7 +278,8 @@ impl State {
                     );
                 }
             }
-            TaskOutcome::Stitch(_) => job.state = JobState::Committing,
+            TaskOutcome::Stitch(_) if all_stitched => job.state = JobState::Committing,
+            TaskOutcome::Stitch(_) => {}
             TaskOutcome::Encode(_) | TaskOutcome::Audio(_) => {}
         }
         self.unblock(&job_id, now_ms);
@@ -590,7 +596,17 @@ pub(crate) fn fill_stitch(
     let mut audio = None;
     for (dep, result) in results {
         match result {
-            Some(TaskOutcome::Encode(obj)) => chunks.push(obj),
+            Some(TaskOutcome::Encode(obj)) => {
+                let r = stitch.rendition as usize;
+                let chunk = if r == 0 {
+                    Some(obj)
+                } else {
+                    obj.renditions.into_iter().nth(r - 1)
+                };
+                chunks.push(chunk.ok_or_else(|| {
+                    Error::Internal(format!("dependency {dep} has no rendition {r}"))
+                })?);
+            }
             Some(TaskOutcome::Audio(obj)) => audio = Some(obj),
             _ => return Err(Error::Internal(format!("dependency {dep} has no result"))),
         }
@@ -608,6 +624,9 @@ pub(crate) fn with_attempt_paths(work: Work, attempt: u32) -> Work {
     match work {
         Work::Encode(mut e) => {
             e.output = storage::attempt_path(&e.output, attempt);
+            for r in &mut e.renditions {
+                r.output = storage::attempt_path(&r.output, attempt);
+            }
             Work::Encode(e)
         }
         Work::Audio(mut a) => {

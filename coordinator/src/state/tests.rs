@@ -17,6 +17,7 @@ const LIMITS: Limits = Limits {
 
 fn spec() -> JobSpec {
     JobSpec {
+        renditions: Default::default(),
         input: "/in.mp4".into(),
         output: "/out.mp4".into(),
         video: VideoSettings {
@@ -43,6 +44,7 @@ fn spec() -> JobSpec {
 
 fn obj(path: &str, frames: u64) -> OutputObject {
     OutputObject {
+        renditions: Default::default(),
         path: path.into(),
         size_bytes: 10,
         sha256: "00".into(),
@@ -82,6 +84,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
         kind: TaskKind::Encode,
         chunk: i,
         work: Work::Encode(EncodeTask {
+            renditions: Default::default(),
             input: "/in.mp4".into(),
             output: format!("/w/{job}/chunk-{i}.nut"),
             chunk: ChunkRange {
@@ -107,6 +110,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
             kind: TaskKind::Stitch,
             chunk: 0,
             work: Work::Stitch(StitchTask {
+                rendition: 0,
                 chunks: vec![],
                 audio: None,
                 output: "/.out.mp4.part".into(),
@@ -308,6 +312,67 @@ async fn stale_fencing_token_is_refused_after_expiry(s: Arc<dyn StateStore>) {
     assert_eq!(t.state, TaskState::Done);
     let outcomes: Vec<&str> = t.history.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["expired", "done"]);
+}
+
+/// A job with a further rendition: each encode returns both chunks, and a
+/// second stitch takes rendition 1's.
+async fn every_rendition_is_stitched_before_the_job_commits(s: Arc<dyn StateStore>) {
+    let job = s.submit(spec(), "", 0).await.unwrap();
+    let probe = s.lease_next("w1", 0).await.unwrap().unwrap();
+    let mut tasks = follow_ups(&job.id);
+    let mut second = tasks[2].clone();
+    second.id = format!("{}/stitch-r1", job.id);
+    if let Work::Stitch(st) = &mut second.work {
+        st.rendition = 1;
+        st.output = "/.out-r1.mkv.part".into();
+    }
+    tasks.push(second);
+    s.complete(
+        &probe.task_id,
+        probe.attempt,
+        TaskOutcome::Probe(probe_info()),
+        tasks,
+        1,
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+        let Work::Encode(e) = &t.work else { panic!() };
+        let mut o = obj(&e.output, 25);
+        o.renditions = vec![obj(&format!("{}.r1", e.output), 25)];
+        s.complete(&t.task_id, t.attempt, TaskOutcome::Encode(o), vec![], 3)
+            .await
+            .unwrap();
+    }
+    let a = s.lease_next("w1", 4).await.unwrap().unwrap();
+    let b = s.lease_next("w1", 4).await.unwrap().unwrap();
+    let mut states = Vec::new();
+    for t in [&a, &b] {
+        let Work::Stitch(st) = &t.work else {
+            panic!("{t:?}")
+        };
+        let r1 = st.chunks.iter().all(|c| c.path.ends_with(".r1"));
+        assert_eq!(
+            r1,
+            st.rendition == 1,
+            "rendition {} got {:?}",
+            st.rendition,
+            st.chunks
+        );
+        let tr = s
+            .complete(
+                &t.task_id,
+                t.attempt,
+                TaskOutcome::Stitch(obj(&st.output, 50)),
+                vec![],
+                5,
+            )
+            .await
+            .unwrap();
+        states.push(tr.state);
+    }
+    assert_eq!(states, vec![JobState::Running, JobState::Committing]);
 }
 
 async fn stitch_waits_for_every_chunk_and_gets_them_in_order(s: Arc<dyn StateStore>) {
@@ -714,6 +779,7 @@ contract!(
     unknown_worker_cannot_lease,
     stale_fencing_token_is_refused_after_expiry,
     stitch_waits_for_every_chunk_and_gets_them_in_order,
+    every_rendition_is_stitched_before_the_job_commits,
     wrong_frame_count_fails_the_chunk_and_requeues_it,
     non_retryable_failure_fails_the_job_and_cancels_the_rest,
     retryable_failures_are_bounded_by_max_attempts,
