@@ -28,16 +28,26 @@ use spotenc_worker::Hooks;
 pub use ffi::nvenc_status;
 
 /// The shared runtime's hooks for a plan: each slot's encoder, NVML
-/// telemetry, and the NVENC lease gate.
-pub fn hooks(plan: &probe::Plan, gpus: Option<Arc<nvml::Gpus>>, max_util_pct: u32) -> Hooks {
+/// telemetry, and the NVENC lease gate: a slot leases only while its GPU
+/// holds fewer than `sessions_per_gpu` sessions (counted per rendition) and,
+/// beyond the GPU's first session, while NVML reports its encoder below
+/// `max_util_pct`.
+pub fn hooks(
+    plan: &probe::Plan,
+    gpus: Option<Arc<nvml::Gpus>>,
+    max_util_pct: u32,
+    sessions_per_gpu: u32,
+) -> Hooks {
     let slots = plan.slot_plans.clone();
     let gate = (plan.encoder == "nvenc").then(|| {
         let slots = slots.clone();
         Arc::new(
-            move |slot: u32, t: &[spotenc_proto::domain::GpuTelemetry]| {
-                slots
-                    .get(slot as usize)
-                    .is_none_or(|s| probe::gate_open(s, t, max_util_pct))
+            move |slot: u32, t: &[spotenc_proto::domain::GpuTelemetry], in_use: &[u32]| {
+                let Some(me) = slots.get(slot as usize) else {
+                    return true;
+                };
+                let used = probe::sessions_on(me.gpu, &slots, in_use);
+                used < sessions_per_gpu && probe::gate_open(me, t, max_util_pct)
             },
         ) as spotenc_worker::LeaseGate
     });

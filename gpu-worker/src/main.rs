@@ -75,7 +75,12 @@ async fn main() -> anyhow::Result<()> {
         why = %report.plan.why,
         "slots planned"
     );
-    let hooks = gpu_worker::hooks(&report.plan, gpus, args.max_encoder_util);
+    let hooks = gpu_worker::hooks(
+        &report.plan,
+        gpus,
+        args.max_encoder_util,
+        args.sessions_per_gpu,
+    );
     let notices = spotenc_worker::notice::Notices::watch(&config.notices);
     spotenc_worker::run_with(config, notices, hooks).await?;
     Ok(())

@@ -369,6 +369,16 @@ pub fn plan(
     }
 }
 
+/// Encoder sessions the slots on `gpu` hold now (`in_use` by slot).
+pub fn sessions_on(gpu: Option<u32>, slots: &[SlotPlan], in_use: &[u32]) -> u32 {
+    slots
+        .iter()
+        .zip(in_use)
+        .filter(|(s, _)| gpu.is_some() && s.gpu == gpu)
+        .map(|(_, n)| *n)
+        .sum()
+}
+
 /// Whether a slot may lease now: a GPU's first session always may; further
 /// ones only while NVML reports its encoder below the limit (or cannot
 /// say).
@@ -480,5 +490,24 @@ mod tests {
         s.gpu_decode = false;
         let p = plan(&s, &no, &[], &[(0, 0)], &Availability::no("none"));
         assert!(p.slot_plans.iter().all(|s| s.hw == Hardware::Software));
+    }
+
+    #[test]
+    fn sessions_are_counted_per_rendition_on_each_gpu() {
+        let yes = Availability::yes();
+        let no = Availability::no("-");
+        let p = plan(
+            &settings(EncoderChoice::Auto),
+            &yes,
+            &[(0, 0), (1, 1)],
+            &[],
+            &no,
+        );
+        // Slots alternate GPUs: 0, 2, 4 on GPU 0; 1, 3, 5 on GPU 1. Slot 0
+        // runs a task with three renditions, slot 1 one with one.
+        let in_use = [3, 1, 0, 0, 0, 0];
+        assert_eq!(sessions_on(Some(0), &p.slot_plans, &in_use), 3);
+        assert_eq!(sessions_on(Some(1), &p.slot_plans, &in_use), 1);
+        assert_eq!(sessions_on(None, &p.slot_plans, &in_use), 0);
     }
 }

@@ -75,6 +75,8 @@ pub(crate) struct Slot {
     /// The latest GPU telemetry, sent with every heartbeat.
     pub gpus: Arc<std::sync::RwLock<Vec<GpuTelemetry>>>,
     pub gate: Option<crate::LeaseGate>,
+    /// Encoder sessions held by each slot, for the gate.
+    pub sessions: Arc<std::sync::Mutex<Vec<u32>>>,
 }
 
 /// Runs the media work of a task. Blocking.
@@ -103,7 +105,11 @@ impl Slot {
                 return Ok(());
             }
             if let Some(gate) = &self.gate {
-                let open = gate(self.slot, &self.gpus.read().expect("telemetry lock"));
+                let open = gate(
+                    self.slot,
+                    &self.gpus.read().expect("telemetry lock"),
+                    &self.sessions.lock().expect("sessions lock"),
+                );
                 if !open {
                     // The GPU is busy enough: ask again shortly.
                     tokio::select! {
@@ -129,11 +135,18 @@ impl Slot {
             match resp {
                 Ok(r) => {
                     if let Some(task) = r.into_inner().task {
+                        // One encoder session per rendition of an encode.
+                        let n = match &task.work {
+                            Some(pb::task::Work::Encode(e)) => 1 + e.renditions.len() as u32,
+                            _ => 0,
+                        };
+                        self.set_sessions(n);
                         let busy = metrics::gauge!("spotenc_worker_slots_busy");
                         busy.increment(1.0);
                         let started = std::time::Instant::now();
                         let outcome = self.execute(task).await;
                         busy.decrement(1.0);
+                        self.set_sessions(0);
                         metrics::counter!("spotenc_worker_tasks_total", "outcome" => outcome)
                             .increment(1);
                         metrics::histogram!("spotenc_worker_task_seconds")
@@ -268,6 +281,17 @@ impl Slot {
                     .await;
                 "failed"
             }
+        }
+    }
+
+    fn set_sessions(&self, n: u32) {
+        if let Some(s) = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .get_mut(self.slot as usize)
+        {
+            *s = n;
         }
     }
 

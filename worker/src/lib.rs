@@ -93,8 +93,10 @@ pub struct WorkerConfig {
 /// Reads every GPU's telemetry now (blocking; NVML).
 pub type TelemetrySource = Arc<dyn Fn() -> Vec<GpuTelemetry> + Send + Sync>;
 
-/// Whether slot `n` may lease another task, given the latest telemetry.
-pub type LeaseGate = Arc<dyn Fn(u32, &[GpuTelemetry]) -> bool + Send + Sync>;
+/// Whether slot `n` may lease another task, given the latest telemetry and
+/// the encoder sessions each slot holds now (one per rendition of its
+/// encode task; 0 when idle or on other work).
+pub type LeaseGate = Arc<dyn Fn(u32, &[GpuTelemetry], &[u32]) -> bool + Send + Sync>;
 
 /// What a worker binary plugs into the shared runtime.
 #[derive(Clone, Default)]
@@ -251,6 +253,8 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
             url: "object storage".into(),
             reason: e.to_string(),
         })?;
+    let sessions: Arc<std::sync::Mutex<Vec<u32>>> =
+        Arc::new(std::sync::Mutex::new(vec![0; config.slots as usize]));
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..config.slots {
         let slot_ctx = exec::Slot {
@@ -268,6 +272,7 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
                 .unwrap_or(Hardware::Software),
             gpus: gpus.clone(),
             gate: hooks.lease_gate.clone(),
+            sessions: sessions.clone(),
         };
         slots.spawn(slot_ctx.run());
     }
