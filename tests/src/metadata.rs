@@ -44,6 +44,11 @@ pub struct Seen {
     pub incarnation: u32,
     pub acks: Vec<String>,
     pub scheduled_event_queries: u32,
+    /// Azure: when the first Scheduled Events query came, and how long its
+    /// answer is held back (the real service can take up to 2 minutes to
+    /// answer the query that turns it on).
+    pub first_query_at: Option<Instant>,
+    pub first_answer_delay: Duration,
     /// Requests refused for a missing protocol header.
     pub missing_header: u32,
 }
@@ -87,6 +92,8 @@ impl FakeMetadata {
                 incarnation: 1,
                 acks: Vec::new(),
                 scheduled_event_queries: 0,
+                first_query_at: None,
+                first_answer_delay: Duration::ZERO,
                 missing_header: 0,
             })),
             changed: Arc::new(tokio::sync::Notify::new()),
@@ -354,8 +361,18 @@ async fn azure_events(
     if let Some(r) = azure_checks(&st, &h, &q) {
         return r;
     }
-    let mut s = st.seen.lock().expect("metadata lock");
-    s.scheduled_event_queries += 1;
+    let delay = {
+        let mut s = st.seen.lock().expect("metadata lock");
+        s.scheduled_event_queries += 1;
+        if s.first_query_at.is_none() {
+            s.first_query_at = Some(Instant::now());
+            s.first_answer_delay
+        } else {
+            Duration::ZERO
+        }
+    };
+    tokio::time::sleep(delay).await;
+    let s = st.seen.lock().expect("metadata lock");
     let doc = serde_json::json!({
         "DocumentIncarnation": s.incarnation,
         "Events": s.events,

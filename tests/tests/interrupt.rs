@@ -272,6 +272,38 @@ async fn azure_preempt_event_hands_the_chunk_back_and_is_acknowledged() {
     assert_eq!(missing, 0, "a request without Metadata: true");
 }
 
+/// The first Scheduled Events query is made at start-up, not at the first
+/// poll, and a first answer that takes seconds (the real service can take
+/// up to two minutes) is waited for, not treated as a failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_first_query_is_made_at_start_up_and_may_answer_slowly() {
+    let meta = FakeMetadata::start(Cloud::Azure).await;
+    meta.with(|s| s.first_answer_delay = Duration::from_secs(3));
+    // Already scheduled: the slow first answer carries it.
+    meta.azure_event("evt-early", "Preempt", &[VM_NAME], 30);
+    let mut fleet = Fleet::builder().cpu_workers(0).start();
+    let started = Instant::now();
+    add_watched_worker(&mut fleet, &meta, &[]);
+    let status = fleet
+        .worker("a")
+        .wait_exit(Duration::from_secs(20))
+        .expect("the worker exits after the slow first answer");
+    assert!(status.success());
+    let first = meta.with(|s| s.first_query_at).expect("a first query");
+    let asked_after = first - started;
+    let exited_after = started.elapsed();
+    println!("azure: first query {asked_after:?} after start, exit {exited_after:?} after start (answer held 3 s)");
+    assert!(
+        asked_after < Duration::from_secs(2),
+        "first query {asked_after:?} after start"
+    );
+    assert!(
+        exited_after >= Duration::from_secs(3),
+        "did not wait for the answer"
+    );
+    assert_eq!(meta.with(|s| s.acks.clone()), vec!["evt-early".to_string()]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_hands_the_chunk_back_like_a_notice() {
     let flags = vec!["--cloud".to_string(), "none".to_string()];
