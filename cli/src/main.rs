@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - `args`: job options and their mapping to a `JobSpec`.
-//! - `client`: submit, status, watch, cancel against a coordinator.
+//! - `client`: submit, status, watch, cancel, logs and workers against a
+//!   coordinator.
 //! - `transcode`: the all-in-one run (coordinator and workers in-process).
 
 mod args;

@@ -10,14 +10,17 @@
 //!   hold no credentials), input/output checks, commit and cleanup.
 //! - `core`: [`Coordinator`], the behaviour between the RPC edge and the
 //!   store: submission checks, long-poll leasing, planning after a probe,
-//!   commit and cleanup.
+//!   interruptions and audit logs, the workers heard from, commit of every
+//!   rendition and cleanup.
 //! - `service`: the tonic `JobService` and `WorkerService` handlers.
 //! - [`plan`]: chunk boundaries from keyframes (pure).
-//! - [`graph`]: the task graph of a job (pure).
+//! - [`graph`]: the task graph of a job, a stitch per rendition (pure).
 //! - [`state`]: the [`state::StateStore`] trait of atomic transitions, the
-//!   pure [`state::machine`], and the file-backed [`state::embedded`] store.
+//!   pure [`state::machine`], the file-backed [`state::embedded`] store and
+//!   the [`state::redis`] store.
 //! - [`storage`]: file paths, input/output checks, atomic commit, cleanup.
-//! - `lua/` (beside `src/`): reserved for the Redis backend's scripts.
+//! - `lua/` (beside `src/`): the Redis backend's scripts, one per
+//!   transition, sharing `lib.lua`.
 
 pub mod auth;
 pub mod broker;

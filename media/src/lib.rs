@@ -3,16 +3,21 @@
 //! Layout:
 //! - [`probe`]: streams, duration, frame rate, start time and every keyframe
 //!   of an input, from a packet scan.
-//! - [`encode`]: frame-accurate chunk encode with libx264/libx265: seek to the
-//!   keyframe at or before the chunk, decode, drop frames outside
-//!   `[start, end)`, scale and convert to yuv420p, encode with an IDR and a
-//!   closed GOP at the first frame, keep the source timeline.
+//! - [`encode`]: frame-accurate chunk encode: seek to the keyframe at or
+//!   before the chunk, decode, drop frames outside `[start, end)`, scale and
+//!   convert, encode with an IDR and a closed GOP at the first frame, keep
+//!   the source timeline. One decode feeds every rendition. Software
+//!   (libx264/libx265), NVENC (with NVDEC and scale_cuda, frames on the
+//!   GPU), NVDEC for CPU encoders, or QSV; a hardware path that fails falls
+//!   back to software for that chunk.
 //! - [`audio`]: the whole-duration audio track, AAC-encoded or copied.
 //! - [`stitch`]: verify every chunk (size, checksum, frame count), then remux
 //!   the chunks and the audio into MP4 (faststart) or MKV.
 //! - `input`: opening inputs safely (protocol and format allowlists).
-//! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap, and the log
-//!   callback behind [`capture_log`]; the only `unsafe` in the workspace.
+//! - [`capture_log`]: what FFmpeg and the codecs log while a task runs.
+//! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap (seeking,
+//!   codec flags, the index, CUDA devices and hardware frames), and the log
+//!   callback; with gpu-worker's `ffi`, the only `unsafe` in the workspace.
 //! - [`Error`]: what went wrong, and whether another attempt can help.
 //!
 //! Everything here is blocking; callers run it on a blocking thread.
