@@ -59,6 +59,9 @@ enum Command {
         /// How often workers heartbeat, at most half the TTL (default 2000)
         #[arg(long)]
         heartbeat_interval_ms: Option<u32>,
+        /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464)
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Submit a job to a running coordinator and print its id
     Submit {
@@ -168,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             redis,
             lease_ttl_ms,
             heartbeat_interval_ms,
+            metrics_listen,
         } => {
             init_tracing("info");
             let text = match &config {
@@ -189,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     prefix: "spotenc".into(),
                 };
             }
+            c.metrics_listen = metrics_listen.or(c.metrics_listen);
             c.lease_ttl_ms = lease_ttl_ms.unwrap_or(c.lease_ttl_ms);
             c.heartbeat_interval_ms = heartbeat_interval_ms.unwrap_or(c.heartbeat_interval_ms);
             c.validate()?;

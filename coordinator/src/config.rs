@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:50051"
+//! metrics_listen = "0.0.0.0:9464"   # Prometheus /metrics (off by default)
 //! data_dir = "/var/lib/spotenc"
 //! lease_ttl_ms = 15000            # a worker silent this long loses its task
 //! heartbeat_interval_ms = 2000    # at most half the TTL
@@ -58,6 +59,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    metrics_listen: Option<String>,
     data_dir: Option<PathBuf>,
     lease_ttl_ms: Option<u32>,
     heartbeat_interval_ms: Option<u32>,
@@ -134,6 +136,17 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
     let listen: SocketAddr = listen
         .parse()
         .map_err(|_| Error::invalid(format!("invalid listen address {listen:?}")))?;
+    let metrics_listen = match env
+        .get("SPOTENC_METRICS_LISTEN")
+        .cloned()
+        .or(file.metrics_listen)
+    {
+        Some(a) => Some(
+            a.parse::<SocketAddr>()
+                .map_err(|_| Error::invalid(format!("invalid metrics_listen address {a:?}")))?,
+        ),
+        None => None,
+    };
     let redis_url = env
         .get("SPOTENC_REDIS")
         .cloned()
@@ -229,6 +242,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
     let config = Config {
         s3,
         listen,
+        metrics_listen,
         state,
         data_dir: env
             .get("SPOTENC_DATA_DIR")

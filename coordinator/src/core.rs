@@ -71,6 +71,7 @@ impl Coordinator {
             r.output = self.broker.check_output(&r.output)?;
         }
         let job = self.store.submit(spec, idempotency_key, now_ms()).await?;
+        metrics::counter!("spotenc_jobs_submitted_total").increment(1);
         info!(job = %job.id, input = %job.spec.input, output = %job.spec.output, "job submitted");
         self.work_ready.notify_waiters();
         self.job(&job.id).await
@@ -301,6 +302,15 @@ impl Coordinator {
             .hand_back(task_id, attempt, notice, now_ms())
             .await?;
         self.work_ready.notify_waiters();
+        if let Ok(task) = self.store.task(task_id).await {
+            let pool = task
+                .history
+                .iter()
+                .find(|a| a.attempt == attempt)
+                .map(|a| a.pool.clone())
+                .unwrap_or_default();
+            metrics::counter!("spotenc_task_interruptions_total", "pool" => pool).increment(1);
+        }
         self.after(t).await;
         Ok(())
     }
@@ -313,12 +323,29 @@ impl Coordinator {
     /// interrupted. Runs periodically.
     pub async fn reap(&self) -> Result<()> {
         for t in self.store.expire_leases(now_ms()).await? {
+            metrics::counter!("spotenc_lease_expiries_total").increment(1);
             warn!(job = %t.job_id, "lease expired, task requeued");
             self.after(t).await;
         }
         let escalated = self.store.escalate_waiting(now_ms()).await?;
         for task in &escalated {
             info!(task = %task, "waited too long on spot, escalated to on-demand");
+        }
+        metrics::counter!("spotenc_tasks_escalated_total").increment(escalated.len() as u64);
+        let (spot, on_demand) = self.store.queue_depth().await?;
+        metrics::gauge!("spotenc_tasks_pending", "partition" => "spot").set(spot as f64);
+        metrics::gauge!("spotenc_tasks_pending", "partition" => "on-demand").set(on_demand as f64);
+        let mut by_hardware = std::collections::BTreeMap::<String, u32>::new();
+        let recent = now_ms() - 60_000;
+        for w in self.workers() {
+            let seen = w.last_seen_unix_ms.max(w.registered_unix_ms);
+            let n = by_hardware.entry(w.info.hardware.clone()).or_default();
+            if seen >= recent {
+                *n += 1;
+            }
+        }
+        for (hardware, n) in by_hardware {
+            metrics::gauge!("spotenc_workers", "hardware" => hardware).set(f64::from(n));
         }
         if !escalated.is_empty() {
             self.work_ready.notify_waiters();
@@ -350,6 +377,8 @@ impl Coordinator {
                     .cleanup(&self.work_dir(&job), output, &job.id)
                     .await;
             }
+            let state = format!("{:?}", job.state).to_lowercase();
+            metrics::counter!("spotenc_jobs_ended_total", "state" => state).increment(1);
             info!(job = %job_id, state = ?job.state, error = %job.error, "job ended");
         }
     }

@@ -13,6 +13,8 @@
 //!   interruptions and audit logs, the workers heard from, commit of every
 //!   rendition and cleanup.
 //! - `service`: the tonic `JobService` and `WorkerService` handlers.
+//! - `prom`: Prometheus `/metrics` (`metrics_listen`): jobs, queue depth by
+//!   partition, interruptions by pool, expiries, escalations, workers.
 //! - [`plan`]: chunk boundaries from keyframes (pure).
 //! - [`graph`]: the task graph of a job, a stitch per rendition (pure).
 //! - [`state`]: the [`state::StateStore`] trait of atomic transitions, the
@@ -31,6 +33,7 @@ pub mod state;
 pub mod storage;
 
 mod core;
+mod prom;
 mod service;
 
 use std::future::Future;
@@ -70,6 +73,8 @@ pub struct TlsFiles {
 pub struct Config {
     /// Where `spotenc coordinator` binds; [`run`] takes a bound listener.
     pub listen: std::net::SocketAddr,
+    /// Where to serve Prometheus `/metrics` (off when `None`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub state: StateBackend,
     /// The jobs' intermediate objects (and the embedded store's state file).
     /// Replicas sharing Redis must see the same directory.
@@ -108,6 +113,11 @@ pub async fn run(
 ) -> Result<()> {
     config.validate()?;
     spotenc_proto::client::install_crypto_provider();
+    if let Some(addr) = config.metrics_listen {
+        prom::serve(addr)
+            .await
+            .map_err(|e| Error::invalid(format!("metrics listener {addr}: {e}")))?;
+    }
     let limits = Limits {
         lease_ttl_ms: config.lease_ttl_ms,
         max_expiries: config.max_expiries,

@@ -110,6 +110,8 @@ pub struct Fleet {
     pub tls_ca: Option<PathBuf>,
     pub tokens: Option<Tokens>,
     pub urls: Vec<String>,
+    /// Each coordinator's Prometheus `/metrics` URL.
+    pub metrics: Vec<String>,
     pub coordinators: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub data_dir: tempfile::TempDir,
@@ -375,6 +377,7 @@ impl FleetBuilder {
         };
         let mut coordinators = Vec::new();
         let mut urls = Vec::new();
+        let mut metrics = Vec::new();
         for i in 0..self.coordinators {
             let port = free_port();
             let name = format!("coordinator{i}");
@@ -394,6 +397,12 @@ impl FleetBuilder {
                 cmd.args(["--redis", redis]);
             }
             cmd.arg("--config").arg(&config);
+            let metrics_port = free_port();
+            cmd.env(
+                "SPOTENC_METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            );
+            metrics.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
             cmd.env("SPOTENC_S3_ACCESS_KEY_ID", garage::ACCESS_KEY);
             cmd.env("SPOTENC_S3_SECRET_ACCESS_KEY", garage::SECRET_KEY);
             let child = cmd
@@ -412,6 +421,7 @@ impl FleetBuilder {
             tls_ca,
             tokens,
             urls,
+            metrics,
             coordinators,
             workers: Vec::new(),
             data_dir,

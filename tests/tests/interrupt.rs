@@ -200,6 +200,25 @@ async fn interrupt_mid_encode_on(
         "no encoder lines in the audit log: {text}"
     );
 
+    // The coordinator's metrics count the interruption against the pool.
+    let scraped = std::process::Command::new("curl")
+        .args(["-sf", &fleet.metrics[0]])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&scraped.stdout);
+    assert!(
+        text.contains("spotenc_task_interruptions_total{pool=\"spot-a\"} 1"),
+        "{label}: {text}"
+    );
+    assert!(
+        text.contains("spotenc_jobs_ended_total{state=\"succeeded\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spotenc_tasks_pending{partition=\"spot\"}"),
+        "{text}"
+    );
+
     let m = Measured {
         requeue_ms: first.ended_unix_ms - t0,
         relet_ms: second.started_unix_ms - t0,

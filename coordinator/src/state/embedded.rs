@@ -155,6 +155,10 @@ impl StateStore for EmbeddedStore {
         self.apply(|s| s.hand_back(task_id, attempt, notice, now_ms), always)
     }
 
+    async fn queue_depth(&self) -> Result<(u64, u64)> {
+        Ok(self.state.lock().expect("state lock").queue_depth())
+    }
+
     async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
         self.state
             .lock()

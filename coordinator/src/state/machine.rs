@@ -385,6 +385,26 @@ impl State {
         self.logs.insert(log_key(task_id, attempt), log.to_string());
     }
 
+    /// Pending tasks of live jobs: (spot, on-demand).
+    pub fn queue_depth(&self) -> (u64, u64) {
+        let mut depth = (0, 0);
+        for t in self.tasks.values() {
+            if t.state != TaskState::Pending
+                || self
+                    .jobs
+                    .get(&t.job_id)
+                    .is_none_or(|j| j.state.is_terminal())
+            {
+                continue;
+            }
+            match t.partition {
+                Capacity::Spot => depth.0 += 1,
+                Capacity::OnDemand => depth.1 += 1,
+            }
+        }
+        depth
+    }
+
     /// The audit logs of a job's attempts (of one task when `task_id` is
     /// not empty), in task then attempt order.
     pub fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {

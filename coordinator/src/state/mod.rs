@@ -177,6 +177,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// The audit logs of a job's attempts, of one task when `task_id` is
     /// not empty.
     async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>>;
+    /// Tasks waiting for a worker: (spot, on-demand).
+    async fn queue_depth(&self) -> Result<(u64, u64)>;
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>>;
     /// Moves spot tasks that waited longer than their job allows to the
     /// on-demand partition; returns their ids.

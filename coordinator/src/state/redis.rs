@@ -504,6 +504,15 @@ impl StateStore for RedisStore {
         self.task_record(task_id).await
     }
 
+    async fn queue_depth(&self) -> Result<(u64, u64)> {
+        self.read(
+            redis::pipe()
+                .zcard(self.key("pending:Spot"))
+                .zcard(self.key("pending:OnDemand")),
+        )
+        .await
+    }
+
     async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
         let job = self.job_record(job_id).await?;
         if !task_id.is_empty() && !job.task_ids.iter().any(|t| t == task_id) {

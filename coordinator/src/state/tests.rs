@@ -375,6 +375,21 @@ async fn every_rendition_is_stitched_before_the_job_commits(s: Arc<dyn StateStor
     assert_eq!(states, vec![JobState::Running, JobState::Committing]);
 }
 
+async fn queue_depth_counts_pending_tasks_by_partition(s: Arc<dyn StateStore>) {
+    assert_eq!(s.queue_depth().await.unwrap(), (0, 0));
+    planned_job(&*s).await;
+    // Two chunks wait on spot; the stitch is blocked.
+    assert_eq!(s.queue_depth().await.unwrap(), (2, 0));
+    let mut latency = spec();
+    latency.priority = Priority::Latency;
+    let other = s.submit(latency, "", 3).await.unwrap();
+    assert_eq!(s.queue_depth().await.unwrap(), (2, 1));
+    s.lease_next("w1", 4).await.unwrap().unwrap();
+    assert_eq!(s.queue_depth().await.unwrap(), (1, 1));
+    s.cancel(&other.id, 5).await.unwrap();
+    assert_eq!(s.queue_depth().await.unwrap(), (1, 0));
+}
+
 async fn stitch_waits_for_every_chunk_and_gets_them_in_order(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let a = s.lease_next("w1", 2).await.unwrap().unwrap();
@@ -780,6 +795,7 @@ contract!(
     stale_fencing_token_is_refused_after_expiry,
     stitch_waits_for_every_chunk_and_gets_them_in_order,
     every_rendition_is_stitched_before_the_job_commits,
+    queue_depth_counts_pending_tasks_by_partition,
     wrong_frame_count_fails_the_chunk_and_requeues_it,
     non_retryable_failure_fails_the_job_and_cancels_the_rest,
     retryable_failures_are_bounded_by_max_attempts,

@@ -1,0 +1,58 @@
+//! The coordinator's Prometheus endpoint: `GET /metrics` on
+//! `metrics_listen`. Queue depth by partition is what KEDA scales worker
+//! pools on; interruptions by pool say which spot pools are being reclaimed.
+
+use std::net::SocketAddr;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing::{info, warn};
+
+/// Installs the recorder (once per process) and serves it on `addr`.
+pub async fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    describe();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    info!(%bound, "serving Prometheus metrics on /metrics");
+    Ok(bound)
+}
+
+fn describe() {
+    metrics::describe_counter!("spotenc_jobs_submitted_total", "Jobs accepted");
+    metrics::describe_counter!(
+        "spotenc_jobs_ended_total",
+        "Jobs that ended, by state (succeeded, failed, cancelled)"
+    );
+    metrics::describe_gauge!(
+        "spotenc_tasks_pending",
+        "Tasks waiting for a worker, by partition (spot, on-demand)"
+    );
+    metrics::describe_counter!(
+        "spotenc_task_interruptions_total",
+        "Tasks handed back after an interruption notice, by the worker's pool"
+    );
+    metrics::describe_counter!("spotenc_task_failures_total", "Failed task attempts");
+    metrics::describe_counter!("spotenc_lease_expiries_total", "Leases that expired");
+    metrics::describe_counter!(
+        "spotenc_tasks_escalated_total",
+        "Spot tasks moved to on-demand for waiting too long"
+    );
+    metrics::describe_gauge!(
+        "spotenc_workers",
+        "Workers heard from in the last minute, by hardware (cpu, gpu, qsv)"
+    );
+}
