@@ -12,17 +12,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-20}
 preset=${2:-veryfast}
 workers=${3:-2}
-scripts/setup.sh
-cargo build --release --bins -q
-dir=bench/out
-mkdir -p "$dir"
-clip="$dir/clip-1080p-${secs}s.mp4"
-if [ ! -f "$clip" ]; then
-  ffmpeg -hide_banner -loglevel error -y \
-    -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$secs" \
-    -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$secs" \
-    -c:v libx264 -preset veryfast -crf 18 -g 60 -c:a aac -shortest "$clip"
-fi
+. bench/clip.sh
 t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { print e - s }'; }
 x264=(-c:v libx264 -preset "$preset" -g 60 -c:a aac -b:a 128k)
 sp=(target/release/spotenc transcode --workers "$workers" --preset "$preset" --keyint 60 --chunk-seconds 5 --audio-reencode)
