@@ -30,14 +30,7 @@ pub fn make_audio(task: &AudioTask, ctl: &Control) -> Result<OutputObject> {
             encode(&mut ictx, part, task, ctl)
         }
     })?;
-    let (size_bytes, sha256) = crate::file_digest(&dst)?;
-    Ok(OutputObject {
-        renditions: Default::default(),
-        path: task.output.clone(),
-        size_bytes,
-        sha256,
-        frames: packets,
-    })
+    crate::stored_object(&task.output, &dst, packets)
 }
 
 fn secs_to_tb(secs: f64, tb: Rational) -> i64 {

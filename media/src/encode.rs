@@ -94,27 +94,18 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
     let src = task.input.as_str();
     // The chunk's output, then its further renditions: one decode feeds
     // them all. Each appears at its path only once every one is complete.
-    let mut finals = vec![(&task.video, input::local_path(&task.output)?.to_path_buf())];
+    let mut videos = vec![&task.video];
+    let mut finals = vec![input::local_path(&task.output)?.to_path_buf()];
     for r in &task.renditions {
-        finals.push((&r.video, input::local_path(&r.output)?.to_path_buf()));
+        videos.push(&r.video);
+        finals.push(input::local_path(&r.output)?.to_path_buf());
     }
-    let targets: Vec<(&VideoSettings, PathBuf)> = finals
-        .iter()
-        .map(|(v, p)| {
-            let mut part = p.as_os_str().to_owned();
-            part.push(".part");
-            (*v, PathBuf::from(part))
-        })
-        .collect();
-    for (_, p) in &finals {
-        if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        }
-    }
-    // Seek to the keyframe at or before the start; if the demuxer lands
-    // after it (inexact seeking in MPEG-TS), back off further, and in the
-    // end decode from the beginning.
-    let written = (|| {
+    let frames = crate::write_all_atomically(&finals, |parts| {
+        let targets: Vec<(&VideoSettings, PathBuf)> =
+            videos.iter().copied().zip(parts.iter().cloned()).collect();
+        // Seek to the keyframe at or before the start; if the demuxer lands
+        // after it (inexact seeking in MPEG-TS), back off further, and in
+        // the end decode from the beginning.
         let start = task.chunk.start_pts;
         let backoffs: &[Option<i64>] = if task.chunk.start_frame == 0 {
             &[None]
@@ -130,32 +121,11 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
             "chunk {}: start frame at pts {start} not found in the source",
             task.chunk.index
         )))
-    })();
-    let frames = match written {
-        Ok(n) => n,
-        Err(e) => {
-            for (_, part) in &targets {
-                let _ = std::fs::remove_file(part);
-            }
-            return Err(e);
-        }
-    };
-    for ((_, part), (_, dst)) in targets.iter().zip(&finals) {
-        std::fs::rename(part, dst).map_err(Error::io(dst))?;
-    }
-    let object = |path: &str, dst: &Path| -> Result<OutputObject> {
-        let (size_bytes, sha256) = crate::file_digest(dst)?;
-        Ok(OutputObject {
-            path: path.to_string(),
-            size_bytes,
-            sha256,
-            frames,
-            renditions: Vec::new(),
-        })
-    };
-    let mut out = object(&task.output, &finals[0].1)?;
-    for (r, (_, dst)) in task.renditions.iter().zip(&finals[1..]) {
-        out.renditions.push(object(&r.output, dst)?);
+    })?;
+    let mut out = crate::stored_object(&task.output, &finals[0], frames)?;
+    for (r, dst) in task.renditions.iter().zip(&finals[1..]) {
+        out.renditions
+            .push(crate::stored_object(&r.output, dst, frames)?);
     }
     Ok(out)
 }

@@ -30,7 +30,7 @@ pub mod stitch;
 mod ffi;
 mod input;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use ffmpeg_next as ffmpeg;
@@ -193,20 +193,59 @@ pub(crate) fn write_atomically<T>(
     final_path: &Path,
     write: impl FnOnce(&Path) -> Result<T>,
 ) -> Result<T> {
-    let mut part = final_path.as_os_str().to_owned();
-    part.push(".part");
-    let part = std::path::PathBuf::from(part);
-    if let Some(dir) = final_path.parent() {
-        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    write_all_atomically(std::slice::from_ref(&final_path.to_path_buf()), |parts| {
+        write(&parts[0])
+    })
+}
+
+/// [`write_atomically`] for several files written together: `write` gets
+/// their `.part` paths; every file is renamed into place only once all of
+/// them are written, and none is left behind on failure.
+pub(crate) fn write_all_atomically<T>(
+    final_paths: &[PathBuf],
+    write: impl FnOnce(&[PathBuf]) -> Result<T>,
+) -> Result<T> {
+    let parts: Vec<PathBuf> = final_paths
+        .iter()
+        .map(|p| {
+            let mut part = p.as_os_str().to_owned();
+            part.push(".part");
+            PathBuf::from(part)
+        })
+        .collect();
+    for p in final_paths {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        }
     }
-    match write(&part) {
+    match write(&parts) {
         Ok(v) => {
-            std::fs::rename(&part, final_path).map_err(Error::io(final_path))?;
+            for (part, dst) in parts.iter().zip(final_paths) {
+                std::fs::rename(part, dst).map_err(Error::io(dst))?;
+            }
             Ok(v)
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&part);
+            for part in &parts {
+                let _ = std::fs::remove_file(part);
+            }
             Err(e)
         }
     }
+}
+
+/// The object a task reports for the file it wrote at `local`.
+pub(crate) fn stored_object(
+    path: &str,
+    local: &Path,
+    frames: u64,
+) -> Result<spotenc_proto::domain::OutputObject> {
+    let (size_bytes, sha256) = file_digest(local)?;
+    Ok(spotenc_proto::domain::OutputObject {
+        path: path.to_string(),
+        size_bytes,
+        sha256,
+        frames,
+        renditions: Vec::new(),
+    })
 }

@@ -170,14 +170,7 @@ pub fn stitch(task: &StitchTask, ctl: &Control) -> Result<OutputObject> {
             task.expected_frames
         )));
     }
-    let (size_bytes, sha256) = crate::file_digest(&dst)?;
-    Ok(OutputObject {
-        renditions: Default::default(),
-        path: task.output.clone(),
-        size_bytes,
-        sha256,
-        frames,
-    })
+    crate::stored_object(&task.output, &dst, frames)
 }
 
 /// A source of packets for one output stream: the chunks in order, or the
