@@ -245,34 +245,44 @@ impl Broker {
         }
     }
 
-    /// Removes a job's intermediate objects and its temporaries beside the
-    /// output. Best effort.
-    pub async fn cleanup(&self, work_dir: &str, output: &str, job_id: &str) {
-        if let Some((bucket, prefix)) = parse_s3(work_dir) {
-            if let Ok(store) = self.store(bucket) {
-                for key in store.list(&format!("{prefix}/")).await.unwrap_or_default() {
-                    let _ = store.delete(&key).await;
-                }
-            }
-        }
-        match parse_s3(output) {
-            Some((bucket, key)) => {
-                let (dir, name) = key.rsplit_once('/').map_or(("", key), |(d, n)| (d, n));
-                let prefix = if dir.is_empty() {
-                    format!(".{name}.{job_id}.")
-                } else {
-                    format!("{dir}/.{name}.{job_id}.")
-                };
+    /// Removes a job's intermediate objects (once) and its temporaries
+    /// beside each of its outputs. Best effort.
+    pub async fn cleanup(&self, work_dir: &str, outputs: &[&str], job_id: &str) {
+        match parse_s3(work_dir) {
+            Some((bucket, prefix)) => {
                 if let Ok(store) = self.store(bucket) {
-                    for k in store.list(&prefix).await.unwrap_or_default() {
-                        let _ = store.delete(&k).await;
+                    for key in store.list(&format!("{prefix}/")).await.unwrap_or_default() {
+                        let _ = store.delete(&key).await;
                     }
-                    let _ = store.abort_uploads(&prefix).await;
                 }
             }
             None => {
-                let (w, o, j) = (work_dir.to_string(), output.to_string(), job_id.to_string());
-                let _ = tokio::task::spawn_blocking(move || storage::cleanup(&w, &o, &j)).await;
+                let w = work_dir.to_string();
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(w)).await;
+            }
+        }
+        for output in outputs {
+            match parse_s3(output) {
+                Some((bucket, key)) => {
+                    let (dir, name) = key.rsplit_once('/').map_or(("", key), |(d, n)| (d, n));
+                    let prefix = if dir.is_empty() {
+                        format!(".{name}.{job_id}.")
+                    } else {
+                        format!("{dir}/.{name}.{job_id}.")
+                    };
+                    if let Ok(store) = self.store(bucket) {
+                        for k in store.list(&prefix).await.unwrap_or_default() {
+                            let _ = store.delete(&k).await;
+                        }
+                        let _ = store.abort_uploads(&prefix).await;
+                    }
+                }
+                None => {
+                    let (o, j) = (output.to_string(), job_id.to_string());
+                    let _ =
+                        tokio::task::spawn_blocking(move || storage::remove_temporaries(&o, &j))
+                            .await;
+                }
             }
         }
     }
@@ -281,18 +291,12 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spotenc_tests::garage::{Garage, ACCESS_KEY, BUCKET, SECRET_KEY};
+    use crate::storage::contract::garage_settings;
+    use spotenc_tests::garage::{Garage, BUCKET};
 
     fn broker(g: &Garage) -> Broker {
         Broker::new(Some(S3Config {
-            settings: S3Settings {
-                endpoint: Some(g.endpoint()),
-                region: "garage".into(),
-                bucket: BUCKET.into(),
-                access_key_id: ACCESS_KEY.into(),
-                secret_access_key: SECRET_KEY.into(),
-                path_style: true,
-            },
+            settings: garage_settings(g),
             allowed_buckets: vec![],
             presign_ttl: Duration::from_secs(60),
             multipart_threshold_bytes: 4 << 30,

@@ -319,19 +319,9 @@ impl Coordinator {
         self.store.task_logs(job_id, task_id).await
     }
 
-    /// Requeues tasks whose leases expired and finishes commits a crash
-    /// interrupted. Runs periodically.
-    pub async fn reap(&self) -> Result<()> {
-        for t in self.store.expire_leases(now_ms()).await? {
-            metrics::counter!("spotenc_lease_expiries_total").increment(1);
-            warn!(job = %t.job_id, "lease expired, task requeued");
-            self.after(t).await;
-        }
-        let escalated = self.store.escalate_waiting(now_ms()).await?;
-        for task in &escalated {
-            info!(task = %task, "waited too long on spot, escalated to on-demand");
-        }
-        metrics::counter!("spotenc_tasks_escalated_total").increment(escalated.len() as u64);
+    /// Queue depth by partition and recently seen workers by hardware, for
+    /// `/metrics` (read only when it is served).
+    async fn record_gauges(&self) -> Result<()> {
         let (spot, on_demand) = self.store.queue_depth().await?;
         metrics::gauge!("spotenc_tasks_pending", "partition" => "spot").set(spot as f64);
         metrics::gauge!("spotenc_tasks_pending", "partition" => "on-demand").set(on_demand as f64);
@@ -347,6 +337,22 @@ impl Coordinator {
         for (hardware, n) in by_hardware {
             metrics::gauge!("spotenc_workers", "hardware" => hardware).set(f64::from(n));
         }
+        Ok(())
+    }
+
+    /// Requeues tasks whose leases expired and finishes commits a crash
+    /// interrupted. Runs periodically.
+    pub async fn reap(&self) -> Result<()> {
+        for t in self.store.expire_leases(now_ms()).await? {
+            metrics::counter!("spotenc_lease_expiries_total").increment(1);
+            warn!(job = %t.job_id, "lease expired, task requeued");
+            self.after(t).await;
+        }
+        let escalated = self.store.escalate_waiting(now_ms()).await?;
+        for task in &escalated {
+            info!(task = %task, "waited too long on spot, escalated to on-demand");
+        }
+        metrics::counter!("spotenc_tasks_escalated_total").increment(escalated.len() as u64);
         if !escalated.is_empty() {
             self.work_ready.notify_waiters();
         }
@@ -356,6 +362,9 @@ impl Coordinator {
             .await?
         {
             self.commit(&job.id).await;
+        }
+        if self.config.metrics_listen.is_some() {
+            self.record_gauges().await?;
         }
         Ok(())
     }
@@ -372,11 +381,10 @@ impl Coordinator {
 
     async fn cleanup(&self, job_id: &str) {
         if let Ok((job, _)) = self.store.job(job_id).await {
-            for (output, _, _) in job.spec.outputs() {
-                self.broker
-                    .cleanup(&self.work_dir(&job), output, &job.id)
-                    .await;
-            }
+            let outputs: Vec<&str> = job.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
+            self.broker
+                .cleanup(&self.work_dir(&job), &outputs, &job.id)
+                .await;
             let state = format!("{:?}", job.state).to_lowercase();
             metrics::counter!("spotenc_jobs_ended_total", "state" => state).increment(1);
             info!(job = %job_id, state = ?job.state, error = %job.error, "job ended");

@@ -137,19 +137,31 @@ pub struct Tokens {
     pub admin: String,
 }
 
-/// A redis-server with AOF persistence on a free loopback port, killed on
-/// drop; restartable on the same port and data.
+/// A redis-server on a free loopback port, killed on drop; with AOF
+/// persistence, restartable on the same port and data.
 pub struct RedisServer {
     pub port: u16,
     pub dir: tempfile::TempDir,
+    aof: bool,
     proc: Option<Proc>,
 }
 
 impl RedisServer {
+    /// With AOF persistence (fsync on every write).
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Without persistence: faster, for tests that never restart it.
+    pub fn start_volatile() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(aof: bool) -> Self {
         let mut r = RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("redis dir"),
+            aof,
             proc: None,
         };
         r.restart();
@@ -164,20 +176,25 @@ impl RedisServer {
         self.proc = None;
     }
 
-    /// (Re)starts the server on the same port and append-only file.
+    /// (Re)starts the server on the same port (and append-only file).
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-            .arg(self.dir.path())
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        if self.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(self.dir.path());
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

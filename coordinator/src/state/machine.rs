@@ -260,10 +260,11 @@ impl State {
         task.result = Some(outcome.clone());
         let job_id = task.job_id.clone();
         // A job commits once every rendition is stitched.
-        let all_stitched = self.jobs[&job_id].task_ids.iter().all(|t| {
-            let t = &self.tasks[t];
-            t.kind != TaskKind::Stitch || t.state == TaskState::Done
-        });
+        let all_stitched = matches!(outcome, TaskOutcome::Stitch(_))
+            && self.jobs[&job_id].task_ids.iter().all(|t| {
+                let t = &self.tasks[t];
+                t.kind != TaskKind::Stitch || t.state == TaskState::Done
+            });
         let job = self.jobs.get_mut(&job_id).expect("task has a job");
         job.updated_unix_ms = now_ms;
         match outcome {

@@ -91,6 +91,14 @@ fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
 }
 
+/// A script's `(job_id, job_state)` reply as a transition.
+fn transition_of(job_id: String, state: &str) -> Result<Transition> {
+    Ok(Transition {
+        job_id,
+        state: enum_field(state)?,
+    })
+}
+
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("records serialise")
 }
@@ -363,11 +371,7 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
-        let job_id = crate::core::job_of(task_id).to_string();
-        Ok(Transition {
-            job_id,
-            state: enum_field(&state)?,
-        })
+        transition_of(crate::core::job_of(task_id).to_string(), &state)
     }
 
     async fn fail(
@@ -390,10 +394,7 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
-        Ok(Transition {
-            job_id,
-            state: enum_field(&state)?,
-        })
+        transition_of(job_id, &state)
     }
 
     async fn hand_back(
@@ -415,10 +416,7 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
-        Ok(Transition {
-            job_id,
-            state: enum_field(&state)?,
-        })
+        transition_of(job_id, &state)
     }
 
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>> {
@@ -432,12 +430,7 @@ impl StateStore for RedisStore {
             .await
             .map_err(redis_error)?;
         flat.chunks(2)
-            .map(|p| {
-                Ok(Transition {
-                    job_id: p[0].clone(),
-                    state: enum_field(&p[1])?,
-                })
-            })
+            .map(|p| transition_of(p[0].clone(), &p[1]))
             .collect()
     }
 
@@ -461,10 +454,7 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
-        Ok(Transition {
-            job_id: job_id.to_string(),
-            state: enum_field(&state)?,
-        })
+        transition_of(job_id.to_string(), &state)
     }
 
     async fn finish_commit(

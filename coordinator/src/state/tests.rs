@@ -9,6 +9,7 @@ use spotenc_proto::Error;
 use super::embedded::EmbeddedStore;
 use super::redis::RedisStore;
 use super::{Ending, Limits, NewTask, StateStore};
+use spotenc_tests::RedisServer;
 
 const LIMITS: Limits = Limits {
     lease_ttl_ms: 1_000,
@@ -160,81 +161,12 @@ async fn embedded() -> (Arc<dyn StateStore>, tempfile::TempDir) {
 /// A fresh redis-server per test: a static one would outlive the test
 /// binary (statics are never dropped) and hold its output pipes open.
 async fn redis() -> (Arc<dyn StateStore>, RedisServer) {
-    let server = RedisServer::start(None);
+    let server = RedisServer::start_volatile();
     let s = RedisStore::connect(&server.url(), "spotenc", "/w", LIMITS)
         .await
         .unwrap();
     s.register_worker(worker()).await.unwrap();
     (Arc::new(s), server)
-}
-
-/// A redis-server child process on a free loopback port, killed on drop.
-pub(crate) struct RedisServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts redis-server; with a directory, with AOF persistence there.
-    pub(crate) fn start(aof_dir: Option<&std::path::Path>) -> Self {
-        Self::start_on(free_port(), aof_dir)
-    }
-
-    pub(crate) fn start_on(port: u16, aof_dir: Option<&std::path::Path>) -> Self {
-        let mut cmd = std::process::Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ]);
-        match aof_dir {
-            Some(dir) => cmd.args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                dir.to_str().unwrap(),
-            ]),
-            None => cmd.args(["--appendonly", "no"]),
-        };
-        let child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/setup.sh installs it)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        RedisServer { child, port }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Submits a job and completes its probe; returns the job id.
@@ -810,15 +742,12 @@ contract!(
 // With AOF on, an accepted job survives a Redis restart.
 #[tokio::test]
 async fn redis_store_survives_a_redis_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = RedisServer::start_on(port, Some(dir.path()));
+    let mut server = RedisServer::start();
     let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS)
         .await
         .unwrap();
     let job = s.submit(spec(), "key", 0).await.unwrap().id;
-    drop(server);
-    let server = RedisServer::start_on(port, Some(dir.path()));
+    server.restart();
     let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS)
         .await
         .unwrap();

@@ -13,15 +13,20 @@ use spotenc_proto::Error;
 use super::object::{FileStore, ObjectStore};
 use super::s3::{S3Settings, S3Store};
 
-fn store(g: &Garage) -> S3Store {
-    S3Store::new(&S3Settings {
+/// Settings for the work bucket of a test Garage.
+pub(crate) fn garage_settings(g: &Garage) -> S3Settings {
+    S3Settings {
         endpoint: Some(g.endpoint()),
         region: "garage".into(),
         bucket: BUCKET.into(),
         access_key_id: ACCESS_KEY.into(),
         secret_access_key: SECRET_KEY.into(),
         path_style: true,
-    })
+    }
+}
+
+fn store(g: &Garage) -> S3Store {
+    S3Store::new(&garage_settings(g))
 }
 
 fn curl(args: &[&str]) -> (bool, Vec<u8>) {

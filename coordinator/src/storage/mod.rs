@@ -12,7 +12,7 @@ pub mod object;
 pub mod s3;
 
 #[cfg(test)]
-mod contract;
+pub(crate) mod contract;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -149,9 +149,8 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Removes a job's work directory and its temporaries beside `output`.
-pub fn cleanup(work_dir: &str, output: &str, job_id: &str) {
-    let _ = std::fs::remove_dir_all(work_dir);
+/// Removes a job's temporaries beside `output`.
+pub fn remove_temporaries(output: &str, job_id: &str) {
     let path = Path::new(output);
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
@@ -225,7 +224,7 @@ mod tests {
 
         let stale = attempt_path(&temp_output(&fin, "j2"), 3);
         std::fs::write(&stale, b"x").unwrap();
-        cleanup("/nonexistent", &fin, "j2");
+        remove_temporaries(&fin, "j2");
         assert!(!Path::new(&stale).exists());
         assert!(Path::new(&fin).exists());
     }
