@@ -400,19 +400,9 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
             "{hw:?}: {log}"
         );
     }
-    // The fallback chunk is libx264's.
     // The fallback chunk is H.264 from libx264.
-    let codec = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&codec.stdout).trim(), "h264");
+    assert_eq!(
+        spotenc_tests::media::video_stream(&out, "codec_name"),
+        "h264"
+    );
 }

@@ -116,8 +116,8 @@ async fn round(case: &str, clip: &std::path::Path, dir: &std::path::Path) -> Rou
         ("aws", Some(m)) => m.aws_instance_action("terminate", 120),
         ("gcp", Some(m)) => m.gcp_preempt(),
         ("azure", Some(m)) => m.azure_event("evt-1", "Preempt", &[VM_NAME], 30),
-        ("sigterm", _) => fleet.worker("a").signal("-TERM"),
-        ("sigkill", _) => fleet.worker("a").signal("-KILL"),
+        ("sigterm", _) => fleet.proc("a").signal("-TERM"),
+        ("sigkill", _) => fleet.proc("a").signal("-KILL"),
         _ => unreachable!(),
     }
     let exit_ms = if case == "sigkill" {

@@ -286,6 +286,14 @@ impl Fleet {
         });
     }
 
+    /// A worker by name, to signal (see [`Fleet::worker`] to wait on it).
+    pub fn proc(&self, name: &str) -> &Proc {
+        self.workers
+            .iter()
+            .find(|w| w.name == name)
+            .expect("worker by name")
+    }
+
     pub fn worker(&mut self, name: &str) -> &mut Proc {
         self.workers
             .iter_mut()

@@ -65,6 +65,25 @@ pub fn video_clip(dir: &Path, seconds: u32, size: &str) -> PathBuf {
     )
 }
 
+/// The first video stream's `entries` as ffprobe prints them, comma
+/// separated: `"hevc,320,180"` for `"codec_name,width,height"`.
+pub fn video_stream(path: &Path, entries: &str) -> String {
+    let entries = format!("stream={entries}");
+    ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            &entries,
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    )
+    .trim()
+    .to_string()
+}
+
 /// Decoded video frames, counted by ffprobe.
 pub fn frame_count(path: &Path) -> u64 {
     let s = ffprobe(

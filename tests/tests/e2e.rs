@@ -294,22 +294,8 @@ fn ten_bit_hevc_source_to_scaled_hevc() {
         "transcode",
     );
     assert_faithful(&src, &out);
-    let s = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,pix_fmt",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&s.stdout).trim(),
+        video_stream(&out, "codec_name,width,height,pix_fmt"),
         "hevc,320,180,yuv420p"
     );
 }
@@ -410,14 +396,8 @@ fn keyed_clip(dir: &Path, seconds: u32, size: &str) -> std::path::PathBuf {
 
 /// Width and height of the first video stream, by ffprobe.
 fn video_size(path: &Path) -> (u32, u32) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (w, h) = text.trim().split_once(',').expect("width,height");
+    let text = video_stream(path, "width,height");
+    let (w, h) = text.split_once(',').expect("width,height");
     (w.parse().unwrap(), h.parse().unwrap())
 }
 
@@ -465,13 +445,7 @@ async fn renditions_come_from_one_decode_per_chunk_and_are_all_committed() {
         assert_eq!(video_size(path), size, "{}", path.display());
         assert!(has_stream(path, "a"), "no audio in {}", path.display());
     }
-    let codec = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
-        .arg(&r360)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&codec.stdout).trim(), "hevc");
+    assert_eq!(video_stream(&r360, "codec_name"), "hevc");
     // A smaller rendition is a smaller file.
     let len = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert!(len(&r480) < len(&out), "{} !< {}", len(&r480), len(&out));

@@ -9,15 +9,6 @@ use spotenc_tests::Fleet;
 
 use super::{assert_faithful, check_final_path, ended, job, keyed_clip, leased_encode, submit_id};
 
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn frozen_worker_that_wakes_after_its_lease_expired_is_fenced_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -33,8 +24,7 @@ async fn frozen_worker_that_wakes_after_its_lease_expired_is_fenced_off() {
     let victim = leased_encode(&fleet.url, &id).await;
 
     // Freeze w0 mid-chunk; its lease expires and w1 redoes the chunk.
-    let zombie = fleet.worker("w0").child.id();
-    signal(zombie, "-STOP");
+    fleet.proc("w0").signal("-STOP");
     fleet.add_worker("w1");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -47,7 +37,7 @@ async fn frozen_worker_that_wakes_after_its_lease_expired_is_fenced_off() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Wake the zombie: it must not get its stale attempt accepted.
-    signal(zombie, "-CONT");
+    fleet.proc("w0").signal("-CONT");
     let done = ended(&fleet.url, &id, Duration::from_secs(90), Some(&out)).await;
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
     let t = done.tasks.iter().find(|t| t.task_id == victim).unwrap();

@@ -330,26 +330,9 @@ async fn sigterm_hands_the_chunk_back_like_a_notice() {
     // end to end.
     let redis = RedisServer::start();
     interrupt_mid_encode_on(Some(&redis), "sigterm", &flags, 4, "SIGTERM", |fleet| {
-        // Signals go to the process, not the fleet; find it by name.
-        let pid = fleet_worker_pid(fleet, "a");
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+        fleet.proc("a").signal("-TERM")
     })
     .await;
-}
-
-fn fleet_worker_pid(fleet: &Fleet, name: &str) -> u32 {
-    fleet
-        .workers
-        .iter()
-        .find(|w| w.name == name)
-        .expect("worker by name")
-        .child
-        .id()
 }
 
 #[tokio::test(flavor = "multi_thread")]
