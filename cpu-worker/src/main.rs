@@ -13,12 +13,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    spotenc_worker::cli::init_logging();
     let config = Args::parse().worker.load("cpu", "local-cpu")?;
     let notices = spotenc_worker::notice::Notices::watch(&config.notices);
     spotenc_worker::run(config, notices).await?;

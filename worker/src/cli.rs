@@ -1,4 +1,5 @@
-//! Command-line flags shared by cpu-worker and gpu-worker.
+//! Command-line flags shared by cpu-worker and gpu-worker, and their log
+//! set-up.
 
 use std::path::PathBuf;
 
@@ -113,4 +114,14 @@ impl WorkerArgs {
             default_pool,
         )?)
     }
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`), as both worker binaries do.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
 }
