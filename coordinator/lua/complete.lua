@@ -6,7 +6,7 @@
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, task_id, attempt, kind, result_json, frames (-1: none),
 --       now_ms, probe_json, n, then n × (id, kind, chunk, work_json,
---       deps_json, frames_total)
+--       deps_json, frames_total, class, demand_json, sessions)
 -- Returns: the job state.
 local id, attempt, kind, result = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local frames, now = tonumber(ARGV[6]), ARGV[7]
@@ -31,14 +31,15 @@ if kind == 'Probe' then
   local base = tonumber(redis.call('LLEN', jk(job) .. ':tasks'))
   local n = tonumber(ARGV[9])
   for i = 0, n - 1 do
-    local a = 10 + i * 6
+    local a = 10 + i * 9
     local nid, deps = ARGV[a], ARGV[a + 4]
     local order = seq * 1000000 + base + i
     redis.call('HSET', tk(nid), 'job_id', job, 'kind', ARGV[a + 1], 'chunk', ARGV[a + 2],
       'work', ARGV[a + 3], 'state', 'Blocked', 'deps', deps, 'attempt', 0, 'failures', 0,
       'expiries', 0, 'worker_id', '', 'lease_until_ms', 0, 'frames_done', 0,
       'frames_total', ARGV[a + 5], 'result', '', 'order', order,
-      'partition', redis.call('HGET', jk(job), 'partition'), 'pending_since_ms', now)
+      'partition', redis.call('HGET', jk(job), 'partition'), 'pending_since_ms', now,
+      'class', ARGV[a + 6], 'demand', ARGV[a + 7], 'sessions', ARGV[a + 8])
     redis.call('RPUSH', jk(job) .. ':tasks', nid)
     if deps == '[]' then make_pending(nid, now) end
   end

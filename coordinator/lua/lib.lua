@@ -11,18 +11,28 @@
 --   P:task:<id>:log:<n>    STRING audit log of attempt n
 --   P:pending:<partition>  ZSET pending task ids by (job seq, task order);
 --                          partitions are Spot and OnDemand
+--   P:pq:<partition>:<class>  ZSET the same tasks split by queue class
+--                          (codec-band of the first output, or misc): the
+--                          candidate window placement reads
+--   P:seen                 ZSET worker ids by when they last asked for work
+--   P:model                HASH cost model: <key>#n and <key>#sum
+--   P:poolstats            HASH by pool: <pool>#intr (interruptions),
+--                          <pool>#secs (attempt seconds), <pool>#cost ($)
 --   P:spot_deadline        ZSET pending spot task ids by the time they
 --                          escalate to on-demand for waiting too long
 --   P:leased               ZSET leased task ids by lease deadline (ms)
 --   P:committing           SET job ids waiting for their commit
 --   P:worker:<id>          HASH registered worker: record (JSON), capacity,
---                          pool
+--                          pool, sessions (NVENC sessions its leases hold)
 -- Keys are derived from the prefix rather than passed in KEYS, so the
 -- backend needs a single Redis instance (or one hash slot).
 local P = ARGV[1]
 local LEASED = P .. ':leased'
 local SPOT_DEADLINE = P .. ':spot_deadline'
 local function pending_key(partition) return P .. ':pending:' .. partition end
+local function pq_key(partition, class) return P .. ':pq:' .. partition .. ':' .. (class or 'misc') end
+local SEEN = P .. ':seen'
+local POOLSTATS = P .. ':poolstats'
 local PARTITIONS = {'Spot', 'OnDemand'}
 local function jk(id) return P .. ':job:' .. id end
 local function tk(id) return P .. ':task:' .. id end
@@ -41,17 +51,30 @@ local function close_attempt(task_id, outcome, err, now)
     a.ended_unix_ms = tonumber(now)
     a.outcome = outcome
     a.error = err
+    local secs = math.max(0, tonumber(now) - tonumber(a.started_unix_ms)) / 1000
+    a.cost_dollars = (tonumber(a.rate_per_hour) or 0) * secs / 3600
     redis.call('LSET', hk(task_id), -1, cjson.encode(a))
+    local pool = a.pool or ''
+    redis.call('HINCRBYFLOAT', POOLSTATS, pool .. '#secs', secs)
+    if a.cost_dollars > 0 then
+      redis.call('HINCRBYFLOAT', POOLSTATS, pool .. '#cost', a.cost_dollars)
+    end
+    if outcome == 'interrupted' then redis.call('HINCRBY', POOLSTATS, pool .. '#intr', 1) end
+    local sessions = tonumber(a.sessions) or 0
+    if sessions > 0 then
+      redis.call('HINCRBY', P .. ':worker:' .. a.worker_id, 'sessions', -sessions)
+    end
   end
 end
 
 -- Queues a task in its partition; a spot task also gets the deadline after
 -- which waiting escalates it.
 local function make_pending(task_id, now)
-  local t = redis.call('HMGET', tk(task_id), 'order', 'partition', 'job_id')
+  local t = redis.call('HMGET', tk(task_id), 'order', 'partition', 'job_id', 'class')
   redis.call('HSET', tk(task_id), 'state', 'Pending', 'pending_since_ms', now)
   redis.call('ZREM', LEASED, task_id)
   redis.call('ZADD', pending_key(t[2]), tonumber(t[1]), task_id)
+  redis.call('ZADD', pq_key(t[2], t[4]), tonumber(t[1]), task_id)
   if t[2] == 'Spot' then
     local wait = tonumber(redis.call('HGET', jk(t[3]), 'escalate_wait_ms'))
     redis.call('ZADD', SPOT_DEADLINE, tonumber(now) + wait, task_id)
@@ -73,7 +96,11 @@ local function keep_log(task_id, attempt, log)
 end
 
 local function dequeue(task_id)
-  for _, p in ipairs(PARTITIONS) do redis.call('ZREM', pending_key(p), task_id) end
+  local class = redis.call('HGET', tk(task_id), 'class')
+  for _, p in ipairs(PARTITIONS) do
+    redis.call('ZREM', pending_key(p), task_id)
+    redis.call('ZREM', pq_key(p, class), task_id)
+  end
   redis.call('ZREM', SPOT_DEADLINE, task_id)
 end
 
@@ -151,3 +178,25 @@ local function record_failure(job, task_id, err, retryable, now)
 end
 
 local function job_state(job) return redis.call('HGET', jk(job), 'state') end
+
+-- Leases a pending task to a worker: bumps the fencing token and opens an
+-- attempt priced at rate_per_hour ($/h for the share of the worker it
+-- holds), holding `sessions` NVENC sessions of the worker.
+local function lease_task(id, worker, now, ttl, rate, on_demand, sessions)
+  local t = redis.call('HMGET', tk(id), 'job_id', 'work', 'deps')
+  local pool = redis.call('HGET', P .. ':worker:' .. worker, 'pool') or ''
+  local attempt = redis.call('HINCRBY', tk(id), 'attempt', 1)
+  redis.call('HSET', tk(id), 'state', 'Leased', 'worker_id', worker,
+    'lease_until_ms', now + ttl, 'frames_done', 0)
+  redis.call('ZADD', LEASED, now + ttl, id)
+  redis.call('RPUSH', hk(id), cjson.encode({attempt = attempt, worker_id = worker,
+    started_unix_ms = now, ended_unix_ms = 0, outcome = 'running', error = '',
+    pool = pool, log_bytes = 0, rate_per_hour = rate, on_demand = on_demand,
+    sessions = sessions, cost_dollars = 0}))
+  if sessions > 0 then
+    redis.call('HINCRBY', P .. ':worker:' .. worker, 'sessions', sessions)
+  end
+  if job_state(t[1]) == 'Queued' then redis.call('HSET', jk(t[1]), 'state', 'Running') end
+  redis.call('HSET', jk(t[1]), 'updated_unix_ms', now)
+  return {id, t[1], attempt, t[2], t[3]}
+end

@@ -316,11 +316,11 @@ mod tests {
             .await
             .unwrap();
         let stitched = OutputObject {
-            renditions: Default::default(),
             path: format!("s3://{BUCKET}/out/.m.mp4.j.a1.part"),
             size_bytes: 14,
             sha256: String::new(),
             frames: 1,
+            ..Default::default()
         };
         let output = format!("s3://{BUCKET}/out/m.mp4");
         b.commit(&stitched, &output).await.unwrap();

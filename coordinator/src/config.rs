@@ -9,6 +9,7 @@
 //! lease_ttl_ms = 15000            # a worker silent this long loses its task
 //! heartbeat_interval_ms = 2000    # at most half the TTL
 //! max_expiries = 5                # lease expiries a task survives
+//! pools_file = "/etc/spotenc/pools.toml"  # more [[pools]] (or SPOTENC_POOLS)
 //!
 //! [redis]                          # omit for the embedded store
 //! url = "redis://10.0.0.5:6379/0"
@@ -34,12 +35,22 @@
 //! part_size_bytes = 67108864       # 5 MiB ..= 5 GiB
 //! # keys from SPOTENC_S3_ACCESS_KEY_ID / SPOTENC_S3_SECRET_ACCESS_KEY
 //! # (or the variables access_key_id_env / secret_access_key_env name)
+//!
+//! [[pools]]                        # override or extend the built-in catalogue
+//! name = "c6i-4xlarge-spot"        # a built-in name: only the fields given change
+//! price_per_hour = 0.25
+//!
+//! [placement]
+//! enabled = true                   # false (or SPOTENC_PLACEMENT=fifo): first in, first out
+//! max_placement_delay_seconds = 60 # a task waiting longer goes to any capable worker
+//! max_cost_ratio = 4.0             # spot work costing more than this × its cheapest pool waits
+//! nvenc_util_limit_pct = 90        # a GPU at this NVENC utilisation gets no further session
 //! ```
 //!
 //! Overrides: `SPOTENC_LISTEN`, `SPOTENC_DATA_DIR`, `SPOTENC_REDIS`,
 //! `SPOTENC_REDIS_PREFIX`, `SPOTENC_LEASE_TTL_MS`,
 //! `SPOTENC_HEARTBEAT_INTERVAL_MS`, `SPOTENC_MAX_EXPIRIES`, `SPOTENC_TLS_CERT`,
-//! `SPOTENC_TLS_KEY`.
+//! `SPOTENC_TLS_KEY`, `SPOTENC_POOLS`, `SPOTENC_PLACEMENT`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,9 +61,11 @@ use spotenc_proto::auth::Role;
 use spotenc_proto::{Error, Result};
 
 use crate::auth::Tokens;
+use crate::cost::catalogue::{parse_entries, Catalogue, PoolEntry};
+use crate::cost::place::Policy;
 use crate::broker::S3Config;
 use crate::storage::s3::S3Settings;
-use crate::{Config, StateBackend, TlsFiles};
+use crate::{Config, Placement, StateBackend, TlsFiles};
 use std::time::Duration;
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +82,20 @@ struct FileConfig {
     #[serde(default)]
     tokens: Vec<TokenSection>,
     s3: Option<S3Section>,
+    /// A TOML file of `[[pools]]` tables, applied after the ones here.
+    pools_file: Option<PathBuf>,
+    #[serde(default)]
+    pools: Vec<PoolEntry>,
+    placement: Option<PlacementSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlacementSection {
+    enabled: Option<bool>,
+    max_placement_delay_seconds: Option<f64>,
+    max_cost_ratio: Option<f64>,
+    nvenc_util_limit_pct: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,7 +266,56 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             })
         }
     };
+    let mut entries = file.pools;
+    if let Some(path) = env.get("SPOTENC_POOLS").map(PathBuf::from).or(file.pools_file) {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::invalid(format!("pool catalogue {}: {e}", path.display()))
+        })?;
+        entries.extend(
+            parse_entries(&text)
+                .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?,
+        );
+    }
+    let pools = Catalogue::load(&entries)?;
+    let p = file.placement.unwrap_or_default();
+    let delay = p.max_placement_delay_seconds.unwrap_or(60.0);
+    if !(delay.is_finite() && (0.0..=86_400.0).contains(&delay)) {
+        return Err(Error::invalid(format!(
+            "invalid placement.max_placement_delay_seconds {delay} (expected 0..=86400)"
+        )));
+    }
+    let ratio = p.max_cost_ratio.unwrap_or(Policy::default().max_cost_ratio);
+    if !(ratio.is_finite() && ratio >= 1.0) {
+        return Err(Error::invalid(format!(
+            "invalid placement.max_cost_ratio {ratio} (expected >= 1)"
+        )));
+    }
+    let util = p.nvenc_util_limit_pct.unwrap_or(90);
+    if !(1..=100).contains(&util) {
+        return Err(Error::invalid(format!(
+            "invalid placement.nvenc_util_limit_pct {util} (expected 1..=100)"
+        )));
+    }
+    let placement = Placement {
+        enabled: match env.get("SPOTENC_PLACEMENT").map(String::as_str) {
+            Some("cost") => true,
+            Some("fifo") => false,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "invalid SPOTENC_PLACEMENT={other:?} (expected cost or fifo)"
+                )))
+            }
+            None => p.enabled.unwrap_or(true),
+        },
+        policy: Policy {
+            max_placement_delay_ms: (delay * 1000.0) as i64,
+            max_cost_ratio: ratio,
+        },
+        nvenc_util_limit_pct: util,
+    };
     let config = Config {
+        pools,
+        placement,
         s3,
         listen,
         metrics_listen,

@@ -14,6 +14,10 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
+use crate::cost::catalogue::{Hardware, Pool};
+use crate::cost::model::{Model, Observation};
+use crate::cost::place::{Fleet, Worker};
+use crate::cost::Lease;
 use crate::state::machine::with_attempt_paths;
 use crate::state::{job_view, Ending, JobRecord, StateStore, Transition, WorkerRecord};
 use crate::{graph, Config};
@@ -33,7 +37,17 @@ pub struct Coordinator {
     /// Per replica: with Redis, each replica knows the workers that talk to
     /// it.
     workers: std::sync::Mutex<std::collections::BTreeMap<String, WorkerStatus>>,
+    /// Pools not in the catalogue that were already warned about.
+    warned_pools: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The cost model and the live fleet, re-read from the store at most
+    /// every [`VIEW_TTL`].
+    view: tokio::sync::Mutex<Option<(tokio::time::Instant, Model, Fleet)>>,
 }
+
+/// How long a snapshot of the cost model and the live fleet is reused.
+const VIEW_TTL: Duration = Duration::from_secs(2);
+/// A worker that has not asked for work this long is not live.
+const LIVE_MS: i64 = 60_000;
 
 /// The job a task belongs to: task ids are `<job>/<name>`.
 pub(crate) fn job_of(task_id: &str) -> &str {
@@ -56,6 +70,8 @@ impl Coordinator {
             broker: Broker::new(config.s3.clone()),
             config,
             workers: Default::default(),
+            warned_pools: Default::default(),
+            view: Default::default(),
         }
     }
 
@@ -79,7 +95,7 @@ impl Coordinator {
 
     pub async fn job(&self, job_id: &str) -> Result<JobView> {
         let (job, tasks) = self.store.job(job_id).await?;
-        Ok(job_view(&job, &tasks))
+        Ok(job_view(&job, &tasks, now_ms()))
     }
 
     pub async fn list_jobs(&self, states: &[JobState], limit: usize) -> Result<Vec<JobView>> {
@@ -129,7 +145,8 @@ impl Coordinator {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.work_ready.notified();
-            if let Some(mut task) = self.store.lease_next(worker_id, now_ms()).await? {
+            let lease = self.lease_context(worker_id).await?;
+            if let Some(mut task) = self.store.lease(worker_id, &lease, now_ms()).await? {
                 info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
                 task.work = self.broker.sign(task.work).await?;
                 return Ok(Some(task));
@@ -141,6 +158,206 @@ impl Coordinator {
             let wake = self.lease_poll.map_or(deadline, |p| deadline.min(now + p));
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
+    }
+
+    /// The worker's status as this replica knows it, loading workers that
+    /// registered through another replica from the store.
+    async fn worker_status(&self, worker_id: &str) -> Result<WorkerStatus> {
+        if let Some(w) = self.workers.lock().expect("workers lock").get(worker_id) {
+            return Ok(w.clone());
+        }
+        let record = self.store.worker(worker_id).await?;
+        let status = WorkerStatus {
+            worker_id: record.id.clone(),
+            info: record.info,
+            registered_unix_ms: record.registered_unix_ms,
+            last_seen_unix_ms: now_ms(),
+            gpus: Vec::new(),
+        };
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .insert(worker_id.to_string(), status.clone());
+        Ok(status)
+    }
+
+    /// The catalogue pool of a worker; a pool not in the catalogue gets a
+    /// derived entry and one warning.
+    fn pool_of(&self, info: &WorkerInfo) -> Pool {
+        let (pool, known) = self.config.pools.resolve(info);
+        if !known && self.warned_pools.lock().expect("warned lock").insert(info.pool.clone()) {
+            warn!(pool = %info.pool, instance_type = %info.instance_type, price_per_hour = pool.price_per_hour, source = %pool.source, "pool is not in the catalogue; using a derived entry (add it to [[pools]] to price it)");
+        }
+        pool
+    }
+
+    /// A worker as placement sees it.
+    fn placement_worker(&self, status: &WorkerStatus) -> Worker {
+        let info = &status.info;
+        let pool = self.pool_of(info);
+        let limit = self.config.placement.nvenc_util_limit_pct;
+        Worker {
+            class: if info.instance_type.is_empty() {
+                pool.hardware.name().to_string()
+            } else {
+                info.instance_type.clone()
+            },
+            codecs: info.codecs.clone(),
+            nvenc: info.gpus.iter().flat_map(|g| g.nvenc.clone()).collect(),
+            sessions_held: 0,
+            encoder_saturated: pool.hardware == Hardware::Nvenc
+                && !status.gpus.is_empty()
+                && status
+                    .gpus
+                    .iter()
+                    .all(|g| g.encoder_util_pct.is_some_and(|u| u >= limit)),
+            pool,
+        }
+    }
+
+    /// The cost model and the live fleet, cached for [`VIEW_TTL`].
+    async fn view(&self) -> Result<(Model, Fleet)> {
+        let mut view = self.view.lock().await;
+        if let Some((at, model, fleet)) = view.as_ref() {
+            if at.elapsed() < VIEW_TTL {
+                return Ok((model.clone(), fleet.clone()));
+            }
+        }
+        let model = self.store.model().await?;
+        let mut fleet = Fleet::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for w in self.store.live_workers(now_ms() - LIVE_MS).await? {
+            if seen.insert(w.info.pool.clone()) {
+                fleet.pools.push(self.placement_worker(&WorkerStatus {
+                    worker_id: w.id,
+                    info: w.info,
+                    registered_unix_ms: w.registered_unix_ms,
+                    last_seen_unix_ms: 0,
+                    gpus: Vec::new(),
+                }));
+            }
+        }
+        *view = Some((tokio::time::Instant::now(), model.clone(), fleet.clone()));
+        Ok((model, fleet))
+    }
+
+    /// What the store needs to lease for this worker.
+    async fn lease_context(&self, worker_id: &str) -> Result<Lease> {
+        let status = self.worker_status(worker_id).await?;
+        let worker = self.placement_worker(&status);
+        let (model, mut fleet) = if self.config.placement.enabled {
+            self.view().await?
+        } else {
+            Default::default()
+        };
+        if !fleet.pools.iter().any(|p| p.pool.name == worker.pool.name) {
+            fleet.pools.push(worker.clone());
+        }
+        Ok(Lease {
+            worker: Some(worker),
+            fleet,
+            model,
+            policy: self.config.placement.policy,
+            placement: self.config.placement.enabled,
+        })
+    }
+
+    /// What the cost model learns from a finished encode: the encoder that
+    /// actually ran, over the wall time of the encode.
+    async fn observe(&self, task: &crate::state::TaskRecord, attempt: u32, obj: &OutputObject) {
+        let Some(a) = task.history.iter().find(|a| a.attempt == attempt) else {
+            return;
+        };
+        let Ok(status) = self.worker_status(&a.worker_id).await else {
+            return;
+        };
+        let worker = self.placement_worker(&status);
+        let family = match obj.encoder.as_str() {
+            e if e.ends_with("_nvenc") => Some("nvenc"),
+            e if e.ends_with("_qsv") => Some("qsv"),
+            "" => None,
+            e => Some(e),
+        };
+        let wall = if obj.encode_ms > 0 {
+            obj.encode_ms as f64 / 1000.0
+        } else {
+            (now_ms() - a.started_unix_ms) as f64 / 1000.0
+        };
+        let nvenc: Vec<_> = worker.nvenc.iter().map(|n| n.codec).collect();
+        let mut keys = task.demand.keys(&worker.class, worker.pool.hardware, &nvenc);
+        if let Some(f) = family {
+            for k in &mut keys {
+                k.family = if f == "nvenc" || f == "qsv" {
+                    f.to_string()
+                } else {
+                    k.codec.software_encoder().to_string()
+                };
+            }
+        }
+        let model = match self.view().await {
+            Ok((m, _)) => m,
+            Err(_) => Model::default(),
+        };
+        let obs: Vec<Observation> = task.demand.observe(&keys, &worker.shape(), &model, wall);
+        if let Err(e) = self.store.learn(&obs).await {
+            warn!(task = %task.id, error = %e, "cost model not updated");
+        }
+    }
+
+    /// The catalogue as this coordinator sees it.
+    pub async fn pools(&self) -> Result<Vec<spotenc_proto::domain::PoolStatus>> {
+        let live = self.store.live_workers(now_ms() - LIVE_MS).await?;
+        let stats = self.store.pool_stats().await?;
+        let mut pools: std::collections::BTreeMap<String, Pool> = self.config.pools.pools.clone();
+        for w in &live {
+            if !pools.contains_key(&w.info.pool) {
+                pools.insert(w.info.pool.clone(), self.pool_of(&w.info));
+            }
+        }
+        Ok(pools
+            .into_values()
+            .map(|p| {
+                let s = stats.get(&p.name).copied().unwrap_or_default();
+                let hours = s.attempt_seconds / 3600.0 / f64::from(p.slots.max(1));
+                spotenc_proto::domain::PoolStatus {
+                    live_workers: live.iter().filter(|w| w.info.pool == p.name).count() as u32,
+                    interruptions: s.interruptions,
+                    worker_hours: hours,
+                    measured_interruption_rate_per_hour: if hours > 0.0 {
+                        f64::from(s.interruptions) / hours
+                    } else {
+                        0.0
+                    },
+                    name: p.name,
+                    capacity: match p.capacity {
+                        spotenc_proto::domain::Capacity::Spot => "spot".into(),
+                        spotenc_proto::domain::Capacity::OnDemand => "on-demand".into(),
+                    },
+                    instance_type: p.instance_type,
+                    zones: p.zones,
+                    hardware: p.hardware.name().into(),
+                    gpu: p.gpu,
+                    vcpus: p.vcpus,
+                    memory_gib: p.memory_gib,
+                    slots: p.slots,
+                    price_per_hour: p.price_per_hour,
+                    on_demand_price_per_hour: p.on_demand_price_per_hour.unwrap_or(p.price_per_hour),
+                    interruption_rate_per_hour: p.interruption_rate_per_hour,
+                    min_workers: p.min_workers,
+                    max_workers: p.max_workers,
+                    launch_seconds: p.launch_seconds,
+                    source: p.source,
+                    origin: p.origin.name().into(),
+                }
+            })
+            .collect())
+    }
+
+    /// Every key of the cost model with samples, and the 1080p30 H.264 and
+    /// HEVC medium keys of every catalogue pool, with their prices.
+    pub async fn costs(&self) -> Result<Vec<spotenc_proto::domain::CostEntry>> {
+        let model = self.store.model().await?;
+        Ok(crate::cost::costs_table(&self.config.pools, &model))
     }
 
     pub async fn heartbeat(
@@ -193,9 +410,10 @@ impl Coordinator {
         mut outcome: TaskOutcome,
     ) -> Result<()> {
         let mut follow_ups = Vec::new();
+        let record = self.store.task(task_id).await.ok();
         // Record the object this attempt was told to write, not whatever URL
         // or path the worker reports.
-        if let Ok(task) = self.store.task(task_id).await {
+        if let Some(task) = &record {
             let work = with_attempt_paths(task.work.clone(), attempt);
             let canonical = match &work {
                 Work::Encode(e) => Some(e.output.clone()),
@@ -261,6 +479,10 @@ impl Coordinator {
                 }
             }
         }
+        let encoded = match (&outcome, &record) {
+            (TaskOutcome::Encode(o), Some(task)) => Some((o.clone(), task.clone())),
+            _ => None,
+        };
         let t = self
             .store
             .complete(task_id, attempt, outcome, follow_ups, now_ms())
@@ -268,6 +490,9 @@ impl Coordinator {
         match t {
             Ok(t) => {
                 info!(task = %task_id, attempt, "task done");
+                if let Some((obj, task)) = encoded {
+                    self.observe(&task, attempt, &obj).await;
+                }
                 self.after(t).await;
                 Ok(())
             }
@@ -337,6 +562,22 @@ impl Coordinator {
         for (hardware, n) in by_hardware {
             metrics::gauge!("spotenc_workers", "hardware" => hardware).set(f64::from(n));
         }
+        let live = self.store.live_workers(now_ms() - LIVE_MS).await?;
+        let mut by_pool: std::collections::BTreeMap<String, u32> = self
+            .config
+            .pools
+            .pools
+            .keys()
+            .map(|k| (k.clone(), 0))
+            .collect();
+        for w in live {
+            *by_pool
+                .entry(self.config.pools.label(&w.info.pool).to_string())
+                .or_default() += 1;
+        }
+        for (pool, n) in by_pool {
+            metrics::gauge!("spotenc_pool_workers", "pool" => pool).set(f64::from(n));
+        }
         Ok(())
     }
 
@@ -387,7 +628,32 @@ impl Coordinator {
                 .await;
             let state = format!("{:?}", job.state).to_lowercase();
             metrics::counter!("spotenc_jobs_ended_total", "state" => state).increment(1);
+            self.count_costs(job_id).await;
             info!(job = %job_id, state = ?job.state, error = %job.error, "job ended");
+        }
+    }
+
+    /// Adds an ended job's attempt costs and output seconds to the
+    /// Prometheus counters (per replica: each job ends on one replica).
+    async fn count_costs(&self, job_id: &str) {
+        let Ok((job, tasks)) = self.store.job(job_id).await else {
+            return;
+        };
+        for a in tasks.iter().flat_map(|t| t.history.iter()) {
+            let pool = self.config.pools.label(&a.pool).to_string();
+            // A gauge only goes up here: the metrics crate's counters are
+            // integers, and dollars are not.
+            metrics::gauge!("spotenc_cost_dollars_total", "pool" => pool, "outcome" => a.outcome.clone())
+                .increment(a.cost_dollars);
+        }
+        if job.state == JobState::Succeeded {
+            if let Some(p) = &job.probe {
+                for (_, video, _) in job.spec.outputs() {
+                    let codec = format!("{:?}", video.codec).to_lowercase();
+                    metrics::counter!("spotenc_output_seconds_total", "codec" => codec)
+                        .increment(p.duration_seconds.round() as u64);
+                }
+            }
         }
     }
 

@@ -4,10 +4,11 @@
 //! has its own stitch. Pure.
 
 use spotenc_proto::domain::{
-    AudioTask, EncodeTask, ProbeInfo, RenditionTarget, StitchTask, TaskKind, Work,
+    output_size, AudioTask, EncodeTask, ProbeInfo, RenditionTarget, StitchTask, TaskKind, Work,
 };
 use spotenc_proto::Result;
 
+use crate::cost::model::{Demand, Output};
 use crate::plan::plan_chunks;
 use crate::state::{JobRecord, NewTask};
 use crate::storage;
@@ -20,6 +21,19 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
     let v = &probe.video;
     let tb = v.time_base.as_f64();
     let mut tasks = Vec::with_capacity(chunks.len() + 2);
+    let outputs: Vec<Output> = spec
+        .outputs()
+        .into_iter()
+        .map(|(_, video, _)| {
+            let (width, height) = output_size(v.width, v.height, video.max_size);
+            Output {
+                codec: video.codec,
+                preset: video.preset.clone(),
+                width,
+                height,
+            }
+        })
+        .collect();
     for c in &chunks {
         tasks.push(NewTask {
             id: format!("{}/encode-{:05}", job.id, c.index),
@@ -45,6 +59,10 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
             }),
             deps: vec![],
             frames_total: c.frames(),
+            demand: Demand {
+                outputs: outputs.clone(),
+                frames: c.frames(),
+            },
         });
     }
     if probe.audio.is_some() {
@@ -61,6 +79,7 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
             }),
             deps: vec![],
             frames_total: 0,
+            demand: Demand::default(),
         });
     }
     let deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
@@ -85,6 +104,7 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
             }),
             deps: deps.clone(),
             frames_total: v.frame_count,
+            demand: Demand::default(),
         });
     }
     Ok(tasks)

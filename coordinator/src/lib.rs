@@ -15,6 +15,8 @@
 //! - `service`: the tonic `JobService` and `WorkerService` handlers.
 //! - `prom`: Prometheus `/metrics` (`metrics_listen`): jobs, queue depth by
 //!   partition, interruptions by pool, expiries, escalations, workers.
+//! - [`cost`]: the pool catalogue, the codec cost model, placement and a
+//!   virtual-time replay (pure).
 //! - [`plan`]: chunk boundaries from keyframes (pure).
 //! - [`graph`]: the task graph of a job, a stitch per rendition (pure).
 //! - [`state`]: the [`state::StateStore`] trait of atomic transitions, the
@@ -27,6 +29,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod cost;
 pub mod graph;
 pub mod plan;
 pub mod state;
@@ -90,6 +93,20 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// S3 storage for `s3://` inputs and outputs, through the broker.
     pub s3: Option<broker::S3Config>,
+    /// Every pool the fleet may run in.
+    pub pools: cost::catalogue::Catalogue,
+    pub placement: Placement,
+}
+
+/// How the coordinator places tasks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    /// Cost-aware placement; `false` leases first in, first out.
+    pub enabled: bool,
+    pub policy: cost::place::Policy,
+    /// A GPU whose NVENC utilisation is at or above this gets no further
+    /// session.
+    pub nvenc_util_limit_pct: u32,
 }
 
 impl Config {

@@ -132,6 +132,24 @@ impl JobService for Jobs {
         }))
     }
 
+    async fn get_pools(
+        &self,
+        _req: Request<pb::GetPoolsRequest>,
+    ) -> Result<Response<pb::GetPoolsResponse>, Status> {
+        Ok(Response::new(pb::GetPoolsResponse {
+            pools: self.0.pools().await?.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_costs(
+        &self,
+        _req: Request<pb::GetCostsRequest>,
+    ) -> Result<Response<pb::GetCostsResponse>, Status> {
+        Ok(Response::new(pb::GetCostsResponse {
+            entries: self.0.costs().await?.into_iter().map(Into::into).collect(),
+        }))
+    }
+
     async fn cancel_job(
         &self,
         req: Request<pb::CancelJobRequest>,

@@ -91,6 +91,7 @@ pub fn encode_chunk_on(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result
 }
 
 fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputObject> {
+    let started = std::time::Instant::now();
     let src = task.input.as_str();
     // The chunk's output, then its further renditions: one decode feeds
     // them all. Each appears at its path only once every one is complete.
@@ -122,10 +123,16 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
             task.chunk.index
         )))
     })?;
+    // What ran and for how long, for the coordinator's cost model.
+    let encode_ms = started.elapsed().as_millis() as u64;
     let mut out = crate::stored_object(&task.output, &finals[0], frames)?;
+    out.encoder = hw.encoder(task.video.codec).to_string();
+    out.encode_ms = encode_ms;
     for (r, dst) in task.renditions.iter().zip(&finals[1..]) {
-        out.renditions
-            .push(crate::stored_object(&r.output, dst, frames)?);
+        let mut obj = crate::stored_object(&r.output, dst, frames)?;
+        obj.encoder = hw.encoder(r.video.codec).to_string();
+        obj.encode_ms = encode_ms;
+        out.renditions.push(obj);
     }
     Ok(out)
 }
@@ -298,21 +305,7 @@ impl Cutter<'_> {
     }
 }
 
-/// The output size: the largest size with the source's aspect ratio that fits
-/// the bounding box (or the source size), with even sides as 4:2:0 needs.
-pub fn output_size(src_w: u32, src_h: u32, max: Option<(u32, u32)>) -> (u32, u32) {
-    let (w, h) = match max {
-        None => (src_w, src_h),
-        Some((mw, mh)) => {
-            let scale = (f64::from(mw) / f64::from(src_w)).min(f64::from(mh) / f64::from(src_h));
-            (
-                (f64::from(src_w) * scale).round() as u32,
-                (f64::from(src_h) * scale).round() as u32,
-            )
-        }
-    };
-    ((w & !1).max(2), (h & !1).max(2))
-}
+pub use spotenc_proto::domain::output_size;
 
 /// Filter graph (scale, convert to yuv420p) plus encoder plus chunk muxer.
 struct Pipeline {

@@ -246,6 +246,6 @@ pub(crate) fn stored_object(
         size_bytes,
         sha256,
         frames,
-        renditions: Vec::new(),
+        ..Default::default()
     })
 }

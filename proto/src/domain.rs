@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// The video codec of a rendition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Codec {
     H264,
     Hevc,
@@ -440,7 +440,7 @@ impl ChunkRange {
 }
 
 /// A stored object a task produced, with what the stitcher verifies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputObject {
     pub path: String,
     pub size_bytes: u64,
@@ -449,6 +449,12 @@ pub struct OutputObject {
     /// An encode task's further renditions, in the order of its targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub renditions: Vec<OutputObject>,
+    /// The encoder that actually ran, after any fallback (encode tasks).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub encoder: String,
+    /// Wall time of the encode (encode tasks), for the cost model.
+    #[serde(default)]
+    pub encode_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -651,7 +657,7 @@ pub enum TaskState {
 }
 
 /// One attempt at a task, kept for the job record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
     pub worker_id: String,
@@ -666,6 +672,83 @@ pub struct AttemptRecord {
     /// Size of the attempt's audit log; 0 when there is none.
     #[serde(default)]
     pub log_bytes: u64,
+    /// The pool's price for the slot share this attempt held, $/h.
+    #[serde(default)]
+    pub rate_per_hour: f64,
+    #[serde(default)]
+    pub on_demand: bool,
+    /// NVENC sessions the attempt held (renditions), 0 off NVENC.
+    #[serde(default)]
+    pub sessions: u32,
+    /// `rate_per_hour` × wall time, set when the attempt ends.
+    #[serde(default)]
+    pub cost_dollars: f64,
+}
+
+impl AttemptRecord {
+    /// The attempt's cost so far: its final cost once it ended, else its
+    /// rate × the time since it started.
+    pub fn cost_at(&self, now_ms: i64) -> f64 {
+        if self.ended_unix_ms != 0 {
+            self.cost_dollars
+        } else {
+            self.rate_per_hour * (now_ms - self.started_unix_ms).max(0) as f64 / 3_600_000.0
+        }
+    }
+}
+
+/// What a job has cost so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobCost {
+    pub spot_dollars: f64,
+    pub on_demand_dollars: f64,
+    /// Of the above: interrupted, failed, expired and cancelled attempts.
+    pub wasted_dollars: f64,
+    /// Output seconds of every rendition.
+    pub output_seconds: f64,
+    pub dollars_per_output_minute: f64,
+}
+
+/// One catalogue pool as a coordinator sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub capacity: String,
+    pub instance_type: String,
+    pub zones: Vec<String>,
+    pub hardware: String,
+    pub gpu: String,
+    pub vcpus: u32,
+    pub memory_gib: f64,
+    pub slots: u32,
+    pub price_per_hour: f64,
+    pub on_demand_price_per_hour: f64,
+    pub interruption_rate_per_hour: f64,
+    pub min_workers: u32,
+    pub max_workers: u32,
+    pub launch_seconds: u32,
+    pub source: String,
+    /// `builtin`, `file` or `derived`.
+    pub origin: String,
+    pub live_workers: u32,
+    pub interruptions: u32,
+    pub worker_hours: f64,
+    pub measured_interruption_rate_per_hour: f64,
+}
+
+/// One key of the codec cost model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostEntry {
+    pub class: String,
+    pub family: String,
+    pub codec: Codec,
+    pub preset: String,
+    pub band: String,
+    pub prior_pixels_per_second: f64,
+    pub learned_pixels_per_second: f64,
+    pub samples: u64,
+    /// (pool, dollars per output minute at 1080p30).
+    pub pools: Vec<(String, f64)>,
 }
 
 /// Interruption counts by pool name.
@@ -737,4 +820,21 @@ pub struct JobView {
     pub tasks: Vec<TaskSummary>,
     /// Interruptions of the job's tasks by pool.
     pub interruptions: PoolCounts,
+    pub cost: JobCost,
+}
+
+/// The output size: the largest size with the source's aspect ratio that fits
+/// the bounding box (or the source size), with even sides as 4:2:0 needs.
+pub fn output_size(src_w: u32, src_h: u32, max: Option<(u32, u32)>) -> (u32, u32) {
+    let (w, h) = match max {
+        None => (src_w, src_h),
+        Some((mw, mh)) => {
+            let scale = (f64::from(mw) / f64::from(src_w)).min(f64::from(mh) / f64::from(src_h));
+            (
+                (f64::from(src_w) * scale).round() as u32,
+                (f64::from(src_h) * scale).round() as u32,
+            )
+        }
+    };
+    ((w & !1).max(2), (h & !1).max(2))
 }

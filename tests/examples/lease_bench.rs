@@ -154,11 +154,11 @@ async fn main() -> anyhow::Result<()> {
                 let outcome = match &task.work {
                     Work::Probe(_) => TaskOutcome::Probe(probe_result()),
                     Work::Encode(e) => TaskOutcome::Encode(OutputObject {
-                        renditions: Default::default(),
                         path: e.output.clone(),
                         size_bytes: 1,
                         sha256: "00".into(),
                         frames: e.chunk.frames(),
+                        ..Default::default()
                     }),
                     _ => {
                         // End the job instead of committing a file that does not exist.

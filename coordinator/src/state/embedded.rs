@@ -14,8 +14,14 @@ use std::sync::Mutex;
 use spotenc_proto::domain::{JobSpec, JobState, LeasedTask, TaskLog, TaskOutcome};
 use spotenc_proto::{Error, Result};
 
+use std::collections::BTreeMap;
+
 use super::machine::State;
-use super::{Ending, JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
+use super::{
+    Ending, JobRecord, Limits, NewTask, PoolStat, StateStore, TaskRecord, Transition, WorkerRecord,
+};
+use crate::cost::model::{Model, Observation};
+use crate::cost::Lease;
 
 pub struct EmbeddedStore {
     state: Mutex<State>,
@@ -101,11 +107,46 @@ impl StateStore for EmbeddedStore {
         )
     }
 
-    async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>> {
+    async fn lease(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> Result<Option<LeasedTask>> {
         self.apply(
-            |s| s.lease_next(worker_id, now_ms, self.limits),
+            |s| s.lease(worker_id, lease, now_ms, self.limits),
             |r| matches!(r, Ok(Some(_))),
         )
+    }
+
+    async fn worker(&self, worker_id: &str) -> Result<WorkerRecord> {
+        let s = self.state.lock().expect("state lock");
+        s.workers
+            .get(worker_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("worker {worker_id}")))
+    }
+
+    async fn live_workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>> {
+        Ok(self.state.lock().expect("state lock").live_workers(since_ms))
+    }
+
+    async fn model(&self) -> Result<Model> {
+        Ok(self.state.lock().expect("state lock").model.clone())
+    }
+
+    async fn learn(&self, observations: &[Observation]) -> Result<()> {
+        self.apply(
+            |s| {
+                s.model.learn(observations);
+                Ok(())
+            },
+            always,
+        )
+    }
+
+    async fn pool_stats(&self) -> Result<BTreeMap<String, PoolStat>> {
+        Ok(self.state.lock().expect("state lock").pool_stats())
     }
 
     async fn heartbeat(

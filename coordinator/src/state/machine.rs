@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
-    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, StitchTask, TaskKind, TaskLog,
-    TaskOutcome, TaskState, Work,
+    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, Priority, StitchTask, TaskKind,
+    TaskLog, TaskOutcome, TaskState, Work,
 };
 use spotenc_proto::{Error, Result};
 
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
+use crate::cost::model::Model;
+use crate::cost::place::{window, Candidate};
+use crate::cost::{Lease, WINDOW_PER_CLASS};
 use crate::storage;
 
 /// Everything the coordinator knows, in memory.
@@ -24,6 +27,22 @@ pub struct State {
     /// Audit logs of ended attempts, by [`log_key`].
     #[serde(default)]
     pub logs: BTreeMap<String, String>,
+    /// The codec cost model's learned samples.
+    #[serde(default)]
+    pub model: Model,
+    /// When each worker last asked for work; not persisted (a restart
+    /// forgets liveness, and workers come back within a lease poll).
+    #[serde(skip)]
+    pub seen: BTreeMap<String, i64>,
+}
+
+/// What a pool's ended attempts add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PoolStat {
+    pub interruptions: u32,
+    /// Wall seconds of attempts (each holding one slot or its sessions).
+    pub attempt_seconds: f64,
+    pub cost_dollars: f64,
 }
 
 /// Where an attempt's audit log is kept.
@@ -82,6 +101,7 @@ impl State {
                     work: Work::Probe(spotenc_proto::domain::ProbeTask { input: spec.input }),
                     deps: vec![],
                     frames_total: 0,
+                    demand: Default::default(),
                 },
             ),
         );
@@ -97,45 +117,83 @@ impl State {
         self.workers.insert(worker.id.clone(), worker);
     }
 
-    pub fn lease_next(
+    /// Pending tasks of live jobs as placement candidates, windowed.
+    pub fn candidates(&self, per_class: usize) -> Vec<Candidate> {
+        let mut all = Vec::new();
+        for j in self.jobs.values() {
+            if j.state.is_terminal() || j.state == JobState::Committing {
+                continue;
+            }
+            for (i, id) in j.task_ids.iter().enumerate() {
+                let Some(t) = self.tasks.get(id) else { continue };
+                if t.state != TaskState::Pending {
+                    continue;
+                }
+                all.push(Candidate {
+                    task_id: t.id.clone(),
+                    job_id: j.id.clone(),
+                    partition: t.partition,
+                    order: j.seq * 1_000_000 + i as u64,
+                    pending_since_ms: t.pending_since_ms,
+                    latency: j.spec.priority == Priority::Latency,
+                    demand: t.demand.clone(),
+                });
+            }
+        }
+        window(all, per_class)
+    }
+
+    /// NVENC sessions the tasks leased to a worker hold.
+    pub fn sessions_held(&self, worker_id: &str) -> u32 {
+        self.tasks
+            .values()
+            .filter(|t| t.state == TaskState::Leased && t.worker_id == worker_id)
+            .filter_map(|t| t.history.last().map(|a| a.sessions))
+            .sum()
+    }
+
+    /// Leases the task `lease` chooses for a worker, bumping its fencing
+    /// token and opening an attempt priced for the worker's pool.
+    pub fn lease(
         &mut self,
         worker_id: &str,
+        lease: &Lease,
         now_ms: i64,
         limits: Limits,
     ) -> Result<Option<LeasedTask>> {
-        if !self.workers.contains_key(worker_id) {
+        let Some(record) = self.workers.get(worker_id) else {
             return Err(not_found("worker", worker_id));
-        }
+        };
         // On-demand capacity serves on-demand work first, then spot work
         // rather than idle; spot capacity serves only spot work.
-        let partitions: &[Capacity] = match self.workers[worker_id].info.capacity {
-            Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
-            Capacity::Spot => &[Capacity::Spot],
-        };
-        let mut active: Vec<(u64, &JobRecord)> = self
-            .jobs
-            .values()
-            .filter(|j| !j.state.is_terminal() && j.state != JobState::Committing)
-            .map(|j| (j.seq, j))
-            .collect();
-        active.sort_by_key(|(seq, _)| *seq);
-        let Some(task_id) = partitions.iter().find_map(|p| {
-            active.iter().find_map(|(_, j)| {
-                j.task_ids
-                    .iter()
-                    .find(|t| {
-                        self.tasks
-                            .get(*t)
-                            .is_some_and(|t| t.state == TaskState::Pending && t.partition == *p)
-                    })
-                    .cloned()
-            })
-        }) else {
+        let capacity = record.info.capacity;
+        self.seen.insert(worker_id.to_string(), now_ms);
+        let mut candidates = self.candidates(WINDOW_PER_CLASS);
+        if capacity == Capacity::Spot {
+            candidates.retain(|c| c.partition == Capacity::Spot);
+        } else if lease.worker.is_none()
+            && candidates.iter().any(|c| c.partition == Capacity::OnDemand)
+        {
+            candidates.retain(|c| c.partition == Capacity::OnDemand);
+        }
+        let mut lease = std::borrow::Cow::Borrowed(lease);
+        if let Some(w) = &lease.worker {
+            let held = self.sessions_held(worker_id);
+            if w.sessions_held != held {
+                let mut l = lease.into_owned();
+                if let Some(w) = l.worker.as_mut() {
+                    w.sessions_held = held;
+                }
+                lease = std::borrow::Cow::Owned(l);
+            }
+        }
+        let Some(task_id) = lease.choose(&candidates, now_ms) else {
             return Ok(None);
         };
         let work = self.work_for_lease(&task_id)?;
         let pool = self.workers[worker_id].info.pool.clone();
-        let task = self.tasks.get_mut(&task_id).expect("found above");
+        let task = self.tasks.get_mut(&task_id).expect("a candidate");
+        let (rate_per_hour, on_demand, sessions) = lease.pricing(&task.demand);
         task.attempt += 1;
         task.state = TaskState::Leased;
         task.worker_id = worker_id.to_string();
@@ -150,6 +208,10 @@ impl State {
             error: String::new(),
             pool,
             log_bytes: 0,
+            rate_per_hour,
+            on_demand,
+            sessions,
+            cost_dollars: 0.0,
         });
         let attempt = task.attempt;
         let work = with_attempt_paths(work, attempt);
@@ -165,6 +227,33 @@ impl State {
             lease_ttl_ms: limits.lease_ttl_ms,
             work,
         }))
+    }
+
+    /// Workers that asked for work at or after `since_ms`.
+    pub fn live_workers(&self, since_ms: i64) -> Vec<WorkerRecord> {
+        self.seen
+            .iter()
+            .filter(|(_, t)| **t >= since_ms)
+            .filter_map(|(id, _)| self.workers.get(id).cloned())
+            .collect()
+    }
+
+    /// Interruptions and worker-seconds of ended attempts, by pool.
+    pub fn pool_stats(&self) -> BTreeMap<String, PoolStat> {
+        let mut out: BTreeMap<String, PoolStat> = BTreeMap::new();
+        for t in self.tasks.values() {
+            for a in t.history.iter().filter(|a| a.ended_unix_ms != 0) {
+                let s = out.entry(a.pool.clone()).or_default();
+                if a.outcome == "interrupted" {
+                    s.interruptions += 1;
+                }
+                if a.rate_per_hour > 0.0 {
+                    s.cost_dollars += a.cost_dollars;
+                }
+                s.attempt_seconds += (a.ended_unix_ms - a.started_unix_ms).max(0) as f64 / 1000.0;
+            }
+        }
+        out
     }
 
     /// The work of a task about to be leased; a stitch task gets the objects
@@ -594,6 +683,7 @@ fn new_task_record(job_id: &str, partition: Capacity, now_ms: i64, nt: NewTask) 
         interruptions: Default::default(),
         partition,
         pending_since_ms: now_ms,
+        demand: nt.demand,
     }
 }
 
@@ -603,6 +693,7 @@ fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, now_ms: i64)
             a.ended_unix_ms = now_ms;
             a.outcome = outcome.to_string();
             a.error = error.to_string();
+            a.cost_dollars = a.cost_at(now_ms);
         }
     }
 }

@@ -13,6 +13,12 @@
 //! - [`redis`]: the shared store for coordinator replicas: one Lua script
 //!   per transition (`lua/`).
 
+use std::collections::BTreeMap;
+
+use crate::cost::model::{Demand, Model, Observation};
+use crate::cost::Lease;
+pub use machine::PoolStat;
+
 pub mod embedded;
 pub mod machine;
 pub mod redis;
@@ -73,6 +79,9 @@ pub struct TaskRecord {
     pub partition: Capacity,
     /// When the task last became pending, for wait-based escalation.
     pub pending_since_ms: i64,
+    /// What it asks of a slot, for placement and the cost model.
+    #[serde(default)]
+    pub demand: Demand,
 }
 
 /// A task to create, as planning produces it.
@@ -84,6 +93,7 @@ pub struct NewTask {
     pub work: Work,
     pub deps: Vec<String>,
     pub frames_total: u64,
+    pub demand: Demand,
 }
 
 /// A registered worker.
@@ -136,8 +146,25 @@ pub trait StateStore: Send + Sync + 'static {
     /// submission with the same idempotency key created.
     async fn submit(&self, spec: JobSpec, idempotency_key: &str, now_ms: i64) -> Result<JobRecord>;
     async fn register_worker(&self, worker: WorkerRecord) -> Result<()>;
-    /// Leases the oldest pending task, bumping its fencing token.
-    async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>>;
+    /// Leases the task `lease` places on the worker (see
+    /// [`crate::cost::place`]), bumping its fencing token and opening an
+    /// attempt priced for the worker's pool.
+    async fn lease(&self, worker_id: &str, lease: &Lease, now_ms: i64)
+        -> Result<Option<LeasedTask>>;
+    /// Leases the oldest pending task of the worker's partitions.
+    async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>> {
+        self.lease(worker_id, &Lease::fifo(), now_ms).await
+    }
+    /// A registered worker.
+    async fn worker(&self, worker_id: &str) -> Result<WorkerRecord>;
+    /// Workers that asked for work at or after `since_ms`.
+    async fn live_workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>>;
+    /// The cost model's learned samples.
+    async fn model(&self) -> Result<Model>;
+    /// Adds observations to the cost model, atomically per key.
+    async fn learn(&self, observations: &[Observation]) -> Result<()>;
+    /// Interruptions and attempt time by pool.
+    async fn pool_stats(&self) -> Result<BTreeMap<String, PoolStat>>;
     /// Extends a lease; `false` means the caller no longer holds it.
     async fn heartbeat(
         &self,
@@ -197,7 +224,7 @@ pub trait StateStore: Send + Sync + 'static {
 }
 
 /// The client's view of a job and its tasks.
-pub fn job_view(job: &JobRecord, tasks: &[TaskRecord]) -> JobView {
+pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
     let encodes = tasks.iter().filter(|t| t.kind == TaskKind::Encode);
     let frames_total = job.probe.as_ref().map_or(0, |p| p.video.frame_count);
     let frames_done = encodes
@@ -219,6 +246,13 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord]) -> JobView {
         frames_done,
         chunks_total: encodes.clone().count() as u32,
         chunks_done: encodes.filter(|t| t.state == TaskState::Done).count() as u32,
+        cost: crate::cost::job_cost(
+            tasks.iter().flat_map(|t| t.history.iter()),
+            job.probe
+                .as_ref()
+                .map_or(0.0, |p| p.duration_seconds * job.spec.outputs().len() as f64),
+            now_ms,
+        ),
         interruptions: tasks.iter().fold(PoolCounts::new(), |mut acc, t| {
             for (pool, n) in &t.interruptions {
                 *acc.entry(pool.clone()).or_default() += n;

@@ -16,8 +16,34 @@ use spotenc_proto::domain::{
 };
 use spotenc_proto::{Error, Result};
 
+use std::collections::BTreeMap;
+
+use spotenc_proto::domain::Capacity;
+
 use super::machine::{fill_stitch, task_log, with_attempt_paths};
-use super::{Ending, JobRecord, Limits, NewTask, StateStore, TaskRecord, Transition, WorkerRecord};
+use super::{
+    Ending, JobRecord, Limits, NewTask, PoolStat, StateStore, TaskRecord, Transition, WorkerRecord,
+};
+use crate::cost::catalogue::Hardware;
+use crate::cost::model::{Demand, Model, Observation};
+use crate::cost::place::{Candidate, Worker};
+use crate::cost::{Lease, WINDOW_PER_CLASS};
+
+/// A lease script's reply: task id, job id, attempt, work and deps JSON.
+type Leased = (String, String, u32, String, String);
+
+/// Every queue class ([`Demand::class`]) the window reads.
+const QUEUE_CLASSES: &[&str] = &[
+    "misc",
+    "h264-sd",
+    "h264-hd720",
+    "h264-hd1080",
+    "h264-uhd",
+    "hevc-sd",
+    "hevc-hd720",
+    "hevc-hd1080",
+    "hevc-uhd",
+];
 
 macro_rules! script {
     ($name:literal) => {
@@ -32,6 +58,8 @@ macro_rules! script {
 struct Scripts {
     submit: Script,
     lease: Script,
+    window: Script,
+    claim: Script,
     heartbeat: Script,
     complete: Script,
     fail: Script,
@@ -119,6 +147,8 @@ impl RedisStore {
             scripts: Scripts {
                 submit: script!("submit"),
                 lease: script!("lease"),
+                window: script!("window"),
+                claim: script!("claim"),
                 heartbeat: script!("heartbeat"),
                 complete: script!("complete"),
                 fail: script!("fail"),
@@ -193,6 +223,10 @@ impl RedisStore {
             interruptions,
             partition: enum_field(&text(&h, "partition"))?,
             pending_since_ms: num(&h, "pending_since_ms"),
+            demand: match h.get("demand") {
+                Some(d) if !d.is_empty() => json(d, "task demand")?,
+                _ => Demand::default(),
+            },
         })
     }
 
@@ -226,6 +260,79 @@ impl RedisStore {
             },
             task_ids,
         })
+    }
+
+    /// Reads the candidate window (window.lua), places in Rust, and claims
+    /// the choice (claim.lua); when another replica took it first, reads
+    /// the window again, a few times at most.
+    async fn place_and_claim(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        worker: &Worker,
+        now_ms: i64,
+    ) -> Result<Option<Leased>> {
+        for _ in 0..4 {
+            let mut inv = self.scripts.window.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(worker_id)
+                .arg(now_ms)
+                .arg(WINDOW_PER_CLASS);
+            for class in QUEUE_CLASSES {
+                inv.arg(*class);
+            }
+            let (held, _n, flat): (u32, usize, Vec<String>) = inv
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(redis_error)?;
+            let mut candidates = Vec::with_capacity(flat.len() / 7);
+            for c in flat.chunks_exact(7) {
+                candidates.push(Candidate {
+                    task_id: c[0].clone(),
+                    job_id: c[1].clone(),
+                    partition: enum_field(&c[2])?,
+                    order: c[3].parse::<f64>().unwrap_or_default() as u64,
+                    pending_since_ms: c[4].parse().unwrap_or_default(),
+                    latency: c[5] == "1",
+                    demand: if c[6].is_empty() {
+                        Demand::default()
+                    } else {
+                        json(&c[6], "task demand")?
+                    },
+                });
+            }
+            let mut lease = lease.clone();
+            let mut w = worker.clone();
+            w.sessions_held = held;
+            lease.worker = Some(w);
+            let Some(task_id) = lease.choose(&candidates, now_ms) else {
+                return Ok(None);
+            };
+            let demand = candidates
+                .iter()
+                .find(|c| c.task_id == task_id)
+                .map(|c| c.demand.clone())
+                .unwrap_or_default();
+            let (rate, on_demand, sessions) = lease.pricing(&demand);
+            let claimed: Option<Leased> = self
+                .scripts
+                .claim
+                .arg(&self.prefix)
+                .arg(worker_id)
+                .arg(now_ms)
+                .arg(self.limits.lease_ttl_ms)
+                .arg(&task_id)
+                .arg(rate)
+                .arg(u8::from(on_demand))
+                .arg(sessions)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(redis_error)?;
+            if claimed.is_some() {
+                return Ok(claimed);
+            }
+        }
+        Ok(None)
     }
 
     async fn transition(&self, job_id: String) -> Result<Transition> {
@@ -279,17 +386,38 @@ impl StateStore for RedisStore {
         Ok(())
     }
 
-    async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>> {
-        let leased: Option<(String, String, u32, String, String)> = self
-            .scripts
-            .lease
-            .arg(&self.prefix)
-            .arg(worker_id)
-            .arg(now_ms)
-            .arg(self.limits.lease_ttl_ms)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error)?;
+    async fn lease(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> Result<Option<LeasedTask>> {
+        let leased = match &lease.worker {
+            Some(w) if lease.placement => self.place_and_claim(worker_id, lease, w, now_ms).await?,
+            w => {
+                let (price, slots, nvenc, on_demand) = w.as_ref().map_or((0.0, 1, false, false), |w| {
+                    (
+                        w.pool.price_per_hour,
+                        w.pool.slots,
+                        w.pool.hardware == Hardware::Nvenc,
+                        w.pool.capacity == Capacity::OnDemand,
+                    )
+                });
+                self.scripts
+                    .lease
+                    .arg(&self.prefix)
+                    .arg(worker_id)
+                    .arg(now_ms)
+                    .arg(self.limits.lease_ttl_ms)
+                    .arg(price)
+                    .arg(slots)
+                    .arg(u8::from(nvenc))
+                    .arg(u8::from(on_demand))
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(redis_error)?
+            }
+        };
         let Some((task_id, job_id, attempt, work, deps)) = leased else {
             return Ok(None);
         };
@@ -311,6 +439,84 @@ impl StateStore for RedisStore {
             lease_ttl_ms: self.limits.lease_ttl_ms,
             work: with_attempt_paths(work, attempt),
         }))
+    }
+
+    async fn worker(&self, worker_id: &str) -> Result<WorkerRecord> {
+        let (record,): (Option<String>,) = self
+            .read(redis::pipe().hget(self.key(&format!("worker:{worker_id}")), "record"))
+            .await?;
+        let record = record.ok_or_else(|| Error::NotFound(format!("worker {worker_id}")))?;
+        json(&record, "worker record")
+    }
+
+    async fn live_workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>> {
+        let (ids,): (Vec<String>,) = self
+            .read(redis::pipe().zrangebyscore(self.key("seen"), since_ms, "+inf"))
+            .await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hget(self.key(&format!("worker:{id}")), "record");
+        }
+        let records: Vec<Option<String>> = self.read(&pipe).await?;
+        records
+            .into_iter()
+            .flatten()
+            .map(|r| json(&r, "worker record"))
+            .collect()
+    }
+
+    async fn model(&self) -> Result<Model> {
+        let (h,): (HashMap<String, String>,) =
+            self.read(redis::pipe().hgetall(self.key("model"))).await?;
+        let mut model = Model::default();
+        for (field, v) in &h {
+            let Some((key, part)) = field.rsplit_once('#') else {
+                continue;
+            };
+            let s = model.samples.entry(key.to_string()).or_default();
+            match part {
+                "n" => s.n = v.parse().unwrap_or_default(),
+                "sum" => s.sum = v.parse().unwrap_or_default(),
+                _ => {}
+            }
+        }
+        Ok(model)
+    }
+
+    async fn learn(&self, observations: &[Observation]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for o in observations {
+            let key = o.key.encode();
+            pipe.hincr(self.key("model"), format!("{key}#n"), 1)
+                .ignore()
+                .cmd("HINCRBYFLOAT")
+                .arg(self.key("model"))
+                .arg(format!("{key}#sum"))
+                .arg(o.pixels_per_second)
+                .ignore();
+        }
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await.map_err(redis_error)
+    }
+
+    async fn pool_stats(&self) -> Result<BTreeMap<String, PoolStat>> {
+        let (h,): (HashMap<String, String>,) =
+            self.read(redis::pipe().hgetall(self.key("poolstats"))).await?;
+        let mut out: BTreeMap<String, PoolStat> = BTreeMap::new();
+        for (field, v) in &h {
+            let Some((pool, part)) = field.rsplit_once('#') else {
+                continue;
+            };
+            let s = out.entry(pool.to_string()).or_default();
+            match part {
+                "intr" => s.interruptions = v.parse().unwrap_or_default(),
+                "secs" => s.attempt_seconds = v.parse().unwrap_or_default(),
+                "cost" => s.cost_dollars = v.parse().unwrap_or_default(),
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     async fn heartbeat(
@@ -365,7 +571,10 @@ impl StateStore for RedisStore {
                 .arg(t.chunk)
                 .arg(to_json(&t.work))
                 .arg(to_json(&t.deps))
-                .arg(t.frames_total);
+                .arg(t.frames_total)
+                .arg(t.demand.class())
+                .arg(to_json(&t.demand))
+                .arg(t.demand.sessions());
         }
         let state: String = inv
             .invoke_async(&mut self.conn.clone())

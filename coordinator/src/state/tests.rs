@@ -45,11 +45,11 @@ fn spec() -> JobSpec {
 
 fn obj(path: &str, frames: u64) -> OutputObject {
     OutputObject {
-        renditions: Default::default(),
         path: path.into(),
         size_bytes: 10,
         sha256: "00".into(),
         frames,
+        ..Default::default()
     }
 }
 
@@ -102,6 +102,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
         }),
         deps: vec![],
         frames_total: 25,
+        demand: Default::default(),
     };
     vec![
         enc(0),
@@ -122,6 +123,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
             }),
             deps: vec![format!("{job}/encode-0"), format!("{job}/encode-1")],
             frames_total: 50,
+            demand: Default::default(),
         },
     ]
 }
@@ -488,7 +490,7 @@ async fn interruptions_by_one_pool_escalate_to_on_demand(s: Arc<dyn StateStore>)
     assert_eq!((task.failures, task.state), (0, TaskState::Pending));
     assert_eq!(task.interruptions.get("p"), Some(&2));
     assert_eq!(
-        super::job_view(&view, &tasks).interruptions.get("p"),
+        super::job_view(&view, &tasks, 0).interruptions.get("p"),
         Some(&2)
     );
     // The other chunk is still on spot, so the spot worker gets that one.

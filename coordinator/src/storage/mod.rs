@@ -212,11 +212,11 @@ mod tests {
         let tmp = attempt_path(&temp_output(&fin, "j1"), 1);
         std::fs::write(&tmp, b"stitched").unwrap();
         let obj = OutputObject {
-            renditions: Default::default(),
             path: tmp.clone(),
             size_bytes: 8,
             sha256: sha256_file(Path::new(&tmp)).unwrap(),
             frames: 1,
+            ..Default::default()
         };
         commit(&obj, &fin).unwrap();
         commit(&obj, &fin).unwrap();

@@ -176,3 +176,54 @@ impl TryFrom<pb::WorkerInfo> for d::WorkerInfo {
         })
     }
 }
+
+impl From<d::PoolStatus> for pb::PoolStatus {
+    fn from(p: d::PoolStatus) -> Self {
+        pb::PoolStatus {
+            name: p.name,
+            capacity: p.capacity,
+            instance_type: p.instance_type,
+            zones: p.zones,
+            hardware: p.hardware,
+            gpu: p.gpu,
+            vcpus: p.vcpus,
+            memory_gib: p.memory_gib,
+            slots: p.slots,
+            price_per_hour: p.price_per_hour,
+            on_demand_price_per_hour: p.on_demand_price_per_hour,
+            interruption_rate_per_hour: p.interruption_rate_per_hour,
+            min_workers: p.min_workers,
+            max_workers: p.max_workers,
+            launch_seconds: p.launch_seconds,
+            source: p.source,
+            origin: p.origin,
+            live_workers: p.live_workers,
+            interruptions: p.interruptions,
+            worker_hours: p.worker_hours,
+            measured_interruption_rate_per_hour: p.measured_interruption_rate_per_hour,
+        }
+    }
+}
+
+impl From<d::CostEntry> for pb::CostEntry {
+    fn from(c: d::CostEntry) -> Self {
+        pb::CostEntry {
+            class: c.class,
+            family: c.family,
+            codec: pb::Codec::from(c.codec) as i32,
+            preset: c.preset,
+            band: c.band,
+            prior_pixels_per_second: c.prior_pixels_per_second,
+            learned_pixels_per_second: c.learned_pixels_per_second,
+            samples: c.samples,
+            pools: c
+                .pools
+                .into_iter()
+                .map(|(pool, dollars_per_output_minute)| pb::PoolPrice {
+                    pool,
+                    dollars_per_output_minute,
+                })
+                .collect(),
+        }
+    }
+}

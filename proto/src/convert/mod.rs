@@ -309,6 +309,8 @@ impl From<d::OutputObject> for pb::OutputObject {
             sha256: o.sha256,
             frames: o.frames,
             renditions: o.renditions.into_iter().map(Into::into).collect(),
+            encoder: o.encoder,
+            encode_ms: o.encode_ms,
         }
     }
 }
@@ -321,6 +323,8 @@ impl From<pb::OutputObject> for d::OutputObject {
             sha256: o.sha256,
             frames: o.frames,
             renditions: o.renditions.into_iter().map(Into::into).collect(),
+            encoder: o.encoder,
+            encode_ms: o.encode_ms,
         }
     }
 }
@@ -340,7 +344,7 @@ fn from_stitch_chunk(o: pb::StitchChunk) -> d::OutputObject {
         size_bytes: o.size_bytes,
         sha256: o.sha256,
         frames: o.frames,
-        renditions: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -615,6 +619,13 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
         chunks_total: j.chunks_total,
         chunks_done: j.chunks_done,
         interruptions: pool_counts(j.interruptions),
+        cost: Some(pb::JobCost {
+            spot_dollars: j.cost.spot_dollars,
+            on_demand_dollars: j.cost.on_demand_dollars,
+            wasted_dollars: j.cost.wasted_dollars,
+            output_seconds: j.cost.output_seconds,
+            dollars_per_output_minute: j.cost.dollars_per_output_minute,
+        }),
         tasks: j
             .tasks
             .into_iter()
@@ -641,6 +652,9 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
                         error: a.error,
                         pool: a.pool,
                         log_bytes: a.log_bytes,
+                        rate_per_hour: a.rate_per_hour,
+                        on_demand: a.on_demand,
+                        cost_dollars: a.cost_dollars,
                     })
                     .collect(),
             })

@@ -1,0 +1,37 @@
+-- window: the candidates cost-aware placement chooses from for one worker:
+-- the oldest `per_class` pending tasks of each queue class in the worker's
+-- partitions. Records that the worker asked for work. The choice is made
+-- in Rust (cost::place) and claimed with claim.lua.
+-- KEYS: none (see lib.lua)
+-- ARGV: prefix, worker_id, now_ms, per_class, then the queue classes
+-- Returns: {sessions_held, n, then n × (task_id, job_id, partition, order,
+--          pending_since_ms, latency (1/0), demand_json)}, or an error if
+--          the worker is unknown.
+local worker, now, k = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local w = redis.call('HMGET', P .. ':worker:' .. worker, 'capacity', 'sessions')
+if not w[1] then
+  return redis.error_reply('NOTFOUND worker ' .. worker)
+end
+redis.call('ZADD', SEEN, now, worker)
+local partitions = {'Spot'}
+if w[1] == 'OnDemand' then partitions = {'OnDemand', 'Spot'} end
+local out = {}
+local n = 0
+for _, p in ipairs(partitions) do
+  for i = 5, #ARGV do
+    local pair = redis.call('ZRANGE', pq_key(p, ARGV[i]), 0, k - 1, 'WITHSCORES')
+    for j = 1, #pair, 2 do
+      local id = pair[j]
+      local t = redis.call('HMGET', tk(id), 'job_id', 'pending_since_ms', 'demand', 'state')
+      if t[4] == 'Pending' then
+        local latency = '0'
+        if redis.call('HGET', jk(t[1]), 'partition') == 'OnDemand' then latency = '1' end
+        for _, v in ipairs({id, t[1], p, pair[j + 1], t[2] or '0', latency, t[3] or ''}) do
+          table.insert(out, v)
+        end
+        n = n + 1
+      end
+    end
+  end
+end
+return {tonumber(w[2]) or 0, n, out}

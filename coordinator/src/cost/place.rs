@@ -1,0 +1,248 @@
+//! Placement: which pending task a worker asking for work gets. One pure,
+//! deterministic function that both stores call, over a bounded window of
+//! candidates.
+//!
+//! The rules, in order:
+//! 1. **Partitions.** Spot workers take spot work; on-demand workers take
+//!    on-demand work first, then spot work.
+//! 2. **Capability.** A worker never gets a task it cannot encode: every
+//!    output's codec must be one it encodes, within its NVENC limits when
+//!    NVENC would run it. An NVENC worker whose encoder is saturated, or
+//!    whose sessions plus the task's renditions would pass its slots, gets
+//!    no encode task.
+//! 3. **No starvation.** A task pending longer than
+//!    `max_placement_delay_ms`, and the oldest task of each latency job,
+//!    go first, oldest first.
+//! 4. **Comparative advantage.** For each candidate, its expected cost on
+//!    this worker's pool over its cheapest expected cost on any live pool
+//!    that can run it; the lowest ratio wins. Among equal ratios (within
+//!    1%) the task where this pool saves most against the next cheapest
+//!    pool wins (so a GPU, cheapest for everything, takes HEVC and large
+//!    frames first), then the oldest. A spot task whose ratio is above
+//!    `max_cost_ratio` is left for a cheaper pool until rule 3 takes it.
+
+use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
+
+use super::catalogue::{Hardware, Pool};
+use super::model::{expected_cost, Demand, Model, Shape};
+
+/// A pending task as placement sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub task_id: String,
+    pub job_id: String,
+    pub partition: Capacity,
+    /// First-in first-out order: job submission, then task order.
+    pub order: u64,
+    pub pending_since_ms: i64,
+    /// The job asked for latency.
+    pub latency: bool,
+    pub demand: Demand,
+}
+
+/// A worker (or a live pool's representative) as placement sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Worker {
+    pub pool: Pool,
+    /// Instance type, or the hardware class when no type is known.
+    pub class: String,
+    pub codecs: Vec<Codec>,
+    /// What NVENC encodes on its GPUs, with limits (any GPU).
+    pub nvenc: Vec<NvencCodec>,
+    /// NVENC sessions its leased tasks hold now.
+    pub sessions_held: u32,
+    /// Every GPU's encoder is at or above the utilisation limit.
+    pub encoder_saturated: bool,
+}
+
+impl Worker {
+    pub fn shape(&self) -> Shape {
+        Shape::from(&self.pool)
+    }
+
+    fn nvenc_codecs(&self) -> Vec<Codec> {
+        if self.pool.hardware != Hardware::Nvenc {
+            return vec![];
+        }
+        let mut c: Vec<Codec> = self.nvenc.iter().map(|n| n.codec).collect();
+        c.dedup();
+        c
+    }
+
+    /// Whether it can encode every output of `d` (ignoring load).
+    pub fn can_run(&self, d: &Demand) -> bool {
+        d.outputs.iter().all(|o| {
+            let nvenc = self.pool.hardware == Hardware::Nvenc
+                && self
+                    .nvenc
+                    .iter()
+                    .any(|n| n.codec == o.codec && n.max_width >= o.width && n.max_height >= o.height);
+            nvenc || self.codecs.contains(&o.codec)
+        })
+    }
+
+    /// Whether its NVENC sessions allow `d` now.
+    fn sessions_allow(&self, d: &Demand) -> bool {
+        let nv = self.nvenc_codecs();
+        let uses_nvenc = d.outputs.iter().any(|o| nv.contains(&o.codec));
+        !uses_nvenc
+            || (!self.encoder_saturated && self.sessions_held + d.sessions() <= self.pool.slots)
+    }
+
+    /// Predicted seconds of `d` on one of its slots.
+    pub fn seconds(&self, d: &Demand, model: &Model) -> f64 {
+        let keys = d.keys(&self.class, self.pool.hardware, &self.nvenc_codecs());
+        d.seconds(&keys, &self.shape(), model)
+    }
+
+    /// Expected dollars of `d` here.
+    pub fn cost(&self, d: &Demand, model: &Model) -> f64 {
+        expected_cost(&self.pool, d.sessions(), self.seconds(d, model))
+    }
+
+    /// Whether it may take work waiting in `partition` at all.
+    fn serves(&self, partition: Capacity) -> bool {
+        partition == Capacity::Spot || self.pool.capacity == Capacity::OnDemand
+    }
+}
+
+/// The pools with live workers, one representative each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fleet {
+    pub pools: Vec<Worker>,
+}
+
+/// Placement settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    pub max_placement_delay_ms: i64,
+    pub max_cost_ratio: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_placement_delay_ms: 60_000,
+            max_cost_ratio: 4.0,
+        }
+    }
+}
+
+/// The cost ratio of `c` on `worker` against its cheapest live pool, and
+/// this worker's advantage: the cheapest cost on any other live pool over
+/// the cost here (1 when no other pool can run it). Tasks without outputs
+/// get (1, 1): any pool suits them.
+pub fn ratio(worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f64, f64) {
+    if c.demand.outputs.is_empty() {
+        return (1.0, 1.0);
+    }
+    let here = worker.cost(&c.demand, model);
+    let others = fleet
+        .pools
+        .iter()
+        .filter(|p| {
+            p.pool.name != worker.pool.name && p.serves(c.partition) && p.can_run(&c.demand)
+        })
+        .map(|p| p.cost(&c.demand, model))
+        .fold(f64::INFINITY, f64::min);
+    let cheapest = here.min(others);
+    let ratio = if cheapest > 0.0 { here / cheapest } else { 1.0 };
+    let advantage = if others.is_finite() && here > 0.0 {
+        others / here
+    } else {
+        1.0
+    };
+    (ratio, advantage)
+}
+
+/// The task `worker` should lease from `candidates`, if any.
+pub fn place(
+    worker: &Worker,
+    candidates: &[Candidate],
+    model: &Model,
+    fleet: &Fleet,
+    policy: &Policy,
+    now_ms: i64,
+) -> Option<String> {
+    let partitions: &[Capacity] = match worker.pool.capacity {
+        Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
+        Capacity::Spot => &[Capacity::Spot],
+    };
+    for &p in partitions {
+        let able: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| {
+                c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
+            })
+            .collect();
+        if able.is_empty() {
+            continue;
+        }
+        let oldest_of_job = |c: &Candidate| {
+            able.iter()
+                .filter(|o| o.job_id == c.job_id)
+                .all(|o| o.order >= c.order)
+        };
+        let urgent = able
+            .iter()
+            .filter(|c| {
+                now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
+                    || (c.latency && oldest_of_job(c))
+            })
+            .min_by_key(|c| c.order);
+        if let Some(c) = urgent {
+            return Some(c.task_id.clone());
+        }
+        let best = able
+            .iter()
+            .map(|c| {
+                let (r, advantage) = ratio(worker, c, model, fleet);
+                // Ratios within 1% count as equal.
+                ((r * 100.0).round() as i64, advantage, *c)
+            })
+            .filter(|(r, _, _)| p == Capacity::OnDemand || *r as f64 <= policy.max_cost_ratio * 100.0)
+            .min_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(b.1.total_cmp(&a.1))
+                    .then(a.2.order.cmp(&b.2.order))
+            });
+        if let Some((_, _, c)) = best {
+            return Some(c.task_id.clone());
+        }
+    }
+    None
+}
+
+/// First in, first out among the tasks `worker` can run: the baseline
+/// placement is measured against.
+pub fn fifo(worker: &Worker, candidates: &[Candidate]) -> Option<String> {
+    let partitions: &[Capacity] = match worker.pool.capacity {
+        Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
+        Capacity::Spot => &[Capacity::Spot],
+    };
+    partitions.iter().find_map(|&p| {
+        candidates
+            .iter()
+            .filter(|c| {
+                c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
+            })
+            .min_by_key(|c| c.order)
+            .map(|c| c.task_id.clone())
+    })
+}
+
+/// The bounded window both stores pass to [`place`]: the oldest
+/// `per_class` tasks of each partition × queue class, in order.
+pub fn window(mut all: Vec<Candidate>, per_class: usize) -> Vec<Candidate> {
+    all.sort_by_key(|c| c.order);
+    let mut taken: std::collections::BTreeMap<(bool, String), usize> = Default::default();
+    all.into_iter()
+        .filter(|c| {
+            let n = taken
+                .entry((c.partition == Capacity::Spot, c.demand.class()))
+                .or_default();
+            *n += 1;
+            *n <= per_class
+        })
+        .collect()
+}
