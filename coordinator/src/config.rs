@@ -43,7 +43,7 @@
 //! [placement]
 //! enabled = true                   # false (or SPOTENC_PLACEMENT=fifo): first in, first out
 //! max_placement_delay_seconds = 60 # a task waiting longer goes to any capable worker
-//! max_cost_ratio = 4.0             # spot work costing more than this × its cheapest pool waits
+//! max_cost_ratio = 2.0             # spot work costing more than this × its cheapest pool waits
 //! nvenc_util_limit_pct = 90        # a GPU at this NVENC utilisation gets no further session
 //! ```
 //!
@@ -61,9 +61,9 @@ use spotenc_proto::auth::Role;
 use spotenc_proto::{Error, Result};
 
 use crate::auth::Tokens;
+use crate::broker::S3Config;
 use crate::cost::catalogue::{parse_entries, Catalogue, PoolEntry};
 use crate::cost::place::Policy;
-use crate::broker::S3Config;
 use crate::storage::s3::S3Settings;
 use crate::{Config, Placement, StateBackend, TlsFiles};
 use std::time::Duration;
@@ -267,13 +267,15 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         }
     };
     let mut entries = file.pools;
-    if let Some(path) = env.get("SPOTENC_POOLS").map(PathBuf::from).or(file.pools_file) {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::invalid(format!("pool catalogue {}: {e}", path.display()))
-        })?;
+    if let Some(path) = env
+        .get("SPOTENC_POOLS")
+        .map(PathBuf::from)
+        .or(file.pools_file)
+    {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::invalid(format!("pool catalogue {}: {e}", path.display())))?;
         entries.extend(
-            parse_entries(&text)
-                .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?,
+            parse_entries(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?,
         );
     }
     let pools = Catalogue::load(&entries)?;

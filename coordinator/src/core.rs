@@ -185,7 +185,13 @@ impl Coordinator {
     /// derived entry and one warning.
     fn pool_of(&self, info: &WorkerInfo) -> Pool {
         let (pool, known) = self.config.pools.resolve(info);
-        if !known && self.warned_pools.lock().expect("warned lock").insert(info.pool.clone()) {
+        if !known
+            && self
+                .warned_pools
+                .lock()
+                .expect("warned lock")
+                .insert(info.pool.clone())
+        {
             warn!(pool = %info.pool, instance_type = %info.instance_type, price_per_hour = pool.price_per_hour, source = %pool.source, "pool is not in the catalogue; using a derived entry (add it to [[pools]] to price it)");
         }
         pool
@@ -284,7 +290,9 @@ impl Coordinator {
             (now_ms() - a.started_unix_ms) as f64 / 1000.0
         };
         let nvenc: Vec<_> = worker.nvenc.iter().map(|n| n.codec).collect();
-        let mut keys = task.demand.keys(&worker.class, worker.pool.hardware, &nvenc);
+        let mut keys = task
+            .demand
+            .keys(&worker.class, worker.pool.hardware, &nvenc);
         if let Some(f) = family {
             for k in &mut keys {
                 k.family = if f == "nvenc" || f == "qsv" {
@@ -341,7 +349,9 @@ impl Coordinator {
                     memory_gib: p.memory_gib,
                     slots: p.slots,
                     price_per_hour: p.price_per_hour,
-                    on_demand_price_per_hour: p.on_demand_price_per_hour.unwrap_or(p.price_per_hour),
+                    on_demand_price_per_hour: p
+                        .on_demand_price_per_hour
+                        .unwrap_or(p.price_per_hour),
                     interruption_rate_per_hour: p.interruption_rate_per_hour,
                     min_workers: p.min_workers,
                     max_workers: p.max_workers,

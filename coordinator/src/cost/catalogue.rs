@@ -151,7 +151,11 @@ impl Pool {
                 vec![info.zone.clone()]
             },
             hardware,
-            gpu: info.gpus.first().map(|g| g.name.clone()).unwrap_or_default(),
+            gpu: info
+                .gpus
+                .first()
+                .map(|g| g.name.clone())
+                .unwrap_or_default(),
             vcpus: info.cores.max(1),
             memory_gib: info.memory_bytes as f64 / f64::from(1u32 << 30),
             slots: info.slots.max(1),
@@ -274,14 +278,19 @@ fn build(e: &PoolEntry, base: Option<&Pool>, origin: Origin) -> Result<Pool> {
     }
     let missing = |field: &str| bad(field, "is missing".into());
     let capacity = match (&e.capacity, base) {
-        (Some(c), _) => c
-            .parse::<Capacity>()
-            .map_err(|_| bad("capacity", format!("{c:?} is invalid (expected spot or on-demand)")))?,
+        (Some(c), _) => c.parse::<Capacity>().map_err(|_| {
+            bad(
+                "capacity",
+                format!("{c:?} is invalid (expected spot or on-demand)"),
+            )
+        })?,
         (None, Some(b)) => b.capacity,
         (None, None) => return Err(missing("capacity")),
     };
     let hardware = match (&e.hardware, base) {
-        (Some(h), _) => h.parse::<Hardware>().map_err(|err| bad("hardware", err.to_string()))?,
+        (Some(h), _) => h
+            .parse::<Hardware>()
+            .map_err(|err| bad("hardware", err.to_string()))?,
         (None, Some(b)) => b.hardware,
         (None, None) => return Err(missing("hardware")),
     };
@@ -320,10 +329,7 @@ fn build(e: &PoolEntry, base: Option<&Pool>, origin: Origin) -> Result<Pool> {
             .interruption_rate_per_hour
             .or(base.map(|b| b.interruption_rate_per_hour))
             .unwrap_or(0.0),
-        min_workers: e
-            .min_workers
-            .or(base.map(|b| b.min_workers))
-            .unwrap_or(0),
+        min_workers: e.min_workers.or(base.map(|b| b.min_workers)).unwrap_or(0),
         max_workers: field!(max_workers, max_workers),
         launch_seconds: e
             .launch_seconds
@@ -376,13 +382,22 @@ fn validate(p: &Pool) -> std::result::Result<(), (&'static str, String)> {
         ));
     }
     if !(1..=1024).contains(&p.vcpus) {
-        return Err(("vcpus", format!("{} is invalid (expected 1..=1024)", p.vcpus)));
+        return Err((
+            "vcpus",
+            format!("{} is invalid (expected 1..=1024)", p.vcpus),
+        ));
     }
     if !(p.memory_gib.is_finite() && p.memory_gib > 0.0) {
-        return Err(("memory", format!("{} is invalid (expected > 0 GiB)", p.memory_gib)));
+        return Err((
+            "memory",
+            format!("{} is invalid (expected > 0 GiB)", p.memory_gib),
+        ));
     }
     if !(1..=256).contains(&p.slots) {
-        return Err(("slots", format!("{} is invalid (expected 1..=256)", p.slots)));
+        return Err((
+            "slots",
+            format!("{} is invalid (expected 1..=256)", p.slots),
+        ));
     }
     if p.min_workers > p.max_workers {
         return Err((
@@ -391,7 +406,10 @@ fn validate(p: &Pool) -> std::result::Result<(), (&'static str, String)> {
         ));
     }
     if p.hardware != Hardware::Cpu && p.gpu.is_empty() {
-        return Err(("gpu", format!("is empty for {} hardware", p.hardware.name())));
+        return Err((
+            "gpu",
+            format!("is empty for {} hardware", p.hardware.name()),
+        ));
     }
     Ok(())
 }

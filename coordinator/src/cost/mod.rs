@@ -61,9 +61,14 @@ impl Lease {
                 .iter()
                 .min_by_key(|c| c.order)
                 .map(|c| c.task_id.clone()),
-            Some(w) if self.placement => {
-                place::place(w, candidates, &self.model, &self.fleet, &self.policy, now_ms)
-            }
+            Some(w) if self.placement => place::place(
+                w,
+                candidates,
+                &self.model,
+                &self.fleet,
+                &self.policy,
+                now_ms,
+            ),
             Some(w) => place::fifo(w, candidates),
         }
     }
@@ -109,7 +114,8 @@ pub fn job_cost<'a>(
         }
     }
     if output_seconds > 0.0 {
-        c.dollars_per_output_minute = (c.spot_dollars + c.on_demand_dollars) / (output_seconds / 60.0);
+        c.dollars_per_output_minute =
+            (c.spot_dollars + c.on_demand_dollars) / (output_seconds / 60.0);
     }
     c
 }
@@ -160,7 +166,11 @@ pub fn costs_table(
                 },
                 |p| model::Shape::from(*p),
             );
-            let samples = model.samples.get(&key.encode()).copied().unwrap_or_default();
+            let samples = model
+                .samples
+                .get(&key.encode())
+                .copied()
+                .unwrap_or_default();
             let learned = model.throughput(&key, &shape);
             spotenc_proto::domain::CostEntry {
                 prior_pixels_per_second: model::prior(&key, &shape),

@@ -48,8 +48,8 @@ pub const PIXELS_1080P: f64 = 1920.0 * 1080.0;
 pub fn band(width: u32, height: u32) -> &'static str {
     let px = u64::from(width) * u64::from(height);
     match px {
-        0..=409_920 => "sd",            // up to 854×480
-        409_921..=921_600 => "hd720",   // up to 1280×720
+        0..=409_920 => "sd",             // up to 854×480
+        409_921..=921_600 => "hd720",    // up to 1280×720
         921_601..=2_211_840 => "hd1080", // up to 2048×1080
         _ => "uhd",
     }

@@ -73,10 +73,9 @@ impl Worker {
     pub fn can_run(&self, d: &Demand) -> bool {
         d.outputs.iter().all(|o| {
             let nvenc = self.pool.hardware == Hardware::Nvenc
-                && self
-                    .nvenc
-                    .iter()
-                    .any(|n| n.codec == o.codec && n.max_width >= o.width && n.max_height >= o.height);
+                && self.nvenc.iter().any(|n| {
+                    n.codec == o.codec && n.max_width >= o.width && n.max_height >= o.height
+                });
             nvenc || self.codecs.contains(&o.codec)
         })
     }
@@ -123,7 +122,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             max_placement_delay_ms: 60_000,
-            max_cost_ratio: 4.0,
+            max_cost_ratio: 2.0,
         }
     }
 }
@@ -200,7 +199,9 @@ pub fn place(
                 // Ratios within 1% count as equal.
                 ((r * 100.0).round() as i64, advantage, *c)
             })
-            .filter(|(r, _, _)| p == Capacity::OnDemand || *r as f64 <= policy.max_cost_ratio * 100.0)
+            .filter(|(r, _, _)| {
+                p == Capacity::OnDemand || *r as f64 <= policy.max_cost_ratio * 100.0
+            })
             .min_by(|a, b| {
                 a.0.cmp(&b.0)
                     .then(b.1.total_cmp(&a.1))

@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, BinaryHeap};
 
 use spotenc_proto::domain::{
-    AudioSettings, Codec, Container, JobSpec, JobState, Keyframe, NvencCodec,
-    OutputObject, Priority, ProbeInfo, ProbeTask, Rational, RateControl, TaskOutcome, VideoSettings,
-    VideoStreamInfo, WorkerInfo, Work,
+    AudioSettings, Codec, Container, JobSpec, JobState, Keyframe, NvencCodec, OutputObject,
+    Priority, ProbeInfo, ProbeTask, RateControl, Rational, TaskOutcome, VideoSettings,
+    VideoStreamInfo, Work, WorkerInfo,
 };
 
 use super::catalogue::{Hardware, Pool};
@@ -351,21 +351,15 @@ pub fn replay(
         // Advance to the next event: a finish, an arrival, or a second of
         // waiting when work is held back for a cheaper pool.
         let next_finish = running.peek().map(|d| d.end.0 .0);
-        let next_arrival = jobs
-            .get(next_job)
-            .map(|j| (j.submit_at_s * 1000.0) as i64);
+        let next_arrival = jobs.get(next_job).map(|j| (j.submit_at_s * 1000.0) as i64);
         let pending = state
             .tasks
             .values()
             .any(|t| t.state == spotenc_proto::domain::TaskState::Pending);
-        let next = [
-            next_finish,
-            next_arrival,
-            pending.then_some(now + step_ms),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let next = [next_finish, next_arrival, pending.then_some(now + step_ms)]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(next) = next else { break };
         now = next.max(now);
         while running.peek().is_some_and(|d| d.end.0 .0 <= now) {
@@ -377,7 +371,10 @@ pub fn replay(
         if job.state == JobState::Succeeded {
             report.jobs_done += 1;
             report.makespan_s = report.makespan_s.max(job.finished_unix_ms as f64 / 1000.0);
-            report.output_minutes += job.probe.as_ref().map_or(0.0, |p| p.duration_seconds / 60.0);
+            report.output_minutes += job
+                .probe
+                .as_ref()
+                .map_or(0.0, |p| p.duration_seconds / 60.0);
         }
     }
     for t in state.tasks.values() {

@@ -128,7 +128,11 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn live_workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>> {
-        Ok(self.state.lock().expect("state lock").live_workers(since_ms))
+        Ok(self
+            .state
+            .lock()
+            .expect("state lock")
+            .live_workers(since_ms))
     }
 
     async fn model(&self) -> Result<Model> {

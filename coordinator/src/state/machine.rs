@@ -125,7 +125,9 @@ impl State {
                 continue;
             }
             for (i, id) in j.task_ids.iter().enumerate() {
-                let Some(t) = self.tasks.get(id) else { continue };
+                let Some(t) = self.tasks.get(id) else {
+                    continue;
+                };
                 if t.state != TaskState::Pending {
                     continue;
                 }
@@ -690,10 +692,10 @@ fn new_task_record(job_id: &str, partition: Capacity, now_ms: i64, nt: NewTask) 
 fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, now_ms: i64) {
     if let Some(a) = task.history.last_mut() {
         if a.ended_unix_ms == 0 {
+            a.cost_dollars = a.cost_at(now_ms);
             a.ended_unix_ms = now_ms;
             a.outcome = outcome.to_string();
             a.error = error.to_string();
-            a.cost_dollars = a.cost_at(now_ms);
         }
     }
 }

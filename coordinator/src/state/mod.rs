@@ -149,8 +149,12 @@ pub trait StateStore: Send + Sync + 'static {
     /// Leases the task `lease` places on the worker (see
     /// [`crate::cost::place`]), bumping its fencing token and opening an
     /// attempt priced for the worker's pool.
-    async fn lease(&self, worker_id: &str, lease: &Lease, now_ms: i64)
-        -> Result<Option<LeasedTask>>;
+    async fn lease(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> Result<Option<LeasedTask>>;
     /// Leases the oldest pending task of the worker's partitions.
     async fn lease_next(&self, worker_id: &str, now_ms: i64) -> Result<Option<LeasedTask>> {
         self.lease(worker_id, &Lease::fifo(), now_ms).await
@@ -248,9 +252,9 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
         chunks_done: encodes.filter(|t| t.state == TaskState::Done).count() as u32,
         cost: crate::cost::job_cost(
             tasks.iter().flat_map(|t| t.history.iter()),
-            job.probe
-                .as_ref()
-                .map_or(0.0, |p| p.duration_seconds * job.spec.outputs().len() as f64),
+            job.probe.as_ref().map_or(0.0, |p| {
+                p.duration_seconds * job.spec.outputs().len() as f64
+            }),
             now_ms,
         ),
         interruptions: tasks.iter().fold(PoolCounts::new(), |mut acc, t| {

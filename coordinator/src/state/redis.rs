@@ -395,14 +395,15 @@ impl StateStore for RedisStore {
         let leased = match &lease.worker {
             Some(w) if lease.placement => self.place_and_claim(worker_id, lease, w, now_ms).await?,
             w => {
-                let (price, slots, nvenc, on_demand) = w.as_ref().map_or((0.0, 1, false, false), |w| {
-                    (
-                        w.pool.price_per_hour,
-                        w.pool.slots,
-                        w.pool.hardware == Hardware::Nvenc,
-                        w.pool.capacity == Capacity::OnDemand,
-                    )
-                });
+                let (price, slots, nvenc, on_demand) =
+                    w.as_ref().map_or((0.0, 1, false, false), |w| {
+                        (
+                            w.pool.price_per_hour,
+                            w.pool.slots,
+                            w.pool.hardware == Hardware::Nvenc,
+                            w.pool.capacity == Capacity::OnDemand,
+                        )
+                    });
                 self.scripts
                     .lease
                     .arg(&self.prefix)
@@ -501,8 +502,9 @@ impl StateStore for RedisStore {
     }
 
     async fn pool_stats(&self) -> Result<BTreeMap<String, PoolStat>> {
-        let (h,): (HashMap<String, String>,) =
-            self.read(redis::pipe().hgetall(self.key("poolstats"))).await?;
+        let (h,): (HashMap<String, String>,) = self
+            .read(redis::pipe().hgetall(self.key("poolstats")))
+            .await?;
         let mut out: BTreeMap<String, PoolStat> = BTreeMap::new();
         for (field, v) in &h {
             let Some((pool, part)) = field.rsplit_once('#') else {

@@ -758,3 +758,5 @@ async fn redis_store_survives_a_redis_restart() {
     assert_eq!(tasks.len(), 1);
     assert_eq!(s.submit(spec(), "key", 1).await.unwrap().id, job);
 }
+
+mod placement;
