@@ -35,7 +35,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<JobClient> {
     .with_context(|| format!("cannot reach coordinator {}", c.coordinator))
 }
 
-fn status_error(s: tonic::Status) -> anyhow::Error {
+pub fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", spotenc_proto::Error::from_status(&s))
 }
 
@@ -210,6 +210,15 @@ pub fn summary(job: &pb::Job) -> String {
             .map(|p| format!("{} {}", p.pool, p.count))
             .collect();
         line.push_str(&format!("  interrupted: {}", by_pool.join(", ")));
+    }
+    if let Some(c) = &job.cost {
+        let total = c.spot_dollars + c.on_demand_dollars;
+        if total > 0.0 {
+            line.push_str(&format!(
+                "  cost ${total:.6} (spot ${:.6}, on-demand ${:.6}, wasted ${:.6}), ${:.6}/output-min",
+                c.spot_dollars, c.on_demand_dollars, c.wasted_dollars, c.dollars_per_output_minute
+            ));
+        }
     }
     if !job.error.is_empty() {
         line.push_str(&format!("  error: {}", job.error));

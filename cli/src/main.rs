@@ -5,10 +5,12 @@
 //! - `args`: job options and their mapping to a `JobSpec`.
 //! - `client`: submit, status, watch, cancel, logs and workers against a
 //!   coordinator.
+//! - `fleet`: the pool catalogue and the cost model (`pools`, `costs`).
 //! - `transcode`: the all-in-one run (coordinator and workers in-process).
 
 mod args;
 mod client;
+mod fleet;
 mod transcode;
 
 use std::net::SocketAddr;
@@ -62,6 +64,10 @@ enum Command {
         /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464)
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// A TOML file of [[pools]] that override or extend the built-in
+        /// catalogue (also SPOTENC_POOLS)
+        #[arg(long)]
+        pools: Option<PathBuf>,
     },
     /// Submit a job to a running coordinator and print its id
     Submit {
@@ -102,6 +108,24 @@ enum Command {
     /// and last GPU telemetry
     Workers {
         /// Print JSON instead of one line per worker
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: client::ConnArgs,
+    },
+    /// Show the pool catalogue as the coordinator sees it: live workers,
+    /// prices, and interruptions measured against those assumed
+    Pools {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: client::ConnArgs,
+    },
+    /// Show the codec cost model: prior and learned throughput per key,
+    /// samples, and dollars per output minute per pool at 1080p30
+    Costs {
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -172,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             lease_ttl_ms,
             heartbeat_interval_ms,
             metrics_listen,
+            pools,
         } => {
             init_tracing("info");
             let text = match &config {
@@ -179,7 +204,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     .map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,
                 None => String::new(),
             };
-            let env = std::env::vars().collect();
+            let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+            if let Some(p) = pools {
+                env.insert("SPOTENC_POOLS".into(), p.display().to_string());
+            }
             let mut c = spotenc_coordinator::config::load(&text, &env)?;
             if let Some(l) = listen {
                 c.listen = l;
@@ -254,6 +282,28 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let mut c = client::connect(&conn).await?;
             for w in client::workers(&mut c).await? {
                 println!("{}", client::worker_line(&w, json)?);
+            }
+            Ok(true)
+        }
+        Command::Pools { json, conn } => {
+            init_tracing("warn");
+            let mut c = client::connect(&conn).await?;
+            let pools = fleet::pools(&mut c).await?;
+            if json {
+                println!("{}", fleet::pools_json(&pools));
+            } else {
+                print!("{}", fleet::pools_table(&pools));
+            }
+            Ok(true)
+        }
+        Command::Costs { json, conn } => {
+            init_tracing("warn");
+            let mut c = client::connect(&conn).await?;
+            let entries = fleet::costs(&mut c).await?;
+            if json {
+                println!("{}", fleet::costs_json(&entries));
+            } else {
+                print!("{}", fleet::costs_table(&entries));
             }
             Ok(true)
         }

@@ -137,6 +137,8 @@ impl Coordinator {
                 gpus: Vec::new(),
             },
         );
+        // The next lease sees the new worker's pool in the fleet.
+        *self.view.lock().await = None;
         Ok(id)
     }
 

@@ -127,6 +127,7 @@ pub struct FleetBuilder {
     worker_args: Vec<String>,
     lease_ttl_ms: u32,
     heartbeat_interval_ms: u32,
+    extra_config: String,
 }
 
 /// Bearer tokens of a secured fleet.
@@ -227,6 +228,7 @@ impl Fleet {
             worker_args: Vec::new(),
             lease_ttl_ms: 3_000,
             heartbeat_interval_ms: 500,
+            extra_config: String::new(),
         }
     }
 
@@ -326,6 +328,14 @@ fn log_file(dir: &Path, name: &str) -> Stdio {
 }
 
 impl FleetBuilder {
+    /// TOML put at the top of every coordinator's config (top-level keys
+    /// and tables such as `[[pools]]` or `[placement]`).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self.extra_config.push('\n');
+        self
+    }
+
     pub fn cpu_workers(mut self, n: usize) -> Self {
         self.cpu_workers = n;
         self
@@ -393,6 +403,7 @@ impl FleetBuilder {
                 self.s3_extra
             ));
         }
+        let config_text = format!("{}{config_text}", self.extra_config);
         let config = data_dir.path().join("coordinator.toml");
         std::fs::write(&config, &config_text).expect("write coordinator config");
         let scheme = if self.secure {

@@ -61,6 +61,13 @@ struct Shared {
 
 /// The Azure VM name the server reports.
 pub const VM_NAME: &str = "spotenc-vm-1";
+/// What each cloud says the instance is.
+pub const AWS_INSTANCE_TYPE: &str = "c6i.4xlarge";
+pub const AWS_ZONE: &str = "us-east-1b";
+pub const GCP_MACHINE_TYPE: &str = "projects/1234/machineTypes/n2-standard-8";
+pub const GCP_ZONE: &str = "projects/1234/zones/us-central1-a";
+pub const AZURE_VM_SIZE: &str = "Standard_F8s_v2";
+pub const AZURE_ZONE: &str = "2";
 
 pub struct FakeMetadata {
     pub url: String,
@@ -102,6 +109,11 @@ impl FakeMetadata {
             .route("/latest/api/token", put(aws_token))
             .route("/latest/meta-data/{*path}", get(aws_get))
             .route("/computeMetadata/v1/instance/id", get(gcp_id))
+            .route(
+                "/computeMetadata/v1/instance/machine-type",
+                get(gcp_machine_type),
+            )
+            .route("/computeMetadata/v1/instance/zone", get(gcp_zone))
             .route("/computeMetadata/v1/instance/preempted", get(gcp_preempted))
             .route("/metadata/instance", get(azure_instance))
             .route("/metadata/instance/compute/name", get(azure_name))
@@ -239,6 +251,8 @@ async fn aws_get(
         "spot/instance-action" => s.instance_action.clone(),
         "events/recommendations/rebalance" => s.rebalance.clone(),
         "instance-id" => Some("i-0123456789abcdef0".into()),
+        "instance-type" => Some(AWS_INSTANCE_TYPE.into()),
+        "placement/availability-zone" => Some(AWS_ZONE.into()),
         _ => None,
     };
     match body {
@@ -267,6 +281,25 @@ async fn gcp_id(State(st): State<Shared>, h: HeaderMap) -> Response {
         return StatusCode::FORBIDDEN.into_response();
     }
     google("4520031799277581759".into(), None)
+}
+
+async fn gcp_machine_type(State(st): State<Shared>, h: HeaderMap) -> Response {
+    gcp_value(&st, &h, GCP_MACHINE_TYPE)
+}
+
+async fn gcp_zone(State(st): State<Shared>, h: HeaderMap) -> Response {
+    gcp_value(&st, &h, GCP_ZONE)
+}
+
+fn gcp_value(st: &Shared, h: &HeaderMap, value: &str) -> Response {
+    if !is(st, Cloud::Gcp) {
+        return not_found();
+    }
+    if header(h, "metadata-flavor") != Some("Google") {
+        st.seen.lock().expect("metadata lock").missing_header += 1;
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    google(value.into(), None)
 }
 
 async fn gcp_preempted(
@@ -338,7 +371,12 @@ async fn azure_instance(
     if let Some(r) = azure_checks(&st, &h, &q) {
         return r;
     }
-    let doc = serde_json::json!({ "compute": { "name": VM_NAME, "location": "westeurope" } });
+    let doc = serde_json::json!({ "compute": {
+        "name": VM_NAME,
+        "location": "westeurope",
+        "vmSize": AZURE_VM_SIZE,
+        "zone": AZURE_ZONE,
+    } });
     ([("content-type", "application/json")], doc.to_string()).into_response()
 }
 

@@ -3,6 +3,7 @@
 mod faults;
 mod gpu;
 mod interrupt;
+mod placement;
 mod replicas;
 mod s3;
 mod security;

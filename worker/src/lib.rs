@@ -11,6 +11,8 @@
 //! - `prom`: the Prometheus `/metrics` endpoint (`metrics_listen`).
 //! - [`notice`]: the notice watchers (AWS IMDSv2, GCP, Azure Scheduled
 //!   Events, SIGTERM/SIGINT) and [`notice::Notices`], their one channel.
+//! - [`identity`]: the instance type and zone from the cloud's metadata
+//!   service, when not configured.
 //! - [`WorkerConfig`]: coordinator URL, identity, pool and slots;
 //!   [`config`] loads it from flags over a TOML file; [`cli`] has the
 //!   flags and the shutdown signal the worker binaries share.
@@ -27,6 +29,7 @@
 pub mod cli;
 pub mod config;
 mod exec;
+pub mod identity;
 pub mod notice;
 mod prom;
 mod remote;
@@ -241,6 +244,17 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
                 }
             }
         });
+    }
+    let mut config = config;
+    if config.instance_type.is_empty() || config.zone.is_empty() {
+        if let Some((t, z)) = identity::discover(&config.notices).await {
+            if config.instance_type.is_empty() {
+                config.instance_type = t;
+            }
+            if config.zone.is_empty() {
+                config.zone = z;
+            }
+        }
     }
     let mut client = connect(&config).await?;
     let reg = register(&mut client, &config).await?;

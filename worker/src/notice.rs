@@ -291,14 +291,23 @@ fn until(t: SystemTime) -> Duration {
 // --- AWS ---------------------------------------------------------------
 
 /// An IMDSv2 session.
-struct Imds<'a> {
+pub(crate) struct Imds<'a> {
     http: &'a reqwest::Client,
     base: &'a str,
     ttl: Duration,
     token: Option<(String, Instant)>,
 }
 
-impl Imds<'_> {
+impl<'a> Imds<'a> {
+    pub(crate) fn new(http: &'a reqwest::Client, base: &'a str, ttl: Duration) -> Self {
+        Imds {
+            http,
+            base,
+            ttl,
+            token: None,
+        }
+    }
+
     async fn token(&mut self) -> reqwest::Result<String> {
         if let Some((t, renew_at)) = &self.token {
             if Instant::now() < *renew_at {
@@ -324,7 +333,7 @@ impl Imds<'_> {
     }
 
     /// A metadata path's body, or `None` when it does not exist (404).
-    async fn get(&mut self, path: &str) -> reqwest::Result<Option<String>> {
+    pub(crate) async fn get(&mut self, path: &str) -> reqwest::Result<Option<String>> {
         for _ in 0..2 {
             let token = self.token().await?;
             let r = self
@@ -361,12 +370,7 @@ pub fn aws_action(body: &str) -> Option<(String, Duration)> {
 }
 
 async fn aws(http: &reqwest::Client, s: &NoticeSettings, tx: mpsc::Sender<Notice>) {
-    let mut imds = Imds {
-        http,
-        base: &s.aws_url,
-        ttl: s.aws_token_ttl,
-        token: None,
-    };
+    let mut imds = Imds::new(http, &s.aws_url, s.aws_token_ttl);
     let mut rebalance_sent = false;
     let mut tick = tokio::time::interval(s.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

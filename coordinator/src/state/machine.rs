@@ -114,6 +114,8 @@ impl State {
     }
 
     pub fn register_worker(&mut self, worker: WorkerRecord) {
+        self.seen
+            .insert(worker.id.clone(), worker.registered_unix_ms);
         self.workers.insert(worker.id.clone(), worker);
     }
 

@@ -383,6 +383,10 @@ impl StateStore for RedisStore {
             )
             .await
             .map_err(redis_error)?;
+        let _: () = c
+            .zadd(self.key("seen"), &worker.id, worker.registered_unix_ms)
+            .await
+            .map_err(redis_error)?;
         Ok(())
     }
 
