@@ -146,6 +146,8 @@ pub fn worker_line(w: &pb::WorkerStatus, json: bool) -> anyhow::Result<String> {
         return Ok(serde_json::json!({
             "worker_id": w.worker_id,
             "pool": info.pool,
+            "instance_type": info.instance_type,
+            "zone": info.zone,
             "hardware": info.hardware,
             "encoder": info.encoder,
             "slots": info.slots,

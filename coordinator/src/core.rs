@@ -46,8 +46,9 @@ pub struct Coordinator {
 
 /// How long a snapshot of the cost model and the live fleet is reused.
 const VIEW_TTL: Duration = Duration::from_secs(2);
-/// A worker that has not asked for work this long is not live.
-const LIVE_MS: i64 = 60_000;
+/// A worker that has neither asked for work (workers long-poll for 5 s)
+/// nor heartbeated (every 2 s by default) this long is not live.
+const LIVE_MS: i64 = 30_000;
 
 /// The job a task belongs to: task ids are `<job>/<name>`.
 pub(crate) fn job_of(task_id: &str) -> &str {
@@ -538,6 +539,8 @@ impl Coordinator {
             .store
             .hand_back(task_id, attempt, notice, now_ms())
             .await?;
+        // The interrupted worker's pool may be gone: re-read the fleet.
+        *self.view.lock().await = None;
         self.work_ready.notify_waiters();
         if let Ok(task) = self.store.task(task_id).await {
             let pool = task

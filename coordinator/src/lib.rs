@@ -14,7 +14,8 @@
 //!   rendition and cleanup.
 //! - `service`: the tonic `JobService` and `WorkerService` handlers.
 //! - `prom`: Prometheus `/metrics` (`metrics_listen`): jobs, queue depth by
-//!   partition, interruptions by pool, expiries, escalations, workers.
+//!   partition, interruptions by pool, expiries, escalations, workers, cost
+//!   by pool and outcome, output seconds by codec, live workers by pool.
 //! - [`cost`]: the pool catalogue, the codec cost model, placement and a
 //!   virtual-time replay (pure).
 //! - [`plan`]: chunk boundaries from keyframes (pure).

@@ -55,4 +55,16 @@ fn describe() {
         "spotenc_workers",
         "Workers heard from in the last minute, by hardware (cpu, gpu, qsv)"
     );
+    metrics::describe_gauge!(
+        "spotenc_cost_dollars_total",
+        "Estimated dollars of ended jobs' attempts, by catalogue pool and outcome (only rises)"
+    );
+    metrics::describe_counter!(
+        "spotenc_output_seconds_total",
+        "Output seconds of succeeded jobs, by codec (every rendition)"
+    );
+    metrics::describe_gauge!(
+        "spotenc_pool_workers",
+        "Live workers (asked for work or heartbeated in the last 30 s), by catalogue pool"
+    );
 }

@@ -3,7 +3,11 @@
 //! gRPC on loopback; p50/p99 lease latency; and the Redis server's own ops/s
 //! (redis-benchmark) in the same run as the ceiling.
 //!
-//!     cargo run --release -p spotenc-tests --example lease_bench -- [workers] [seconds]
+//!     cargo run --release -p spotenc-tests --example lease_bench -- [workers] [seconds] [cost|fifo]
+//!
+//! The third argument sets the coordinator's placement (`SPOTENC_PLACEMENT`):
+//! `cost` (the default) reads a candidate window and claims the choice,
+//! `fifo` pops the oldest task in one script.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let workers: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(32);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let placement = args.get(3).cloned().unwrap_or_else(|| "cost".into());
 
     let redis = RedisServer::start();
     let dir = tempfile::tempdir()?;
@@ -63,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "error")
+            .env("SPOTENC_PLACEMENT", &placement)
             .spawn()?,
         name: "coordinator".into(),
     };
@@ -220,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
         .output()?;
     let rate = done as f64 / elapsed;
     println!(
-        "workers {workers}, {seconds} s, {} cores",
+        "placement {placement}, workers {workers}, {seconds} s, {} cores",
         std::thread::available_parallelism()?.get()
     );
     println!("lease+complete cycles/s: {rate:.0}");

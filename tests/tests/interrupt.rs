@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use spotenc_proto::pb;
-use spotenc_tests::metadata::{Cloud, FakeMetadata, VM_NAME};
+use spotenc_tests::metadata::{self, Cloud, FakeMetadata, VM_NAME};
 use spotenc_tests::{Fleet, RedisServer};
 
 use super::{assert_faithful, ended, job, leased_encode, submit_id};
@@ -148,6 +148,28 @@ async fn interrupt_mid_encode_on(
     // An idle worker ready to take the chunk back.
     fleet.add_worker_args("b", &url, "on-demand", &["--pool", "od-b"]);
     log_has(&fleet, "b", "worker registered").await;
+    // Worker a reported the instance type and zone its cloud gave it.
+    let identity = match label {
+        "aws" => Some((metadata::AWS_INSTANCE_TYPE, metadata::AWS_ZONE)),
+        "gcp" => Some(("n2-standard-8", "us-central1-a")),
+        "azure" => Some((metadata::AZURE_VM_SIZE, metadata::AZURE_ZONE)),
+        _ => None,
+    };
+    if let Some((instance_type, zone)) = identity {
+        let out = fleet.spotenc(&["workers", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let a: serde_json::Value = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("worker json"))
+            .find(|w| {
+                w["worker_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("a-"))
+            })
+            .unwrap_or_else(|| panic!("{label}: worker a not listed: {text}"));
+        assert_eq!(a["instance_type"], instance_type, "{label}: {a}");
+        assert_eq!(a["zone"], zone, "{label}: {a}");
+    }
 
     let t0 = unix_ms();
     let noticed = Instant::now();

@@ -294,6 +294,7 @@ impl State {
             {
                 t.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
                 t.frames_done = frames_done;
+                self.seen.insert(t.worker_id.clone(), now_ms);
                 true
             }
             _ => false,
@@ -454,7 +455,10 @@ impl State {
             .map(|a| a.pool.clone())
             .unwrap_or_default();
         *task.interruptions.entry(pool).or_default() += 1;
+        let worker = task.worker_id.clone();
         let job_id = task.job_id.clone();
+        // The worker is going away: its pool no longer counts as live.
+        self.seen.remove(&worker);
         let spec = &self.jobs[&job_id].spec;
         let task = self.tasks.get_mut(task_id).expect("fenced");
         requeue(task, spec, now_ms);

@@ -270,7 +270,35 @@ async fn replicas_never_lease_one_task_twice(s: Arc<dyn StateStore>) {
     assert_eq!(got.len(), 3, "three chunks, three leases: {got:?}");
 }
 
+async fn workers_are_live_until_they_hand_back(s: Arc<dyn StateStore>) {
+    encode_jobs(&*s, &[(Codec::H264, 0)]).await;
+    let cpu = pool_worker(&*s, "cpu", "c6i-4xlarge-spot", &[Codec::H264]).await;
+    let live = |v: Vec<super::super::WorkerRecord>| v.iter().any(|w| w.id == "cpu");
+    assert!(
+        live(s.live_workers(0).await.unwrap()),
+        "registered counts as seen"
+    );
+    let t = s
+        .lease("cpu", &lease_for(&cpu, &[&cpu]), 5_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.heartbeat(&t.task_id, t.attempt, 1, 9_000).await.unwrap());
+    assert!(
+        live(s.live_workers(8_000).await.unwrap()),
+        "a heartbeat counts"
+    );
+    s.hand_back(&t.task_id, t.attempt, &notice("spot notice", ""), 9_500)
+        .await
+        .unwrap();
+    assert!(
+        !live(s.live_workers(0).await.unwrap()),
+        "a handed-back worker is leaving"
+    );
+}
+
 contract!(
+    workers_are_live_until_they_hand_back,
     gpu_worker_gets_hevc_before_older_h264,
     a_worker_never_gets_what_it_cannot_encode,
     nvenc_sessions_count_every_rendition,
