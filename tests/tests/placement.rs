@@ -135,7 +135,7 @@ async fn each_pool_gets_the_work_its_price_says_and_jobs_show_their_cost() {
             assert!((rate - price).abs() < 1e-9, "{attempts:?}");
             assert!((cost - rate * wall / 3600.0).abs() < 1e-9, "{attempts:?}");
         }
-        let c = j.cost.clone().expect("job cost");
+        let c = j.cost.expect("job cost");
         let total = c.spot_dollars + c.on_demand_dollars;
         assert!(total > 0.0, "{c:?}");
         if *priority == "latency" {
