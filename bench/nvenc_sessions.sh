@@ -32,7 +32,7 @@ ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=1920x1080:rate
   -c:v libx264 -preset ultrafast -g 60 "$work/clip.mp4"
 frames=$((secs * 30))
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-spotenc coordinator --listen "127.0.0.1:$port" --data-dir "$work/c" >"$work/coordinator.log" 2>&1 &
+SPOTENC_INPUT_ROOTS="$work" SPOTENC_OUTPUT_ROOTS="$work" spotenc coordinator --listen "127.0.0.1:$port" --data-dir "$work/c" >"$work/coordinator.log" 2>&1 &
 url=http://127.0.0.1:$port
 sleep 1
 

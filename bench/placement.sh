@@ -28,6 +28,10 @@ echo "== replay, $jobs jobs over $span s"
 echo "== replay, $jobs jobs over $((span / 3)) s (a saturated fleet)"
 "$bin/examples/placement_bench" "$jobs" "$((span / 3))" 2 8 1
 echo "== lease cycles on Redis"
-fifo=$("$bin/examples/lease_bench" "$workers" "$secs" fifo | tee /dev/stderr | awk '/cycles\/s/ { print $NF }')
-cost=$("$bin/examples/lease_bench" "$workers" "$secs" cost | tee /dev/stderr | awk '/cycles\/s/ { print $NF }')
+out=$(mktemp)
+"$bin/examples/lease_bench" "$workers" "$secs" fifo | tee "$out"
+fifo=$(awk '/cycles\/s/ { print $NF }' "$out")
+"$bin/examples/lease_bench" "$workers" "$secs" cost | tee "$out"
+cost=$(awk '/cycles\/s/ { print $NF }' "$out")
+rm -f "$out"
 awk -v f="$fifo" -v c="$cost" 'BEGIN { printf "lease cycles/s: fifo %d, placement %d, ratio placement/fifo %.3f\n", f, c, c / f }'

@@ -49,7 +49,7 @@ src_frames=$(frames "$work/clip.mp4")
 log "clip: 1080p30, $src_frames frames"
 
 cport=$(port)
-spotenc coordinator --listen "127.0.0.1:$cport" --data-dir "$work/coord" >"$out/coordinator.log" 2>&1 &
+SPOTENC_INPUT_ROOTS="$work" SPOTENC_OUTPUT_ROOTS="$work" spotenc coordinator --listen "127.0.0.1:$cport" --data-dir "$work/coord" >"$out/coordinator.log" 2>&1 &
 coord=$!
 url=http://127.0.0.1:$cport
 sleep 1

@@ -68,6 +68,9 @@ enum Command {
         /// catalogue (also SPOTENC_POOLS)
         #[arg(long)]
         pools: Option<PathBuf>,
+        /// Serve a non-loopback address without tokens (refused otherwise)
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Submit a job to a running coordinator and print its id
     Submit {
@@ -197,6 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             heartbeat_interval_ms,
             metrics_listen,
             pools,
+            insecure_no_auth,
         } => {
             init_tracing("info");
             let text = match &config {
@@ -213,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 c.listen = l;
             }
             if let Some(d) = data_dir {
+                c.files.data_dir = d.clone();
                 c.data_dir = d;
             }
             if let Some(url) = redis {
@@ -222,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 };
             }
             c.metrics_listen = metrics_listen.or(c.metrics_listen);
+            c.insecure_no_auth |= insecure_no_auth;
             c.lease_ttl_ms = lease_ttl_ms.unwrap_or(c.lease_ttl_ms);
             c.heartbeat_interval_ms = heartbeat_interval_ms.unwrap_or(c.heartbeat_interval_ms);
             c.validate()?;

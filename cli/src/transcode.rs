@@ -48,8 +48,29 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    // The in-process coordinator listens on loopback, where other local
+    // users could reach it: it accepts only this run's random token.
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut config = spotenc_coordinator::config::load("", &Default::default())?;
+    config
+        .tokens
+        .add("transcode", &token, spotenc_proto::auth::Role::Admin);
     config.data_dir = scratch.path().to_path_buf();
+    // Confined to this run's own files: its input's and output's folders.
+    let folder = |p: &str| std::path::Path::new(p).parent().map(|d| d.to_path_buf());
+    config.files = spotenc_coordinator::storage::Files {
+        input_roots: folder(&spec.input).into_iter().collect(),
+        output_roots: spec
+            .outputs()
+            .into_iter()
+            .filter_map(|(o, _, _)| folder(o))
+            .collect(),
+        data_dir: scratch.path().to_path_buf(),
+    };
     config.lease_ttl_ms = 10_000;
     config.heartbeat_interval_ms = 1_000;
     let coordinator = tokio::spawn(spotenc_coordinator::run(
@@ -62,7 +83,7 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     for i in 0..local.workers.max(1) {
         let wc = spotenc_worker::WorkerConfig {
             coordinator: url.clone(),
-            token: None,
+            token: Some(token.clone()),
             tls_ca: None,
             name: format!("local-{i}"),
             pool: "local".into(),
@@ -94,7 +115,7 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     let result = async {
         let mut jobs = client::connect(&client::ConnArgs {
             coordinator: url.clone(),
-            token: None,
+            token: Some(token.clone()),
             tls_ca: None,
         })
         .await?;

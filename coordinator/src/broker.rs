@@ -94,19 +94,19 @@ impl Broker {
         Ok(uri.to_string())
     }
 
-    pub fn check_input(&self, uri: &str) -> Result<String> {
+    pub fn check_input(&self, uri: &str, files: &storage::Files) -> Result<String> {
         if uri.starts_with("s3://") {
             self.check_s3(uri, "input")
         } else {
-            storage::check_input(uri)
+            storage::check_input(uri, files)
         }
     }
 
-    pub fn check_output(&self, uri: &str) -> Result<String> {
+    pub fn check_output(&self, uri: &str, files: &storage::Files) -> Result<String> {
         if uri.starts_with("s3://") {
             self.check_s3(uri, "output")
         } else {
-            storage::check_output(uri)
+            storage::check_output(uri, files)
         }
     }
 
@@ -351,7 +351,9 @@ mod tests {
             multipart_threshold_bytes: 1,
             part_size_bytes: 5 << 20,
         }));
-        assert!(b.check_input("s3://media/in/a.mp4").is_ok());
+        assert!(b
+            .check_input("s3://media/in/a.mp4", &Default::default())
+            .is_ok());
         for bad in [
             "s3://other/a.mp4",
             "s3://media/../a.mp4",
@@ -359,8 +361,10 @@ mod tests {
             "s3://media/",
             "s3://media",
         ] {
-            assert!(b.check_input(bad).is_err(), "{bad}");
+            assert!(b.check_input(bad, &Default::default()).is_err(), "{bad}");
         }
-        assert!(Broker::new(None).check_output("s3://media/o.mp4").is_err());
+        assert!(Broker::new(None)
+            .check_output("s3://media/o.mp4", &Default::default())
+            .is_err());
     }
 }

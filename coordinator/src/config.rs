@@ -10,6 +10,7 @@
 //! heartbeat_interval_ms = 2000    # at most half the TTL
 //! max_expiries = 5                # lease expiries a task survives
 //! pools_file = "/etc/spotenc/pools.toml"  # more [[pools]] (or SPOTENC_POOLS)
+//! insecure_no_auth = false         # serve a non-loopback address without tokens
 //!
 //! [redis]                          # omit for the embedded store
 //! url = "redis://10.0.0.5:6379/0"
@@ -40,6 +41,10 @@
 //! name = "c6i-4xlarge-spot"        # a built-in name: only the fields given change
 //! price_per_hour = 0.25
 //!
+//! [files]                          # where local inputs and outputs may lie; none: refused
+//! input_roots = ["/srv/media/in"]  # or SPOTENC_INPUT_ROOTS=/a:/b
+//! output_roots = ["/srv/media/out"] # or SPOTENC_OUTPUT_ROOTS; never inside data_dir
+//!
 //! [placement]
 //! enabled = true                   # false (or SPOTENC_PLACEMENT=fifo): first in, first out
 //! max_placement_delay_seconds = 60 # a task waiting longer goes to any capable worker
@@ -50,7 +55,8 @@
 //! Overrides: `SPOTENC_LISTEN`, `SPOTENC_DATA_DIR`, `SPOTENC_REDIS`,
 //! `SPOTENC_REDIS_PREFIX`, `SPOTENC_LEASE_TTL_MS`,
 //! `SPOTENC_HEARTBEAT_INTERVAL_MS`, `SPOTENC_MAX_EXPIRIES`, `SPOTENC_TLS_CERT`,
-//! `SPOTENC_TLS_KEY`, `SPOTENC_POOLS`, `SPOTENC_PLACEMENT`.
+//! `SPOTENC_TLS_KEY`, `SPOTENC_POOLS`, `SPOTENC_PLACEMENT`,
+//! `SPOTENC_INSECURE_NO_AUTH`, `SPOTENC_INPUT_ROOTS`, `SPOTENC_OUTPUT_ROOTS`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -86,7 +92,18 @@ struct FileConfig {
     pools_file: Option<PathBuf>,
     #[serde(default)]
     pools: Vec<PoolEntry>,
+    insecure_no_auth: Option<bool>,
     placement: Option<PlacementSection>,
+    files: Option<FilesSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilesSection {
+    #[serde(default)]
+    input_roots: Vec<PathBuf>,
+    #[serde(default)]
+    output_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,18 +332,52 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         },
         nvenc_util_limit_pct: util,
     };
+    let insecure_no_auth = match env.get("SPOTENC_INSECURE_NO_AUTH").map(String::as_str) {
+        Some("1" | "true") => true,
+        Some("0" | "false") | None => file.insecure_no_auth.unwrap_or(false),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "invalid SPOTENC_INSECURE_NO_AUTH={other:?} (expected 1 or 0)"
+            )))
+        }
+    };
+    let files = file.files.unwrap_or_default();
+    let roots = |var: &str, from_file: Vec<PathBuf>| -> Result<Vec<PathBuf>> {
+        let roots: Vec<PathBuf> = match env.get(var) {
+            Some(v) => v
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            None => from_file,
+        };
+        match roots.iter().find(|r| !r.is_absolute()) {
+            Some(r) => Err(Error::invalid(format!(
+                "[files] root {} is not an absolute path",
+                r.display()
+            ))),
+            None => Ok(roots),
+        }
+    };
+    let data_dir = env
+        .get("SPOTENC_DATA_DIR")
+        .map(PathBuf::from)
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./spotenc-data"));
     let config = Config {
+        files: crate::storage::Files {
+            input_roots: roots("SPOTENC_INPUT_ROOTS", files.input_roots)?,
+            output_roots: roots("SPOTENC_OUTPUT_ROOTS", files.output_roots)?,
+            data_dir: data_dir.clone(),
+        },
+        insecure_no_auth,
         pools,
         placement,
         s3,
         listen,
         metrics_listen,
         state,
-        data_dir: env
-            .get("SPOTENC_DATA_DIR")
-            .map(PathBuf::from)
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./spotenc-data")),
+        data_dir,
         lease_ttl_ms: parse_env(env, "SPOTENC_LEASE_TTL_MS")?
             .or(file.lease_ttl_ms)
             .unwrap_or(DEFAULT_LEASE_TTL_MS),

@@ -82,16 +82,34 @@ impl Coordinator {
 
     pub async fn submit(&self, mut spec: JobSpec, idempotency_key: &str) -> Result<JobView> {
         spec.validate()?;
-        spec.input = self.broker.check_input(&spec.input)?;
-        spec.output = self.broker.check_output(&spec.output)?;
+        let files = &self.config.files;
+        spec.input = self.broker.check_input(&spec.input, files)?;
+        spec.output = self.broker.check_output(&spec.output, files)?;
         for r in &mut spec.renditions {
-            r.output = self.broker.check_output(&r.output)?;
+            r.output = self.broker.check_output(&r.output, files)?;
         }
+        Self::check_aliases(&spec)?;
         let job = self.store.submit(spec, idempotency_key, now_ms()).await?;
         metrics::counter!("spotenc_jobs_submitted_total").increment(1);
         info!(job = %job.id, input = %job.spec.input, output = %job.spec.output, "job submitted");
         self.work_ready.notify_waiters();
         self.job(&job.id).await
+    }
+
+    /// Refuses a job whose outputs (canonical by now) are its input or
+    /// each other. (Aliasing another running job's paths is not checked
+    /// yet: that needs a path index in both stores.)
+    fn check_aliases(spec: &JobSpec) -> Result<()> {
+        let outputs: Vec<&str> = spec.outputs().into_iter().map(|(o, _, _)| o).collect();
+        for (i, o) in outputs.iter().enumerate() {
+            if *o == spec.input {
+                return Err(Error::invalid(format!("output {o:?} is the job's input")));
+            }
+            if outputs[..i].contains(o) {
+                return Err(Error::invalid(format!("output {o:?} is used twice")));
+            }
+        }
+        Ok(())
     }
 
     pub async fn job(&self, job_id: &str) -> Result<JobView> {
@@ -161,6 +179,26 @@ impl Coordinator {
             let wake = self.lease_poll.map_or(deadline, |p| deadline.min(now + p));
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
+    }
+
+    /// Refuses a worker call on a lease the worker does not hold: the
+    /// attempt number alone is not enough, another worker could send it.
+    /// (An attempt's worker never changes, so reading it first is safe; the
+    /// store still fences the attempt itself.)
+    pub async fn check_holder(&self, worker_id: &str, task_id: &str, attempt: u32) -> Result<()> {
+        let task = self.store.task(task_id).await?;
+        let holder = task
+            .history
+            .iter()
+            .find(|a| a.attempt == attempt)
+            .map(|a| a.worker_id.as_str());
+        if holder != Some(worker_id) {
+            warn!(worker = %worker_id, task = %task_id, attempt, holder = ?holder, "worker call on a lease it does not hold");
+            return Err(Error::PermissionDenied(format!(
+                "worker {worker_id:?} does not hold task {task_id} attempt {attempt}"
+            )));
+        }
+        Ok(())
     }
 
     /// The worker's status as this replica knows it, loading workers that

@@ -89,11 +89,18 @@ pub struct Config {
     pub max_expiries: u32,
     /// How often expired leases are reaped.
     pub reap_interval_ms: u32,
-    /// Accepted bearer tokens; empty turns authentication off.
+    /// Accepted bearer tokens. Empty turns authentication off, which
+    /// [`run`] allows only on a loopback address or with
+    /// `insecure_no_auth`.
     pub tokens: auth::Tokens,
+    /// Serve without tokens on a non-loopback address (fail closed
+    /// otherwise).
+    pub insecure_no_auth: bool,
     pub tls: Option<TlsFiles>,
     /// S3 storage for `s3://` inputs and outputs, through the broker.
     pub s3: Option<broker::S3Config>,
+    /// Where local inputs and outputs may lie.
+    pub files: storage::Files,
     /// Every pool the fleet may run in.
     pub pools: cost::catalogue::Catalogue,
     pub placement: Placement,
@@ -184,7 +191,16 @@ pub async fn run(
 
     let addr = listener.local_addr().ok();
     if config.tokens.is_empty() {
-        tracing::warn!("no tokens configured: authentication is off");
+        let loopback = addr.is_some_and(|a| a.ip().is_loopback());
+        if !loopback && !config.insecure_no_auth {
+            return Err(Error::invalid(format!(
+                "refusing to serve on {} with no tokens: anyone who can reach it could submit jobs \
+                 and act as a worker; configure [[tokens]], listen on a loopback address, or pass \
+                 --insecure-no-auth (SPOTENC_INSECURE_NO_AUTH=1)",
+                addr.map_or_else(|| "?".into(), |a| a.to_string())
+            )));
+        }
+        tracing::warn!(?addr, "no tokens configured: authentication is off");
     }
     tracing::info!(?addr, tls = config.tls.is_some(), data_dir = %config.data_dir.display(), "coordinator listening");
     let tokens = Arc::new(config.tokens.clone());

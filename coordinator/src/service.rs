@@ -198,6 +198,9 @@ impl WorkerService for Workers {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = req.into_inner();
+        self.0
+            .check_holder(&req.worker_id, &req.task_id, req.attempt)
+            .await?;
         let gpus = req.gpus.into_iter().map(Into::into).collect();
         let keep_going = self
             .0
@@ -220,6 +223,9 @@ impl WorkerService for Workers {
         req: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let req = req.into_inner();
+        self.0
+            .check_holder(&req.worker_id, &req.task_id, req.attempt)
+            .await?;
         let outcome = TaskOutcome::try_from(
             req.result
                 .ok_or_else(|| Error::invalid("missing field result"))?,
@@ -233,6 +239,9 @@ impl WorkerService for Workers {
         req: Request<pb::FailTaskRequest>,
     ) -> Result<Response<pb::FailTaskResponse>, Status> {
         let req = req.into_inner();
+        self.0
+            .check_holder(&req.worker_id, &req.task_id, req.attempt)
+            .await?;
         let failure = Ending {
             message: req.error,
             retryable: req.retryable,
@@ -247,6 +256,9 @@ impl WorkerService for Workers {
         req: Request<pb::HandBackTaskRequest>,
     ) -> Result<Response<pb::HandBackTaskResponse>, Status> {
         let req = req.into_inner();
+        self.0
+            .check_holder(&req.worker_id, &req.task_id, req.attempt)
+            .await?;
         let notice = Ending {
             message: req.reason,
             retryable: true,

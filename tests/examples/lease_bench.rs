@@ -66,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
                 &redis.url(),
             ])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir.path().join("state"))
+            .env("SPOTENC_INPUT_ROOTS", dir.path())
+            .env("SPOTENC_OUTPUT_ROOTS", dir.path())
             .env("RUST_LOG", "error")
             .env("SPOTENC_PLACEMENT", &placement)
             .spawn()?,
@@ -85,9 +87,14 @@ async fn main() -> anyhow::Result<()> {
     let mut jobs = conn.jobs().await?;
     let job_count = 500 + workers * seconds as usize * 12;
     let out = dir.path().join("out.mp4").display().to_string();
+    // Submission checks the input is a file under an input root; the
+    // simulated workers never read it.
+    let input = dir.path().join("in.mp4");
+    std::fs::write(&input, b"bench")?;
+    let input = input.display().to_string();
     for _ in 0..job_count {
         let spec = pb::JobSpec {
-            input: "/bench/in.mp4".into(),
+            input: input.clone(),
             output: out.clone(),
             video: Some(pb::VideoSettings {
                 codec: pb::Codec::H264 as i32,

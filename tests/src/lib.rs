@@ -208,7 +208,7 @@ impl RedisServer {
     }
 }
 
-fn wait_for_port(port: u16) {
+pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on port {port}");
@@ -403,7 +403,14 @@ impl FleetBuilder {
                 self.s3_extra
             ));
         }
-        let config_text = format!("{}{config_text}", self.extra_config);
+        // Tests keep their media in temporary directories.
+        let tmp = std::env::temp_dir()
+            .canonicalize()
+            .expect("temp dir")
+            .display()
+            .to_string();
+        let files = format!("[files]\ninput_roots = [{tmp:?}]\noutput_roots = [{tmp:?}]\n");
+        let config_text = format!("{}{files}{config_text}", self.extra_config);
         let config = data_dir.path().join("coordinator.toml");
         std::fs::write(&config, &config_text).expect("write coordinator config");
         let scheme = if self.secure {

@@ -564,8 +564,13 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
 
     let outputs = dir.path().join("out");
     std::fs::create_dir(&outputs).unwrap();
+    // A missing input is refused at submission, with the reason.
+    let missing = dir.path().join("missing.mp4");
+    let r = submit(&fleet, &missing, &outputs.join("m.mp4"), &["--wait"]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("no such file"), "{err}");
     let cases = [
-        (dir.path().join("missing.mp4"), "no such file"),
         (text, "not a recognised media file"),
         (truncated, "bad input"),
     ];

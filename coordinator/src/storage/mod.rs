@@ -57,27 +57,107 @@ fn absolute_clean(uri: &str, what: &str) -> Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-/// Checks an input URI and returns it as a path. Whether the file is a
-/// readable video is the probe's job.
-pub fn check_input(uri: &str) -> Result<String> {
-    Ok(absolute_clean(uri, "input")?.display().to_string())
+/// Where local inputs and outputs may lie. Empty roots refuse every local
+/// path of that kind: the coordinator fails closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Files {
+    pub input_roots: Vec<PathBuf>,
+    pub output_roots: Vec<PathBuf>,
+    /// The coordinator's own state and intermediates: never an output.
+    pub data_dir: PathBuf,
 }
 
-/// Checks an output URI: absolute, in an existing directory, not a directory.
-pub fn check_output(uri: &str) -> Result<String> {
+/// Kernel and device trees no job reads from.
+const FORBIDDEN: &[&str] = &["/proc", "/sys", "/dev"];
+
+fn canonical(path: &Path, what: &str, uri: &str) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::invalid(format!("{what} {uri:?}: no such file")),
+        _ => Error::invalid(format!("{what} {uri:?}: {e}")),
+    })
+}
+
+/// `path` (canonical) lies under one of `roots`, each canonicalised.
+fn under_roots(path: &Path, roots: &[PathBuf], what: &str, uri: &str) -> Result<()> {
+    let key = format!("{what}_roots");
+    if roots.is_empty() {
+        return Err(Error::invalid(format!(
+            "{what} {uri:?} is a local path, and no [files] {key} are configured (local {what}s are off)"
+        )));
+    }
+    let inside = roots
+        .iter()
+        .any(|r| std::fs::canonicalize(r).is_ok_and(|r| path.starts_with(r)));
+    if !inside {
+        let list: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(Error::invalid(format!(
+            "{what} {uri:?} is outside the {key} [{}]",
+            list.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an input URI and returns its canonical path: an existing regular
+/// file under an input root, not in /proc, /sys or /dev. Whether it is a
+/// readable video is the probe's job.
+pub fn check_input(uri: &str, files: &Files) -> Result<String> {
+    let path = canonical(&absolute_clean(uri, "input")?, "input", uri)?;
+    if FORBIDDEN.iter().any(|f| path.starts_with(f)) {
+        return Err(Error::invalid(format!(
+            "input {uri:?} is under {} (not a media file)",
+            path.display()
+        )));
+    }
+    let meta =
+        std::fs::metadata(&path).map_err(|e| Error::invalid(format!("input {uri:?}: {e}")))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a FIFO, socket or device"
+        };
+        return Err(Error::invalid(format!(
+            "input {uri:?} is {kind}, not a regular file"
+        )));
+    }
+    under_roots(&path, &files.input_roots, "input", uri)?;
+    Ok(path.display().to_string())
+}
+
+/// Checks an output URI and returns its canonical path: in an existing
+/// directory under an output root, outside the coordinator's data
+/// directory, not a directory.
+pub fn check_output(uri: &str, files: &Files) -> Result<String> {
     let path = absolute_clean(uri, "output")?;
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| Error::invalid(format!("output {uri:?} has no directory")))?;
+    let (Some(parent), Some(name)) = (
+        path.parent().filter(|p| !p.as_os_str().is_empty()),
+        path.file_name(),
+    ) else {
+        return Err(Error::invalid(format!(
+            "output {uri:?} has no directory or name"
+        )));
+    };
     if !parent.is_dir() {
         return Err(Error::invalid(format!(
             "output directory {} does not exist",
             parent.display()
         )));
     }
+    let path = canonical(parent, "output directory of", uri)?.join(name);
     if path.is_dir() {
         return Err(Error::invalid(format!("output {uri:?} is a directory")));
+    }
+    under_roots(&path, &files.output_roots, "output", uri)?;
+    if !files.data_dir.as_os_str().is_empty() {
+        if let Ok(data) = std::fs::canonicalize(&files.data_dir) {
+            if path.starts_with(&data) {
+                return Err(Error::invalid(format!(
+                    "output {uri:?} is inside the coordinator's data directory {}",
+                    data.display()
+                )));
+            }
+        }
     }
     Ok(path.display().to_string())
 }
@@ -182,26 +262,98 @@ mod tests {
         );
     }
 
+    /// Roots at `dir/in` and `dir/out`, data under `dir/data`.
+    fn confined(dir: &Path) -> Files {
+        for d in ["in", "out", "data"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        Files {
+            input_roots: vec![dir.join("in")],
+            output_roots: vec![dir.join("out"), dir.join("data")],
+            data_dir: dir.join("data"),
+        }
+    }
+
     #[test]
     fn hostile_and_relative_inputs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = confined(dir.path());
         for bad in [
             "http://169.254.169.254/latest",
             "relative.mp4",
             "/a/../etc/passwd",
             "concat:/a|/b",
         ] {
-            assert!(check_input(bad).is_err(), "{bad}");
+            assert!(check_input(bad, &files).is_err(), "{bad}");
         }
-        assert_eq!(check_input("file:///srv/a.mp4").unwrap(), "/srv/a.mp4");
+        let a = dir.path().join("in/a.mp4");
+        std::fs::write(&a, b"x").unwrap();
+        let canonical = std::fs::canonicalize(&a).unwrap().display().to_string();
+        let uri = format!("file://{}", a.display());
+        assert_eq!(check_input(&uri, &files).unwrap(), canonical);
+    }
+
+    // Regression: any client could make workers read any file the service
+    // user could reach, and the coordinator rename outputs onto any path.
+    #[test]
+    fn local_paths_are_confined_to_their_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = confined(dir.path());
+        let outside = dir.path().join("secret.mp4");
+        std::fs::write(&outside, b"x").unwrap();
+        let e = check_input(outside.to_str().unwrap(), &files).unwrap_err();
+        assert!(e.to_string().contains("outside the input_roots"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&dir.path().join("in").display().to_string()),
+            "{e}"
+        );
+        // A symlink inside a root that points outside it is outside.
+        let link = dir.path().join("in/link.mp4");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(check_input(link.to_str().unwrap(), &files).is_err());
+        let e = check_output(dir.path().join("keep.txt").to_str().unwrap(), &files).unwrap_err();
+        assert!(e.to_string().contains("outside the output_roots"), "{e}");
+        // The data directory is never an output, even under an output root.
+        let e = check_output(dir.path().join("data/o.mp4").to_str().unwrap(), &files).unwrap_err();
+        assert!(e.to_string().contains("data directory"), "{e}");
+        // No roots: local paths are off.
+        let e = check_input(outside.to_str().unwrap(), &Files::default()).unwrap_err();
+        assert!(e.to_string().contains("no [files] input_roots"), "{e}");
+        // Not a regular file.
+        let e = check_input(dir.path().join("in").to_str().unwrap(), &files).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        let fifo = dir.path().join("in/pipe.mp4");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = check_input(fifo.to_str().unwrap(), &files).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        let proc_files = Files {
+            input_roots: vec!["/".into()],
+            ..files.clone()
+        };
+        let e = check_input("/proc/self/environ", &proc_files).unwrap_err();
+        assert!(e.to_string().contains("/proc"), "{e}");
+        let e = check_input(dir.path().join("in/none.mp4").to_str().unwrap(), &files).unwrap_err();
+        assert!(e.to_string().contains("no such file"), "{e}");
     }
 
     #[test]
     fn output_must_be_in_an_existing_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let ok = dir.path().join("o.mp4");
-        assert!(check_output(ok.to_str().unwrap()).is_ok());
-        let missing = dir.path().join("nope/o.mp4");
-        let e = check_output(missing.to_str().unwrap()).unwrap_err();
+        let files = confined(dir.path());
+        let ok = dir.path().join("out/o.mp4");
+        assert!(check_output(ok.to_str().unwrap(), &files).is_ok());
+        // Spellings of one file come out as one canonical path.
+        let a = check_output(&format!("file://{}", ok.display()), &files).unwrap();
+        let b = check_output(&format!("{}/out/./o.mp4", dir.path().display()), &files).unwrap();
+        let c = check_output(&format!("{}/out//o.mp4", dir.path().display()), &files).unwrap();
+        assert_eq!((a.clone(), b), (c, a));
+        let missing = dir.path().join("out/nope/o.mp4");
+        let e = check_output(missing.to_str().unwrap(), &files).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
     }
 
