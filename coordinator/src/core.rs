@@ -187,6 +187,11 @@ impl Coordinator {
     /// store still fences the attempt itself.)
     pub async fn check_holder(&self, worker_id: &str, task_id: &str, attempt: u32) -> Result<()> {
         let task = self.store.task(task_id).await?;
+        Self::holds(&task, worker_id, attempt)
+    }
+
+    fn holds(task: &crate::state::TaskRecord, worker_id: &str, attempt: u32) -> Result<()> {
+        let task_id = &task.id;
         let holder = task
             .history
             .iter()
@@ -454,14 +459,18 @@ impl Coordinator {
         self.broker.work_dir(&job.spec, &job.id, &job.work_dir)
     }
 
+    /// Records `worker_id`'s result for its lease of `task_id`.
     pub async fn complete(
         &self,
+        worker_id: &str,
         task_id: &str,
         attempt: u32,
         mut outcome: TaskOutcome,
     ) -> Result<()> {
         let mut follow_ups = Vec::new();
-        let record = self.store.task(task_id).await.ok();
+        let record = self.store.task(task_id).await?;
+        Self::holds(&record, worker_id, attempt)?;
+        let record = Some(record);
         // Record the object this attempt was told to write, not whatever URL
         // or path the worker reports.
         if let Some(task) = &record {

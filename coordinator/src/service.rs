@@ -223,14 +223,13 @@ impl WorkerService for Workers {
         req: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let req = req.into_inner();
-        self.0
-            .check_holder(&req.worker_id, &req.task_id, req.attempt)
-            .await?;
         let outcome = TaskOutcome::try_from(
             req.result
                 .ok_or_else(|| Error::invalid("missing field result"))?,
         )?;
-        self.0.complete(&req.task_id, req.attempt, outcome).await?;
+        self.0
+            .complete(&req.worker_id, &req.task_id, req.attempt, outcome)
+            .await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 

@@ -3,7 +3,6 @@
 //! and a cost model that learns from real encodes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use spotenc_proto::pb;
@@ -12,7 +11,9 @@ use spotenc_tests::{bin, Fleet};
 
 use super::{assert_ok, ended, job, submit_id};
 
-/// Two CPU pools of one shape: spot at $0.10/h, on-demand at $0.90/h.
+/// Two CPU pools of one shape: spot at $0.05/h, on-demand at $2.00/h (40×,
+/// so that what the model learns from tiny, noisy chunks cannot flip the
+/// choice).
 const POOLS: &str = r#"
 [[pools]]
 name = "spot-cheap"
@@ -22,7 +23,7 @@ hardware = "cpu"
 vcpus = 2
 memory = 4
 slots = 1
-price_per_hour = 0.10
+price_per_hour = 0.05
 on_demand_price_per_hour = 0.30
 interruption_rate_per_hour = 0.0025
 max_workers = 4
@@ -35,7 +36,7 @@ hardware = "cpu"
 vcpus = 2
 memory = 4
 slots = 1
-price_per_hour = 0.90
+price_per_hour = 2.00
 max_workers = 2
 "#;
 
@@ -68,35 +69,15 @@ fn encode_attempts(j: &pb::Job) -> Vec<(String, f64, f64, f64)> {
         .collect()
 }
 
-fn clip(dir: &Path, name: &str, seconds: u32) -> std::path::PathBuf {
-    let v = format!("testsrc2=size=320x240:rate=25:duration={seconds}");
-    make_clip(
-        dir,
-        name,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            &v,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ],
-    )
-}
-
 /// A spot pool priced low and an on-demand pool priced high: cost jobs'
 /// chunks all run on the cheap spot pool (the dear pool declines them, at
-/// 9× the cost), the latency job's on the on-demand pool; every attempt is
+/// 40× the cost), the latency job's on the on-demand pool; every attempt is
 /// priced at its pool's rate; `spotenc costs` learned one sample per
 /// encode; `spotenc pools` and `/metrics` see both pools.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_pool_gets_the_work_its_price_says_and_jobs_show_their_cost() {
     let dir = tempfile::tempdir().unwrap();
-    let src = clip(dir.path(), "src.mp4", 4);
+    let src = video_clip(dir.path(), 4, "320x240");
     let mut fleet = Fleet::builder().cpu_workers(0).config(POOLS).start();
     pool_worker(&mut fleet, "cheap", "spot-cheap", "spot", "test.cheap");
     pool_worker(&mut fleet, "dear", "od-dear", "on-demand", "test.dear");
@@ -131,7 +112,7 @@ async fn each_pool_gets_the_work_its_price_says_and_jobs_show_their_cost() {
         };
         for (pool, rate, cost, wall) in &attempts {
             assert_eq!(pool, want, "{priority} job {id}: {attempts:?}");
-            let price = if pool == "od-dear" { 0.90 } else { 0.10 };
+            let price = if pool == "od-dear" { 2.00 } else { 0.05 };
             assert!((rate - price).abs() < 1e-9, "{attempts:?}");
             assert!((cost - rate * wall / 3600.0).abs() < 1e-9, "{attempts:?}");
         }
@@ -220,7 +201,7 @@ async fn reqwest_get(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_pool_works_with_one_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let src = clip(dir.path(), "src.mp4", 2);
+    let src = video_clip(dir.path(), 2, "320x240");
     let out = dir.path().join("out.mp4");
     let mut fleet = Fleet::builder().cpu_workers(0).start();
     pool_worker(&mut fleet, "odd", "mystery-pool", "spot", "");
@@ -287,7 +268,7 @@ fn an_invalid_catalogue_refuses_to_start_with_the_field_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cost_model_predicts_chunk_times_it_has_learned() {
     let dir = tempfile::tempdir().unwrap();
-    let src = clip(dir.path(), "src.mp4", 8);
+    let src = video_clip(dir.path(), 8, "320x240");
     let mut fleet = Fleet::builder().cpu_workers(0).config(POOLS).start();
     pool_worker(&mut fleet, "cheap", "spot-cheap", "spot", "test.cheap");
     let args = [

@@ -7,6 +7,17 @@ use spotenc_tests::Fleet;
 
 use super::{assert_faithful, assert_ok, av_clip};
 
+/// Two seconds of 320x240 H.264 with AAC.
+fn small_clip(dir: &std::path::Path) -> std::path::PathBuf {
+    av_clip(
+        dir,
+        "src.mp4",
+        2,
+        "320x240",
+        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    )
+}
+
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -98,13 +109,7 @@ async fn tokens_and_roles_are_checked_on_every_call_over_tls() {
 #[test]
 fn paths_outside_the_roots_and_aliases_are_refused_and_nothing_is_touched() {
     let dir = tempfile::tempdir().unwrap();
-    let src = av_clip(
-        dir.path(),
-        "src.mp4",
-        2,
-        "320x240",
-        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-    );
+    let src = small_clip(dir.path());
     let before = std::fs::read(&src).unwrap();
     let same = std::process::Command::new(spotenc_tests::bin("spotenc"))
         .arg("transcode")
@@ -220,13 +225,7 @@ fn denied<T>(r: Result<T, tonic::Status>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_calls_are_bound_to_the_lease_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let src = av_clip(
-        dir.path(),
-        "src.mp4",
-        2,
-        "320x240",
-        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-    );
+    let src = small_clip(dir.path());
     let fleet = Fleet::builder().cpu_workers(0).start();
     let out = dir.path().join("o.mp4");
     assert_ok(

@@ -126,18 +126,24 @@ pub fn mixed_workload(n: usize, duration_s: u32, span_s: f64, seed: u64) -> Vec<
         .collect()
 }
 
+/// NVENC limits of a T4/A10G-class engine for `codecs`, up to `max` pixels
+/// a side.
+pub fn nvenc_caps(codecs: &[Codec], max: u32) -> Vec<NvencCodec> {
+    codecs
+        .iter()
+        .map(|&codec| NvencCodec {
+            codec,
+            max_width: max,
+            max_height: max,
+            ten_bit: false,
+            max_b_frames: 4,
+        })
+        .collect()
+}
+
 fn worker_info(pool: &Pool, n: u32) -> WorkerInfo {
     let nvenc = if pool.hardware == Hardware::Nvenc {
-        [Codec::H264, Codec::Hevc]
-            .into_iter()
-            .map(|codec| NvencCodec {
-                codec,
-                max_width: 4096,
-                max_height: 4096,
-                ten_bit: true,
-                max_b_frames: 4,
-            })
-            .collect()
+        nvenc_caps(&[Codec::H264, Codec::Hevc], 4096)
     } else {
         vec![]
     };

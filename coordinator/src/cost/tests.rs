@@ -1,5 +1,5 @@
 use proptest::prelude::*;
-use spotenc_proto::domain::{Capacity, Codec, GpuDevice, NvencCodec, Priority, WorkerInfo};
+use spotenc_proto::domain::{Capacity, Codec, GpuDevice, Priority, WorkerInfo};
 
 use super::catalogue::{parse_entries, Catalogue, Hardware, Origin};
 use super::model::{band, prior, Demand, Key, Model, Observation, Output, Shape};
@@ -253,16 +253,7 @@ fn pool(name: &str) -> super::catalogue::Pool {
 fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
     let p = pool(pool_name);
     let nvenc = if p.hardware == Hardware::Nvenc {
-        codecs
-            .iter()
-            .map(|&codec| NvencCodec {
-                codec,
-                max_width: 4096,
-                max_height: 4096,
-                ten_bit: false,
-                max_b_frames: 4,
-            })
-            .collect()
+        super::sim::nvenc_caps(codecs, 4096)
     } else {
         vec![]
     };

@@ -263,8 +263,8 @@ impl RedisStore {
     }
 
     /// Reads the candidate window (window.lua), places in Rust, and claims
-    /// the choice (claim.lua); when another replica took it first, reads
-    /// the window again, a few times at most.
+    /// the choice (claim.lua); when another worker took it first, claims
+    /// the next choice, then reads the window again, a few times at most.
     async fn place_and_claim(
         &self,
         worker_id: &str,
@@ -272,7 +272,7 @@ impl RedisStore {
         worker: &Worker,
         now_ms: i64,
     ) -> Result<Option<Leased>> {
-        for _ in 0..4 {
+        for _ in 0..3 {
             let mut inv = self.scripts.window.prepare_invoke();
             inv.arg(&self.prefix)
                 .arg(worker_id)
@@ -305,31 +305,36 @@ impl RedisStore {
             let mut w = worker.clone();
             w.sessions_held = held;
             lease.worker = Some(w);
-            let Some(task_id) = lease.choose(&candidates, now_ms) else {
-                return Ok(None);
-            };
-            let demand = candidates
-                .iter()
-                .find(|c| c.task_id == task_id)
-                .map(|c| c.demand.clone())
-                .unwrap_or_default();
-            let (rate, on_demand, sessions) = lease.pricing(&demand);
-            let claimed: Option<Leased> = self
-                .scripts
-                .claim
-                .arg(&self.prefix)
-                .arg(worker_id)
-                .arg(now_ms)
-                .arg(self.limits.lease_ttl_ms)
-                .arg(&task_id)
-                .arg(rate)
-                .arg(u8::from(on_demand))
-                .arg(sessions)
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(redis_error)?;
-            if claimed.is_some() {
-                return Ok(claimed);
+            // Workers reading the same window pick the same task; when
+            // another took it first, the next choice from this window is
+            // claimed before the window is read again.
+            for _ in 0..8 {
+                let Some(task_id) = lease.choose(&candidates, now_ms) else {
+                    return Ok(None);
+                };
+                let at = candidates
+                    .iter()
+                    .position(|c| c.task_id == task_id)
+                    .expect("placement picks a candidate");
+                let demand = candidates.swap_remove(at).demand;
+                let (rate, on_demand, sessions) = lease.pricing(&demand);
+                let claimed: Option<Leased> = self
+                    .scripts
+                    .claim
+                    .arg(&self.prefix)
+                    .arg(worker_id)
+                    .arg(now_ms)
+                    .arg(self.limits.lease_ttl_ms)
+                    .arg(&task_id)
+                    .arg(rate)
+                    .arg(u8::from(on_demand))
+                    .arg(sessions)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(redis_error)?;
+                if claimed.is_some() {
+                    return Ok(claimed);
+                }
             }
         }
         Ok(None)

@@ -5,21 +5,9 @@ use super::*;
 use crate::cost::catalogue::Catalogue;
 use crate::cost::model::{Key, Model, Observation};
 use crate::cost::place::{Fleet, Policy, Worker};
+use crate::cost::sim::nvenc_caps;
 use crate::cost::Lease;
 use crate::graph;
-
-fn nvenc_caps() -> Vec<NvencCodec> {
-    [Codec::H264, Codec::Hevc]
-        .into_iter()
-        .map(|codec| NvencCodec {
-            codec,
-            max_width: 4096,
-            max_height: 4096,
-            ten_bit: false,
-            max_b_frames: 4,
-        })
-        .collect()
-}
 
 /// A registered worker of a built-in pool and its placement view.
 async fn pool_worker(s: &dyn StateStore, id: &str, pool: &str, codecs: &[Codec]) -> Worker {
@@ -39,7 +27,11 @@ async fn pool_worker(s: &dyn StateStore, id: &str, pool: &str, codecs: &[Codec])
     Worker {
         class: p.instance_type.clone(),
         codecs: codecs.to_vec(),
-        nvenc: if gpu { nvenc_caps() } else { vec![] },
+        nvenc: if gpu {
+            nvenc_caps(&[Codec::H264, Codec::Hevc], 4096)
+        } else {
+            vec![]
+        },
         sessions_held: 0,
         encoder_saturated: false,
         pool: p,
@@ -248,15 +240,21 @@ async fn the_model_learns_in_the_store(s: Arc<dyn StateStore>) {
 
 async fn replicas_never_lease_one_task_twice(s: Arc<dyn StateStore>) {
     encode_jobs(&*s, &[(Codec::H264, 0); 3]).await;
-    let mut workers = Vec::new();
-    for i in 0..8 {
-        workers.push(pool_worker(&*s, &format!("c{i}"), "c6i-4xlarge-spot", &[Codec::H264]).await);
+    concurrent_leases_are_unique(&[s], 8, 3).await;
+}
+
+/// `n` workers, spread over `stores`, lease at once: every task they get is
+/// a different one, and `expected` of them get one.
+async fn concurrent_leases_are_unique(stores: &[Arc<dyn StateStore>], n: usize, expected: usize) {
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let s = stores[i % stores.len()].clone();
+        let w = pool_worker(&*s, &format!("c{i}"), "c6i-4xlarge-spot", &[Codec::H264]).await;
+        calls.push(async move {
+            let l = lease_for(&w, &[&w]);
+            s.lease(&format!("c{i}"), &l, 10).await.unwrap()
+        });
     }
-    let calls = workers.iter().enumerate().map(|(i, w)| {
-        let s = s.clone();
-        let l = lease_for(w, &[w]);
-        async move { s.lease(&format!("c{i}"), &l, 10).await.unwrap() }
-    });
     let got: Vec<String> = futures::future::join_all(calls)
         .await
         .into_iter()
@@ -267,7 +265,7 @@ async fn replicas_never_lease_one_task_twice(s: Arc<dyn StateStore>) {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), got.len(), "a task was leased twice: {got:?}");
-    assert_eq!(got.len(), 3, "three chunks, three leases: {got:?}");
+    assert_eq!(got.len(), expected, "{got:?}");
 }
 
 async fn workers_are_live_until_they_hand_back(s: Arc<dyn StateStore>) {
@@ -325,24 +323,5 @@ async fn two_redis_replicas_never_double_lease() {
     );
     a.register_worker(worker()).await.unwrap();
     encode_jobs(&*a, &[(Codec::H264, 0); 4]).await;
-    let mut calls = Vec::new();
-    for i in 0..16 {
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let w = pool_worker(&*s, &format!("r{i}"), "c6i-4xlarge-spot", &[Codec::H264]).await;
-        calls.push(async move {
-            let l = lease_for(&w, &[&w]);
-            s.lease(&format!("r{i}"), &l, 10).await.unwrap()
-        });
-    }
-    let got: Vec<String> = futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-        .map(|t| t.task_id)
-        .collect();
-    let mut unique = got.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), got.len(), "a task was leased twice: {got:?}");
-    assert_eq!(got.len(), 4, "{got:?}");
+    concurrent_leases_are_unique(&[a, b], 16, 4).await;
 }
