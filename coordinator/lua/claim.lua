@@ -1,17 +1,23 @@
--- claim: lease the task placement chose, if it is still pending; another
--- replica may have taken it since the window was read.
+-- claim: lease the first task of placement's ranking that is still
+-- pending; other workers and replicas may have taken the best ones since
+-- the window was read.
 -- KEYS: none (see lib.lua)
--- ARGV: prefix, worker_id, now_ms, lease_ttl_ms, task_id, rate_per_hour,
---       on_demand (1/0), sessions
--- Returns: nil when the task is gone, else {task_id, job_id, attempt,
+-- ARGV: prefix, worker_id, now_ms, lease_ttl_ms, then per choice, best
+--       first: task_id, rate_per_hour, on_demand (1/0), sessions
+-- Returns: nil when every choice is gone, else {task_id, job_id, attempt,
 --          work_json, deps_json}.
-local worker, now, ttl, id = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local worker, now, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 if not redis.call('HGET', P .. ':worker:' .. worker, 'capacity') then
   return redis.error_reply('NOTFOUND worker ' .. worker)
 end
-local t = redis.call('HMGET', tk(id), 'state', 'job_id')
-if t[1] ~= 'Pending' then return false end
-local jstate = job_state(t[2])
-if is_terminal(jstate) or jstate == 'Committing' then return false end
-dequeue(id)
-return lease_task(id, worker, now, ttl, tonumber(ARGV[6]), ARGV[7] == '1', tonumber(ARGV[8]))
+for i = 5, #ARGV, 4 do
+  local id = ARGV[i]
+  local t = redis.call('HMGET', tk(id), 'state', 'job_id')
+  local jstate = job_state(t[2] or '')
+  if t[1] == 'Pending' and jstate and not is_terminal(jstate) and jstate ~= 'Committing' then
+    dequeue(id)
+    return lease_task(id, worker, now, ttl, tonumber(ARGV[i + 1]), ARGV[i + 2] == '1',
+      tonumber(ARGV[i + 3]))
+  end
+end
+return false

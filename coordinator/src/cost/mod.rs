@@ -56,12 +56,18 @@ impl Lease {
 
     /// Chooses among `candidates` (already windowed).
     pub fn choose(&self, candidates: &[place::Candidate], now_ms: i64) -> Option<String> {
+        self.rank(candidates, now_ms).into_iter().next()
+    }
+
+    /// Every candidate the worker may take, best first.
+    pub fn rank(&self, candidates: &[place::Candidate], now_ms: i64) -> Vec<String> {
         match &self.worker {
-            None => candidates
-                .iter()
-                .min_by_key(|c| c.order)
-                .map(|c| c.task_id.clone()),
-            Some(w) if self.placement => place::place(
+            None => {
+                let mut all: Vec<&place::Candidate> = candidates.iter().collect();
+                all.sort_by_key(|c| c.order);
+                all.iter().map(|c| c.task_id.clone()).collect()
+            }
+            Some(w) if self.placement => place::rank(
                 w,
                 candidates,
                 &self.model,
@@ -69,7 +75,7 @@ impl Lease {
                 &self.policy,
                 now_ms,
             ),
-            Some(w) => place::fifo(w, candidates),
+            Some(w) => place::fifo_rank(w, candidates),
         }
     }
 

@@ -154,7 +154,8 @@ pub fn ratio(worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f
     (ratio, advantage)
 }
 
-/// The task `worker` should lease from `candidates`, if any.
+/// The task `worker` should lease from `candidates`, if any: the first of
+/// [`rank`].
 pub fn place(
     worker: &Worker,
     candidates: &[Candidate],
@@ -163,10 +164,29 @@ pub fn place(
     policy: &Policy,
     now_ms: i64,
 ) -> Option<String> {
+    rank(worker, candidates, model, fleet, policy, now_ms)
+        .into_iter()
+        .next()
+}
+
+/// Every candidate `worker` may take, best first by the rules above:
+/// partition by partition, overdue and latency work oldest first, then the
+/// rest by ratio, advantage and age; declined spot work is left out. A
+/// store claims the first that is still pending, so workers reading the
+/// same window do not all fight over one task.
+pub fn rank(
+    worker: &Worker,
+    candidates: &[Candidate],
+    model: &Model,
+    fleet: &Fleet,
+    policy: &Policy,
+    now_ms: i64,
+) -> Vec<String> {
     let partitions: &[Capacity] = match worker.pool.capacity {
         Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
         Capacity::Spot => &[Capacity::Spot],
     };
+    let mut out = Vec::new();
     for &p in partitions {
         let able: Vec<&Candidate> = candidates
             .iter()
@@ -174,25 +194,18 @@ pub fn place(
                 c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
             })
             .collect();
-        if able.is_empty() {
-            continue;
-        }
         let oldest_of_job = |c: &Candidate| {
             able.iter()
                 .filter(|o| o.job_id == c.job_id)
                 .all(|o| o.order >= c.order)
         };
-        let urgent = able
-            .iter()
-            .filter(|c| {
-                now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
-                    || (c.latency && oldest_of_job(c))
-            })
-            .min_by_key(|c| c.order);
-        if let Some(c) = urgent {
-            return Some(c.task_id.clone());
-        }
-        let best = able
+        let (mut urgent, rest): (Vec<&Candidate>, Vec<&Candidate>) = able.iter().partition(|c| {
+            now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
+                || (c.latency && oldest_of_job(c))
+        });
+        urgent.sort_by_key(|c| c.order);
+        out.extend(urgent.iter().map(|c| c.task_id.clone()));
+        let mut scored: Vec<(i64, f64, &Candidate)> = rest
             .iter()
             .map(|c| {
                 let (r, advantage) = ratio(worker, c, model, fleet);
@@ -202,34 +215,41 @@ pub fn place(
             .filter(|(r, _, _)| {
                 p == Capacity::OnDemand || *r as f64 <= policy.max_cost_ratio * 100.0
             })
-            .min_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then(b.1.total_cmp(&a.1))
-                    .then(a.2.order.cmp(&b.2.order))
-            });
-        if let Some((_, _, c)) = best {
-            return Some(c.task_id.clone());
-        }
+            .collect();
+        scored.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(b.1.total_cmp(&a.1))
+                .then(a.2.order.cmp(&b.2.order))
+        });
+        out.extend(scored.iter().map(|(_, _, c)| c.task_id.clone()));
     }
-    None
+    out
 }
 
 /// First in, first out among the tasks `worker` can run: the baseline
 /// placement is measured against.
 pub fn fifo(worker: &Worker, candidates: &[Candidate]) -> Option<String> {
+    fifo_rank(worker, candidates).into_iter().next()
+}
+
+/// The tasks `worker` can run, its partitions in order, oldest first.
+pub fn fifo_rank(worker: &Worker, candidates: &[Candidate]) -> Vec<String> {
     let partitions: &[Capacity] = match worker.pool.capacity {
         Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
         Capacity::Spot => &[Capacity::Spot],
     };
-    partitions.iter().find_map(|&p| {
-        candidates
+    let mut out = Vec::new();
+    for &p in partitions {
+        let mut able: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| {
                 c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
             })
-            .min_by_key(|c| c.order)
-            .map(|c| c.task_id.clone())
-    })
+            .collect();
+        able.sort_by_key(|c| c.order);
+        out.extend(able.iter().map(|c| c.task_id.clone()));
+    }
+    out
 }
 
 /// The bounded window both stores pass to [`place`]: the oldest

@@ -29,6 +29,9 @@ use crate::cost::model::{Demand, Model, Observation};
 use crate::cost::place::{Candidate, Worker};
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 
+/// How many of its ranked choices a lease offers claim.lua.
+const CLAIM_LIST: usize = 16;
+
 /// A lease script's reply: task id, job id, attempt, work and deps JSON.
 type Leased = (String, String, u32, String, String);
 
@@ -262,9 +265,9 @@ impl RedisStore {
         })
     }
 
-    /// Reads the candidate window (window.lua), places in Rust, and claims
-    /// the choice (claim.lua); when another worker took it first, claims
-    /// the next choice, then reads the window again, a few times at most.
+    /// Reads the candidate window (window.lua), ranks it in Rust, and
+    /// claims the first choice still pending (claim.lua); when every choice
+    /// is gone, reads the window again, a few times at most.
     async fn place_and_claim(
         &self,
         worker_id: &str,
@@ -305,36 +308,32 @@ impl RedisStore {
             let mut w = worker.clone();
             w.sessions_held = held;
             lease.worker = Some(w);
-            // Workers reading the same window pick the same task; when
-            // another took it first, the next choice from this window is
-            // claimed before the window is read again.
-            for _ in 0..8 {
-                let Some(task_id) = lease.choose(&candidates, now_ms) else {
-                    return Ok(None);
-                };
-                let at = candidates
+            // Workers reading the same window rank it alike: claim.lua
+            // takes the first of the ranking still pending, in one call.
+            let ranked = lease.rank(&candidates, now_ms);
+            if ranked.is_empty() {
+                return Ok(None);
+            }
+            let mut inv = self.scripts.claim.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(worker_id)
+                .arg(now_ms)
+                .arg(self.limits.lease_ttl_ms);
+            for id in ranked.iter().take(CLAIM_LIST) {
+                let demand = candidates
                     .iter()
-                    .position(|c| c.task_id == task_id)
-                    .expect("placement picks a candidate");
-                let demand = candidates.swap_remove(at).demand;
+                    .find(|c| &c.task_id == id)
+                    .map(|c| c.demand.clone())
+                    .unwrap_or_default();
                 let (rate, on_demand, sessions) = lease.pricing(&demand);
-                let claimed: Option<Leased> = self
-                    .scripts
-                    .claim
-                    .arg(&self.prefix)
-                    .arg(worker_id)
-                    .arg(now_ms)
-                    .arg(self.limits.lease_ttl_ms)
-                    .arg(&task_id)
-                    .arg(rate)
-                    .arg(u8::from(on_demand))
-                    .arg(sessions)
-                    .invoke_async(&mut self.conn.clone())
-                    .await
-                    .map_err(redis_error)?;
-                if claimed.is_some() {
-                    return Ok(claimed);
-                }
+                inv.arg(id).arg(rate).arg(u8::from(on_demand)).arg(sessions);
+            }
+            let claimed: Option<Leased> = inv
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(redis_error)?;
+            if claimed.is_some() {
+                return Ok(claimed);
             }
         }
         Ok(None)
