@@ -29,6 +29,9 @@ if kind == 'Probe' then
   redis.call('HSET', jk(job), 'probe', ARGV[8])
   local seq = tonumber(redis.call('HGET', jk(job), 'seq'))
   local base = tonumber(redis.call('LLEN', jk(job) .. ':tasks'))
+  local partition = redis.call('HGET', jk(job), 'partition')
+  local latency = 0
+  if partition == 'OnDemand' then latency = 1 end
   local n = tonumber(ARGV[9])
   for i = 0, n - 1 do
     local a = 10 + i * 9
@@ -38,8 +41,8 @@ if kind == 'Probe' then
       'work', ARGV[a + 3], 'state', 'Blocked', 'deps', deps, 'attempt', 0, 'failures', 0,
       'expiries', 0, 'worker_id', '', 'lease_until_ms', 0, 'frames_done', 0,
       'frames_total', ARGV[a + 5], 'result', '', 'order', order,
-      'partition', redis.call('HGET', jk(job), 'partition'), 'pending_since_ms', now,
-      'class', ARGV[a + 6], 'demand', ARGV[a + 7], 'sessions', ARGV[a + 8])
+      'partition', partition, 'pending_since_ms', now,
+      'class', ARGV[a + 6], 'demand', ARGV[a + 7], 'sessions', ARGV[a + 8], 'latency', latency)
     redis.call('RPUSH', jk(job) .. ':tasks', nid)
     if deps == '[]' then make_pending(nid, now) end
   end

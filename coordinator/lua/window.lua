@@ -22,10 +22,15 @@ for _, p in ipairs(partitions) do
     local pair = redis.call('ZRANGE', pq_key(p, ARGV[i]), 0, k - 1, 'WITHSCORES')
     for j = 1, #pair, 2 do
       local id = pair[j]
-      local t = redis.call('HMGET', tk(id), 'job_id', 'pending_since_ms', 'demand', 'state')
+      local t = redis.call('HMGET', tk(id), 'job_id', 'pending_since_ms', 'demand', 'state',
+        'latency')
       if t[4] == 'Pending' then
-        local latency = '0'
-        if redis.call('HGET', jk(t[1]), 'partition') == 'OnDemand' then latency = '1' end
+        -- A probe (made at submission) has no latency field: ask its job.
+        local latency = t[5]
+        if not latency then
+          latency = '0'
+          if redis.call('HGET', jk(t[1]), 'partition') == 'OnDemand' then latency = '1' end
+        end
         for _, v in ipairs({id, t[1], p, pair[j + 1], t[2] or '0', latency, t[3] or ''}) do
           table.insert(out, v)
         end

@@ -683,24 +683,21 @@ impl Coordinator {
     }
 
     async fn cleanup(&self, job_id: &str) {
-        if let Ok((job, _)) = self.store.job(job_id).await {
+        if let Ok((job, tasks)) = self.store.job(job_id).await {
             let outputs: Vec<&str> = job.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
             self.broker
                 .cleanup(&self.work_dir(&job), &outputs, &job.id)
                 .await;
             let state = format!("{:?}", job.state).to_lowercase();
             metrics::counter!("spotenc_jobs_ended_total", "state" => state).increment(1);
-            self.count_costs(job_id).await;
+            self.count_costs(&job, &tasks);
             info!(job = %job_id, state = ?job.state, error = %job.error, "job ended");
         }
     }
 
     /// Adds an ended job's attempt costs and output seconds to the
     /// Prometheus counters (per replica: each job ends on one replica).
-    async fn count_costs(&self, job_id: &str) {
-        let Ok((job, tasks)) = self.store.job(job_id).await else {
-            return;
-        };
+    fn count_costs(&self, job: &JobRecord, tasks: &[crate::state::TaskRecord]) {
         for a in tasks.iter().flat_map(|t| t.history.iter()) {
             let pool = self.config.pools.label(&a.pool).to_string();
             // A gauge only goes up here: the metrics crate's counters are
