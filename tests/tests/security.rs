@@ -127,9 +127,19 @@ fn paths_outside_the_roots_and_aliases_are_refused_and_nothing_is_touched() {
 
     // A fleet confined to the temp dir: a file outside it stays untouched.
     let mut fleet = Fleet::builder().cpu_workers(1).start();
-    let keep = std::env::current_dir()
-        .unwrap()
-        .join("target-keep-test.txt");
+    // Somewhere outside the temp dir the fleet is confined to (the
+    // checkout itself may be under it).
+    let tmp = std::env::temp_dir().canonicalize().unwrap();
+    let keep = [
+        std::env::current_dir().unwrap(),
+        "/var/tmp".into(),
+        std::env::var("HOME").unwrap_or_default().into(),
+    ]
+    .into_iter()
+    .filter_map(|d: std::path::PathBuf| d.canonicalize().ok())
+    .find(|d| !d.starts_with(&tmp))
+    .expect("a directory outside the temp dir")
+    .join(format!("spotenc-keep-test-{}.txt", std::process::id()));
     let outside = fleet.spotenc(&[
         "submit",
         src.to_str().unwrap(),
