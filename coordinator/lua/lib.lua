@@ -15,6 +15,8 @@
 --                          (codec-band of the first output, or misc): the
 --                          candidate window placement reads
 --   P:seen                 ZSET worker ids by when they last asked for work
+--   P:outpaths             HASH output path -> the running job writing it
+--   P:inpaths              HASH input path -> running jobs reading it
 --   P:model                HASH cost model: <key>#n and <key>#sum
 --   P:poolstats            HASH by pool: <pool>#intr (interruptions),
 --                          <pool>#secs (attempt seconds), <pool>#cost ($)
@@ -32,6 +34,8 @@ local SPOT_DEADLINE = P .. ':spot_deadline'
 local function pending_key(partition) return P .. ':pending:' .. partition end
 local function pq_key(partition, class) return P .. ':pq:' .. partition .. ':' .. (class or 'misc') end
 local SEEN = P .. ':seen'
+local OUTPATHS = P .. ':outpaths'
+local INPATHS = P .. ':inpaths'
 local POOLSTATS = P .. ':poolstats'
 local PARTITIONS = {'Spot', 'OnDemand'}
 local function jk(id) return P .. ':job:' .. id end
@@ -127,8 +131,23 @@ local function requeue(job, task_id, now)
   make_pending(task_id, now)
 end
 
+-- Frees a job's input and output paths for other jobs.
+local function release_paths(job)
+  local h = redis.call('HMGET', jk(job), 'in_path', 'out_paths')
+  if h[1] and redis.call('HINCRBY', INPATHS, h[1], -1) <= 0 then
+    redis.call('HDEL', INPATHS, h[1])
+  end
+  if h[2] then
+    for _, o in ipairs(cjson.decode(h[2])) do
+      if redis.call('HGET', OUTPATHS, o) == job then redis.call('HDEL', OUTPATHS, o) end
+    end
+  end
+  redis.call('HDEL', jk(job), 'in_path', 'out_paths')
+end
+
 -- Cancels every unfinished task of a job that just ended.
 local function end_job(job, now)
+  release_paths(job)
   redis.call('HSET', jk(job), 'finished_unix_ms', now, 'updated_unix_ms', now)
   redis.call('SREM', P .. ':committing', job)
   for _, t in ipairs(tasks_of(job)) do

@@ -1,14 +1,34 @@
 -- submit: create a job and its probe task, or return the job an earlier
 -- submission with the same idempotency key created.
 -- KEYS: none (see lib.lua)
+-- Refuses a job whose outputs are the input or an output of a running job,
+-- or whose input is such an output (P:outpaths, P:inpaths).
 -- ARGV: prefix, job_id, idempotency_key, now_ms, work_dir, spec_json,
 --       max_attempts, probe_task_id, probe_work_json, partition,
---       escalate_after_attempts, escalate_after_wait_ms
+--       escalate_after_attempts, escalate_after_wait_ms, input, then the
+--       outputs
 -- Returns: the job id.
 local job, key, now = ARGV[2], ARGV[3], ARGV[4]
 if key ~= '' then
   local existing = redis.call('GET', P .. ':idem:' .. key)
   if existing then return existing end
+end
+local input = ARGV[13]
+local holder = redis.call('HGET', OUTPATHS, input)
+if holder and not is_terminal(job_state(holder)) then
+  return redis.error_reply('INVALID input "' .. input .. '" is an output of running job ' .. holder)
+end
+for i = 14, #ARGV do
+  local o = ARGV[i]
+  local other = redis.call('HGET', OUTPATHS, o)
+  if other and not is_terminal(job_state(other)) then
+    return redis.error_reply('INVALID output "' .. o ..
+      '" is the input or an output of running job ' .. other)
+  end
+  if tonumber(redis.call('HGET', INPATHS, o) or '0') > 0 then
+    return redis.error_reply('INVALID output "' .. o ..
+      '" is the input or an output of a running job')
+  end
 end
 local seq = redis.call('INCR', P .. ':seq')
 redis.call('HSET', jk(job), 'id', job, 'seq', seq, 'spec', ARGV[6], 'state', 'Queued',
@@ -22,6 +42,13 @@ redis.call('HSET', tk(probe), 'job_id', job, 'kind', 'Probe', 'chunk', 0, 'work'
   'worker_id', '', 'lease_until_ms', 0, 'frames_done', 0, 'frames_total', 0,
   'result', '', 'order', order, 'partition', ARGV[10], 'pending_since_ms', now)
 redis.call('RPUSH', jk(job) .. ':tasks', probe)
+local outs = {}
+for i = 14, #ARGV do
+  redis.call('HSET', OUTPATHS, ARGV[i], job)
+  table.insert(outs, ARGV[i])
+end
+redis.call('HINCRBY', INPATHS, input, 1)
+redis.call('HSET', jk(job), 'in_path', input, 'out_paths', cjson.encode(outs))
 make_pending(probe, now)
 redis.call('ZADD', P .. ':jobs', seq, job)
 if key ~= '' then redis.call('SET', P .. ':idem:' .. key, job) end

@@ -86,16 +86,21 @@ async fn main() -> anyhow::Result<()> {
     // leases are counted to show it.
     let mut jobs = conn.jobs().await?;
     let job_count = 500 + workers * seconds as usize * 12;
-    let out = dir.path().join("out.mp4").display().to_string();
     // Submission checks the input is a file under an input root; the
     // simulated workers never read it.
     let input = dir.path().join("in.mp4");
     std::fs::write(&input, b"bench")?;
     let input = input.display().to_string();
-    for _ in 0..job_count {
+    for i in 0..job_count {
+        // Each running job writes its own output: the store refuses two.
+        let out = dir
+            .path()
+            .join(format!("out-{i}.mp4"))
+            .display()
+            .to_string();
         let spec = pb::JobSpec {
             input: input.clone(),
-            output: out.clone(),
+            output: out,
             video: Some(pb::VideoSettings {
                 codec: pb::Codec::H264 as i32,
                 ..Default::default()

@@ -203,7 +203,7 @@ pub fn rank(
             now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
                 || (c.latency && oldest_of_job(c))
         });
-        urgent.sort_by_key(|c| c.order);
+        urgent.sort_by(|a, b| a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id)));
         out.extend(urgent.iter().map(|c| c.task_id.clone()));
         let mut scored: Vec<(i64, f64, &Candidate)> = rest
             .iter()
@@ -220,6 +220,7 @@ pub fn rank(
             a.0.cmp(&b.0)
                 .then(b.1.total_cmp(&a.1))
                 .then(a.2.order.cmp(&b.2.order))
+                .then(a.2.task_id.cmp(&b.2.task_id))
         });
         out.extend(scored.iter().map(|(_, _, c)| c.task_id.clone()));
     }
@@ -246,7 +247,7 @@ pub fn fifo_rank(worker: &Worker, candidates: &[Candidate]) -> Vec<String> {
                 c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
             })
             .collect();
-        able.sort_by_key(|c| c.order);
+        able.sort_by(|a, b| a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id)));
         out.extend(able.iter().map(|c| c.task_id.clone()));
     }
     out

@@ -307,7 +307,9 @@ pub fn replay(
         // Submit what has arrived.
         while next_job < jobs.len() && (jobs[next_job].submit_at_s * 1000.0) as i64 <= now {
             let id = format!("job{next_job:06}");
-            state.submit(spec(&jobs[next_job], next_job), "", id.clone(), "/w", now);
+            state
+                .submit(spec(&jobs[next_job], next_job), "", id.clone(), "/w", now)
+                .expect("sim jobs have their own paths");
             job_ids.insert(id, next_job);
             next_job += 1;
         }

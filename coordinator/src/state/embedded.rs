@@ -92,8 +92,8 @@ impl StateStore for EmbeddedStore {
     async fn submit(&self, spec: JobSpec, key: &str, now_ms: i64) -> Result<JobRecord> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.apply(
-            |s| Ok(s.submit(spec, key, id, &self.work_root, now_ms)),
-            always,
+            |s| s.submit(spec, key, id, &self.work_root, now_ms),
+            |r| r.is_ok(),
         )
     }
 

@@ -62,16 +62,17 @@ impl State {
         job_id: String,
         work_root: &str,
         now_ms: i64,
-    ) -> JobRecord {
+    ) -> Result<JobRecord> {
         if !idempotency_key.is_empty() {
             if let Some(job) = self
                 .idempotency
                 .get(idempotency_key)
                 .and_then(|id| self.jobs.get(id))
             {
-                return job.clone();
+                return Ok(job.clone());
             }
         }
+        self.check_paths(&spec)?;
         let probe_id = format!("{job_id}/probe");
         let job = JobRecord {
             id: job_id.clone(),
@@ -110,7 +111,32 @@ impl State {
                 .insert(idempotency_key.to_string(), job_id.clone());
         }
         self.jobs.insert(job_id, job.clone());
-        job
+        Ok(job)
+    }
+
+    /// Refuses a job whose outputs are the input or an output of a job
+    /// still running, or whose input is such an output.
+    fn check_paths(&self, spec: &JobSpec) -> Result<()> {
+        let outputs: Vec<&str> = spec.outputs().into_iter().map(|(o, _, _)| o).collect();
+        for job in self.jobs.values().filter(|j| !j.state.is_terminal()) {
+            let theirs: Vec<&str> = job.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
+            if let Some(o) = outputs
+                .iter()
+                .find(|o| **o == job.spec.input || theirs.contains(o))
+            {
+                return Err(Error::invalid(format!(
+                    "output {o:?} is the input or an output of running job {}",
+                    job.id
+                )));
+            }
+            if theirs.contains(&spec.input.as_str()) {
+                return Err(Error::invalid(format!(
+                    "input {:?} is an output of running job {}",
+                    spec.input, job.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn register_worker(&mut self, worker: WorkerRecord) {

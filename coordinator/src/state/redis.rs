@@ -368,6 +368,13 @@ impl StateStore for RedisStore {
             .arg(enum_name(&spec.partition()))
             .arg(spec.escalate_after_attempts)
             .arg(u64::from(spec.escalate_after_wait_seconds) * 1000)
+            .arg(&spec.input)
+            .arg(
+                spec.outputs()
+                    .into_iter()
+                    .map(|(o, _, _)| o)
+                    .collect::<Vec<_>>(),
+            )
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;

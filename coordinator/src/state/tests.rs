@@ -16,11 +16,15 @@ const LIMITS: Limits = Limits {
     max_expiries: 2,
 };
 
+/// A job spec with an output of its own: a store refuses a second running
+/// job writing the same path.
 fn spec() -> JobSpec {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     JobSpec {
         renditions: Default::default(),
         input: "/in.mp4".into(),
-        output: "/out.mp4".into(),
+        output: format!("/out-{n}.mp4"),
         video: VideoSettings {
             codec: Codec::H264,
             rate: RateControl::Crf(23),

@@ -71,7 +71,7 @@ async fn encode_jobs(s: &dyn StateStore, jobs: &[(Codec, usize)]) -> Vec<String>
         for r in 0..*renditions {
             sp.renditions.push(Rendition {
                 video: sp.video.clone(),
-                output: format!("/out.r{r}.mp4"),
+                output: format!("/out-{i}.r{r}.mp4"),
                 container: Container::Mp4,
             });
         }
@@ -295,7 +295,30 @@ async fn workers_are_live_until_they_hand_back(s: Arc<dyn StateStore>) {
     );
 }
 
+// Regression: a job could write onto the input or the output of another
+// job still running.
+async fn a_running_jobs_paths_are_not_reused(s: Arc<dyn StateStore>) {
+    let a = s.submit(spec(), "", 0).await.unwrap();
+    let mut b = spec();
+    b.output = a.spec.output.clone();
+    let e = s.submit(b.clone(), "", 1).await.unwrap_err().to_string();
+    assert!(e.contains("running job"), "{e}");
+    let mut c = spec();
+    c.output = a.spec.input.clone();
+    let e = s.submit(c, "", 1).await.unwrap_err().to_string();
+    assert!(e.contains("running job"), "{e}");
+    let mut d = spec();
+    d.input = a.spec.output.clone();
+    let e = s.submit(d, "", 1).await.unwrap_err().to_string();
+    assert!(e.contains("is an output of running job"), "{e}");
+    // Reading the same input is fine; once A ends, its output is free.
+    s.submit(spec(), "", 2).await.unwrap();
+    s.cancel(&a.id, 3).await.unwrap();
+    s.submit(b, "", 4).await.unwrap();
+}
+
 contract!(
+    a_running_jobs_paths_are_not_reused,
     workers_are_live_until_they_hand_back,
     gpu_worker_gets_hevc_before_older_h264,
     a_worker_never_gets_what_it_cannot_encode,
