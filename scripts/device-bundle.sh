@@ -21,14 +21,20 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Minimal FFmpeg 5.1 from Debian's own source package.
 if [ ! -f "$prefix/lib/libavcodec.so" ]; then
-  if [ ! -f /etc/apt/sources.list.d/spotenc-src.sources ]; then
-    sudo_ tee /etc/apt/sources.list.d/spotenc-src.sources >/dev/null <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+  # deb-src entries for the mirror this machine already uses, taken from its
+  # own apt sources (deb822 or one-line), so no host name is written here.
+  if [ ! -f /etc/apt/sources.list.d/spotenc-src.sources ] && [ ! -f /etc/apt/sources.list.d/spotenc-src.list ]; then
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      # The first stanza (the main archive), as deb-src.
+      awk 'BEGIN { RS = "" } NR == 1 { print; exit }' /etc/apt/sources.list.d/debian.sources |
+        sed 's/^Types:.*/Types: deb-src/' | sudo_ tee /etc/apt/sources.list.d/spotenc-src.sources >/dev/null
+    elif grep -qE '^deb ' /etc/apt/sources.list 2>/dev/null; then
+      grep -E '^deb ' /etc/apt/sources.list | grep -v -- '-security' | sed 's/^deb /deb-src /' |
+        sudo_ tee /etc/apt/sources.list.d/spotenc-src.list >/dev/null
+    else
+      echo "device-bundle: no apt sources found to derive deb-src entries from" >&2
+      exit 1
+    fi
     sudo_ apt-get update -qq
   fi
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
