@@ -19,7 +19,7 @@
 --   P:inpaths              HASH input path -> running jobs reading it
 --   P:model                HASH cost model: <key>#n and <key>#sum
 --   P:poolstats            HASH by pool: <pool>#intr (interruptions),
---                          <pool>#secs (attempt seconds), <pool>#cost ($)
+--                          <pool>#secs (attempt seconds)
 --   P:spot_deadline        ZSET pending spot task ids by the time they
 --                          escalate to on-demand for waiting too long
 --   P:leased               ZSET leased task ids by lease deadline (ms)
@@ -60,9 +60,6 @@ local function close_attempt(task_id, outcome, err, now)
     redis.call('LSET', hk(task_id), -1, cjson.encode(a))
     local pool = a.pool or ''
     redis.call('HINCRBYFLOAT', POOLSTATS, pool .. '#secs', secs)
-    if a.cost_dollars > 0 then
-      redis.call('HINCRBYFLOAT', POOLSTATS, pool .. '#cost', a.cost_dollars)
-    end
     if outcome == 'interrupted' then redis.call('HINCRBY', POOLSTATS, pool .. '#intr', 1) end
     local sessions = tonumber(a.sessions) or 0
     if sessions > 0 then

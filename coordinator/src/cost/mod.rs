@@ -54,28 +54,46 @@ impl Lease {
         }
     }
 
-    /// Chooses among `candidates` (already windowed).
-    pub fn choose(&self, candidates: &[place::Candidate], now_ms: i64) -> Option<String> {
-        self.rank(candidates, now_ms).into_iter().next()
+    /// Chooses among `candidates` (already windowed) for a worker whose
+    /// leases hold `sessions_held` NVENC sessions (the store knows).
+    pub fn choose(
+        &self,
+        candidates: &[place::Candidate],
+        sessions_held: u32,
+        now_ms: i64,
+    ) -> Option<String> {
+        self.rank(candidates, sessions_held, now_ms)
+            .into_iter()
+            .next()
     }
 
     /// Every candidate the worker may take, best first.
-    pub fn rank(&self, candidates: &[place::Candidate], now_ms: i64) -> Vec<String> {
-        match &self.worker {
-            None => {
-                let mut all: Vec<&place::Candidate> = candidates.iter().collect();
-                all.sort_by_key(|c| c.order);
-                all.iter().map(|c| c.task_id.clone()).collect()
-            }
-            Some(w) if self.placement => place::rank(
-                w,
+    pub fn rank(
+        &self,
+        candidates: &[place::Candidate],
+        sessions_held: u32,
+        now_ms: i64,
+    ) -> Vec<String> {
+        let Some(w) = &self.worker else {
+            let mut all: Vec<&place::Candidate> = candidates.iter().collect();
+            all.sort_by_key(|c| c.order);
+            return all.iter().map(|c| c.task_id.clone()).collect();
+        };
+        let w = Worker {
+            sessions_held,
+            ..w.clone()
+        };
+        if self.placement {
+            place::rank(
+                &w,
                 candidates,
                 &self.model,
                 &self.fleet,
                 &self.policy,
                 now_ms,
-            ),
-            Some(w) => place::fifo_rank(w, candidates),
+            )
+        } else {
+            place::fifo_rank(&w, candidates)
         }
     }
 

@@ -42,7 +42,6 @@ pub struct PoolStat {
     pub interruptions: u32,
     /// Wall seconds of attempts (each holding one slot or its sessions).
     pub attempt_seconds: f64,
-    pub cost_dollars: f64,
 }
 
 /// Where an attempt's audit log is kept.
@@ -206,18 +205,8 @@ impl State {
         {
             candidates.retain(|c| c.partition == Capacity::OnDemand);
         }
-        let mut lease = std::borrow::Cow::Borrowed(lease);
-        if let Some(w) = &lease.worker {
-            let held = self.sessions_held(worker_id);
-            if w.sessions_held != held {
-                let mut l = lease.into_owned();
-                if let Some(w) = l.worker.as_mut() {
-                    w.sessions_held = held;
-                }
-                lease = std::borrow::Cow::Owned(l);
-            }
-        }
-        let Some(task_id) = lease.choose(&candidates, now_ms) else {
+        let held = self.sessions_held(worker_id);
+        let Some(task_id) = lease.choose(&candidates, held, now_ms) else {
             return Ok(None);
         };
         let work = self.work_for_lease(&task_id)?;
@@ -276,9 +265,6 @@ impl State {
                 let s = out.entry(a.pool.clone()).or_default();
                 if a.outcome == "interrupted" {
                     s.interruptions += 1;
-                }
-                if a.rate_per_hour > 0.0 {
-                    s.cost_dollars += a.cost_dollars;
                 }
                 s.attempt_seconds += (a.ended_unix_ms - a.started_unix_ms).max(0) as f64 / 1000.0;
             }

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::cost::catalogue::Hardware;
 use crate::cost::model::{Demand, Model, Observation};
-use crate::cost::place::{Candidate, Worker};
+use crate::cost::place::Candidate;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 
 /// How many of its ranked choices a lease offers claim.lua.
@@ -272,7 +272,6 @@ impl RedisStore {
         &self,
         worker_id: &str,
         lease: &Lease,
-        worker: &Worker,
         now_ms: i64,
     ) -> Result<Option<Leased>> {
         for _ in 0..3 {
@@ -304,13 +303,9 @@ impl RedisStore {
                     },
                 });
             }
-            let mut lease = lease.clone();
-            let mut w = worker.clone();
-            w.sessions_held = held;
-            lease.worker = Some(w);
             // Workers reading the same window rank it alike: claim.lua
             // takes the first of the ranking still pending, in one call.
-            let ranked = lease.rank(&candidates, now_ms);
+            let ranked = lease.rank(&candidates, held, now_ms);
             if ranked.is_empty() {
                 return Ok(None);
             }
@@ -408,7 +403,7 @@ impl StateStore for RedisStore {
         now_ms: i64,
     ) -> Result<Option<LeasedTask>> {
         let leased = match &lease.worker {
-            Some(w) if lease.placement => self.place_and_claim(worker_id, lease, w, now_ms).await?,
+            Some(_) if lease.placement => self.place_and_claim(worker_id, lease, now_ms).await?,
             w => {
                 let (price, slots, nvenc, on_demand) =
                     w.as_ref().map_or((0.0, 1, false, false), |w| {
@@ -529,7 +524,6 @@ impl StateStore for RedisStore {
             match part {
                 "intr" => s.interruptions = v.parse().unwrap_or_default(),
                 "secs" => s.attempt_seconds = v.parse().unwrap_or_default(),
-                "cost" => s.cost_dollars = v.parse().unwrap_or_default(),
                 _ => {}
             }
         }
