@@ -187,23 +187,25 @@ impl Coordinator {
     /// store still fences the attempt itself.)
     pub async fn check_holder(&self, worker_id: &str, task_id: &str, attempt: u32) -> Result<()> {
         let task = self.store.task(task_id).await?;
-        Self::holds(&task, worker_id, attempt)
+        Self::held_attempt(&task, worker_id, attempt).map(|_| ())
     }
 
-    fn holds(task: &crate::state::TaskRecord, worker_id: &str, attempt: u32) -> Result<()> {
-        let task_id = &task.id;
-        let holder = task
-            .history
-            .iter()
-            .find(|a| a.attempt == attempt)
-            .map(|a| a.worker_id.as_str());
-        if holder != Some(worker_id) {
-            warn!(worker = %worker_id, task = %task_id, attempt, holder = ?holder, "worker call on a lease it does not hold");
-            return Err(Error::PermissionDenied(format!(
-                "worker {worker_id:?} does not hold task {task_id} attempt {attempt}"
-            )));
+    /// The attempt of `task` that `worker_id` holds, or the refusal.
+    fn held_attempt<'a>(
+        task: &'a crate::state::TaskRecord,
+        worker_id: &str,
+        attempt: u32,
+    ) -> Result<&'a spotenc_proto::domain::AttemptRecord> {
+        match task.history.iter().find(|a| a.attempt == attempt) {
+            Some(a) if a.worker_id == worker_id => Ok(a),
+            other => {
+                let holder = other.map(|a| a.worker_id.as_str());
+                warn!(worker = %worker_id, task = %task.id, attempt, holder = ?holder, "worker call on a lease it does not hold");
+                Err(crate::state::machine::not_holder(
+                    worker_id, &task.id, attempt,
+                ))
+            }
         }
-        Ok(())
     }
 
     /// The worker's status as this replica knows it, loading workers that
@@ -315,21 +317,18 @@ impl Coordinator {
     }
 
     /// What the cost model learns from a finished encode: the encoder that
-    /// actually ran, over the wall time of the encode.
-    async fn observe(&self, task: &crate::state::TaskRecord, attempt: u32, obj: &OutputObject) {
-        let Some(a) = task.history.iter().find(|a| a.attempt == attempt) else {
-            return;
-        };
+    /// actually ran (a fallback from NVENC counts as x264/x265), over the
+    /// wall time of the encode.
+    async fn observe(
+        &self,
+        task: &crate::state::TaskRecord,
+        a: &spotenc_proto::domain::AttemptRecord,
+        obj: &OutputObject,
+    ) {
         let Ok(status) = self.worker_status(&a.worker_id).await else {
             return;
         };
         let worker = self.placement_worker(&status);
-        let family = match obj.encoder.as_str() {
-            e if e.ends_with("_nvenc") => Some("nvenc"),
-            e if e.ends_with("_qsv") => Some("qsv"),
-            "" => None,
-            e => Some(e),
-        };
         let wall = if obj.encode_ms > 0 {
             obj.encode_ms as f64 / 1000.0
         } else {
@@ -339,13 +338,12 @@ impl Coordinator {
         let mut keys = task
             .demand
             .keys(&worker.class, worker.pool.hardware, &nvenc);
-        if let Some(f) = family {
-            for k in &mut keys {
-                k.family = if f == "nvenc" || f == "qsv" {
-                    f.to_string()
-                } else {
-                    k.codec.software_encoder().to_string()
-                };
+        for k in &mut keys {
+            match obj.encoder.as_str() {
+                "" => {}
+                e if e.ends_with("_nvenc") => k.family = "nvenc".into(),
+                e if e.ends_with("_qsv") => k.family = "qsv".into(),
+                _ => k.family = k.codec.software_encoder().into(),
             }
         }
         let model = match self.view().await {
@@ -427,7 +425,7 @@ impl Coordinator {
         let now = now_ms();
         self.seen(worker_id, gpus, now);
         self.store
-            .heartbeat(task_id, attempt, frames_done, now)
+            .heartbeat(worker_id, task_id, attempt, frames_done, now)
             .await
     }
 
@@ -468,12 +466,11 @@ impl Coordinator {
         mut outcome: TaskOutcome,
     ) -> Result<()> {
         let mut follow_ups = Vec::new();
-        let record = self.store.task(task_id).await?;
-        Self::holds(&record, worker_id, attempt)?;
-        let record = Some(record);
+        let task = self.store.task(task_id).await?;
+        let held = Self::held_attempt(&task, worker_id, attempt)?;
         // Record the object this attempt was told to write, not whatever URL
         // or path the worker reports.
-        if let Some(task) = &record {
+        {
             let work = with_attempt_paths(task.work.clone(), attempt);
             let canonical = match &work {
                 Work::Encode(e) => Some(e.output.clone()),
@@ -539,8 +536,8 @@ impl Coordinator {
                 }
             }
         }
-        let encoded = match (&outcome, &record) {
-            (TaskOutcome::Encode(o), Some(task)) => Some((o.clone(), task.clone())),
+        let encoded = match &outcome {
+            TaskOutcome::Encode(o) => Some(o.clone()),
             _ => None,
         };
         let t = self
@@ -550,8 +547,8 @@ impl Coordinator {
         match t {
             Ok(t) => {
                 info!(task = %task_id, attempt, "task done");
-                if let Some((obj, task)) = encoded {
-                    self.observe(&task, attempt, &obj).await;
+                if let Some(obj) = encoded {
+                    self.observe(&task, held, &obj).await;
                 }
                 self.after(t).await;
                 Ok(())
@@ -580,7 +577,15 @@ impl Coordinator {
     }
 
     /// An interrupted task: requeued at once, and leasable right away.
-    pub async fn hand_back(&self, task_id: &str, attempt: u32, notice: &Ending) -> Result<()> {
+    pub async fn hand_back(
+        &self,
+        worker_id: &str,
+        task_id: &str,
+        attempt: u32,
+        notice: &Ending,
+    ) -> Result<()> {
+        let task = self.store.task(task_id).await?;
+        let pool = Self::held_attempt(&task, worker_id, attempt)?.pool.clone();
         info!(task = %task_id, attempt, notice = %notice.message, "task interrupted and requeued");
         let t = self
             .store
@@ -589,15 +594,7 @@ impl Coordinator {
         // The interrupted worker's pool may be gone: re-read the fleet.
         *self.view.lock().await = None;
         self.work_ready.notify_waiters();
-        if let Ok(task) = self.store.task(task_id).await {
-            let pool = task
-                .history
-                .iter()
-                .find(|a| a.attempt == attempt)
-                .map(|a| a.pool.clone())
-                .unwrap_or_default();
-            metrics::counter!("spotenc_task_interruptions_total", "pool" => pool).increment(1);
-        }
+        metrics::counter!("spotenc_task_interruptions_total", "pool" => pool).increment(1);
         self.after(t).await;
         Ok(())
     }

@@ -198,9 +198,6 @@ impl WorkerService for Workers {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = req.into_inner();
-        self.0
-            .check_holder(&req.worker_id, &req.task_id, req.attempt)
-            .await?;
         let gpus = req.gpus.into_iter().map(Into::into).collect();
         let keep_going = self
             .0
@@ -255,15 +252,14 @@ impl WorkerService for Workers {
         req: Request<pb::HandBackTaskRequest>,
     ) -> Result<Response<pb::HandBackTaskResponse>, Status> {
         let req = req.into_inner();
-        self.0
-            .check_holder(&req.worker_id, &req.task_id, req.attempt)
-            .await?;
         let notice = Ending {
             message: req.reason,
             retryable: true,
             log: req.log,
         };
-        self.0.hand_back(&req.task_id, req.attempt, &notice).await?;
+        self.0
+            .hand_back(&req.worker_id, &req.task_id, req.attempt, &notice)
+            .await?;
         Ok(Response::new(pb::HandBackTaskResponse {}))
     }
 }

@@ -155,13 +155,14 @@ impl StateStore for EmbeddedStore {
 
     async fn heartbeat(
         &self,
+        worker_id: &str,
         task_id: &str,
         attempt: u32,
         frames: u64,
         now_ms: i64,
     ) -> Result<bool> {
         self.apply(
-            |s| Ok(s.heartbeat(task_id, attempt, frames, now_ms, self.limits)),
+            |s| s.heartbeat(worker_id, task_id, attempt, frames, now_ms, self.limits),
             |_| false,
         )
     }

@@ -53,6 +53,13 @@ fn not_found(what: &str, id: &str) -> Error {
     Error::NotFound(format!("{what} {id}"))
 }
 
+/// The refusal of a worker call on a lease the worker never held.
+pub(crate) fn not_holder(worker_id: &str, task_id: &str, attempt: u32) -> Error {
+    Error::PermissionDenied(format!(
+        "worker {worker_id:?} does not hold task {task_id} attempt {attempt}"
+    ))
+}
+
 impl State {
     pub fn submit(
         &mut self,
@@ -287,30 +294,38 @@ impl State {
         fill_stitch(stitch, results)
     }
 
+    /// Extends `worker_id`'s lease; `false` once the lease is gone. A
+    /// worker that never held `attempt` is refused.
     pub fn heartbeat(
         &mut self,
+        worker_id: &str,
         task_id: &str,
         attempt: u32,
         frames_done: u64,
         now_ms: i64,
         limits: Limits,
-    ) -> bool {
+    ) -> Result<bool> {
         let job_live = |jobs: &BTreeMap<String, JobRecord>, id: &str| {
             jobs.get(id).is_some_and(|j| !j.state.is_terminal())
         };
-        match self.tasks.get_mut(task_id) {
-            Some(t)
-                if t.state == TaskState::Leased
-                    && t.attempt == attempt
-                    && job_live(&self.jobs, &t.job_id) =>
-            {
-                t.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
-                t.frames_done = frames_done;
-                self.seen.insert(t.worker_id.clone(), now_ms);
-                true
-            }
-            _ => false,
+        let t = self
+            .tasks
+            .get_mut(task_id)
+            .ok_or_else(|| not_found("task", task_id))?;
+        if !t
+            .history
+            .iter()
+            .any(|a| a.attempt == attempt && a.worker_id == worker_id)
+        {
+            return Err(not_holder(worker_id, task_id, attempt));
         }
+        if t.state == TaskState::Leased && t.attempt == attempt && job_live(&self.jobs, &t.job_id) {
+            t.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
+            t.frames_done = frames_done;
+            self.seen.insert(t.worker_id.clone(), now_ms);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The task if `attempt` still holds its lease.

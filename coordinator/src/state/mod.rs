@@ -172,6 +172,7 @@ pub trait StateStore: Send + Sync + 'static {
     /// Extends a lease; `false` means the caller no longer holds it.
     async fn heartbeat(
         &self,
+        worker_id: &str,
         task_id: &str,
         attempt: u32,
         frames_done: u64,

@@ -87,6 +87,7 @@ fn redis_error(e: redis::RedisError) -> Error {
         Some("STALE") => Error::Stale(detail),
         Some("NOTFOUND") => Error::NotFound(detail),
         Some("INVALID") => Error::Invalid(detail),
+        Some("DENIED") => Error::PermissionDenied(detail),
         _ if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
             Error::Unavailable(format!("redis: {e}"))
         }
@@ -532,6 +533,7 @@ impl StateStore for RedisStore {
 
     async fn heartbeat(
         &self,
+        worker_id: &str,
         task_id: &str,
         attempt: u32,
         frames: u64,
@@ -546,6 +548,7 @@ impl StateStore for RedisStore {
             .arg(frames)
             .arg(now_ms)
             .arg(self.limits.lease_ttl_ms)
+            .arg(worker_id)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;

@@ -214,7 +214,10 @@ async fn stale_fencing_token_is_refused_after_expiry(s: Arc<dyn StateStore>) {
     assert_eq!(first.attempt, 1);
     // The lease runs out, the task is requeued and leased again.
     assert_eq!(s.expire_leases(10 + 1_001).await.unwrap().len(), 1);
-    assert!(!s.heartbeat(&first.task_id, 1, 5, 1_100).await.unwrap());
+    assert!(!s
+        .heartbeat("w1", &first.task_id, 1, 5, 1_100)
+        .await
+        .unwrap());
     let second = s.lease_next("w1", 1_100).await.unwrap().unwrap();
     assert_eq!(second.task_id, first.task_id);
     assert_eq!(second.attempt, 2);
@@ -411,7 +414,10 @@ async fn non_retryable_failure_fails_the_job_and_cancels_the_rest(s: Arc<dyn Sta
     assert_eq!(t.state, JobState::Failed);
     let (j, tasks) = s.job(&job).await.unwrap();
     assert_eq!(j.error, "bad input /in.mp4: truncated");
-    assert!(!s.heartbeat(&b.task_id, b.attempt, 1, 4).await.unwrap());
+    assert!(!s
+        .heartbeat("w1", &b.task_id, b.attempt, 1, 4)
+        .await
+        .unwrap());
     assert!(tasks
         .iter()
         .all(|t| t.state != TaskState::Pending && t.state != TaskState::Leased));
@@ -580,9 +586,15 @@ async fn too_many_expiries_fail_the_job(s: Arc<dyn StateStore>) {
 async fn cancel_stops_heartbeats(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    assert!(s.heartbeat(&t.task_id, t.attempt, 3, 3).await.unwrap());
+    assert!(s
+        .heartbeat("w1", &t.task_id, t.attempt, 3, 3)
+        .await
+        .unwrap());
     assert_eq!(s.cancel(&job, 4).await.unwrap().state, JobState::Cancelled);
-    assert!(!s.heartbeat(&t.task_id, t.attempt, 4, 5).await.unwrap());
+    assert!(!s
+        .heartbeat("w1", &t.task_id, t.attempt, 4, 5)
+        .await
+        .unwrap());
     assert!(s.lease_next("w1", 6).await.unwrap().is_none());
 }
 

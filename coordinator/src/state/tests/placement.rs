@@ -281,7 +281,10 @@ async fn workers_are_live_until_they_hand_back(s: Arc<dyn StateStore>) {
         .await
         .unwrap()
         .unwrap();
-    assert!(s.heartbeat(&t.task_id, t.attempt, 1, 9_000).await.unwrap());
+    assert!(s
+        .heartbeat("cpu", &t.task_id, t.attempt, 1, 9_000)
+        .await
+        .unwrap());
     assert!(
         live(s.live_workers(8_000).await.unwrap()),
         "a heartbeat counts"
@@ -317,7 +320,37 @@ async fn a_running_jobs_paths_are_not_reused(s: Arc<dyn StateStore>) {
     s.submit(b, "", 4).await.unwrap();
 }
 
+// Regression: any worker knowing a task id and attempt could keep another
+// worker's lease alive.
+async fn a_heartbeat_from_another_worker_is_refused(s: Arc<dyn StateStore>) {
+    s.submit(spec(), "", 0).await.unwrap();
+    let t = s.lease_next("w1", 1).await.unwrap().unwrap();
+    let e = s
+        .heartbeat("thief", &t.task_id, t.attempt, 1, 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, spotenc_proto::Error::PermissionDenied(_)),
+        "{e}"
+    );
+    let e = s
+        .heartbeat("w1", &t.task_id, t.attempt + 1, 1, 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, spotenc_proto::Error::PermissionDenied(_)),
+        "{e}"
+    );
+    let e = s.heartbeat("w1", "nope/probe", 1, 1, 2).await.unwrap_err();
+    assert!(matches!(e, spotenc_proto::Error::NotFound(_)), "{e}");
+    assert!(s
+        .heartbeat("w1", &t.task_id, t.attempt, 1, 2)
+        .await
+        .unwrap());
+}
+
 contract!(
+    a_heartbeat_from_another_worker_is_refused,
     a_running_jobs_paths_are_not_reused,
     workers_are_live_until_they_hand_back,
     gpu_worker_gets_hevc_before_older_h264,
