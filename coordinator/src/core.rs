@@ -705,7 +705,7 @@ impl Coordinator {
         if job.state == JobState::Succeeded {
             if let Some(p) = &job.probe {
                 for (_, video, _) in job.spec.outputs() {
-                    let codec = format!("{:?}", video.codec).to_lowercase();
+                    let codec = video.codec.name();
                     metrics::counter!("spotenc_output_seconds_total", "codec" => codec)
                         .increment(p.duration_seconds.round() as u64);
                 }

@@ -15,6 +15,15 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// The name [`Codec::from_str`](std::str::FromStr) reads: `h264` or
+    /// `hevc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::Hevc => "hevc",
+        }
+    }
+
     /// The FFmpeg software encoder for this codec.
     pub fn software_encoder(self) -> &'static str {
         match self {

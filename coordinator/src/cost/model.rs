@@ -44,6 +44,9 @@ pub const PRIOR_WEIGHT: f64 = 3.0;
 /// 1920×1080.
 pub const PIXELS_1080P: f64 = 1920.0 * 1080.0;
 
+/// Every output resolution band, smallest first.
+pub const BANDS: [&str; 4] = ["sd", "hd720", "hd1080", "uhd"];
+
 /// Output resolution bands.
 pub fn band(width: u32, height: u32) -> &'static str {
     let px = u64::from(width) * u64::from(height);
@@ -78,13 +81,13 @@ pub struct Key {
 impl Key {
     /// The form both stores keep the key in.
     pub fn encode(&self) -> String {
-        let codec = match self.codec {
-            Codec::H264 => "h264",
-            Codec::Hevc => "hevc",
-        };
         format!(
-            "{}|{}|{codec}|{}|{}",
-            self.class, self.family, self.preset, self.band
+            "{}|{}|{}|{}|{}",
+            self.class,
+            self.family,
+            self.codec.name(),
+            self.preset,
+            self.band
         )
     }
 
@@ -250,6 +253,10 @@ pub struct Demand {
     pub frames: u64,
 }
 
+fn queue_class(codec: Codec, band: &str) -> String {
+    format!("{}-{band}", codec.name())
+}
+
 /// Seconds a task without outputs (probe, audio, stitch) is assumed to take.
 pub const SMALL_TASK_SECONDS: f64 = 5.0;
 
@@ -259,15 +266,17 @@ impl Demand {
     pub fn class(&self) -> String {
         match self.outputs.first() {
             None => "misc".into(),
-            Some(o) => format!(
-                "{}-{}",
-                match o.codec {
-                    Codec::H264 => "h264",
-                    Codec::Hevc => "hevc",
-                },
-                band(o.width, o.height)
-            ),
+            Some(o) => queue_class(o.codec, band(o.width, o.height)),
         }
+    }
+
+    /// Every class [`Demand::class`] can return.
+    pub fn classes() -> Vec<String> {
+        let mut all = vec!["misc".to_string()];
+        for codec in [Codec::H264, Codec::Hevc] {
+            all.extend(BANDS.iter().map(|b| queue_class(codec, b)));
+        }
+        all
     }
 
     /// NVENC sessions the task holds: one per output.

@@ -35,19 +35,6 @@ const CLAIM_LIST: usize = 16;
 /// A lease script's reply: task id, job id, attempt, work and deps JSON.
 type Leased = (String, String, u32, String, String);
 
-/// Every queue class ([`Demand::class`]) the window reads.
-const QUEUE_CLASSES: &[&str] = &[
-    "misc",
-    "h264-sd",
-    "h264-hd720",
-    "h264-hd1080",
-    "h264-uhd",
-    "hevc-sd",
-    "hevc-hd720",
-    "hevc-hd1080",
-    "hevc-uhd",
-];
-
 macro_rules! script {
     ($name:literal) => {
         Script::new(concat!(
@@ -121,6 +108,15 @@ fn text(h: &HashMap<String, String>, k: &str) -> String {
 
 fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+/// A task's demand as stored; tasks made before placement have none.
+fn demand(s: &str) -> Result<Demand> {
+    if s.is_empty() {
+        Ok(Demand::default())
+    } else {
+        json(s, "task demand")
+    }
 }
 
 /// A script's `(job_id, job_state)` reply as a transition.
@@ -227,10 +223,7 @@ impl RedisStore {
             interruptions,
             partition: enum_field(&text(&h, "partition"))?,
             pending_since_ms: num(&h, "pending_since_ms"),
-            demand: match h.get("demand") {
-                Some(d) if !d.is_empty() => json(d, "task demand")?,
-                _ => Demand::default(),
-            },
+            demand: demand(&text(&h, "demand"))?,
         })
     }
 
@@ -281,8 +274,8 @@ impl RedisStore {
                 .arg(worker_id)
                 .arg(now_ms)
                 .arg(WINDOW_PER_CLASS);
-            for class in QUEUE_CLASSES {
-                inv.arg(*class);
+            for class in Demand::classes() {
+                inv.arg(class);
             }
             let (held, _n, flat): (u32, usize, Vec<String>) = inv
                 .invoke_async(&mut self.conn.clone())
@@ -297,11 +290,7 @@ impl RedisStore {
                     order: c[3].parse::<f64>().unwrap_or_default() as u64,
                     pending_since_ms: c[4].parse().unwrap_or_default(),
                     latency: c[5] == "1",
-                    demand: if c[6].is_empty() {
-                        Demand::default()
-                    } else {
-                        json(&c[6], "task demand")?
-                    },
+                    demand: demand(&c[6])?,
                 });
             }
             // Workers reading the same window rank it alike: claim.lua
