@@ -3,7 +3,9 @@
 //! Layout:
 //! - `spotenc/v1/spotenc.proto` (beside `src/`): the wire API, compiled by `build.rs`.
 //! - [`pb`]: the generated messages and tonic clients and servers.
-//! - [`domain`]: plain Rust types the rest of the workspace uses.
+//! - [`domain`]: plain Rust types the rest of the workspace uses: jobs and
+//!   tasks in `domain/mod.rs`, workers, GPUs and the pool and cost views in
+//!   `domain/fleet.rs` (mirroring `convert/fleet.rs`).
 //! - [`auth`]: bearer-token roles and the client interceptor.
 //! - [`client`]: connecting to a coordinator (TLS, token).
 //! - `convert`: `From`/`TryFrom` between [`domain`] and [`pb`], the only place
