@@ -54,39 +54,9 @@ fn last_segment(s: &str) -> String {
     s.trim().rsplit('/').next().unwrap_or_default().to_string()
 }
 
-async fn gcp(http: &reqwest::Client, s: &NoticeSettings) -> Option<(String, String)> {
-    let get = |path: &str| {
-        http.get(format!("{}/computeMetadata/v1/instance/{path}", s.gcp_url))
-            .header("Metadata-Flavor", "Google")
-            .send()
-    };
-    let t = get("machine-type")
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let z = get("zone")
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    Some((last_segment(&t), last_segment(&z)))
-}
-
-async fn azure(http: &reqwest::Client, s: &NoticeSettings) -> Option<(String, String)> {
-    let doc: serde_json::Value = http
-        .get(format!(
-            "{}/metadata/instance?api-version=2021-02-01",
-            s.azure_url
-        ))
-        .header("Metadata", "true")
-        .send()
+/// The body of a successful response to `req`.
+async fn body(req: reqwest::RequestBuilder) -> Option<String> {
+    req.send()
         .await
         .ok()?
         .error_for_status()
@@ -94,7 +64,30 @@ async fn azure(http: &reqwest::Client, s: &NoticeSettings) -> Option<(String, St
         .text()
         .await
         .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())?;
+}
+
+async fn gcp(http: &reqwest::Client, s: &NoticeSettings) -> Option<(String, String)> {
+    let get = |path: &str| {
+        body(
+            http.get(format!("{}/computeMetadata/v1/instance/{path}", s.gcp_url))
+                .header("Metadata-Flavor", "Google"),
+        )
+    };
+    let t = get("machine-type").await?;
+    let z = get("zone").await?;
+    Some((last_segment(&t), last_segment(&z)))
+}
+
+async fn azure(http: &reqwest::Client, s: &NoticeSettings) -> Option<(String, String)> {
+    let text = body(
+        http.get(format!(
+            "{}/metadata/instance?api-version=2021-02-01",
+            s.azure_url
+        ))
+        .header("Metadata", "true"),
+    )
+    .await?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
     let c = &doc["compute"];
     let t = c["vmSize"].as_str()?.to_string();
     let z = match c["zone"].as_str() {
