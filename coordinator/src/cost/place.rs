@@ -127,6 +127,16 @@ impl Default for Policy {
     }
 }
 
+/// The partitions a worker of `capacity` serves, in order: on-demand
+/// workers take on-demand work first, then spot work; spot workers only
+/// spot work.
+pub fn partitions(capacity: Capacity) -> &'static [Capacity] {
+    match capacity {
+        Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
+        Capacity::Spot => &[Capacity::Spot],
+    }
+}
+
 /// The cost ratio of `c` on `worker` against its cheapest live pool, and
 /// this worker's advantage: the cheapest cost on any other live pool over
 /// the cost here (1 when no other pool can run it). Tasks without outputs
@@ -182,10 +192,7 @@ pub fn rank(
     policy: &Policy,
     now_ms: i64,
 ) -> Vec<String> {
-    let partitions: &[Capacity] = match worker.pool.capacity {
-        Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
-        Capacity::Spot => &[Capacity::Spot],
-    };
+    let partitions = partitions(worker.pool.capacity);
     let mut out = Vec::new();
     for &p in partitions {
         let able: Vec<&Candidate> = candidates
@@ -235,10 +242,7 @@ pub fn fifo(worker: &Worker, candidates: &[Candidate]) -> Option<String> {
 
 /// The tasks `worker` can run, its partitions in order, oldest first.
 pub fn fifo_rank(worker: &Worker, candidates: &[Candidate]) -> Vec<String> {
-    let partitions: &[Capacity] = match worker.pool.capacity {
-        Capacity::OnDemand => &[Capacity::OnDemand, Capacity::Spot],
-        Capacity::Spot => &[Capacity::Spot],
-    };
+    let partitions = partitions(worker.pool.capacity);
     let mut out = Vec::new();
     for &p in partitions {
         let mut able: Vec<&Candidate> = candidates
