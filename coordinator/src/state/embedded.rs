@@ -37,12 +37,13 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
         let file = dir.join("state.json");
-        let state = match std::fs::read(&file) {
+        let mut state: State = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Internal(format!("read {}: {e}", file.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(Error::Internal(format!("read {}: {e}", file.display()))),
         };
+        state.reindex();
         Ok(EmbeddedStore {
             state: Mutex::new(state),
             file: Some(file),

@@ -10,6 +10,7 @@ use spotenc_proto::domain::{
 };
 use spotenc_proto::{Error, Result};
 
+use super::index::Index;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::cost::model::Model;
 use crate::cost::place::{window, Candidate};
@@ -34,6 +35,16 @@ pub struct State {
     /// forgets liveness, and workers come back within a lease poll).
     #[serde(skip)]
     pub seen: BTreeMap<String, i64>,
+    /// Pending, blocked and leased tasks indexed (derived; see
+    /// [`State::reindex`]).
+    #[serde(skip)]
+    pub(crate) index: Index,
+}
+
+/// A task's first-in first-out order: its job's submission, then its
+/// position in the job.
+fn task_order(job_seq: u64, position: usize) -> u64 {
+    job_seq * 1_000_000 + position as u64
 }
 
 /// What a pool's ended attempts add up to.
@@ -95,23 +106,22 @@ impl State {
             spec: spec.clone(),
         };
         self.next_seq += 1;
-        self.tasks.insert(
-            probe_id.clone(),
-            new_task_record(
-                &job_id,
-                spec.partition(),
-                now_ms,
-                NewTask {
-                    id: probe_id,
-                    kind: TaskKind::Probe,
-                    chunk: 0,
-                    work: Work::Probe(spotenc_proto::domain::ProbeTask { input: spec.input }),
-                    deps: vec![],
-                    frames_total: 0,
-                    demand: Default::default(),
-                },
-            ),
+        let probe = new_task_record(
+            &job_id,
+            spec.partition(),
+            now_ms,
+            NewTask {
+                id: probe_id.clone(),
+                kind: TaskKind::Probe,
+                chunk: 0,
+                work: Work::Probe(spotenc_proto::domain::ProbeTask { input: spec.input }),
+                deps: vec![],
+                frames_total: 0,
+                demand: Default::default(),
+            },
         );
+        self.index.add(&probe, task_order(job.seq, 0));
+        self.tasks.insert(probe_id, probe);
         if !idempotency_key.is_empty() {
             self.idempotency
                 .insert(idempotency_key.to_string(), job_id.clone());
@@ -153,38 +163,64 @@ impl State {
 
     /// Pending tasks of live jobs as placement candidates, windowed.
     pub fn candidates(&self, per_class: usize) -> Vec<Candidate> {
-        let mut all = Vec::new();
-        for j in self.jobs.values() {
-            if j.state.is_terminal() || j.state == JobState::Committing {
-                continue;
-            }
-            for (i, id) in j.task_ids.iter().enumerate() {
-                let Some(t) = self.tasks.get(id) else {
-                    continue;
-                };
-                if t.state != TaskState::Pending {
-                    continue;
-                }
-                all.push(Candidate {
+        let all = self
+            .index
+            .oldest(per_class)
+            .filter_map(|(order, id)| {
+                let t = self.tasks.get(id)?;
+                let j = self.jobs.get(&t.job_id)?;
+                Some(Candidate {
                     task_id: t.id.clone(),
                     job_id: j.id.clone(),
                     partition: t.partition,
-                    order: j.seq * 1_000_000 + i as u64,
+                    order,
                     pending_since_ms: t.pending_since_ms,
                     latency: j.spec.priority == Priority::Latency,
                     demand: t.demand.clone(),
-                });
+                })
+            })
+            .collect();
+        window(all, per_class)
+    }
+
+    /// Rebuilds the indexes from the records (after a load).
+    pub fn reindex(&mut self) {
+        let mut index = Index::default();
+        let mut jobs: Vec<&JobRecord> = self.jobs.values().collect();
+        jobs.sort_by_key(|j| j.seq);
+        for j in jobs {
+            for (i, id) in j.task_ids.iter().enumerate() {
+                if let Some(t) = self.tasks.get(id) {
+                    index.add(t, task_order(j.seq, i));
+                }
             }
         }
-        window(all, per_class)
+        self.index = index;
+    }
+
+    /// Drops a finished job with its tasks, logs and idempotency key (the
+    /// simulator summarises and forgets; retention will too).
+    pub fn forget_job(&mut self, job_id: &str) -> Option<JobRecord> {
+        let job = self.jobs.remove(job_id)?;
+        for id in &job.task_ids {
+            if let Some(t) = self.tasks.remove(id) {
+                self.index.remove(&t);
+                for a in &t.history {
+                    self.logs.remove(&log_key(id, a.attempt));
+                }
+            }
+        }
+        if !job.idempotency_key.is_empty() {
+            self.idempotency.remove(&job.idempotency_key);
+        }
+        Some(job)
     }
 
     /// NVENC sessions the tasks leased to a worker hold.
     pub fn sessions_held(&self, worker_id: &str) -> u32 {
-        self.tasks
-            .values()
-            .filter(|t| t.state == TaskState::Leased && t.worker_id == worker_id)
-            .filter_map(|t| t.history.last().map(|a| a.sessions))
+        self.index
+            .leased_by(worker_id)
+            .filter_map(|id| self.tasks.get(id)?.history.last().map(|a| a.sessions))
             .sum()
     }
 
@@ -240,6 +276,7 @@ impl State {
             cost_dollars: 0.0,
         });
         let attempt = task.attempt;
+        self.index.sync(task, None);
         let work = with_attempt_paths(work, attempt);
         let job = self.jobs.get_mut(&task.job_id).expect("task has a job");
         if job.state == JobState::Queued {
@@ -380,6 +417,8 @@ impl State {
         task.frames_done = task.frames_total;
         task.result = Some(outcome.clone());
         let job_id = task.job_id.clone();
+        let holder = task.worker_id.clone();
+        self.index.sync(&self.tasks[task_id], Some(&holder));
         // A job commits once every rendition is stitched.
         let all_stitched = matches!(outcome, TaskOutcome::Stitch(_))
             && self.jobs[&job_id].task_ids.iter().all(|t| {
@@ -393,27 +432,30 @@ impl State {
                 job.probe = Some(info);
                 let partition = job.spec.partition();
                 for nt in follow_ups {
+                    let order = task_order(job.seq, job.task_ids.len());
                     job.task_ids.push(nt.id.clone());
-                    self.tasks.insert(
-                        nt.id.clone(),
-                        new_task_record(&job_id, partition, now_ms, nt),
-                    );
+                    let t = new_task_record(&job_id, partition, now_ms, nt);
+                    self.index.add(&t, order);
+                    self.tasks.insert(t.id.clone(), t);
                 }
             }
             TaskOutcome::Stitch(_) if all_stitched => job.state = JobState::Committing,
             TaskOutcome::Stitch(_) => {}
             TaskOutcome::Encode(_) | TaskOutcome::Audio(_) => {}
         }
-        self.unblock(&job_id, now_ms);
+        self.unblock(task_id, now_ms);
         Ok(self.transition(&job_id))
     }
 
-    /// Makes blocked tasks whose dependencies are all done pending.
-    fn unblock(&mut self, job_id: &str, now_ms: i64) {
-        let ids = self.jobs[job_id].task_ids.clone();
+    /// Makes the blocked tasks waiting on `done` pending once all their
+    /// dependencies are done.
+    fn unblock(&mut self, done: &str, now_ms: i64) {
+        let ids = self.index.dependents(done).to_vec();
         for id in ids {
             let ready = {
-                let t = &self.tasks[&id];
+                let Some(t) = self.tasks.get(&id) else {
+                    continue;
+                };
                 t.state == TaskState::Blocked
                     && t.deps.iter().all(|d| {
                         self.tasks
@@ -425,6 +467,7 @@ impl State {
                 let t = self.tasks.get_mut(&id).expect("listed");
                 t.state = TaskState::Pending;
                 t.pending_since_ms = now_ms;
+                self.index.sync(t, None);
             }
         }
     }
@@ -460,7 +503,9 @@ impl State {
             };
             self.fail_job(&job_id, &msg, now_ms);
         } else {
+            let holder = task.worker_id.clone();
             requeue(task, &spec, now_ms);
+            self.index.sync(task, Some(&holder));
         }
         Ok(self.transition(&job_id))
     }
@@ -489,6 +534,7 @@ impl State {
         let spec = &self.jobs[&job_id].spec;
         let task = self.tasks.get_mut(task_id).expect("fenced");
         requeue(task, spec, now_ms);
+        self.index.sync(task, Some(&worker));
         self.keep_log(task_id, attempt, &notice.log);
         Ok(self.transition(&job_id))
     }
@@ -512,22 +558,7 @@ impl State {
 
     /// Pending tasks of live jobs: (spot, on-demand).
     pub fn queue_depth(&self) -> (u64, u64) {
-        let mut depth = (0, 0);
-        for t in self.tasks.values() {
-            if t.state != TaskState::Pending
-                || self
-                    .jobs
-                    .get(&t.job_id)
-                    .is_none_or(|j| j.state.is_terminal())
-            {
-                continue;
-            }
-            match t.partition {
-                Capacity::Spot => depth.0 += 1,
-                Capacity::OnDemand => depth.1 += 1,
-            }
-        }
-        depth
+        self.index.depth()
     }
 
     /// The audit logs of a job's attempts (of one task when `task_id` is
@@ -557,8 +588,9 @@ impl State {
 
     pub fn expire_leases(&mut self, now_ms: i64, limits: Limits) -> Vec<Transition> {
         let expired: Vec<String> = self
-            .tasks
-            .values()
+            .index
+            .all_leased()
+            .filter_map(|id| self.tasks.get(id))
             .filter(|t| t.state == TaskState::Leased && t.lease_until_ms < now_ms)
             .map(|t| t.id.clone())
             .collect();
@@ -572,7 +604,9 @@ impl State {
                 let msg = format!("{id} lost its lease {} times", task.expiries);
                 self.fail_job(&job_id, &msg, now_ms);
             } else {
+                let holder = task.worker_id.clone();
                 requeue(task, &self.jobs[&job_id].spec, now_ms);
+                self.index.sync(task, Some(&holder));
             }
             out.push(self.transition(&job_id));
         }
@@ -580,19 +614,27 @@ impl State {
     }
 
     pub fn escalate_waiting(&mut self, now_ms: i64) -> Vec<String> {
-        let mut moved = Vec::new();
-        for t in self.tasks.values_mut() {
-            if t.state != TaskState::Pending || t.partition != Capacity::Spot {
-                continue;
-            }
-            let Some(job) = self.jobs.get(&t.job_id) else {
-                continue;
-            };
-            let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
-            if now_ms - t.pending_since_ms > limit {
-                t.partition = Capacity::OnDemand;
-                moved.push(t.id.clone());
-            }
+        let moved: Vec<String> = self
+            .index
+            .all_pending()
+            .filter_map(|id| self.tasks.get(id))
+            .filter(|t| t.partition == Capacity::Spot)
+            .filter(|t| {
+                self.jobs.get(&t.job_id).is_some_and(|job| {
+                    let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
+                    now_ms - t.pending_since_ms > limit
+                })
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for id in &moved {
+            let t = self.tasks.get_mut(id).expect("listed");
+            // Out of the spot queue under the old partition, into on-demand.
+            let mut old = t.clone();
+            old.state = TaskState::Cancelled;
+            self.index.sync(&old, None);
+            t.partition = Capacity::OnDemand;
+            self.index.sync(t, None);
         }
         moved
     }
@@ -654,12 +696,14 @@ impl State {
         job.updated_unix_ms = now_ms;
         for id in job.task_ids.clone() {
             let t = self.tasks.get_mut(&id).expect("listed");
-            if t.state == TaskState::Leased {
+            let holder = (t.state == TaskState::Leased).then(|| t.worker_id.clone());
+            if holder.is_some() {
                 close_attempt(t, "cancelled", "job ended", now_ms);
             }
             if !matches!(t.state, TaskState::Done | TaskState::Failed) {
                 t.state = TaskState::Cancelled;
             }
+            self.index.sync(t, holder.as_deref());
         }
     }
 }

@@ -8,6 +8,8 @@
 //!
 //! - [`machine`]: the transitions as plain functions over an in-memory
 //!   [`machine::State`]; no I/O.
+//! - `index`: the machine's derived indexes (pending queues, waiting
+//!   dependents, leases by worker).
 //! - [`embedded`]: the file-backed store for one coordinator: the machine
 //!   behind a mutex, persisted atomically after every change.
 //! - [`redis`]: the shared store for coordinator replicas: one Lua script
@@ -20,6 +22,7 @@ use crate::cost::Lease;
 pub use machine::PoolStat;
 
 pub mod embedded;
+mod index;
 pub mod machine;
 pub mod redis;
 

@@ -1,0 +1,148 @@
+//! Secondary indexes over [`super::machine::State`]: pending tasks by
+//! partition × queue class in first-in first-out order, the blocked tasks
+//! waiting on each task, and leased tasks by worker. They are derived data,
+//! never persisted ([`super::machine::State::reindex`] rebuilds them after a
+//! load), and they turn leasing, unblocking and session counting into
+//! lookups instead of scans over every job and task.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use spotenc_proto::domain::{Capacity, TaskState};
+
+use super::TaskRecord;
+
+/// A queue: partition (spot first) and the demand's queue class.
+pub type QueueKey = (bool, String);
+
+fn queue(t: &TaskRecord) -> QueueKey {
+    (t.partition == Capacity::Spot, t.demand.class())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    /// Pending tasks of live jobs: queue → order → task id.
+    pub(crate) pending: BTreeMap<QueueKey, BTreeMap<u64, String>>,
+    /// Each task's first-in first-out order (job submission, then position
+    /// in the job).
+    order: HashMap<String, u64>,
+    /// Blocked tasks by the task they wait on.
+    dependents: HashMap<String, Vec<String>>,
+    /// Leased tasks by worker.
+    leased: HashMap<String, BTreeSet<String>>,
+}
+
+/// Derived data: two states with the same records are equal whatever their
+/// indexes hold.
+impl PartialEq for Index {
+    fn eq(&self, _: &Index) -> bool {
+        true
+    }
+}
+
+impl Index {
+    /// Notes a new task at `order`; a blocked one waits on its deps.
+    pub fn add(&mut self, t: &TaskRecord, order: u64) {
+        self.order.insert(t.id.clone(), order);
+        if t.state == TaskState::Blocked {
+            for d in &t.deps {
+                self.dependents
+                    .entry(d.clone())
+                    .or_default()
+                    .push(t.id.clone());
+            }
+        }
+        self.sync(t, None);
+    }
+
+    /// Files `t` under its current state; `was_leased_by` is the worker
+    /// that held it before this change, if any.
+    pub fn sync(&mut self, t: &TaskRecord, was_leased_by: Option<&str>) {
+        let Some(&order) = self.order.get(&t.id) else {
+            return;
+        };
+        for q in [(true, t.demand.class()), (false, t.demand.class())] {
+            if let Some(m) = self.pending.get_mut(&q) {
+                if m.remove(&order).is_some() && m.is_empty() {
+                    self.pending.remove(&q);
+                }
+            }
+        }
+        if let Some(w) = was_leased_by {
+            if let Some(s) = self.leased.get_mut(w) {
+                s.remove(&t.id);
+                if s.is_empty() {
+                    self.leased.remove(w);
+                }
+            }
+        }
+        match t.state {
+            TaskState::Pending => {
+                self.pending
+                    .entry(queue(t))
+                    .or_default()
+                    .insert(order, t.id.clone());
+            }
+            TaskState::Leased => {
+                self.leased
+                    .entry(t.worker_id.clone())
+                    .or_default()
+                    .insert(t.id.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The oldest `n` pending tasks of each queue, with their order.
+    pub fn oldest(&self, n: usize) -> impl Iterator<Item = (u64, &str)> + '_ {
+        self.pending
+            .values()
+            .flat_map(move |m| m.iter().take(n).map(|(o, id)| (*o, id.as_str())))
+    }
+
+    /// Every pending task id.
+    pub fn all_pending(&self) -> impl Iterator<Item = &str> + '_ {
+        self.pending
+            .values()
+            .flat_map(|m| m.values().map(String::as_str))
+    }
+
+    /// Pending tasks: (spot, on-demand).
+    pub fn depth(&self) -> (u64, u64) {
+        let mut d = (0, 0);
+        for ((spot, _), m) in &self.pending {
+            if *spot {
+                d.0 += m.len() as u64;
+            } else {
+                d.1 += m.len() as u64;
+            }
+        }
+        d
+    }
+
+    pub fn leased_by(&self, worker: &str) -> impl Iterator<Item = &str> + '_ {
+        self.leased
+            .get(worker)
+            .into_iter()
+            .flat_map(|s| s.iter().map(String::as_str))
+    }
+
+    pub fn all_leased(&self) -> impl Iterator<Item = &str> + '_ {
+        self.leased
+            .values()
+            .flat_map(|s| s.iter().map(String::as_str))
+    }
+
+    pub fn dependents(&self, task: &str) -> &[String] {
+        self.dependents.get(task).map_or(&[], Vec::as_slice)
+    }
+
+    /// Forgets a task that left the state.
+    pub fn remove(&mut self, t: &TaskRecord) {
+        let leased = (t.state == TaskState::Leased).then_some(t.worker_id.as_str());
+        let mut gone = t.clone();
+        gone.state = TaskState::Cancelled;
+        self.sync(&gone, leased);
+        self.order.remove(&t.id);
+        self.dependents.remove(&t.id);
+    }
+}
