@@ -1,6 +1,8 @@
 //! What makes spotenc cost-aware. Everything here is pure: no I/O, no
 //! clock.
 //!
+//! - [`capacity`]: the capacity planner (desired workers per pool, with
+//!   reasons) and pool health from hand-backs and registrations.
 //! - [`catalogue`]: the pool catalogue (built-in `pools.toml` plus the
 //!   operator's `[[pools]]`), validation, and derived entries for workers
 //!   whose pool is not in it.
@@ -13,11 +15,14 @@
 //!   of the fleet simulator.
 //! - [`Lease`]: what a store needs to lease for one worker.
 
+pub mod capacity;
 pub mod catalogue;
 pub mod model;
 pub mod place;
 pub mod sim;
 
+#[cfg(test)]
+mod capacity_tests;
 #[cfg(test)]
 mod tests;
 

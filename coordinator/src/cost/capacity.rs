@@ -1,0 +1,591 @@
+//! Capacity planning: how many workers each pool should run now, and why.
+//! [`plan_capacity`] is pure; the coordinator runs it on a tick and
+//! publishes `spotenc_pool_desired_workers{pool}` for KEDA, and the
+//! simulator runs it every 30 virtual seconds.
+//!
+//! The rules, in order:
+//! 1. **Backlog in slot-seconds.** Each pending task is priced on every
+//!    healthy pool that can run it through the cost model; work is measured
+//!    in predicted slot-seconds on the pool that gets it, never in tasks.
+//! 2. **Latency work** sizes the cheapest capable on-demand pool to drain
+//!    within `latency_target_seconds`.
+//! 3. **Cost work** goes to the cheapest capable healthy spot pools (most
+//!    comparative advantage first, as placement does), to drain within
+//!    `cost_target_seconds`, capped by `max_workers` and by
+//!    `max_pool_share` of the spot work per pool while another capable pool
+//!    has room. Work no healthy spot pool can take goes to on-demand.
+//! 4. **On-demand baseline.** While there is any work, on-demand workers are
+//!    at least `on_demand_baseline` of the planned fleet (counted in
+//!    workers).
+//! 5. **Health.** A pool's observed interruption rate raises its expected
+//!    cost; a `reclaimed` or `unavailable` pool gets no new work.
+//! 6. **Safe scale-in.** A pool's desired workers are never below the
+//!    workers holding leases there, nor below `min_workers`.
+//!
+//! [`HealthTracker`] turns hand-backs and registrations into pool health:
+//! a burst of `reclaim_burst` interruptions within `reclaim_window_seconds`
+//! marks a pool reclaimed for `cooldown_seconds`; desired workers that do
+//! not register within `launch_seconds × 3` mark it unavailable (spot
+//! exhaustion) for the same cool-down.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+use spotenc_proto::domain::Capacity;
+
+use super::catalogue::{Catalogue, Pool};
+use super::model::{waste, Demand, Model};
+use super::place::Worker;
+
+/// Planner settings (`[capacity]` in the coordinator's TOML).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CapacityPolicy {
+    pub latency_target_seconds: f64,
+    pub cost_target_seconds: f64,
+    /// Share of planned workers kept on-demand while there is work.
+    pub on_demand_baseline: f64,
+    /// Most of the spot work one pool may take while others can.
+    pub max_pool_share: f64,
+    pub reclaim_burst: u32,
+    pub reclaim_window_seconds: f64,
+    /// How long a reclaimed or unavailable pool is left alone.
+    pub cooldown_seconds: f64,
+}
+
+impl Default for CapacityPolicy {
+    fn default() -> Self {
+        CapacityPolicy {
+            latency_target_seconds: 600.0,
+            cost_target_seconds: 7200.0,
+            on_demand_baseline: 0.15,
+            max_pool_share: 0.4,
+            reclaim_burst: 3,
+            reclaim_window_seconds: 300.0,
+            cooldown_seconds: 1800.0,
+        }
+    }
+}
+
+impl CapacityPolicy {
+    /// Refuses settings outside their accepted ranges, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("latency_target_seconds", self.latency_target_seconds),
+            ("cost_target_seconds", self.cost_target_seconds),
+            ("reclaim_window_seconds", self.reclaim_window_seconds),
+            ("cooldown_seconds", self.cooldown_seconds),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("capacity.{name} must be above 0, not {v}"));
+            }
+        }
+        if !(0.10..=0.20).contains(&self.on_demand_baseline) {
+            return Err(format!(
+                "capacity.on_demand_baseline must be within 0.10..=0.20, not {}",
+                self.on_demand_baseline
+            ));
+        }
+        if !(self.max_pool_share > 0.0 && self.max_pool_share <= 1.0) {
+            return Err(format!(
+                "capacity.max_pool_share must be within (0, 1], not {}",
+                self.max_pool_share
+            ));
+        }
+        if self.reclaim_burst == 0 {
+            return Err("capacity.reclaim_burst must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Pending work: `count` tasks alike in demand and priority.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacklogItem {
+    pub demand: Demand,
+    pub latency: bool,
+    /// Waiting in the on-demand partition (latency or escalated).
+    pub on_demand: bool,
+    pub count: u32,
+}
+
+/// Workers of a pool now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct InFlight {
+    /// Registered and asking for work.
+    pub live: u32,
+    /// Holding at least one lease.
+    pub busy: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    #[default]
+    Healthy,
+    Reclaimed,
+    Unavailable,
+}
+
+impl HealthState {
+    pub const ALL: [HealthState; 3] = [
+        HealthState::Healthy,
+        HealthState::Reclaimed,
+        HealthState::Unavailable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthState::Healthy => "healthy",
+            HealthState::Reclaimed => "reclaimed",
+            HealthState::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A pool's health as the planner sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PoolHealth {
+    pub state: HealthState,
+    /// Observed interruptions per worker-hour, blended with the
+    /// catalogue's rate.
+    pub interruption_rate_per_hour: f64,
+    /// When a reclaimed or unavailable state ends (ms), 0 when healthy.
+    pub until_ms: i64,
+}
+
+/// What the planner wants of one pool.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolTarget {
+    pub pool: String,
+    pub on_demand: bool,
+    pub desired_workers: u32,
+    pub live: u32,
+    pub busy: u32,
+    /// Predicted slot-seconds of pending work planned onto this pool.
+    pub backlog_seconds: f64,
+    /// This pool's share of the spot work planned (in seconds on each
+    /// task's cheapest pool), for the `max_pool_share` rule.
+    pub work_share: f64,
+    pub price_per_hour: f64,
+    pub health: PoolHealth,
+    pub reason: String,
+}
+
+/// The representative worker of a catalogue pool: what it can encode
+/// (NVENC pools: H.264 and HEVC to 4096 pixels a side, the T4/A10G limits).
+pub fn pool_worker(pool: &Pool) -> Worker {
+    use super::catalogue::Hardware;
+    use spotenc_proto::domain::{Codec, NvencCodec};
+    let codecs = vec![Codec::H264, Codec::Hevc];
+    let nvenc = if pool.hardware == Hardware::Nvenc {
+        codecs
+            .iter()
+            .map(|&codec| NvencCodec {
+                codec,
+                max_width: 4096,
+                max_height: 4096,
+                ten_bit: false,
+                max_b_frames: 4,
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    Worker {
+        pool: pool.clone(),
+        class: pool.instance_type.clone(),
+        codecs,
+        nvenc,
+        sessions_held: 0,
+        encoder_saturated: false,
+    }
+}
+
+/// One pool as a candidate home for work.
+struct Home {
+    worker: Worker,
+    health: PoolHealth,
+    flight: InFlight,
+    /// Slot-seconds per second planned (slots busy on average).
+    slots: f64,
+    /// Spot work planned, in cheapest-pool seconds per second, for the
+    /// share cap.
+    work: f64,
+    reasons: Vec<String>,
+}
+
+impl Home {
+    fn usable(&self) -> bool {
+        self.health.state == HealthState::Healthy && self.worker.pool.max_workers > 0
+    }
+
+    fn max_slots(&self) -> f64 {
+        f64::from(self.worker.pool.max_workers) * f64::from(self.worker.pool.slots.max(1))
+    }
+
+    /// Expected dollars of `d` here, with the observed interruption rate.
+    fn cost(&self, d: &Demand, model: &Model) -> (f64, f64) {
+        let seconds = self.worker.seconds(d, model);
+        let pool = &self.worker.pool;
+        let rate = pool
+            .interruption_rate_per_hour
+            .max(self.health.interruption_rate_per_hour);
+        let slot_seconds = seconds * pool.share(d.sessions()) * f64::from(pool.slots.max(1));
+        let dollars = pool.slot_price_per_second() * slot_seconds * (1.0 + waste(rate, seconds));
+        (dollars, slot_seconds)
+    }
+}
+
+/// A home for an item: (home index, expected dollars, slot-seconds).
+type PricedHome = (usize, f64, f64);
+
+/// Desired workers per pool for `backlog`, one [`PoolTarget`] per
+/// catalogue pool, in catalogue order.
+pub fn plan_capacity(
+    catalogue: &Catalogue,
+    backlog: &[BacklogItem],
+    in_flight: &BTreeMap<String, InFlight>,
+    model: &Model,
+    health: &BTreeMap<String, PoolHealth>,
+    policy: &CapacityPolicy,
+) -> Vec<PoolTarget> {
+    let mut homes: Vec<Home> = catalogue
+        .pools
+        .values()
+        .map(|p| Home {
+            worker: pool_worker(p),
+            health: health.get(&p.name).copied().unwrap_or_default(),
+            flight: in_flight.get(&p.name).copied().unwrap_or_default(),
+            slots: 0.0,
+            work: 0.0,
+            reasons: vec![],
+        })
+        .collect();
+    let spot: Vec<usize> = (0..homes.len())
+        .filter(|&i| homes[i].worker.pool.capacity == Capacity::Spot)
+        .collect();
+    let on_demand: Vec<usize> = (0..homes.len())
+        .filter(|&i| homes[i].worker.pool.capacity == Capacity::OnDemand)
+        .collect();
+
+    // Latency and escalated work: the cheapest capable on-demand pool.
+    let mut cost_work = Vec::new();
+    for item in backlog {
+        if item.latency || item.on_demand {
+            let target = if item.latency {
+                policy.latency_target_seconds
+            } else {
+                policy.cost_target_seconds
+            };
+            put_on_demand(&mut homes, &on_demand, item, target, model, "latency work");
+        } else {
+            cost_work.push(item);
+        }
+    }
+
+    // Cost work: each item priced on every capable healthy spot pool; the
+    // items with most to lose from the wrong pool go first.
+    let mut priced: Vec<(f64, &BacklogItem, Vec<PricedHome>)> = cost_work
+        .iter()
+        .map(|item| {
+            let mut options: Vec<(usize, f64, f64)> = spot
+                .iter()
+                .filter(|&&i| homes[i].usable() && homes[i].worker.can_run(&item.demand))
+                .map(|&i| {
+                    let (dollars, slot_seconds) = homes[i].cost(&item.demand, model);
+                    (i, dollars, slot_seconds)
+                })
+                .collect();
+            options.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            let advantage = match options.as_slice() {
+                [a, b, ..] => b.1 / a.1.max(1e-12),
+                _ => f64::INFINITY,
+            };
+            (advantage, *item, options)
+        })
+        .collect();
+    priced.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // The share cap is on cheapest-pool seconds of all spot work.
+    let total_work: f64 = priced
+        .iter()
+        .filter_map(|(_, item, o)| o.first().map(|c| c.2 * f64::from(item.count)))
+        .sum::<f64>()
+        / policy.cost_target_seconds;
+    for (_, item, options) in &priced {
+        let Some(cheapest) = options.first() else {
+            put_on_demand(
+                &mut homes,
+                &on_demand,
+                item,
+                policy.cost_target_seconds,
+                model,
+                "no healthy spot pool can take it",
+            );
+            continue;
+        };
+        let mut left = f64::from(item.count); // tasks still to place
+        let per_task_work = cheapest.2 / policy.cost_target_seconds;
+        // First pass honours the share cap while another pool has room;
+        // the second lets the last capable pools take the rest.
+        for capped in [true, false] {
+            for &(i, _, slot_seconds) in options {
+                if left <= 0.0 {
+                    break;
+                }
+                let h = &mut homes[i];
+                let per_task_slots = slot_seconds / policy.cost_target_seconds;
+                let room_slots = (h.max_slots() - h.slots).max(0.0) / per_task_slots.max(1e-12);
+                let room_share = if capped && options.len() > 1 {
+                    ((policy.max_pool_share * total_work - h.work) / per_task_work.max(1e-12))
+                        .max(0.0)
+                } else {
+                    f64::INFINITY
+                };
+                let take = left.min(room_slots).min(room_share);
+                if take <= 0.0 {
+                    continue;
+                }
+                h.slots += take * per_task_slots;
+                h.work += take * per_task_work;
+                left -= take;
+            }
+        }
+        if left > 0.0 {
+            let rest = BacklogItem {
+                count: left.ceil() as u32,
+                ..(*item).clone()
+            };
+            put_on_demand(
+                &mut homes,
+                &on_demand,
+                &rest,
+                policy.cost_target_seconds,
+                model,
+                "spot pools full",
+            );
+        }
+    }
+
+    // Workers from slots, floored by busy workers and min_workers.
+    let mut desired: Vec<u32> = homes.iter().map(workers_for).collect();
+    // The on-demand baseline, added to the cheapest healthy on-demand pool.
+    let any_work = !backlog.is_empty() || homes.iter().any(|h| h.flight.busy > 0);
+    if any_work && policy.on_demand_baseline > 0.0 {
+        let total_spot: u32 = spot.iter().map(|&i| desired[i]).sum();
+        let total_od: u32 = on_demand.iter().map(|&i| desired[i]).sum();
+        let b = policy.on_demand_baseline;
+        let need = ((b / (1.0 - b)) * f64::from(total_spot)).ceil() as u32;
+        if total_od < need && total_spot > 0 {
+            if let Some(&i) = on_demand
+                .iter()
+                .filter(|&&i| homes[i].usable())
+                .min_by(|&&a, &&b| {
+                    let pa = homes[a].worker.pool.price_per_hour
+                        / f64::from(homes[a].worker.pool.vcpus.max(1));
+                    let pb = homes[b].worker.pool.price_per_hour
+                        / f64::from(homes[b].worker.pool.vcpus.max(1));
+                    pa.total_cmp(&pb).then(a.cmp(&b))
+                })
+            {
+                let cap = homes[i].worker.pool.max_workers.max(desired[i]);
+                let add = (need - total_od).min(cap - desired[i]);
+                desired[i] += add;
+                homes[i].reasons.push(format!(
+                    "on-demand baseline {:.0}% of {} spot workers",
+                    b * 100.0,
+                    total_spot
+                ));
+            }
+        }
+    }
+    let spot_work: f64 = homes.iter().map(|h| h.work).sum();
+    homes
+        .into_iter()
+        .zip(desired)
+        .map(|(h, desired)| {
+            let pool = &h.worker.pool;
+            let mut reasons = h.reasons;
+            if h.health.state != HealthState::Healthy {
+                reasons.insert(0, format!("{}: no new work", h.health.state.name()));
+            }
+            if h.slots > 0.0 {
+                reasons.insert(0, format!("{:.1} slots of backlog", h.slots));
+            }
+            if desired == h.flight.busy && h.flight.busy > 0 && h.slots == 0.0 {
+                reasons.push(format!("{} busy workers kept", h.flight.busy));
+            }
+            if reasons.is_empty() {
+                reasons.push(if desired > 0 {
+                    format!("min_workers {}", pool.min_workers)
+                } else {
+                    "no work for it".into()
+                });
+            }
+            PoolTarget {
+                pool: pool.name.clone(),
+                on_demand: pool.capacity == Capacity::OnDemand,
+                desired_workers: desired,
+                live: h.flight.live,
+                busy: h.flight.busy,
+                backlog_seconds: h.slots
+                    * if pool.capacity == Capacity::OnDemand {
+                        policy.latency_target_seconds
+                    } else {
+                        policy.cost_target_seconds
+                    },
+                work_share: if spot_work > 0.0 {
+                    h.work / spot_work
+                } else {
+                    0.0
+                },
+                price_per_hour: pool.price_per_hour,
+                health: h.health,
+                reason: reasons.join("; "),
+            }
+        })
+        .collect()
+}
+
+/// Plans `item` onto the cheapest capable healthy on-demand pool.
+fn put_on_demand(
+    homes: &mut [Home],
+    on_demand: &[usize],
+    item: &BacklogItem,
+    target_seconds: f64,
+    model: &Model,
+    why: &str,
+) {
+    let best = on_demand
+        .iter()
+        .filter(|&&i| homes[i].usable() && homes[i].worker.can_run(&item.demand))
+        .map(|&i| (i, homes[i].cost(&item.demand, model)))
+        .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(a.0.cmp(&b.0)));
+    if let Some((i, (_, slot_seconds))) = best {
+        let h = &mut homes[i];
+        h.slots += slot_seconds * f64::from(item.count) / target_seconds;
+        let reason = why.to_string();
+        if !h.reasons.contains(&reason) {
+            h.reasons.push(reason);
+        }
+    }
+}
+
+/// Workers for a home's planned slots, within its bounds.
+fn workers_for(h: &Home) -> u32 {
+    let pool = &h.worker.pool;
+    let planned = if h.usable() {
+        (h.slots / f64::from(pool.slots.max(1)) - 1e-9)
+            .ceil()
+            .max(0.0) as u32
+    } else {
+        0
+    };
+    planned
+        .min(pool.max_workers)
+        .max(pool.min_workers)
+        .max(h.flight.busy)
+}
+
+/// Pool health from what the coordinator sees: hand-backs, workers
+/// registering, and the planner's own desired counts. Kept in memory by
+/// each coordinator replica.
+#[derive(Debug, Clone, Default)]
+pub struct HealthTracker {
+    pools: BTreeMap<String, Tracked>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    /// Recent interruptions (ms), within the reclaim window.
+    recent: VecDeque<i64>,
+    /// Interruptions and live worker-seconds, decayed with a one-hour
+    /// time constant.
+    interruptions: f64,
+    live_seconds: f64,
+    last_ms: Option<i64>,
+    /// Since when live workers have been below desired.
+    short_since: Option<i64>,
+    state: HealthState,
+    until_ms: i64,
+}
+
+/// Worker-hours of the catalogue rate the observed rate is blended with.
+const PRIOR_WORKER_HOURS: f64 = 10.0;
+const DECAY_SECONDS: f64 = 3600.0;
+
+impl HealthTracker {
+    /// Counts an interruption (a hand-back) against `pool`.
+    pub fn interrupted(&mut self, pool: &str, now_ms: i64, policy: &CapacityPolicy) {
+        let t = self.pools.entry(pool.to_string()).or_default();
+        t.interruptions += 1.0;
+        t.recent.push_back(now_ms);
+        let window = (policy.reclaim_window_seconds * 1000.0) as i64;
+        while t.recent.front().is_some_and(|&s| s < now_ms - window) {
+            t.recent.pop_front();
+        }
+        if t.recent.len() as u32 >= policy.reclaim_burst && t.state != HealthState::Reclaimed {
+            t.state = HealthState::Reclaimed;
+            t.until_ms = now_ms + (policy.cooldown_seconds * 1000.0) as i64;
+            t.recent.clear();
+        }
+    }
+
+    /// Notes the pool's live workers against what was last desired, at
+    /// each planner tick.
+    pub fn observe(
+        &mut self,
+        pool: &Pool,
+        live: u32,
+        desired: u32,
+        now_ms: i64,
+        policy: &CapacityPolicy,
+    ) {
+        let t = self.pools.entry(pool.name.clone()).or_default();
+        if let Some(last) = t.last_ms {
+            let dt = (now_ms - last).max(0) as f64 / 1000.0;
+            let keep = (-dt / DECAY_SECONDS).exp();
+            t.interruptions *= keep;
+            t.live_seconds = t.live_seconds * keep + f64::from(live) * dt;
+        }
+        t.last_ms = Some(now_ms);
+        if t.state != HealthState::Healthy && now_ms >= t.until_ms {
+            t.state = HealthState::Healthy;
+            t.until_ms = 0;
+            t.short_since = None;
+        }
+        if live < desired && t.state == HealthState::Healthy {
+            let since = *t.short_since.get_or_insert(now_ms);
+            if now_ms - since > i64::from(pool.launch_seconds) * 3 * 1000 {
+                t.state = HealthState::Unavailable;
+                t.until_ms = now_ms + (policy.cooldown_seconds * 1000.0) as i64;
+                t.short_since = None;
+            }
+        } else {
+            t.short_since = None;
+        }
+    }
+
+    /// Every tracked pool's health; `catalogue` gives the prior rates.
+    pub fn health(&self, catalogue: &Catalogue) -> BTreeMap<String, PoolHealth> {
+        catalogue
+            .pools
+            .values()
+            .map(|p| {
+                let t = self.pools.get(&p.name);
+                let (intr, hours) =
+                    t.map_or((0.0, 0.0), |t| (t.interruptions, t.live_seconds / 3600.0));
+                let rate = (p.interruption_rate_per_hour * PRIOR_WORKER_HOURS + intr)
+                    / (PRIOR_WORKER_HOURS + hours);
+                (
+                    p.name.clone(),
+                    PoolHealth {
+                        state: t.map_or(HealthState::Healthy, |t| t.state),
+                        interruption_rate_per_hour: rate,
+                        until_ms: t.map_or(0, |t| t.until_ms),
+                    },
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,338 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use spotenc_proto::domain::{Capacity, Codec};
+
+use super::capacity::{
+    plan_capacity, BacklogItem, CapacityPolicy, HealthState, HealthTracker, InFlight, PoolHealth,
+    PoolTarget,
+};
+use super::catalogue::Catalogue;
+use super::model::{Demand, Model, Output};
+
+fn demand(codec: Codec, width: u32, height: u32, frames: u64) -> Demand {
+    Demand {
+        outputs: vec![Output {
+            codec,
+            preset: "medium".into(),
+            width,
+            height,
+        }],
+        frames,
+    }
+}
+
+/// `count` five-minute 1080p30 chunks.
+fn chunks(codec: Codec, count: u32, latency: bool) -> BacklogItem {
+    BacklogItem {
+        demand: demand(codec, 1920, 1080, 9000),
+        latency,
+        on_demand: latency,
+        count,
+    }
+}
+
+fn plan(
+    backlog: &[BacklogItem],
+    flight: &BTreeMap<String, InFlight>,
+    health: &BTreeMap<String, PoolHealth>,
+) -> Vec<PoolTarget> {
+    plan_capacity(
+        &Catalogue::builtin(),
+        backlog,
+        flight,
+        &Model::default(),
+        health,
+        &CapacityPolicy::default(),
+    )
+}
+
+fn desired(t: &[PoolTarget], pool: &str) -> u32 {
+    t.iter().find(|t| t.pool == pool).unwrap().desired_workers
+}
+
+fn workers(t: &[PoolTarget], on_demand: bool) -> u32 {
+    t.iter()
+        .filter(|t| t.on_demand == on_demand)
+        .map(|t| t.desired_workers)
+        .sum()
+}
+
+fn unhealthy(pools: &[&str], state: HealthState) -> BTreeMap<String, PoolHealth> {
+    pools
+        .iter()
+        .map(|p| {
+            (
+                p.to_string(),
+                PoolHealth {
+                    state,
+                    interruption_rate_per_hour: 0.0,
+                    until_ms: 1,
+                },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn no_work_no_workers() {
+    let t = plan(&[], &BTreeMap::new(), &BTreeMap::new());
+    assert_eq!(t.len(), Catalogue::builtin().pools.len());
+    assert!(t.iter().all(|t| t.desired_workers == 0), "{t:#?}");
+}
+
+#[test]
+fn hevc_goes_to_gpu_spread_over_gpu_pools() {
+    let t = plan(
+        &[chunks(Codec::Hevc, 2000, false)],
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+    );
+    let gpu: u32 = [
+        "g4dn-xlarge-spot",
+        "g4dn-2xlarge-spot",
+        "g5-xlarge-spot",
+        "g5-2xlarge-spot",
+    ]
+    .iter()
+    .map(|p| desired(&t, p))
+    .sum();
+    let cpu_spot: u32 = t
+        .iter()
+        .filter(|t| !t.on_demand && t.pool.starts_with('c'))
+        .map(|t| t.desired_workers)
+        .sum();
+    assert!(gpu > 0 && cpu_spot == 0, "{t:#?}");
+    // The cheapest pool takes its 40% and no more; the next GPU pools the
+    // rest.
+    let g4dn = t.iter().find(|t| t.pool == "g4dn-xlarge-spot").unwrap();
+    assert!((g4dn.work_share - 0.4).abs() < 1e-6, "{t:#?}");
+    assert!(
+        t.iter().filter(|t| t.work_share > 0.0).count() >= 3,
+        "{t:#?}"
+    );
+}
+
+#[test]
+fn latency_work_sizes_on_demand_by_itself() {
+    let t = plan(
+        &[chunks(Codec::H264, 40, true)],
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+    );
+    assert_eq!(workers(&t, false), 0, "{t:#?}");
+    // The cheapest on-demand pool for H.264 is a g4dn with NVENC: a 9,000
+    // frame chunk takes ~73 s on one of its three sessions (370 fps shared),
+    // so 40 chunks are ~2,900 slot-seconds, drained within 600 s by
+    // ceil(2,900 / 600 / 3) = 2 workers.
+    let g4dn = t.iter().find(|t| t.pool == "g4dn-xlarge-ondemand").unwrap();
+    let expect = (g4dn.backlog_seconds / 600.0 / 3.0).ceil() as u32;
+    assert!((g4dn.backlog_seconds - 2919.0).abs() < 30.0, "{t:#?}");
+    assert_eq!(expect, 2);
+    assert_eq!(g4dn.desired_workers, expect);
+    assert_eq!(workers(&t, true), expect, "{t:#?}");
+}
+
+#[test]
+fn reclaimed_pool_work_moves() {
+    let backlog = [chunks(Codec::H264, 500, false)];
+    let before = plan(&backlog, &BTreeMap::new(), &BTreeMap::new());
+    let top = before
+        .iter()
+        .filter(|t| !t.on_demand)
+        .max_by_key(|t| t.desired_workers)
+        .unwrap()
+        .pool
+        .clone();
+    let after = plan(
+        &backlog,
+        &BTreeMap::new(),
+        &unhealthy(&[&top], HealthState::Reclaimed),
+    );
+    assert_eq!(desired(&after, &top), 0, "{after:#?}");
+    assert!(after
+        .iter()
+        .find(|t| t.pool == top)
+        .unwrap()
+        .reason
+        .contains("reclaimed"));
+    assert!(workers(&after, false) > 0);
+}
+
+#[test]
+fn spot_exhaustion_falls_back_to_on_demand() {
+    let spot: Vec<String> = Catalogue::builtin()
+        .pools
+        .values()
+        .filter(|p| p.capacity == Capacity::Spot)
+        .map(|p| p.name.clone())
+        .collect();
+    let names: Vec<&str> = spot.iter().map(String::as_str).collect();
+    let t = plan(
+        &[chunks(Codec::H264, 300, false)],
+        &BTreeMap::new(),
+        &unhealthy(&names, HealthState::Unavailable),
+    );
+    assert_eq!(workers(&t, false), 0, "{t:#?}");
+    assert!(workers(&t, true) > 0, "{t:#?}");
+    assert!(t.iter().any(|t| t.reason.contains("no healthy spot pool")));
+}
+
+#[test]
+fn busy_workers_are_kept() {
+    let flight: BTreeMap<String, InFlight> = [(
+        "c6i-4xlarge-spot".to_string(),
+        InFlight { live: 9, busy: 7 },
+    )]
+    .into();
+    let t = plan(&[], &flight, &BTreeMap::new());
+    assert_eq!(desired(&t, "c6i-4xlarge-spot"), 7, "{t:#?}");
+    // Busy workers are work: the on-demand baseline holds.
+    assert!(workers(&t, true) >= 1, "{t:#?}");
+}
+
+#[test]
+fn tracker_marks_a_burst_reclaimed_then_recovers() {
+    let c = Catalogue::builtin();
+    let policy = CapacityPolicy::default();
+    let pool = c.get("g4dn-xlarge-spot").unwrap();
+    let mut h = HealthTracker::default();
+    h.observe(pool, 10, 10, 0, &policy);
+    h.interrupted(&pool.name, 1_000, &policy);
+    h.interrupted(&pool.name, 400_000, &policy); // outside the 300 s window
+    assert_eq!(h.health(&c)[&pool.name].state, HealthState::Healthy);
+    h.interrupted(&pool.name, 450_000, &policy);
+    h.interrupted(&pool.name, 500_000, &policy);
+    let s = h.health(&c)[&pool.name];
+    assert_eq!(s.state, HealthState::Reclaimed);
+    assert!(s.interruption_rate_per_hour > pool.interruption_rate_per_hour);
+    h.observe(pool, 0, 0, 500_000 + 1_800_000, &policy);
+    assert_eq!(h.health(&c)[&pool.name].state, HealthState::Healthy);
+}
+
+#[test]
+fn tracker_marks_workers_that_never_come_unavailable() {
+    let c = Catalogue::builtin();
+    let policy = CapacityPolicy::default();
+    let pool = c.get("c6i-4xlarge-spot").unwrap();
+    let mut h = HealthTracker::default();
+    let limit = i64::from(pool.launch_seconds) * 3 * 1000;
+    h.observe(pool, 0, 5, 0, &policy);
+    h.observe(pool, 0, 5, limit, &policy);
+    assert_eq!(h.health(&c)[&pool.name].state, HealthState::Healthy);
+    h.observe(pool, 0, 5, limit + 30_000, &policy);
+    assert_eq!(h.health(&c)[&pool.name].state, HealthState::Unavailable);
+    // Workers arriving in time never trip it.
+    let mut ok = HealthTracker::default();
+    ok.observe(pool, 0, 5, 0, &policy);
+    ok.observe(pool, 5, 5, limit / 2, &policy);
+    ok.observe(pool, 5, 5, limit * 2, &policy);
+    assert_eq!(ok.health(&c)[&pool.name].state, HealthState::Healthy);
+}
+
+#[test]
+fn policy_ranges_are_enforced() {
+    let mut p = CapacityPolicy::default();
+    assert!(p.validate().is_ok());
+    p.on_demand_baseline = 0.3;
+    assert!(p.validate().unwrap_err().contains("on_demand_baseline"));
+    p.on_demand_baseline = 0.1;
+    p.max_pool_share = 0.0;
+    assert!(p.validate().unwrap_err().contains("max_pool_share"));
+}
+
+fn any_backlog() -> impl Strategy<Value = Vec<BacklogItem>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(vec![Codec::H264, Codec::Hevc]),
+            prop::sample::select(vec![(1280u32, 720u32), (1920, 1080), (3840, 2160)]),
+            600u64..20_000,
+            1u32..400,
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(codec, (w, h), frames, count, latency)| BacklogItem {
+                demand: demand(codec, w, h, frames),
+                latency,
+                on_demand: latency,
+                count,
+            }),
+        0..6,
+    )
+}
+
+fn any_flight() -> impl Strategy<Value = BTreeMap<String, InFlight>> {
+    let names: Vec<String> = Catalogue::builtin().pools.keys().cloned().collect();
+    prop::collection::btree_map(
+        prop::sample::select(names),
+        (0u32..30, 0u32..30).prop_map(|(live, busy)| InFlight {
+            live: live.max(busy),
+            busy,
+        }),
+        0..5,
+    )
+}
+
+fn any_health() -> impl Strategy<Value = BTreeMap<String, PoolHealth>> {
+    let names: Vec<String> = Catalogue::builtin().pools.keys().cloned().collect();
+    prop::collection::btree_map(
+        prop::sample::select(names),
+        (prop::sample::select(HealthState::ALL.to_vec()), 0.0f64..0.2).prop_map(|(state, rate)| {
+            PoolHealth {
+                state,
+                interruption_rate_per_hour: rate,
+                until_ms: 1,
+            }
+        }),
+        0..4,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn planner_invariants(
+        backlog in any_backlog(),
+        flight in any_flight(),
+        health in any_health(),
+    ) {
+        let c = Catalogue::builtin();
+        let policy = CapacityPolicy::default();
+        let t = plan_capacity(&c, &backlog, &flight, &Model::default(), &health, &policy);
+        for target in &t {
+            let pool = c.get(&target.pool).unwrap();
+            let f = flight.get(&target.pool).copied().unwrap_or_default();
+            // Never below busy workers; never above max_workers unless
+            // busy workers already are.
+            prop_assert!(target.desired_workers >= f.busy);
+            prop_assert!(target.desired_workers <= pool.max_workers.max(f.busy));
+            // An unhealthy pool gets no new work.
+            if target.health.state != HealthState::Healthy {
+                prop_assert_eq!(target.desired_workers, f.busy.max(pool.min_workers));
+            }
+            prop_assert!(!target.reason.is_empty());
+        }
+        let spot = workers(&t, false);
+        let od = workers(&t, true);
+        let od_usable = t.iter().any(|x| x.on_demand && x.health.state == HealthState::Healthy);
+        // The on-demand baseline holds whenever there is spot work and an
+        // on-demand pool can run.
+        if spot > 0 && od_usable {
+            let share = f64::from(od) / f64::from(od + spot);
+            prop_assert!(share + 1e-9 >= policy.on_demand_baseline * 0.999 || od >= 1,
+                "on-demand share {share}");
+            prop_assert!(f64::from(od) >= (policy.on_demand_baseline / (1.0 - policy.on_demand_baseline) * f64::from(spot)).ceil() - 1e-9
+                || t.iter().filter(|x| x.on_demand).all(|x| x.desired_workers >= c.get(&x.pool).unwrap().max_workers));
+        }
+        // Diversification: with every spot pool healthy and none at
+        // max_workers, no spot pool takes more than its share of the spot
+        // work (every item here has at least three capable pools).
+        if health.is_empty() {
+            let capped = t.iter().any(|x| !x.on_demand && x.desired_workers >= c.get(&x.pool).unwrap().max_workers);
+            for x in t.iter().filter(|x| !x.on_demand && !capped) {
+                prop_assert!(x.work_share <= policy.max_pool_share + 1e-6,
+                    "{} takes {} of the spot work", x.pool, x.work_share);
+            }
+        }
+    }
+}
