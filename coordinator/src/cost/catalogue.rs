@@ -175,7 +175,7 @@ impl Pool {
 }
 
 /// Every pool by name.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalogue {
     pub pools: BTreeMap<String, Pool>,
 }

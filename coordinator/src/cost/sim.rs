@@ -94,6 +94,18 @@ impl Rng {
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+
+    /// Exponential with mean `mean`.
+    pub fn exp(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.unit()).ln()
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u = 1.0 - self.unit();
+        let v = self.unit();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
 }
 
 /// The benchmark workload: `n` jobs of `duration_s` arriving evenly over
@@ -141,7 +153,7 @@ pub fn nvenc_caps(codecs: &[Codec], max: u32) -> Vec<NvencCodec> {
         .collect()
 }
 
-fn worker_info(pool: &Pool, n: u32) -> WorkerInfo {
+pub(crate) fn worker_info(pool: &Pool, n: u32) -> WorkerInfo {
     let nvenc = if pool.hardware == Hardware::Nvenc {
         nvenc_caps(&[Codec::H264, Codec::Hevc], 4096)
     } else {
@@ -191,7 +203,7 @@ fn placement_worker(pool: &Pool, info: &WorkerInfo) -> Worker {
     }
 }
 
-fn spec(j: &SimJob, i: usize) -> JobSpec {
+pub(crate) fn spec(j: &SimJob, i: usize) -> JobSpec {
     JobSpec {
         input: format!("sim://job-{i}"),
         output: format!("sim://out-{i}.mp4"),
@@ -218,7 +230,7 @@ fn spec(j: &SimJob, i: usize) -> JobSpec {
     }
 }
 
-fn probe(j: &SimJob) -> ProbeInfo {
+pub(crate) fn probe(j: &SimJob) -> ProbeInfo {
     let frames = u64::from(j.duration_s) * u64::from(j.fps);
     let gop = u64::from(j.fps) * 2;
     ProbeInfo {

@@ -29,6 +29,9 @@ pub struct Index {
     dependents: HashMap<String, Vec<String>>,
     /// Leased tasks by worker.
     leased: HashMap<String, BTreeSet<String>>,
+    /// Outputs and inputs of jobs still running, to the jobs.
+    outputs: HashMap<String, String>,
+    inputs: HashMap<String, BTreeSet<String>>,
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -134,6 +137,45 @@ impl Index {
 
     pub fn dependents(&self, task: &str) -> &[String] {
         self.dependents.get(task).map_or(&[], Vec::as_slice)
+    }
+
+    /// Notes a running job's paths.
+    pub fn job_paths(&mut self, job_id: &str, input: &str, outputs: &[&str]) {
+        for o in outputs {
+            self.outputs.insert(o.to_string(), job_id.to_string());
+        }
+        self.inputs
+            .entry(input.to_string())
+            .or_default()
+            .insert(job_id.to_string());
+    }
+
+    /// Forgets an ended job's paths.
+    pub fn end_job_paths(&mut self, job_id: &str, input: &str, outputs: &[&str]) {
+        for o in outputs {
+            if self.outputs.get(*o).is_some_and(|j| j == job_id) {
+                self.outputs.remove(*o);
+            }
+        }
+        if let Some(s) = self.inputs.get_mut(input) {
+            s.remove(job_id);
+            if s.is_empty() {
+                self.inputs.remove(input);
+            }
+        }
+    }
+
+    /// The running job that writes `path`, if any.
+    pub fn writer(&self, path: &str) -> Option<&str> {
+        self.outputs.get(path).map(String::as_str)
+    }
+
+    /// A running job that reads `path`, if any.
+    pub fn reader(&self, path: &str) -> Option<&str> {
+        self.inputs
+            .get(path)
+            .and_then(|s| s.iter().next())
+            .map(String::as_str)
     }
 
     /// Forgets a task that left the state.

@@ -126,33 +126,42 @@ impl State {
             self.idempotency
                 .insert(idempotency_key.to_string(), job_id.clone());
         }
-        self.jobs.insert(job_id, job.clone());
+        self.jobs.insert(job_id.clone(), job.clone());
+        self.index_paths(&job_id, true);
         Ok(job)
     }
 
     /// Refuses a job whose outputs are the input or an output of a job
     /// still running, or whose input is such an output.
     fn check_paths(&self, spec: &JobSpec) -> Result<()> {
-        let outputs: Vec<&str> = spec.outputs().into_iter().map(|(o, _, _)| o).collect();
-        for job in self.jobs.values().filter(|j| !j.state.is_terminal()) {
-            let theirs: Vec<&str> = job.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
-            if let Some(o) = outputs
-                .iter()
-                .find(|o| **o == job.spec.input || theirs.contains(o))
-            {
+        for (o, _, _) in spec.outputs() {
+            if let Some(job) = self.index.writer(o).or_else(|| self.index.reader(o)) {
                 return Err(Error::invalid(format!(
-                    "output {o:?} is the input or an output of running job {}",
-                    job.id
-                )));
-            }
-            if theirs.contains(&spec.input.as_str()) {
-                return Err(Error::invalid(format!(
-                    "input {:?} is an output of running job {}",
-                    spec.input, job.id
+                    "output {o:?} is the input or an output of running job {job}"
                 )));
             }
         }
+        if let Some(job) = self.index.writer(&spec.input) {
+            return Err(Error::invalid(format!(
+                "input {:?} is an output of running job {job}",
+                spec.input
+            )));
+        }
         Ok(())
+    }
+
+    /// Notes (`running`) or forgets a job's input and outputs in the path
+    /// index.
+    fn index_paths(&mut self, job_id: &str, running: bool) {
+        let Some(job) = self.jobs.get(job_id) else {
+            return;
+        };
+        let outputs: Vec<&str> = job.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
+        if running {
+            self.index.job_paths(job_id, &job.spec.input, &outputs);
+        } else {
+            self.index.end_job_paths(job_id, &job.spec.input, &outputs);
+        }
     }
 
     pub fn register_worker(&mut self, worker: WorkerRecord) {
@@ -189,6 +198,10 @@ impl State {
         let mut jobs: Vec<&JobRecord> = self.jobs.values().collect();
         jobs.sort_by_key(|j| j.seq);
         for j in jobs {
+            if !j.state.is_terminal() {
+                let outputs: Vec<&str> = j.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
+                index.job_paths(&j.id, &j.spec.input, &outputs);
+            }
             for (i, id) in j.task_ids.iter().enumerate() {
                 if let Some(t) = self.tasks.get(id) {
                     index.add(t, task_order(j.seq, i));
@@ -201,6 +214,7 @@ impl State {
     /// Drops a finished job with its tasks, logs and idempotency key (the
     /// simulator summarises and forgets; retention will too).
     pub fn forget_job(&mut self, job_id: &str) -> Option<JobRecord> {
+        self.index_paths(job_id, false);
         let job = self.jobs.remove(job_id)?;
         for id in &job.task_ids {
             if let Some(t) = self.tasks.remove(id) {
@@ -673,6 +687,7 @@ impl State {
                 job.state = JobState::Succeeded;
                 job.finished_unix_ms = now_ms;
                 job.updated_unix_ms = now_ms;
+                self.index_paths(job_id, false);
             }
             Err(e) => self.fail_job(job_id, &format!("commit failed: {e}"), now_ms),
         }
@@ -691,6 +706,7 @@ impl State {
 
     /// Cancels every unfinished task of a job that just ended.
     fn end_job(&mut self, job_id: &str, now_ms: i64) {
+        self.index_paths(job_id, false);
         let job = self.jobs.get_mut(job_id).expect("job exists");
         job.finished_unix_ms = now_ms;
         job.updated_unix_ms = now_ms;
