@@ -18,6 +18,8 @@
 //!   by pool and outcome, output seconds by codec, live workers by pool.
 //! - [`cost`]: the pool catalogue, the codec cost model, placement and a
 //!   virtual-time replay (pure).
+//! - [`fleetsim`]: the fleet simulator behind `spotenc simulate` (the real
+//!   machine, placement and planner in virtual time).
 //! - [`plan`]: chunk boundaries from keyframes (pure).
 //! - [`graph`]: the task graph of a job, a stitch per rendition (pure).
 //! - [`state`]: the [`state::StateStore`] trait of atomic transitions, the
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod cost;
+pub mod fleetsim;
 pub mod graph;
 pub mod plan;
 pub mod state;

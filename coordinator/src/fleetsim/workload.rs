@@ -193,6 +193,25 @@ fn line_of(text: &str, field: &str, nth: usize) -> usize {
         .map_or(0, |(i, _)| i + 1)
 }
 
+/// A TOML error as `file:line: message`: an unknown field's own line, else
+/// where the parser stopped.
+fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> String {
+    let msg = e.message();
+    let unknown = msg
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+        .map(|f| line_of(text, f, 0))
+        .filter(|&l| l > 0);
+    let line = unknown.or_else(|| {
+        e.span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+    });
+    match line {
+        Some(l) => format!("{file}:{l}: {msg}"),
+        None => format!("{file}: {msg}"),
+    }
+}
+
 impl Workload {
     /// Reads and validates a workload file.
     pub fn load(path: &Path) -> Result<Workload, String> {
@@ -203,15 +222,7 @@ impl Workload {
 
     /// Parses and validates a workload text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Workload, String> {
-        let w: Workload = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            match line {
-                Some(l) => format!("{file}:{l}: {}", e.message()),
-                None => format!("{file}: {}", e.message()),
-            }
-        })?;
+        let w: Workload = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
         let at = |field: &str, nth: usize, why: String| {
             format!("{file}:{}: {field}: {why}", line_of(text, field, nth))
         };
@@ -281,7 +292,11 @@ impl Workload {
                 ));
             }
             if !(m.share.is_finite() && m.share >= 0.0) {
-                return Err(at("share", i, format!("must not be negative, not {}", m.share)));
+                return Err(at(
+                    "share",
+                    i,
+                    format!("must not be negative, not {}", m.share),
+                ));
             }
         }
         let mix_sum: f64 = w.mix.iter().map(|m| m.share).sum();
@@ -293,15 +308,25 @@ impl Workload {
             ));
         }
         if w.lengths.is_empty() {
-            return Err(format!("{file}: lengths: at least one [[lengths]] entry is needed"));
+            return Err(format!(
+                "{file}: lengths: at least one [[lengths]] entry is needed"
+            ));
         }
         let mixes = w.mix.len();
         for (i, l) in w.lengths.iter().enumerate() {
             if !(l.minutes.is_finite() && l.minutes > 0.0 && l.minutes <= 24.0 * 60.0) {
-                return Err(at("minutes", i, format!("must be within (0, 1440], not {}", l.minutes)));
+                return Err(at(
+                    "minutes",
+                    i,
+                    format!("must be within (0, 1440], not {}", l.minutes),
+                ));
             }
             if !(l.share.is_finite() && l.share >= 0.0) {
-                return Err(at("share", mixes + i, format!("must not be negative, not {}", l.share)));
+                return Err(at(
+                    "share",
+                    mixes + i,
+                    format!("must not be negative, not {}", l.share),
+                ));
             }
         }
         let len_sum: f64 = w.lengths.iter().map(|l| l.share).sum();
@@ -355,7 +380,21 @@ pub fn load_pools(path: &Path) -> Result<Catalogue, String> {
 }
 
 pub fn parse_pools(text: &str, file: &str) -> Result<Catalogue, String> {
-    let entries = parse_entries(text).map_err(|e| format!("{file}: {e}"))?;
+    let entries = match toml::from_str::<toml::Table>(text) {
+        Err(e) => return Err(toml_error(text, file, &e)),
+        Ok(_) => parse_entries(text).map_err(|e| {
+            // Unknown fields: re-parse for the span.
+            let e = e.to_string();
+            let field = e
+                .split("unknown field `")
+                .nth(1)
+                .and_then(|r| r.split('`').next());
+            match field.map(|f| line_of(text, f, 0)) {
+                Some(l) if l > 0 => format!("{file}:{l}: {e}"),
+                _ => format!("{file}: {e}"),
+            }
+        })?,
+    };
     if entries.is_empty() {
         return Err(format!("{file}: no [[pools]] entries"));
     }
@@ -383,7 +422,10 @@ pub fn parse_pools(text: &str, file: &str) -> Result<Catalogue, String> {
                 })
                 .map_or(start, |(i, _)| i + 1)
         });
-        format!("{file}:{line}: {}", msg.trim_start_matches("invalid argument: "))
+        format!(
+            "{file}:{line}: {}",
+            msg.trim_start_matches("invalid argument: ")
+        )
     })?;
     let mut c = Catalogue::default();
     for e in &entries {

@@ -12,6 +12,7 @@ use spotenc_proto::{Error, Result};
 
 use super::index::Index;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
+use crate::cost::capacity::BacklogItem;
 use crate::cost::model::Model;
 use crate::cost::place::{window, Candidate};
 use crate::cost::{Lease, WINDOW_PER_CLASS};
@@ -190,6 +191,46 @@ impl State {
             })
             .collect();
         window(all, per_class)
+    }
+
+    /// Pending work for the capacity planner: tasks alike in outputs,
+    /// priority and partition summed into one item each (frames averaged,
+    /// which keeps predicted seconds exact as they are linear in frames).
+    pub fn backlog(&self) -> Vec<BacklogItem> {
+        let mut items: BTreeMap<(bool, bool, String), (BacklogItem, u64)> = BTreeMap::new();
+        for t in self.index.all_pending().filter_map(|id| self.tasks.get(id)) {
+            let latency = self
+                .jobs
+                .get(&t.job_id)
+                .is_some_and(|j| j.spec.priority == Priority::Latency);
+            let on_demand = t.partition == Capacity::OnDemand;
+            let shape: String = t
+                .demand
+                .outputs
+                .iter()
+                .map(|o| format!("{}:{}:{}x{};", o.codec.name(), o.preset, o.width, o.height))
+                .collect();
+            let e = items.entry((latency, on_demand, shape)).or_insert_with(|| {
+                (
+                    BacklogItem {
+                        demand: t.demand.clone(),
+                        latency,
+                        on_demand,
+                        count: 0,
+                    },
+                    0,
+                )
+            });
+            e.0.count += 1;
+            e.1 += t.demand.frames;
+        }
+        items
+            .into_values()
+            .map(|(mut item, frames)| {
+                item.demand.frames = frames / u64::from(item.count.max(1));
+                item
+            })
+            .collect()
     }
 
     /// Rebuilds the indexes from the records (after a load).

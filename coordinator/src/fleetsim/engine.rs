@@ -1,0 +1,859 @@
+//! The event loop: arrivals, leases through the real state machine and
+//! placement, encodes whose time comes from the cost model with noise,
+//! spot notices and pool-wide reclaims, autoscaling by the real planner,
+//! and per-second billing. Virtual time only; nothing sleeps.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+use spotenc_proto::domain::{Capacity, JobState, Priority, ProbeTask, TaskOutcome, Work};
+
+use super::report::{Percentiles, PoolReport, Report, SeriesPoint};
+use super::workload::{Arrival, Workload, MONTH_SECONDS};
+use crate::cost::capacity::{plan_capacity, pool_worker, CapacityPolicy, HealthTracker, InFlight};
+use crate::cost::catalogue::{Catalogue, Hardware, Pool};
+use crate::cost::model::{Model, SMALL_TASK_SECONDS};
+use crate::cost::place::{Fleet, Policy, Worker};
+use crate::cost::sim::{probe, spec, worker_info, Rng, SimJob};
+use crate::cost::Lease;
+use crate::state::machine::State;
+use crate::state::{Ending, Limits, WorkerRecord};
+
+/// What to run beyond the workload file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    /// Overrides the workload's chunk length.
+    pub chunk_seconds: Option<f64>,
+    /// Overrides the workload's placement (`true`: cost, `false`: FIFO).
+    pub placement: Option<bool>,
+    /// Keep hourly fleet sizes per pool for plots.
+    pub series: bool,
+}
+
+/// Seconds a worker keeps a task after a notice only if it will finish
+/// this long before the deadline.
+const NOTICE_MARGIN_SECONDS: f64 = 30.0;
+
+#[derive(Debug)]
+enum Ev {
+    Arrival,
+    Done {
+        inst: usize,
+        task: String,
+        attempt: u32,
+    },
+    Registered(usize),
+    Notice(usize),
+    Deadline(usize),
+    Tick,
+    Reclaim,
+}
+
+struct Running {
+    task: String,
+    attempt: u32,
+    start_ms: i64,
+    end_ms: i64,
+    held: u32,
+}
+
+struct Instance {
+    pool: usize,
+    id: String,
+    launched_ms: i64,
+    live: bool,
+    /// Requested during a spot exhaustion window: never arrives.
+    never: bool,
+    draining: bool,
+    ended: bool,
+    free: u32,
+    running: Vec<Running>,
+}
+
+struct PoolSim {
+    pool: Pool,
+    lease: Lease,
+    rep: Worker,
+    /// Recent desired counts, for the scale-in window: (ms, desired).
+    history: Vec<(i64, u32)>,
+    desired: u32,
+    report: PoolReport,
+    /// Live workers summed over this hour's ticks, and the tick count.
+    hour_live: f64,
+}
+
+struct Sim<'a> {
+    w: &'a Workload,
+    state: State,
+    pools: Vec<PoolSim>,
+    insts: Vec<Instance>,
+    /// Instances not yet ended, per pool.
+    active: Vec<BTreeSet<usize>>,
+    /// The shape of each live job, for its probe result.
+    jobs: HashMap<String, SimJob>,
+    /// Instances that are live, not draining and have free slots.
+    free: BTreeSet<usize>,
+    events: BinaryHeap<Reverse<(i64, u64, usize)>>,
+    payloads: Vec<Option<Ev>>,
+    free_payloads: Vec<usize>,
+    seq: u64,
+    now: i64,
+    truth: Model,
+    arrivals: Rng,
+    noise: Rng,
+    chaos: Rng,
+    jobs_submitted: u64,
+    jobs_live: u64,
+    arrivals_end_ms: i64,
+    chunk_seconds: f64,
+    limits: Limits,
+    tracker: HealthTracker,
+    policy: CapacityPolicy,
+    catalogue: Catalogue,
+    dirty: bool,
+    report: Report,
+    turnaround: BTreeMap<&'static str, Vec<f32>>,
+    hour_ticks: u32,
+    series: Option<Vec<SeriesPoint>>,
+    next_instance: u64,
+    exhaustion: Option<(i64, i64)>,
+}
+
+/// Runs `workload` on the pools of `catalogue`.
+pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
+    let mut catalogue = catalogue.clone();
+    if let Some(rate) = w.interruptions.spot_rate_per_hour {
+        for p in catalogue.pools.values_mut() {
+            if p.capacity == Capacity::Spot {
+                p.interruption_rate_per_hour = rate;
+            }
+        }
+    }
+    let placement = opts.placement.unwrap_or(w.placement == "cost");
+    let model = Model::default();
+    let pools: Vec<PoolSim> = catalogue
+        .pools
+        .values()
+        .map(|p| {
+            let rep = pool_worker(p);
+            PoolSim {
+                pool: p.clone(),
+                lease: Lease {
+                    worker: Some(rep.clone()),
+                    fleet: Fleet::default(),
+                    model: model.clone(),
+                    policy: Policy::default(),
+                    placement,
+                },
+                rep,
+                history: vec![],
+                desired: 0,
+                report: PoolReport {
+                    pool: p.name.clone(),
+                    on_demand: p.capacity == Capacity::OnDemand,
+                    price_per_hour: p.price_per_hour,
+                    ..Default::default()
+                },
+                hour_live: 0.0,
+            }
+        })
+        .collect();
+    let chunk_seconds = opts.chunk_seconds.unwrap_or(w.chunk_seconds);
+    let mut sim = Sim {
+        w,
+        state: State::default(),
+        pools,
+        insts: vec![],
+        active: vec![BTreeSet::new(); catalogue.pools.len()],
+        jobs: HashMap::new(),
+        free: BTreeSet::new(),
+        events: BinaryHeap::new(),
+        payloads: vec![],
+        free_payloads: vec![],
+        seq: 0,
+        now: 0,
+        truth: model,
+        arrivals: Rng::new(opts.seed ^ 0xA11),
+        noise: Rng::new(opts.seed ^ 0x5E1),
+        chaos: Rng::new(opts.seed ^ 0xC4A05),
+        jobs_submitted: 0,
+        jobs_live: 0,
+        arrivals_end_ms: (w.days * 86_400_000.0) as i64,
+        chunk_seconds,
+        limits: Limits {
+            lease_ttl_ms: u32::MAX / 2,
+            max_expiries: 5,
+        },
+        tracker: HealthTracker::default(),
+        policy: w.capacity_policy(),
+        catalogue,
+        dirty: false,
+        report: Report {
+            seed: opts.seed,
+            placement: if placement { "cost" } else { "fifo" }.into(),
+            chunk_seconds,
+            days: w.days,
+            ..Default::default()
+        },
+        turnaround: BTreeMap::new(),
+        hour_ticks: 0,
+        series: opts.series.then(Vec::new),
+        next_instance: 0,
+        exhaustion: w.exhaustion.as_ref().map(|x| {
+            let start = (x.start_hour * 3_600_000.0) as i64;
+            (start, start + (x.hours * 3_600_000.0) as i64)
+        }),
+    };
+    sim.run();
+    sim.finish()
+}
+
+impl Sim<'_> {
+    fn push(&mut self, at_ms: i64, ev: Ev) {
+        self.seq += 1;
+        let slot = match self.free_payloads.pop() {
+            Some(i) => {
+                self.payloads[i] = Some(ev);
+                i
+            }
+            None => {
+                self.payloads.push(Some(ev));
+                self.payloads.len() - 1
+            }
+        };
+        self.events
+            .push(Reverse((at_ms.max(self.now), self.seq, slot)));
+    }
+
+    fn run(&mut self) {
+        let first = self.next_arrival_gap();
+        self.push(first, Ev::Arrival);
+        self.push(0, Ev::Tick);
+        if self.w.interruptions.reclaim_events_per_day > 0.0 {
+            let gap = self.reclaim_gap();
+            self.push(gap, Ev::Reclaim);
+        }
+        while let Some(Reverse((at, _, slot))) = self.events.pop() {
+            let ev = self.payloads[slot].take().expect("event payload");
+            self.free_payloads.push(slot);
+            self.now = at;
+            self.report.events += 1;
+            match ev {
+                Ev::Arrival => self.arrive(),
+                Ev::Done {
+                    inst,
+                    task,
+                    attempt,
+                } => self.done(inst, &task, attempt),
+                Ev::Registered(i) => self.registered(i),
+                Ev::Notice(i) => self.notice(i),
+                Ev::Deadline(i) => self.end_instance(i),
+                Ev::Tick => {
+                    if !self.tick() {
+                        break;
+                    }
+                }
+                Ev::Reclaim => self.reclaim(),
+            }
+            // Dispatch once all events of this instant are in.
+            let same_instant = self
+                .events
+                .peek()
+                .is_some_and(|Reverse((t, _, _))| *t == self.now);
+            if self.dirty && !same_instant {
+                self.dispatch();
+            }
+        }
+        let left: Vec<usize> = self.active.iter().flatten().copied().collect();
+        for i in left {
+            self.end_instance(i);
+        }
+    }
+
+    /// Milliseconds to the next arrival from now.
+    fn next_arrival_gap(&mut self) -> i64 {
+        let per_second = self.w.output_minutes_per_month / MONTH_SECONDS / self.w.mean_minutes();
+        let mean_gap = 1.0 / per_second;
+        let gap = match self.w.arrival {
+            Arrival::Uniform => mean_gap,
+            Arrival::Poisson => self.arrivals.exp(mean_gap),
+            Arrival::Diurnal => {
+                // Thinning against the peak rate.
+                let r = self.w.diurnal_peak_ratio;
+                let a = (r - 1.0) / (r + 1.0);
+                let mut t = self.now as f64 / 1000.0;
+                loop {
+                    t += self.arrivals.exp(mean_gap / (1.0 + a));
+                    let phase = (t / 86_400.0 - 14.0 / 24.0) * std::f64::consts::TAU;
+                    let rate = 1.0 + a * phase.cos();
+                    if self.arrivals.unit() * (1.0 + a) <= rate {
+                        break;
+                    }
+                }
+                t - self.now as f64 / 1000.0
+            }
+        };
+        self.now + (gap * 1000.0).round().max(1.0) as i64
+    }
+
+    fn reclaim_gap(&mut self) -> i64 {
+        let mean = 86_400.0 / self.w.interruptions.reclaim_events_per_day;
+        self.now + (self.chaos.exp(mean) * 1000.0) as i64
+    }
+
+    fn pick<T: Clone>(rng: &mut Rng, items: &[(T, f64)]) -> T {
+        let r = rng.unit();
+        let mut acc = 0.0;
+        for (v, share) in items {
+            acc += share;
+            if r < acc {
+                return v.clone();
+            }
+        }
+        items.last().expect("validated non-empty").0.clone()
+    }
+
+    fn arrive(&mut self) {
+        if self.now >= self.arrivals_end_ms {
+            return;
+        }
+        let mixes: Vec<(usize, f64)> = self.w.mix.iter().map(|m| m.share).enumerate().collect();
+        let m = &self.w.mix[Self::pick(&mut self.arrivals, &mixes)];
+        let lengths: Vec<(f64, f64)> = self
+            .w
+            .lengths
+            .iter()
+            .map(|l| (l.minutes, l.share))
+            .collect();
+        let minutes = Self::pick(&mut self.arrivals, &lengths);
+        let latency = self.arrivals.unit() < self.w.latency_share;
+        let job = SimJob {
+            submit_at_s: self.now as f64 / 1000.0,
+            codec: m.codec.parse().expect("validated"),
+            preset: m.preset.clone(),
+            width: m.width,
+            height: m.height,
+            fps: self.w.fps,
+            duration_s: (minutes * 60.0).round().max(1.0) as u32,
+            chunk_seconds: self.chunk_seconds,
+            priority: if latency {
+                Priority::Latency
+            } else {
+                Priority::Cost
+            },
+        };
+        let n = self.jobs_submitted as usize;
+        let mut s = spec(&job, n);
+        s.escalate_after_wait_seconds = self.w.escalate_after_wait_seconds;
+        let id = format!("j{n}");
+        self.state
+            .submit(s, "", id.clone(), "/w", self.now)
+            .expect("simulated jobs have their own paths");
+        // The probe needs the job's shape: keep it on the side.
+        self.jobs.insert(id, job);
+        self.jobs_submitted += 1;
+        self.jobs_live += 1;
+        self.dirty = true;
+        let next = self.next_arrival_gap();
+        if next < self.arrivals_end_ms {
+            self.push(next, Ev::Arrival);
+        }
+    }
+
+    fn dispatch(&mut self) {
+        self.dirty = false;
+        let candidates: Vec<usize> = self.free.iter().copied().collect();
+        for i in candidates {
+            if self.state.queue_depth() == (0, 0) {
+                return;
+            }
+            while self.insts[i].free > 0 {
+                let p = self.insts[i].pool;
+                let Ok(Some(task)) = self.state.lease(
+                    &self.insts[i].id,
+                    &self.pools[p].lease,
+                    self.now,
+                    self.limits,
+                ) else {
+                    break;
+                };
+                self.report.leases += 1;
+                let record = &self.state.tasks[&task.task_id];
+                let pool = &self.pools[p];
+                let held = if pool.pool.hardware == Hardware::Nvenc {
+                    record.demand.sessions().max(1)
+                } else {
+                    1
+                };
+                let seconds = if record.demand.outputs.is_empty() {
+                    SMALL_TASK_SECONDS
+                } else {
+                    let sigma = self.w.throughput_noise;
+                    let factor = (sigma * self.noise.normal() - sigma * sigma / 2.0).exp();
+                    pool.rep.seconds(&record.demand, &self.truth) * factor
+                        + self.w.task_overhead_seconds
+                };
+                let end = self.now + (seconds * 1000.0).ceil() as i64;
+                let inst = &mut self.insts[i];
+                inst.free -= held.min(inst.free);
+                inst.running.push(Running {
+                    task: task.task_id.clone(),
+                    attempt: task.attempt,
+                    start_ms: self.now,
+                    end_ms: end,
+                    held,
+                });
+                if inst.free == 0 {
+                    self.free.remove(&i);
+                }
+                self.push(
+                    end,
+                    Ev::Done {
+                        inst: i,
+                        task: task.task_id,
+                        attempt: task.attempt,
+                    },
+                );
+            }
+        }
+    }
+
+    fn done(&mut self, i: usize, task_id: &str, attempt: u32) {
+        let Some(pos) = self.insts[i]
+            .running
+            .iter()
+            .position(|r| r.task == task_id && r.attempt == attempt)
+        else {
+            return; // handed back earlier
+        };
+        let r = self.insts[i].running.swap_remove(pos);
+        self.release(i, r.held);
+        let Some(task) = self.state.tasks.get(task_id) else {
+            return;
+        };
+        let object = |frames: u64| spotenc_proto::domain::OutputObject {
+            path: format!("sim://{task_id}"),
+            size_bytes: 1,
+            frames,
+            ..Default::default()
+        };
+        let (outcome, follow) = match &task.work {
+            Work::Probe(ProbeTask { .. }) => {
+                let job = &self.state.jobs[&task.job_id];
+                let p = probe(&self.jobs[&task.job_id]);
+                let follow = crate::graph::expand(job, &p, "/w").expect("simulated jobs plan");
+                (TaskOutcome::Probe(p), follow)
+            }
+            Work::Encode(_) => {
+                self.pools[self.insts[i].pool].report.encode_tasks += 1;
+                (TaskOutcome::Encode(object(task.frames_total)), vec![])
+            }
+            Work::Audio(_) => (TaskOutcome::Audio(object(0)), vec![]),
+            Work::Stitch(_) => (TaskOutcome::Stitch(object(task.frames_total)), vec![]),
+        };
+        self.dirty = true;
+        if let Ok(t) = self
+            .state
+            .complete(task_id, attempt, outcome, follow, self.now)
+        {
+            if t.state == JobState::Committing {
+                let _ = self.state.finish_commit(&t.job_id, Ok(()), self.now);
+                self.job_ended(&t.job_id);
+            } else if t.state.is_terminal() {
+                self.job_ended(&t.job_id);
+            }
+        }
+        if self.insts[i].draining && self.insts[i].running.is_empty() {
+            self.end_instance(i);
+        }
+    }
+
+    fn release(&mut self, i: usize, held: u32) {
+        let slots = self.pools[self.insts[i].pool].pool.slots;
+        let inst = &mut self.insts[i];
+        inst.free = (inst.free + held).min(slots);
+        if inst.live && !inst.draining && !inst.ended && inst.free > 0 {
+            self.free.insert(i);
+        }
+    }
+
+    /// Summarises a finished job and forgets it.
+    fn job_ended(&mut self, job_id: &str) {
+        let job = &self.state.jobs[job_id];
+        let latency = job.spec.priority == Priority::Latency;
+        if job.state == JobState::Succeeded {
+            self.report.jobs_done += 1;
+            let minutes = job
+                .probe
+                .as_ref()
+                .map_or(0.0, |p| p.duration_seconds / 60.0);
+            self.report.output_minutes += minutes;
+            let turnaround = (job.finished_unix_ms - job.created_unix_ms) as f32 / 1000.0;
+            self.turnaround
+                .entry(if latency { "latency" } else { "cost" })
+                .or_default()
+                .push(turnaround);
+        } else {
+            self.report.jobs_failed += 1;
+        }
+        for id in &job.task_ids {
+            let Some(t) = self.state.tasks.get(id) else {
+                continue;
+            };
+            for a in &t.history {
+                self.report.work_dollars += a.cost_dollars;
+                if a.outcome == "interrupted" {
+                    let secs = (a.ended_unix_ms - a.started_unix_ms) as f64 / 1000.0;
+                    self.report.waste_seconds += secs;
+                    self.report.waste_dollars += a.cost_dollars;
+                }
+            }
+        }
+        self.state.forget_job(job_id);
+        self.jobs.remove(job_id);
+        self.jobs_live -= 1;
+    }
+
+    fn launch(&mut self, p: usize) {
+        let pool = self.pools[p].pool.clone();
+        let spot = pool.capacity == Capacity::Spot;
+        let never = spot
+            && self
+                .exhaustion
+                .is_some_and(|(a, b)| self.now >= a && self.now < b);
+        let id = format!("{}-{}", pool.name, self.next_instance);
+        self.next_instance += 1;
+        let i = self.insts.len();
+        self.active[p].insert(i);
+        self.insts.push(Instance {
+            pool: p,
+            id,
+            launched_ms: self.now,
+            live: false,
+            never,
+            draining: false,
+            ended: false,
+            free: 0,
+            running: vec![],
+        });
+        if never {
+            return;
+        }
+        self.pools[p].report.launched += 1;
+        let ready = self.now + i64::from(pool.launch_seconds) * 1000;
+        self.push(ready, Ev::Registered(i));
+        let rate = pool.interruption_rate_per_hour;
+        if spot && rate > 0.0 {
+            let at = self.now + (self.chaos.exp(3600.0 / rate) * 1000.0) as i64;
+            self.push(at, Ev::Notice(i));
+        }
+    }
+
+    fn registered(&mut self, i: usize) {
+        let inst = &mut self.insts[i];
+        if inst.ended || inst.draining {
+            return;
+        }
+        let p = inst.pool;
+        inst.live = true;
+        inst.free = self.pools[p].pool.slots;
+        let mut info = worker_info(&self.pools[p].pool, 0);
+        info.name = inst.id.clone();
+        self.state.register_worker(WorkerRecord {
+            id: inst.id.clone(),
+            info,
+            registered_unix_ms: self.now,
+        });
+        self.free.insert(i);
+        self.dirty = true;
+        let live = self.live(p);
+        let r = &mut self.pools[p].report;
+        r.peak_live = r.peak_live.max(live);
+        if live == 1 {
+            self.refresh_fleet();
+        }
+    }
+
+    fn live(&self, p: usize) -> u32 {
+        self.active[p]
+            .iter()
+            .filter(|&&i| self.insts[i].live && !self.insts[i].draining)
+            .count() as u32
+    }
+
+    /// Gives every pool's lease the pools that have live workers.
+    fn refresh_fleet(&mut self) {
+        let live: Vec<bool> = (0..self.pools.len()).map(|p| self.live(p) > 0).collect();
+        let fleet = Fleet {
+            pools: self
+                .pools
+                .iter()
+                .zip(&live)
+                .filter(|(_, l)| **l)
+                .map(|(p, _)| p.rep.clone())
+                .collect(),
+        };
+        for p in &mut self.pools {
+            p.lease.fleet = fleet.clone();
+        }
+    }
+
+    /// A spot notice: finish what fits, hand back the rest, stop leasing,
+    /// and go by the deadline.
+    fn notice(&mut self, i: usize) {
+        if self.insts[i].ended || self.insts[i].draining {
+            return;
+        }
+        let p = self.insts[i].pool;
+        self.pools[p].report.interruptions += 1;
+        self.report.interruptions += 1;
+        if !self.insts[i].live {
+            self.end_instance(i);
+            return;
+        }
+        self.insts[i].draining = true;
+        self.free.remove(&i);
+        let keep_until = self.now
+            + ((self.w.interruptions.notice_seconds - NOTICE_MARGIN_SECONDS) * 1000.0) as i64;
+        let running = std::mem::take(&mut self.insts[i].running);
+        let mut kept = vec![];
+        for r in running {
+            if r.end_ms <= keep_until {
+                kept.push(r);
+                continue;
+            }
+            self.hand_back(p, &r);
+        }
+        self.insts[i].running = kept;
+        self.dirty = true;
+        if self.insts[i].running.is_empty() {
+            self.end_instance(i);
+        } else {
+            let deadline = self.now + (self.w.interruptions.notice_seconds * 1000.0) as i64;
+            self.push(deadline, Ev::Deadline(i));
+        }
+        self.refresh_fleet();
+    }
+
+    fn hand_back(&mut self, p: usize, r: &Running) {
+        let ending = Ending::new("spot interruption notice", true);
+        if self
+            .state
+            .hand_back(&r.task, r.attempt, &ending, self.now)
+            .is_ok()
+        {
+            self.pools[p].report.hand_backs += 1;
+            self.report.hand_backs += 1;
+            let name = self.pools[p].pool.name.clone();
+            self.tracker.interrupted(&name, self.now, &self.policy);
+            let _ = r.start_ms;
+        }
+    }
+
+    /// Ends an instance: bills it, hands back anything still running.
+    fn end_instance(&mut self, i: usize) {
+        if self.insts[i].ended {
+            return;
+        }
+        let p = self.insts[i].pool;
+        let running = std::mem::take(&mut self.insts[i].running);
+        for r in &running {
+            self.hand_back(p, r);
+        }
+        let inst = &mut self.insts[i];
+        inst.ended = true;
+        self.free.remove(&i);
+        self.active[p].remove(&i);
+        self.state.workers.remove(&inst.id);
+        self.state.seen.remove(&inst.id);
+        if !inst.never {
+            let pool = &self.pools[p].pool;
+            let seconds =
+                ((self.now - inst.launched_ms) as f64 / 1000.0).max(self.w.billing_minimum_seconds);
+            let dollars = seconds * pool.price_per_hour / 3600.0;
+            let r = &mut self.pools[p].report;
+            r.instance_hours += seconds / 3600.0;
+            r.dollars += dollars;
+        }
+        if inst.live {
+            self.refresh_fleet();
+        }
+    }
+
+    /// A pool-wide reclaim: every worker of one spot pool with workers
+    /// gets its notice now.
+    fn reclaim(&mut self) {
+        let pools: Vec<usize> = (0..self.pools.len())
+            .filter(|&p| self.pools[p].pool.capacity == Capacity::Spot && self.live(p) > 0)
+            .collect();
+        if !pools.is_empty() {
+            let p = pools[(self.chaos.next_u64() % pools.len() as u64) as usize];
+            self.report.reclaims += 1;
+            let victims: Vec<usize> = self.active[p].iter().copied().collect();
+            for i in victims {
+                self.notice(i);
+            }
+        }
+        if self.now < self.arrivals_end_ms {
+            let next = self.reclaim_gap();
+            self.push(next, Ev::Reclaim);
+        }
+    }
+
+    /// The autoscaler: the planner's desired workers per pool, as KEDA
+    /// would apply them. Returns `false` once everything is done.
+    fn tick(&mut self) -> bool {
+        let arrivals_over = self.now >= self.arrivals_end_ms;
+        if arrivals_over && self.jobs_live == 0 {
+            return false;
+        }
+        if !self.state.escalate_waiting(self.now).is_empty() {
+            self.dirty = true;
+        }
+        // Overdue work may now go to pools that held back.
+        self.dirty = true;
+        let backlog = self.state.backlog();
+        let mut flight: BTreeMap<String, InFlight> = BTreeMap::new();
+        for x in self
+            .active
+            .iter()
+            .flatten()
+            .map(|&i| &self.insts[i])
+            .filter(|x| x.live && !x.draining)
+        {
+            let f = flight
+                .entry(self.pools[x.pool].pool.name.clone())
+                .or_default();
+            f.live += 1;
+            if !x.running.is_empty() {
+                f.busy += 1;
+            }
+        }
+        let health = self.tracker.health(&self.catalogue);
+        let targets = plan_capacity(
+            &self.catalogue,
+            &backlog,
+            &flight,
+            &self.truth,
+            &health,
+            &self.policy,
+        );
+        let window = (self.w.scale_in_window_seconds * 1000.0) as i64;
+        for t in targets {
+            let Some(p) = self.pools.iter().position(|x| x.pool.name == t.pool) else {
+                continue;
+            };
+            let now = self.now;
+            let ps = &mut self.pools[p];
+            ps.history.push((now, t.desired_workers));
+            ps.history.retain(|(at, _)| now - at <= window);
+            let held = ps.history.iter().map(|(_, d)| *d).max().unwrap_or(0);
+            // Up at once, down only to the window's highest.
+            let desired = t
+                .desired_workers
+                .max(held.min(ps.desired.max(t.desired_workers)));
+            ps.desired = desired;
+            let live = flight.get(&t.pool).map_or(0, |f| f.live);
+            let pool = ps.pool.clone();
+            self.tracker
+                .observe(&pool, live, desired, now, &self.policy);
+            self.scale(p, desired);
+        }
+        // Hourly fleet sizes for the plot.
+        for p in 0..self.pools.len() {
+            let live = f64::from(self.live(p));
+            self.pools[p].hour_live += live;
+        }
+        self.hour_ticks += 1;
+        let per_hour = (3600.0 / self.w.autoscale_seconds).round().max(1.0) as u32;
+        if self.hour_ticks >= per_hour {
+            if let Some(series) = &mut self.series {
+                for ps in &self.pools {
+                    series.push(SeriesPoint {
+                        hour: (self.now / 3_600_000) as u32,
+                        pool: ps.pool.name.clone(),
+                        workers: ps.hour_live / f64::from(self.hour_ticks),
+                    });
+                }
+            }
+            for ps in &mut self.pools {
+                ps.hour_live = 0.0;
+            }
+            self.hour_ticks = 0;
+        }
+        let next = self.now + (self.w.autoscale_seconds * 1000.0) as i64;
+        self.push(next, Ev::Tick);
+        true
+    }
+
+    /// Launches or removes instances until the pool has `desired` (live or
+    /// launching); removes launching ones first, then idle ones, newest
+    /// first; never a busy one.
+    fn scale(&mut self, p: usize, desired: u32) {
+        let mine: Vec<usize> = self.active[p]
+            .iter()
+            .copied()
+            .filter(|&i| !self.insts[i].draining)
+            .collect();
+        let have = mine.len() as u32;
+        if desired > have {
+            for _ in have..desired {
+                self.launch(p);
+            }
+            return;
+        }
+        let mut surplus = have - desired;
+        for &i in mine.iter().rev() {
+            if surplus == 0 {
+                break;
+            }
+            if !self.insts[i].live {
+                self.end_instance(i);
+                surplus -= 1;
+            }
+        }
+        for &i in mine.iter().rev() {
+            if surplus == 0 {
+                break;
+            }
+            let x = &self.insts[i];
+            if x.live && !x.ended && x.running.is_empty() {
+                self.end_instance(i);
+                surplus -= 1;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Report {
+        let mut r = std::mem::take(&mut self.report);
+        r.jobs_submitted = self.jobs_submitted;
+        for ps in &self.pools {
+            r.dollars += ps.report.dollars;
+            if ps.report.on_demand {
+                r.on_demand_dollars += ps.report.dollars;
+            }
+        }
+        for ps in self.pools {
+            r.pools.push(ps.report);
+        }
+        r.finish(self.turnaround, self.series);
+        r
+    }
+}
+
+impl Percentiles {
+    pub fn of(mut v: Vec<f32>) -> Percentiles {
+        if v.is_empty() {
+            return Percentiles::default();
+        }
+        v.sort_by(f32::total_cmp);
+        let at = |q: f64| f64::from(v[((v.len() - 1) as f64 * q).round() as usize]);
+        Percentiles {
+            jobs: v.len() as u64,
+            p50_s: at(0.50),
+            p95_s: at(0.95),
+            p99_s: at(0.99),
+        }
+    }
+}
