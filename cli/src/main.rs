@@ -6,11 +6,13 @@
 //! - `client`: submit, status, watch, cancel, logs and workers against a
 //!   coordinator.
 //! - `fleet`: the pool catalogue and the cost model (`pools`, `costs`).
+//! - `simulate`: the fleet simulator's runs, tables and SVG plots.
 //! - `transcode`: the all-in-one run (coordinator and workers in-process).
 
 mod args;
 mod client;
 mod fleet;
+mod simulate;
 mod transcode;
 
 use std::net::SocketAddr;
@@ -133,6 +135,33 @@ enum Command {
         json: bool,
         #[command(flatten)]
         conn: client::ConnArgs,
+    },
+    /// Simulate a month of a workload on a fleet in virtual time: the real
+    /// placement, capacity planner and state machine, with spot
+    /// interruptions, autoscaling and per-second billing
+    Simulate {
+        /// Pools TOML ([[pools]] entries; a built-in pool's name inherits
+        /// its fields)
+        #[arg(long)]
+        pools: PathBuf,
+        /// Workload TOML (volume, codec mix, job lengths, arrivals)
+        #[arg(long)]
+        workload: PathBuf,
+        /// Chunk lengths to compare, comma-separated (default: the
+        /// workload's)
+        #[arg(long, value_delimiter = ',')]
+        chunk_seconds: Vec<f64>,
+        /// cost or fifo (default: the workload's)
+        #[arg(long)]
+        placement: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of tables
+        #[arg(long)]
+        json: bool,
+        /// Write SVG charts into this directory
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Print the audit logs of a job's interrupted and failed attempts
     Logs {
@@ -311,6 +340,27 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             } else {
                 print!("{}", fleet::costs_table(&entries));
             }
+            Ok(true)
+        }
+        Command::Simulate {
+            pools,
+            workload,
+            chunk_seconds,
+            placement,
+            seed,
+            json,
+            plot,
+        } => {
+            init_tracing("warn");
+            simulate::run(&simulate::Args {
+                pools,
+                workload,
+                chunk_seconds,
+                placement,
+                seed,
+                json,
+                plot,
+            })?;
             Ok(true)
         }
         Command::Logs { job, task, conn } => {

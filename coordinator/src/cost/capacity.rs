@@ -19,8 +19,10 @@
 //!    workers).
 //! 5. **Health.** A pool's observed interruption rate raises its expected
 //!    cost; a `reclaimed` or `unavailable` pool gets no new work.
-//! 6. **Safe scale-in.** A pool's desired workers are never below the
-//!    workers holding leases there, nor below `min_workers`.
+//! 6. **Busy workers stay.** A pool's desired workers are its busy workers
+//!    (those holding leases: their work is in flight) plus what its share
+//!    of the backlog needs, never below `min_workers`, so a scale-in never
+//!    asks for a busy encoder to go.
 //!
 //! [`HealthTracker`] turns hand-backs and registrations into pool health:
 //! a burst of `reclaim_burst` interruptions within `reclaim_window_seconds`
@@ -220,8 +222,14 @@ impl Home {
         self.health.state == HealthState::Healthy && self.worker.pool.max_workers > 0
     }
 
+    /// Slots the pool can still add: `max_workers` less the busy ones.
     fn max_slots(&self) -> f64 {
-        f64::from(self.worker.pool.max_workers) * f64::from(self.worker.pool.slots.max(1))
+        f64::from(
+            self.worker
+                .pool
+                .max_workers
+                .saturating_sub(self.flight.busy),
+        ) * f64::from(self.worker.pool.slots.max(1))
     }
 
     /// Expected dollars of `d` here, with the observed interruption rate.
@@ -475,9 +483,10 @@ fn put_on_demand(
 fn workers_for(h: &Home) -> u32 {
     let pool = &h.worker.pool;
     let planned = if h.usable() {
-        (h.slots / f64::from(pool.slots.max(1)) - 1e-9)
-            .ceil()
-            .max(0.0) as u32
+        h.flight.busy
+            + (h.slots / f64::from(pool.slots.max(1)) - 1e-9)
+                .ceil()
+                .max(0.0) as u32
     } else {
         0
     };

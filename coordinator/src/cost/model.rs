@@ -220,6 +220,9 @@ impl Model {
     /// Predicted pixels per second of one slot for `key` on `shape`.
     pub fn throughput(&self, key: &Key, shape: &Shape) -> f64 {
         let p = prior(key, shape);
+        if self.samples.is_empty() {
+            return p;
+        }
         match self.samples.get(&key.encode()) {
             Some(s) if s.n > 0 => (PRIOR_WEIGHT * p + s.sum) / (PRIOR_WEIGHT + s.n as f64),
             _ => p,
@@ -253,8 +256,19 @@ pub struct Demand {
     pub frames: u64,
 }
 
-fn queue_class(codec: Codec, band: &str) -> String {
-    format!("{}-{band}", codec.name())
+/// Every queue class but `misc`, by codec then band (as [`BANDS`]).
+const CLASSES: [[&str; 4]; 2] = [
+    ["h264-sd", "h264-hd720", "h264-hd1080", "h264-uhd"],
+    ["hevc-sd", "hevc-hd720", "hevc-hd1080", "hevc-uhd"],
+];
+
+fn queue_class(codec: Codec, band: &str) -> &'static str {
+    let c = match codec {
+        Codec::H264 => 0,
+        Codec::Hevc => 1,
+    };
+    let b = BANDS.iter().position(|x| *x == band).unwrap_or(2);
+    CLASSES[c][b]
 }
 
 /// Seconds a task without outputs (probe, audio, stitch) is assumed to take.
@@ -263,9 +277,9 @@ pub const SMALL_TASK_SECONDS: f64 = 5.0;
 impl Demand {
     /// The queue class the Redis store indexes pending tasks by: codec and
     /// band of the first output, `misc` for tasks without outputs.
-    pub fn class(&self) -> String {
+    pub fn class(&self) -> &'static str {
         match self.outputs.first() {
-            None => "misc".into(),
+            None => "misc",
             Some(o) => queue_class(o.codec, band(o.width, o.height)),
         }
     }
@@ -274,7 +288,7 @@ impl Demand {
     pub fn classes() -> Vec<String> {
         let mut all = vec!["misc".to_string()];
         for codec in [Codec::H264, Codec::Hevc] {
-            all.extend(BANDS.iter().map(|b| queue_class(codec, b)));
+            all.extend(BANDS.iter().map(|b| queue_class(codec, b).to_string()));
         }
         all
     }

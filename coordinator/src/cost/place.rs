@@ -261,7 +261,7 @@ pub fn fifo_rank(worker: &Worker, candidates: &[Candidate]) -> Vec<String> {
 /// `per_class` tasks of each partition × queue class, in order.
 pub fn window(mut all: Vec<Candidate>, per_class: usize) -> Vec<Candidate> {
     all.sort_by_key(|c| c.order);
-    let mut taken: std::collections::BTreeMap<(bool, String), usize> = Default::default();
+    let mut taken: std::collections::BTreeMap<(bool, &str), usize> = Default::default();
     all.into_iter()
         .filter(|c| {
             let n = taken

@@ -12,7 +12,7 @@ use spotenc_proto::domain::{Capacity, TaskState};
 use super::TaskRecord;
 
 /// A queue: partition (spot first) and the demand's queue class.
-pub type QueueKey = (bool, String);
+pub type QueueKey = (bool, &'static str);
 
 fn queue(t: &TaskRecord) -> QueueKey {
     (t.partition == Capacity::Spot, t.demand.class())
@@ -63,21 +63,7 @@ impl Index {
         let Some(&order) = self.order.get(&t.id) else {
             return;
         };
-        for q in [(true, t.demand.class()), (false, t.demand.class())] {
-            if let Some(m) = self.pending.get_mut(&q) {
-                if m.remove(&order).is_some() && m.is_empty() {
-                    self.pending.remove(&q);
-                }
-            }
-        }
-        if let Some(w) = was_leased_by {
-            if let Some(s) = self.leased.get_mut(w) {
-                s.remove(&t.id);
-                if s.is_empty() {
-                    self.leased.remove(w);
-                }
-            }
-        }
+        self.unfile(&t.id, order, t.demand.class(), was_leased_by);
         match t.state {
             TaskState::Pending => {
                 self.pending
@@ -178,13 +164,39 @@ impl Index {
             .map(String::as_str)
     }
 
+    /// Takes a task out of the pending queues and its worker's leases.
+    fn unfile(&mut self, id: &str, order: u64, class: &'static str, leased_by: Option<&str>) {
+        for q in [(true, class), (false, class)] {
+            if let Some(m) = self.pending.get_mut(&q) {
+                if m.remove(&order).is_some() && m.is_empty() {
+                    self.pending.remove(&q);
+                }
+            }
+        }
+        if let Some(w) = leased_by {
+            if let Some(s) = self.leased.get_mut(w) {
+                s.remove(id);
+                if s.is_empty() {
+                    self.leased.remove(w);
+                }
+            }
+        }
+    }
+
+    /// Takes a task out of the queues whatever its state says (before its
+    /// partition changes).
+    pub fn unqueue(&mut self, t: &TaskRecord) {
+        if let Some(&order) = self.order.get(&t.id) {
+            self.unfile(&t.id, order, t.demand.class(), None);
+        }
+    }
+
     /// Forgets a task that left the state.
     pub fn remove(&mut self, t: &TaskRecord) {
         let leased = (t.state == TaskState::Leased).then_some(t.worker_id.as_str());
-        let mut gone = t.clone();
-        gone.state = TaskState::Cancelled;
-        self.sync(&gone, leased);
-        self.order.remove(&t.id);
+        if let Some(order) = self.order.remove(&t.id) {
+            self.unfile(&t.id, order, t.demand.class(), leased);
+        }
         self.dependents.remove(&t.id);
     }
 }

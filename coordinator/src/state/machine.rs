@@ -14,7 +14,7 @@ use super::index::Index;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::cost::capacity::BacklogItem;
 use crate::cost::model::Model;
-use crate::cost::place::{window, Candidate};
+use crate::cost::place::Candidate;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 use crate::storage;
 
@@ -189,26 +189,31 @@ impl State {
                     demand: t.demand.clone(),
                 })
             })
-            .collect();
-        window(all, per_class)
+            .collect::<Vec<_>>();
+        // Already the oldest `per_class` of each queue: only the order of
+        // the whole window is left to set, as `window` would.
+        let mut all = all;
+        all.sort_by_key(|c| c.order);
+        all
     }
 
     /// Pending work for the capacity planner: tasks alike in outputs,
     /// priority and partition summed into one item each (frames averaged,
     /// which keeps predicted seconds exact as they are linear in frames).
     pub fn backlog(&self) -> Vec<BacklogItem> {
-        let mut items: BTreeMap<(bool, bool, String), (BacklogItem, u64)> = BTreeMap::new();
+        type Shape<'a> = Vec<(&'static str, &'a str, u32, u32)>;
+        let mut items: BTreeMap<(bool, bool, Shape), (BacklogItem, u64)> = BTreeMap::new();
         for t in self.index.all_pending().filter_map(|id| self.tasks.get(id)) {
             let latency = self
                 .jobs
                 .get(&t.job_id)
                 .is_some_and(|j| j.spec.priority == Priority::Latency);
             let on_demand = t.partition == Capacity::OnDemand;
-            let shape: String = t
+            let shape: Shape = t
                 .demand
                 .outputs
                 .iter()
-                .map(|o| format!("{}:{}:{}x{};", o.codec.name(), o.preset, o.width, o.height))
+                .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
                 .collect();
             let e = items.entry((latency, on_demand, shape)).or_insert_with(|| {
                 (
@@ -684,10 +689,8 @@ impl State {
             .collect();
         for id in &moved {
             let t = self.tasks.get_mut(id).expect("listed");
-            // Out of the spot queue under the old partition, into on-demand.
-            let mut old = t.clone();
-            old.state = TaskState::Cancelled;
-            self.index.sync(&old, None);
+            // Out of the spot queue, into on-demand.
+            self.index.unqueue(t);
             t.partition = Capacity::OnDemand;
             self.index.sync(t, None);
         }
