@@ -1,5 +1,6 @@
-//! `spotenc pools` and `spotenc costs`: the pool catalogue and the codec
-//! cost model as a coordinator sees them, as tables or JSON.
+//! `spotenc pools`, `spotenc costs` and `spotenc capacity`: the pool
+//! catalogue, the codec cost model and the capacity planner as a
+//! coordinator sees them, as tables or JSON.
 
 use spotenc_proto::pb;
 
@@ -156,4 +157,50 @@ pub fn costs_table(entries: &[pb::CostEntry]) -> String {
         ));
     }
     out
+}
+
+pub async fn capacity(client: &mut JobClient) -> anyhow::Result<Vec<pb::PoolCapacity>> {
+    Ok(client
+        .get_capacity(pb::GetCapacityRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .pools)
+}
+
+pub fn capacity_json(pools: &[pb::PoolCapacity]) -> String {
+    let rows: Vec<serde_json::Value> = pools
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "pool": p.pool,
+                "capacity": p.capacity,
+                "live": p.live,
+                "busy": p.busy,
+                "desired": p.desired,
+                "backlog_seconds": p.backlog_seconds,
+                "work_share": p.work_share,
+                "price_per_hour": p.price_per_hour,
+                "health": p.health,
+                "interruption_rate_per_hour": p.interruption_rate_per_hour,
+                "health_until_unix_ms": p.health_until_unix_ms,
+                "why": p.reason,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+pub fn capacity_table(pools: &[pb::PoolCapacity]) -> String {
+    let mut s = format!(
+        "{:<24} {:<9} {:>5} {:>5} {:>8} {:>9} {:<12} why\n",
+        "pool", "capacity", "live", "busy", "desired", "$/h", "health"
+    );
+    for p in pools {
+        s.push_str(&format!(
+            "{:<24} {:<9} {:>5} {:>5} {:>8} {:>9.4} {:<12} {}\n",
+            p.pool, p.capacity, p.live, p.busy, p.desired, p.price_per_hour, p.health, p.reason
+        ));
+    }
+    s
 }

@@ -163,6 +163,15 @@ enum Command {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// Show the capacity planner: live, busy and desired workers per pool
+    /// (what KEDA scales to), why, price and health
+    Capacity {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: client::ConnArgs,
+    },
     /// Print the audit logs of a job's interrupted and failed attempts
     Logs {
         job: String,
@@ -339,6 +348,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("{}", fleet::costs_json(&entries));
             } else {
                 print!("{}", fleet::costs_table(&entries));
+            }
+            Ok(true)
+        }
+        Command::Capacity { json, conn } => {
+            init_tracing("warn");
+            let mut c = client::connect(&conn).await?;
+            let pools = fleet::capacity(&mut c).await?;
+            if json {
+                println!("{}", fleet::capacity_json(&pools));
+            } else {
+                print!("{}", fleet::capacity_table(&pools));
             }
             Ok(true)
         }

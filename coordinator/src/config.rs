@@ -50,6 +50,15 @@
 //! max_placement_delay_seconds = 60 # a task waiting longer goes to any capable worker
 //! max_cost_ratio = 2.0             # spot work costing more than this × its cheapest pool waits
 //! nvenc_util_limit_pct = 90        # a GPU at this NVENC utilisation gets no further session
+//!
+//! [capacity]                       # the planner behind spotenc_pool_desired_workers
+//! latency_target_seconds = 600     # latency work drains within this
+//! cost_target_seconds = 7200       # cost work drains within this
+//! on_demand_baseline = 0.15        # share of planned workers kept on-demand (0.10..=0.20)
+//! max_pool_share = 0.4             # most of the spot work one pool takes while others can
+//! reclaim_burst = 3                # this many interruptions of a pool ...
+//! reclaim_window_seconds = 300     # ... within this mark it reclaimed ...
+//! cooldown_seconds = 1800          # ... for this long (also for unavailable pools)
 //! ```
 //!
 //! Overrides: `SPOTENC_LISTEN`, `SPOTENC_DATA_DIR`, `SPOTENC_REDIS`,
@@ -68,6 +77,7 @@ use spotenc_proto::{Error, Result};
 
 use crate::auth::Tokens;
 use crate::broker::S3Config;
+use crate::cost::capacity::CapacityPolicy;
 use crate::cost::catalogue::{parse_entries, Catalogue, PoolEntry};
 use crate::cost::place::Policy;
 use crate::storage::s3::S3Settings;
@@ -94,6 +104,7 @@ struct FileConfig {
     pools: Vec<PoolEntry>,
     insecure_no_auth: Option<bool>,
     placement: Option<PlacementSection>,
+    capacity: Option<CapacitySection>,
     files: Option<FilesSection>,
 }
 
@@ -113,6 +124,18 @@ struct PlacementSection {
     max_placement_delay_seconds: Option<f64>,
     max_cost_ratio: Option<f64>,
     nvenc_util_limit_pct: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapacitySection {
+    latency_target_seconds: Option<f64>,
+    cost_target_seconds: Option<f64>,
+    on_demand_baseline: Option<f64>,
+    max_pool_share: Option<f64>,
+    reclaim_burst: Option<u32>,
+    reclaim_window_seconds: Option<f64>,
+    cooldown_seconds: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +355,20 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         },
         nvenc_util_limit_pct: util,
     };
+    let c = file.capacity.unwrap_or_default();
+    let d = CapacityPolicy::default();
+    let capacity = CapacityPolicy {
+        latency_target_seconds: c.latency_target_seconds.unwrap_or(d.latency_target_seconds),
+        cost_target_seconds: c.cost_target_seconds.unwrap_or(d.cost_target_seconds),
+        on_demand_baseline: c.on_demand_baseline.unwrap_or(d.on_demand_baseline),
+        max_pool_share: c.max_pool_share.unwrap_or(d.max_pool_share),
+        reclaim_burst: c.reclaim_burst.unwrap_or(d.reclaim_burst),
+        reclaim_window_seconds: c.reclaim_window_seconds.unwrap_or(d.reclaim_window_seconds),
+        cooldown_seconds: c.cooldown_seconds.unwrap_or(d.cooldown_seconds),
+    };
+    capacity
+        .validate()
+        .map_err(|e| Error::invalid(format!("invalid {e}")))?;
     let insecure_no_auth = match env.get("SPOTENC_INSECURE_NO_AUTH").map(String::as_str) {
         Some("1" | "true") => true,
         Some("0" | "false") | None => file.insecure_no_auth.unwrap_or(false),
@@ -373,6 +410,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         insecure_no_auth,
         pools,
         placement,
+        capacity,
         s3,
         listen,
         metrics_listen,

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
+use crate::cost::capacity::{plan_capacity, HealthState, HealthTracker, InFlight, PoolTarget};
 use crate::cost::catalogue::{Hardware, Pool};
 use crate::cost::model::{Model, Observation};
 use crate::cost::place::{Fleet, Worker};
@@ -42,6 +43,8 @@ pub struct Coordinator {
     /// The cost model and the live fleet, re-read from the store at most
     /// every [`VIEW_TTL`].
     view: tokio::sync::Mutex<Option<(tokio::time::Instant, Model, Fleet)>>,
+    /// Pool health from this replica's hand-backs and plans.
+    health: std::sync::Mutex<HealthTracker>,
 }
 
 /// How long a snapshot of the cost model and the live fleet is reused.
@@ -73,6 +76,7 @@ impl Coordinator {
             workers: Default::default(),
             warned_pools: Default::default(),
             view: Default::default(),
+            health: Default::default(),
         }
     }
 
@@ -593,6 +597,11 @@ impl Coordinator {
             .await?;
         // The interrupted worker's pool may be gone: re-read the fleet.
         *self.view.lock().await = None;
+        self.health.lock().expect("health lock").interrupted(
+            &pool,
+            now_ms(),
+            &self.config.capacity,
+        );
         self.work_ready.notify_waiters();
         metrics::counter!("spotenc_task_interruptions_total", "pool" => pool).increment(1);
         self.after(t).await;
@@ -663,10 +672,69 @@ impl Coordinator {
         {
             self.commit(&job.id).await;
         }
+        // The planner runs on every reap, so pool health keeps time.
+        self.capacity().await?;
         if self.config.metrics_listen.is_some() {
             self.record_gauges().await?;
         }
         Ok(())
+    }
+
+    /// Desired workers per catalogue pool now, with reasons, and the
+    /// planner's gauges: what KEDA scales each pool by.
+    pub async fn capacity(&self) -> Result<Vec<PoolTarget>> {
+        let now = now_ms();
+        let (backlog, leases) = self.store.capacity_inputs().await?;
+        let live = self.store.live_workers(now - LIVE_MS).await?;
+        let mut flight: std::collections::BTreeMap<String, InFlight> = Default::default();
+        for w in &live {
+            let f = flight.entry(w.info.pool.clone()).or_default();
+            f.live += 1;
+            if leases.get(&w.id).is_some_and(|n| *n > 0) {
+                f.busy += 1;
+            }
+        }
+        let (model, _) = self.view().await?;
+        let policy = &self.config.capacity;
+        let catalogue = &self.config.pools;
+        let targets = {
+            let mut tracker = self.health.lock().expect("health lock");
+            let health = tracker.health(catalogue);
+            let targets = plan_capacity(catalogue, &backlog, &flight, &model, &health, policy);
+            for t in &targets {
+                if let Some(pool) = catalogue.get(&t.pool) {
+                    tracker.observe(pool, t.live, t.desired_workers, now, policy);
+                }
+            }
+            targets
+        };
+        for t in &targets {
+            let capacity = if t.on_demand { "on-demand" } else { "spot" };
+            metrics::gauge!("spotenc_pool_desired_workers", "pool" => t.pool.clone(), "capacity" => capacity)
+                .set(f64::from(t.desired_workers));
+            metrics::gauge!("spotenc_pool_backlog_seconds", "pool" => t.pool.clone())
+                .set(t.backlog_seconds);
+            metrics::gauge!("spotenc_pool_interruption_rate", "pool" => t.pool.clone())
+                .set(t.health.interruption_rate_per_hour);
+            for state in HealthState::ALL {
+                metrics::gauge!("spotenc_pool_health", "pool" => t.pool.clone(), "state" => state.name())
+                    .set(if t.health.state == state { 1.0 } else { 0.0 });
+            }
+        }
+        for (priority, latency, target) in [
+            ("latency", true, policy.latency_target_seconds),
+            ("cost", false, policy.cost_target_seconds),
+        ] {
+            let oldest = backlog
+                .iter()
+                .filter(|b| b.latency == latency)
+                .map(|b| b.oldest_ms)
+                .min()
+                .map_or(0.0, |ms| (now - ms).max(0) as f64 / 1000.0);
+            metrics::gauge!("spotenc_queue_oldest_seconds", "priority" => priority).set(oldest);
+            metrics::gauge!("spotenc_queue_target_seconds", "priority" => priority).set(target);
+        }
+        Ok(targets)
     }
 
     /// Acts on where a transition left a job.

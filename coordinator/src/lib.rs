@@ -107,6 +107,8 @@ pub struct Config {
     /// Every pool the fleet may run in.
     pub pools: cost::catalogue::Catalogue,
     pub placement: Placement,
+    /// The capacity planner's targets and rules.
+    pub capacity: cost::capacity::CapacityPolicy,
 }
 
 /// How the coordinator places tasks.

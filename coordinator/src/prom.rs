@@ -64,6 +64,30 @@ fn describe() {
         "Output seconds of succeeded jobs, by codec (every rendition)"
     );
     metrics::describe_gauge!(
+        "spotenc_pool_desired_workers",
+        "Workers the capacity planner wants per catalogue pool (KEDA's target), with its capacity"
+    );
+    metrics::describe_gauge!(
+        "spotenc_pool_backlog_seconds",
+        "Predicted slot-seconds of pending work the planner put on each pool"
+    );
+    metrics::describe_gauge!(
+        "spotenc_pool_health",
+        "1 for the pool's health state (healthy, reclaimed, unavailable), 0 for the others"
+    );
+    metrics::describe_gauge!(
+        "spotenc_pool_interruption_rate",
+        "Interruptions per worker-hour, observed and blended with the catalogue's rate"
+    );
+    metrics::describe_gauge!(
+        "spotenc_queue_oldest_seconds",
+        "How long the longest-waiting pending task has waited, by priority (latency, cost)"
+    );
+    metrics::describe_gauge!(
+        "spotenc_queue_target_seconds",
+        "The planner's drain target by priority: the queue should never be older"
+    );
+    metrics::describe_gauge!(
         "spotenc_pool_workers",
         "Live workers (asked for work or heartbeated in the last 30 s), by catalogue pool"
     );

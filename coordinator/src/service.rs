@@ -141,6 +141,33 @@ impl JobService for Jobs {
         }))
     }
 
+    async fn get_capacity(
+        &self,
+        _req: Request<pb::GetCapacityRequest>,
+    ) -> Result<Response<pb::GetCapacityResponse>, Status> {
+        let pools = self
+            .0
+            .capacity()
+            .await?
+            .into_iter()
+            .map(|t| pb::PoolCapacity {
+                capacity: if t.on_demand { "on-demand" } else { "spot" }.into(),
+                live: t.live,
+                busy: t.busy,
+                desired: t.desired_workers,
+                backlog_seconds: t.backlog_seconds,
+                work_share: t.work_share,
+                price_per_hour: t.price_per_hour,
+                health: t.health.state.name().into(),
+                interruption_rate_per_hour: t.health.interruption_rate_per_hour,
+                health_until_unix_ms: t.health.until_ms,
+                reason: t.reason,
+                pool: t.pool,
+            })
+            .collect();
+        Ok(Response::new(pb::GetCapacityResponse { pools }))
+    }
+
     async fn get_costs(
         &self,
         _req: Request<pb::GetCostsRequest>,

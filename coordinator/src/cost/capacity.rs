@@ -109,6 +109,47 @@ pub struct BacklogItem {
     /// Waiting in the on-demand partition (latency or escalated).
     pub on_demand: bool,
     pub count: u32,
+    /// When the longest-waiting of them became pending (ms).
+    pub oldest_ms: i64,
+}
+
+/// Pending tasks summed into backlog items: alike in outputs, priority
+/// and partition, with frames averaged (predicted seconds are linear in
+/// frames, so the sum stays exact). Both stores' readings go through it.
+pub fn aggregate<'a>(
+    tasks: impl IntoIterator<Item = (&'a Demand, bool, bool, i64)>,
+) -> Vec<BacklogItem> {
+    type Shape<'a> = Vec<(&'static str, &'a str, u32, u32)>;
+    let mut items: BTreeMap<(bool, bool, Shape), (BacklogItem, u64)> = BTreeMap::new();
+    for (demand, latency, on_demand, since) in tasks {
+        let shape: Shape = demand
+            .outputs
+            .iter()
+            .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
+            .collect();
+        let e = items.entry((latency, on_demand, shape)).or_insert_with(|| {
+            (
+                BacklogItem {
+                    demand: demand.clone(),
+                    latency,
+                    on_demand,
+                    count: 0,
+                    oldest_ms: since,
+                },
+                0,
+            )
+        });
+        e.0.oldest_ms = e.0.oldest_ms.min(since);
+        e.0.count += 1;
+        e.1 += demand.frames;
+    }
+    items
+        .into_values()
+        .map(|(mut item, frames)| {
+            item.demand.frames = frames / u64::from(item.count.max(1));
+            item
+        })
+        .collect()
 }
 
 /// Workers of a pool now.

@@ -29,6 +29,7 @@ fn chunks(codec: Codec, count: u32, latency: bool) -> BacklogItem {
         latency,
         on_demand: latency,
         count,
+        oldest_ms: 0,
     }
 }
 
@@ -255,6 +256,7 @@ fn any_backlog() -> impl Strategy<Value = Vec<BacklogItem>> {
                 latency,
                 on_demand: latency,
                 count,
+                oldest_ms: 0,
             }),
         0..6,
     )

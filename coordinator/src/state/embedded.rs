@@ -20,6 +20,7 @@ use super::machine::State;
 use super::{
     Ending, JobRecord, Limits, NewTask, PoolStat, StateStore, TaskRecord, Transition, WorkerRecord,
 };
+use crate::cost::capacity::BacklogItem;
 use crate::cost::model::{Model, Observation};
 use crate::cost::Lease;
 
@@ -152,6 +153,11 @@ impl StateStore for EmbeddedStore {
 
     async fn pool_stats(&self) -> Result<BTreeMap<String, PoolStat>> {
         Ok(self.state.lock().expect("state lock").pool_stats())
+    }
+
+    async fn capacity_inputs(&self) -> Result<(Vec<BacklogItem>, BTreeMap<String, u32>)> {
+        let state = self.state.lock().expect("state lock");
+        Ok((state.backlog(), state.leases_by_worker()))
     }
 
     async fn heartbeat(

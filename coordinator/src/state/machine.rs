@@ -12,7 +12,7 @@ use spotenc_proto::{Error, Result};
 
 use super::index::Index;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
-use crate::cost::capacity::BacklogItem;
+use crate::cost::capacity::{aggregate, BacklogItem};
 use crate::cost::model::Model;
 use crate::cost::place::Candidate;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
@@ -197,45 +197,35 @@ impl State {
         all
     }
 
-    /// Pending work for the capacity planner: tasks alike in outputs,
-    /// priority and partition summed into one item each (frames averaged,
-    /// which keeps predicted seconds exact as they are linear in frames).
+    /// Pending work for the capacity planner, summed by
+    /// [`crate::cost::capacity::aggregate`].
     pub fn backlog(&self) -> Vec<BacklogItem> {
-        type Shape<'a> = Vec<(&'static str, &'a str, u32, u32)>;
-        let mut items: BTreeMap<(bool, bool, Shape), (BacklogItem, u64)> = BTreeMap::new();
-        for t in self.index.all_pending().filter_map(|id| self.tasks.get(id)) {
-            let latency = self
-                .jobs
-                .get(&t.job_id)
-                .is_some_and(|j| j.spec.priority == Priority::Latency);
-            let on_demand = t.partition == Capacity::OnDemand;
-            let shape: Shape = t
-                .demand
-                .outputs
-                .iter()
-                .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
-                .collect();
-            let e = items.entry((latency, on_demand, shape)).or_insert_with(|| {
-                (
-                    BacklogItem {
-                        demand: t.demand.clone(),
+        aggregate(
+            self.index
+                .all_pending()
+                .filter_map(|id| self.tasks.get(id))
+                .map(|t| {
+                    let latency = self
+                        .jobs
+                        .get(&t.job_id)
+                        .is_some_and(|j| j.spec.priority == Priority::Latency);
+                    (
+                        &t.demand,
                         latency,
-                        on_demand,
-                        count: 0,
-                    },
-                    0,
-                )
-            });
-            e.0.count += 1;
-            e.1 += t.demand.frames;
+                        t.partition == Capacity::OnDemand,
+                        t.pending_since_ms,
+                    )
+                }),
+        )
+    }
+
+    /// Leased tasks per worker.
+    pub fn leases_by_worker(&self) -> BTreeMap<String, u32> {
+        let mut out: BTreeMap<String, u32> = BTreeMap::new();
+        for t in self.index.all_leased().filter_map(|id| self.tasks.get(id)) {
+            *out.entry(t.worker_id.clone()).or_default() += 1;
         }
-        items
-            .into_values()
-            .map(|(mut item, frames)| {
-                item.demand.frames = frames / u64::from(item.count.max(1));
-                item
-            })
-            .collect()
+        out
     }
 
     /// Rebuilds the indexes from the records (after a load).

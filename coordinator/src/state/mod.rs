@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cost::capacity::BacklogItem;
 use crate::cost::model::{Demand, Model, Observation};
 use crate::cost::Lease;
 pub use machine::PoolStat;
@@ -172,6 +173,9 @@ pub trait StateStore: Send + Sync + 'static {
     async fn learn(&self, observations: &[Observation]) -> Result<()>;
     /// Interruptions and attempt time by pool.
     async fn pool_stats(&self) -> Result<BTreeMap<String, PoolStat>>;
+    /// What the capacity planner reads: pending work summed into backlog
+    /// items, and leased tasks per worker.
+    async fn capacity_inputs(&self) -> Result<(Vec<BacklogItem>, BTreeMap<String, u32>)>;
     /// Extends a lease; `false` means the caller no longer holds it.
     async fn heartbeat(
         &self,

@@ -24,6 +24,7 @@ use super::machine::{fill_stitch, task_log, with_attempt_paths};
 use super::{
     Ending, JobRecord, Limits, NewTask, PoolStat, StateStore, TaskRecord, Transition, WorkerRecord,
 };
+use crate::cost::capacity::{aggregate, BacklogItem};
 use crate::cost::catalogue::Hardware;
 use crate::cost::model::{Demand, Model, Observation};
 use crate::cost::place::Candidate;
@@ -49,6 +50,7 @@ struct Scripts {
     submit: Script,
     lease: Script,
     window: Script,
+    backlog: Script,
     claim: Script,
     heartbeat: Script,
     complete: Script,
@@ -148,6 +150,7 @@ impl RedisStore {
                 submit: script!("submit"),
                 lease: script!("lease"),
                 window: script!("window"),
+                backlog: script!("backlog"),
                 claim: script!("claim"),
                 heartbeat: script!("heartbeat"),
                 complete: script!("complete"),
@@ -518,6 +521,29 @@ impl StateStore for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn capacity_inputs(&self) -> Result<(Vec<BacklogItem>, BTreeMap<String, u32>)> {
+        let mut inv = self.scripts.backlog.prepare_invoke();
+        inv.arg(&self.prefix);
+        for class in Demand::classes() {
+            inv.arg(class);
+        }
+        let (_n, flat, workers): (usize, Vec<String>, Vec<String>) = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        let mut tasks = Vec::with_capacity(flat.len() / 4);
+        for c in flat.chunks_exact(4) {
+            let since: i64 = c[3].parse::<f64>().unwrap_or_default() as i64;
+            tasks.push((demand(&c[2])?, c[1] == "1", c[0] == "OnDemand", since));
+        }
+        let backlog = aggregate(tasks.iter().map(|(d, l, o, s)| (d, *l, *o, *s)));
+        let mut leases: BTreeMap<String, u32> = BTreeMap::new();
+        for w in workers.into_iter().filter(|w| !w.is_empty()) {
+            *leases.entry(w).or_default() += 1;
+        }
+        Ok((backlog, leases))
     }
 
     async fn heartbeat(

@@ -331,6 +331,29 @@ async fn queue_depth_counts_pending_tasks_by_partition(s: Arc<dyn StateStore>) {
     assert_eq!(s.queue_depth().await.unwrap(), (1, 0));
 }
 
+async fn capacity_inputs_sum_pending_work_and_count_leases(s: Arc<dyn StateStore>) {
+    let (backlog, leases) = s.capacity_inputs().await.unwrap();
+    assert!(backlog.is_empty() && leases.is_empty());
+    planned_job(&*s).await;
+    let mut latency = spec();
+    latency.priority = Priority::Latency;
+    s.submit(latency, "", 3).await.unwrap();
+    let (backlog, leases) = s.capacity_inputs().await.unwrap();
+    // Two spot chunks alike in one item; the latency job's probe in another.
+    let chunks: Vec<_> = backlog.iter().filter(|b| !b.latency).collect();
+    assert_eq!(chunks.len(), 1, "{backlog:?}");
+    assert_eq!(chunks[0].count, 2);
+    assert!(!chunks[0].on_demand);
+    let probe: Vec<_> = backlog.iter().filter(|b| b.latency).collect();
+    assert_eq!(probe.len(), 1, "{backlog:?}");
+    assert!(probe[0].on_demand && probe[0].count == 1 && probe[0].demand.outputs.is_empty());
+    assert!(leases.is_empty());
+    s.lease_next("w1", 4).await.unwrap().unwrap();
+    let (backlog, leases) = s.capacity_inputs().await.unwrap();
+    assert_eq!(leases.get("w1"), Some(&1));
+    assert_eq!(backlog.iter().map(|b| b.count).sum::<u32>(), 2);
+}
+
 async fn stitch_waits_for_every_chunk_and_gets_them_in_order(s: Arc<dyn StateStore>) {
     let job = planned_job(&*s).await;
     let a = s.lease_next("w1", 2).await.unwrap().unwrap();
@@ -746,6 +769,7 @@ contract!(
     stitch_waits_for_every_chunk_and_gets_them_in_order,
     every_rendition_is_stitched_before_the_job_commits,
     queue_depth_counts_pending_tasks_by_partition,
+    capacity_inputs_sum_pending_work_and_count_leases,
     wrong_frame_count_fails_the_chunk_and_requeues_it,
     non_retryable_failure_fails_the_job_and_cancels_the_rest,
     retryable_failures_are_bounded_by_max_attempts,
