@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs what spotenc needs to build and test on Debian 12, if missing:
 # FFmpeg 5.1 libraries and CLI tools, clang/libclang for bindgen, pkg-config,
-# protoc, redis-server, openssl and curl for the tests, and the Garage S3
-# server (built with cargo). Safe to run repeatedly; does nothing when all is present.
+# protoc, redis-server, openssl and curl for the tests, Prometheus (server
+# and promtool) for the capacity-planning tests and rule checks, and the
+# Garage S3 server (built with cargo). Safe to run repeatedly; does nothing when all is present.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
          libavfilter-dev libavdevice-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler \
-         redis-server openssl curl; do
+         redis-server openssl curl prometheus; do
   have_pkg "$p" || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -1,5 +1,6 @@
 //! End-to-end tests: real processes, real FFmpeg, judged by ffmpeg/ffprobe.
 
+mod capacity;
 mod faults;
 mod gpu;
 mod interrupt;

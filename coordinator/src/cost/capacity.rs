@@ -21,8 +21,11 @@
 //!    cost; a `reclaimed` or `unavailable` pool gets no new work.
 //! 6. **Busy workers stay.** A pool's desired workers are its busy workers
 //!    (those holding leases: their work is in flight) plus what its share
-//!    of the backlog needs, never below `min_workers`, so a scale-in never
-//!    asks for a busy encoder to go.
+//!    of the backlog needs, rounded to the nearest worker on spot pools (a
+//!    fraction of a worker's backlog is left to the workers there; with no
+//!    worker live anywhere, the pool with most of it gets one) and up on
+//!    on-demand pools, never below
+//!    `min_workers`, so a scale-in never asks for a busy encoder to go.
 //!
 //! [`HealthTracker`] turns hand-backs and registrations into pool health:
 //! a burst of `reclaim_burst` interruptions within `reclaim_window_seconds`
@@ -418,6 +421,17 @@ pub fn plan_capacity(
 
     // Workers from slots, floored by busy workers and min_workers.
     let mut desired: Vec<u32> = homes.iter().map(workers_for).collect();
+    // Rounding to the nearest worker leaves a trickle of work to the
+    // workers already there; with none anywhere, the pool with most of the
+    // backlog gets one.
+    if homes.iter().all(|h| h.flight.live == 0) && desired.iter().all(|&d| d == 0) {
+        if let Some(i) = (0..homes.len())
+            .filter(|&i| homes[i].usable() && homes[i].slots > 0.0)
+            .max_by(|&a, &b| homes[a].slots.total_cmp(&homes[b].slots).then(b.cmp(&a)))
+        {
+            desired[i] = 1;
+        }
+    }
     // The on-demand baseline, added to the cheapest healthy on-demand pool.
     let any_work = !backlog.is_empty() || homes.iter().any(|h| h.flight.busy > 0);
     if any_work && policy.on_demand_baseline > 0.0 {
@@ -524,10 +538,14 @@ fn put_on_demand(
 fn workers_for(h: &Home) -> u32 {
     let pool = &h.worker.pool;
     let planned = if h.usable() {
-        h.flight.busy
-            + (h.slots / f64::from(pool.slots.max(1)) - 1e-9)
-                .ceil()
-                .max(0.0) as u32
+        let workers = h.slots / f64::from(pool.slots.max(1));
+        // Latency and escalated work (on-demand) never waits on rounding.
+        let workers = if pool.capacity == Capacity::OnDemand {
+            (workers - 1e-9).ceil()
+        } else {
+            workers.round()
+        };
+        h.flight.busy + workers.max(0.0) as u32
     } else {
         0
     };
