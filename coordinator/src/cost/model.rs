@@ -191,23 +191,28 @@ fn band_factor(band: &str, family: &str) -> f64 {
 
 /// The prior throughput of one slot, in output pixels per second.
 pub fn prior(key: &Key, shape: &Shape) -> f64 {
+    prior_of(&key.family, key.codec, &key.preset, &key.band, shape)
+}
+
+/// [`prior`] from a key's parts.
+fn prior_of(family: &str, codec: Codec, preset: &str, band: &str, shape: &Shape) -> f64 {
     let slots = f64::from(shape.slots.max(1));
-    let fps_1080 = match key.family.as_str() {
+    let fps_1080 = match family {
         "nvenc" => {
             let a10g = shape.gpu.contains("A10");
-            let engine = match (key.codec, a10g) {
+            let engine = match (codec, a10g) {
                 (Codec::H264, false) => 370.0,
                 (Codec::Hevc, false) => 350.0,
                 (Codec::H264, true) => 440.0,
                 (Codec::Hevc, true) => 400.0,
             };
-            engine * nvenc_preset(&key.preset) / slots
+            engine * nvenc_preset(preset) / slots
         }
-        "qsv" => 250.0 * nvenc_preset(&key.preset) / slots,
-        "libx265" => 0.9 * 0.85 * f64::from(shape.vcpus) * x265_preset(&key.preset) / slots,
-        _ => 5.0 * 0.85 * f64::from(shape.vcpus) * x264_preset(&key.preset) / slots,
+        "qsv" => 250.0 * nvenc_preset(preset) / slots,
+        "libx265" => 0.9 * 0.85 * f64::from(shape.vcpus) * x265_preset(preset) / slots,
+        _ => 5.0 * 0.85 * f64::from(shape.vcpus) * x264_preset(preset) / slots,
     };
-    fps_1080 * PIXELS_1080P * band_factor(&key.band, &key.family)
+    fps_1080 * PIXELS_1080P * band_factor(band, family)
 }
 
 /// The learned state of every key, as the stores keep it.
@@ -224,6 +229,28 @@ impl Model {
             return p;
         }
         match self.samples.get(&key.encode()) {
+            Some(s) if s.n > 0 => (PRIOR_WEIGHT * p + s.sum) / (PRIOR_WEIGHT + s.n as f64),
+            _ => p,
+        }
+    }
+
+    /// [`Model::throughput`] from a key's parts, allocating only to look
+    /// up learned samples.
+    pub fn throughput_of(
+        &self,
+        class: &str,
+        family: &str,
+        codec: Codec,
+        preset: &str,
+        band: &str,
+        shape: &Shape,
+    ) -> f64 {
+        let p = prior_of(family, codec, preset, band, shape);
+        if self.samples.is_empty() {
+            return p;
+        }
+        let key = format!("{class}|{family}|{}|{preset}|{band}", codec.name());
+        match self.samples.get(&key) {
             Some(s) if s.n > 0 => (PRIOR_WEIGHT * p + s.sum) / (PRIOR_WEIGHT + s.n as f64),
             _ => p,
         }
@@ -323,6 +350,43 @@ impl Demand {
                 px / model.throughput(k, shape).max(1.0)
             })
             .collect()
+    }
+
+    /// Predicted seconds on one slot of a worker of `class` and
+    /// `hardware` whose NVENC encodes the codecs `nvenc` accepts: the sum
+    /// over outputs, as [`Demand::seconds`] with [`Demand::keys`], without
+    /// building keys (placement calls it per candidate and pool).
+    pub fn seconds_on(
+        &self,
+        class: &str,
+        hardware: Hardware,
+        nvenc: impl Fn(Codec) -> bool,
+        shape: &Shape,
+        model: &Model,
+    ) -> f64 {
+        if self.outputs.is_empty() {
+            return SMALL_TASK_SECONDS;
+        }
+        self.outputs
+            .iter()
+            .map(|o| {
+                let family = match hardware {
+                    Hardware::Nvenc if nvenc(o.codec) => "nvenc",
+                    Hardware::Qsv => "qsv",
+                    _ => o.codec.software_encoder(),
+                };
+                let tp = model.throughput_of(
+                    class,
+                    family,
+                    o.codec,
+                    &o.preset,
+                    band(o.width, o.height),
+                    shape,
+                );
+                let px = f64::from(o.width) * f64::from(o.height) * self.frames as f64;
+                px / tp.max(1.0)
+            })
+            .sum()
     }
 
     pub fn seconds(&self, keys: &[Key], shape: &Shape, model: &Model) -> f64 {

@@ -90,8 +90,10 @@ impl Worker {
 
     /// Predicted seconds of `d` on one of its slots.
     pub fn seconds(&self, d: &Demand, model: &Model) -> f64 {
-        let keys = d.keys(&self.class, self.pool.hardware, &self.nvenc_codecs());
-        d.seconds(&keys, &self.shape(), model)
+        let nvenc = |c: Codec| {
+            self.pool.hardware == Hardware::Nvenc && self.nvenc.iter().any(|n| n.codec == c)
+        };
+        d.seconds_on(&self.class, self.pool.hardware, nvenc, &self.shape(), model)
     }
 
     /// Expected dollars of `d` here.

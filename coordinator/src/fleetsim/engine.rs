@@ -364,18 +364,25 @@ impl Sim<'_> {
     fn dispatch(&mut self) {
         self.dirty = false;
         let candidates: Vec<usize> = self.free.iter().copied().collect();
+        // Workers of one pool with the same free slots see the same window
+        // and rank it alike: once one finds nothing, the rest would too.
+        let mut declined: BTreeSet<(usize, u32)> = BTreeSet::new();
         for i in candidates {
             if self.state.queue_depth() == (0, 0) {
                 return;
             }
             while self.insts[i].free > 0 {
                 let p = self.insts[i].pool;
+                if declined.contains(&(p, self.insts[i].free)) {
+                    break;
+                }
                 let Ok(Some(task)) = self.state.lease(
                     &self.insts[i].id,
                     &self.pools[p].lease,
                     self.now,
                     self.limits,
                 ) else {
+                    declined.insert((p, self.insts[i].free));
                     break;
                 };
                 self.report.leases += 1;

@@ -81,11 +81,13 @@ impl Index {
         }
     }
 
-    /// The oldest `n` pending tasks of each queue, with their order.
-    pub fn oldest(&self, n: usize) -> impl Iterator<Item = (u64, &str)> + '_ {
+    /// The oldest `n` pending tasks of each queue (of the spot partition
+    /// only when `spot_only`), with their order.
+    pub fn oldest(&self, n: usize, spot_only: bool) -> impl Iterator<Item = (u64, &str)> + '_ {
         self.pending
-            .values()
-            .flat_map(move |m| m.iter().take(n).map(|(o, id)| (*o, id.as_str())))
+            .iter()
+            .filter(move |((spot, _), _)| *spot || !spot_only)
+            .flat_map(move |(_, m)| m.iter().take(n).map(|(o, id)| (*o, id.as_str())))
     }
 
     /// Every pending task id.

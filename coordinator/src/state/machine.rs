@@ -173,9 +173,14 @@ impl State {
 
     /// Pending tasks of live jobs as placement candidates, windowed.
     pub fn candidates(&self, per_class: usize) -> Vec<Candidate> {
+        self.candidates_in(per_class, false)
+    }
+
+    /// [`State::candidates`], of the spot partition only when `spot_only`.
+    fn candidates_in(&self, per_class: usize, spot_only: bool) -> Vec<Candidate> {
         let all = self
             .index
-            .oldest(per_class)
+            .oldest(per_class, spot_only)
             .filter_map(|(order, id)| {
                 let t = self.tasks.get(id)?;
                 let j = self.jobs.get(&t.job_id)?;
@@ -290,10 +295,9 @@ impl State {
         // rather than idle; spot capacity serves only spot work.
         let capacity = record.info.capacity;
         self.seen.insert(worker_id.to_string(), now_ms);
-        let mut candidates = self.candidates(WINDOW_PER_CLASS);
-        if capacity == Capacity::Spot {
-            candidates.retain(|c| c.partition == Capacity::Spot);
-        } else if lease.worker.is_none()
+        let mut candidates = self.candidates_in(WINDOW_PER_CLASS, capacity == Capacity::Spot);
+        if capacity == Capacity::OnDemand
+            && lease.worker.is_none()
             && candidates.iter().any(|c| c.partition == Capacity::OnDemand)
         {
             candidates.retain(|c| c.partition == Capacity::OnDemand);
