@@ -15,9 +15,11 @@
 //! - `service`: the tonic `JobService` and `WorkerService` handlers.
 //! - `prom`: Prometheus `/metrics` (`metrics_listen`): jobs, queue depth by
 //!   partition, interruptions by pool, expiries, escalations, workers, cost
-//!   by pool and outcome, output seconds by codec, live workers by pool.
-//! - [`cost`]: the pool catalogue, the codec cost model, placement and a
-//!   virtual-time replay (pure).
+//!   by pool and outcome, output seconds by codec, live workers by pool, and
+//!   the capacity planner's desired workers, backlog, health and
+//!   interruption rate by pool and queue age against target.
+//! - [`cost`]: the pool catalogue, the codec cost model, placement, the
+//!   capacity planner and a virtual-time replay (pure).
 //! - [`fleetsim`]: the fleet simulator behind `spotenc simulate` (the real
 //!   machine, placement and planner in virtual time).
 //! - [`plan`]: chunk boundaries from keyframes (pure).

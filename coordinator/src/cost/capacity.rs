@@ -4,9 +4,12 @@
 //! simulator runs it every 30 virtual seconds.
 //!
 //! The rules, in order:
-//! 1. **Backlog in slot-seconds.** Each pending task is priced on every
-//!    healthy pool that can run it through the cost model; work is measured
-//!    in predicted slot-seconds on the pool that gets it, never in tasks.
+//! 1. **Work in slots.** Each pending task is priced on every healthy pool
+//!    that can run it through the cost model and needs its predicted
+//!    slot-seconds there over its drain target; each running task needs the
+//!    slot it holds, wherever it runs now (so spot work that on-demand
+//!    workers picked up is planned back onto spot). Work is never counted
+//!    in tasks.
 //! 2. **Latency work** sizes the cheapest capable on-demand pool to drain
 //!    within `latency_target_seconds`.
 //! 3. **Cost work** goes to the cheapest capable healthy spot pools (most
@@ -19,13 +22,12 @@
 //!    workers).
 //! 5. **Health.** A pool's observed interruption rate raises its expected
 //!    cost; a `reclaimed` or `unavailable` pool gets no new work.
-//! 6. **Busy workers stay.** A pool's desired workers are its busy workers
-//!    (those holding leases: their work is in flight) plus what its share
-//!    of the backlog needs, rounded to the nearest worker on spot pools (a
-//!    fraction of a worker's backlog is left to the workers there; with no
-//!    worker live anywhere, the pool with most of it gets one) and up on
-//!    on-demand pools, never below
-//!    `min_workers`, so a scale-in never asks for a busy encoder to go.
+//! 6. **Busy workers stay.** A pool's desired workers are the workers its
+//!    planned slots fill (rounded up on on-demand pools; on spot pools less
+//!    than a fifth of a worker's work is left to the workers there, and with
+//!    no worker live anywhere the pool with most work gets one), never below
+//!    its busy workers (those holding leases) nor `min_workers`, so a
+//!    scale-in never asks for a busy encoder to go.
 //!
 //! [`HealthTracker`] turns hand-backs and registrations into pool health:
 //! a burst of `reclaim_burst` interruptions within `reclaim_window_seconds`
@@ -104,10 +106,14 @@ impl CapacityPolicy {
     }
 }
 
-/// Pending work: `count` tasks alike in demand and priority.
+/// Work: `count` tasks alike in demand, priority and partition, pending
+/// or (`running`) leased.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacklogItem {
     pub demand: Demand,
+    /// Leased now (needs its slot), rather than pending (needs its
+    /// slot-seconds within the target).
+    pub running: bool,
     pub latency: bool,
     /// Waiting in the on-demand partition (latency or escalated).
     pub on_demand: bool,
@@ -120,28 +126,31 @@ pub struct BacklogItem {
 /// and partition, with frames averaged (predicted seconds are linear in
 /// frames, so the sum stays exact). Both stores' readings go through it.
 pub fn aggregate<'a>(
-    tasks: impl IntoIterator<Item = (&'a Demand, bool, bool, i64)>,
+    tasks: impl IntoIterator<Item = (&'a Demand, bool, bool, i64, bool)>,
 ) -> Vec<BacklogItem> {
     type Shape<'a> = Vec<(&'static str, &'a str, u32, u32)>;
-    let mut items: BTreeMap<(bool, bool, Shape), (BacklogItem, u64)> = BTreeMap::new();
-    for (demand, latency, on_demand, since) in tasks {
+    let mut items: BTreeMap<(bool, bool, bool, Shape), (BacklogItem, u64)> = BTreeMap::new();
+    for (demand, latency, on_demand, since, running) in tasks {
         let shape: Shape = demand
             .outputs
             .iter()
             .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
             .collect();
-        let e = items.entry((latency, on_demand, shape)).or_insert_with(|| {
-            (
-                BacklogItem {
-                    demand: demand.clone(),
-                    latency,
-                    on_demand,
-                    count: 0,
-                    oldest_ms: since,
-                },
-                0,
-            )
-        });
+        let e = items
+            .entry((running, latency, on_demand, shape))
+            .or_insert_with(|| {
+                (
+                    BacklogItem {
+                        demand: demand.clone(),
+                        running,
+                        latency,
+                        on_demand,
+                        count: 0,
+                        oldest_ms: since,
+                    },
+                    0,
+                )
+            });
         e.0.oldest_ms = e.0.oldest_ms.min(since);
         e.0.count += 1;
         e.1 += demand.frames;
@@ -210,6 +219,9 @@ pub struct PoolTarget {
     pub busy: u32,
     /// Predicted slot-seconds of pending work planned onto this pool.
     pub backlog_seconds: f64,
+    /// Slots of work planned onto it: running tasks plus the backlog's
+    /// slot-seconds over its drain target.
+    pub planned_slots: f64,
     /// This pool's share of the spot work planned (in seconds on each
     /// task's cheapest pool), for the `max_pool_share` rule.
     pub work_share: f64,
@@ -253,8 +265,11 @@ struct Home {
     worker: Worker,
     health: PoolHealth,
     flight: InFlight,
-    /// Slot-seconds per second planned (slots busy on average).
+    /// Slots planned (running tasks, and pending slot-seconds over their
+    /// target).
     slots: f64,
+    /// Pending slot-seconds planned here.
+    backlog: f64,
     /// Spot work planned, in cheapest-pool seconds per second, for the
     /// share cap.
     work: f64,
@@ -266,14 +281,25 @@ impl Home {
         self.health.state == HealthState::Healthy && self.worker.pool.max_workers > 0
     }
 
-    /// Slots the pool can still add: `max_workers` less the busy ones.
     fn max_slots(&self) -> f64 {
-        f64::from(
-            self.worker
-                .pool
-                .max_workers
-                .saturating_sub(self.flight.busy),
-        ) * f64::from(self.worker.pool.slots.max(1))
+        f64::from(self.worker.pool.max_workers) * f64::from(self.worker.pool.slots.max(1))
+    }
+
+    /// For one task of `item` here: expected dollars, the slots it needs
+    /// (its slot while running; its slot-seconds over `target` while
+    /// pending) and its pending slot-seconds.
+    fn need(&self, item: &BacklogItem, model: &Model, target: f64) -> (f64, f64, f64) {
+        let (dollars, slot_seconds) = self.cost(&item.demand, model);
+        if item.running {
+            let pool = &self.worker.pool;
+            (
+                dollars,
+                pool.share(item.demand.sessions()) * f64::from(pool.slots.max(1)),
+                0.0,
+            )
+        } else {
+            (dollars, slot_seconds / target, slot_seconds)
+        }
     }
 
     /// Expected dollars of `d` here, with the observed interruption rate.
@@ -289,8 +315,9 @@ impl Home {
     }
 }
 
-/// A home for an item: (home index, expected dollars, slot-seconds).
-type PricedHome = (usize, f64, f64);
+/// A home for an item: (home index, expected dollars, slots needed per
+/// task, pending slot-seconds per task).
+type PricedHome = (usize, f64, f64, f64);
 
 /// Desired workers per pool for `backlog`, one [`PoolTarget`] per
 /// catalogue pool, in catalogue order.
@@ -310,6 +337,7 @@ pub fn plan_capacity(
             health: health.get(&p.name).copied().unwrap_or_default(),
             flight: in_flight.get(&p.name).copied().unwrap_or_default(),
             slots: 0.0,
+            backlog: 0.0,
             work: 0.0,
             reasons: vec![],
         })
@@ -341,12 +369,13 @@ pub fn plan_capacity(
     let mut priced: Vec<(f64, &BacklogItem, Vec<PricedHome>)> = cost_work
         .iter()
         .map(|item| {
-            let mut options: Vec<(usize, f64, f64)> = spot
+            let mut options: Vec<PricedHome> = spot
                 .iter()
                 .filter(|&&i| homes[i].usable() && homes[i].worker.can_run(&item.demand))
                 .map(|&i| {
-                    let (dollars, slot_seconds) = homes[i].cost(&item.demand, model);
-                    (i, dollars, slot_seconds)
+                    let (dollars, slots, pending) =
+                        homes[i].need(item, model, policy.cost_target_seconds);
+                    (i, dollars, slots, pending)
                 })
                 .collect();
             options.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
@@ -358,12 +387,11 @@ pub fn plan_capacity(
         })
         .collect();
     priced.sort_by(|a, b| b.0.total_cmp(&a.0));
-    // The share cap is on cheapest-pool seconds of all spot work.
+    // The share cap is on cheapest-pool slots of all spot work.
     let total_work: f64 = priced
         .iter()
         .filter_map(|(_, item, o)| o.first().map(|c| c.2 * f64::from(item.count)))
-        .sum::<f64>()
-        / policy.cost_target_seconds;
+        .sum::<f64>();
     for (_, item, options) in &priced {
         let Some(cheapest) = options.first() else {
             put_on_demand(
@@ -377,16 +405,15 @@ pub fn plan_capacity(
             continue;
         };
         let mut left = f64::from(item.count); // tasks still to place
-        let per_task_work = cheapest.2 / policy.cost_target_seconds;
+        let per_task_work = cheapest.2;
         // First pass honours the share cap while another pool has room;
         // the second lets the last capable pools take the rest.
         for capped in [true, false] {
-            for &(i, _, slot_seconds) in options {
+            for &(i, _, per_task_slots, pending) in options {
                 if left <= 0.0 {
                     break;
                 }
                 let h = &mut homes[i];
-                let per_task_slots = slot_seconds / policy.cost_target_seconds;
                 let room_slots = (h.max_slots() - h.slots).max(0.0) / per_task_slots.max(1e-12);
                 let room_share = if capped && options.len() > 1 {
                     ((policy.max_pool_share * total_work - h.work) / per_task_work.max(1e-12))
@@ -399,6 +426,7 @@ pub fn plan_capacity(
                     continue;
                 }
                 h.slots += take * per_task_slots;
+                h.backlog += take * pending;
                 h.work += take * per_task_work;
                 left -= take;
             }
@@ -440,25 +468,36 @@ pub fn plan_capacity(
         let b = policy.on_demand_baseline;
         let need = ((b / (1.0 - b)) * f64::from(total_spot)).ceil() as u32;
         if total_od < need && total_spot > 0 {
-            if let Some(&i) = on_demand
+            // On-demand pools by what the spot work would cost there.
+            let mut by_cost: Vec<(f64, usize)> = on_demand
                 .iter()
                 .filter(|&&i| homes[i].usable())
-                .min_by(|&&a, &&b| {
-                    let pa = homes[a].worker.pool.price_per_hour
-                        / f64::from(homes[a].worker.pool.vcpus.max(1));
-                    let pb = homes[b].worker.pool.price_per_hour
-                        / f64::from(homes[b].worker.pool.vcpus.max(1));
-                    pa.total_cmp(&pb).then(a.cmp(&b))
+                .map(|&i| {
+                    let dollars: f64 = cost_work
+                        .iter()
+                        .filter(|item| homes[i].worker.can_run(&item.demand))
+                        .map(|item| homes[i].cost(&item.demand, model).0 * f64::from(item.count))
+                        .sum();
+                    (dollars, i)
                 })
-            {
-                let cap = homes[i].worker.pool.max_workers.max(desired[i]);
-                let add = (need - total_od).min(cap - desired[i]);
-                desired[i] += add;
-                homes[i].reasons.push(format!(
-                    "on-demand baseline {:.0}% of {} spot workers",
-                    b * 100.0,
-                    total_spot
-                ));
+                .collect();
+            by_cost.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut short = need - total_od;
+            for (_, i) in by_cost {
+                if short == 0 {
+                    break;
+                }
+                let room = homes[i].worker.pool.max_workers.saturating_sub(desired[i]);
+                let add = short.min(room);
+                if add > 0 {
+                    desired[i] += add;
+                    short -= add;
+                    homes[i].reasons.push(format!(
+                        "on-demand baseline {:.0}% of {} spot workers",
+                        b * 100.0,
+                        total_spot
+                    ));
+                }
             }
         }
     }
@@ -473,9 +512,12 @@ pub fn plan_capacity(
                 reasons.insert(0, format!("{}: no new work", h.health.state.name()));
             }
             if h.slots > 0.0 {
-                reasons.insert(0, format!("{:.1} slots of backlog", h.slots));
+                reasons.insert(
+                    0,
+                    format!("{:.1} slots of work ({:.0} s pending)", h.slots, h.backlog),
+                );
             }
-            if desired == h.flight.busy && h.flight.busy > 0 && h.slots == 0.0 {
+            if desired == h.flight.busy && h.flight.busy > slot_workers(pool, h.slots) {
                 reasons.push(format!("{} busy workers kept", h.flight.busy));
             }
             if reasons.is_empty() {
@@ -491,12 +533,8 @@ pub fn plan_capacity(
                 desired_workers: desired,
                 live: h.flight.live,
                 busy: h.flight.busy,
-                backlog_seconds: h.slots
-                    * if pool.capacity == Capacity::OnDemand {
-                        policy.latency_target_seconds
-                    } else {
-                        policy.cost_target_seconds
-                    },
+                backlog_seconds: h.backlog,
+                planned_slots: h.slots,
                 work_share: if spot_work > 0.0 {
                     h.work / spot_work
                 } else {
@@ -524,9 +562,11 @@ fn put_on_demand(
         .filter(|&&i| homes[i].usable() && homes[i].worker.can_run(&item.demand))
         .map(|&i| (i, homes[i].cost(&item.demand, model)))
         .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(a.0.cmp(&b.0)));
-    if let Some((i, (_, slot_seconds))) = best {
+    if let Some((i, _)) = best {
+        let (_, slots, pending) = homes[i].need(item, model, target_seconds);
         let h = &mut homes[i];
-        h.slots += slot_seconds * f64::from(item.count) / target_seconds;
+        h.slots += slots * f64::from(item.count);
+        h.backlog += pending * f64::from(item.count);
         let reason = why.to_string();
         if !h.reasons.contains(&reason) {
             h.reasons.push(reason);
@@ -534,18 +574,28 @@ fn put_on_demand(
     }
 }
 
+/// The fraction of a spot worker's work not worth a launch.
+const SPOT_ROUNDING: f64 = 0.2;
+
+/// Workers that `slots` planned slots fill on `pool`: rounded up on
+/// on-demand pools (latency and escalated work never waits on rounding);
+/// on spot, less than [`SPOT_ROUNDING`] of a worker's work is left to the
+/// workers there.
+fn slot_workers(pool: &Pool, slots: f64) -> u32 {
+    let workers = slots / f64::from(pool.slots.max(1));
+    let workers = if pool.capacity == Capacity::OnDemand {
+        (workers - 1e-9).ceil()
+    } else {
+        (workers - SPOT_ROUNDING).ceil()
+    };
+    workers.max(0.0) as u32
+}
+
 /// Workers for a home's planned slots, within its bounds.
 fn workers_for(h: &Home) -> u32 {
     let pool = &h.worker.pool;
     let planned = if h.usable() {
-        let workers = h.slots / f64::from(pool.slots.max(1));
-        // Latency and escalated work (on-demand) never waits on rounding.
-        let workers = if pool.capacity == Capacity::OnDemand {
-            (workers - 1e-9).ceil()
-        } else {
-            workers.round()
-        };
-        h.flight.busy + workers.max(0.0) as u32
+        slot_workers(pool, h.slots)
     } else {
         0
     };

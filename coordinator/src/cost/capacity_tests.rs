@@ -26,6 +26,7 @@ fn demand(codec: Codec, width: u32, height: u32, frames: u64) -> Demand {
 fn chunks(codec: Codec, count: u32, latency: bool) -> BacklogItem {
     BacklogItem {
         demand: demand(codec, 1920, 1080, 9000),
+        running: false,
         latency,
         on_demand: latency,
         count,
@@ -253,6 +254,7 @@ fn any_backlog() -> impl Strategy<Value = Vec<BacklogItem>> {
         )
             .prop_map(|(codec, (w, h), frames, count, latency)| BacklogItem {
                 demand: demand(codec, w, h, frames),
+                running: count % 3 == 0,
                 latency,
                 on_demand: latency,
                 count,
@@ -324,7 +326,8 @@ proptest! {
             prop_assert!(share + 1e-9 >= policy.on_demand_baseline * 0.999 || od >= 1,
                 "on-demand share {share}");
             prop_assert!(f64::from(od) >= (policy.on_demand_baseline / (1.0 - policy.on_demand_baseline) * f64::from(spot)).ceil() - 1e-9
-                || t.iter().filter(|x| x.on_demand).all(|x| x.desired_workers >= c.get(&x.pool).unwrap().max_workers));
+                || t.iter().filter(|x| x.on_demand && x.health.state == HealthState::Healthy)
+                    .all(|x| x.desired_workers >= c.get(&x.pool).unwrap().max_workers));
         }
         // Diversification: with every spot pool healthy and none at
         // max_workers, no spot pool takes more than its share of the spot
@@ -337,4 +340,34 @@ proptest! {
             }
         }
     }
+}
+
+/// Spot work that on-demand workers picked up (running, spot partition) is
+/// planned onto spot pools, so spot capacity comes and on-demand can go.
+#[test]
+fn running_spot_work_is_planned_onto_spot() {
+    let mut running = chunks(Codec::H264, 30, false);
+    running.running = true;
+    let flight: BTreeMap<String, InFlight> = [(
+        "g4dn-xlarge-ondemand".to_string(),
+        InFlight { live: 10, busy: 10 },
+    )]
+    .into();
+    let t = plan(&[running], &flight, &BTreeMap::new());
+    // 30 sessions of NVENC work: ten g4dn.xlarge's worth, spread over the
+    // GPU spot pools by the share cap.
+    let gpu_spot: u32 = t
+        .iter()
+        .filter(|t| !t.on_demand && t.pool.starts_with('g'))
+        .map(|t| t.desired_workers)
+        .sum();
+    assert!(gpu_spot >= 6, "{t:#?}");
+    // The busy on-demand workers are kept until they finish.
+    assert_eq!(desired(&t, "g4dn-xlarge-ondemand"), 10, "{t:#?}");
+    assert!(t
+        .iter()
+        .find(|t| t.pool == "g4dn-xlarge-ondemand")
+        .unwrap()
+        .reason
+        .contains("busy"));
 }

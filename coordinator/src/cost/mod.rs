@@ -11,8 +11,9 @@
 //! - [`place`]: the placement function both stores call, its FIFO
 //!   baseline, and the bounded candidate window.
 //! - [`sim`]: a virtual-time replay of a workload through the pure state
-//!   machine, with placement or FIFO: the placement benchmark, and the seed
-//!   of the fleet simulator.
+//!   machine, with placement or FIFO on a fixed fleet: the placement
+//!   benchmark (the fleet simulator, [`crate::fleetsim`], builds on its
+//!   job shapes).
 //! - [`Lease`]: what a store needs to lease for one worker.
 
 pub mod capacity;

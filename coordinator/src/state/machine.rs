@@ -202,26 +202,25 @@ impl State {
         all
     }
 
-    /// Pending work for the capacity planner, summed by
+    /// Pending and running work for the capacity planner, summed by
     /// [`crate::cost::capacity::aggregate`].
     pub fn backlog(&self) -> Vec<BacklogItem> {
-        aggregate(
-            self.index
-                .all_pending()
-                .filter_map(|id| self.tasks.get(id))
-                .map(|t| {
-                    let latency = self
-                        .jobs
-                        .get(&t.job_id)
-                        .is_some_and(|j| j.spec.priority == Priority::Latency);
-                    (
-                        &t.demand,
-                        latency,
-                        t.partition == Capacity::OnDemand,
-                        t.pending_since_ms,
-                    )
-                }),
-        )
+        let pending = self.index.all_pending().map(|id| (id, false));
+        let running = self.index.all_leased().map(|id| (id, true));
+        aggregate(pending.chain(running).filter_map(|(id, running)| {
+            let t = self.tasks.get(id)?;
+            let latency = self
+                .jobs
+                .get(&t.job_id)
+                .is_some_and(|j| j.spec.priority == Priority::Latency);
+            Some((
+                &t.demand,
+                latency,
+                t.partition == Capacity::OnDemand,
+                t.pending_since_ms,
+                running,
+            ))
+        }))
     }
 
     /// Leased tasks per worker.
