@@ -4,8 +4,8 @@
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, then the queue classes
 -- Returns: {n, n × (partition, latency (1/0), demand_json,
---          pending_since_ms, running (1/0)), then the worker id of each
---          leased task}
+--          pending_since_ms, running (1/0), pool it runs on), then the
+--          worker id of each leased task}
 local out = {}
 local n = 0
 for _, p in ipairs(PARTITIONS) do
@@ -24,6 +24,7 @@ for _, p in ipairs(PARTITIONS) do
         table.insert(out, t[2] or '')
         table.insert(out, t[5] or '0')
         table.insert(out, '0')
+        table.insert(out, '')
         n = n + 1
       end
     end
@@ -38,7 +39,10 @@ for _, id in ipairs(redis.call('ZRANGE', LEASED, 0, -1)) do
     latency = '0'
     if redis.call('HGET', jk(t[1]), 'partition') == 'OnDemand' then latency = '1' end
   end
-  for _, v in ipairs({t[3] or 'Spot', latency, t[2] or '', t[5] or '0', '1'}) do
+  local pool = ''
+  local last = redis.call('LINDEX', hk(id), -1)
+  if last then pool = cjson.decode(last).pool or '' end
+  for _, v in ipairs({t[3] or 'Spot', latency, t[2] or '', t[5] or '0', '1', pool}) do
     table.insert(out, v)
   end
   n = n + 1

@@ -48,7 +48,8 @@
 //! [placement]
 //! enabled = true                   # false (or SPOTENC_PLACEMENT=fifo): first in, first out
 //! max_placement_delay_seconds = 60 # a task waiting longer goes to any capable worker
-//! max_cost_ratio = 2.0             # spot work costing more than this × its cheapest pool waits
+//! max_cost_ratio = 2.0             # a spot worker leaves spot work dearer than this × its cheapest pool
+//! on_demand_declines_spot = false  # true: on-demand workers leave it too (idle rather than work)
 //! nvenc_util_limit_pct = 90        # a GPU at this NVENC utilisation gets no further session
 //!
 //! [capacity]                       # the planner behind spotenc_pool_desired_workers
@@ -123,6 +124,7 @@ struct PlacementSection {
     enabled: Option<bool>,
     max_placement_delay_seconds: Option<f64>,
     max_cost_ratio: Option<f64>,
+    on_demand_declines_spot: Option<bool>,
     nvenc_util_limit_pct: Option<u32>,
 }
 
@@ -352,6 +354,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         policy: Policy {
             max_placement_delay_ms: (delay * 1000.0) as i64,
             max_cost_ratio: ratio,
+            on_demand_declines_spot: p.on_demand_declines_spot.unwrap_or(false),
         },
         nvenc_util_limit_pct: util,
     };

@@ -70,15 +70,17 @@ fn encode_attempts(j: &pb::Job) -> Vec<(String, f64, f64, f64)> {
 }
 
 /// A spot pool priced low and an on-demand pool priced high: cost jobs'
-/// chunks all run on the cheap spot pool (the dear pool declines them, at
-/// 40× the cost), the latency job's on the on-demand pool; every attempt is
+/// chunks all run on the cheap spot pool (with `on_demand_declines_spot`
+/// the dear pool declines them, at 40× the cost), the latency job's on the
+/// on-demand pool; every attempt is
 /// priced at its pool's rate; `spotenc costs` learned one sample per
 /// encode; `spotenc pools` and `/metrics` see both pools.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_pool_gets_the_work_its_price_says_and_jobs_show_their_cost() {
     let dir = tempfile::tempdir().unwrap();
     let src = video_clip(dir.path(), 4, "320x240");
-    let mut fleet = Fleet::builder().cpu_workers(0).config(POOLS).start();
+    let config = format!("{POOLS}\n[placement]\non_demand_declines_spot = true\n");
+    let mut fleet = Fleet::builder().cpu_workers(0).config(&config).start();
     pool_worker(&mut fleet, "cheap", "spot-cheap", "spot", "test.cheap");
     pool_worker(&mut fleet, "dear", "od-dear", "on-demand", "test.dear");
     let common = ["--chunk-seconds", "1", "--min-chunk-seconds", "0.5"];

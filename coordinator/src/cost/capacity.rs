@@ -114,6 +114,8 @@ pub struct BacklogItem {
     /// Leased now (needs its slot), rather than pending (needs its
     /// slot-seconds within the target).
     pub running: bool,
+    /// The pool it runs on (running work only).
+    pub pool: String,
     pub latency: bool,
     /// Waiting in the on-demand partition (latency or escalated).
     pub on_demand: bool,
@@ -126,23 +128,25 @@ pub struct BacklogItem {
 /// and partition, with frames averaged (predicted seconds are linear in
 /// frames, so the sum stays exact). Both stores' readings go through it.
 pub fn aggregate<'a>(
-    tasks: impl IntoIterator<Item = (&'a Demand, bool, bool, i64, bool)>,
+    tasks: impl IntoIterator<Item = (&'a Demand, bool, bool, i64, Option<&'a str>)>,
 ) -> Vec<BacklogItem> {
     type Shape<'a> = Vec<(&'static str, &'a str, u32, u32)>;
-    let mut items: BTreeMap<(bool, bool, bool, Shape), (BacklogItem, u64)> = BTreeMap::new();
-    for (demand, latency, on_demand, since, running) in tasks {
+    type Key<'a> = (Option<&'a str>, bool, bool, Shape<'a>);
+    let mut items: BTreeMap<Key, (BacklogItem, u64)> = BTreeMap::new();
+    for (demand, latency, on_demand, since, running_on) in tasks {
         let shape: Shape = demand
             .outputs
             .iter()
             .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
             .collect();
         let e = items
-            .entry((running, latency, on_demand, shape))
+            .entry((running_on, latency, on_demand, shape))
             .or_insert_with(|| {
                 (
                     BacklogItem {
                         demand: demand.clone(),
-                        running,
+                        running: running_on.is_some(),
+                        pool: running_on.unwrap_or_default().to_string(),
                         latency,
                         on_demand,
                         count: 0,
@@ -351,7 +355,31 @@ pub fn plan_capacity(
 
     // Latency and escalated work: the cheapest capable on-demand pool.
     let mut cost_work = Vec::new();
-    for item in backlog {
+    // Running work stays where it runs, unless it is spot work that
+    // on-demand workers picked up (planned again below, onto spot) or its
+    // pool is gone from the plan.
+    let mut staying_work = 0.0;
+    let mut moving = Vec::new();
+    for item in backlog.iter().filter(|b| b.running) {
+        let spot_work = !(item.latency || item.on_demand);
+        let home = homes.iter().position(|h| h.worker.pool.name == item.pool);
+        match home {
+            Some(i)
+                if homes[i].usable()
+                    && (homes[i].worker.pool.capacity == Capacity::Spot || !spot_work) =>
+            {
+                let (_, slots, _) = homes[i].need(item, model, policy.cost_target_seconds);
+                let h = &mut homes[i];
+                h.slots += slots * f64::from(item.count);
+                if h.worker.pool.capacity == Capacity::Spot {
+                    h.work += slots * f64::from(item.count);
+                    staying_work += slots * f64::from(item.count);
+                }
+            }
+            _ => moving.push(item),
+        }
+    }
+    for item in backlog.iter().filter(|b| !b.running).chain(moving) {
         if item.latency || item.on_demand {
             let target = if item.latency {
                 policy.latency_target_seconds
@@ -388,10 +416,11 @@ pub fn plan_capacity(
         .collect();
     priced.sort_by(|a, b| b.0.total_cmp(&a.0));
     // The share cap is on cheapest-pool slots of all spot work.
-    let total_work: f64 = priced
-        .iter()
-        .filter_map(|(_, item, o)| o.first().map(|c| c.2 * f64::from(item.count)))
-        .sum::<f64>();
+    let total_work: f64 = staying_work
+        + priced
+            .iter()
+            .filter_map(|(_, item, o)| o.first().map(|c| c.2 * f64::from(item.count)))
+            .sum::<f64>();
     for (_, item, options) in &priced {
         let Some(cheapest) = options.first() else {
             put_on_demand(

@@ -27,6 +27,7 @@ fn chunks(codec: Codec, count: u32, latency: bool) -> BacklogItem {
     BacklogItem {
         demand: demand(codec, 1920, 1080, 9000),
         running: false,
+        pool: String::new(),
         latency,
         on_demand: latency,
         count,
@@ -255,6 +256,11 @@ fn any_backlog() -> impl Strategy<Value = Vec<BacklogItem>> {
             .prop_map(|(codec, (w, h), frames, count, latency)| BacklogItem {
                 demand: demand(codec, w, h, frames),
                 running: count % 3 == 0,
+                pool: if count % 3 == 0 {
+                    "c6i-4xlarge-spot".into()
+                } else {
+                    String::new()
+                },
                 latency,
                 on_demand: latency,
                 count,
@@ -331,8 +337,9 @@ proptest! {
         }
         // Diversification: with every spot pool healthy and none at
         // max_workers, no spot pool takes more than its share of the spot
-        // work (every item here has at least three capable pools).
-        if health.is_empty() {
+        // work (every item here has at least three capable pools); running
+        // work stays where it runs, so only plans of pending work count.
+        if health.is_empty() && backlog.iter().all(|b| !b.running) {
             let capped = t.iter().any(|x| !x.on_demand && x.desired_workers >= c.get(&x.pool).unwrap().max_workers);
             for x in t.iter().filter(|x| !x.on_demand && !capped) {
                 prop_assert!(x.work_share <= policy.max_pool_share + 1e-6,
@@ -348,6 +355,7 @@ proptest! {
 fn running_spot_work_is_planned_onto_spot() {
     let mut running = chunks(Codec::H264, 30, false);
     running.running = true;
+    running.pool = "g4dn-xlarge-ondemand".into();
     let flight: BTreeMap<String, InFlight> = [(
         "g4dn-xlarge-ondemand".to_string(),
         InFlight { live: 10, busy: 10 },
@@ -370,4 +378,21 @@ fn running_spot_work_is_planned_onto_spot() {
         .unwrap()
         .reason
         .contains("busy"));
+}
+
+/// Running spot work stays on the spot pool that runs it: the plan does not
+/// reshuffle it across pools (that would buy new workers for work in hand).
+#[test]
+fn running_spot_work_stays_on_its_spot_pool() {
+    let mut running = chunks(Codec::H264, 40, false);
+    running.running = true;
+    running.pool = "c6a-4xlarge-spot".into();
+    let flight: BTreeMap<String, InFlight> = [(
+        "c6a-4xlarge-spot".to_string(),
+        InFlight { live: 20, busy: 20 },
+    )]
+    .into();
+    let t = plan(&[running], &flight, &BTreeMap::new());
+    assert_eq!(desired(&t, "c6a-4xlarge-spot"), 20, "{t:#?}");
+    assert_eq!(workers(&t, false), 20, "{t:#?}");
 }

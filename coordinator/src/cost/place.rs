@@ -18,8 +18,11 @@
 //!    that can run it; the lowest ratio wins. Among equal ratios (within
 //!    1%) the task where this pool saves most against the next cheapest
 //!    pool wins (so a GPU, cheapest for everything, takes HEVC and large
-//!    frames first), then the oldest. A spot task whose ratio is above
-//!    `max_cost_ratio` is left for a cheaper pool until rule 3 takes it.
+//!    frames first), then the oldest. A spot worker leaves a spot task whose
+//!    ratio is above `max_cost_ratio` for a cheaper pool until rule 3 takes
+//!    it; an on-demand worker (kept by the capacity planner for latency work
+//!    and the on-demand baseline, so idle at on-demand prices otherwise)
+//!    takes it, unless `on_demand_declines_spot`.
 
 use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
 
@@ -118,6 +121,11 @@ pub struct Fleet {
 pub struct Policy {
     pub max_placement_delay_ms: i64,
     pub max_cost_ratio: f64,
+    /// On-demand workers leave dear spot work too (`max_cost_ratio`);
+    /// by default an idle on-demand worker, which the capacity planner only
+    /// keeps for latency work and the baseline, takes spot work in ratio
+    /// order rather than sit idle at on-demand prices.
+    pub on_demand_declines_spot: bool,
 }
 
 impl Default for Policy {
@@ -125,6 +133,7 @@ impl Default for Policy {
         Policy {
             max_placement_delay_ms: 60_000,
             max_cost_ratio: 2.0,
+            on_demand_declines_spot: false,
         }
     }
 }
@@ -222,7 +231,10 @@ pub fn rank(
                 ((r * 100.0).round() as i64, advantage, *c)
             })
             .filter(|(r, _, _)| {
-                p == Capacity::OnDemand || *r as f64 <= policy.max_cost_ratio * 100.0
+                p == Capacity::OnDemand
+                    || (worker.pool.capacity == Capacity::OnDemand
+                        && !policy.on_demand_declines_spot)
+                    || *r as f64 <= policy.max_cost_ratio * 100.0
             })
             .collect();
         scored.sort_by(|a, b| {

@@ -291,6 +291,7 @@ fn policy() -> Policy {
     Policy {
         max_placement_delay_ms: 60_000,
         max_cost_ratio: 1000.0,
+        on_demand_declines_spot: true,
     }
 }
 
@@ -335,6 +336,7 @@ fn dear_spot_work_waits_for_a_cheaper_pool_until_the_delay() {
     let p = Policy {
         max_placement_delay_ms: 60_000,
         max_cost_ratio: 4.0,
+        on_demand_declines_spot: true,
     };
     let cands = vec![cand(0, Codec::Hevc, 1920, 1080, 0, 0)];
     let m = Model::default();
@@ -343,6 +345,29 @@ fn dear_spot_work_waits_for_a_cheaper_pool_until_the_delay() {
         place(&cpu, &cands, &m, &fleet, &p, 60_000).as_deref(),
         Some("t0")
     );
+}
+
+/// By default an idle on-demand worker takes dear spot work rather than
+/// sit idle at on-demand prices; with `on_demand_declines_spot` it waits.
+#[test]
+fn idle_on_demand_takes_dear_spot_work_unless_told_not_to() {
+    let gpu = worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc]);
+    let m5 = worker("m5-4xlarge-ondemand", &[Codec::H264, Codec::Hevc]);
+    let fleet = Fleet {
+        pools: vec![gpu, m5.clone()],
+    };
+    let cands = vec![cand(0, Codec::Hevc, 1920, 1080, 0, 0)];
+    let m = Model::default();
+    let p = Policy::default();
+    assert_eq!(
+        place(&m5, &cands, &m, &fleet, &p, 1_000).as_deref(),
+        Some("t0")
+    );
+    let declines = Policy {
+        on_demand_declines_spot: true,
+        ..p
+    };
+    assert_eq!(place(&m5, &cands, &m, &fleet, &declines, 1_000), None);
 }
 
 #[test]
@@ -499,7 +524,7 @@ proptest! {
         cands in prop::collection::vec(arb_candidate(), 1..12),
     ) {
         let cands = unique(cands);
-        let p = Policy { max_placement_delay_ms: 60_000, max_cost_ratio: 1.0 };
+        let p = Policy { max_placement_delay_ms: 60_000, max_cost_ratio: 1.0, on_demand_declines_spot: true };
         let now = 1_000_000;
         let fleet = Fleet { pools: vec![worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc])] };
         let got = place(&w, &cands, &Model::default(), &fleet, &p, now);
@@ -563,7 +588,10 @@ proptest! {
     // overdue (the fleet keeps up) placement never costs more than FIFO
     // (1% tolerance). Overdue tasks go to any capable worker, as the
     // starvation rule says, and then a replay can cost more than FIFO:
-    // 4K HEVC on a CPU because it waited 60 s for a GPU.
+    // 4K HEVC on a CPU because it waited 60 s for a GPU. The replay bills
+    // busy time only (idle workers cost nothing in it), so on-demand
+    // workers decline dear spot work here, as an autoscaled fleet's idle
+    // on-demand workers need not.
     #[test]
     fn placement_costs_no_more_than_fifo_and_starves_nothing(
         jobs in jobs_strategy(),
@@ -571,7 +599,7 @@ proptest! {
     ) {
         let fleet = small_fleet(g, c, m);
         let m0 = Model::default();
-        let policy = Policy::default();
+        let policy = Policy { on_demand_declines_spot: true, ..Policy::default() };
         let f = replay(&fleet, &jobs, false, policy, &m0, &m0);
         let p = replay(&fleet, &jobs, true, policy, &m0, &m0);
         prop_assert_eq!(f.jobs_done, jobs.len());

@@ -213,12 +213,13 @@ impl State {
                 .jobs
                 .get(&t.job_id)
                 .is_some_and(|j| j.spec.priority == Priority::Latency);
+            let running_on = running.then(|| t.history.last().map_or("", |a| a.pool.as_str()));
             Some((
                 &t.demand,
                 latency,
                 t.partition == Capacity::OnDemand,
                 t.pending_since_ms,
-                running,
+                running_on,
             ))
         }))
     }

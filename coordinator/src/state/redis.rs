@@ -533,18 +533,22 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
-        let mut tasks = Vec::with_capacity(flat.len() / 5);
-        for c in flat.chunks_exact(5) {
+        let mut tasks = Vec::with_capacity(flat.len() / 6);
+        for c in flat.chunks_exact(6) {
             let since: i64 = c[3].parse::<f64>().unwrap_or_default() as i64;
             tasks.push((
                 demand(&c[2])?,
                 c[1] == "1",
                 c[0] == "OnDemand",
                 since,
-                c[4] == "1",
+                (c[4] == "1").then(|| c[5].clone()),
             ));
         }
-        let backlog = aggregate(tasks.iter().map(|(d, l, o, s, r)| (d, *l, *o, *s, *r)));
+        let backlog = aggregate(
+            tasks
+                .iter()
+                .map(|(d, l, o, s, r)| (d, *l, *o, *s, r.as_deref())),
+        );
         let mut leases: BTreeMap<String, u32> = BTreeMap::new();
         for w in workers.into_iter().filter(|w| !w.is_empty()) {
             *leases.entry(w).or_default() += 1;

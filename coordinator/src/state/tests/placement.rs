@@ -48,6 +48,7 @@ fn lease_for(w: &Worker, fleet: &[&Worker]) -> Lease {
         policy: Policy {
             max_placement_delay_ms: 60_000,
             max_cost_ratio: 1000.0,
+            on_demand_declines_spot: true,
         },
         placement: true,
     }
