@@ -355,6 +355,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             max_placement_delay_ms: (delay * 1000.0) as i64,
             max_cost_ratio: ratio,
             on_demand_declines_spot: p.on_demand_declines_spot.unwrap_or(false),
+            spot_closed: false,
         },
         nvenc_util_limit_pct: util,
     };

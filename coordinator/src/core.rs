@@ -45,6 +45,8 @@ pub struct Coordinator {
     view: tokio::sync::Mutex<Option<(tokio::time::Instant, Model, Fleet)>>,
     /// Pool health from this replica's hand-backs and plans.
     health: std::sync::Mutex<HealthTracker>,
+    /// On-demand pools with more live workers than their last plan.
+    over_plan: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// How long a snapshot of the cost model and the live fleet is reused.
@@ -77,6 +79,7 @@ impl Coordinator {
             warned_pools: Default::default(),
             view: Default::default(),
             health: Default::default(),
+            over_plan: Default::default(),
         }
     }
 
@@ -311,11 +314,20 @@ impl Coordinator {
         if !fleet.pools.iter().any(|p| p.pool.name == worker.pool.name) {
             fleet.pools.push(worker.clone());
         }
+        let mut policy = self.config.placement.policy;
+        // An on-demand pool above its own plan takes no spot work, so it
+        // can shrink back to its latency work and baseline.
+        policy.spot_closed = worker.pool.capacity == spotenc_proto::domain::Capacity::OnDemand
+            && self
+                .over_plan
+                .lock()
+                .expect("plan lock")
+                .contains(&worker.pool.name);
         Ok(Lease {
             worker: Some(worker),
             fleet,
             model,
-            policy: self.config.placement.policy,
+            policy,
             placement: self.config.placement.enabled,
         })
     }
@@ -708,6 +720,11 @@ impl Coordinator {
             }
             targets
         };
+        *self.over_plan.lock().expect("plan lock") = targets
+            .iter()
+            .filter(|t| t.on_demand && t.live > t.planned_workers)
+            .map(|t| t.pool.clone())
+            .collect();
         for t in &targets {
             let capacity = if t.on_demand { "on-demand" } else { "spot" };
             metrics::gauge!("spotenc_pool_desired_workers", "pool" => t.pool.clone(), "capacity" => capacity)

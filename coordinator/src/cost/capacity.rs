@@ -226,6 +226,10 @@ pub struct PoolTarget {
     /// Slots of work planned onto it: running tasks plus the backlog's
     /// slot-seconds over its drain target.
     pub planned_slots: f64,
+    /// Workers its own plan asks for, before the busy floor: an on-demand
+    /// pool with more live workers than this takes no further spot work, so
+    /// it can shrink back to its latency work and baseline.
+    pub planned_workers: u32,
     /// This pool's share of the spot work planned (in seconds on each
     /// task's cheapest pool), for the `max_pool_share` rule.
     pub work_share: f64,
@@ -355,15 +359,21 @@ pub fn plan_capacity(
 
     // Latency and escalated work: the cheapest capable on-demand pool.
     let mut cost_work = Vec::new();
-    // Running work stays where it runs, unless it is spot work that
-    // on-demand workers picked up (planned again below, onto spot) or its
-    // pool is gone from the plan.
+    // Running work stays where it runs. Spot work that on-demand workers
+    // picked up is in neither plan: it finishes there, and the on-demand
+    // pool is sized by its own work and the baseline (a pool above its plan
+    // takes no more spot work, see `PoolTarget::planned_workers`). Work
+    // whose pool is gone from the plan is planned again.
     let mut staying_work = 0.0;
     let mut moving = Vec::new();
     for item in backlog.iter().filter(|b| b.running) {
         let spot_work = !(item.latency || item.on_demand);
         let home = homes.iter().position(|h| h.worker.pool.name == item.pool);
         match home {
+            Some(i)
+                if spot_work
+                    && homes[i].usable()
+                    && homes[i].worker.pool.capacity == Capacity::OnDemand => {}
             Some(i)
                 if homes[i].usable()
                     && (homes[i].worker.pool.capacity == Capacity::Spot || !spot_work) =>
@@ -478,9 +488,32 @@ pub fn plan_capacity(
 
     // Workers from slots, floored by busy workers and min_workers.
     let mut desired: Vec<u32> = homes.iter().map(workers_for).collect();
-    // Rounding to the nearest worker leaves a trickle of work to the
-    // workers already there; with none anywhere, the pool with most of the
-    // backlog gets one.
+    let mut planned: Vec<u32> = homes
+        .iter()
+        .map(|h| {
+            if h.usable() {
+                slot_workers(&h.worker.pool, h.slots).min(h.worker.pool.max_workers)
+            } else {
+                0
+            }
+        })
+        .collect();
+    // Rounding leaves a trickle of work to the workers already there; with
+    // spot work planned but no spot worker wanted or live, the spot pool
+    // with most of it gets one (else on-demand would do it all).
+    let no_spot = spot
+        .iter()
+        .all(|&i| desired[i] == 0 && homes[i].flight.live == 0);
+    if no_spot {
+        if let Some(&i) = spot
+            .iter()
+            .filter(|&&i| homes[i].usable() && homes[i].slots > 0.0)
+            .max_by(|&&a, &&b| homes[a].slots.total_cmp(&homes[b].slots).then(b.cmp(&a)))
+        {
+            desired[i] = 1;
+            planned[i] = 1;
+        }
+    }
     if homes.iter().all(|h| h.flight.live == 0) && desired.iter().all(|&d| d == 0) {
         if let Some(i) = (0..homes.len())
             .filter(|&i| homes[i].usable() && homes[i].slots > 0.0)
@@ -520,6 +553,7 @@ pub fn plan_capacity(
                 let add = short.min(room);
                 if add > 0 {
                     desired[i] += add;
+                    planned[i] = planned[i].max(desired[i]);
                     short -= add;
                     homes[i].reasons.push(format!(
                         "on-demand baseline {:.0}% of {} spot workers",
@@ -534,7 +568,8 @@ pub fn plan_capacity(
     homes
         .into_iter()
         .zip(desired)
-        .map(|(h, desired)| {
+        .zip(planned)
+        .map(|((h, desired), planned_workers)| {
             let pool = &h.worker.pool;
             let mut reasons = h.reasons;
             if h.health.state != HealthState::Healthy {
@@ -564,6 +599,7 @@ pub fn plan_capacity(
                 busy: h.flight.busy,
                 backlog_seconds: h.backlog,
                 planned_slots: h.slots,
+                planned_workers,
                 work_share: if spot_work > 0.0 {
                     h.work / spot_work
                 } else {

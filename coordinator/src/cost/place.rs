@@ -126,6 +126,9 @@ pub struct Policy {
     /// keeps for latency work and the baseline, takes spot work in ratio
     /// order rather than sit idle at on-demand prices.
     pub on_demand_declines_spot: bool,
+    /// The worker's on-demand pool runs above its planned size: it takes no
+    /// spot work at all, overdue or not, so it can shrink.
+    pub spot_closed: bool,
 }
 
 impl Default for Policy {
@@ -134,6 +137,7 @@ impl Default for Policy {
             max_placement_delay_ms: 60_000,
             max_cost_ratio: 2.0,
             on_demand_declines_spot: false,
+            spot_closed: false,
         }
     }
 }
@@ -206,6 +210,9 @@ pub fn rank(
     let partitions = partitions(worker.pool.capacity);
     let mut out = Vec::new();
     for &p in partitions {
+        if p == Capacity::Spot && worker.pool.capacity == Capacity::OnDemand && policy.spot_closed {
+            continue;
+        }
         let able: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| {

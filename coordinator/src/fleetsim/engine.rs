@@ -762,6 +762,8 @@ impl Sim<'_> {
                 .max(held.min(ps.desired.max(t.desired_workers)));
             ps.desired = desired;
             let live = flight.get(&t.pool).map_or(0, |f| f.live);
+            // An on-demand pool above its own plan takes no spot work.
+            ps.lease.policy.spot_closed = t.on_demand && live > t.planned_workers;
             let pool = ps.pool.clone();
             self.tracker
                 .observe(&pool, live, desired, now, &self.policy);

@@ -49,6 +49,7 @@ fn lease_for(w: &Worker, fleet: &[&Worker]) -> Lease {
             max_placement_delay_ms: 60_000,
             max_cost_ratio: 1000.0,
             on_demand_declines_spot: true,
+            spot_closed: false,
         },
         placement: true,
     }
