@@ -530,13 +530,15 @@ pub fn plan_capacity(
         let b = policy.on_demand_baseline;
         let need = ((b / (1.0 - b)) * f64::from(total_spot)).ceil() as u32;
         if total_od < need && total_spot > 0 {
-            // On-demand pools by what the spot work would cost there.
+            // On-demand pools by what the spot work, pending and running,
+            // would cost there.
             let mut by_cost: Vec<(f64, usize)> = on_demand
                 .iter()
                 .filter(|&&i| homes[i].usable())
                 .map(|&i| {
-                    let dollars: f64 = cost_work
+                    let dollars: f64 = backlog
                         .iter()
+                        .filter(|item| !(item.latency || item.on_demand))
                         .filter(|item| homes[i].worker.can_run(&item.demand))
                         .map(|item| homes[i].cost(&item.demand, model).0 * f64::from(item.count))
                         .sum();

@@ -274,8 +274,8 @@ impl Workload {
                 format!("{:?} is not cost or fifo", w.placement),
             ));
         }
-        if !(w.interruptions.notice_seconds > 0.0) {
-            return Err(at("notice_seconds", 0, "must be above 0".into()));
+        if !(w.interruptions.notice_seconds.is_finite() && w.interruptions.notice_seconds >= 1.0) {
+            return Err(at("notice_seconds", 0, "must be at least 1".into()));
         }
         if w.mix.is_empty() {
             return Err(format!("{file}: mix: at least one [[mix]] entry is needed"));
