@@ -31,9 +31,9 @@
 //!
 //! [`HealthTracker`] turns hand-backs and registrations into pool health:
 //! a burst of `reclaim_burst` interruptions within `reclaim_window_seconds`
-//! marks a pool reclaimed for `cooldown_seconds`; desired workers that do
-//! not register within `launch_seconds × 3` mark it unavailable (spot
-//! exhaustion) for the same cool-down.
+//! marks a pool reclaimed for `cooldown_seconds`; a pool short of its
+//! desired workers with none registering for `launch_seconds × 3` is
+//! unavailable (spot exhaustion) for the same cool-down.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -691,6 +691,8 @@ struct Tracked {
     last_ms: Option<i64>,
     /// Since when live workers have been below desired.
     short_since: Option<i64>,
+    /// Live workers at the last observation.
+    last_live: u32,
     state: HealthState,
     until_ms: i64,
 }
@@ -739,6 +741,13 @@ impl HealthTracker {
             t.until_ms = 0;
             t.short_since = None;
         }
+        // Workers still arriving are progress: only a pool short of its
+        // desired workers with none registering for three launch times is
+        // exhausted.
+        if live > t.last_live {
+            t.short_since = None;
+        }
+        t.last_live = live;
         if live < desired && t.state == HealthState::Healthy {
             let since = *t.short_since.get_or_insert(now_ms);
             if now_ms - since > i64::from(pool.launch_seconds) * 3 * 1000 {

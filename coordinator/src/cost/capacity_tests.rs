@@ -225,12 +225,19 @@ fn tracker_marks_workers_that_never_come_unavailable() {
     assert_eq!(h.health(&c)[&pool.name].state, HealthState::Healthy);
     h.observe(pool, 0, 5, limit + 30_000, &policy);
     assert_eq!(h.health(&c)[&pool.name].state, HealthState::Unavailable);
-    // Workers arriving in time never trip it.
+    // Workers arriving in time never trip it, nor does a pool that keeps
+    // registering workers while its plan keeps growing.
     let mut ok = HealthTracker::default();
     ok.observe(pool, 0, 5, 0, &policy);
     ok.observe(pool, 5, 5, limit / 2, &policy);
     ok.observe(pool, 5, 5, limit * 2, &policy);
     assert_eq!(ok.health(&c)[&pool.name].state, HealthState::Healthy);
+    let mut growing = HealthTracker::default();
+    for step in 0..20 {
+        let t = i64::from(step) * limit / 4;
+        growing.observe(pool, step * 10, step * 10 + 30, t, &policy);
+    }
+    assert_eq!(growing.health(&c)[&pool.name].state, HealthState::Healthy);
 }
 
 #[test]
