@@ -47,7 +47,12 @@ pub struct Coordinator {
     health: std::sync::Mutex<HealthTracker>,
     /// On-demand pools with more live workers than their last plan.
     over_plan: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// When the planner last ran.
+    last_plan: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the reaper runs the capacity planner.
+const PLAN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a snapshot of the cost model and the live fleet is reused.
 const VIEW_TTL: Duration = Duration::from_secs(2);
@@ -80,6 +85,7 @@ impl Coordinator {
             view: Default::default(),
             health: Default::default(),
             over_plan: Default::default(),
+            last_plan: Default::default(),
         }
     }
 
@@ -684,8 +690,16 @@ impl Coordinator {
         {
             self.commit(&job.id).await;
         }
-        // The planner runs on every reap, so pool health keeps time.
-        self.capacity().await?;
+        // The planner runs every PLAN_INTERVAL (KEDA polls every 30 s), so
+        // pool health keeps time without reading the backlog on every reap.
+        let due = self
+            .last_plan
+            .lock()
+            .expect("plan lock")
+            .is_none_or(|at| at.elapsed() >= PLAN_INTERVAL);
+        if due {
+            self.capacity().await?;
+        }
         if self.config.metrics_listen.is_some() {
             self.record_gauges().await?;
         }
@@ -720,6 +734,7 @@ impl Coordinator {
             }
             targets
         };
+        *self.last_plan.lock().expect("plan lock") = Some(std::time::Instant::now());
         *self.over_plan.lock().expect("plan lock") = targets
             .iter()
             .filter(|t| t.on_demand && t.live > t.planned_workers)
