@@ -59,12 +59,19 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let fifo = replay(&fleet, &workload, false, Policy::default(), &m, &m);
+    // The replay bills busy time only (a fixed fleet, idle is free), so
+    // on-demand workers decline dear spot work here, as before the capacity
+    // planner made idle on-demand workers take it.
+    let base = Policy {
+        on_demand_declines_spot: true,
+        ..Policy::default()
+    };
+    let fifo = replay(&fleet, &workload, false, base, &m, &m);
     line("fifo", &fifo);
     for r in ratios {
         let policy = Policy {
             max_cost_ratio: r,
-            ..Policy::default()
+            ..base
         };
         let p = replay(&fleet, &workload, true, policy, &m, &m);
         line(&format!("placement (ratio {r})"), &p);

@@ -737,7 +737,7 @@ impl Coordinator {
         *self.last_plan.lock().expect("plan lock") = Some(std::time::Instant::now());
         *self.over_plan.lock().expect("plan lock") = targets
             .iter()
-            .filter(|t| t.on_demand && t.live > t.planned_workers)
+            .filter(|t| t.spot_closed)
             .map(|t| t.pool.clone())
             .collect();
         for t in &targets {

@@ -230,6 +230,9 @@ pub struct PoolTarget {
     /// pool with more live workers than this takes no further spot work, so
     /// it can shrink back to its latency work and baseline.
     pub planned_workers: u32,
+    /// An on-demand pool above its own plan while a healthy spot pool can
+    /// take spot work: its workers take no spot work, so it shrinks.
+    pub spot_closed: bool,
     /// This pool's share of the spot work planned (in seconds on each
     /// task's cheapest pool), for the `max_pool_share` rule.
     pub work_share: f64,
@@ -360,18 +363,23 @@ pub fn plan_capacity(
     // Latency and escalated work: the cheapest capable on-demand pool.
     let mut cost_work = Vec::new();
     // Running work stays where it runs. Spot work that on-demand workers
-    // picked up is in neither plan: it finishes there, and the on-demand
-    // pool is sized by its own work and the baseline (a pool above its plan
-    // takes no more spot work, see `PoolTarget::planned_workers`). Work
-    // whose pool is gone from the plan is planned again.
+    // picked up while a spot pool could take it is in neither plan: it
+    // finishes there, and the on-demand pool is sized by its own work and
+    // the baseline (a pool above its plan takes no more spot work, see
+    // `PoolTarget::planned_workers`). Work whose pool is gone from the plan
+    // is planned again.
     let mut staying_work = 0.0;
     let mut moving = Vec::new();
     for item in backlog.iter().filter(|b| b.running) {
         let spot_work = !(item.latency || item.on_demand);
         let home = homes.iter().position(|h| h.worker.pool.name == item.pool);
+        let spot_can = spot
+            .iter()
+            .any(|&i| homes[i].usable() && homes[i].worker.can_run(&item.demand));
         match home {
             Some(i)
                 if spot_work
+                    && spot_can
                     && homes[i].usable()
                     && homes[i].worker.pool.capacity == Capacity::OnDemand => {}
             Some(i)
@@ -567,6 +575,7 @@ pub fn plan_capacity(
         }
     }
     let spot_work: f64 = homes.iter().map(|h| h.work).sum();
+    let spot_open = spot.iter().any(|&i| homes[i].usable());
     homes
         .into_iter()
         .zip(desired)
@@ -602,6 +611,9 @@ pub fn plan_capacity(
                 backlog_seconds: h.backlog,
                 planned_slots: h.slots,
                 planned_workers,
+                spot_closed: spot_open
+                    && pool.capacity == Capacity::OnDemand
+                    && h.flight.live > planned_workers,
                 work_share: if spot_work > 0.0 {
                     h.work / spot_work
                 } else {

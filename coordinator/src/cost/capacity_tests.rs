@@ -373,6 +373,7 @@ fn spot_work_running_on_demand_lets_on_demand_shrink() {
     let t = plan(&[running.clone()], &flight, &BTreeMap::new());
     let od = t.iter().find(|t| t.pool == "g4dn-xlarge-ondemand").unwrap();
     assert_eq!((od.desired_workers, od.planned_workers), (10, 0), "{t:#?}");
+    assert!(od.spot_closed, "{t:#?}");
     assert!(od.reason.contains("busy"), "{}", od.reason);
     // With spot work pending as well, a spot pool gets at least one worker
     // even though 2 s of NVENC work per chunk over a 2 h target rounds to
@@ -400,4 +401,42 @@ fn running_spot_work_stays_on_its_spot_pool() {
     let t = plan(&[running], &flight, &BTreeMap::new());
     assert_eq!(desired(&t, "c6a-4xlarge-spot"), 20, "{t:#?}");
     assert_eq!(workers(&t, false), 20, "{t:#?}");
+}
+
+/// With no spot pool that can take it, spot work running on on-demand
+/// stays in the on-demand plan (else the pool would close to the only work
+/// there is).
+#[test]
+fn spot_work_on_demand_stays_when_no_spot_pool_can_take_it() {
+    let mut running = chunks(Codec::H264, 8, false);
+    running.running = true;
+    running.pool = "m5-4xlarge-ondemand".into();
+    let flight: BTreeMap<String, InFlight> = [(
+        "m5-4xlarge-ondemand".to_string(),
+        InFlight { live: 4, busy: 4 },
+    )]
+    .into();
+    let spot: Vec<String> = Catalogue::builtin()
+        .pools
+        .values()
+        .filter(|p| p.capacity == Capacity::Spot)
+        .map(|p| p.name.clone())
+        .collect();
+    let names: Vec<&str> = spot.iter().map(String::as_str).collect();
+    let t = plan(
+        &[running],
+        &flight,
+        &unhealthy(&names, HealthState::Unavailable),
+    );
+    let m5 = t.iter().find(|t| t.pool == "m5-4xlarge-ondemand").unwrap();
+    // The busy m5s are kept, no on-demand pool closes, and the running
+    // work is planned on on-demand (8 slots' worth).
+    assert_eq!(m5.desired_workers, 4, "{t:#?}");
+    assert!(t.iter().all(|t| !t.spot_closed), "{t:#?}");
+    let od_slots: f64 = t
+        .iter()
+        .filter(|t| t.on_demand)
+        .map(|t| t.planned_slots)
+        .sum();
+    assert!((od_slots - 8.0).abs() < 1e-9, "{t:#?}");
 }

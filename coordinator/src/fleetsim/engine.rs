@@ -763,7 +763,7 @@ impl Sim<'_> {
             ps.desired = desired;
             let live = flight.get(&t.pool).map_or(0, |f| f.live);
             // An on-demand pool above its own plan takes no spot work.
-            ps.lease.policy.spot_closed = t.on_demand && live > t.planned_workers;
+            ps.lease.policy.spot_closed = t.spot_closed;
             let pool = ps.pool.clone();
             self.tracker
                 .observe(&pool, live, desired, now, &self.policy);

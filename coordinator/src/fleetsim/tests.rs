@@ -24,9 +24,13 @@ max_workers = 50
 "#;
 
 fn workload(extra: &str) -> Workload {
+    workload_of(200_000, extra)
+}
+
+fn workload_of(minutes_per_month: u32, extra: &str) -> Workload {
     let text = format!(
         r#"
-output_minutes_per_month = 200000
+output_minutes_per_month = {minutes_per_month}
 days = 1
 throughput_noise = 0
 task_overhead_seconds = 0
@@ -147,4 +151,55 @@ fn bad_input_names_file_line_and_field() {
     );
     let e = parse_pools("[[pools]]\nname = \"x\"\nbogus = 1\n", "p.toml").unwrap_err();
     assert!(e.contains("p.toml") && e.contains("bogus"), "{e}");
+}
+
+/// An autoscaled on-demand-only fleet (the seed's baseline) keeps up: no
+/// job waits for spot capacity that does not exist.
+#[test]
+fn on_demand_only_fleet_keeps_up() {
+    let pools = parse_pools(
+        "[[pools]]\nname = \"m5-4xlarge-ondemand\"\nmax_workers = 50\n",
+        "pools.toml",
+    )
+    .unwrap();
+    let w = workload("arrival = \"poisson\"\nescalate_after_wait_seconds = 7200");
+    let r = simulate(&pools, &w, &opts(2));
+    assert_eq!(r.jobs_done, r.jobs_submitted, "{}", r.table());
+    let p95 = r.turnaround["cost"].p95_s;
+    assert!(p95 < 1800.0, "p95 turnaround {p95} s\n{}", r.table());
+    assert!((r.on_demand_share - 1.0).abs() < 1e-9);
+}
+
+/// Spot pools and an on-demand baseline: spot does most of the work and the
+/// baseline holds.
+#[test]
+fn mixed_fleet_uses_spot_and_holds_the_baseline() {
+    let pools = parse_pools(POOLS_MIX, "pools.toml").unwrap();
+    let w = workload_of(
+        3_000_000,
+        "arrival = \"poisson\"\nescalate_after_wait_seconds = 7200",
+    );
+    let r = simulate(&pools, &w, &opts(4));
+    assert_eq!(r.jobs_done, r.jobs_submitted, "{}", r.table());
+    let od = r.pools.iter().find(|p| p.on_demand).unwrap();
+    let spot_hours: f64 = r
+        .pools
+        .iter()
+        .filter(|p| !p.on_demand)
+        .map(|p| p.instance_hours)
+        .sum();
+    let share = od.instance_hours / (od.instance_hours + spot_hours);
+    assert!(
+        share > 0.08 && share < 0.35,
+        "on-demand share of instance-hours {share}\n{}",
+        r.table()
+    );
+    let spot_encodes: u64 = r
+        .pools
+        .iter()
+        .filter(|p| !p.on_demand)
+        .map(|p| p.encode_tasks)
+        .sum();
+    assert!(spot_encodes > 2 * od.encode_tasks, "{}", r.table());
+    assert!(r.turnaround["cost"].p95_s < 1800.0, "{}", r.table());
 }
