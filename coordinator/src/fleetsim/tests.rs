@@ -203,3 +203,27 @@ fn mixed_fleet_uses_spot_and_holds_the_baseline() {
     assert!(spot_encodes > 2 * od.encode_tasks, "{}", r.table());
     assert!(r.turnaround["cost"].p95_s < 1800.0, "{}", r.table());
 }
+
+/// A region-wide spot exhaustion window: spot launches fail, the planner
+/// marks the spot pools unavailable, on-demand takes the work, and no job
+/// is lost.
+#[test]
+fn spot_exhaustion_moves_work_to_on_demand_and_loses_nothing() {
+    let pools = parse_pools(POOLS_MIX, "pools.toml").unwrap();
+    let base = "arrival = \"poisson\"\nescalate_after_wait_seconds = 7200";
+    let calm = simulate(&pools, &workload_of(3_000_000, base), &opts(5));
+    let w = workload_of(
+        3_000_000,
+        &format!("{base}\n[exhaustion]\nstart_hour = 0\nhours = 12"),
+    );
+    let r = simulate(&pools, &w, &opts(5));
+    assert_eq!(r.jobs_done, r.jobs_submitted, "{}", r.table());
+    assert_eq!(r.jobs_failed, 0);
+    assert!(
+        r.on_demand_share > calm.on_demand_share + 0.2,
+        "on-demand share {} against {} without exhaustion\n{}",
+        r.on_demand_share,
+        calm.on_demand_share,
+        r.table()
+    );
+}
