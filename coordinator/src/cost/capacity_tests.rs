@@ -35,6 +35,20 @@ fn chunks(codec: Codec, count: u32, latency: bool) -> BacklogItem {
     }
 }
 
+/// `count` chunks like [`chunks`], running on `pool`.
+fn running_on(pool: &str, count: u32) -> BacklogItem {
+    BacklogItem {
+        running: true,
+        pool: pool.into(),
+        ..chunks(Codec::H264, count, false)
+    }
+}
+
+/// `live` workers of `pool`, `busy` of them holding leases.
+fn flight_of(pool: &str, live: u32, busy: u32) -> BTreeMap<String, InFlight> {
+    [(pool.to_string(), InFlight { live, busy })].into()
+}
+
 fn plan(
     backlog: &[BacklogItem],
     flight: &BTreeMap<String, InFlight>,
@@ -183,11 +197,7 @@ fn spot_exhaustion_falls_back_to_on_demand() {
 
 #[test]
 fn busy_workers_are_kept() {
-    let flight: BTreeMap<String, InFlight> = [(
-        "c6i-4xlarge-spot".to_string(),
-        InFlight { live: 9, busy: 7 },
-    )]
-    .into();
+    let flight = flight_of("c6i-4xlarge-spot", 9, 7);
     let t = plan(&[], &flight, &BTreeMap::new());
     assert_eq!(desired(&t, "c6i-4xlarge-spot"), 7, "{t:#?}");
     // Busy workers are work: the on-demand baseline holds.
@@ -362,15 +372,9 @@ proptest! {
 /// workers then go idle and are scaled in) and pending spot work sizes spot.
 #[test]
 fn spot_work_running_on_demand_lets_on_demand_shrink() {
-    let mut running = chunks(Codec::H264, 30, false);
-    running.running = true;
-    running.pool = "g4dn-xlarge-ondemand".into();
-    let flight: BTreeMap<String, InFlight> = [(
-        "g4dn-xlarge-ondemand".to_string(),
-        InFlight { live: 10, busy: 10 },
-    )]
-    .into();
-    let t = plan(&[running.clone()], &flight, &BTreeMap::new());
+    let running = running_on("g4dn-xlarge-ondemand", 30);
+    let flight = flight_of("g4dn-xlarge-ondemand", 10, 10);
+    let t = plan(std::slice::from_ref(&running), &flight, &BTreeMap::new());
     let od = t.iter().find(|t| t.pool == "g4dn-xlarge-ondemand").unwrap();
     assert_eq!((od.desired_workers, od.planned_workers), (10, 0), "{t:#?}");
     assert!(od.spot_closed, "{t:#?}");
@@ -390,14 +394,8 @@ fn spot_work_running_on_demand_lets_on_demand_shrink() {
 /// reshuffle it across pools (that would buy new workers for work in hand).
 #[test]
 fn running_spot_work_stays_on_its_spot_pool() {
-    let mut running = chunks(Codec::H264, 40, false);
-    running.running = true;
-    running.pool = "c6a-4xlarge-spot".into();
-    let flight: BTreeMap<String, InFlight> = [(
-        "c6a-4xlarge-spot".to_string(),
-        InFlight { live: 20, busy: 20 },
-    )]
-    .into();
+    let running = running_on("c6a-4xlarge-spot", 40);
+    let flight = flight_of("c6a-4xlarge-spot", 20, 20);
     let t = plan(&[running], &flight, &BTreeMap::new());
     assert_eq!(desired(&t, "c6a-4xlarge-spot"), 20, "{t:#?}");
     assert_eq!(workers(&t, false), 20, "{t:#?}");
@@ -408,14 +406,8 @@ fn running_spot_work_stays_on_its_spot_pool() {
 /// there is).
 #[test]
 fn spot_work_on_demand_stays_when_no_spot_pool_can_take_it() {
-    let mut running = chunks(Codec::H264, 8, false);
-    running.running = true;
-    running.pool = "m5-4xlarge-ondemand".into();
-    let flight: BTreeMap<String, InFlight> = [(
-        "m5-4xlarge-ondemand".to_string(),
-        InFlight { live: 4, busy: 4 },
-    )]
-    .into();
+    let running = running_on("m5-4xlarge-ondemand", 8);
+    let flight = flight_of("m5-4xlarge-ondemand", 4, 4);
     let spot: Vec<String> = Catalogue::builtin()
         .pools
         .values()

@@ -16,6 +16,7 @@ use spotenc_proto::domain::{
     VideoStreamInfo, Work, WorkerInfo,
 };
 
+use super::capacity::pool_worker;
 use super::catalogue::{Hardware, Pool};
 use super::model::{Model, SMALL_TASK_SECONDS};
 use super::place::{Fleet, Policy, Worker};
@@ -192,17 +193,6 @@ pub(crate) fn worker_info(pool: &Pool, n: u32) -> WorkerInfo {
     }
 }
 
-fn placement_worker(pool: &Pool, info: &WorkerInfo) -> Worker {
-    Worker {
-        pool: pool.clone(),
-        class: pool.instance_type.clone(),
-        codecs: info.codecs.clone(),
-        nvenc: info.gpus.iter().flat_map(|g| g.nvenc.clone()).collect(),
-        sessions_held: 0,
-        encoder_saturated: false,
-    }
-}
-
 pub(crate) fn spec(j: &SimJob, i: usize) -> JobSpec {
     JobSpec {
         input: format!("sim://job-{i}"),
@@ -294,7 +284,7 @@ pub fn replay(
         for n in 0..sp.workers {
             let info = worker_info(&sp.pool, n);
             let id = info.name.clone();
-            let w = placement_worker(&sp.pool, &info);
+            let w = pool_worker(&sp.pool);
             rep.get_or_insert_with(|| w.clone());
             state.register_worker(WorkerRecord {
                 id: id.clone(),

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use spotenc_proto::domain::{Capacity, JobState, Priority, ProbeTask, TaskOutcome, Work};
 
-use super::report::{Percentiles, PoolReport, Report, SeriesPoint};
+use super::report::{PoolReport, Report, SeriesPoint};
 use super::workload::{Arrival, Workload, MONTH_SECONDS};
 use crate::cost::capacity::{plan_capacity, pool_worker, CapacityPolicy, HealthTracker, InFlight};
 use crate::cost::catalogue::{Catalogue, Hardware, Pool};
@@ -53,7 +53,6 @@ enum Ev {
 struct Running {
     task: String,
     attempt: u32,
-    start_ms: i64,
     end_ms: i64,
     held: u32,
 }
@@ -407,7 +406,6 @@ impl Sim<'_> {
                 inst.running.push(Running {
                     task: task.task_id.clone(),
                     attempt: task.attempt,
-                    start_ms: self.now,
                     end_ms: end,
                     held,
                 });
@@ -654,7 +652,6 @@ impl Sim<'_> {
             self.report.hand_backs += 1;
             let name = self.pools[p].pool.name.clone();
             self.tracker.interrupted(&name, self.now, &self.policy);
-            let _ = r.start_ms;
         }
     }
 
@@ -715,10 +712,8 @@ impl Sim<'_> {
         if arrivals_over && self.jobs_live == 0 {
             return false;
         }
-        if !self.state.escalate_waiting(self.now).is_empty() {
-            self.dirty = true;
-        }
-        // Overdue work may now go to pools that held back.
+        self.state.escalate_waiting(self.now);
+        // Escalated or overdue work may now go to pools that held back.
         self.dirty = true;
         let backlog = self.state.backlog();
         let mut flight: BTreeMap<String, InFlight> = BTreeMap::new();
@@ -848,21 +843,5 @@ impl Sim<'_> {
         }
         r.finish(self.turnaround, self.series);
         r
-    }
-}
-
-impl Percentiles {
-    pub fn of(mut v: Vec<f32>) -> Percentiles {
-        if v.is_empty() {
-            return Percentiles::default();
-        }
-        v.sort_by(f32::total_cmp);
-        let at = |q: f64| f64::from(v[((v.len() - 1) as f64 * q).round() as usize]);
-        Percentiles {
-            jobs: v.len() as u64,
-            p50_s: at(0.50),
-            p95_s: at(0.95),
-            p99_s: at(0.99),
-        }
     }
 }

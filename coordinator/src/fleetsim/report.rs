@@ -19,6 +19,22 @@ pub struct Percentiles {
     pub p99_s: f64,
 }
 
+impl Percentiles {
+    pub fn of(mut v: Vec<f32>) -> Percentiles {
+        if v.is_empty() {
+            return Percentiles::default();
+        }
+        v.sort_by(f32::total_cmp);
+        let at = |q: f64| f64::from(v[((v.len() - 1) as f64 * q).round() as usize]);
+        Percentiles {
+            jobs: v.len() as u64,
+            p50_s: at(0.50),
+            p95_s: at(0.95),
+            p99_s: at(0.99),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PoolReport {
     pub pool: String,
