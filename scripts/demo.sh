@@ -4,7 +4,7 @@
 # coordinator and two CPU workers. Prints what ffprobe sees in the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --demo
 cargo build --release --bins -q
 out=${SPOTENC_DEMO_DIR:-target/demo}
 mkdir -p "$out"

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The Python validators' bin directory, for tests/src/lib.rs's `tool`.
+SPOTENC_TOOLS_BIN=$(scripts/tools.sh)
+export SPOTENC_TOOLS_BIN
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo build --workspace --bins -q

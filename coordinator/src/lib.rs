@@ -191,9 +191,18 @@ pub async fn run(
     health
         .set_serving::<WorkerServiceServer<service::Workers>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(spotenc_proto::pb::FILE_DESCRIPTOR_SET)
+    // Reflection under both names: grpcurl speaks v1, but Python grpcio's
+    // reflection client and older tools still ask for v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(spotenc_proto::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
 
     let addr = listener.local_addr().ok();
@@ -223,7 +232,8 @@ pub async fn run(
     }
     let result = server
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(JobServiceServer::with_interceptor(
             service::Jobs(coord.clone()),
             auth::RequireRole::new(tokens.clone(), Role::Client),

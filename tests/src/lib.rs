@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`bin`]: the workspace's built binaries (`spotenc`, `cpu-worker`).
+//! - [`tool`]: the Python validators and clients of `scripts/tools.sh`.
 //! - [`Fleet`]: a coordinator and CPU workers as real processes on a free
 //!   loopback port, killed on drop.
 //! - [`garage`]: a single-node Garage S3 server, and object access with
@@ -41,6 +42,30 @@ pub fn bin(name: &str) -> PathBuf {
         "{} is missing: run `cargo build --workspace --bins` first",
         path.display()
     );
+    path
+}
+
+/// A validator or client from `scripts/tools.sh`'s virtual environment
+/// (hadolint, kubernetes-validate, check-jsonschema, yamllint, python with
+/// grpcio). `scripts/test.sh` sets `SPOTENC_TOOLS_BIN`; without it the script
+/// is run here, which installs the environment if missing.
+pub fn tool(name: &str) -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BIN.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("SPOTENC_TOOLS_BIN") {
+            return PathBuf::from(dir);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tools.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/tools.sh");
+        assert!(out.status.success(), "scripts/tools.sh failed");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing", path.display());
     path
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: real processes, real FFmpeg, judged by ffmpeg/ffprobe.
 
 mod capacity;
+mod deploy;
 mod faults;
 mod gpu;
 mod interrupt;
