@@ -9,5 +9,7 @@ SPOTENC_TOOLS_BIN=$(scripts/tools.sh)
 export SPOTENC_TOOLS_BIN
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The coordinator image's build: spotenc without `transcode` links no FFmpeg.
+cargo clippy -p spotenc-cli --no-default-features -q -- -D warnings
 cargo build --workspace --bins -q
 cargo test --workspace -q

@@ -35,6 +35,35 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<JobClient> {
     .with_context(|| format!("cannot reach coordinator {}", c.coordinator))
 }
 
+/// `spotenc health`: grpc.health.v1 Check, as `grpc_health_probe` would.
+pub async fn health(c: &ConnArgs, service: &str) -> anyhow::Result<bool> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = Connection {
+        url: c.coordinator.clone(),
+        token: None,
+        tls_ca: c.tls_ca.clone(),
+    }
+    .channel()
+    .await
+    .with_context(|| format!("cannot reach coordinator {}", c.coordinator))?;
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.to_string(),
+    };
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(request)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .status();
+    let name = if service.is_empty() {
+        "server"
+    } else {
+        service
+    };
+    println!("{name}: {}", status.as_str_name());
+    Ok(status == ServingStatus::Serving)
+}
+
 pub fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", spotenc_proto::Error::from_status(&s))
 }

@@ -8,11 +8,15 @@
 //! - `fleet`: the pool catalogue and the cost model (`pools`, `costs`).
 //! - `simulate`: the fleet simulator's runs, tables and SVG plots.
 //! - `transcode`: the all-in-one run (coordinator and workers in-process).
+//!   It is the only part that links the worker runtime and so FFmpeg; the
+//!   `transcode` feature (default) gates it, and the coordinator image
+//!   builds without it.
 
 mod args;
 mod client;
 mod fleet;
 mod simulate;
+#[cfg(feature = "transcode")]
 mod transcode;
 
 use std::net::SocketAddr;
@@ -29,8 +33,13 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing the flattened job flags buys nothing"
+)]
 enum Command {
     /// Transcode one file with an in-process coordinator and workers
+    #[cfg(feature = "transcode")]
     Transcode {
         input: String,
         output: String,
@@ -115,6 +124,15 @@ enum Command {
         /// Print JSON instead of one line per worker
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        conn: client::ConnArgs,
+    },
+    /// Ask the coordinator's gRPC health service whether it serves (exit 0)
+    /// or not (exit 1): the container health check and a probe for scripts
+    Health {
+        /// The service to ask about ("" is the server as a whole)
+        #[arg(long, default_value = "")]
+        service: String,
         #[command(flatten)]
         conn: client::ConnArgs,
     },
@@ -218,6 +236,7 @@ fn succeeded(job: &spotenc_proto::pb::Job) -> bool {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
+        #[cfg(feature = "transcode")]
         Command::Transcode {
             input,
             output,
@@ -328,6 +347,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("{}", client::worker_line(&w, json)?);
             }
             Ok(true)
+        }
+        Command::Health { service, conn } => {
+            init_tracing("warn");
+            client::health(&conn, &service).await
         }
         Command::Pools { json, conn } => {
             init_tracing("warn");

@@ -14,7 +14,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     spotenc_worker::cli::init_logging();
-    let config = Args::parse().worker.load("cpu", "local-cpu")?;
+    let args = Args::parse();
+    if args.worker.health {
+        return spotenc_worker::cli::health(args.worker).await;
+    }
+    let config = args.worker.load("cpu", "local-cpu")?;
     let notices = spotenc_worker::notice::Notices::watch(&config.notices);
     spotenc_worker::run(config, notices).await?;
     Ok(())

@@ -42,6 +42,10 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     spotenc_worker::cli::init_logging();
     let args = Args::parse();
+    if args.worker.health {
+        // Before the GPU probe: a health check must not open NVML or NVENC.
+        return spotenc_worker::cli::health(args.worker).await;
+    }
     let settings = Settings {
         encoder: args
             .encoder

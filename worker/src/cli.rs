@@ -69,6 +69,10 @@ pub struct WorkerArgs {
     /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464)
     #[arg(long, env = "SPOTENC_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Probe the worker already running with this configuration: exit 0 if
+    /// its /metrics answers on the loopback (the container health check)
+    #[arg(long)]
+    pub health: bool,
 }
 
 impl WorkerArgs {
@@ -114,6 +118,36 @@ impl WorkerArgs {
             default_pool,
         )?)
     }
+}
+
+/// `--health`: GET the running worker's `/metrics` on the loopback, at the
+/// port of `metrics_listen`, and expect its slot gauge. A worker without a
+/// metrics endpoint cannot be probed, and says so.
+pub async fn health(mut args: WorkerArgs) -> anyhow::Result<()> {
+    // The probe never dials the coordinator; the config need not name one.
+    args.coordinator
+        .get_or_insert_with(|| "http://unused".into());
+    let config = args.load("cpu", "local-cpu")?;
+    let Some(addr) = config.metrics_listen else {
+        anyhow::bail!("no metrics_listen configured: nothing to probe");
+    };
+    let url = format!("http://127.0.0.1:{}/metrics", addr.port());
+    let body = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?
+        .text()
+        .await?;
+    anyhow::ensure!(
+        body.contains("spotenc_worker_slots"),
+        "{url} answered without spotenc_worker_slots"
+    );
+    println!("{url}: ok");
+    Ok(())
 }
 
 /// Logs to stderr at `RUST_LOG` (default `info`), as both worker binaries do.
