@@ -10,12 +10,15 @@
 //! - [`media`]: clips made with the `ffmpeg` CLI, and the ffmpeg/ffprobe
 //!   oracle that judges outputs (frame counts, durations, PSNR, decode
 //!   errors, timestamps).
+//! - [`promql`]: metric names read by a PromQL expression (a real parser)
+//!   and exposed by a `/metrics` scrape.
 //! - [`metadata`]: a local AWS/GCP/Azure instance metadata server that
 //!   speaks each cloud's notice protocol, to interrupt real workers.
 
 pub mod garage;
 pub mod media;
 pub mod metadata;
+pub mod promql;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
