@@ -10,7 +10,8 @@
 #                             promtool), docker-compose 1.29 (`config` checks
 #                             need no daemon), the Garage S3 server (built with
 #                             cargo, about 10 min the first time on 2 cores),
-#                             and the Python validators of scripts/tools.sh.
+#                             Node.js and npm if missing, and the validators
+#                             of scripts/tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +22,8 @@ if [ "${1:-}" = "--demo" ]; then
   full=0
 else
   packages+=(redis-server openssl curl prometheus docker-compose python3-venv)
+  # Node.js and npm for the custom-resource validators, unless present.
+  command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
 need=()

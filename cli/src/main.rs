@@ -5,6 +5,7 @@
 //! - `args`: job options and their mapping to a `JobSpec`.
 //! - `client`: submit, status, watch, cancel, logs and workers against a
 //!   coordinator.
+//! - `deploy`: `deploy render`, Kubernetes manifests from a pool catalogue.
 //! - `fleet`: the pool catalogue and the cost model (`pools`, `costs`).
 //! - `simulate`: the fleet simulator's runs, tables and SVG plots.
 //! - `transcode`: the all-in-one run (coordinator and workers in-process).
@@ -14,6 +15,7 @@
 
 mod args;
 mod client;
+mod deploy;
 mod fleet;
 mod simulate;
 #[cfg(feature = "transcode")]
@@ -153,6 +155,11 @@ enum Command {
         json: bool,
         #[command(flatten)]
         conn: client::ConnArgs,
+    },
+    /// Deployment: render Kubernetes manifests from the pool catalogue
+    Deploy {
+        #[command(subcommand)]
+        command: deploy::DeployCommand,
     },
     /// Simulate a month of a workload on a fleet in virtual time: the real
     /// placement, capacity planner and state machine, with spot
@@ -384,6 +391,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 print!("{}", fleet::capacity_table(&pools));
             }
             Ok(true)
+        }
+        Command::Deploy { command } => {
+            init_tracing("warn");
+            deploy::run(command)
         }
         Command::Simulate {
             pools,

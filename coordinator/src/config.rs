@@ -10,6 +10,7 @@
 //! heartbeat_interval_ms = 2000    # at most half the TTL
 //! max_expiries = 5                # lease expiries a task survives
 //! pools_file = "/etc/spotenc/pools.toml"  # more [[pools]] (or SPOTENC_POOLS)
+//! builtin_pools = true             # false: exactly the [[pools]] listed here and in pools_file
 //! insecure_no_auth = false         # serve a non-loopback address without tokens
 //!
 //! [redis]                          # omit for the embedded store
@@ -101,6 +102,10 @@ struct FileConfig {
     s3: Option<S3Section>,
     /// A TOML file of `[[pools]]` tables, applied after the ones here.
     pools_file: Option<PathBuf>,
+    /// false: the catalogue is exactly the pools listed, without the
+    /// built-in ones (what `spotenc deploy render` writes, so the planner
+    /// never plans a pool that has no Deployment).
+    builtin_pools: Option<bool>,
     #[serde(default)]
     pools: Vec<PoolEntry>,
     insecure_no_auth: Option<bool>,
@@ -320,7 +325,17 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             parse_entries(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?,
         );
     }
-    let pools = Catalogue::load(&entries)?;
+    let mut pools = Catalogue::load(&entries)?;
+    if file.builtin_pools == Some(false) {
+        if entries.is_empty() {
+            return Err(Error::invalid(
+                "builtin_pools = false but no [[pools]] are listed: the catalogue would be empty",
+            ));
+        }
+        pools
+            .pools
+            .retain(|name, _| entries.iter().any(|e| &e.name == name));
+    }
     let p = file.placement.unwrap_or_default();
     let delay = p.max_placement_delay_seconds.unwrap_or(60.0);
     if !(delay.is_finite() && (0.0..=86_400.0).contains(&delay)) {
@@ -508,5 +523,23 @@ token = "0123456789abcdef-worker"
         let short = "[[tokens]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"short\"\n";
         let e = load(short, &env(&[])).unwrap_err().to_string();
         assert!(e.contains("at least 16"), "{e}");
+    }
+
+    #[test]
+    fn builtin_pools_false_keeps_exactly_the_listed_pools() {
+        let listed = "builtin_pools = false\n[[pools]]\nname = \"c6i-4xlarge-spot\"\n\
+                      [[pools]]\nname = \"mine\"\ncapacity = \"spot\"\ninstance_type = \"x.large\"\n\
+                      hardware = \"cpu\"\nvcpus = 2\nmemory = 4\nslots = 1\nprice_per_hour = 0.1\n\
+                      max_workers = 3\n";
+        let c = load(listed, &env(&[])).unwrap();
+        let names: Vec<&str> = c.pools.pools.keys().map(String::as_str).collect();
+        assert_eq!(names, ["c6i-4xlarge-spot", "mine"]);
+        // The built-in entry still supplies the fields not given.
+        assert_eq!(c.pools.get("c6i-4xlarge-spot").unwrap().vcpus, 16);
+        assert!(load("", &env(&[])).unwrap().pools.pools.len() > 2);
+        let e = load("builtin_pools = false", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("catalogue would be empty"), "{e}");
     }
 }

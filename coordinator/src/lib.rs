@@ -20,6 +20,8 @@
 //!   interruption rate by pool and queue age against target.
 //! - [`cost`]: the pool catalogue, the codec cost model, placement, the
 //!   capacity planner and a virtual-time replay (pure).
+//! - [`deploy`]: `spotenc deploy render`, Kubernetes manifests from the
+//!   pool catalogue (pure).
 //! - [`fleetsim`]: the fleet simulator behind `spotenc simulate` (the real
 //!   machine, placement and planner in virtual time).
 //! - [`plan`]: chunk boundaries from keyframes (pure).
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod cost;
+pub mod deploy;
 pub mod fleetsim;
 pub mod graph;
 pub mod plan;

@@ -337,3 +337,257 @@ fn prometheus_rules_parse_as_promql() {
     }
     assert!(read.contains("spotenc_pool_desired_workers"), "{read:?}");
 }
+
+/// Renders `deploy/pools.example.toml` into a fresh directory.
+fn render_sample(extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("k8s");
+    let mut args = vec![
+        "deploy",
+        "render",
+        "--pools",
+        "deploy/pools.example.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_ok(
+        Command::new(bin("spotenc")).args(&args),
+        "spotenc deploy render",
+    );
+    (dir, out)
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+fn yaml_docs(path: &Path) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+        .collect()
+}
+
+/// `spotenc deploy render` on the sample catalogue: the core kinds pass
+/// `kubernetes-validate --strict`; the ScaledObjects, NodePools and
+/// monitoring objects pass the typed models of @kubernetes-models (generated
+/// from KEDA's, Karpenter's and the Prometheus Operator's CRDs); every KEDA
+/// query parses as PromQL and reads its own pool's desired workers.
+#[test]
+fn rendered_manifests_pass_kubernetes_validate_and_the_crd_models() {
+    let (_dir, out) = render_sample(&["--with-redis"]);
+    let files = yaml_files(&out);
+    let pools = yaml_files(&out.join("pools"));
+    assert_eq!(pools.len(), 6, "{files:?}");
+
+    let core: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| {
+            let name = f.file_name().unwrap().to_str().unwrap();
+            !f.starts_with(out.join("karpenter"))
+                && name != "monitoring.yaml"
+                && name != "kustomization.yaml"
+        })
+        .collect();
+    let printed = run_ok(
+        Command::new(tool("kubernetes-validate"))
+            .args(["--strict", "-k", "1.31.0"])
+            .args(&core),
+        "kubernetes-validate",
+    );
+    assert!(!printed.contains("ERROR"), "{printed}");
+    // Namespace, ConfigMap + Deployment + Service, Redis ConfigMap + Service
+    // + StatefulSet, and a Deployment and a PodDisruptionBudget per pool.
+    let passed = printed.matches(" passed for resource ").count();
+    assert_eq!(passed, 1 + 3 + 3 + 2 * pools.len(), "{printed}");
+    for line in printed.lines().filter(|l| l.starts_with("WARN")) {
+        assert!(
+            line.contains("kind ScaledObject with api version keda.sh/v1alpha1"),
+            "{line}"
+        );
+    }
+
+    let printed = run_ok(
+        Command::new(tool("validate-crs")).args(&files),
+        "validate-crs",
+    );
+    let ok = |kind: &str| {
+        printed
+            .lines()
+            .filter(|l| l.starts_with("ok ") && l.contains(&format!(" {kind}/")))
+            .count()
+    };
+    assert_eq!(ok("ScaledObject"), pools.len(), "{printed}");
+    assert_eq!(ok("NodePool"), 3, "{printed}");
+    for kind in ["ServiceMonitor", "PodMonitor", "PrometheusRule"] {
+        assert_eq!(ok(kind), 1, "{kind}: {printed}");
+    }
+
+    for path in &pools {
+        let pool = path.file_stem().unwrap().to_str().unwrap();
+        let docs = yaml_docs(path);
+        let so = docs
+            .iter()
+            .find(|d| d["kind"] == "ScaledObject")
+            .expect("ScaledObject");
+        let trigger = &so["spec"]["triggers"][0];
+        let query = trigger["metadata"]["query"].as_str().unwrap();
+        assert_eq!(
+            query,
+            format!("max(spotenc_pool_desired_workers{{pool=\"{pool}\"}})")
+        );
+        let names = metric_names(query).unwrap();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["spotenc_pool_desired_workers"]
+        );
+        assert_eq!(trigger["metadata"]["ignoreNullValues"], "false");
+        assert!(so["spec"]["fallback"]["failureThreshold"]
+            .as_u64()
+            .is_some());
+        let deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment")
+            .expect("Deployment");
+        let pod = &deployment["spec"]["template"];
+        assert_eq!(
+            pod["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"],
+            "true"
+        );
+        let env = pod["spec"]["containers"][0]["env"].as_sequence().unwrap();
+        let var = |name: &str| {
+            env.iter()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(var("SPOTENC_POOL"), pool);
+        let deadline: u64 = var("SPOTENC_NOTICE_DEADLINE_SECONDS").parse().unwrap();
+        let grace = pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            deadline <= 90 && grace > deadline,
+            "{pool}: deadline {deadline}, grace {grace}"
+        );
+    }
+}
+
+/// The catalogue the render gives the coordinator is the one it rendered:
+/// a coordinator started on the rendered `pools.toml` (with
+/// `builtin_pools = false`) plans exactly the rendered pools, so every
+/// ScaledObject's query names a pool whose gauge exists.
+#[test]
+fn a_coordinator_on_the_rendered_catalogue_plans_exactly_the_rendered_pools() {
+    let (_dir, out) = render_sample(&["--redis-url", "redis://redis.example:6379/0"]);
+    let config = yaml_docs(&out.join("coordinator.yaml"));
+    let map = config.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let pools_toml = out.join("pools.toml");
+    std::fs::write(&pools_toml, map["data"]["pools.toml"].as_str().unwrap()).unwrap();
+    let coordinator_toml = map["data"]["coordinator.toml"].as_str().unwrap();
+    assert!(
+        coordinator_toml.contains("builtin_pools = false"),
+        "{coordinator_toml}"
+    );
+    assert!(
+        coordinator_toml.contains("redis://redis.example:6379/0"),
+        "{coordinator_toml}"
+    );
+
+    let fleet = Fleet::builder()
+        .cpu_workers(0)
+        .config(&format!(
+            "builtin_pools = false\npools_file = {:?}\n",
+            pools_toml.display().to_string()
+        ))
+        .start();
+    let capacity = run_ok(
+        Command::new(bin("spotenc")).args(["capacity", "--json", "--coordinator", &fleet.url]),
+        "spotenc capacity",
+    );
+    let planned: BTreeSet<String> = capacity
+        .lines()
+        .filter(|l| l.starts_with('{') || l.starts_with('['))
+        .flat_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            let list = v.as_array().cloned().unwrap_or_else(|| vec![v]);
+            list.into_iter()
+                .map(|p| p["pool"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    let rendered: BTreeSet<String> = yaml_files(&out.join("pools"))
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(planned, rendered, "{capacity}");
+}
+
+/// A catalogue that would render an invalid object is refused before
+/// anything is written, naming the pool and the field.
+#[test]
+fn a_bad_catalogue_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[pools]]\nname = \"t4\"\ncapacity = \"spot\"\ninstance_type = \"g4dn.xlarge\"\nhardware = \"nvenc\"\n\
+             gpu = \"T4\"\nvcpus = 4\nmemory = 16\nslots = 3\nprice_per_hour = 0.2\nmax_workers = 4\n",
+            "pool \"t4\": gpus is missing",
+        ),
+        (
+            "[[pools]]\nname = \"c6i-4xlarge-spot\"\nmin_workers = 5\nmax_workers = 2\n",
+            "min_workers 5 is above max_workers 2",
+        ),
+        (
+            "[[pools]]\nname = \"Spot.Pool\"\ncapacity = \"spot\"\ninstance_type = \"c6i.xlarge\"\nhardware = \"cpu\"\n\
+             vcpus = 4\nmemory = 8\nslots = 1\nprice_per_hour = 0.1\nmax_workers = 4\n",
+            "pool \"Spot.Pool\": name is not a DNS label",
+        ),
+    ];
+    for (i, (catalogue, message)) in cases.iter().enumerate() {
+        let pools = dir.path().join(format!("pools{i}.toml"));
+        std::fs::write(&pools, catalogue).unwrap();
+        let out = dir.path().join(format!("out{i}"));
+        let o = Command::new(bin("spotenc"))
+            .args(["deploy", "render", "--with-redis", "--pools"])
+            .arg(&pools)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && stderr.contains(message),
+            "{message}: {stderr}"
+        );
+        assert!(!out.exists(), "{} was written", out.display());
+    }
+    // A directory with something in it is refused without --force.
+    let (_render, out) = render_sample(&["--with-redis"]);
+    let o = Command::new(bin("spotenc"))
+        .args([
+            "deploy",
+            "render",
+            "--with-redis",
+            "--pools",
+            "deploy/pools.example.toml",
+            "--out",
+        ])
+        .arg(&out)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not empty: pass --force"));
+}

@@ -76,6 +76,9 @@ pub struct Pool {
     pub zones: Vec<String>,
     pub hardware: Hardware,
     pub gpu: String,
+    /// GPUs per instance; `deploy render` requests them from the device
+    /// plugin and refuses a GPU pool without them.
+    pub gpus: Option<u32>,
     pub vcpus: u32,
     pub memory_gib: f64,
     /// Concurrent tasks (CPU) or NVENC sessions (GPU) per worker.
@@ -156,6 +159,7 @@ impl Pool {
                 .first()
                 .map(|g| g.name.clone())
                 .unwrap_or_default(),
+            gpus: u32::try_from(info.gpus.len()).ok().filter(|&n| n > 0),
             vcpus: info.cores.max(1),
             memory_gib: info.memory_bytes as f64 / f64::from(1u32 << 30),
             slots: info.slots.max(1),
@@ -191,6 +195,7 @@ pub struct PoolEntry {
     pub zones: Option<Vec<String>>,
     pub hardware: Option<String>,
     pub gpu: Option<String>,
+    pub gpus: Option<u32>,
     pub vcpus: Option<u32>,
     pub memory: Option<f64>,
     pub slots: Option<u32>,
@@ -318,6 +323,7 @@ fn build(e: &PoolEntry, base: Option<&Pool>, origin: Origin) -> Result<Pool> {
             .clone()
             .or(base.map(|b| b.gpu.clone()))
             .unwrap_or_default(),
+        gpus: e.gpus.or(base.and_then(|b| b.gpus)),
         vcpus: field!(vcpus, vcpus),
         memory_gib: field!(memory, memory_gib),
         slots: field!(slots, slots),
@@ -403,6 +409,15 @@ fn validate(p: &Pool) -> std::result::Result<(), (&'static str, String)> {
         return Err((
             "min_workers",
             format!("{} is above max_workers {}", p.min_workers, p.max_workers),
+        ));
+    }
+    if p.gpus == Some(0) || p.gpus.is_some_and(|n| n > 16) {
+        return Err((
+            "gpus",
+            format!(
+                "{} is invalid (expected 1..=16 per instance)",
+                p.gpus.unwrap_or(0)
+            ),
         ));
     }
     if p.hardware != Hardware::Cpu && p.gpu.is_empty() {
