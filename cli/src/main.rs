@@ -7,6 +7,7 @@
 //!   coordinator.
 //! - `deploy`: `deploy render`, Kubernetes manifests from a pool catalogue.
 //! - `fleet`: the pool catalogue and the cost model (`pools`, `costs`).
+//! - `operator`: the WorkerPool controller (`operator run`) and its CRD.
 //! - `simulate`: the fleet simulator's runs, tables and SVG plots.
 //! - `transcode`: the all-in-one run (coordinator and workers in-process).
 //!   It is the only part that links the worker runtime and so FFmpeg; the
@@ -17,6 +18,7 @@ mod args;
 mod client;
 mod deploy;
 mod fleet;
+mod operator;
 mod simulate;
 #[cfg(feature = "transcode")]
 mod transcode;
@@ -160,6 +162,12 @@ enum Command {
     Deploy {
         #[command(subcommand)]
         command: deploy::DeployCommand,
+    },
+    /// The WorkerPool operator: `operator crd` prints the CRD, `operator run`
+    /// reconciles pools against the cluster
+    Operator {
+        #[command(subcommand)]
+        command: operator::OperatorCommand,
     },
     /// Simulate a month of a workload on a fleet in virtual time: the real
     /// placement, capacity planner and state machine, with spot
@@ -395,6 +403,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Deploy { command } => {
             init_tracing("warn");
             deploy::run(command)
+        }
+        Command::Operator { command } => {
+            init_tracing("info");
+            operator::run(command).await
         }
         Command::Simulate {
             pools,

@@ -591,3 +591,67 @@ fn a_bad_catalogue_is_refused_and_nothing_is_written() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not empty: pass --force"));
 }
+
+/// The WorkerPool CRD is generated, not written: the committed file is what
+/// `spotenc operator crd` prints. It, the operator's RBAC and Deployment pass
+/// `kubernetes-validate --strict`, and the example WorkerPool validates
+/// against the CRD's own OpenAPI schema (check-jsonschema).
+#[test]
+fn the_workerpool_crd_is_generated_and_the_operator_manifests_validate() {
+    let printed = run_ok(
+        Command::new(bin("spotenc")).args(["operator", "crd"]),
+        "spotenc operator crd",
+    );
+    let committed = std::fs::read_to_string(repo().join("deploy/crd/workerpool.yaml")).unwrap();
+    assert_eq!(
+        printed, committed,
+        "deploy/crd/workerpool.yaml is stale: run `spotenc operator crd > deploy/crd/workerpool.yaml`"
+    );
+    let validated = run_ok(
+        Command::new(tool("kubernetes-validate")).args([
+            "--strict",
+            "-k",
+            "1.31.0",
+            "deploy/crd/workerpool.yaml",
+            "deploy/operator/rbac.yaml",
+            "deploy/operator/deployment.yaml",
+        ]),
+        "kubernetes-validate",
+    );
+    assert_eq!(
+        validated.matches(" passed for resource ").count(),
+        5,
+        "{validated}"
+    );
+    assert!(
+        !validated.contains("ERROR") && !validated.contains("WARN"),
+        "{validated}"
+    );
+
+    let crd = &yaml_docs(&repo().join("deploy/crd/workerpool.yaml"))[0];
+    let schema: serde_json::Value =
+        serde_json::to_value(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let schema_file = dir.path().join("workerpool.schema.json");
+    std::fs::write(&schema_file, schema.to_string()).unwrap();
+    run_ok(
+        Command::new(tool("check-jsonschema"))
+            .arg("--schemafile")
+            .arg(&schema_file)
+            .arg("deploy/operator/workerpool.example.yaml"),
+        "check-jsonschema WorkerPool",
+    );
+    // ... and the schema is not a formality: a wrong type is refused.
+    let bad = dir.path().join("bad.yaml");
+    let example =
+        std::fs::read_to_string(repo().join("deploy/operator/workerpool.example.yaml")).unwrap();
+    std::fs::write(&bad, example.replace("memoryGib: 16", "memoryGib: sixteen")).unwrap();
+    let o = Command::new(tool("check-jsonschema"))
+        .arg("--schemafile")
+        .arg(&schema_file)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("'sixteen' is not of type 'number'"));
+}

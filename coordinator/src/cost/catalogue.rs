@@ -95,6 +95,12 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// One pool from a complete entry, validated, with no built-in base
+    /// (the operator's WorkerPool spec is one such entry).
+    pub fn from_entry(e: &PoolEntry) -> Result<Pool> {
+        build(e, None, Origin::File)
+    }
+
     /// The price of one slot for one second.
     pub fn slot_price_per_second(&self) -> f64 {
         self.price_per_hour / 3600.0 / f64::from(self.slots.max(1))

@@ -144,36 +144,7 @@ fn check(catalogue: &Catalogue, o: &RenderOptions) -> Result<String, String> {
         return Err("--coordinator-replicas 0: nothing would serve the fleet".into());
     }
     for p in catalogue.pools.values() {
-        let bad = |field: &str, why: String| format!("pool {:?}: {field} {why}", p.name);
-        if !is_dns_label(&p.name, MAX_POOL_NAME) {
-            return Err(bad(
-                "name",
-                format!(
-                    "is not a DNS label (lower-case letters, digits and '-', at most {MAX_POOL_NAME} characters); Kubernetes object names derive from it"
-                ),
-            ));
-        }
-        if p.hardware != Hardware::Cpu && p.gpus.is_none() {
-            return Err(bad(
-                "gpus",
-                format!(
-                    "is missing: a {} pool must say how many GPUs an instance has",
-                    p.hardware.name()
-                ),
-            ));
-        }
-        if p.max_workers == 0 {
-            return Err(bad(
-                "max_workers",
-                "is 0: the pool could never run a worker".into(),
-            ));
-        }
-        if p.min_workers > p.max_workers {
-            return Err(bad(
-                "min_workers",
-                format!("{} is above max_workers {}", p.min_workers, p.max_workers),
-            ));
-        }
+        check_pool(p)?;
     }
     let baseline = match &o.baseline_pool {
         Some(name) => {
@@ -198,6 +169,42 @@ fn check(catalogue: &Catalogue, o: &RenderOptions) -> Result<String, String> {
             .unwrap_or_default(),
     };
     Ok(baseline)
+}
+
+/// One pool's part of the render's checks (the operator runs it on each
+/// WorkerPool): the error names the pool and the field.
+pub fn check_pool(p: &Pool) -> Result<(), String> {
+    let bad = |field: &str, why: String| format!("pool {:?}: {field} {why}", p.name);
+    if !is_dns_label(&p.name, MAX_POOL_NAME) {
+        return Err(bad(
+            "name",
+            format!(
+                "is not a DNS label (lower-case letters, digits and '-', at most {MAX_POOL_NAME} characters); Kubernetes object names derive from it"
+            ),
+        ));
+    }
+    if p.hardware != Hardware::Cpu && p.gpus.is_none() {
+        return Err(bad(
+            "gpus",
+            format!(
+                "is missing: a {} pool must say how many GPUs an instance has",
+                p.hardware.name()
+            ),
+        ));
+    }
+    if p.max_workers == 0 {
+        return Err(bad(
+            "max_workers",
+            "is 0: the pool could never run a worker".into(),
+        ));
+    }
+    if p.min_workers > p.max_workers {
+        return Err(bad(
+            "min_workers",
+            format!("{} is above max_workers {}", p.min_workers, p.max_workers),
+        ));
+    }
+    Ok(())
 }
 
 /// The minimum replicas of a pool: the catalogue's, and at least one for
@@ -268,6 +275,13 @@ pub fn catalogue_toml(catalogue: &Catalogue) -> String {
     out
 }
 
+/// One pool's objects exactly as [`render`] writes them: the worker
+/// Deployment, its KEDA ScaledObject and its PodDisruptionBudget, with
+/// `min_replicas` as their floor. The operator applies these.
+pub fn pool_objects(o: &RenderOptions, p: &Pool, min_replicas: u32) -> Vec<Value> {
+    objects::pool(o, p, min_replicas)
+}
+
 /// Renders the manifests, or says what in the catalogue or options would
 /// make an invalid object. Nothing is written here.
 pub fn render(catalogue: &Catalogue, o: &RenderOptions) -> Result<Vec<RenderedFile>, String> {
@@ -285,7 +299,7 @@ pub fn render(catalogue: &Catalogue, o: &RenderOptions) -> Result<Vec<RenderedFi
     for p in catalogue.pools.values() {
         files.insert(
             format!("pools/{}.yaml", p.name),
-            objects::pool(o, p, min_replicas(p, &baseline)),
+            pool_objects(o, p, min_replicas(p, &baseline)),
         );
     }
     let resources: Vec<String> = files.keys().cloned().collect();
