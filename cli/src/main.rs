@@ -284,6 +284,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if let Some(p) = pools {
                 env.insert("SPOTENC_POOLS".into(), p.display().to_string());
             }
+            // Through the loader, so the configured prefix still applies.
+            if let Some(url) = redis {
+                env.insert("SPOTENC_REDIS".into(), url);
+            }
             let mut c = spotenc_coordinator::config::load(&text, &env)?;
             if let Some(l) = listen {
                 c.listen = l;
@@ -291,12 +295,6 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if let Some(d) = data_dir {
                 c.files.data_dir = d.clone();
                 c.data_dir = d;
-            }
-            if let Some(url) = redis {
-                c.state = spotenc_coordinator::StateBackend::Redis {
-                    url,
-                    prefix: "spotenc".into(),
-                };
             }
             c.metrics_listen = metrics_listen.or(c.metrics_listen);
             c.insecure_no_auth |= insecure_no_auth;

@@ -4,6 +4,7 @@ mod capacity;
 mod deploy;
 mod faults;
 mod gpu;
+mod hardening;
 mod interrupt;
 mod placement;
 mod replicas;

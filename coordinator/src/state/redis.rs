@@ -133,6 +133,36 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("records serialise")
 }
 
+/// The `maxmemory_policy` line of `INFO memory` (INFO answers on managed
+/// services that disable `CONFIG GET`).
+pub fn eviction_policy(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(str::trim)
+}
+
+/// Refuses a Redis that may evict keys: an evicted task, lease or job record
+/// would silently lose work. Only `noeviction` is safe for spotenc's state.
+async fn check_eviction(conn: &mut ConnectionManager, url: &str) -> Result<()> {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::Unavailable(format!("redis at {url}: INFO memory: {e}")))?;
+    match eviction_policy(&info) {
+        Some("noeviction") => Ok(()),
+        Some(policy) => Err(Error::invalid(format!(
+            "redis at {url} has maxmemory-policy {policy}: it may evict spotenc's job and \
+             lease records and lose work; set `maxmemory-policy noeviction` (and size maxmemory \
+             for the backlog)"
+        ))),
+        None => {
+            tracing::warn!(%url, "redis INFO memory reports no maxmemory_policy; cannot check eviction");
+            Ok(())
+        }
+    }
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`); keys live under `prefix`.
     pub async fn connect(url: &str, prefix: &str, work_root: &str, limits: Limits) -> Result<Self> {
@@ -141,6 +171,7 @@ impl RedisStore {
         let conn = ConnectionManager::new(client)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot reach redis at {url}: {e}")))?;
+        check_eviction(&mut conn.clone(), url).await?;
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
