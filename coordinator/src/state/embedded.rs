@@ -1,8 +1,13 @@
 //! The embedded store: the [`State`] machine behind a mutex, written to one
 //! JSON file after every change.
 //!
-//! The file is replaced atomically (write a temporary file, fsync, rename),
-//! so a crash leaves either the old state or the new one, never a torn one.
+//! The file is replaced atomically (write a temporary file, fsync, rename,
+//! fsync the directory), so a crash leaves either the old state or the new
+//! one, never a torn one. A transition whose write fails is undone in
+//! memory (the last written state is read back), so a full disk refuses a
+//! submission and leaves no ghost job. An exclusive lock on `dir/lock`,
+//! held while the store is open, keeps a second coordinator off the same
+//! data directory.
 //! Heartbeats change only the in-memory lease deadline and progress and are
 //! not written on their own; after a restart a running task's lease may
 //! expire early, which costs a retry but never a wrong result (fencing).
@@ -27,6 +32,8 @@ use crate::cost::Lease;
 pub struct EmbeddedStore {
     state: Mutex<State>,
     file: Option<PathBuf>,
+    /// Held (locked) for the store's lifetime.
+    _lock: Option<std::fs::File>,
     work_root: String,
     limits: Limits,
 }
@@ -37,17 +44,13 @@ impl EmbeddedStore {
     pub fn open(dir: &Path, limits: Limits) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+        let lock = lock_dir(dir)?;
         let file = dir.join("state.json");
-        let mut state: State = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Internal(format!("read {}: {e}", file.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(Error::Internal(format!("read {}: {e}", file.display()))),
-        };
-        state.reindex();
+        let state = read_state(&file)?;
         Ok(EmbeddedStore {
             state: Mutex::new(state),
             file: Some(file),
+            _lock: Some(lock),
             work_root: dir.join("jobs").display().to_string(),
             limits,
         })
@@ -65,13 +68,67 @@ impl EmbeddedStore {
         let mut state = self.state.lock().expect("state lock");
         let out = f(&mut state);
         if let (true, Some(file)) = (changed(&out), &self.file) {
-            write_atomically(
-                file,
-                &serde_json::to_vec(&*state).expect("state serialises"),
-            )?;
+            let bytes = serde_json::to_vec(&*state).expect("state serialises");
+            if let Err(e) = write_atomically(file, &bytes) {
+                // Undo the transition in memory: what is not on disk did
+                // not happen.
+                match read_state(file) {
+                    Ok(durable) => *state = durable,
+                    Err(r) => {
+                        tracing::error!(error = %r, "cannot reread the state after a failed write")
+                    }
+                }
+                return Err(e);
+            }
         }
         out
     }
+}
+
+/// The state in `file`, indexed; empty when there is no file yet.
+fn read_state(file: &Path) -> Result<State> {
+    let mut state: State = match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("read {}: {e}", file.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+        Err(e) => return Err(Error::Internal(format!("read {}: {e}", file.display()))),
+    };
+    state.reindex();
+    Ok(state)
+}
+
+/// Takes the exclusive lock on `dir/lock` (released when the file closes,
+/// so also when the process dies), or says who holds it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("lock");
+    let io = |e: std::io::Error| Error::Internal(format!("lock {}: {e}", path.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            f.read_to_string(&mut holder).ok();
+            return Err(Error::invalid(format!(
+                "{} is in use by another coordinator (pid {}): two coordinators on one data \
+                 directory would overwrite each other's state; give each its own --data-dir, or \
+                 share state through Redis",
+                dir.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    write!(f, "{}", std::process::id()).map_err(io)?;
+    Ok(f)
 }
 
 fn always<T>(_: &Result<T>) -> bool {
@@ -86,6 +143,12 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, file).map_err(io)?;
+    // The rename is durable once the directory is.
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
     Ok(())
 }
 

@@ -644,6 +644,52 @@ async fn embedded_store_survives_a_restart() {
     assert_eq!(s.submit(spec(), "key", 1).await.unwrap().id, job);
 }
 
+/// Before: a second coordinator on the same data directory started, and the
+/// two overwrote each other's state file.
+#[tokio::test]
+async fn embedded_store_refuses_a_second_opener_of_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    let e = EmbeddedStore::open(dir.path(), LIMITS)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("in use by another coordinator"), "{e}");
+    assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+    drop(first);
+    EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+}
+
+/// Before: a submit whose state write failed (a full disk) was refused, but
+/// the job stayed in memory and ran. Now what is not on disk did not happen.
+#[tokio::test]
+async fn a_failed_state_write_leaves_no_ghost_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    s.register_worker(worker()).await.unwrap();
+    let kept = s.submit(spec(), "kept", 0).await.unwrap().id;
+    // The temporary's name taken by a directory: the write fails (even as root).
+    let blocker = dir.path().join("state.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let e = s.submit(spec(), "ghost", 1).await.unwrap_err().to_string();
+    assert!(e.contains("state.json"), "{e}");
+    let ids: Vec<String> = s
+        .list_jobs(&[], 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids, std::slice::from_ref(&kept));
+    std::fs::remove_dir(&blocker).unwrap();
+    // Only the kept job's probe waits; nothing of the refused one does.
+    let leased = s.lease_next("w1", 2).await.unwrap().expect("a task");
+    assert!(leased.task_id.starts_with(&kept), "{}", leased.task_id);
+    assert!(s.lease_next("w1", 2).await.unwrap().is_none());
+    let again = s.submit(spec(), "ghost", 3).await.unwrap().id;
+    assert_ne!(again, kept);
+}
+
 /// Runs each contract test against every backend.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
