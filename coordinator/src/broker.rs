@@ -204,6 +204,23 @@ impl Broker {
         })
     }
 
+    /// Checks that `stitched` can be moved onto `output` before any rename
+    /// of the job's commit ([`storage::check_commit`] for files; S3 objects
+    /// are checked by the copy itself).
+    pub async fn check_commit(
+        &self,
+        stitched: &OutputObject,
+        output: &str,
+    ) -> std::result::Result<(), String> {
+        if parse_s3(output).is_some() {
+            return Ok(());
+        }
+        let (obj, out) = (stitched.clone(), output.to_string());
+        tokio::task::spawn_blocking(move || storage::check_commit(&obj, &out))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    }
+
     /// Moves the stitched object onto the output. Repeatable: once the
     /// temporary is gone, an output of the stitched size counts as done.
     pub async fn commit(

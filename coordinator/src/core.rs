@@ -842,13 +842,31 @@ impl Coordinator {
                 outputs.len()
             ))
         };
+        // All or nothing: every target is checked before the first rename;
+        // a failed check fails the job with nothing replaced.
+        let mut targets = Vec::new();
         for (r, obj) in &stitched {
             if outcome.is_err() {
                 break;
             }
             match outputs.get(*r as usize) {
-                Some((output, _, _)) => outcome = self.broker.commit(obj, output).await,
+                Some((output, _, _)) => {
+                    outcome = self.broker.check_commit(obj, output).await;
+                    targets.push((obj, output.to_string()));
+                }
                 None => outcome = Err(format!("stitch of unknown rendition {r}")),
+            }
+        }
+        if outcome.is_ok() {
+            for (obj, output) in &targets {
+                if let Err(e) = self.broker.commit(obj, output).await {
+                    // Some outputs may be in place already: the job stays
+                    // Committing and the reaper retries the commit (each
+                    // rename is repeatable), so it never ends Failed with
+                    // only some outputs replaced.
+                    warn!(job = %job_id, %output, error = %e, "commit failed; retrying");
+                    return;
+                }
             }
         }
         let ok = outcome.is_ok();

@@ -1,6 +1,7 @@
 //! Reliability findings of the security read, each reproduced against the
 //! built binaries and a real redis-server: the Redis prefix survives
-//! `--redis`, and an evicting Redis is refused at start-up.
+//! `--redis`, an evicting Redis is refused at start-up, and a multi-rendition
+//! commit is all or nothing.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -100,4 +101,41 @@ fn an_evicting_redis_is_refused_at_start_up() {
         stderr.contains("maxmemory-policy allkeys-lru") && stderr.contains("noeviction"),
         "{stderr}"
     );
+}
+
+/// Before: with rendition `b.mp4` turned into a directory after submission,
+/// the job failed but `a.mp4` had already been replaced. Now every target is
+/// checked before the first rename: the job fails naming `b.mp4`, the old
+/// `a.mp4` is untouched, and no temporaries are left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multi_rendition_commit_replaces_all_outputs_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 2, "320x240");
+    let outputs = dir.path().join("o");
+    std::fs::create_dir(&outputs).unwrap();
+    let a = outputs.join("a.mp4");
+    let b = outputs.join("b.mp4");
+    std::fs::write(&a, b"the old a.mp4").unwrap();
+    let fleet = Fleet::builder().cpu_workers(1).start();
+    let id = submit_id(
+        &fleet,
+        &src,
+        &a,
+        &["--rendition", &format!("{},scale=160x120", b.display())],
+    );
+    std::fs::create_dir(&b).unwrap();
+    let j = ended(&fleet.url, &id, Duration::from_secs(60), None).await;
+    assert_eq!(j.state, pb::JobState::Failed as i32, "{j:?}");
+    assert!(
+        std::fs::read(&a).unwrap() == b"the old a.mp4",
+        "a.mp4 was replaced by a job that failed ({})",
+        j.error
+    );
+    assert!(j.error.contains("b.mp4 is a directory"), "{}", j.error);
+    let left: Vec<String> = std::fs::read_dir(&outputs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "a.mp4" && n != "b.mp4")
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:?}");
 }

@@ -696,6 +696,13 @@ impl State {
             .jobs
             .get_mut(job_id)
             .ok_or_else(|| not_found("job", job_id))?;
+        if job.state == JobState::Committing {
+            // Outputs may already be moving into place: a cancel now could
+            // leave some renditions replaced and others not.
+            return Err(Error::Stale(format!(
+                "job {job_id} is committing its outputs and can no longer be cancelled"
+            )));
+        }
         if !job.state.is_terminal() {
             job.state = JobState::Cancelled;
             job.error = "cancelled".into();

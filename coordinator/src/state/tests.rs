@@ -402,6 +402,12 @@ async fn stitch_waits_for_every_chunk_and_gets_them_in_order(s: Arc<dyn StateSto
         .await
         .unwrap();
     assert_eq!(t.state, JobState::Committing);
+    // Outputs may be moving into place: a cancel now is refused.
+    let e = s.cancel(&job, 6).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Stale(m) if m.contains("committing")),
+        "{e:?}"
+    );
     let t = s.finish_commit(&job, Ok(()), 6).await.unwrap();
     assert_eq!(t.state, JobState::Succeeded);
 }

@@ -212,6 +212,37 @@ pub fn commit(stitched: &OutputObject, output: &str) -> std::result::Result<(), 
     }
 }
 
+/// Checks, before any rename of a job's commit, that `stitched` can be
+/// moved onto `output`: the temporary is there at its size (or the output
+/// already holds it), and the output is not a directory and its directory
+/// exists. A job whose check fails is failed with nothing replaced.
+pub fn check_commit(stitched: &OutputObject, output: &str) -> std::result::Result<(), String> {
+    let fin = Path::new(output);
+    match std::fs::metadata(&stitched.path) {
+        Ok(meta) if meta.len() != stitched.size_bytes => {
+            return Err(format!(
+                "stitched object for {output} is {} bytes, expected {}",
+                meta.len(),
+                stitched.size_bytes
+            ))
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let done = std::fs::metadata(fin).is_ok_and(|m| m.len() == stitched.size_bytes);
+            if !done {
+                return Err(format!("stitched object for {output} is gone"));
+            }
+        }
+    }
+    if std::fs::symlink_metadata(fin).is_ok_and(|m| m.is_dir()) {
+        return Err(format!("{output} is a directory"));
+    }
+    match fin.parent().map(std::fs::metadata) {
+        Some(Ok(m)) if m.is_dir() => Ok(()),
+        _ => Err(format!("the directory of {output} is gone")),
+    }
+}
+
 /// Makes a rename durable.
 fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent() {
