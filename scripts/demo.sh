@@ -16,7 +16,7 @@ if [ ! -f "$out/sample.mp4" ]; then
 fi
 rm -f "$out/sample.hevc.mp4"
 set -x
-target/release/spotenc transcode "$out/sample.mp4" "$out/sample.hevc.mp4" \
+"${CARGO_TARGET_DIR:-target}/release/spotenc" transcode "$out/sample.mp4" "$out/sample.hevc.mp4" \
   --codec hevc --crf 26 --preset fast --chunk-seconds 5 --workers 2
 set +x
 ffprobe -v error -show_entries stream=codec_name,width,height,nb_frames,duration \

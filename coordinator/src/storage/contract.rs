@@ -84,6 +84,23 @@ async fn contract(s: Arc<dyn ObjectStore>) {
         Err(Error::NotFound(_))
     ));
 
+    // Keys that need URL-encoding in a copy source commit too (before: a
+    // `+`, a space or non-ASCII in the key failed the copy).
+    for name in [
+        "a+b.mp4",
+        "with space.mp4",
+        "caf\u{e9} \u{65e5}\u{672c}.mp4",
+        "100%.mp4",
+    ] {
+        let (tmp, fin) = (format!("out/.{name}.j1.a1.part"), format!("out/{name}"));
+        s.put(&tmp, name.as_bytes().to_vec()).await.unwrap();
+        s.commit(&tmp, &fin)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(s.get(&fin).await.unwrap(), name.as_bytes(), "{name}");
+        assert_eq!(s.size(&tmp).await.unwrap(), None, "{name}");
+    }
+
     // Presigned URLs work with no credentials.
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("upload.bin");
@@ -126,14 +143,19 @@ async fn s3_commit_copies_large_objects_in_parts() {
     let garage = Garage::start();
     let s = store(&garage).with_copy_part_bytes(5 << 20);
     let big: Vec<u8> = (0..11u32 << 20).map(|i| (i % 251) as u8).collect();
-    s.put("out/.big.mp4.j.a1.part", big.clone()).await.unwrap();
-    s.commit("out/.big.mp4.j.a1.part", "out/big.mp4")
-        .await
-        .unwrap();
-    let got = s.get("out/big.mp4").await.unwrap();
-    assert_eq!(got.len(), big.len());
-    assert!(got == big, "multipart copy changed the bytes");
-    assert_eq!(s.size("out/.big.mp4.j.a1.part").await.unwrap(), None);
+    for (tmp, fin) in [
+        ("out/.big.mp4.j.a1.part", "out/big.mp4"),
+        ("out/.big +\u{e9}.mp4.j.a1.part", "out/big +\u{e9}.mp4"),
+    ] {
+        s.put(tmp, big.clone()).await.unwrap();
+        s.commit(tmp, fin)
+            .await
+            .unwrap_or_else(|e| panic!("{fin}: {e}"));
+        let got = s.get(fin).await.unwrap();
+        assert_eq!(got.len(), big.len());
+        assert!(got == big, "multipart copy changed the bytes of {fin}");
+        assert_eq!(s.size(tmp).await.unwrap(), None);
+    }
 }
 
 #[tokio::test]

@@ -30,6 +30,22 @@ pub struct S3Settings {
     pub path_style: bool,
 }
 
+/// `x-amz-copy-source`: `bucket/key` with the key URL-encoded (the SDK sends
+/// it as given, and S3 decodes it), so keys with `+`, spaces or non-ASCII
+/// copy the object they name. `/` separates and stays.
+fn copy_source(bucket: &str, key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    format!(
+        "{bucket}/{}",
+        percent_encoding::utf8_percent_encode(key, KEEP)
+    )
+}
+
 pub struct S3Store {
     client: Client,
     bucket: String,
@@ -78,7 +94,7 @@ impl S3Store {
 
     async fn multipart_copy(&self, src: &str, dst: &str, size: u64) -> Result<()> {
         let upload_id = self.create_multipart(dst).await?;
-        let source = format!("{}/{src}", self.bucket);
+        let source = copy_source(&self.bucket, src);
         let mut parts = Vec::new();
         let mut start = 0u64;
         let mut number = 1;
@@ -381,7 +397,7 @@ impl ObjectStore for S3Store {
                 .copy_object()
                 .bucket(&self.bucket)
                 .key(final_key)
-                .copy_source(format!("{}/{tmp_key}", self.bucket))
+                .copy_source(copy_source(&self.bucket, tmp_key))
                 .send()
                 .await
                 .map_err(|e| s3_error("copy", final_key, e))?;
