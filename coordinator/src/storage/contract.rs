@@ -158,6 +158,36 @@ async fn s3_commit_copies_large_objects_in_parts() {
     }
 }
 
+// A stitch uploaded in more parts than one ListParts page holds completes
+// whole (before: only the first page was completed, the tail was lost).
+#[tokio::test]
+async fn s3_completes_uploads_of_more_parts_than_a_page() {
+    let garage = Garage::start();
+    let s = store(&garage).with_list_parts_page(2);
+    let key = "out/.paged.mp4.j.a1.part";
+    let upload = s.create_multipart(key).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut whole = Vec::new();
+    for n in 1..=5u8 {
+        // S3's minimum part is 5 MiB, except the last.
+        let len = if n == 5 { 1000 } else { 5 << 20 };
+        let part = vec![n; len];
+        whole.extend_from_slice(&part);
+        let file = dir.path().join(format!("part{n}"));
+        std::fs::write(&file, &part).unwrap();
+        let url = s
+            .presign_upload_part(key, &upload, i32::from(n), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let (ok, _) = curl(&["-T", file.to_str().unwrap(), &url]);
+        assert!(ok, "part {n}");
+    }
+    assert!(s.complete_uploaded_parts(key).await.unwrap());
+    let got = s.get(key).await.unwrap();
+    assert_eq!(got.len(), whole.len(), "parts completed");
+    assert!(got == whole);
+}
+
 #[tokio::test]
 async fn file_store_refuses_keys_that_escape_its_root() {
     let dir = tempfile::tempdir().unwrap();

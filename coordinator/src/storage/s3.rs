@@ -51,6 +51,8 @@ pub struct S3Store {
     bucket: String,
     /// Largest object copied in one CopyObject; also the part size above it.
     copy_part_bytes: u64,
+    /// Parts asked for per ListParts page (S3 returns at most 1000).
+    list_parts_page: i32,
 }
 
 fn s3_error<E: std::fmt::Debug>(what: &str, key: &str, e: E) -> Error {
@@ -79,7 +81,14 @@ impl S3Store {
             client: Client::from_conf(b.build()),
             bucket: s.bucket.clone(),
             copy_part_bytes: Self::MAX_COPY_OBJECT_BYTES,
+            list_parts_page: 1000,
         }
+    }
+
+    /// Asks ListParts for `parts` parts per page (tests page with a few).
+    pub fn with_list_parts_page(mut self, parts: i32) -> Self {
+        self.list_parts_page = parts.clamp(1, 1000);
+        self
     }
 
     /// Uses multipart copy above `bytes` (at least 5 MiB, S3's part minimum).
@@ -224,25 +233,35 @@ impl S3Store {
         let Some(upload_id) = self.uploads_of(key).await?.into_iter().next() else {
             return Ok(false);
         };
-        let listed = self
-            .client
-            .list_parts()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .send()
-            .await
-            .map_err(|e| s3_error("list parts", key, e))?;
-        let parts: Vec<CompletedPart> = listed
-            .parts()
-            .iter()
-            .map(|p| {
+        // Every page: an upload of more parts than a page holds (1000 on
+        // S3) would otherwise complete without its tail.
+        let mut parts: Vec<CompletedPart> = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let listed = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .max_parts(self.list_parts_page)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| s3_error("list parts", key, e))?;
+            parts.extend(listed.parts().iter().map(|p| {
                 CompletedPart::builder()
                     .set_part_number(p.part_number())
                     .set_e_tag(p.e_tag().map(str::to_string))
                     .build()
-            })
-            .collect();
+            }));
+            match listed.next_part_number_marker() {
+                Some(next) if listed.is_truncated().unwrap_or(false) => {
+                    marker = Some(next.to_string())
+                }
+                _ => break,
+            }
+        }
         if parts.is_empty() {
             return Ok(false);
         }
