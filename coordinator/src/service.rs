@@ -265,11 +265,7 @@ impl WorkerService for Workers {
         self.0
             .check_holder(&req.worker_id, &req.task_id, req.attempt)
             .await?;
-        let failure = Ending {
-            message: req.error,
-            retryable: req.retryable,
-            log: req.log,
-        };
+        let failure = Ending::from_worker(&req.error, req.retryable, &req.log);
         self.0.fail(&req.task_id, req.attempt, &failure).await?;
         Ok(Response::new(pb::FailTaskResponse {}))
     }
@@ -279,11 +275,7 @@ impl WorkerService for Workers {
         req: Request<pb::HandBackTaskRequest>,
     ) -> Result<Response<pb::HandBackTaskResponse>, Status> {
         let req = req.into_inner();
-        let notice = Ending {
-            message: req.reason,
-            retryable: true,
-            log: req.log,
-        };
+        let notice = Ending::from_worker(&req.reason, true, &req.log);
         self.0
             .hand_back(&req.worker_id, &req.task_id, req.attempt, &notice)
             .await?;

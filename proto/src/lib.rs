@@ -8,6 +8,8 @@
 //!   `domain/fleet.rs` (mirroring `convert/fleet.rs`).
 //! - [`auth`]: bearer-token roles and the client interceptor.
 //! - [`client`]: connecting to a coordinator (TLS, token).
+//! - [`redact`]: URL query strings (presigned credentials) removed from text
+//!   that leaves a worker.
 //! - `convert`: `From`/`TryFrom` between [`domain`] and [`pb`], the only place
 //!   that maps one onto the other.
 //! - [`Error`]: the shared error type, and its mapping to `tonic::Status`
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod client;
 pub mod domain;
+pub mod redact;
 
 mod convert;
 #[cfg(test)]

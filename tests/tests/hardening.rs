@@ -139,3 +139,93 @@ async fn a_multi_rendition_commit_replaces_all_outputs_or_none() {
         .collect();
     assert!(left.is_empty(), "temporaries left: {left:?}");
 }
+
+/// A worker's failure message and encoder log may carry the presigned URLs
+/// it was given (FFmpeg and HTTP clients print URLs). The coordinator
+/// redacts the query string of every URL a worker reports before it stores
+/// or logs it, so `spotenc status`, `spotenc logs` and the coordinator's log
+/// never show a credential or signature. Driven over raw gRPC as a worker.
+/// (The worker's media layer already names inputs without their query, so a
+/// real S3 failure cannot show the difference; this reports one.)
+#[tokio::test(flavor = "multi_thread")]
+async fn presigned_urls_a_worker_reports_never_reach_status_or_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 1, "160x120");
+    let fleet = Fleet::builder().cpu_workers(0).start();
+    let id = submit_id(&fleet, &src, &dir.path().join("o.mp4"), &[]);
+    let conn = spotenc_proto::client::Connection {
+        url: fleet.url.clone(),
+        ..Default::default()
+    };
+    let mut w = conn.workers().await.unwrap();
+    let info = spotenc_proto::domain::WorkerInfo {
+        name: "w".into(),
+        pool: "p".into(),
+        hardware: "cpu".into(),
+        slots: 1,
+        cores: 1,
+        memory_bytes: 0,
+        codecs: vec![spotenc_proto::domain::Codec::H264],
+        instance_type: String::new(),
+        zone: String::new(),
+        capacity: spotenc_proto::domain::Capacity::OnDemand,
+        gpus: vec![],
+        encoder: String::new(),
+    };
+    let worker_id = w
+        .register_worker(pb::RegisterWorkerRequest {
+            info: Some(info.into()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let task = w
+        .lease_task(pb::LeaseTaskRequest {
+            worker_id: worker_id.clone(),
+            wait_ms: 5_000,
+            gpus: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .expect("the probe");
+    let url = "https://media.s3.example/in/src.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+               &X-Amz-Credential=AKIAEXAMPLESECRET%2F20261130&X-Amz-Signature=deadbeefsecret";
+    w.fail_task(pb::FailTaskRequest {
+        worker_id,
+        task_id: task.task_id.clone(),
+        attempt: task.attempt,
+        error: format!("bad input {url}: Server returned 403 Forbidden"),
+        retryable: false,
+        log: format!("[https @ 0x1] Opening '{url}' for reading\nHTTP error 403"),
+    })
+    .await
+    .unwrap();
+    let j = ended(&fleet.url, &id, Duration::from_secs(30), None).await;
+    assert_eq!(j.state, pb::JobState::Failed as i32);
+    let mut seen = j.error.clone();
+    for args in [["status", id.as_str()], ["logs", id.as_str()]] {
+        let o = fleet.spotenc(&args);
+        seen.push_str(&String::from_utf8_lossy(&o.stdout));
+        seen.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    seen.push_str(
+        &std::fs::read_to_string(fleet.data_dir.path().join("coordinator0.log")).unwrap(),
+    );
+    for secret in ["AKIAEXAMPLESECRET", "deadbeefsecret", "X-Amz-"] {
+        assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
+    }
+    // What is left still says what failed, and where.
+    assert!(
+        j.error
+            .contains("https://media.s3.example/in/src.mp4?<redacted>"),
+        "{}",
+        j.error
+    );
+    assert!(
+        seen.contains("Opening 'https://media.s3.example/in/src.mp4?<redacted>' for reading"),
+        "{seen}"
+    );
+}

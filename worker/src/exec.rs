@@ -350,6 +350,8 @@ impl Slot {
     }
 
     async fn fail(&self, task_id: &str, attempt: u32, error: &str, retryable: bool, log: String) {
+        // Presigned URLs carry credentials in their query: never log them.
+        let error = &*spotenc_proto::redact::redact_urls(error);
         warn!(task = %task_id, attempt, retryable, error, "task failed");
         let req = pb::FailTaskRequest {
             worker_id: self.worker_id.clone(),

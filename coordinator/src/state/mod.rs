@@ -133,6 +133,17 @@ impl Ending {
             log: String::new(),
         }
     }
+
+    /// A worker's failure or hand-back, with the query strings of any URLs
+    /// (presigned credentials) redacted before anything stores or logs it.
+    pub fn from_worker(message: &str, retryable: bool, log: &str) -> Self {
+        use spotenc_proto::redact::redact_urls;
+        Ending {
+            message: redact_urls(message).into_owned(),
+            retryable,
+            log: redact_urls(log).into_owned(),
+        }
+    }
 }
 
 /// What the lease TTL and attempt limits are for this coordinator.
