@@ -88,6 +88,10 @@ fn describe() {
         "The planner's drain target by priority: the queue should never be older"
     );
     metrics::describe_gauge!(
+        "spotenc_watch_streams",
+        "Open WatchJob streams on this coordinator"
+    );
+    metrics::describe_gauge!(
         "spotenc_pool_workers",
         "Live workers (asked for work or heartbeated in the last 30 s), by catalogue pool"
     );

@@ -86,12 +86,26 @@ impl JobService for Jobs {
         let coord = self.0.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
+            // Counted while open; the guard uncounts on every way out.
+            struct Open;
+            impl Drop for Open {
+                fn drop(&mut self) {
+                    metrics::gauge!("spotenc_watch_streams").decrement(1.0);
+                }
+            }
+            metrics::gauge!("spotenc_watch_streams").increment(1.0);
+            let _open = Open;
             let mut last = first;
             if tx.send(Ok(job_to_pb(last.clone()))).await.is_err() {
                 return;
             }
             while !last.state.is_terminal() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // A client that goes away ends the stream at once, not when
+                // (if ever) the job changes.
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
                 let job = match coord.job(&job_id).await {
                     Ok(j) => j,
                     Err(e) => {

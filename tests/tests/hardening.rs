@@ -229,3 +229,42 @@ async fn presigned_urls_a_worker_reports_never_reach_status_or_logs() {
         "{seen}"
     );
 }
+
+/// Before: a `WatchJob` stream whose client went away kept polling the store
+/// every 200 ms until the job ended, which for a queued job could be never.
+/// Now it ends at once; `spotenc_watch_streams` counts the open ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_stream_ends_when_its_client_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 1, "160x120");
+    // No workers: the job stays queued.
+    let fleet = Fleet::builder().cpu_workers(0).start();
+    let id = submit_id(&fleet, &src, &dir.path().join("o.mp4"), &[]);
+    let open = || {
+        let text = spotenc_tests::promql::scrape(&fleet.metrics[0]);
+        text.lines()
+            .find_map(|l| l.strip_prefix("spotenc_watch_streams "))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+            .unwrap_or(0.0)
+    };
+    let mut c = pb::job_service_client::JobServiceClient::connect(fleet.url.clone())
+        .await
+        .unwrap();
+    let mut stream = c
+        .watch_job(pb::WatchJobRequest { job_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    assert_eq!(open(), 1.0);
+    drop(stream);
+    drop(c);
+    let start = Instant::now();
+    while open() != 0.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the stream kept running after its client left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
