@@ -18,7 +18,7 @@ pub struct ConnArgs {
     pub coordinator: String,
     /// Bearer token with the client (or admin) role
     #[arg(long, env = "SPOTENC_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<spotenc_proto::secret::Secret>,
     /// CA certificate (PEM) when the coordinator serves TLS
     #[arg(long, env = "SPOTENC_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,

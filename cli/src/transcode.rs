@@ -83,7 +83,7 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     for i in 0..local.workers.max(1) {
         let wc = spotenc_worker::WorkerConfig {
             coordinator: url.clone(),
-            token: Some(token.clone()),
+            token: Some(token.as_str().into()),
             tls_ca: None,
             name: format!("local-{i}"),
             pool: "local".into(),
@@ -115,7 +115,7 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     let result = async {
         let mut jobs = client::connect(&client::ConnArgs {
             coordinator: url.clone(),
-            token: Some(token.clone()),
+            token: Some(token.as_str().into()),
             tls_ca: None,
         })
         .await?;

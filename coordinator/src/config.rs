@@ -178,7 +178,7 @@ struct RedisSection {
 struct TokenSection {
     name: String,
     role: Role,
-    token: Option<String>,
+    token: Option<spotenc_proto::secret::Secret>,
     token_env: Option<String>,
 }
 
@@ -255,7 +255,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
     let mut tokens = Tokens::default();
     for t in file.tokens {
         let secret = match (&t.token, &t.token_env) {
-            (Some(s), None) => s.clone(),
+            (Some(s), None) => s.expose().to_string(),
             (None, Some(var)) => env.get(var).cloned().ok_or_else(|| {
                 Error::invalid(format!(
                     "token {:?}: environment variable {var} is not set",
@@ -296,7 +296,8 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
                     secret_access_key: secret(
                         s.secret_access_key_env,
                         "SPOTENC_S3_SECRET_ACCESS_KEY",
-                    )?,
+                    )?
+                    .into(),
                     path_style: s.path_style,
                 },
                 allowed_buckets: s.allowed_buckets,

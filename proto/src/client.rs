@@ -29,7 +29,7 @@ pub fn install_crypto_provider() {
 pub struct Connection {
     /// `http://host:port`, or `https://host:port` with `tls_ca`.
     pub url: String,
-    pub token: Option<String>,
+    pub token: Option<crate::secret::Secret>,
     /// PEM CA certificate that signed the coordinator's certificate.
     pub tls_ca: Option<std::path::PathBuf>,
 }
@@ -72,7 +72,7 @@ impl Connection {
     }
 
     pub async fn jobs(&self) -> Result<JobClient> {
-        let token = BearerToken::new(self.token.as_deref())?;
+        let token = BearerToken::new(self.token.as_ref().map(crate::secret::Secret::expose))?;
         Ok(JobServiceClient::with_interceptor(
             self.channel().await?,
             token,
@@ -80,7 +80,7 @@ impl Connection {
     }
 
     pub async fn workers(&self) -> Result<WorkerClient> {
-        let token = BearerToken::new(self.token.as_deref())?;
+        let token = BearerToken::new(self.token.as_ref().map(crate::secret::Secret::expose))?;
         Ok(WorkerServiceClient::with_interceptor(
             self.channel().await?,
             token,

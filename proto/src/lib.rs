@@ -8,6 +8,7 @@
 //!   `domain/fleet.rs` (mirroring `convert/fleet.rs`).
 //! - [`auth`]: bearer-token roles and the client interceptor.
 //! - [`client`]: connecting to a coordinator (TLS, token).
+//! - [`secret`]: [`secret::Secret`], a credential whose `Debug` hides it.
 //! - [`redact`]: URL query strings (presigned credentials) removed from text
 //!   that leaves a worker.
 //! - `convert`: `From`/`TryFrom` between [`domain`] and [`pb`], the only place
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod client;
 pub mod domain;
 pub mod redact;
+pub mod secret;
 
 mod convert;
 #[cfg(test)]

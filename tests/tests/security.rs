@@ -63,7 +63,7 @@ async fn tokens_and_roles_are_checked_on_every_call_over_tls() {
     // A client token cannot act as a worker.
     let conn = Connection {
         url: fleet.url.clone(),
-        token: Some(tokens.client.clone()),
+        token: Some(tokens.client.as_str().into()),
         tls_ca: fleet.tls_ca.clone(),
     };
     let mut w = conn.workers().await.unwrap();
@@ -80,7 +80,7 @@ async fn tokens_and_roles_are_checked_on_every_call_over_tls() {
     // Plaintext to a TLS port fails.
     let plain = Connection {
         url: fleet.url.replace("https://", "http://"),
-        token: Some(tokens.client.clone()),
+        token: Some(tokens.client.as_str().into()),
         tls_ca: None,
     };
     let mut p = plain.jobs().await.unwrap();

@@ -16,7 +16,7 @@ pub struct WorkerArgs {
     coordinator: Option<String>,
     /// Bearer token with the worker role
     #[arg(long, env = "SPOTENC_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    token: Option<spotenc_proto::secret::Secret>,
     /// CA certificate (PEM) when the coordinator serves TLS
     #[arg(long, env = "SPOTENC_TLS_CA")]
     tls_ca: Option<PathBuf>,

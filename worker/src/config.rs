@@ -39,7 +39,7 @@ use crate::{host_resources, slots_for, InputMode, WorkerConfig};
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
     pub coordinator: Option<String>,
-    pub token: Option<String>,
+    pub token: Option<spotenc_proto::secret::Secret>,
     pub token_env: Option<String>,
     pub tls_ca: Option<PathBuf>,
     pub name: Option<String>,
@@ -102,7 +102,7 @@ pub fn load(
     let notices = notice_settings(&s)?;
     let token = match (s.token, s.token_env) {
         (Some(t), _) => Some(t),
-        (None, Some(var)) => Some(env.get(&var).cloned().ok_or_else(|| {
+        (None, Some(var)) => Some(env.get(&var).map(|t| t.as_str().into()).ok_or_else(|| {
             Error::invalid(format!("token_env: environment variable {var} is not set"))
         })?),
         (None, None) => None,
@@ -214,7 +214,9 @@ mod tests {
         };
         let c = load(flags, file, &env, "cpu", "p").unwrap();
         assert_eq!((c.slots, c.capacity), (1, Capacity::Spot));
-        assert_eq!(c.token.as_deref(), Some("secret"));
+        assert_eq!(c.token.as_ref().map(|t| t.expose()), Some("secret"));
+        // A config printed with {:?} (logs, panics) does not show it.
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
         assert_eq!(c.coordinator, "http://c:1");
         let e = load(
             WorkerSettings::default(),

@@ -64,7 +64,7 @@ pub struct WorkerConfig {
     /// `http://host:port` (or `https://` with a CA) of the coordinator.
     pub coordinator: String,
     /// Bearer token with the worker role.
-    pub token: Option<String>,
+    pub token: Option<spotenc_proto::secret::Secret>,
     /// PEM CA certificate for a coordinator serving TLS.
     pub tls_ca: Option<std::path::PathBuf>,
     pub name: String,

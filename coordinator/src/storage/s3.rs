@@ -24,7 +24,7 @@ pub struct S3Settings {
     pub region: String,
     pub bucket: String,
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: spotenc_proto::secret::Secret,
     /// Path-style addressing (`endpoint/bucket/key`), which Garage and MinIO
     /// need.
     pub path_style: bool,
@@ -68,7 +68,7 @@ impl S3Store {
             .region(Region::new(s.region.clone()))
             .credentials_provider(Credentials::new(
                 s.access_key_id.clone(),
-                s.secret_access_key.clone(),
+                s.secret_access_key.expose().to_string(),
                 None,
                 None,
                 "spotenc",
