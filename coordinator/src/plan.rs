@@ -8,6 +8,11 @@
 use spotenc_proto::domain::{ChunkRange, VideoStreamInfo};
 use spotenc_proto::{Error, Result};
 
+/// The most chunks one job may have: each is a task, a lease, an attempt
+/// record and a stitch input, so a 10-hour source at 0.5 s chunks must not
+/// become 72,000 of them.
+pub const MAX_CHUNKS: usize = 20_000;
+
 /// Plans the chunks of a video stream.
 pub fn plan_chunks(
     video: &VideoStreamInfo,
@@ -60,6 +65,12 @@ pub fn plan_chunks(
         let Some(next) = best else { break };
         if end - secs(kf[next].pts) < min_chunk_seconds {
             break;
+        }
+        if starts.len() == MAX_CHUNKS {
+            return Err(Error::invalid(format!(
+                "{end:.0} s of video at {chunk_seconds} s per chunk would make more than \
+                 {MAX_CHUNKS} chunks (the most a job may have); use longer chunks"
+            )));
         }
         starts.push(next);
     }
@@ -136,6 +147,24 @@ mod tests {
         let plan = plan_chunks(&stream(100, &[0]), 1.0, 0.5).unwrap();
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].frames(), 100);
+    }
+
+    #[test]
+    fn more_chunks_than_the_cap_are_refused_naming_it() {
+        // 3 hours at 25 fps with a keyframe every 0.52 s, 0.5 s chunks:
+        // about 20,770 chunks.
+        let frames = 3 * 3600 * 25;
+        let kfs: Vec<u64> = (0..frames).step_by(13).collect();
+        let e = plan_chunks(&stream(frames, &kfs), 0.5, 0.0).unwrap_err();
+        assert!(
+            e.to_string().contains("more than 20000 chunks") && e.to_string().contains("10800 s"),
+            "{e}"
+        );
+        // At the cap exactly it plans.
+        let frames = 20_000 * 13;
+        let kfs: Vec<u64> = (0..frames).step_by(13).collect();
+        let plan = plan_chunks(&stream(frames, &kfs), 0.5, 0.0).unwrap();
+        assert_eq!(plan.len(), MAX_CHUNKS);
     }
 
     #[test]

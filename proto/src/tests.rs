@@ -115,3 +115,38 @@ fn status_mapping_is_inverse() {
         assert_eq!(crate::Error::from_status(&e.clone().into_status()), e);
     }
 }
+
+#[test]
+fn paths_with_control_characters_or_too_long_are_refused_naming_the_field() {
+    let with = |f: fn(&mut JobSpec)| {
+        let mut s = spec();
+        f(&mut s);
+        s.validate().map_err(|e| e.to_string())
+    };
+    let e = with(|s| s.output = "/o/a.mp4\nFAKE LOG LINE".into()).unwrap_err();
+    assert!(
+        e.contains("output has a control character U+000A at byte 8"),
+        "{e}"
+    );
+    let e = with(|s| s.input = "/in\0.mp4".into()).unwrap_err();
+    assert!(
+        e.contains("input has a control character U+0000 at byte 3"),
+        "{e}"
+    );
+    let e = with(|s| s.input = format!("/{}", "a".repeat(5000))).unwrap_err();
+    assert!(e.contains("input is 5001 bytes long (at most 4096)"), "{e}");
+    let e = with(|s| {
+        s.renditions.push(Rendition {
+            output: "/o/b\u{1b}[31m.mp4".into(),
+            container: Container::Mp4,
+            video: s.video.clone(),
+        })
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("rendition output has a control character U+001B"),
+        "{e}"
+    );
+    // Unicode that is not a control character is a fine name.
+    assert!(with(|s| s.output = "/o/caf\u{e9} \u{65e5}\u{672c}.mp4".into()).is_ok());
+}

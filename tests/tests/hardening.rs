@@ -268,3 +268,26 @@ async fn a_watch_stream_ends_when_its_client_goes_away() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Before: an output path with a newline or ESC was accepted (and a name
+/// could forge log lines). Now submission refuses it, naming the field, and
+/// nothing runs.
+#[test]
+fn paths_with_control_characters_are_refused_at_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 1, "160x120");
+    let fleet = Fleet::builder().cpu_workers(0).start();
+    let bad = dir.path().join("o\nINFO job committed.mp4");
+    let o = fleet.spotenc(&["submit", src.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("output has a control character U+000A"),
+        "{stderr}"
+    );
+    let listed = fleet.spotenc(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).trim().is_empty(),
+        "{listed:?}"
+    );
+}

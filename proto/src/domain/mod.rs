@@ -303,6 +303,16 @@ impl JobSpec {
         if self.output.is_empty() {
             return Err(Error::invalid("output is empty"));
         }
+        let paths = [("input", &self.input), ("output", &self.output)]
+            .into_iter()
+            .chain(
+                self.renditions
+                    .iter()
+                    .map(|r| ("rendition output", &r.output)),
+            );
+        for (what, path) in paths {
+            check_path(what, path)?;
+        }
         self.video.validate()?;
         if self.renditions.len() > Self::MAX_RENDITIONS {
             return Err(Error::invalid(format!(
@@ -368,6 +378,29 @@ impl JobSpec {
         }
         Ok(())
     }
+}
+
+/// The longest input or output a job may name, in bytes (Linux's PATH_MAX;
+/// S3 keys stop at 1024 bytes, which the store reports itself).
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// A path or URL a job names: bounded, and free of NUL and other control
+/// characters, which no file system or object key should carry and which
+/// would let a name forge log lines.
+fn check_path(what: &str, path: &str) -> Result<()> {
+    if path.len() > MAX_PATH_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes long (at most {MAX_PATH_BYTES})",
+            path.len()
+        )));
+    }
+    if let Some((at, c)) = path.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "{what} has a control character U+{:04X} at byte {at}",
+            u32::from(c)
+        )));
+    }
+    Ok(())
 }
 
 /// An exact rational, as FFmpeg uses for time bases and rates.
