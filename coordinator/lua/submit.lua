@@ -1,5 +1,6 @@
 -- submit: create a job and its probe task, or return the job an earlier
--- submission with the same idempotency key created.
+-- submission with the same idempotency key and spec created (the same key
+-- with another spec is refused).
 -- KEYS: none (see lib.lua)
 -- Refuses a job whose outputs are the input or an output of a running job,
 -- or whose input is such an output (P:outpaths, P:inpaths).
@@ -11,7 +12,15 @@
 local job, key, now = ARGV[2], ARGV[3], ARGV[4]
 if key ~= '' then
   local existing = redis.call('GET', P .. ':idem:' .. key)
-  if existing then return existing end
+  if existing then
+    -- The same key for a different job is a client bug, not a retry.
+    local spec = redis.call('HGET', jk(existing), 'spec')
+    if spec and spec ~= ARGV[6] then
+      return redis.error_reply('INVALID idempotency key "' .. key .. '" was used for job ' ..
+        existing .. ' with a different spec; use a new key for a different job')
+    end
+    return existing
+  end
 end
 local input = ARGV[13]
 local holder = redis.call('HGET', OUTPATHS, input)

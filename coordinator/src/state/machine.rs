@@ -87,6 +87,13 @@ impl State {
                 .get(idempotency_key)
                 .and_then(|id| self.jobs.get(id))
             {
+                if job.spec != spec {
+                    return Err(Error::invalid(format!(
+                        "idempotency key {idempotency_key:?} was used for job {} with a \
+                         different spec; use a new key for a different job",
+                        job.id
+                    )));
+                }
                 return Ok(job.clone());
             }
         }

@@ -193,11 +193,21 @@ async fn planned_job(s: &dyn StateStore) -> String {
 }
 
 async fn submit_is_idempotent_by_key(s: Arc<dyn StateStore>) {
-    let a = s.submit(spec(), "k1", 0).await.unwrap();
-    let b = s.submit(spec(), "k1", 5).await.unwrap();
+    let sp = spec();
+    let a = s.submit(sp.clone(), "k1", 0).await.unwrap();
+    let b = s.submit(sp, "k1", 5).await.unwrap();
     let c = s.submit(spec(), "k2", 5).await.unwrap();
     assert_eq!(a.id, b.id);
     assert_ne!(a.id, c.id);
+    // The same key for a different job is refused, not answered with the
+    // first job (before: the old job came back as if it were the new one).
+    let mut other = spec();
+    other.output = "/elsewhere/out.mp4".into();
+    let e = s.submit(other, "k1", 6).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Invalid(m) if m.contains("different spec") && m.contains(&a.id)),
+        "{e:?}"
+    );
 }
 
 async fn unknown_worker_cannot_lease(s: Arc<dyn StateStore>) {
@@ -639,15 +649,16 @@ async fn cancel_stops_heartbeats(s: Arc<dyn StateStore>) {
 #[tokio::test]
 async fn embedded_store_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let sp = spec();
     let job = {
         let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
-        s.submit(spec(), "key", 0).await.unwrap().id
+        s.submit(sp.clone(), "key", 0).await.unwrap().id
     };
     let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
     let (j, tasks) = s.job(&job).await.unwrap();
     assert_eq!(j.state, JobState::Queued);
     assert_eq!(tasks.len(), 1);
-    assert_eq!(s.submit(spec(), "key", 1).await.unwrap().id, job);
+    assert_eq!(s.submit(sp, "key", 1).await.unwrap().id, job);
 }
 
 /// Before: a second coordinator on the same data directory started, and the
@@ -847,7 +858,8 @@ async fn redis_store_survives_a_redis_restart() {
     let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS)
         .await
         .unwrap();
-    let job = s.submit(spec(), "key", 0).await.unwrap().id;
+    let sp = spec();
+    let job = s.submit(sp.clone(), "key", 0).await.unwrap().id;
     server.restart();
     let s = RedisStore::connect(&server.url(), "aof", "/w", LIMITS)
         .await
@@ -855,7 +867,7 @@ async fn redis_store_survives_a_redis_restart() {
     let (j, tasks) = s.job(&job).await.unwrap();
     assert_eq!(j.state, JobState::Queued);
     assert_eq!(tasks.len(), 1);
-    assert_eq!(s.submit(spec(), "key", 1).await.unwrap().id, job);
+    assert_eq!(s.submit(sp, "key", 1).await.unwrap().id, job);
 }
 
 mod placement;
