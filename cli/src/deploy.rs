@@ -25,12 +25,8 @@ pub struct RenderArgs {
     out: PathBuf,
     #[arg(long, default_value = "spotenc")]
     namespace: String,
-    /// Image tag of the coordinator and worker images
-    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
-    image_tag: String,
-    /// Images are REPOSITORY/{coordinator,cpu-worker,gpu-worker}:TAG
-    #[arg(long, default_value = "spotenc")]
-    image_repository: String,
+    #[command(flatten)]
+    workers: WorkerObjectArgs,
     /// An external Redis for the coordinators' state
     #[arg(
         long,
@@ -41,12 +37,6 @@ pub struct RenderArgs {
     /// Render a single-replica Redis StatefulSet instead (trials only)
     #[arg(long)]
     with_redis: bool,
-    /// The Prometheus that KEDA's triggers query
-    #[arg(long, default_value = "http://prometheus-operated.monitoring.svc:9090")]
-    prometheus_url: String,
-    /// Seconds a worker has from a spot notice or SIGTERM to exit (at most 90)
-    #[arg(long, default_value_t = deploy::MAX_NOTICE_DEADLINE_SECONDS)]
-    notice_deadline_seconds: u32,
     /// The on-demand pool that always keeps one worker (default: the
     /// cheapest CPU on-demand pool)
     #[arg(long)]
@@ -59,22 +49,49 @@ pub struct RenderArgs {
     force: bool,
 }
 
+/// What shapes each pool's worker objects, for `deploy render` and the
+/// operator alike.
+#[derive(clap::Args, Debug)]
+pub struct WorkerObjectArgs {
+    /// Image tag of the coordinator and worker images
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    image_tag: String,
+    /// Images are REPOSITORY/{coordinator,cpu-worker,gpu-worker}:TAG
+    #[arg(long, default_value = "spotenc")]
+    image_repository: String,
+    /// The Prometheus that KEDA's triggers query
+    #[arg(long, default_value = "http://prometheus-operated.monitoring.svc:9090")]
+    prometheus_url: String,
+    /// Seconds a worker has from a spot notice or SIGTERM to exit (at most 90)
+    #[arg(long, default_value_t = deploy::MAX_NOTICE_DEADLINE_SECONDS)]
+    notice_deadline_seconds: u32,
+}
+
+impl WorkerObjectArgs {
+    /// Render options in `namespace` with these flags, defaults elsewhere.
+    pub fn options(self, namespace: String) -> RenderOptions {
+        RenderOptions {
+            namespace,
+            image_repository: self.image_repository,
+            image_tag: self.image_tag,
+            prometheus_url: self.prometheus_url,
+            notice_deadline_seconds: self.notice_deadline_seconds,
+            ..RenderOptions::default()
+        }
+    }
+}
+
 pub fn run(command: DeployCommand) -> anyhow::Result<bool> {
     let DeployCommand::Render(a) = command;
     let catalogue = load_pools(&a.pools).map_err(anyhow::Error::msg)?;
     let options = RenderOptions {
-        namespace: a.namespace,
-        image_repository: a.image_repository,
-        image_tag: a.image_tag,
         redis: match a.redis_url {
             Some(url) => RedisChoice::External(url),
             None => RedisChoice::StatefulSet,
         },
-        prometheus_url: a.prometheus_url,
-        notice_deadline_seconds: a.notice_deadline_seconds,
         baseline_pool: a.baseline_pool,
         node_class: a.node_class,
-        ..RenderOptions::default()
+        ..a.workers.options(a.namespace)
     };
     let files = deploy::render(&catalogue, &options).map_err(anyhow::Error::msg)?;
     deploy::write(&a.out, &files, a.force).map_err(anyhow::Error::msg)?;

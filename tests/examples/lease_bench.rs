@@ -130,20 +130,8 @@ async fn main() -> anyhow::Result<()> {
         );
         handles.push(tokio::spawn(async move {
             let mut c = conn.workers().await.expect("connect");
-            let info = WorkerInfo {
-                name: format!("sim{w}"),
-                pool: "bench".into(),
-                hardware: "cpu".into(),
-                slots: 1,
-                cores: 1,
-                memory_bytes: 0,
-                codecs: vec![Codec::H264],
-                instance_type: String::new(),
-                zone: String::new(),
-                capacity: Capacity::OnDemand,
-                gpus: vec![],
-                encoder: String::new(),
-            };
+            let info =
+                spotenc_tests::cpu_worker_info(&format!("sim{w}"), "bench", Capacity::OnDemand);
             let id = c
                 .register_worker(pb::RegisterWorkerRequest {
                     info: Some(info.into()),

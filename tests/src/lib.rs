@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`bin`]: the workspace's built binaries (`spotenc`, `cpu-worker`).
+//! - [`cpu_worker_info`]: a worker description for raw-gRPC workers.
 //! - [`tool`]: the Python validators and clients of `scripts/tools.sh`.
 //! - [`Fleet`]: a coordinator and CPU workers as real processes on a free
 //!   loopback port, killed on drop.
@@ -70,6 +71,29 @@ pub fn tool(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(path.exists(), "{} is missing", path.display());
     path
+}
+
+/// A one-slot H.264 CPU worker's description, for tests and benches that
+/// speak the worker protocol over raw gRPC.
+pub fn cpu_worker_info(
+    name: &str,
+    pool: &str,
+    capacity: spotenc_proto::domain::Capacity,
+) -> spotenc_proto::domain::WorkerInfo {
+    spotenc_proto::domain::WorkerInfo {
+        name: name.into(),
+        pool: pool.into(),
+        hardware: "cpu".into(),
+        slots: 1,
+        cores: 1,
+        memory_bytes: 0,
+        codecs: vec![spotenc_proto::domain::Codec::H264],
+        instance_type: String::new(),
+        zone: String::new(),
+        capacity,
+        gpus: vec![],
+        encoder: String::new(),
+    }
 }
 
 pub fn free_port() -> u16 {

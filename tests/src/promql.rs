@@ -1,6 +1,6 @@
 //! PromQL as Prometheus parses it (the `promql-parser` crate): the metric
 //! names an expression reads, for checking dashboards, rules and KEDA
-//! queries against what spotenc exports.
+//! queries against what spotenc exports; and `/metrics` scrapes.
 
 use std::collections::BTreeSet;
 

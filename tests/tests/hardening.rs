@@ -158,20 +158,7 @@ async fn presigned_urls_a_worker_reports_never_reach_status_or_logs() {
         ..Default::default()
     };
     let mut w = conn.workers().await.unwrap();
-    let info = spotenc_proto::domain::WorkerInfo {
-        name: "w".into(),
-        pool: "p".into(),
-        hardware: "cpu".into(),
-        slots: 1,
-        cores: 1,
-        memory_bytes: 0,
-        codecs: vec![spotenc_proto::domain::Codec::H264],
-        instance_type: String::new(),
-        zone: String::new(),
-        capacity: spotenc_proto::domain::Capacity::OnDemand,
-        gpus: vec![],
-        encoder: String::new(),
-    };
+    let info = spotenc_tests::cpu_worker_info("w", "p", spotenc_proto::domain::Capacity::OnDemand);
     let worker_id = w
         .register_worker(pb::RegisterWorkerRequest {
             info: Some(info.into()),

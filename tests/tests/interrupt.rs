@@ -223,11 +223,7 @@ async fn interrupt_mid_encode_on(
     );
 
     // The coordinator's metrics count the interruption against the pool.
-    let scraped = std::process::Command::new("curl")
-        .args(["-sf", &fleet.metrics[0]])
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&scraped.stdout);
+    let text = spotenc_tests::promql::scrape(&fleet.metrics[0]);
     assert!(
         text.contains("spotenc_task_interruptions_total{pool=\"spot-a\"} 1"),
         "{label}: {text}"

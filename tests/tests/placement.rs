@@ -191,11 +191,7 @@ async fn each_pool_gets_the_work_its_price_says_and_jobs_show_their_cost() {
 async fn reqwest_get(url: &str) -> String {
     // The reaper records the gauges every 500 ms; wait for one round.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let out = std::process::Command::new("curl")
-        .args(["-sf", url])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    spotenc_tests::promql::scrape(url)
 }
 
 /// A worker whose pool the catalogue does not know still gets work, and

@@ -248,20 +248,7 @@ async fn worker_calls_are_bound_to_the_lease_holder() {
     };
     let mut w = conn.workers().await.unwrap();
     let register = |name: &str| {
-        let info = spotenc_proto::domain::WorkerInfo {
-            name: name.into(),
-            pool: "p".into(),
-            hardware: "cpu".into(),
-            slots: 1,
-            cores: 1,
-            memory_bytes: 0,
-            codecs: vec![spotenc_proto::domain::Codec::H264],
-            instance_type: String::new(),
-            zone: String::new(),
-            capacity: spotenc_proto::domain::Capacity::Spot,
-            gpus: vec![],
-            encoder: String::new(),
-        };
+        let info = spotenc_tests::cpu_worker_info(name, "p", spotenc_proto::domain::Capacity::Spot);
         pb::RegisterWorkerRequest {
             info: Some(info.into()),
         }

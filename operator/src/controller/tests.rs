@@ -64,6 +64,21 @@ fn content_type(r: &Request<()>) -> String {
     r.headers()["content-type"].to_str().unwrap().to_string()
 }
 
+/// A WorkerPool that already carries the operator's finalizer.
+fn held(name: &str) -> WorkerPool {
+    let mut wp = worker_pool(name);
+    wp.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    wp
+}
+
+/// `wp` as the API server shows it once `kubectl delete` ran.
+fn deleted(mut wp: WorkerPool) -> WorkerPool {
+    wp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    ));
+    wp
+}
+
 fn context(client: Client, coordinator: Option<Connection>) -> Arc<Context> {
     Arc::new(Context::new(client, RenderOptions::default(), coordinator))
 }
@@ -73,8 +88,7 @@ async fn reconcile_applies_the_pools_objects_then_writes_the_coordinators_view()
     let dir = tempfile::tempdir().unwrap();
     let conn = coordinator(dir.path()).await;
     let (service, mut server) = mock::pair::<Request<Body>, Response<Body>>();
-    let mut wp = worker_pool("c6i-4xlarge-spot");
-    wp.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let wp = held("c6i-4xlarge-spot");
     let expected = desired_objects(&wp, &RenderOptions::default()).unwrap();
     let echo = serde_json::to_value(&wp).unwrap();
 
@@ -123,11 +137,7 @@ async fn reconcile_applies_the_pools_objects_then_writes_the_coordinators_view()
 #[tokio::test]
 async fn a_deleted_pool_keeps_its_finalizer_while_nobody_can_say_its_workers_are_idle() {
     let (service, mut server) = mock::pair::<Request<Body>, Response<Body>>();
-    let mut wp = worker_pool("c6i-4xlarge-spot");
-    wp.metadata.finalizers = Some(vec![FINALIZER.into()]);
-    wp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-    ));
+    let wp = deleted(held("c6i-4xlarge-spot"));
     let echo = serde_json::to_value(&wp).unwrap();
     let api = tokio::spawn(async move {
         let (r, body, send) = next(&mut server).await;
@@ -172,11 +182,7 @@ async fn a_deleted_idle_pool_lets_its_objects_go() {
     let dir = tempfile::tempdir().unwrap();
     let conn = coordinator(dir.path()).await;
     let (service, mut server) = mock::pair::<Request<Body>, Response<Body>>();
-    let mut wp = worker_pool("c6i-4xlarge-spot");
-    wp.metadata.finalizers = Some(vec![FINALIZER.into()]);
-    wp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-    ));
+    let wp = deleted(held("c6i-4xlarge-spot"));
     let echo = serde_json::to_value(&wp).unwrap();
     let api = tokio::spawn(async move {
         // The finalizer comes off (a JSON patch on the object itself); the
