@@ -8,6 +8,7 @@
 //! data_dir = "/var/lib/spotenc"
 //! lease_ttl_ms = 15000            # a worker silent this long loses its task
 //! heartbeat_interval_ms = 2000    # at most half the TTL
+//! stall_seconds = 120             # a task with no progress this long fails, retryably
 //! max_expiries = 5                # lease expiries a task survives
 //! pools_file = "/etc/spotenc/pools.toml"  # more [[pools]] (or SPOTENC_POOLS)
 //! builtin_pools = true             # false: exactly the [[pools]] listed here and in pools_file
@@ -65,9 +66,9 @@
 //!
 //! Overrides: `SPOTENC_LISTEN`, `SPOTENC_DATA_DIR`, `SPOTENC_REDIS`,
 //! `SPOTENC_REDIS_PREFIX`, `SPOTENC_LEASE_TTL_MS`,
-//! `SPOTENC_HEARTBEAT_INTERVAL_MS`, `SPOTENC_MAX_EXPIRIES`, `SPOTENC_TLS_CERT`,
-//! `SPOTENC_TLS_KEY`, `SPOTENC_POOLS`, `SPOTENC_PLACEMENT`,
-//! `SPOTENC_INSECURE_NO_AUTH`, `SPOTENC_INPUT_ROOTS`, `SPOTENC_OUTPUT_ROOTS`.
+//! `SPOTENC_HEARTBEAT_INTERVAL_MS`, `SPOTENC_STALL_SECONDS`,
+//! `SPOTENC_MAX_EXPIRIES`, `SPOTENC_TLS_CERT`, `SPOTENC_TLS_KEY`,
+//! `SPOTENC_POOLS`, `SPOTENC_PLACEMENT`, `SPOTENC_INSECURE_NO_AUTH`, `SPOTENC_INPUT_ROOTS`, `SPOTENC_OUTPUT_ROOTS`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -94,6 +95,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     lease_ttl_ms: Option<u32>,
     heartbeat_interval_ms: Option<u32>,
+    stall_seconds: Option<u32>,
     max_expiries: Option<u32>,
     redis: Option<RedisSection>,
     tls: Option<TlsFiles>,
@@ -196,6 +198,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_LEASE_TTL_MS: u32 = 15_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u32 = 2_000;
 pub const DEFAULT_MAX_EXPIRIES: u32 = 5;
+/// Two minutes without a frame, packet or byte: long past any encoder's
+/// flush or a network read's own timeout (30 s).
+pub const DEFAULT_STALL_SECONDS: u32 = 120;
 
 /// Builds a [`Config`] from TOML text (may be empty) and environment
 /// overrides, then validates it.
@@ -442,6 +447,9 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         heartbeat_interval_ms: parse_env(env, "SPOTENC_HEARTBEAT_INTERVAL_MS")?
             .or(file.heartbeat_interval_ms)
             .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
+        stall_seconds: parse_env(env, "SPOTENC_STALL_SECONDS")?
+            .or(file.stall_seconds)
+            .unwrap_or(DEFAULT_STALL_SECONDS),
         max_expiries: parse_env(env, "SPOTENC_MAX_EXPIRIES")?
             .or(file.max_expiries)
             .unwrap_or(DEFAULT_MAX_EXPIRIES),

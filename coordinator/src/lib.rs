@@ -93,6 +93,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub lease_ttl_ms: u32,
     pub heartbeat_interval_ms: u32,
+    /// Seconds without progress after which a worker fails its task as
+    /// stalled (sent to workers when they register).
+    pub stall_seconds: u32,
     /// A task whose lease expires more than this many times fails its job.
     pub max_expiries: u32,
     /// How often expired leases are reaped.
@@ -134,6 +137,12 @@ impl Config {
                 "invalid heartbeat interval {} ms (expected 1..={} ms, half the lease TTL)",
                 self.heartbeat_interval_ms,
                 self.lease_ttl_ms / 2
+            )));
+        }
+        if self.stall_seconds < 5 {
+            return Err(Error::invalid(format!(
+                "invalid stall_seconds {} (expected at least 5)",
+                self.stall_seconds
             )));
         }
         Ok(())

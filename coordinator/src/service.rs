@@ -217,6 +217,7 @@ impl WorkerService for Workers {
             worker_id,
             lease_ttl_ms: c.lease_ttl_ms,
             heartbeat_interval_ms: c.heartbeat_interval_ms,
+            stall_seconds: c.stall_seconds,
         }))
     }
 

@@ -15,7 +15,7 @@ use crate::{input, Control, Error, Result};
 pub fn make_audio(task: &AudioTask, ctl: &Control) -> Result<OutputObject> {
     let dst = input::local_path(&task.output)?.to_path_buf();
     let packets = crate::write_atomically(&dst, |part| {
-        let mut ictx = input::open_uri(&task.input)?;
+        let mut ictx = input::open_uri(&task.input, ctl)?;
         let stream = ictx
             .streams()
             .best(media::Type::Audio)
@@ -63,10 +63,10 @@ fn copy(
     let otb = octx.stream(0).expect("one stream").time_base();
     let mut n = 0u64;
     for (s, mut packet) in ictx.packets() {
+        ctl.check()?;
         if s.index() != index {
             continue;
         }
-        ctl.check()?;
         let Some(pts) = packet.pts().or(packet.dts()) else {
             continue;
         };
@@ -83,6 +83,7 @@ fn copy(
             .map_err(Error::ff("write audio packet"))?;
         n += 1;
     }
+    crate::input::read_ok(ictx, ctl, &task.input)?;
     octx.write_trailer()
         .map_err(Error::ff("write audio trailer"))?;
     Ok(n)
@@ -210,10 +211,10 @@ fn encode(
         Ok(())
     };
     for (s, packet) in ictx.packets() {
+        ctl.check()?;
         if s.index() != index {
             continue;
         }
-        ctl.check()?;
         if decoder.send_packet(&packet).is_err() {
             continue;
         }
@@ -235,6 +236,7 @@ fn encode(
             pump(&mut graph, &mut encoder, &mut octx, false)?;
         }
     }
+    crate::input::read_ok(ictx, ctl, &task.input)?;
     let _ = decoder.send_eof();
     while decoder.receive_frame(&mut decoded).is_ok() {
         if let Some(ts) = decoded.timestamp().or(decoded.pts()) {

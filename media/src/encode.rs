@@ -148,7 +148,7 @@ fn run(
     ctl: &Control,
     hw: Hardware,
 ) -> Result<Option<u64>> {
-    let mut ictx = input::open_uri(src)?;
+    let mut ictx = input::open_uri(src, ctl)?;
     let index = task.video_stream as usize;
     let stream = ictx.stream(index).ok_or_else(|| Error::BadInput {
         path: task.input.clone(),
@@ -215,6 +215,8 @@ fn run(
         return Ok(None);
     }
     if !cut.done {
+        // The input ended before the chunk did: truly, or by a failed read.
+        input::read_ok(&ictx, ctl, src)?;
         let _ = decoder.send_eof();
         while decoder.receive_frame(&mut decoded).is_ok() && !cut.done && !cut.too_late {
             cut.take(&decoded)?;
@@ -232,7 +234,7 @@ fn run(
     }
     let planned = task.chunk.frames();
     for pipeline in std::mem::take(&mut cut.pipelines) {
-        let written = pipeline.finish()?;
+        let written = pipeline.finish(ctl)?;
         if written != planned || cut.kept != planned {
             return Err(Error::Verify(format!(
                 "chunk {} encoded {written} frames from {} decoded, plan says {planned}",
@@ -294,9 +296,9 @@ impl Cutter<'_> {
         let last = self.pipelines.len() - 1;
         for (i, p) in self.pipelines.iter_mut().enumerate() {
             if i == last {
-                p.push(Some(&f))?;
+                p.push(Some(&f), self.ctl)?;
             } else {
-                p.push(Some(&f.clone()))?;
+                p.push(Some(&f.clone()), self.ctl)?;
             }
         }
         self.kept += 1;
@@ -454,7 +456,7 @@ impl Pipeline {
     }
 
     /// Feeds one frame, or `None` to flush.
-    fn push(&mut self, f: Option<&frame::Video>) -> Result<()> {
+    fn push(&mut self, f: Option<&frame::Video>, ctl: &Control) -> Result<()> {
         {
             let mut src = self.graph.get("in").expect("in");
             let mut src = src.source();
@@ -477,7 +479,7 @@ impl Pipeline {
             self.encoder
                 .send_frame(&filtered)
                 .map_err(|e| self.encoder_error(e))?;
-            self.drain()?;
+            self.drain(ctl)?;
         }
         Ok(())
     }
@@ -489,9 +491,13 @@ impl Pipeline {
         }
     }
 
-    fn drain(&mut self) -> Result<()> {
+    /// Writes what the encoder has ready; every packet counts as progress
+    /// (an encoder's flush emits many without taking a frame).
+    fn drain(&mut self, ctl: &Control) -> Result<()> {
         let mut packet = ffmpeg::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
+            ctl.progress
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             packet.set_stream(0);
             packet.rescale_ts(self.enc_tb, self.ost_tb);
             packet
@@ -502,10 +508,10 @@ impl Pipeline {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<u64> {
-        self.push(None)?;
+    fn finish(mut self, ctl: &Control) -> Result<u64> {
+        self.push(None, ctl)?;
         self.encoder.send_eof().map_err(|e| self.encoder_error(e))?;
-        self.drain()?;
+        self.drain(ctl)?;
         self.octx
             .write_trailer()
             .map_err(Error::ff("write chunk trailer"))?;

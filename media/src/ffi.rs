@@ -327,3 +327,19 @@ pub fn encode_hw_frames_of(
     }
     Ok(())
 }
+
+/// The I/O error latched on `input`'s byte stream, if a read failed (a
+/// network timeout, a reset connection, an interrupted read). FFmpeg ends
+/// packet iteration on it as if the input had ended, so callers check.
+pub fn io_error(input: &ffmpeg::format::context::Input) -> Option<ffmpeg::Error> {
+    // SAFETY: the context pointer is owned by `input` and valid while it
+    // lives; `pb` is null for formats without a byte stream, checked first.
+    let err = unsafe {
+        let pb = (*input.as_ptr()).pb;
+        if pb.is_null() {
+            return None;
+        }
+        (*pb).error
+    };
+    (err < 0).then(|| ffmpeg::Error::from(err))
+}

@@ -5,9 +5,15 @@
 //! demuxer allowlist, so a hostile file cannot steer FFmpeg elsewhere.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::ffmpeg;
-use crate::{Error, Result};
+use crate::{Control, Error, Result};
+
+/// How long one read on a network input may block before FFmpeg gives up
+/// on it (its `rw_timeout`); the worker's stall watchdog covers the rest.
+pub const NETWORK_RW_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Demuxers we accept, as FFmpeg names them.
 const FORMAT_ALLOWLIST: &str =
@@ -44,24 +50,70 @@ pub fn open(path: &Path) -> Result<ffmpeg::format::context::Input> {
 
 /// Opens a task's input: a local path, a `file://` URL, or an `http(s)://`
 /// URL (a presigned object URL, read with HTTP range requests; only the
-/// network protocols that needs are allowed).
-pub fn open_uri(uri: &str) -> Result<ffmpeg::format::context::Input> {
-    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+/// network protocols that needs are allowed). A network read that blocks
+/// longer than [`NETWORK_RW_TIMEOUT`] fails, and setting `ctl`'s cancel
+/// flag interrupts a blocked open or read at once.
+pub fn open_uri(uri: &str, ctl: &Control) -> Result<ffmpeg::format::context::Input> {
+    if !is_network(uri) {
         return open(local_path(uri)?);
     }
     crate::init();
-    // The query string is the signature: keep it out of messages.
-    let shown = uri.split('?').next().unwrap_or(uri).to_string();
+    let shown = shown(uri);
     let mut opts = ffmpeg::Dictionary::new();
     opts.set("protocol_whitelist", "http,https,tcp,tls");
     opts.set("format_whitelist", FORMAT_ALLOWLIST);
-    ffmpeg::format::input_with_dictionary(Path::new(uri), opts).map_err(|e| Error::BadInput {
-        path: shown,
-        reason: match e {
-            ffmpeg::Error::InvalidData => "not a recognised media file, or truncated".to_string(),
-            other => format!("cannot open: {other}"),
+    opts.set("rw_timeout", &NETWORK_RW_TIMEOUT.as_micros().to_string());
+    let cancel = ctl.cancel.clone();
+    let interrupted = move || cancel.load(Ordering::Relaxed);
+    ffmpeg::format::input_with_interrupt_and_dictionary(Path::new(uri), interrupted, opts).map_err(
+        |e| match e {
+            ffmpeg::Error::Exit => Error::Cancelled,
+            ffmpeg::Error::InvalidData => Error::BadInput {
+                path: shown,
+                reason: "not a recognised media file, or truncated".to_string(),
+            },
+            // A missing or forbidden object will not appear on a retry.
+            ffmpeg::Error::HttpNotFound
+            | ffmpeg::Error::HttpForbidden
+            | ffmpeg::Error::HttpUnauthorized
+            | ffmpeg::Error::HttpBadRequest
+            | ffmpeg::Error::HttpOther4xx => Error::BadInput {
+                path: shown,
+                reason: format!("cannot open: {e}"),
+            },
+            // Timeouts, resets and server errors: another attempt may work.
+            other => Error::Ffmpeg {
+                context: format!("open {shown}"),
+                source: other,
+            },
         },
-    })
+    )
+}
+
+fn is_network(uri: &str) -> bool {
+    uri.starts_with("http://") || uri.starts_with("https://")
+}
+
+/// `uri` without its query string, which holds a presigned URL's signature.
+fn shown(uri: &str) -> String {
+    uri.split('?').next().unwrap_or(uri).to_string()
+}
+
+/// After packet iteration ended: whether it ended because the input did.
+/// FFmpeg ends iteration on a read error (a timed-out or reset network
+/// read, an interrupted one) as on the end of the file; this tells them
+/// apart, so a stalled source fails the task (retryably) instead of
+/// yielding a short chunk.
+pub fn read_ok(ictx: &ffmpeg::format::context::Input, ctl: &Control, uri: &str) -> Result<()> {
+    ctl.check()?;
+    match crate::ffi::io_error(ictx) {
+        None => Ok(()),
+        Some(ffmpeg::Error::Exit) => Err(Error::Cancelled),
+        Some(e) => Err(Error::Ffmpeg {
+            context: format!("read {}", shown(uri)),
+            source: e,
+        }),
+    }
 }
 
 /// Interprets a task's input string: a local path or a `file://` URL.

@@ -13,11 +13,16 @@
 //! - [`audio`]: the whole-duration audio track, AAC-encoded or copied.
 //! - [`stitch`]: verify every chunk (size, checksum, frame count), then remux
 //!   the chunks and the audio into MP4 (faststart) or MKV.
-//! - `input`: opening inputs safely (protocol and format allowlists).
+//! - `input`: opening inputs safely (protocol and format allowlists; a 30 s
+//!   network read timeout and an interrupt callback on [`Control`]'s cancel
+//!   flag), and telling a failed read from the end of the input.
+//! - [`Control`]: progress (frames, and packets of any kind for the stall
+//!   watchdog) and cancellation shared with the worker.
 //! - [`capture_log`]: what FFmpeg and the codecs log while a task runs.
 //! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap (seeking,
-//!   codec flags, the index, CUDA devices and hardware frames), and the log
-//!   callback; with gpu-worker's `ffi`, the only `unsafe` in the workspace.
+//!   codec flags, the index, a read's latched I/O error, CUDA devices and
+//!   hardware frames), and the log callback; with gpu-worker's `ffi`, the
+//!   only `unsafe` in the workspace.
 //! - [`Error`]: what went wrong, and whether another attempt can help.
 //!
 //! Everything here is blocking; callers run it on a blocking thread.
@@ -30,8 +35,11 @@ pub mod stitch;
 mod ffi;
 mod input;
 
+pub use input::NETWORK_RW_TIMEOUT;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub use ffmpeg_next as ffmpeg;
 
@@ -125,12 +133,19 @@ pub fn capture_log<T>(f: impl FnOnce() -> T) -> (T, String) {
 /// worker that drives it.
 #[derive(Debug, Default)]
 pub struct Control {
-    pub frames_done: std::sync::atomic::AtomicU64,
-    pub cancel: AtomicBool,
+    pub frames_done: AtomicU64,
+    /// Set to stop: checked between packets, and polled by FFmpeg's
+    /// interrupt callback while a network read blocks.
+    pub cancel: Arc<AtomicBool>,
+    /// Packets and frames handled so far, of any kind: the stall
+    /// watchdog's evidence that work moves.
+    pub progress: AtomicU64,
 }
 
 impl Control {
+    /// Counts a step of progress; fails once cancelled.
     pub(crate) fn check(&self) -> Result<()> {
+        self.progress.fetch_add(1, Ordering::Relaxed);
         if self.cancel.load(Ordering::Relaxed) {
             Err(Error::Cancelled)
         } else {

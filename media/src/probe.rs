@@ -10,17 +10,27 @@
 use spotenc_proto::domain::{AudioStreamInfo, Keyframe, ProbeInfo, Rational, VideoStreamInfo};
 
 use crate::ffmpeg::{self, media};
-use crate::{input, Error, Result};
+use crate::{input, Control, Error, Result};
 
 /// Probes the input at `uri` (a local path or `file://` URL), from the
 /// container index when it lists every frame, else from a packet scan.
 pub fn probe(uri: &str) -> Result<ProbeInfo> {
-    probe_with(uri, true)
+    probe_in(uri, true, &Control::default())
+}
+
+/// [`probe`] under a worker's control: progress counted, cancellable while
+/// a network read blocks.
+pub fn probe_controlled(uri: &str, ctl: &Control) -> Result<ProbeInfo> {
+    probe_in(uri, true, ctl)
 }
 
 /// [`probe`], with the container index allowed or not.
 pub fn probe_with(uri: &str, use_index: bool) -> Result<ProbeInfo> {
-    let mut ictx = input::open_uri(uri)?;
+    probe_in(uri, use_index, &Control::default())
+}
+
+fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
+    let mut ictx = input::open_uri(uri, ctl)?;
     let bad = |reason: &str| Error::BadInput {
         path: uri.to_string(),
         reason: reason.to_string(),
@@ -69,7 +79,7 @@ pub fn probe_with(uri: &str, use_index: bool) -> Result<ProbeInfo> {
 
     let default_dur = frame_duration(avg, tb);
     let from_index = if use_index {
-        index_timeline(&mut ictx, vindex, vstream_frames, default_dur)
+        index_timeline(&mut ictx, vindex, vstream_frames, default_dur, ctl)
     } else {
         None
     };
@@ -78,12 +88,9 @@ pub fn probe_with(uri: &str, use_index: bool) -> Result<ProbeInfo> {
         None => {
             if use_index {
                 // The index attempt may have moved the read position.
-                ictx = input::open_uri(uri)?;
+                ictx = input::open_uri(uri, ctl)?;
             }
-            let frames = scan_video_packets(&mut ictx, vindex).map_err(|e| match e {
-                Error::Ffmpeg { source, .. } => bad(&format!("read failed: {source}")),
-                other => other,
-            })?;
+            let frames = scan_video_packets(&mut ictx, vindex, ctl, uri)?;
             (Timeline::from_frames(&frames, default_dur), "packet-scan")
         }
     };
@@ -131,14 +138,19 @@ struct FrameEntry {
 
 /// Reads every packet of the video stream and returns its frames in
 /// presentation order, from the first keyframe in decode order on.
+/// A read that fails part-way (a stalled or reset network source) is an
+/// error, not the end of the stream.
 fn scan_video_packets(
     ictx: &mut ffmpeg::format::context::Input,
     vindex: usize,
+    ctl: &Control,
+    uri: &str,
 ) -> Result<Vec<FrameEntry>> {
     let mut frames: Vec<FrameEntry> = Vec::new();
     let mut seen_key = false;
     let mut last_ts: Option<i64> = None;
     for (stream, packet) in ictx.packets() {
+        ctl.check()?;
         if stream.index() != vindex {
             continue;
         }
@@ -166,6 +178,7 @@ fn scan_video_packets(
             key,
         });
     }
+    input::read_ok(ictx, ctl, uri)?;
     // Leading frames of the first keyframe (open GOP) reference pictures
     // before the cut and cannot be decoded.
     let first_key_pts = frames.first().map(|f| f.pts).unwrap_or(0);
@@ -238,6 +251,7 @@ fn index_timeline(
     vindex: usize,
     nb_frames: u64,
     default_dur: i64,
+    ctl: &Control,
 ) -> Option<Timeline> {
     let format = ictx.format().name().to_string();
     if !format.split(',').any(|n| n == "mov" || n == "mp4") {
@@ -271,6 +285,7 @@ fn index_timeline(
         let mut key_pts: Option<i64> = None;
         let mut leading = 0u64;
         for (s, p) in ictx.packets() {
+            ctl.check().ok()?;
             if s.index() != vindex {
                 continue;
             }

@@ -406,3 +406,30 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
         "h264"
     );
 }
+
+/// A server that accepts and then says nothing: FFmpeg's open blocks on
+/// it until the worker's cancel flag interrupts it.
+#[test]
+fn a_blocked_network_read_ends_promptly_when_cancelled() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/silent.mp4",
+        listener.local_addr().unwrap().port()
+    );
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let ctl = std::sync::Arc::new(Control::default());
+    let flag = ctl.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        flag.cancel.store(true, Ordering::Relaxed);
+    });
+    let started = Instant::now();
+    let r = probe::probe_controlled(&url, &ctl);
+    let took = started.elapsed();
+    assert!(matches!(r, Err(spotenc_media::Error::Cancelled)), "{r:?}");
+    // Well before FFmpeg's own 30 s read timeout.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(held);
+}

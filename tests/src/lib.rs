@@ -15,11 +15,14 @@
 //!   and exposed by a `/metrics` scrape.
 //! - [`metadata`]: a local AWS/GCP/Azure instance metadata server that
 //!   speaks each cloud's notice protocol, to interrupt real workers.
+//! - [`proxy`]: a TCP proxy in front of Garage that stalls or slows the
+//!   network on demand.
 
 pub mod garage;
 pub mod media;
 pub mod metadata;
 pub mod promql;
+pub mod proxy;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -427,6 +430,13 @@ impl FleetBuilder {
     /// Lets jobs use `s3://` objects in this Garage, through the broker.
     pub fn s3(mut self, garage: &garage::Garage) -> Self {
         self.s3_endpoint = Some(garage.endpoint());
+        self
+    }
+
+    /// Lets jobs use `s3://` objects through another endpoint for the same
+    /// Garage (a [`proxy::Proxy`] in front of it).
+    pub fn s3_via(mut self, endpoint: String) -> Self {
+        self.s3_endpoint = Some(endpoint);
         self
     }
 

@@ -10,6 +10,7 @@ mod placement;
 mod replicas;
 mod s3;
 mod security;
+mod stall;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! heartbeats, report the outcome; on an interruption notice, hand the task
 //! back with its log unless it will finish well inside the deadline.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ const LEASE_WAIT_MS: u32 = 5_000;
 
 /// Time kept for uploading and reporting a task finished after a notice.
 const FINISH_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long media work that was called off may take to stop before the
+/// slot moves on without it.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// How long before the deadline a task that was expected to finish is
 /// called off and handed back after all (at most half the window).
@@ -68,6 +72,8 @@ pub(crate) struct Slot {
     pub stream_sources: bool,
     pub worker_id: String,
     pub heartbeat: Duration,
+    /// No progress for this long fails a task as stalled.
+    pub stall: Duration,
     pub mode: tokio::sync::watch::Receiver<Mode>,
     pub slot: u32,
     /// The encoder this slot uses.
@@ -86,7 +92,7 @@ fn run_work(
     hw: spotenc_media::encode::Hardware,
 ) -> spotenc_media::Result<TaskOutcome> {
     Ok(match work {
-        Work::Probe(p) => TaskOutcome::Probe(probe::probe(&p.input)?),
+        Work::Probe(p) => TaskOutcome::Probe(probe::probe_controlled(&p.input, ctl)?),
         Work::Encode(e) => TaskOutcome::Encode(encode::encode_chunk_on(e, ctl, hw)?),
         Work::Audio(a) => TaskOutcome::Audio(audio::make_audio(a, ctl)?),
         Work::Stitch(s) => TaskOutcome::Stitch(stitch::stitch(s, ctl)?),
@@ -96,6 +102,91 @@ fn run_work(
 enum Ending {
     Finished(spotenc_media::Result<TaskOutcome>),
     Panicked(String),
+}
+
+/// Why a phase of a task was cut short.
+enum Stop {
+    /// The coordinator says the lease is gone (cancelled, expired, moved).
+    Lost,
+    /// An interruption notice, or the worker is going away: hand it back.
+    HandBack,
+    /// No progress for the stall limit: fail it, retryably, with this.
+    Stalled(String),
+}
+
+/// The three phases of a task.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Staging,
+    Running,
+    Uploading,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Staging => "staging inputs",
+            Phase::Running => "running the media work",
+            Phase::Uploading => "uploading outputs",
+        }
+    }
+}
+
+/// One task's progress across its phases.
+struct Watch {
+    task_id: String,
+    attempt: u32,
+    ctl: Arc<Control>,
+    /// Bytes downloaded and uploaded.
+    moved: Arc<AtomicU64>,
+    /// When the media work began.
+    started: Instant,
+    /// Frames the task produces, when known.
+    total: Option<u64>,
+    /// The last progress reading, and when it last changed.
+    last: u64,
+    moved_at: Instant,
+    /// After a notice: when to give up and hand the task back.
+    finish_by: Option<Instant>,
+}
+
+impl Watch {
+    fn new(task_id: &str, attempt: u32, total: Option<u64>) -> Watch {
+        let now = Instant::now();
+        Watch {
+            task_id: task_id.to_string(),
+            attempt,
+            ctl: Arc::new(Control::default()),
+            moved: Arc::default(),
+            started: now,
+            total,
+            last: 0,
+            moved_at: now,
+            finish_by: None,
+        }
+    }
+
+    /// The stall error once nothing (frames, packets, bytes) has moved for
+    /// `limit`.
+    fn stalled(&mut self, limit: Duration, phase: Phase) -> Option<String> {
+        let frames = self.ctl.frames_done.load(Ordering::Relaxed);
+        let bytes = self.moved.load(Ordering::Relaxed);
+        let now = frames + bytes + self.ctl.progress.load(Ordering::Relaxed);
+        if now != self.last {
+            self.last = now;
+            self.moved_at = Instant::now();
+            return None;
+        }
+        let idle = self.moved_at.elapsed();
+        (idle >= limit).then(|| {
+            format!(
+                "stalled: no progress for {} s while {} (last progress: {frames} frames \
+                 encoded, {bytes} bytes transferred)",
+                idle.as_secs(),
+                phase.name()
+            )
+        })
+    }
 }
 
 impl Slot {
@@ -164,8 +255,10 @@ impl Slot {
         }
     }
 
-    /// Runs one leased task to its end; returns how it ended (completed,
-    /// failed, interrupted or lost).
+    /// Runs one leased task to its end: stage its inputs, run the media
+    /// work, upload its outputs, each phase under heartbeats, the notice
+    /// rules and the stall watchdog. Returns how it ended (completed,
+    /// failed, stalled, interrupted or lost).
     async fn execute(&mut self, task: pb::Task) -> &'static str {
         let (task_id, attempt) = (task.task_id.clone(), task.attempt);
         let task = match LeasedTask::try_from(task) {
@@ -178,97 +271,58 @@ impl Slot {
             }
         };
         info!(task = %task_id, attempt, slot = self.slot, "task started");
-        let staged =
-            match crate::remote::stage(&self.http, task.work.clone(), self.stream_sources).await {
-                Ok(s) => s,
-                Err(e) => {
-                    self.fail(&task_id, attempt, &e.message, e.retryable, String::new())
-                        .await;
-                    return "failed";
-                }
-            };
-        let ctl = Arc::new(Control::default());
+        let mut w = Watch::new(&task_id, attempt, frames_of(&task.work));
+        let http = self.http.clone();
+        let moved = w.moved.clone();
+        let stage = crate::remote::stage(&http, task.work, self.stream_sources, &moved);
+        let staged = match self.supervise(stage, &mut w, Phase::Staging).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                self.fail(&task_id, attempt, &e.message, e.retryable, String::new())
+                    .await;
+                return "failed";
+            }
+            Err(stop) => return self.stopped(stop, &w, String::new()).await,
+        };
         let work = staged.work.clone();
-        let total = frames_of(&work);
-        let ctl_run = ctl.clone();
-        let started = Instant::now();
+        let ctl_run = w.ctl.clone();
         let hw = self.hw;
         let mut handle = tokio::task::spawn_blocking(move || {
             spotenc_media::capture_log(|| run_work(&work, &ctl_run, hw))
         });
-        let mut tick = tokio::time::interval(self.heartbeat);
-        tick.tick().await;
-        let (mut lost, mut stopping) = (false, false);
-        // When a task that was expected to finish is called off after all.
-        let mut watchdog: Option<Instant> = None;
-        // A notice may have come in while the task was being staged.
-        self.mode.mark_changed();
-        let (ending, log) = loop {
-            tokio::select! {
-                r = &mut handle => break match r {
-                    Ok((r, log)) => (Ending::Finished(r), log),
-                    Err(e) => (Ending::Panicked(e.to_string()), String::new()),
-                },
-                _ = tick.tick() => {
-                    let frames = ctl.frames_done.load(Ordering::Relaxed);
-                    if !self.heartbeat(&task_id, attempt, frames).await {
-                        lost = true;
-                        ctl.cancel.store(true, Ordering::Relaxed);
+        w.started = Instant::now();
+        let (ending, log) = match self.supervise(&mut handle, &mut w, Phase::Running).await {
+            Ok(Ok((r, log))) => (Ending::Finished(r), log),
+            Ok(Err(e)) => (Ending::Panicked(e.to_string()), String::new()),
+            Err(stop) => {
+                // FFmpeg sees the flag between packets and in blocked reads.
+                w.ctl.cancel.store(true, Ordering::Relaxed);
+                let log = match tokio::time::timeout(CANCEL_GRACE, &mut handle).await {
+                    Ok(Ok((_, log))) => log,
+                    Ok(Err(_)) => String::new(),
+                    Err(_) => {
+                        warn!(task = %task_id, attempt, "media work did not stop within {CANCEL_GRACE:?} of being called off; leaving its thread behind");
+                        String::new()
                     }
-                }
-                changed = self.mode.changed(), if !stopping && watchdog.is_none() => {
-                    let mode = self.mode.borrow_and_update().clone();
-                    match (changed, mode) {
-                        (Err(_), _) => stopping = true,
-                        (Ok(()), Mode::Interrupted { deadline, .. }) => {
-                            let now = Instant::now();
-                            let left = deadline.saturating_duration_since(now);
-                            let done = ctl.frames_done.load(Ordering::Relaxed);
-                            if fits(done, total, now - started, left) {
-                                info!(task = %task_id, attempt, done, ?total, ?left, "notice: finishing, the rest fits well inside the deadline");
-                                watchdog = Some(deadline - HAND_BACK_MARGIN.min(left / 2));
-                            } else {
-                                stopping = true;
-                            }
-                        }
-                        (Ok(()), Mode::Run | Mode::Drain) => {}
-                    }
-                    if stopping {
-                        ctl.cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-                _ = tokio::time::sleep_until(watchdog.unwrap_or_else(Instant::now)), if watchdog.is_some() && !stopping => {
-                    warn!(task = %task_id, attempt, "did not finish in time after the notice; handing it back");
-                    stopping = true;
-                    ctl.cancel.store(true, Ordering::Relaxed);
-                }
+                };
+                return self.stopped(stop, &w, log).await;
             }
         };
-        if lost {
-            warn!(task = %task_id, attempt, "lease lost; result dropped");
-            return "lost";
-        }
         match ending {
-            Ending::Finished(Ok(outcome)) => match staged.upload(&self.http).await {
-                Ok(()) => {
-                    self.complete(&task_id, attempt, outcome).await;
-                    "completed"
+            Ending::Finished(Ok(outcome)) => {
+                let upload = staged.upload(&http, &moved);
+                match self.supervise(upload, &mut w, Phase::Uploading).await {
+                    Ok(Ok(())) => {
+                        self.complete(&task_id, attempt, outcome).await;
+                        "completed"
+                    }
+                    Ok(Err(e)) => {
+                        self.fail(&task_id, attempt, &e.message, e.retryable, log)
+                            .await;
+                        "failed"
+                    }
+                    Err(stop) => self.stopped(stop, &w, log).await,
                 }
-                Err(e) => {
-                    self.fail(&task_id, attempt, &e.message, e.retryable, log)
-                        .await;
-                    "failed"
-                }
-            },
-            Ending::Finished(Err(spotenc_media::Error::Cancelled)) if stopping => {
-                let reason = match &*self.mode.borrow() {
-                    Mode::Interrupted { reason, .. } => reason.clone(),
-                    Mode::Run | Mode::Drain => "worker shutting down".to_string(),
-                };
-                let frames = ctl.frames_done.load(Ordering::Relaxed);
-                let reason = format!("{reason} ({frames} frames in)");
-                self.hand_back(&task_id, attempt, &reason, log).await;
-                "interrupted"
             }
             Ending::Finished(Err(e)) => {
                 self.fail(&task_id, attempt, &e.to_string(), e.is_retryable(), log)
@@ -280,6 +334,89 @@ impl Slot {
                 self.fail(&task_id, attempt, &msg, true, String::new())
                     .await;
                 "failed"
+            }
+        }
+    }
+
+    /// Drives `fut` (one phase of a task) while heartbeating its lease,
+    /// acting on notices and watching for stalls. `Err` says why the phase
+    /// was cut short; `fut` is dropped then (a transfer stops at once).
+    async fn supervise<F: std::future::Future>(
+        &mut self,
+        fut: F,
+        w: &mut Watch,
+        phase: Phase,
+    ) -> Result<F::Output, Stop> {
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.tick().await;
+        // A notice may have come in before this phase began.
+        self.mode.mark_changed();
+        loop {
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                _ = tick.tick() => {
+                    let frames = w.ctl.frames_done.load(Ordering::Relaxed);
+                    if !self.heartbeat(&w.task_id, w.attempt, frames).await {
+                        return Err(Stop::Lost);
+                    }
+                    if let Some(msg) = w.stalled(self.stall, phase) {
+                        return Err(Stop::Stalled(msg));
+                    }
+                }
+                changed = self.mode.changed(), if w.finish_by.is_none() => {
+                    let mode = self.mode.borrow_and_update().clone();
+                    let Mode::Interrupted { deadline, .. } = mode else {
+                        if changed.is_err() {
+                            return Err(Stop::HandBack);
+                        }
+                        continue;
+                    };
+                    let now = Instant::now();
+                    let left = deadline.saturating_duration_since(now);
+                    let done = w.ctl.frames_done.load(Ordering::Relaxed);
+                    let keep = match phase {
+                        // Nothing done yet that another worker would redo.
+                        Phase::Staging => false,
+                        Phase::Running => fits(done, w.total, now - w.started, left),
+                        // The work is done: send it if the deadline allows.
+                        Phase::Uploading => true,
+                    };
+                    if !keep {
+                        return Err(Stop::HandBack);
+                    }
+                    info!(task = %w.task_id, attempt = w.attempt, phase = phase.name(), done, total = ?w.total, ?left, "notice: finishing, the rest should fit inside the deadline");
+                    w.finish_by = Some(deadline - HAND_BACK_MARGIN.min(left / 2));
+                }
+                _ = tokio::time::sleep_until(w.finish_by.unwrap_or_else(Instant::now)), if w.finish_by.is_some() => {
+                    warn!(task = %w.task_id, attempt = w.attempt, phase = phase.name(), "did not finish in time after the notice; handing it back");
+                    return Err(Stop::HandBack);
+                }
+            }
+        }
+    }
+
+    /// Reports a task whose phase was cut short.
+    async fn stopped(&self, stop: Stop, w: &Watch, log: String) -> &'static str {
+        let (task_id, attempt) = (w.task_id.as_str(), w.attempt);
+        match stop {
+            Stop::Lost => {
+                warn!(task = %task_id, attempt, "lease lost; result dropped");
+                "lost"
+            }
+            Stop::Stalled(msg) => {
+                self.fail(task_id, attempt, &msg, true, log).await;
+                "stalled"
+            }
+            Stop::HandBack => {
+                let reason = match &*self.mode.borrow() {
+                    Mode::Interrupted { reason, .. } => reason.clone(),
+                    Mode::Run | Mode::Drain => "worker shutting down".to_string(),
+                };
+                let frames = w.ctl.frames_done.load(Ordering::Relaxed);
+                let reason = format!("{reason} ({frames} frames in)");
+                self.hand_back(task_id, attempt, &reason, log).await;
+                "interrupted"
             }
         }
     }

@@ -17,10 +17,11 @@
 //!   [`config`] loads it from flags over a TOML file; [`cli`] has the
 //!   flags and the shutdown signal the worker binaries share.
 //! - [`slots_for`]: slot sizing from cores and memory.
-//! - `exec`: runs one task's media work on a blocking thread, with
-//!   heartbeats that carry progress and can call the work off.
+//! - `exec`: runs one task in three phases (stage, media work on a blocking
+//!   thread, upload), each under heartbeats that carry progress and can
+//!   call the work off, the notice rules and the stall watchdog.
 //! - `remote`: stages tasks whose objects are presigned URLs: download the
-//!   inputs, upload the output with one PUT.
+//!   inputs, upload the output with one PUT or in parts, counting bytes.
 //! - [`Error`]: what stops a worker.
 //!
 //! Workers hold no state worth keeping: a task's result lives in its stored
@@ -46,6 +47,10 @@ use spotenc_proto::pb;
 use tracing::{info, warn};
 
 use exec::Mode;
+
+/// Seconds without progress after which a task fails as stalled, when the
+/// coordinator does not say (as `stall_seconds` in its configuration).
+const DEFAULT_STALL_SECONDS: u32 = 120;
 use notice::{Notice, NoticeSettings, Notices};
 
 #[derive(Debug, thiserror::Error)]
@@ -260,8 +265,10 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
     let reg = register(&mut client, &config).await?;
     info!(worker = %reg.worker_id, slots = config.slots, coordinator = %config.coordinator, "worker registered");
     let (mode_tx, mode_rx) = tokio::sync::watch::channel(Mode::Run);
+    // A read that blocks this long fails the transfer (retryably).
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        .read_timeout(spotenc_media::NETWORK_RW_TIMEOUT)
         .build()
         .map_err(|e| Error::Connect {
             url: "object storage".into(),
@@ -277,6 +284,11 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
             stream_sources: config.input_mode == InputMode::Stream,
             worker_id: reg.worker_id.clone(),
             heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
+            stall: Duration::from_secs(u64::from(if reg.stall_seconds == 0 {
+                DEFAULT_STALL_SECONDS
+            } else {
+                reg.stall_seconds
+            })),
             mode: mode_rx.clone(),
             slot,
             hw: hooks

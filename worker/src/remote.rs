@@ -5,6 +5,10 @@
 //! pass through untouched.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use spotenc_proto::domain::{Container, Work};
 use tokio::io::AsyncWriteExt;
@@ -29,6 +33,8 @@ pub(crate) struct Staged {
 
 struct Stager<'a> {
     client: &'a reqwest::Client,
+    /// Bytes moved so far, for the stall watchdog.
+    moved: &'a AtomicU64,
     /// Leave source URLs to FFmpeg (HTTP range requests) instead of
     /// downloading them.
     stream_sources: bool,
@@ -88,7 +94,7 @@ impl Stager<'_> {
 
     async fn fetch(&mut self, url: &str, name: &str) -> Result<String, TransferError> {
         let path = self.local(name)?;
-        download(self.client, url, &path).await?;
+        download(self.client, url, &path, self.moved).await?;
         Ok(path.display().to_string())
     }
 
@@ -111,9 +117,11 @@ pub(crate) async fn stage(
     client: &reqwest::Client,
     work: Work,
     stream_sources: bool,
+    moved: &AtomicU64,
 ) -> Result<Staged, TransferError> {
     let mut s = Stager {
         client,
+        moved,
         stream_sources,
         scratch: None,
         uploads: Vec::new(),
@@ -170,16 +178,21 @@ pub(crate) async fn stage(
 }
 
 impl Staged {
-    /// Uploads the outputs the media work wrote.
-    pub(crate) async fn upload(&self, client: &reqwest::Client) -> Result<(), TransferError> {
+    /// Uploads the outputs the media work wrote, counting bytes sent into
+    /// `moved`.
+    pub(crate) async fn upload(
+        &self,
+        client: &reqwest::Client,
+        moved: &Arc<AtomicU64>,
+    ) -> Result<(), TransferError> {
         for u in &self.uploads {
             match u {
-                Upload::Put { path, url } => upload(client, path, url, 0, None).await?,
+                Upload::Put { path, url } => upload(client, path, url, 0, None, moved).await?,
                 Upload::Parts {
                     path,
                     urls,
                     part_size,
-                } => upload_parts(client, path, urls, *part_size).await?,
+                } => upload_parts(client, path, urls, *part_size, moved).await?,
             }
         }
         Ok(())
@@ -191,7 +204,12 @@ fn shown(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 
-async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<(), TransferError> {
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    path: &Path,
+    moved: &AtomicU64,
+) -> Result<(), TransferError> {
     let fail = |m: String, retryable| TransferError {
         message: format!("download {}: {m}", shown(url)),
         retryable,
@@ -215,6 +233,7 @@ async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<()
         file.write_all(&chunk)
             .await
             .map_err(|e| fail(e.to_string(), true))?;
+        moved.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     file.flush().await.map_err(|e| fail(e.to_string(), true))?;
     Ok(())
@@ -227,6 +246,7 @@ async fn upload(
     url: &str,
     offset: u64,
     len: Option<u64>,
+    moved: &Arc<AtomicU64>,
 ) -> Result<(), TransferError> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let fail = |m: String| TransferError {
@@ -245,7 +265,12 @@ async fn upload(
     file.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file.take(len)));
+    // The body counts what it hands to the connection.
+    let counted = Counted {
+        inner: file.take(len),
+        moved: moved.clone(),
+    };
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(counted));
     let resp = client
         .put(url)
         .header(reqwest::header::CONTENT_LENGTH, len)
@@ -266,6 +291,7 @@ async fn upload_parts(
     path: &Path,
     urls: &[String],
     part_size: u64,
+    moved: &Arc<AtomicU64>,
 ) -> Result<(), TransferError> {
     let size = tokio::fs::metadata(path)
         .await
@@ -292,8 +318,31 @@ async fn upload_parts(
             url,
             offset,
             Some(part_size.min(size - offset)),
+            moved,
         )
         .await?;
     }
     Ok(())
+}
+
+/// A reader that adds what it reads to a counter: an upload's progress as
+/// the connection takes it (hyper stops reading the body when the network
+/// does not drain).
+struct Counted<R> {
+    inner: R,
+    moved: Arc<AtomicU64>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.moved.fetch_add(read as u64, Ordering::Relaxed);
+        r
+    }
 }

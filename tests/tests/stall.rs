@@ -1,0 +1,174 @@
+//! Stalls, through a proxy in front of a real Garage: a source that stops
+//! mid-read fails its task as stalled within the stall limit and the
+//! worker serves on; `spotenc cancel` frees a slot blocked in a download;
+//! transfers slower than the lease TTL keep their lease by heartbeats.
+
+use std::time::{Duration, Instant};
+
+use spotenc_tests::garage::Garage;
+use spotenc_tests::proxy::Proxy;
+use spotenc_tests::Fleet;
+
+use super::{assert_faithful, assert_ok, ended, job, keyed_clip};
+use spotenc_proto::pb;
+
+fn proxy_for(garage: &Garage) -> Proxy {
+    Proxy::start(garage.endpoint().trim_start_matches("http://"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_stalled_mid_read_fails_as_stalled_and_the_worker_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 4, "640x360");
+    let garage = Garage::start();
+    garage.upload(&src, "in/stall-src.mp4");
+    garage.upload(&src, "in/ok-src.mp4");
+    let proxy = proxy_for(&garage);
+    // Every read of this object stops after 16 KiB, connection held open.
+    proxy.stall("stall-src", 16 * 1024);
+    let fleet = Fleet::builder()
+        .config("stall_seconds = 5\n")
+        .cpu_workers(1)
+        .s3_via(proxy.endpoint())
+        .start();
+
+    let started = Instant::now();
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/stall-src.mp4",
+        "s3://spotenc/out/stalled.mp4",
+        "--max-attempts",
+        "2",
+    ]);
+    assert_ok(&r, "submit");
+    let id = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    // Two attempts of about 5 s each, not FFmpeg's 30 s read timeout or
+    // the lease TTL.
+    let j = ended(&fleet.url, &id, Duration::from_secs(28), None).await;
+    let took = started.elapsed();
+    assert_eq!(j.state, pb::JobState::Failed as i32, "{j:?}");
+    assert!(
+        j.error
+            .contains("stalled: no progress for 5 s while running the media work"),
+        "{}",
+        j.error
+    );
+    assert!(j.error.contains("last progress:"), "{}", j.error);
+    assert!(took >= Duration::from_secs(9), "took {took:?}");
+    let tmp = dir.path().join("tmp");
+    assert!(!garage.download("out/stalled.mp4", &tmp));
+
+    // The same worker, with the same single slot, serves the next job.
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/ok-src.mp4",
+        "s3://spotenc/out/ok.mp4",
+        "--wait",
+        "--chunk-seconds",
+        "2",
+        "--preset",
+        "veryfast",
+    ]);
+    assert_ok(&r, "job after the stall");
+    let out = dir.path().join("ok.mp4");
+    assert!(garage.download("out/ok.mp4", &out));
+    assert_faithful(&src, &out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_frees_a_slot_blocked_in_a_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 4, "640x360");
+    let garage = Garage::start();
+    garage.upload(&src, "in/stall-src.mp4");
+    garage.upload(&src, "in/ok-src.mp4");
+    let proxy = proxy_for(&garage);
+    proxy.stall("stall-src", 16 * 1024);
+    // No stall limit to rescue it: only the cancel can. Test workers have
+    // one slot.
+    let fleet = Fleet::builder()
+        .config("stall_seconds = 600\n")
+        .cpu_workers(1)
+        .worker_arg("--input-mode=download")
+        .s3_via(proxy.endpoint())
+        .start();
+
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/stall-src.mp4",
+        "s3://spotenc/out/never.mp4",
+    ]);
+    assert_ok(&r, "submit");
+    let id = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    // The probe is leased and its download hangs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = job(&fleet.url, &id).await;
+        if j.state == pb::JobState::Running as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "probe never leased: {j:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ok(&fleet.spotenc(&["cancel", &id]), "cancel");
+
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/ok-src.mp4",
+        "s3://spotenc/out/after-cancel.mp4",
+        "--chunk-seconds",
+        "2",
+        "--preset",
+        "veryfast",
+    ]);
+    assert_ok(&r, "submit after the cancel");
+    let next = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    // Well inside the 30 s read timeout: the cancel, not a timeout, freed
+    // the only slot.
+    let j = ended(&fleet.url, &next, Duration::from_secs(25), None).await;
+    assert_eq!(j.state, pb::JobState::Succeeded as i32, "{j:?}");
+    let out = dir.path().join("after-cancel.mp4");
+    assert!(garage.download("out/after-cancel.mp4", &out));
+    assert_faithful(&src, &out);
+    let tmp = dir.path().join("tmp");
+    assert!(!garage.download("out/never.mp4", &tmp));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfers_slower_than_the_lease_ttl_keep_their_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 4, "640x360");
+    let size = std::fs::metadata(&src).unwrap().len();
+    let garage = Garage::start();
+    garage.upload(&src, "in/src.mp4");
+    let proxy = proxy_for(&garage);
+    // Moving the whole file takes 4 s each way: twice the lease TTL.
+    proxy.throttle(size / 4);
+    let fleet = Fleet::builder()
+        .lease_ttl_ms(2_000)
+        .config("max_expiries = 1\n")
+        .cpu_workers(1)
+        .worker_arg("--input-mode=download")
+        .s3_via(proxy.endpoint())
+        .start();
+
+    let started = Instant::now();
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/src.mp4",
+        "s3://spotenc/out/slow.mp4",
+        "--wait",
+        "--chunk-seconds",
+        "4",
+        "--preset",
+        "veryfast",
+    ]);
+    assert_ok(&r, "slow transfers");
+    // The source went down at least twice (probe, chunk) and the output
+    // up once, each longer than the TTL.
+    assert!(started.elapsed() > Duration::from_secs(10));
+    let out = dir.path().join("slow.mp4");
+    assert!(garage.download("out/slow.mp4", &out));
+    assert_faithful(&src, &out);
+}
