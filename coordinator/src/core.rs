@@ -175,14 +175,16 @@ impl Coordinator {
     }
 
     /// Leases a task, waiting up to `wait` for one to become ready.
-    pub async fn lease(&self, worker_id: &str, wait: Duration) -> Result<Option<LeasedTask>> {
+    pub async fn lease(
+        self: &Arc<Self>,
+        worker_id: &str,
+        wait: Duration,
+    ) -> Result<Option<LeasedTask>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.work_ready.notified();
             let lease = self.lease_context(worker_id).await?;
-            if let Some(mut task) = self.store.lease(worker_id, &lease, now_ms()).await? {
-                info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
-                task.work = self.broker.sign(task.work).await?;
+            if let Some(task) = self.lease_once(worker_id, lease).await? {
                 return Ok(Some(task));
             }
             let now = tokio::time::Instant::now();
@@ -191,6 +193,62 @@ impl Coordinator {
             }
             let wake = self.lease_poll.map_or(deadline, |p| deadline.min(now + p));
             let _ = tokio::time::timeout_at(wake, notified).await;
+        }
+    }
+
+    /// One lease, cancel-safe: the store call and the signing run to their
+    /// end on their own task, and a task leased for a caller that has gone
+    /// (the worker dropped its LeaseTask call) is released at once instead
+    /// of staying leased to nobody until the TTL.
+    async fn lease_once(
+        self: &Arc<Self>,
+        worker_id: &str,
+        lease: Lease,
+    ) -> Result<Option<LeasedTask>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let core = self.clone();
+        let worker = worker_id.to_string();
+        tokio::spawn(async move {
+            let leased = core.lease_and_sign(&worker, &lease).await;
+            if let Err(Ok(Some(task))) = tx.send(leased) {
+                let reason = "the worker's lease call was dropped before the task reached it";
+                core.release(&task.task_id, task.attempt, reason).await;
+            }
+        });
+        rx.await
+            .map_err(|_| Error::Internal("the lease task ended without an answer".into()))?
+    }
+
+    async fn lease_and_sign(&self, worker_id: &str, lease: &Lease) -> Result<Option<LeasedTask>> {
+        let Some(mut task) = self.store.lease(worker_id, lease, now_ms()).await? else {
+            return Ok(None);
+        };
+        info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
+        match self.broker.sign(task.work.clone()).await {
+            Ok(work) => {
+                task.work = work;
+                Ok(Some(task))
+            }
+            Err(e) => {
+                let reason = format!("signing its object URLs failed: {e}");
+                self.release(&task.task_id, task.attempt, &reason).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes a lease that never reached its worker.
+    async fn release(&self, task_id: &str, attempt: u32, reason: &str) {
+        warn!(task = %task_id, attempt, reason, "lease released");
+        metrics::counter!("spotenc_leases_released_total").increment(1);
+        match self.store.release(task_id, attempt, reason, now_ms()).await {
+            Ok(t) => {
+                self.work_ready.notify_waiters();
+                self.after(t).await;
+            }
+            Err(e) => {
+                warn!(task = %task_id, attempt, error = %e, "release failed; the lease expires at its TTL");
+            }
         }
     }
 

@@ -1,8 +1,8 @@
-//! A TCP proxy on a free loopback port in front of a real server (Garage),
-//! to give the network faults the tests need: responses to requests that
-//! name a marker stall part-way, and every byte can be slowed to a rate.
-//! It forwards bytes and understands nothing of HTTP beyond spotting the
-//! marker in a request.
+//! A TCP proxy on a free loopback port in front of a real server (Garage,
+//! Redis), to give the network faults the tests need: responses to HTTP
+//! requests that name a marker stall part-way, answers to requests holding
+//! a marker come late, and every byte can be slowed to a rate. It forwards
+//! bytes and understands no protocol beyond spotting markers.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,6 +19,9 @@ struct Faults {
     stall_after: AtomicU64,
     /// Bytes per second in each direction of each connection (0: no limit).
     rate: AtomicU64,
+    /// The answer to a request containing this marker (any protocol) is
+    /// held back this long.
+    delay: std::sync::Mutex<Option<(Vec<u8>, Duration)>>,
 }
 
 pub struct Proxy {
@@ -62,6 +65,13 @@ impl Proxy {
         *self.faults.marker.lock().expect("marker") = Some(marker.to_string());
     }
 
+    /// From now on, what the server sends after a request containing
+    /// `marker` (anywhere in it) is held back for `hold`: the request has
+    /// done its work upstream, its answer is late.
+    pub fn delay(&self, marker: &[u8], hold: Duration) {
+        *self.faults.delay.lock().expect("delay") = Some((marker.to_vec(), hold));
+    }
+
     /// Limits every connection to `bytes_per_second` each way (0: none).
     pub fn throttle(&self, bytes_per_second: u64) {
         self.faults.rate.store(bytes_per_second, Ordering::Relaxed);
@@ -80,14 +90,22 @@ fn connect(client: TcpStream, server: TcpStream, faults: Arc<Faults>, stop: Arc<
     // Set while the latest request named the marker.
     let marked = Arc::new(AtomicBool::new(false));
     let closed = Arc::new(AtomicBool::new(false));
+    // Answers are held until then.
+    let hold_until: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
     let (c_in, s_out) = (
         client.try_clone().expect("clone"),
         server.try_clone().expect("clone"),
     );
     {
         let (faults, marked, closed) = (faults.clone(), marked.clone(), closed.clone());
+        let hold_until = hold_until.clone();
         std::thread::spawn(move || {
             pump(c_in, s_out, &faults, |chunk| {
+                if let Some((m, hold)) = faults.delay.lock().expect("delay").clone() {
+                    if chunk.windows(m.len()).any(|w| w == m.as_slice()) {
+                        *hold_until.lock().expect("hold") = Some(Instant::now() + hold);
+                    }
+                }
                 let marker = faults.marker.lock().expect("marker").clone();
                 if let Some(m) = marker {
                     let starts_request = [&b"GET "[..], b"PUT ", b"POST ", b"HEAD ", b"DELETE "]
@@ -107,6 +125,10 @@ fn connect(client: TcpStream, server: TcpStream, faults: Arc<Faults>, stop: Arc<
         let mut sent = 0u64;
         let client_w = client.try_clone().expect("clone");
         pump(server, client_w, &faults, |chunk| {
+            let until = *hold_until.lock().expect("hold");
+            if let Some(wait) = until.and_then(|t| t.checked_duration_since(Instant::now())) {
+                std::thread::sleep(wait);
+            }
             if marked.load(Ordering::Relaxed) {
                 sent += chunk.len() as u64;
                 if sent > faults.stall_after.load(Ordering::Relaxed) {

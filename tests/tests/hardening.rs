@@ -1,7 +1,7 @@
 //! Reliability findings of the security read, each reproduced against the
 //! built binaries and a real redis-server: the Redis prefix survives
 //! `--redis`, an evicting Redis is refused at start-up, and a multi-rendition
-//! commit is all or nothing.
+//! commit is all or nothing, and a dropped lease call leaves nothing leased.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -277,4 +277,98 @@ fn paths_with_control_characters_are_refused_at_submission() {
         String::from_utf8_lossy(&listed.stdout).trim().is_empty(),
         "{listed:?}"
     );
+}
+
+/// Before: a LeaseTask call dropped while the store was leasing (a worker
+/// whose notice came mid-call, a broken connection) left the task leased
+/// to nobody until the lease TTL, then counted an expiry against it. Now
+/// the lease runs to its end on its own task and is released at once.
+/// A proxy in front of Redis holds back the answer to the claim script.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_lease_call_leaves_no_task_leased_to_nobody() {
+    let redis = RedisServer::start_volatile();
+    let proxy = spotenc_tests::proxy::Proxy::start(&format!("127.0.0.1:{}", redis.port));
+    let fleet = Fleet::builder()
+        .redis(format!("redis://127.0.0.1:{}/", proxy.port))
+        .lease_ttl_ms(30_000)
+        .cpu_workers(0)
+        .start();
+    // The claim script, loaded so the coordinator calls it by its SHA.
+    let lua = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/../coordinator/lua/{name}.lua",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let claim = format!("{}\n{}", lua("lib"), lua("claim"));
+    let sha = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "SCRIPT", "LOAD", &claim])
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout).trim().to_string();
+    assert_eq!(sha.len(), 40, "{sha}");
+    // Late, but inside the coordinator's 500 ms Redis response timeout.
+    proxy.delay(sha.as_bytes(), Duration::from_millis(400));
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 1, "160x120");
+    let conn = spotenc_proto::client::Connection {
+        url: fleet.url.clone(),
+        ..Default::default()
+    };
+    let mut w = conn.workers().await.unwrap();
+    let info = spotenc_tests::cpu_worker_info("w", "p", spotenc_proto::domain::Capacity::OnDemand);
+    let worker_id = w
+        .register_worker(pb::RegisterWorkerRequest {
+            info: Some(info.into()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let mut req = pb::LeaseTaskRequest {
+        worker_id: worker_id.clone(),
+        wait_ms: 0,
+        gpus: vec![],
+    };
+    // A first call with nothing to lease warms the coordinator's view of
+    // the worker, so the next one goes straight to the claim.
+    assert!(w
+        .lease_task(req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .is_none());
+    let id = submit_id(&fleet, &src, &dir.path().join("o.mp4"), &[]);
+    req.wait_ms = 5_000;
+    // The worker gives up on the call while the claim's answer is late.
+    let dropped = tokio::time::timeout(Duration::from_millis(200), w.lease_task(req.clone())).await;
+    assert!(dropped.is_err(), "the lease answered in time: {dropped:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let probe = loop {
+        let j = super::job(&fleet.url, &id).await;
+        let t = j.tasks[0].clone();
+        if t.state == pb::TaskState::Pending as i32 && !t.history.is_empty() {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task stayed leased to nobody: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(probe.history[0].outcome, "released", "{probe:?}");
+    assert!(probe.interruptions.is_empty(), "{probe:?}");
+    // The next call gets it, with a new fence.
+    let task = w
+        .lease_task(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .expect("the probe again");
+    assert_eq!((task.task_id, task.attempt), (probe.task_id, 2));
 }

@@ -271,6 +271,16 @@ impl StateStore for EmbeddedStore {
         self.apply(|s| s.hand_back(task_id, attempt, notice, now_ms), always)
     }
 
+    async fn release(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        self.apply(|s| s.release(task_id, attempt, reason, now_ms), always)
+    }
+
     async fn queue_depth(&self) -> Result<(u64, u64)> {
         Ok(self.state.lock().expect("state lock").queue_depth())
     }

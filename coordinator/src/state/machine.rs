@@ -600,6 +600,26 @@ impl State {
         Ok(self.transition(&job_id))
     }
 
+    /// A lease its worker never received: the attempt ends as `released`
+    /// and the task is pending again; nothing is counted against it.
+    pub fn release(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let task = self.fenced(task_id, attempt)?;
+        close_attempt(task, "released", reason, now_ms);
+        let worker = task.worker_id.clone();
+        let job_id = task.job_id.clone();
+        let spec = &self.jobs[&job_id].spec;
+        let task = self.tasks.get_mut(task_id).expect("fenced");
+        requeue(task, spec, now_ms);
+        self.index.sync(task, Some(&worker));
+        Ok(self.transition(&job_id))
+    }
+
     /// Stores an ended attempt's audit log and notes its size in the
     /// attempt record.
     fn keep_log(&mut self, task_id: &str, attempt: u32, log: &str) {

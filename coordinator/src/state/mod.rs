@@ -224,6 +224,16 @@ pub trait StateStore: Send + Sync + 'static {
         notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition>;
+    /// Undoes a lease its worker never received (a dropped lease call):
+    /// the attempt ends as `released` and the task is pending again, with
+    /// nothing counted against it or the worker's pool.
+    async fn release(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition>;
     /// The audit logs of a job's attempts, of one task when `task_id` is
     /// not empty.
     async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>>;

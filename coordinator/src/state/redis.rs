@@ -56,6 +56,7 @@ struct Scripts {
     complete: Script,
     fail: Script,
     hand_back: Script,
+    release: Script,
     expire: Script,
     escalate: Script,
     cancel: Script,
@@ -187,6 +188,7 @@ impl RedisStore {
                 complete: script!("complete"),
                 fail: script!("fail"),
                 hand_back: script!("hand_back"),
+                release: script!("release"),
                 expire: script!("expire"),
                 escalate: script!("escalate"),
                 cancel: script!("cancel"),
@@ -692,6 +694,27 @@ impl StateStore for RedisStore {
             .arg(&notice.message)
             .arg(now_ms)
             .arg(TaskLog::clamp(&notice.log))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        transition_of(job_id, &state)
+    }
+
+    async fn release(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        let (job_id, state): (String, String) = self
+            .scripts
+            .release
+            .arg(&self.prefix)
+            .arg(task_id)
+            .arg(attempt)
+            .arg(reason)
+            .arg(now_ms)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;

@@ -528,6 +528,26 @@ async fn hand_back_requeues_as_an_interruption_of_the_pool(s: Arc<dyn StateStore
     assert_eq!((again.task_id, again.attempt), (t.task_id, t.attempt + 1));
 }
 
+async fn release_undoes_a_lease_without_counting_it(s: Arc<dyn StateStore>) {
+    let job = planned_job(&*s).await;
+    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
+    s.release(&t.task_id, t.attempt, "lease call dropped", 3)
+        .await
+        .unwrap();
+    let (_, tasks) = s.job(&job).await.unwrap();
+    let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
+    assert_eq!(task.state, TaskState::Pending);
+    assert_eq!((task.failures, task.expiries), (0, 0));
+    assert!(task.interruptions.is_empty(), "{:?}", task.interruptions);
+    assert_eq!(task.history[0].outcome, "released");
+    assert_eq!(task.history[0].error, "lease call dropped");
+    // Nothing holds it any more: a second release is stale.
+    assert!(s.release(&t.task_id, t.attempt, "again", 4).await.is_err());
+    // Leased again at once, with a new fence.
+    let again = s.lease_next("w1", 5).await.unwrap().unwrap();
+    assert_eq!((again.task_id, again.attempt), (t.task_id, t.attempt + 1));
+}
+
 async fn interruptions_by_one_pool_escalate_to_on_demand(s: Arc<dyn StateStore>) {
     // escalate_after_attempts is 2: two interruptions by pool "p" move the
     // task, and neither counts as a failure.
@@ -844,6 +864,7 @@ contract!(
     non_retryable_failure_fails_the_job_and_cancels_the_rest,
     retryable_failures_are_bounded_by_max_attempts,
     hand_back_requeues_as_an_interruption_of_the_pool,
+    release_undoes_a_lease_without_counting_it,
     interruptions_by_one_pool_escalate_to_on_demand,
     interruptions_of_different_pools_do_not_add_up,
     attempt_logs_are_kept_and_filtered_by_task,
