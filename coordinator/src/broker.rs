@@ -222,7 +222,8 @@ impl Broker {
     }
 
     /// Moves the stitched object onto the output. Repeatable: once the
-    /// temporary is gone, an output of the stitched size counts as done.
+    /// temporary is gone, an output carrying the stitch's SHA-256 counts as
+    /// done.
     pub async fn commit(
         &self,
         stitched: &OutputObject,
@@ -254,10 +255,21 @@ impl Broker {
                 "stitched object is {n} bytes, expected {}",
                 stitched.size_bytes
             )),
-            Some(_) => store.commit(tkey, okey).await.map_err(|e| e.to_string()),
-            None => match store.size(okey).await.map_err(|e| e.to_string())? {
-                Some(n) if n == stitched.size_bytes => Ok(()),
-                _ => Err("stitched object is gone".into()),
+            Some(_) => store
+                .commit(tkey, okey, &stitched.sha256)
+                .await
+                .map_err(|e| e.to_string()),
+            // Committed before (a crash between the copy and its record):
+            // only if the output is this very object, by its checksum.
+            None => match store.sha256(okey).await.map_err(|e| e.to_string())? {
+                Some(sha) if !stitched.sha256.is_empty() && sha == stitched.sha256 => Ok(()),
+                Some(_) => Err("stitched object is gone and the output is another object".into()),
+                None => match store.size(okey).await.map_err(|e| e.to_string())? {
+                    Some(_) => Err("stitched object is gone and the output is another object \
+                         (it carries no checksum of ours)"
+                        .into()),
+                    None => Err("stitched object is gone".into()),
+                },
             },
         }
     }
@@ -335,7 +347,10 @@ mod tests {
         let stitched = OutputObject {
             path: format!("s3://{BUCKET}/out/.m.mp4.j.a1.part"),
             size_bytes: 14,
-            sha256: String::new(),
+            sha256: {
+                use sha2::{Digest, Sha256};
+                hex::encode(Sha256::digest(b"stitched bytes"))
+            },
             frames: 1,
             ..Default::default()
         };
@@ -344,12 +359,13 @@ mod tests {
         // "Restart": the temporary is gone, the output is in place.
         b.commit(&stitched, &output).await.unwrap();
         assert_eq!(store.get("out/m.mp4").await.unwrap(), b"stitched bytes");
-        // A different object at the output is not mistaken for ours.
-        store
-            .put("out/m.mp4", b"something else entirely".to_vec())
-            .await
-            .unwrap();
-        assert!(b.commit(&stitched, &output).await.is_err());
+        // A different object at the output is not mistaken for ours, even
+        // of the same size (before: a size match was taken as done).
+        for other in [&b"something else entirely"[..], b"stitched bytez"] {
+            store.put("out/m.mp4", other.to_vec()).await.unwrap();
+            let e = b.commit(&stitched, &output).await.unwrap_err();
+            assert!(e.contains("another object"), "{e}");
+        }
     }
 
     #[test]

@@ -74,13 +74,25 @@ async fn contract(s: Arc<dyn ObjectStore>) {
     s.put("out/.movie.mp4.j1.a1.part", b"new and longer".to_vec())
         .await
         .unwrap();
-    s.commit("out/.movie.mp4.j1.a1.part", "out/movie.mp4")
-        .await
-        .unwrap();
+    s.commit(
+        "out/.movie.mp4.j1.a1.part",
+        "out/movie.mp4",
+        &sha(b"new and longer"),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.get("out/movie.mp4").await.unwrap(), b"new and longer");
+    // The committed object answers with its checksum (a repeated commit
+    // tells it from another object of the same size by it).
+    assert_eq!(
+        s.sha256("out/movie.mp4").await.unwrap(),
+        Some(sha(b"new and longer"))
+    );
+    assert_eq!(s.sha256("out/none.mp4").await.unwrap(), None);
     assert_eq!(s.size("out/.movie.mp4.j1.a1.part").await.unwrap(), None);
     assert!(matches!(
-        s.commit("out/.movie.mp4.j1.a1.part", "out/movie.mp4").await,
+        s.commit("out/.movie.mp4.j1.a1.part", "out/movie.mp4", "")
+            .await,
         Err(Error::NotFound(_))
     ));
 
@@ -94,7 +106,7 @@ async fn contract(s: Arc<dyn ObjectStore>) {
     ] {
         let (tmp, fin) = (format!("out/.{name}.j1.a1.part"), format!("out/{name}"));
         s.put(&tmp, name.as_bytes().to_vec()).await.unwrap();
-        s.commit(&tmp, &fin)
+        s.commit(&tmp, &fin, &sha(name.as_bytes()))
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(s.get(&fin).await.unwrap(), name.as_bytes(), "{name}");
@@ -148,9 +160,10 @@ async fn s3_commit_copies_large_objects_in_parts() {
         ("out/.big +\u{e9}.mp4.j.a1.part", "out/big +\u{e9}.mp4"),
     ] {
         s.put(tmp, big.clone()).await.unwrap();
-        s.commit(tmp, fin)
+        s.commit(tmp, fin, &sha(&big))
             .await
             .unwrap_or_else(|e| panic!("{fin}: {e}"));
+        assert_eq!(s.sha256(fin).await.unwrap(), Some(sha(&big)));
         let got = s.get(fin).await.unwrap();
         assert_eq!(got.len(), big.len());
         assert!(got == big, "multipart copy changed the bytes of {fin}");
@@ -195,4 +208,9 @@ async fn file_store_refuses_keys_that_escape_its_root() {
     for bad in ["../etc/passwd", "/etc/passwd", "a/../../b", ""] {
         assert!(matches!(s.get(bad).await, Err(Error::Invalid(_))), "{bad}");
     }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
 }

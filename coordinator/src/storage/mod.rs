@@ -174,9 +174,11 @@ pub fn temp_output(output: &str, job_id: &str) -> String {
         .to_string()
 }
 
-/// Moves the stitched object onto the final path. Safe to repeat after a
-/// crash: if the temporary is gone and the final path holds the same bytes,
-/// the commit already happened.
+/// Moves the stitched object onto the final path: its bytes are flushed to
+/// disk first and the directory after, so a crash right after the commit
+/// cannot leave an empty or short file at the final path. Safe to repeat
+/// after a crash: if the temporary is gone and the final path holds the
+/// same bytes, the commit already happened.
 pub fn commit(stitched: &OutputObject, output: &str) -> std::result::Result<(), String> {
     let tmp = Path::new(&stitched.path);
     let fin = Path::new(output);
@@ -188,7 +190,7 @@ pub fn commit(stitched: &OutputObject, output: &str) -> std::result::Result<(), 
                 stitched.size_bytes
             ))
         }
-        Ok(_) => match std::fs::rename(tmp, fin) {
+        Ok(_) => match sync_file(tmp).and_then(|()| std::fs::rename(tmp, fin)) {
             Ok(()) => {
                 sync_dir(fin);
                 return Ok(());
@@ -210,6 +212,11 @@ pub fn commit(stitched: &OutputObject, output: &str) -> std::result::Result<(), 
         }
         _ => Err("stitched object is gone".into()),
     }
+}
+
+/// Flushes a file's data to disk.
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
 }
 
 /// Checks, before any rename of a job's commit, that `stitched` can be

@@ -27,8 +27,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Makes `final_key` hold what `tmp_key` holds, then removes `tmp_key`.
     /// Readers of `final_key` see the old object or the whole new one, never
-    /// a part. Repeatable until `tmp_key` is gone; then `NotFound`.
-    async fn commit(&self, tmp_key: &str, final_key: &str) -> Result<()>;
+    /// a part. Repeatable until `tmp_key` is gone; then `NotFound`. The
+    /// object's SHA-256 (hex, as the stitch computed it) goes with it, so a
+    /// later [`ObjectStore::sha256`] can tell it from another object.
+    async fn commit(&self, tmp_key: &str, final_key: &str, sha256: &str) -> Result<()>;
+    /// The SHA-256 (hex) of a committed object: recorded at the commit,
+    /// or computed; `None` when there is no such object or it carries no
+    /// record.
+    async fn sha256(&self, key: &str) -> Result<Option<String>>;
 }
 
 fn io(what: &str, key: &str) -> impl FnOnce(std::io::Error) -> Error {
@@ -149,7 +155,17 @@ impl ObjectStore for FileStore {
         .map_err(|e| Error::Internal(e.to_string()))
     }
 
-    async fn commit(&self, tmp_key: &str, final_key: &str) -> Result<()> {
+    async fn sha256(&self, key: &str) -> Result<Option<String>> {
+        use sha2::{Digest, Sha256};
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(hex::encode(Sha256::digest(&bytes)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", key)(e)),
+        }
+    }
+
+    async fn commit(&self, tmp_key: &str, final_key: &str, _sha256: &str) -> Result<()> {
         let (tmp, fin) = (self.path(tmp_key)?, self.path(final_key)?);
         if let Some(dir) = fin.parent() {
             tokio::fs::create_dir_all(dir)

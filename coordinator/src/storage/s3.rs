@@ -16,6 +16,10 @@ use spotenc_proto::{Error, Result};
 
 use super::object::ObjectStore;
 
+/// User metadata (`x-amz-meta-spotenc-sha256`) a committed output carries:
+/// its SHA-256, so a repeated commit can tell it from another object.
+const SHA256_META: &str = "spotenc-sha256";
+
 /// Where and how to reach an S3-compatible service.
 #[derive(Debug, Clone)]
 pub struct S3Settings {
@@ -101,8 +105,8 @@ impl S3Store {
         PresigningConfig::expires_in(ttl).map_err(|e| Error::invalid(format!("presign ttl: {e}")))
     }
 
-    async fn multipart_copy(&self, src: &str, dst: &str, size: u64) -> Result<()> {
-        let upload_id = self.create_multipart(dst).await?;
+    async fn multipart_copy(&self, src: &str, dst: &str, size: u64, sha256: &str) -> Result<()> {
+        let upload_id = self.create_multipart_with(dst, Some(sha256)).await?;
         let source = copy_source(&self.bucket, src);
         let mut parts = Vec::new();
         let mut start = 0u64;
@@ -177,11 +181,20 @@ impl S3Store {
 impl S3Store {
     /// Starts a multipart upload of `key`; returns its upload id.
     pub async fn create_multipart(&self, key: &str) -> Result<String> {
-        let up = self
+        self.create_multipart_with(key, None).await
+    }
+
+    /// [`S3Store::create_multipart`], recording `sha256` on the object.
+    async fn create_multipart_with(&self, key: &str, sha256: Option<&str>) -> Result<String> {
+        let mut req = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
-            .key(key)
+            .key(key);
+        if let Some(sha) = sha256.filter(|s| !s.is_empty()) {
+            req = req.metadata(SHA256_META, sha);
+        }
+        let up = req
             .send()
             .await
             .map_err(|e| s3_error("create multipart", key, e))?;
@@ -406,22 +419,44 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
-    async fn commit(&self, tmp_key: &str, final_key: &str) -> Result<()> {
+    async fn sha256(&self, key: &str) -> Result<Option<String>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(h.metadata().and_then(|m| m.get(SHA256_META)).cloned()),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_error("head", key, e)),
+        }
+    }
+
+    async fn commit(&self, tmp_key: &str, final_key: &str, sha256: &str) -> Result<()> {
         let size = self
             .size(tmp_key)
             .await?
             .ok_or_else(|| Error::NotFound(format!("object {tmp_key}")))?;
         if size <= self.copy_part_bytes {
-            self.client
+            let mut req = self
+                .client
                 .copy_object()
                 .bucket(&self.bucket)
                 .key(final_key)
-                .copy_source(copy_source(&self.bucket, tmp_key))
-                .send()
+                .copy_source(copy_source(&self.bucket, tmp_key));
+            if !sha256.is_empty() {
+                req = req
+                    .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                    .metadata(SHA256_META, sha256);
+            }
+            req.send()
                 .await
                 .map_err(|e| s3_error("copy", final_key, e))?;
         } else {
-            self.multipart_copy(tmp_key, final_key, size).await?;
+            self.multipart_copy(tmp_key, final_key, size, sha256)
+                .await?;
         }
         self.delete(tmp_key).await
     }
