@@ -12,6 +12,7 @@ end
 if ok then
   redis.call('HSET', jk(job), 'state', 'Succeeded', 'finished_unix_ms', now, 'updated_unix_ms', now)
   redis.call('SREM', P .. ':committing', job)
+  redis.call('ZADD', FINISHED, now, job)
   release_paths(job)
 else
   fail_job(job, 'commit failed: ' .. err, now)

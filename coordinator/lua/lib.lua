@@ -24,6 +24,8 @@
 --                          escalate to on-demand for waiting too long
 --   P:leased               ZSET leased task ids by lease deadline (ms)
 --   P:committing           SET job ids waiting for their commit
+--   P:finished             ZSET ended job ids by when they ended (retention)
+--   P:workers              ZSET worker ids by registration (retention)
 --   P:worker:<id>          HASH registered worker: record (JSON), capacity,
 --                          pool, sessions (NVENC sessions its leases hold)
 -- Keys are derived from the prefix rather than passed in KEYS, so the
@@ -37,6 +39,8 @@ local SEEN = P .. ':seen'
 local OUTPATHS = P .. ':outpaths'
 local INPATHS = P .. ':inpaths'
 local POOLSTATS = P .. ':poolstats'
+local FINISHED = P .. ':finished'
+local WORKERS = P .. ':workers'
 local PARTITIONS = {'Spot', 'OnDemand'}
 local function jk(id) return P .. ':job:' .. id end
 local function tk(id) return P .. ':task:' .. id end
@@ -146,6 +150,7 @@ end
 local function end_job(job, now)
   release_paths(job)
   redis.call('HSET', jk(job), 'finished_unix_ms', now, 'updated_unix_ms', now)
+  redis.call('ZADD', FINISHED, now, job)
   redis.call('SREM', P .. ':committing', job)
   for _, t in ipairs(tasks_of(job)) do
     local st = redis.call('HGET', tk(t), 'state')

@@ -9,6 +9,7 @@
 //! lease_ttl_ms = 15000            # a worker silent this long loses its task
 //! heartbeat_interval_ms = 2000    # at most half the TTL
 //! stall_seconds = 120             # a task with no progress this long fails, retryably
+//! retention_hours = 168           # then ended jobs (logs, keys) and silent workers go
 //! max_expiries = 5                # lease expiries a task survives
 //! pools_file = "/etc/spotenc/pools.toml"  # more [[pools]] (or SPOTENC_POOLS)
 //! builtin_pools = true             # false: exactly the [[pools]] listed here and in pools_file
@@ -67,6 +68,7 @@
 //! Overrides: `SPOTENC_LISTEN`, `SPOTENC_DATA_DIR`, `SPOTENC_REDIS`,
 //! `SPOTENC_REDIS_PREFIX`, `SPOTENC_LEASE_TTL_MS`,
 //! `SPOTENC_HEARTBEAT_INTERVAL_MS`, `SPOTENC_STALL_SECONDS`,
+//! `SPOTENC_RETENTION_HOURS`,
 //! `SPOTENC_MAX_EXPIRIES`, `SPOTENC_TLS_CERT`, `SPOTENC_TLS_KEY`,
 //! `SPOTENC_POOLS`, `SPOTENC_PLACEMENT`, `SPOTENC_INSECURE_NO_AUTH`, `SPOTENC_INPUT_ROOTS`, `SPOTENC_OUTPUT_ROOTS`.
 
@@ -96,6 +98,7 @@ struct FileConfig {
     lease_ttl_ms: Option<u32>,
     heartbeat_interval_ms: Option<u32>,
     stall_seconds: Option<u32>,
+    retention_hours: Option<f64>,
     max_expiries: Option<u32>,
     redis: Option<RedisSection>,
     tls: Option<TlsFiles>,
@@ -198,6 +201,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_LEASE_TTL_MS: u32 = 15_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u32 = 2_000;
 pub const DEFAULT_MAX_EXPIRIES: u32 = 5;
+/// A week: long enough to look at last week's failures.
+pub const DEFAULT_RETENTION_HOURS: f64 = 168.0;
 /// Two minutes without a frame, packet or byte: long past any encoder's
 /// flush or a network read's own timeout (30 s).
 pub const DEFAULT_STALL_SECONDS: u32 = 120;
@@ -447,6 +452,17 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         heartbeat_interval_ms: parse_env(env, "SPOTENC_HEARTBEAT_INTERVAL_MS")?
             .or(file.heartbeat_interval_ms)
             .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
+        retention: {
+            let hours = parse_env(env, "SPOTENC_RETENTION_HOURS")?
+                .or(file.retention_hours)
+                .unwrap_or(DEFAULT_RETENTION_HOURS);
+            if !(hours > 0.0 && hours <= 1e6) {
+                return Err(Error::invalid(format!(
+                    "invalid retention_hours {hours} (expected above 0, at most 1000000)"
+                )));
+            }
+            Duration::from_secs_f64(hours * 3600.0)
+        },
         stall_seconds: parse_env(env, "SPOTENC_STALL_SECONDS")?
             .or(file.stall_seconds)
             .unwrap_or(DEFAULT_STALL_SECONDS),

@@ -725,6 +725,41 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Retention: forgets jobs that ended more than `keep` ago (tasks,
+    /// attempts, logs, idempotency keys) and workers silent that long, in
+    /// batches.
+    pub async fn purge(&self, keep: Duration) {
+        const BATCH: usize = 1000;
+        let cutoff = now_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            match self.store.purge(cutoff, BATCH).await {
+                Ok(p) => {
+                    metrics::counter!("spotenc_purged_jobs_total").increment(p.jobs as u64);
+                    metrics::counter!("spotenc_purged_workers_total").increment(p.workers as u64);
+                    if p.jobs + p.workers > 0 {
+                        info!(
+                            jobs = p.jobs,
+                            workers = p.workers,
+                            "retention: forgot ended jobs and silent workers"
+                        );
+                    }
+                    // This replica's own view of the workers, too.
+                    self.workers
+                        .lock()
+                        .expect("workers lock")
+                        .retain(|_, w| w.last_seen_unix_ms >= cutoff);
+                    if p.jobs < BATCH && p.workers < BATCH {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "retention pass failed");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Requeues tasks whose leases expired and finishes commits a crash
     /// interrupted. Runs periodically.
     pub async fn reap(&self) -> Result<()> {

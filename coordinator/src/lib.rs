@@ -96,6 +96,9 @@ pub struct Config {
     /// Seconds without progress after which a worker fails its task as
     /// stalled (sent to workers when they register).
     pub stall_seconds: u32,
+    /// How long ended jobs (with their tasks, attempts, logs and
+    /// idempotency keys) and silent workers are kept.
+    pub retention: Duration,
     /// A task whose lease expires more than this many times fails its job.
     pub max_expiries: u32,
     /// How often expired leases are reaped.
@@ -138,6 +141,9 @@ impl Config {
                 self.heartbeat_interval_ms,
                 self.lease_ttl_ms / 2
             )));
+        }
+        if self.retention.is_zero() {
+            return Err(Error::invalid("retention_hours must be above 0"));
         }
         if self.stall_seconds < 5 {
             return Err(Error::invalid(format!(
@@ -192,6 +198,19 @@ pub async fn run(
                     tracing::warn!(error = %e, "reap failed");
                 }
                 tokio::time::sleep(every).await;
+            }
+        })
+    };
+
+    // Retention: a pass every tenth of the retention (1 s ..= 10 min).
+    let retention = {
+        let coord = coord.clone();
+        let keep = config.retention;
+        let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                coord.purge(keep).await;
             }
         })
     };
@@ -261,5 +280,6 @@ pub async fn run(
         .await
         .map_err(|e| Error::Internal(format!("serve: {e}")));
     reaper.abort();
+    retention.abort();
     result
 }

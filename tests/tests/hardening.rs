@@ -1,7 +1,8 @@
 //! Reliability findings of the security read, each reproduced against the
 //! built binaries and a real redis-server: the Redis prefix survives
 //! `--redis`, an evicting Redis is refused at start-up, and a multi-rendition
-//! commit is all or nothing, and a dropped lease call leaves nothing leased.
+//! commit is all or nothing, a dropped lease call leaves nothing leased, and
+//! retention empties Redis of ended jobs and silent workers.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -371,4 +372,61 @@ async fn a_dropped_lease_call_leaves_no_task_leased_to_nobody() {
         .task
         .expect("the probe again");
     assert_eq!((task.task_id, task.attempt), (probe.task_id, 2));
+}
+
+/// Before: finished jobs, their tasks, attempts, logs and idempotency keys,
+/// and every worker that ever registered stayed in Redis for ever, so a
+/// busy fleet's Redis grew without bound. Now `retention_hours` (default
+/// 168; here 3.6 s) forgets them.
+#[tokio::test(flavor = "multi_thread")]
+async fn ended_jobs_and_silent_workers_leave_redis_after_the_retention() {
+    let redis = RedisServer::start_volatile();
+    let mut fleet = Fleet::builder()
+        .redis(redis.url())
+        .config("retention_hours = 0.001\n")
+        .cpu_workers(1)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 2, "320x240");
+    let out = dir.path().join("out.mp4");
+    let id = submit_id(&fleet, &src, &out, &["--idempotency-key", "nightly-42"]);
+    let j = ended(&fleet.url, &id, Duration::from_secs(60), None).await;
+    assert_eq!(j.state, pb::JobState::Succeeded as i32, "{j:?}");
+    let records = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| [":job:", ":task:", ":idem:"].iter().any(|m| k.contains(m)))
+            .cloned()
+            .collect()
+    };
+    assert!(!records(&redis_keys(redis.port)).is_empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = records(&redis_keys(redis.port));
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still in Redis: {left:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let r = fleet.spotenc(&["status", &id]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("not found"),
+        "{r:?}"
+    );
+    // The output is the user's: retention never touches it.
+    assert!(out.exists());
+    // The live worker is kept; a worker that went silent is forgotten.
+    fleet.worker("w0").kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while redis_keys(redis.port)
+        .iter()
+        .any(|k| k.contains(":worker:"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dead worker is still in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -271,6 +271,13 @@ impl StateStore for EmbeddedStore {
         self.apply(|s| s.hand_back(task_id, attempt, notice, now_ms), always)
     }
 
+    async fn purge(&self, cutoff_ms: i64, limit: usize) -> Result<super::Purged> {
+        self.apply(
+            |s| Ok(s.purge(cutoff_ms, limit)),
+            |p| p.as_ref().is_ok_and(|p| p.jobs + p.workers > 0),
+        )
+    }
+
     async fn release(
         &self,
         task_id: &str,

@@ -278,6 +278,44 @@ impl State {
         Some(job)
     }
 
+    /// Retention: see [`super::StateStore::purge`]. Jobs go oldest-ended
+    /// first.
+    pub fn purge(&mut self, cutoff_ms: i64, limit: usize) -> super::Purged {
+        let mut ended: Vec<(i64, String)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state.is_terminal() && j.finished_unix_ms < cutoff_ms)
+            .map(|j| (j.finished_unix_ms, j.id.clone()))
+            .collect();
+        ended.sort();
+        ended.truncate(limit);
+        for (_, id) in &ended {
+            self.forget_job(id);
+        }
+        let dead: Vec<String> = self
+            .workers
+            .values()
+            .filter(|w| {
+                let seen = self
+                    .seen
+                    .get(&w.id)
+                    .copied()
+                    .unwrap_or(w.registered_unix_ms);
+                seen.max(w.registered_unix_ms) < cutoff_ms
+            })
+            .map(|w| w.id.clone())
+            .take(limit)
+            .collect();
+        for id in &dead {
+            self.workers.remove(id);
+            self.seen.remove(id);
+        }
+        super::Purged {
+            jobs: ended.len(),
+            workers: dead.len(),
+        }
+    }
+
     /// NVENC sessions the tasks leased to a worker hold.
     pub fn sessions_held(&self, worker_id: &str) -> u32 {
         self.index

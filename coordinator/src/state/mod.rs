@@ -108,6 +108,13 @@ pub struct WorkerRecord {
     pub registered_unix_ms: i64,
 }
 
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub jobs: usize,
+    pub workers: usize,
+}
+
 /// Where a transition left a job, so the coordinator can act on it: commit
 /// a job that reached `Committing`, clean up after a failed one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +231,11 @@ pub trait StateStore: Send + Sync + 'static {
         notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition>;
+    /// Retention: drops up to `limit` jobs that ended before `cutoff_ms`
+    /// (with their tasks, attempts, logs and idempotency key) and up to
+    /// `limit` workers registered before it that have not asked for work
+    /// since.
+    async fn purge(&self, cutoff_ms: i64, limit: usize) -> Result<Purged>;
     /// Undoes a lease its worker never received (a dropped lease call):
     /// the attempt ends as `released` and the task is pending again, with
     /// nothing counted against it or the worker's pool.

@@ -57,6 +57,7 @@ struct Scripts {
     fail: Script,
     hand_back: Script,
     release: Script,
+    purge: Script,
     expire: Script,
     escalate: Script,
     cancel: Script,
@@ -189,6 +190,7 @@ impl RedisStore {
                 fail: script!("fail"),
                 hand_back: script!("hand_back"),
                 release: script!("release"),
+                purge: script!("purge"),
                 expire: script!("expire"),
                 escalate: script!("escalate"),
                 cancel: script!("cancel"),
@@ -413,6 +415,10 @@ impl StateStore for RedisStore {
                     ("pool", worker.info.pool.clone()),
                 ],
             )
+            .await
+            .map_err(redis_error)?;
+        let _: () = c
+            .zadd(self.key("workers"), &worker.id, worker.registered_unix_ms)
             .await
             .map_err(redis_error)?;
         let _: () = c
@@ -698,6 +704,19 @@ impl StateStore for RedisStore {
             .await
             .map_err(redis_error)?;
         transition_of(job_id, &state)
+    }
+
+    async fn purge(&self, cutoff_ms: i64, limit: usize) -> Result<super::Purged> {
+        let (jobs, workers): (usize, usize) = self
+            .scripts
+            .purge
+            .arg(&self.prefix)
+            .arg(cutoff_ms)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(super::Purged { jobs, workers })
     }
 
     async fn release(

@@ -210,6 +210,41 @@ async fn submit_is_idempotent_by_key(s: Arc<dyn StateStore>) {
     );
 }
 
+async fn retention_purges_ended_jobs_and_silent_workers(s: Arc<dyn StateStore>) {
+    // Job A: its probe handed back with a log, then cancelled at 3.
+    let sp = spec();
+    let a = s.submit(sp.clone(), "ka", 0).await.unwrap().id;
+    let t = s.lease_next("w1", 1).await.unwrap().unwrap();
+    s.hand_back(&t.task_id, t.attempt, &notice("n", "x264 said"), 2)
+        .await
+        .unwrap();
+    s.cancel(&a, 3).await.unwrap();
+    // Job B still runs; worker w2 asked for work at 10.
+    let b = s.submit(spec(), "kb", 4).await.unwrap().id;
+    s.register_worker(worker_with("w2", Capacity::Spot))
+        .await
+        .unwrap();
+    s.lease_next("w2", 10).await.unwrap().unwrap();
+
+    // Nothing ended before 3; w1 (registered at 0, and its last lease
+    // handed back) has been silent since 0.
+    let p = s.purge(3, 100).await.unwrap();
+    assert_eq!((p.jobs, p.workers), (0, 1));
+    // A is gone with its tasks, log and key; w2 is kept.
+    let p = s.purge(4, 100).await.unwrap();
+    assert_eq!((p.jobs, p.workers), (1, 0));
+    assert!(matches!(s.job(&a).await, Err(Error::NotFound(_))));
+    assert!(s.task_logs(&a, "").await.unwrap_or_default().is_empty());
+    assert!(matches!(s.worker("w1").await, Err(Error::NotFound(_))));
+    assert!(s.worker("w2").await.is_ok());
+    assert_eq!(s.job(&b).await.unwrap().0.state, JobState::Running);
+    // The key is free again: the same key now makes a new job.
+    let again = s.submit(sp, "ka", 11).await.unwrap().id;
+    assert_ne!(again, a);
+    // A second pass finds nothing more.
+    assert_eq!(s.purge(4, 100).await.unwrap(), super::Purged::default());
+}
+
 async fn unknown_worker_cannot_lease(s: Arc<dyn StateStore>) {
     s.submit(spec(), "", 0).await.unwrap();
     assert!(matches!(
@@ -854,6 +889,7 @@ contract!(
     on_demand_workers_take_spot_work_rather_than_idle,
     waiting_spot_tasks_escalate_after_the_wait_limit,
     submit_is_idempotent_by_key,
+    retention_purges_ended_jobs_and_silent_workers,
     unknown_worker_cannot_lease,
     stale_fencing_token_is_refused_after_expiry,
     stitch_waits_for_every_chunk_and_gets_them_in_order,
