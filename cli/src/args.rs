@@ -35,6 +35,10 @@ pub struct JobArgs {
     /// Fit the output inside WxH, keeping the aspect ratio (even sides)
     #[arg(long, value_name = "WxH")]
     pub scale: Option<String>,
+    /// Let --scale (and renditions' scale) enlarge a smaller source; by
+    /// default outputs are never larger than the source
+    #[arg(long)]
+    pub allow_upscale: bool,
     /// Target chunk length; boundaries snap to source keyframes
     #[arg(long, default_value_t = JobSpec::DEFAULT_CHUNK_SECONDS)]
     pub chunk_seconds: f64,
@@ -128,6 +132,7 @@ impl JobArgs {
             profile: self.profile.clone(),
             keyint: self.keyint,
             max_size: self.scale.as_deref().map(parse_scale).transpose()?,
+            allow_upscale: self.allow_upscale,
         };
         let renditions = self
             .rendition

@@ -9,7 +9,7 @@ use spotenc_proto::domain::{
 use spotenc_proto::Result;
 
 use crate::cost::model::{Demand, Output};
-use crate::plan::plan_chunks;
+use crate::plan::{check_audio, plan_chunks};
 use crate::state::{JobRecord, NewTask};
 use crate::storage;
 
@@ -17,6 +17,7 @@ use crate::storage;
 /// `work_dir`.
 pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<NewTask>> {
     let spec = &job.spec;
+    check_audio(probe)?;
     let chunks = plan_chunks(&probe.video, spec.chunk_seconds, spec.min_chunk_seconds)?;
     let v = &probe.video;
     let tb = v.time_base.as_f64();
@@ -25,7 +26,8 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
         .outputs()
         .into_iter()
         .map(|(_, video, _)| {
-            let (width, height) = output_size(v.width, v.height, video.max_size);
+            let (width, height) =
+                output_size(v.width, v.height, video.max_size, video.allow_upscale);
             Output {
                 codec: video.codec,
                 preset: video.preset.clone(),

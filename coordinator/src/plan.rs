@@ -4,8 +4,10 @@
 //! `chunk_seconds` after the previous one, and no chunk is shorter than
 //! `min_chunk_seconds` (a too-short tail joins the chunk before it). Every
 //! chunk records its exact frame range, so each can be checked on its own.
+//! Absurd media (frames over [`MAX_SOURCE_SIDE`], audio hours away from the
+//! video, more than [`MAX_CHUNKS`] chunks) fails here, before any encode.
 
-use spotenc_proto::domain::{ChunkRange, VideoStreamInfo};
+use spotenc_proto::domain::{ChunkRange, ProbeInfo, VideoStreamInfo};
 use spotenc_proto::{Error, Result};
 
 /// The most chunks one job may have: each is a task, a lease, an attempt
@@ -13,12 +15,47 @@ use spotenc_proto::{Error, Result};
 /// become 72,000 of them.
 pub const MAX_CHUNKS: usize = 20_000;
 
+/// The largest source frame side accepted (8K is 7680): a declared frame
+/// size beyond it fails the job at planning, before any chunk is encoded.
+pub const MAX_SOURCE_SIDE: u32 = 8192;
+
+/// The furthest apart (seconds) the audio and video may start: beyond it
+/// the job fails at planning ("absurd media"), instead of encoding hours of
+/// silence or a track nobody hears.
+pub const MAX_AUDIO_OFFSET_SECONDS: f64 = 300.0;
+
+/// Refuses an audio track that starts too far from the video.
+pub fn check_audio(probe: &ProbeInfo) -> Result<()> {
+    let Some(a) = &probe.audio else {
+        return Ok(());
+    };
+    let off = a.start_offset_seconds;
+    if off.is_finite() && off.abs() <= MAX_AUDIO_OFFSET_SECONDS {
+        return Ok(());
+    }
+    let (by, side) = if off < 0.0 {
+        (-off, "before")
+    } else {
+        (off, "after")
+    };
+    Err(Error::invalid(format!(
+        "the audio starts {by:.0} s {side} the video; at most {MAX_AUDIO_OFFSET_SECONDS:.0} s \
+         apart is accepted"
+    )))
+}
+
 /// Plans the chunks of a video stream.
 pub fn plan_chunks(
     video: &VideoStreamInfo,
     chunk_seconds: f64,
     min_chunk_seconds: f64,
 ) -> Result<Vec<ChunkRange>> {
+    let (w, h) = (video.width, video.height);
+    if w == 0 || h == 0 || w > MAX_SOURCE_SIDE || h > MAX_SOURCE_SIDE {
+        return Err(Error::invalid(format!(
+            "input frames are {w}x{h}; accepted sizes are 1..={MAX_SOURCE_SIDE} on each side"
+        )));
+    }
     let kf = &video.keyframes;
     if video.frame_count == 0 {
         return Err(Error::invalid("input has no video frames"));
@@ -147,6 +184,48 @@ mod tests {
         let plan = plan_chunks(&stream(100, &[0]), 1.0, 0.5).unwrap();
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].frames(), 100);
+    }
+
+    #[test]
+    fn audio_hours_away_from_the_video_is_refused() {
+        let probe = |off: f64| ProbeInfo {
+            format_name: "mov".into(),
+            duration_seconds: 10.0,
+            index_source: "packet-scan".into(),
+            video: stream(100, &[0]),
+            audio: Some(spotenc_proto::domain::AudioStreamInfo {
+                stream_index: 1,
+                codec: "aac".into(),
+                sample_rate: 48000,
+                channels: 2,
+                start_offset_seconds: off,
+            }),
+        };
+        let e = check_audio(&probe(36_000.0)).unwrap_err().to_string();
+        assert!(
+            e.contains("36000 s after the video") && e.contains("300 s"),
+            "{e}"
+        );
+        let e = check_audio(&probe(-7_200.0)).unwrap_err().to_string();
+        assert!(e.contains("7200 s before"), "{e}");
+        assert!(check_audio(&probe(f64::NAN)).is_err());
+        assert!(check_audio(&probe(1.5)).is_ok());
+        let mut none = probe(0.0);
+        none.audio = None;
+        assert!(check_audio(&none).is_ok());
+    }
+
+    #[test]
+    fn absurd_frame_sizes_are_refused_naming_the_cap() {
+        for (w, h) in [(16384, 64), (64, 8193), (0, 64)] {
+            let mut v = stream(100, &[0]);
+            (v.width, v.height) = (w, h);
+            let e = plan_chunks(&v, 1.0, 0.5).unwrap_err().to_string();
+            assert!(e.contains(&format!("{w}x{h}")) && e.contains("8192"), "{e}");
+        }
+        let mut v = stream(100, &[0]);
+        (v.width, v.height) = (7680, 4320);
+        assert!(plan_chunks(&v, 1.0, 0.5).is_ok());
     }
 
     #[test]

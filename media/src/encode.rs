@@ -329,7 +329,12 @@ impl Pipeline {
         part: &Path,
         hw: Hardware,
     ) -> Result<Self> {
-        let (w, h) = output_size(first.width(), first.height(), video.max_size);
+        let (w, h) = output_size(
+            first.width(),
+            first.height(),
+            video.max_size,
+            video.allow_upscale,
+        );
         let sar = match first.aspect_ratio() {
             r if r.numerator() > 0 && r.denominator() > 0 => r,
             _ => Rational::new(1, 1),

@@ -57,6 +57,7 @@ fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
     }
     let (width, height) = (dec.width(), dec.height());
     let pix_fmt = format!("{:?}", dec.format()).to_lowercase();
+    let video_start = stream_start_seconds(&vstream);
     let audio = ictx.streams().best(media::Type::Audio).map(|a| {
         let p = a.parameters();
         let (rate, channels) = ffmpeg::codec::context::Context::from_parameters(a.parameters())
@@ -68,6 +69,7 @@ fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
             codec: format!("{:?}", p.id()).to_lowercase(),
             sample_rate: rate,
             channels,
+            start_offset_seconds: stream_start_seconds(&a) - video_start,
         }
     });
     let format_name = ictx.format().name().to_string();
@@ -186,6 +188,19 @@ fn scan_video_packets(
     frames.sort_by_key(|f| f.pts);
     frames.dedup_by_key(|f| f.pts);
     Ok(frames)
+}
+
+/// When a stream starts, in seconds (0 when the container does not say).
+fn stream_start_seconds(s: &ffmpeg::format::stream::Stream) -> f64 {
+    let t = s.start_time();
+    if t == ffmpeg::ffi::AV_NOPTS_VALUE {
+        return 0.0;
+    }
+    let tb = s.time_base();
+    if tb.denominator() == 0 {
+        return 0.0;
+    }
+    t as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator())
 }
 
 /// One frame's duration in `tb`, from the average frame rate.

@@ -14,6 +14,7 @@ fn settings() -> VideoSettings {
         profile: None,
         keyint: None,
         max_size: None,
+        allow_upscale: false,
     }
 }
 
@@ -260,6 +261,7 @@ fn ten_bit_hevc_source_to_hevc_scaled() {
         VideoSettings {
             codec: Codec::Hevc,
             max_size: Some((160, 160)),
+            allow_upscale: false,
             ..settings()
         },
         Container::Mkv,

@@ -17,6 +17,7 @@ fn spec() -> JobSpec {
             profile: Some("main".into()),
             keyint: Some(48),
             max_size: Some((1280, 720)),
+            allow_upscale: false,
         },
         audio: AudioSettings {
             copy_if_aac: false,
@@ -68,6 +69,23 @@ fn invalid_values_are_named_in_the_error() {
     let mut s = spec();
     s.video.preset = "turbo".into();
     assert!(s.validate().unwrap_err().to_string().contains("\"turbo\""));
+
+    // Rate limits: maxrate and the VBV buffer are bounded too (before:
+    // any bufsize and any maxrate above the bitrate were passed on).
+    for (bitrate_bps, maxrate_bps, bufsize_bits, named) in [
+        (2_000_000, 900_000_000, 4_000_000, "maxrate 900000000"),
+        (2_000_000, 3_000_000, 9_000_000_000, "bufsize 9000000000"),
+        (2_000_000, 3_000_000, 8_000, "bufsize 8000"),
+    ] {
+        let mut s = spec();
+        s.video.rate = RateControl::Bitrate {
+            bitrate_bps,
+            maxrate_bps,
+            bufsize_bits,
+        };
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains(named), "{e}");
+    }
 
     let mut wire = pb::JobSpec::from(spec());
     wire.container = 0;
@@ -149,4 +167,19 @@ fn paths_with_control_characters_or_too_long_are_refused_naming_the_field() {
     );
     // Unicode that is not a control character is a fine name.
     assert!(with(|s| s.output = "/o/caf\u{e9} \u{65e5}\u{672c}.mp4".into()).is_ok());
+}
+
+#[test]
+fn outputs_are_never_larger_than_the_source_unless_asked() {
+    // Before: scale=8192x8192 made an 8192x6144 encode of a 320x240 source.
+    assert_eq!(output_size(320, 240, Some((8192, 8192)), false), (320, 240));
+    assert_eq!(
+        output_size(320, 240, Some((8192, 8192)), true),
+        (8192, 6144)
+    );
+    // Down-scaling is unchanged either way.
+    for up in [false, true] {
+        assert_eq!(output_size(1920, 1080, Some((1280, 720)), up), (1280, 720));
+        assert_eq!(output_size(1920, 1080, None, up), (1920, 1080));
+    }
 }

@@ -305,6 +305,53 @@ fn ten_bit_hevc_source_to_scaled_hevc() {
     );
 }
 
+/// A bounding box larger than the source does not enlarge it (before:
+/// `--scale 8192x8192` on 320x240 encoded 8192x6144); `--allow-upscale`
+/// does, for a rendition too.
+#[test]
+fn outputs_are_not_upscaled_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 2, "320x240");
+    let out = dir.path().join("same.mp4");
+    let big = dir.path().join("big.mkv");
+    let rendition = format!("{},scale=640x640", big.display());
+    assert_ok(
+        &transcode(
+            &src,
+            &out,
+            &[
+                "--scale",
+                "8192x8192",
+                "--preset",
+                "ultrafast",
+                "--rendition",
+                &rendition,
+            ],
+        ),
+        "transcode",
+    );
+    assert_eq!(video_size(&out), (320, 240));
+    assert_eq!(video_size(&big), (320, 240));
+    assert_faithful(&src, &out);
+    let up = dir.path().join("up.mp4");
+    assert_ok(
+        &transcode(
+            &src,
+            &up,
+            &[
+                "--scale",
+                "640x640",
+                "--allow-upscale",
+                "--preset",
+                "ultrafast",
+            ],
+        ),
+        "transcode --allow-upscale",
+    );
+    assert_eq!(video_size(&up), (640, 480));
+    assert_eq!(frame_count(&up), frame_count(&src));
+}
+
 #[test]
 fn source_without_audio_gives_output_without_audio() {
     let dir = tempfile::tempdir().unwrap();
@@ -566,6 +613,31 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
 
+    // Audio two hours after the video: absurd, refused at planning (before:
+    // planned and encoded).
+    let late = make_clip(
+        dir.path(),
+        "late-audio.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=2",
+            "-itsoffset",
+            "7200",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+    );
+
     let outputs = dir.path().join("out");
     std::fs::create_dir(&outputs).unwrap();
     // A missing input is refused at submission, with the reason.
@@ -577,6 +649,7 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
     let cases = [
         (text, "not a recognised media file"),
         (truncated, "bad input"),
+        (late, "the audio starts 7200 s after the video"),
     ];
     for (i, (input, reason)) in cases.iter().enumerate() {
         let out = outputs.join(format!("out{i}.mp4"));

@@ -204,6 +204,7 @@ pub(crate) fn spec(j: &SimJob, i: usize) -> JobSpec {
             profile: None,
             keyint: None,
             max_size: None,
+            allow_upscale: false,
         },
         audio: AudioSettings {
             copy_if_aac: true,

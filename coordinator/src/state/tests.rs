@@ -32,6 +32,7 @@ fn spec() -> JobSpec {
             profile: None,
             keyint: None,
             max_size: None,
+            allow_upscale: false,
         },
         audio: AudioSettings {
             copy_if_aac: true,

@@ -86,6 +86,7 @@ impl From<d::VideoSettings> for pb::VideoSettings {
             keyint: v.keyint.unwrap_or(0),
             max_width,
             max_height,
+            allow_upscale: v.allow_upscale,
         }
     }
 }
@@ -132,6 +133,7 @@ impl TryFrom<pb::VideoSettings> for d::VideoSettings {
             profile: (!v.profile.is_empty()).then_some(v.profile),
             keyint: (v.keyint != 0).then_some(v.keyint),
             max_size,
+            allow_upscale: v.allow_upscale,
         })
     }
 }
@@ -488,6 +490,7 @@ impl From<d::ProbeInfo> for pb::ProbeResult {
                 codec: a.codec,
                 sample_rate: a.sample_rate,
                 channels: a.channels,
+                start_offset_seconds: a.start_offset_seconds,
             }),
         }
     }
@@ -526,6 +529,7 @@ impl TryFrom<pb::ProbeResult> for d::ProbeInfo {
                 codec: a.codec,
                 sample_rate: a.sample_rate,
                 channels: a.channels,
+                start_offset_seconds: a.start_offset_seconds,
             }),
         })
     }

@@ -143,6 +143,9 @@ pub struct VideoSettings {
     pub keyint: Option<u32>,
     /// Bounding box that keeps the aspect ratio; `None` keeps the source size.
     pub max_size: Option<(u32, u32)>,
+    /// Let a bounding box larger than the source enlarge it (off: the
+    /// output is never larger than the source).
+    pub allow_upscale: bool,
 }
 
 const PRESETS: &[&str] = &[
@@ -169,16 +172,23 @@ impl VideoSettings {
             RateControl::Bitrate {
                 bitrate_bps,
                 maxrate_bps,
-                ..
+                bufsize_bits,
             } => {
                 if !(16_000..=800_000_000).contains(&bitrate_bps) {
                     return Err(Error::invalid(format!(
                         "invalid bitrate {bitrate_bps} bit/s (expected 16000..=800000000)"
                     )));
                 }
-                if maxrate_bps != 0 && maxrate_bps < bitrate_bps {
+                if maxrate_bps != 0 && !(bitrate_bps..=800_000_000).contains(&maxrate_bps) {
                     return Err(Error::invalid(format!(
-                        "invalid maxrate {maxrate_bps} bit/s (expected >= bitrate {bitrate_bps})"
+                        "invalid maxrate {maxrate_bps} bit/s (expected bitrate {bitrate_bps}..=800000000)"
+                    )));
+                }
+                // The VBV buffer: at least a frame's worth at 16 kbit/s, at
+                // most 10 s of the highest rate.
+                if bufsize_bits != 0 && !(16_000..=8_000_000_000).contains(&bufsize_bits) {
+                    return Err(Error::invalid(format!(
+                        "invalid bufsize {bufsize_bits} bits (expected 16000..=8000000000)"
                     )));
                 }
             }
@@ -455,6 +465,10 @@ pub struct AudioStreamInfo {
     pub codec: String,
     pub sample_rate: u32,
     pub channels: u32,
+    /// Where the audio starts relative to the first video frame (seconds;
+    /// negative: before it).
+    #[serde(default)]
+    pub start_offset_seconds: f64,
 }
 
 /// What a probe task learns about an input.
@@ -755,11 +769,13 @@ pub struct JobView {
 
 /// The output size: the largest size with the source's aspect ratio that fits
 /// the bounding box (or the source size), with even sides as 4:2:0 needs.
-pub fn output_size(src_w: u32, src_h: u32, max: Option<(u32, u32)>) -> (u32, u32) {
+/// Never larger than the source unless `upscale`.
+pub fn output_size(src_w: u32, src_h: u32, max: Option<(u32, u32)>, upscale: bool) -> (u32, u32) {
     let (w, h) = match max {
         None => (src_w, src_h),
         Some((mw, mh)) => {
-            let scale = (f64::from(mw) / f64::from(src_w)).min(f64::from(mh) / f64::from(src_h));
+            let fit = (f64::from(mw) / f64::from(src_w)).min(f64::from(mh) / f64::from(src_h));
+            let scale = if upscale { fit } else { fit.min(1.0) };
             (
                 (f64::from(src_w) * scale).round() as u32,
                 (f64::from(src_h) * scale).round() as u32,
