@@ -100,7 +100,7 @@ fn run_work(
 }
 
 enum Ending {
-    Finished(spotenc_media::Result<TaskOutcome>),
+    Finished(Box<spotenc_media::Result<TaskOutcome>>),
     Panicked(String),
 }
 
@@ -292,7 +292,7 @@ impl Slot {
         });
         w.started = Instant::now();
         let (ending, log) = match self.supervise(&mut handle, &mut w, Phase::Running).await {
-            Ok(Ok((r, log))) => (Ending::Finished(r), log),
+            Ok(Ok((r, log))) => (Ending::Finished(Box::new(r)), log),
             Ok(Err(e)) => (Ending::Panicked(e.to_string()), String::new()),
             Err(stop) => {
                 // FFmpeg sees the flag between packets and in blocked reads.
@@ -308,8 +308,17 @@ impl Slot {
                 return self.stopped(stop, &w, log).await;
             }
         };
+        let ending = match ending {
+            Ending::Finished(r) => *r,
+            Ending::Panicked(e) => {
+                let msg = format!("worker panicked: {e}");
+                self.fail(&task_id, attempt, &msg, true, String::new())
+                    .await;
+                return "failed";
+            }
+        };
         match ending {
-            Ending::Finished(Ok(outcome)) => {
+            Ok(outcome) => {
                 let upload = staged.upload(&http, &moved);
                 match self.supervise(upload, &mut w, Phase::Uploading).await {
                     Ok(Ok(())) => {
@@ -324,14 +333,8 @@ impl Slot {
                     Err(stop) => self.stopped(stop, &w, log).await,
                 }
             }
-            Ending::Finished(Err(e)) => {
+            Err(e) => {
                 self.fail(&task_id, attempt, &e.to_string(), e.is_retryable(), log)
-                    .await;
-                "failed"
-            }
-            Ending::Panicked(e) => {
-                let msg = format!("worker panicked: {e}");
-                self.fail(&task_id, attempt, &msg, true, String::new())
                     .await;
                 "failed"
             }
