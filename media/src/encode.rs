@@ -190,6 +190,7 @@ fn run(
         done: false,
         too_late: false,
         kept: 0,
+        last_pts: None,
     };
     let mut decoded = frame::Video::empty();
     for (stream, packet) in ictx.packets() {
@@ -259,6 +260,8 @@ struct Cutter<'a> {
     done: bool,
     too_late: bool,
     kept: u64,
+    /// The last kept frame's time.
+    last_pts: Option<i64>,
 }
 
 impl Cutter<'_> {
@@ -282,6 +285,24 @@ impl Cutter<'_> {
             self.done = true;
             return Ok(());
         }
+        // Output frames keep the source's times: two frames at one time (or
+        // going back) cannot both be placed, and a muxer would refuse them
+        // with a bare "Invalid argument".
+        if let Some(last) = self.last_pts.filter(|&l| pts <= l) {
+            let secs = |ts: i64| {
+                ts as f64 * f64::from(self.tb.numerator()) / f64::from(self.tb.denominator())
+            };
+            return Err(Error::BadInput {
+                path: self.task.input.clone(),
+                reason: format!(
+                    "frames are not in time order: one at {:.3} s follows one at {:.3} s \
+                     (the source's timestamps are broken)",
+                    secs(pts),
+                    secs(last)
+                ),
+            });
+        }
+        self.last_pts = Some(pts);
         let mut f = decoded.clone();
         f.set_pts(Some(pts - self.task.origin_pts));
         f.set_kind(ffmpeg::picture::Type::None);

@@ -200,8 +200,18 @@ pub fn has_stream(path: &Path, kind: &str) -> bool {
 
 /// What `ffmpeg -v error` prints while decoding the whole file.
 pub fn decode_errors(path: &Path) -> String {
+    decode_log(path, "error")
+}
+
+/// What `ffmpeg -v warning` prints while decoding the whole file (timestamp
+/// trouble such as non-monotonic DTS is a warning).
+pub fn decode_warnings(path: &Path) -> String {
+    decode_log(path, "warning")
+}
+
+fn decode_log(path: &Path, level: &str) -> String {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
+        .args(["-v", level, "-i"])
         .arg(path)
         .args(["-f", "null", "-"])
         .output()

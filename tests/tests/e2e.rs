@@ -182,6 +182,9 @@ fn open_gop_b_frame_source() {
     assert_faithful(&src, &out);
 }
 
+/// A truly variable frame rate source (30, then 15, then 24 fps, with a
+/// millisecond time base): both containers keep every frame's own time, and
+/// the ffmpeg CLI decodes them without a timestamp warning.
 #[test]
 fn variable_frame_rate_source_keeps_its_timestamps() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,14 +192,13 @@ fn variable_frame_rate_source_keeps_its_timestamps() {
         dir.path(),
         "vfr.mkv",
         &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=30:duration=6",
-            "-vf",
-            "setpts='if(lt(mod(N,10),5),N*2,N*2+1)/60/TB'",
+            "-filter_complex",
+            "testsrc2=s=320x240:r=30:d=2[a];testsrc2=s=320x240:r=15:d=2[b];\
+             testsrc2=s=320x240:r=24:d=2[c];[a][b][c]concat=n=3:v=1:a=0",
             "-fps_mode",
             "vfr",
+            "-enc_time_base",
+            "1:1000",
             "-c:v",
             "libx264",
             "-preset",
@@ -205,23 +207,37 @@ fn variable_frame_rate_source_keeps_its_timestamps() {
             "20",
         ],
     );
-    let out = dir.path().join("out.mp4");
-    assert_ok(
-        &transcode(
-            &src,
-            &out,
-            &["--chunk-seconds", "1", "--preset", "ultrafast"],
-        ),
-        "transcode",
+    let a = frame_times(&src);
+    // The source really changes rate: 1/30 s, 1/15 s and 1/24 s apart.
+    let gaps: std::collections::BTreeSet<u64> = a
+        .windows(2)
+        .map(|w| ((w[1] - w[0]) * 1000.0).round() as u64)
+        .collect();
+    assert!(
+        gaps.contains(&33) && gaps.contains(&67) && gaps.contains(&42),
+        "{gaps:?}"
     );
-    assert_faithful(&src, &out);
-    let (a, b) = (frame_times(&src), frame_times(&out));
-    assert_eq!(a.len(), b.len());
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() < 0.002,
-            "frame {i} at {y:.4} s, source {x:.4} s"
+    for name in ["out.mp4", "out.mkv"] {
+        let out = dir.path().join(name);
+        assert_ok(
+            &transcode(
+                &src,
+                &out,
+                &["--chunk-seconds", "1", "--preset", "ultrafast"],
+            ),
+            "transcode",
         );
+        assert_faithful(&src, &out);
+        let b = frame_times(&out);
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() < 0.002,
+                "{name}: frame {i} at {y:.4} s, source {x:.4} s"
+            );
+        }
+        let warnings = spotenc_tests::media::decode_warnings(&out);
+        assert!(warnings.is_empty(), "{name}: {warnings}");
     }
 }
 
@@ -638,6 +654,29 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
         ],
     );
 
+    // Frame times quantised onto a 1/30 s grid: some frames share one. Before:
+    // three attempts failed with "write chunk packet: Invalid argument".
+    let same_time = make_clip(
+        dir.path(),
+        "same-time.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=6",
+            "-vf",
+            "setpts='(N/30+0.012*mod(N,3))/TB'",
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "20",
+        ],
+    );
+
     let outputs = dir.path().join("out");
     std::fs::create_dir(&outputs).unwrap();
     // A missing input is refused at submission, with the reason.
@@ -650,6 +689,7 @@ async fn bad_inputs_fail_their_job_and_leave_no_output() {
         (text, "not a recognised media file"),
         (truncated, "bad input"),
         (late, "the audio starts 7200 s after the video"),
+        (same_time, "frames are not in time order"),
     ];
     for (i, (input, reason)) in cases.iter().enumerate() {
         let out = outputs.join(format!("out{i}.mp4"));
