@@ -26,6 +26,7 @@
 --   P:committing           SET job ids waiting for their commit
 --   P:finished             ZSET ended job ids by when they ended (retention)
 --   P:workers              ZSET worker ids by registration (retention)
+--   P:client_live          HASH client -> its jobs that have not ended
 --   P:worker:<id>          HASH registered worker: record (JSON), capacity,
 --                          pool, sessions (NVENC sessions its leases hold)
 -- Keys are derived from the prefix rather than passed in KEYS, so the
@@ -41,6 +42,7 @@ local INPATHS = P .. ':inpaths'
 local POOLSTATS = P .. ':poolstats'
 local FINISHED = P .. ':finished'
 local WORKERS = P .. ':workers'
+local CLIENT_LIVE = P .. ':client_live'
 local PARTITIONS = {'Spot', 'OnDemand'}
 local function jk(id) return P .. ':job:' .. id end
 local function tk(id) return P .. ':task:' .. id end
@@ -134,6 +136,10 @@ end
 
 -- Frees a job's input and output paths for other jobs.
 local function release_paths(job)
+  -- The job no longer counts towards its client's quota (once).
+  if redis.call('HDEL', jk(job), 'counted') == 1 then
+    redis.call('HINCRBY', CLIENT_LIVE, redis.call('HGET', jk(job), 'client') or '', -1)
+  end
   local h = redis.call('HMGET', jk(job), 'in_path', 'out_paths')
   if h[1] and redis.call('HINCRBY', INPATHS, h[1], -1) <= 0 then
     redis.call('HDEL', INPATHS, h[1])

@@ -6,7 +6,8 @@
 -- or whose input is such an output (P:outpaths, P:inpaths).
 -- ARGV: prefix, job_id, idempotency_key, now_ms, work_dir, spec_json,
 --       max_attempts, probe_task_id, probe_work_json, partition,
---       escalate_after_attempts, escalate_after_wait_ms, input, then the
+--       escalate_after_attempts, escalate_after_wait_ms, input, client,
+--       max_live (the client's jobs not ended; 0: no limit), then the
 --       outputs
 -- Returns: the job id.
 local job, key, now = ARGV[2], ARGV[3], ARGV[4]
@@ -27,7 +28,7 @@ local holder = redis.call('HGET', OUTPATHS, input)
 if holder and not is_terminal(job_state(holder)) then
   return redis.error_reply('INVALID input "' .. input .. '" is an output of running job ' .. holder)
 end
-for i = 14, #ARGV do
+for i = 16, #ARGV do
   local o = ARGV[i]
   local other = redis.call('HGET', OUTPATHS, o)
   if other and not is_terminal(job_state(other)) then
@@ -39,11 +40,19 @@ for i = 14, #ARGV do
       '" is the input or an output of a running job')
   end
 end
+local client, max_live = ARGV[14], tonumber(ARGV[15])
+local live = tonumber(redis.call('HGET', CLIENT_LIVE, client) or '0')
+if max_live > 0 and live >= max_live then
+  return redis.error_reply('EXHAUSTED client "' .. client .. '" has ' .. live ..
+    ' jobs that have not ended, the most it may have queued or running (quotas.queued_jobs_per_client)')
+end
+redis.call('HINCRBY', CLIENT_LIVE, client, 1)
 local seq = redis.call('INCR', P .. ':seq')
 redis.call('HSET', jk(job), 'id', job, 'seq', seq, 'spec', ARGV[6], 'state', 'Queued',
   'error', '', 'idempotency_key', key, 'created_unix_ms', now, 'updated_unix_ms', now,
   'finished_unix_ms', 0, 'work_dir', ARGV[5], 'probe', '', 'max_attempts', ARGV[7],
-  'partition', ARGV[10], 'escalate_attempts', ARGV[11], 'escalate_wait_ms', ARGV[12])
+  'partition', ARGV[10], 'escalate_attempts', ARGV[11], 'escalate_wait_ms', ARGV[12],
+  'client', client, 'counted', 1)
 local probe = ARGV[8]
 local order = seq * 1000000
 redis.call('HSET', tk(probe), 'job_id', job, 'kind', 'Probe', 'chunk', 0, 'work', ARGV[9],
@@ -52,7 +61,7 @@ redis.call('HSET', tk(probe), 'job_id', job, 'kind', 'Probe', 'chunk', 0, 'work'
   'result', '', 'order', order, 'partition', ARGV[10], 'pending_since_ms', now)
 redis.call('RPUSH', jk(job) .. ':tasks', probe)
 local outs = {}
-for i = 14, #ARGV do
+for i = 16, #ARGV do
   redis.call('HSET', OUTPATHS, ARGV[i], job)
   table.insert(outs, ARGV[i])
 end

@@ -35,6 +35,22 @@ impl Tokens {
     }
 }
 
+/// Who made a call: the name of its token, or `anonymous` when
+/// authentication is off. Set on every admitted request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+impl Caller {
+    pub const ANONYMOUS: &'static str = "anonymous";
+
+    /// The caller of `req` ([`Caller::ANONYMOUS`] when none was set).
+    pub fn of<T>(req: &tonic::Request<T>) -> String {
+        req.extensions()
+            .get::<Caller>()
+            .map_or_else(|| Self::ANONYMOUS.to_string(), |c| c.0.clone())
+    }
+}
+
 /// A tonic interceptor that admits only tokens with one of `allowed` roles
 /// (admin is always allowed).
 #[derive(Debug, Clone)]
@@ -50,8 +66,10 @@ impl RequireRole {
 }
 
 impl tonic::service::Interceptor for RequireRole {
-    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if self.tokens.is_empty() {
+            req.extensions_mut()
+                .insert(Caller(Caller::ANONYMOUS.to_string()));
             return Ok(req);
         }
         let Some(token) = bearer(&req) else {
@@ -59,7 +77,11 @@ impl tonic::service::Interceptor for RequireRole {
         };
         match self.tokens.role_of(token) {
             None => Err(Error::Unauthenticated("unknown token".into()).into_status()),
-            Some((_, role)) if *role == self.allowed || *role == Role::Admin => Ok(req),
+            Some((name, role)) if *role == self.allowed || *role == Role::Admin => {
+                let caller = Caller(name.clone());
+                req.extensions_mut().insert(caller);
+                Ok(req)
+            }
             Some((name, role)) => Err(Error::PermissionDenied(format!(
                 "token {name:?} has role {role:?}, this service needs {:?}",
                 self.allowed

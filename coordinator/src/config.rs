@@ -44,6 +44,10 @@
 //! name = "c6i-4xlarge-spot"        # a built-in name: only the fields given change
 //! price_per_hour = 0.25
 //!
+//! [quotas]                         # per client (token name; "anonymous" without auth), 0: none
+//! queued_jobs_per_client = 10000   # jobs not ended; more are refused (RESOURCE_EXHAUSTED)
+//! watch_streams_per_client = 64    # open WatchJob streams, per replica
+//!
 //! [files]                          # where local inputs and outputs may lie; none: refused
 //! input_roots = ["/srv/media/in"]  # or SPOTENC_INPUT_ROOTS=/a:/b
 //! output_roots = ["/srv/media/out"] # or SPOTENC_OUTPUT_ROOTS; never inside data_dir
@@ -105,6 +109,7 @@ struct FileConfig {
     #[serde(default)]
     tokens: Vec<TokenSection>,
     s3: Option<S3Section>,
+    quotas: Option<QuotasSection>,
     /// A TOML file of `[[pools]]` tables, applied after the ones here.
     pools_file: Option<PathBuf>,
     /// false: the catalogue is exactly the pools listed, without the
@@ -148,6 +153,13 @@ struct CapacitySection {
     reclaim_burst: Option<u32>,
     reclaim_window_seconds: Option<f64>,
     cooldown_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotasSection {
+    queued_jobs_per_client: Option<u32>,
+    watch_streams_per_client: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +213,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_LEASE_TTL_MS: u32 = 15_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u32 = 2_000;
 pub const DEFAULT_MAX_EXPIRIES: u32 = 5;
+/// Jobs one client may have queued or running: a runaway script stops here
+/// instead of filling the store.
+pub const DEFAULT_QUEUED_JOBS_PER_CLIENT: u32 = 10_000;
+/// WatchJob streams one client may hold open on one replica.
+pub const DEFAULT_WATCH_STREAMS_PER_CLIENT: u32 = 64;
 /// A week: long enough to look at last week's failures.
 pub const DEFAULT_RETENTION_HOURS: f64 = 168.0;
 /// Two minutes without a frame, packet or byte: long past any encoder's
@@ -452,6 +469,17 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         heartbeat_interval_ms: parse_env(env, "SPOTENC_HEARTBEAT_INTERVAL_MS")?
             .or(file.heartbeat_interval_ms)
             .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
+        quotas: {
+            let q = file.quotas.unwrap_or_default();
+            crate::Quotas {
+                queued_jobs_per_client: q
+                    .queued_jobs_per_client
+                    .unwrap_or(DEFAULT_QUEUED_JOBS_PER_CLIENT),
+                watch_streams_per_client: q
+                    .watch_streams_per_client
+                    .unwrap_or(DEFAULT_WATCH_STREAMS_PER_CLIENT),
+            }
+        },
         retention: {
             let hours = parse_env(env, "SPOTENC_RETENTION_HOURS")?
                 .or(file.retention_hours)

@@ -49,6 +49,28 @@ pub struct Coordinator {
     over_plan: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// When the planner last ran.
     last_plan: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Open WatchJob streams by client, on this replica.
+    watches: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+}
+
+/// An open WatchJob stream, counted against its client (and in
+/// `spotenc_watch_streams`) until dropped.
+pub struct WatchGuard {
+    watches: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    client: String,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("spotenc_watch_streams").decrement(1.0);
+        let mut w = self.watches.lock().expect("watches lock");
+        if let Some(n) = w.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// How often the reaper runs the capacity planner.
@@ -86,6 +108,7 @@ impl Coordinator {
             health: Default::default(),
             over_plan: Default::default(),
             last_plan: Default::default(),
+            watches: Default::default(),
         }
     }
 
@@ -93,7 +116,12 @@ impl Coordinator {
         &self.config
     }
 
-    pub async fn submit(&self, mut spec: JobSpec, idempotency_key: &str) -> Result<JobView> {
+    pub async fn submit(
+        &self,
+        mut spec: JobSpec,
+        idempotency_key: &str,
+        client: &str,
+    ) -> Result<JobView> {
         spec.validate()?;
         let files = &self.config.files;
         spec.input = self.broker.check_input(&spec.input, files)?;
@@ -102,7 +130,17 @@ impl Coordinator {
             r.output = self.broker.check_output(&r.output, files)?;
         }
         Self::check_aliases(&spec)?;
-        let job = self.store.submit(spec, idempotency_key, now_ms()).await?;
+        let max = self.config.quotas.queued_jobs_per_client;
+        let job = self
+            .store
+            .submit_as(spec, idempotency_key, client, max, now_ms())
+            .await
+            .inspect_err(|e| {
+                if matches!(e, Error::Exhausted(_)) {
+                    metrics::counter!("spotenc_quota_refusals_total", "quota" => "queued_jobs")
+                        .increment(1);
+                }
+            })?;
         metrics::counter!("spotenc_jobs_submitted_total").increment(1);
         info!(job = %job.id, input = %job.spec.input, output = %job.spec.output, "job submitted");
         self.work_ready.notify_waiters();
@@ -723,6 +761,28 @@ impl Coordinator {
             metrics::gauge!("spotenc_pool_workers", "pool" => pool).set(f64::from(n));
         }
         Ok(())
+    }
+
+    /// Counts a new WatchJob stream of `client`, or refuses it once the
+    /// client holds `quotas.watch_streams_per_client` on this replica.
+    pub fn open_watch(&self, client: &str) -> Result<WatchGuard> {
+        let max = self.config.quotas.watch_streams_per_client;
+        let mut w = self.watches.lock().expect("watches lock");
+        let n = w.entry(client.to_string()).or_default();
+        if max > 0 && *n >= max {
+            metrics::counter!("spotenc_quota_refusals_total", "quota" => "watch_streams")
+                .increment(1);
+            return Err(Error::Exhausted(format!(
+                "client {client:?} has {n} WatchJob streams open, the most allowed \
+                 (quotas.watch_streams_per_client)"
+            )));
+        }
+        *n += 1;
+        metrics::gauge!("spotenc_watch_streams").increment(1.0);
+        Ok(WatchGuard {
+            watches: self.watches.clone(),
+            client: client.to_string(),
+        })
     }
 
     /// Retention: forgets jobs that ended more than `keep` ago (tasks,

@@ -96,6 +96,7 @@ pub struct Config {
     /// Seconds without progress after which a worker fails its task as
     /// stalled (sent to workers when they register).
     pub stall_seconds: u32,
+    pub quotas: Quotas,
     /// How long ended jobs (with their tasks, attempts, logs and
     /// idempotency keys) and silent workers are kept.
     pub retention: Duration,
@@ -120,6 +121,16 @@ pub struct Config {
     pub placement: Placement,
     /// The capacity planner's targets and rules.
     pub capacity: cost::capacity::CapacityPolicy,
+}
+
+/// Per-client limits (a client is a token name, or `anonymous`); 0 turns
+/// a limit off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quotas {
+    /// Jobs not ended (queued, running or committing).
+    pub queued_jobs_per_client: u32,
+    /// Open WatchJob streams on one replica.
+    pub watch_streams_per_client: u32,
 }
 
 /// How the coordinator places tasks.

@@ -34,12 +34,13 @@ impl JobService for Jobs {
         &self,
         req: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let client = crate::auth::Caller::of(&req);
         let req = req.into_inner();
         let spec = JobSpec::try_from(
             req.spec
                 .ok_or_else(|| Error::invalid("missing field spec"))?,
         )?;
-        let job = self.0.submit(spec, &req.idempotency_key).await?;
+        let job = self.0.submit(spec, &req.idempotency_key, &client).await?;
         Ok(Response::new(pb::SubmitJobResponse {
             job: Some(job_to_pb(job)),
         }))
@@ -81,20 +82,16 @@ impl JobService for Jobs {
         &self,
         req: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let client = crate::auth::Caller::of(&req);
         let job_id = req.into_inner().job_id;
         let first = self.0.job(&job_id).await?;
+        // Counted while open (per client, for the quota); the guard
+        // uncounts on every way out.
+        let open = self.0.open_watch(&client)?;
         let coord = self.0.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
-            // Counted while open; the guard uncounts on every way out.
-            struct Open;
-            impl Drop for Open {
-                fn drop(&mut self) {
-                    metrics::gauge!("spotenc_watch_streams").decrement(1.0);
-                }
-            }
-            metrics::gauge!("spotenc_watch_streams").increment(1.0);
-            let _open = Open;
+            let _open = open;
             let mut last = first;
             if tx.send(Ok(job_to_pb(last.clone()))).await.is_err() {
                 return;

@@ -56,6 +56,9 @@ pub enum Error {
     /// A transient failure; the caller may retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A quota is used up: retry once some of it is freed.
+    #[error("quota exhausted: {0}")]
+    Exhausted(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -81,6 +84,7 @@ impl Error {
             Error::Unauthenticated(m) => Status::unauthenticated(m),
             Error::PermissionDenied(m) => Status::permission_denied(m),
             Error::Unavailable(m) => Status::unavailable(m),
+            Error::Exhausted(m) => Status::resource_exhausted(m),
             Error::Internal(m) => Status::internal(m),
         }
     }
@@ -96,6 +100,7 @@ impl Error {
             Code::Unauthenticated => Error::Unauthenticated(m),
             Code::PermissionDenied => Error::PermissionDenied(m),
             Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => Error::Unavailable(m),
+            Code::ResourceExhausted => Error::Exhausted(m),
             _ => Error::Internal(format!("{:?}: {m}", status.code())),
         }
     }

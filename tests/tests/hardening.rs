@@ -430,3 +430,56 @@ async fn ended_jobs_and_silent_workers_leave_redis_after_the_retention() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Before: one client could queue jobs and open WatchJob streams without
+/// bound. Now `[quotas]` limits both per client (token name, `anonymous`
+/// without authentication), with RESOURCE_EXHAUSTED naming the setting,
+/// and an ended job or a closed stream frees its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_client_quotas_bound_queued_jobs_and_watch_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 1, "160x120");
+    // No workers: jobs stay queued.
+    let fleet = Fleet::builder()
+        .config("[quotas]\nqueued_jobs_per_client = 2\nwatch_streams_per_client = 1\n")
+        .cpu_workers(0)
+        .start();
+    let a = submit_id(&fleet, &src, &dir.path().join("a.mp4"), &[]);
+    let b = submit_id(&fleet, &src, &dir.path().join("b.mp4"), &[]);
+    let r = super::submit(&fleet, &src, &dir.path().join("c.mp4"), &[]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("\"anonymous\" has 2 jobs") && err.contains("queued_jobs_per_client"),
+        "{err}"
+    );
+    super::assert_ok(&fleet.spotenc(&["cancel", &a]), "cancel");
+    submit_id(&fleet, &src, &dir.path().join("c.mp4"), &[]);
+
+    let mut c = pb::job_service_client::JobServiceClient::connect(fleet.url.clone())
+        .await
+        .unwrap();
+    // A queued job: its stream stays open.
+    let watch = pb::WatchJobRequest { job_id: b };
+    let mut first = c.watch_job(watch.clone()).await.unwrap().into_inner();
+    assert!(first.message().await.unwrap().is_some());
+    let second = c.watch_job(watch.clone()).await.unwrap_err();
+    assert_eq!(second.code(), tonic::Code::ResourceExhausted, "{second:?}");
+    assert!(
+        second.message().contains("watch_streams_per_client"),
+        "{second:?}"
+    );
+    drop(first);
+    // The closed stream's place comes back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match c.watch_job(watch.clone()).await {
+            Ok(_) => break,
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                assert!(Instant::now() < deadline, "the closed stream still counts");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+}

@@ -154,10 +154,17 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
 
 #[async_trait::async_trait]
 impl StateStore for EmbeddedStore {
-    async fn submit(&self, spec: JobSpec, key: &str, now_ms: i64) -> Result<JobRecord> {
+    async fn submit_as(
+        &self,
+        spec: JobSpec,
+        key: &str,
+        client: &str,
+        max_live: u32,
+        now_ms: i64,
+    ) -> Result<JobRecord> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.apply(
-            |s| s.submit(spec, key, id, &self.work_root, now_ms),
+            |s| s.submit_as(spec, key, client, max_live, id, &self.work_root, now_ms),
             |r| r.is_ok(),
         )
     }

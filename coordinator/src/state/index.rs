@@ -1,6 +1,7 @@
 //! Secondary indexes over [`super::machine::State`]: pending tasks by
 //! partition × queue class in first-in first-out order, the blocked tasks
-//! waiting on each task, and leased tasks by worker. They are derived data,
+//! waiting on each task, leased tasks by worker, running jobs' paths, and
+//! jobs not ended by client. They are derived data,
 //! never persisted ([`super::machine::State::reindex`] rebuilds them after a
 //! load), and they turn leasing, unblocking and session counting into
 //! lookups instead of scans over every job and task.
@@ -32,6 +33,8 @@ pub struct Index {
     /// Outputs and inputs of jobs still running, to the jobs.
     outputs: HashMap<String, String>,
     inputs: HashMap<String, BTreeSet<String>>,
+    /// Jobs not ended, by the client that submitted them (quotas).
+    live_by_client: HashMap<String, BTreeSet<String>>,
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -151,6 +154,27 @@ impl Index {
                 self.inputs.remove(input);
             }
         }
+    }
+
+    /// Counts (`live`) or uncounts a job towards its client's quota;
+    /// repeating either is harmless.
+    pub fn client_job(&mut self, client: &str, job_id: &str, live: bool) {
+        if live {
+            self.live_by_client
+                .entry(client.to_string())
+                .or_default()
+                .insert(job_id.to_string());
+        } else if let Some(s) = self.live_by_client.get_mut(client) {
+            s.remove(job_id);
+            if s.is_empty() {
+                self.live_by_client.remove(client);
+            }
+        }
+    }
+
+    /// Jobs of `client` that have not ended.
+    pub fn client_live(&self, client: &str) -> usize {
+        self.live_by_client.get(client).map_or(0, BTreeSet::len)
     }
 
     /// The running job that writes `path`, if any.

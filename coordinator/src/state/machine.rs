@@ -81,6 +81,22 @@ impl State {
         work_root: &str,
         now_ms: i64,
     ) -> Result<JobRecord> {
+        self.submit_as(spec, idempotency_key, "", 0, job_id, work_root, now_ms)
+    }
+
+    /// [`State::submit`] for `client`, refused when it already has
+    /// `max_live` jobs that have not ended (0: no limit).
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_as(
+        &mut self,
+        spec: JobSpec,
+        idempotency_key: &str,
+        client: &str,
+        max_live: u32,
+        job_id: String,
+        work_root: &str,
+        now_ms: i64,
+    ) -> Result<JobRecord> {
         if !idempotency_key.is_empty() {
             if let Some(job) = self
                 .idempotency
@@ -98,6 +114,13 @@ impl State {
             }
         }
         self.check_paths(&spec)?;
+        let live = self.index.client_live(client);
+        if max_live > 0 && live >= max_live as usize {
+            return Err(Error::Exhausted(format!(
+                "client {client:?} has {live} jobs that have not ended, the most it may have \
+                 queued or running (quotas.queued_jobs_per_client)"
+            )));
+        }
         let probe_id = format!("{job_id}/probe");
         let job = JobRecord {
             id: job_id.clone(),
@@ -112,6 +135,7 @@ impl State {
             probe: None,
             task_ids: vec![probe_id.clone()],
             spec: spec.clone(),
+            client: client.to_string(),
         };
         self.next_seq += 1;
         let probe = new_task_record(
@@ -170,6 +194,7 @@ impl State {
         } else {
             self.index.end_job_paths(job_id, &job.spec.input, &outputs);
         }
+        self.index.client_job(&job.client, job_id, running);
     }
 
     pub fn register_worker(&mut self, worker: WorkerRecord) {
@@ -249,6 +274,7 @@ impl State {
             if !j.state.is_terminal() {
                 let outputs: Vec<&str> = j.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
                 index.job_paths(&j.id, &j.spec.input, &outputs);
+                index.client_job(&j.client, &j.id, true);
             }
             for (i, id) in j.task_ids.iter().enumerate() {
                 if let Some(t) = self.tasks.get(id) {

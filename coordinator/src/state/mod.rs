@@ -51,6 +51,10 @@ pub struct JobRecord {
     pub work_dir: String,
     pub probe: Option<ProbeInfo>,
     pub task_ids: Vec<String>,
+    /// Who submitted it (the token's name; `anonymous` without
+    /// authentication), for per-client quotas.
+    #[serde(default)]
+    pub client: String,
 }
 
 /// A task as stored.
@@ -166,7 +170,19 @@ pub struct Limits {
 pub trait StateStore: Send + Sync + 'static {
     /// Creates a job with its probe task, or returns the job an earlier
     /// submission with the same idempotency key created.
-    async fn submit(&self, spec: JobSpec, idempotency_key: &str, now_ms: i64) -> Result<JobRecord>;
+    async fn submit(&self, spec: JobSpec, idempotency_key: &str, now_ms: i64) -> Result<JobRecord> {
+        self.submit_as(spec, idempotency_key, "", 0, now_ms).await
+    }
+    /// [`StateStore::submit`] for `client`, refused (`Exhausted`) when the
+    /// client already has `max_live` jobs that have not ended (0: no limit).
+    async fn submit_as(
+        &self,
+        spec: JobSpec,
+        idempotency_key: &str,
+        client: &str,
+        max_live: u32,
+        now_ms: i64,
+    ) -> Result<JobRecord>;
     async fn register_worker(&self, worker: WorkerRecord) -> Result<()>;
     /// Leases the task `lease` places on the worker (see
     /// [`crate::cost::place`]), bumping its fencing token and opening an

@@ -79,6 +79,7 @@ fn redis_error(e: redis::RedisError) -> Error {
         Some("NOTFOUND") => Error::NotFound(detail),
         Some("INVALID") => Error::Invalid(detail),
         Some("DENIED") => Error::PermissionDenied(detail),
+        Some("EXHAUSTED") => Error::Exhausted(detail),
         _ if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
             Error::Unavailable(format!("redis: {e}"))
         }
@@ -294,6 +295,7 @@ impl RedisStore {
                 Some(json(&probe, "probe")?)
             },
             task_ids,
+            client: text(&h, "client"),
         })
     }
 
@@ -370,7 +372,14 @@ impl RedisStore {
 
 #[async_trait::async_trait]
 impl StateStore for RedisStore {
-    async fn submit(&self, spec: JobSpec, key: &str, now_ms: i64) -> Result<JobRecord> {
+    async fn submit_as(
+        &self,
+        spec: JobSpec,
+        key: &str,
+        client: &str,
+        max_live: u32,
+        now_ms: i64,
+    ) -> Result<JobRecord> {
         let job_id = uuid::Uuid::new_v4().simple().to_string();
         let probe_id = format!("{job_id}/probe");
         let work = Work::Probe(ProbeTask {
@@ -392,6 +401,8 @@ impl StateStore for RedisStore {
             .arg(spec.escalate_after_attempts)
             .arg(u64::from(spec.escalate_after_wait_seconds) * 1000)
             .arg(&spec.input)
+            .arg(client)
+            .arg(max_live)
             .arg(
                 spec.outputs()
                     .into_iter()

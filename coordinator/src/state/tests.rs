@@ -246,6 +246,32 @@ async fn retention_purges_ended_jobs_and_silent_workers(s: Arc<dyn StateStore>) 
     assert_eq!(s.purge(4, 100).await.unwrap(), super::Purged::default());
 }
 
+async fn a_client_quota_bounds_its_jobs_not_ended(s: Arc<dyn StateStore>) {
+    let a1 = s.submit_as(spec(), "a-1", "a", 2, 0).await.unwrap();
+    s.submit_as(spec(), "", "a", 2, 0).await.unwrap();
+    let e = s.submit_as(spec(), "", "a", 2, 1).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Exhausted(m) if m.contains("\"a\" has 2 jobs") && m.contains("queued_jobs_per_client")),
+        "{e:?}"
+    );
+    // Another client, and no limit, are unaffected.
+    s.submit_as(spec(), "", "b", 2, 1).await.unwrap();
+    s.submit_as(spec(), "", "a", 0, 1).await.unwrap();
+    // A retry of an accepted submission is answered, not refused.
+    assert_eq!(
+        s.submit_as(a1.spec.clone(), "a-1", "a", 2, 2)
+            .await
+            .unwrap()
+            .id,
+        a1.id
+    );
+    assert_eq!(s.job(&a1.id).await.unwrap().0.client, "a");
+    // An ended job frees its place.
+    s.cancel(&a1.id, 3).await.unwrap();
+    s.submit_as(spec(), "", "a", 3, 4).await.unwrap();
+    assert!(s.submit_as(spec(), "", "a", 3, 5).await.is_err());
+}
+
 async fn unknown_worker_cannot_lease(s: Arc<dyn StateStore>) {
     s.submit(spec(), "", 0).await.unwrap();
     assert!(matches!(
@@ -891,6 +917,7 @@ contract!(
     waiting_spot_tasks_escalate_after_the_wait_limit,
     submit_is_idempotent_by_key,
     retention_purges_ended_jobs_and_silent_workers,
+    a_client_quota_bounds_its_jobs_not_ended,
     unknown_worker_cannot_lease,
     stale_fencing_token_is_refused_after_expiry,
     stitch_waits_for_every_chunk_and_gets_them_in_order,
