@@ -742,6 +742,11 @@ impl State {
         let mut out = Vec::new();
         for id in expired {
             let task = self.tasks.get_mut(&id).expect("listed");
+            // An earlier expiry in this pass may have failed the job and
+            // cancelled this task: it is no longer leased.
+            if task.state != TaskState::Leased {
+                continue;
+            }
             close_attempt(task, "expired", "lease expired", now_ms);
             task.expiries += 1;
             let job_id = task.job_id.clone();

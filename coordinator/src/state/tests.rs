@@ -272,6 +272,38 @@ async fn a_client_quota_bounds_its_jobs_not_ended(s: Arc<dyn StateStore>) {
     assert!(s.submit_as(spec(), "", "a", 3, 5).await.is_err());
 }
 
+/// Found by the differential test: when one expiry fails the job, another
+/// task of that job expiring in the same pass was requeued by the embedded
+/// store (a cancelled task back in the queue, one more expiry counted).
+async fn an_expiry_that_fails_the_job_leaves_its_other_tasks_cancelled(s: Arc<dyn StateStore>) {
+    let job = planned_job(&*s).await;
+    // On-demand: it serves the tasks once expiries escalate them.
+    s.register_worker(worker_with("od1", Capacity::OnDemand))
+        .await
+        .unwrap();
+    let mut now = 2;
+    // max_expiries is 2: encode-0 expires twice alone, then again with
+    // encode-1 beside it; its third expiry fails the job.
+    for round in 1..=3 {
+        let a = s.lease_next("od1", now).await.unwrap().unwrap();
+        assert_eq!((a.task_id.ends_with("encode-0"), a.attempt), (true, round));
+        if round == 3 {
+            let b = s.lease_next("od1", now).await.unwrap().unwrap();
+            assert!(b.task_id.ends_with("encode-1"), "{}", b.task_id);
+        }
+        now += i64::from(LIMITS.lease_ttl_ms) + 1;
+        s.expire_leases(now).await.unwrap();
+    }
+    let (j, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    for t in &tasks {
+        assert_ne!(t.state, TaskState::Pending, "{}", t.id);
+        assert!(t.expiries <= 3, "{} {}", t.id, t.expiries);
+    }
+    assert_eq!(s.queue_depth().await.unwrap(), (0, 0));
+    assert!(s.lease_next("od1", now + 1).await.unwrap().is_none());
+}
+
 async fn unknown_worker_cannot_lease(s: Arc<dyn StateStore>) {
     s.submit(spec(), "", 0).await.unwrap();
     assert!(matches!(
@@ -918,6 +950,7 @@ contract!(
     submit_is_idempotent_by_key,
     retention_purges_ended_jobs_and_silent_workers,
     a_client_quota_bounds_its_jobs_not_ended,
+    an_expiry_that_fails_the_job_leaves_its_other_tasks_cancelled,
     unknown_worker_cannot_lease,
     stale_fencing_token_is_refused_after_expiry,
     stitch_waits_for_every_chunk_and_gets_them_in_order,
@@ -955,4 +988,5 @@ async fn redis_store_survives_a_redis_restart() {
     assert_eq!(s.submit(sp, "key", 1).await.unwrap().id, job);
 }
 
+mod differential;
 mod placement;
