@@ -61,6 +61,7 @@ use spotenc_proto::pb::{
     job_service_server::JobServiceServer, worker_service_server::WorkerServiceServer,
 };
 use state::{embedded::EmbeddedStore, redis::RedisStore, Limits, StateStore};
+use tonic::service::interceptor::InterceptedService;
 
 /// Where job and task state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,12 +277,14 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(JobServiceServer::with_interceptor(
-            service::Jobs(coord.clone()),
+        .add_service(InterceptedService::new(
+            JobServiceServer::new(service::Jobs(coord.clone()))
+                .max_decoding_message_size(spotenc_proto::MAX_MESSAGE_BYTES),
             auth::RequireRole::new(tokens.clone(), Role::Client),
         ))
-        .add_service(WorkerServiceServer::with_interceptor(
-            service::Workers(coord),
+        .add_service(InterceptedService::new(
+            WorkerServiceServer::new(service::Workers(coord))
+                .max_decoding_message_size(spotenc_proto::MAX_MESSAGE_BYTES),
             auth::RequireRole::new(tokens, Role::Worker),
         ))
         .serve_with_incoming_shutdown(

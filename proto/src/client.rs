@@ -73,18 +73,18 @@ impl Connection {
 
     pub async fn jobs(&self) -> Result<JobClient> {
         let token = BearerToken::new(self.token.as_ref().map(crate::secret::Secret::expose))?;
-        Ok(JobServiceClient::with_interceptor(
-            self.channel().await?,
-            token,
-        ))
+        Ok(
+            JobServiceClient::with_interceptor(self.channel().await?, token)
+                .max_decoding_message_size(crate::MAX_MESSAGE_BYTES),
+        )
     }
 
     pub async fn workers(&self) -> Result<WorkerClient> {
         let token = BearerToken::new(self.token.as_ref().map(crate::secret::Secret::expose))?;
-        Ok(WorkerServiceClient::with_interceptor(
-            self.channel().await?,
-            token,
-        ))
+        Ok(
+            WorkerServiceClient::with_interceptor(self.channel().await?, token)
+                .max_decoding_message_size(crate::MAX_MESSAGE_BYTES),
+        )
     }
 }
 

@@ -38,6 +38,12 @@ pub mod pb {
 
 pub use convert::{job_to_pb, work_to_pb};
 
+/// The largest gRPC message either side accepts (tonic's default is 4 MiB):
+/// a probe of a long all-intra source lists hundreds of thousands of
+/// keyframes, and a job of 20,000 chunks has as many task summaries.
+/// Beyond it a worker fails the task naming the size.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// Errors that cross the gRPC boundary, with whether a retry can help.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Error {

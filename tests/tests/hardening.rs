@@ -483,3 +483,85 @@ async fn per_client_quotas_bound_queued_jobs_and_watch_streams() {
         }
     }
 }
+
+/// Before: a probe result over tonic's 4 MiB default (a long all-intra
+/// source lists every frame as a keyframe) was refused with OutOfRange
+/// ("decoded message length too large: found 4967111 bytes"), so the probe
+/// ran again after each lease expiry until its job failed. Now the limit is
+/// 64 MiB on both sides (beyond it the worker fails the task naming the
+/// size), and a 500,000-keyframe probe plans its job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_result_over_four_mib_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 1, "160x120");
+    let fleet = Fleet::builder().cpu_workers(0).start();
+    let id = submit_id(
+        &fleet,
+        &src,
+        &dir.path().join("o.mp4"),
+        &["--chunk-seconds", "600"],
+    );
+    let conn = spotenc_proto::client::Connection {
+        url: fleet.url.clone(),
+        ..Default::default()
+    };
+    let mut w = conn.workers().await.unwrap();
+    let info = spotenc_tests::cpu_worker_info("w", "p", spotenc_proto::domain::Capacity::OnDemand);
+    let worker_id = w
+        .register_worker(pb::RegisterWorkerRequest {
+            info: Some(info.into()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let task = w
+        .lease_task(pb::LeaseTaskRequest {
+            worker_id: worker_id.clone(),
+            wait_ms: 5_000,
+            gpus: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .expect("the probe");
+    // 500,000 frames at 25 fps, every one a keyframe: 20,000 s.
+    let n: u64 = 500_000;
+    let probe = pb::ProbeResult {
+        format_name: "mov,mp4".into(),
+        duration_seconds: n as f64 / 25.0,
+        index_source: "container-index".into(),
+        video: Some(pb::VideoStreamInfo {
+            codec: "h264".into(),
+            width: 160,
+            height: 120,
+            pix_fmt: "yuv420p".into(),
+            time_base: Some(pb::Rational { num: 1, den: 25 }),
+            avg_frame_rate: Some(pb::Rational { num: 25, den: 1 }),
+            start_pts: 0,
+            end_pts: n as i64,
+            frame_count: n,
+            keyframes: (0..n)
+                .map(|i| pb::Keyframe {
+                    frame: i,
+                    pts: i as i64,
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        audio: None,
+    };
+    let req = pb::CompleteTaskRequest {
+        worker_id,
+        task_id: task.task_id.clone(),
+        attempt: task.attempt,
+        result: Some(pb::complete_task_request::Result::Probe(probe)),
+    };
+    assert!(prost::Message::encoded_len(&req) > 4 << 20);
+    w.complete_task(req).await.unwrap();
+    // Planned: 20,000 s in 600 s chunks.
+    let j = super::job(&fleet.url, &id).await;
+    assert_eq!(j.chunks_total, 34, "{}", j.error);
+    assert_eq!(j.frames_total, n);
+}

@@ -56,6 +56,27 @@ pub(crate) fn fits(done: u64, total: Option<u64>, elapsed: Duration, left: Durat
     remaining * 2.0 + FINISH_MARGIN.as_secs_f64() <= left.as_secs_f64()
 }
 
+/// Whether a completion fits the gRPC message limit; else what to say.
+fn fits_in_a_message(req: &pb::CompleteTaskRequest) -> Result<(), String> {
+    use prost::Message;
+    let len = req.encoded_len();
+    if len <= spotenc_proto::MAX_MESSAGE_BYTES {
+        return Ok(());
+    }
+    let what = match &req.result {
+        Some(pb::complete_task_request::Result::Probe(p)) => format!(
+            "the probe result ({} keyframes)",
+            p.video.as_ref().map_or(0, |v| v.keyframes.len())
+        ),
+        _ => "the task result".to_string(),
+    };
+    Err(format!(
+        "{what} is {:.1} MiB, over the {} MiB message limit",
+        len as f64 / f64::from(1 << 20),
+        spotenc_proto::MAX_MESSAGE_BYTES >> 20
+    ))
+}
+
 /// The frames a task produces, when it has a frame count.
 fn frames_of(work: &Work) -> Option<u64> {
     match work {
@@ -472,6 +493,14 @@ impl Slot {
             attempt,
             result: Some(outcome.into()),
         };
+        // Beyond the coordinator's message limit the call would be refused
+        // (OutOfRange) and the task rerun after each lease expiry: fail it
+        // at once, saying why.
+        if let Err(msg) = fits_in_a_message(&req) {
+            self.fail(task_id, attempt, &msg, false, String::new())
+                .await;
+            return;
+        }
         for _ in 0..5 {
             match self.client.clone().complete_task(req.clone()).await {
                 Ok(_) => {
@@ -524,6 +553,31 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_over_the_message_limit_is_named_not_sent() {
+        let probe = |keyframes: u64| pb::CompleteTaskRequest {
+            result: Some(pb::complete_task_request::Result::Probe(pb::ProbeResult {
+                video: Some(pb::VideoStreamInfo {
+                    keyframes: (0..keyframes)
+                        .map(|i| pb::Keyframe {
+                            frame: i,
+                            pts: i as i64 * 1001,
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert!(fits_in_a_message(&probe(500_000)).is_ok());
+        let e = fits_in_a_message(&probe(7_000_000)).unwrap_err();
+        assert!(
+            e.contains("probe result (7000000 keyframes)") && e.contains("64 MiB"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn only_tasks_that_finish_well_inside_the_deadline_are_kept() {
