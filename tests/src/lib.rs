@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`bin`]: the workspace's built binaries (`spotenc`, `cpu-worker`).
-//! - [`cpu_worker_info`]: a worker description for raw-gRPC workers.
+//! - [`cpu_worker_info`] and [`RawWorker`]: a worker description, and a
+//!   worker that registers and leases over raw gRPC.
 //! - [`tool`]: the Python validators and clients of `scripts/tools.sh`.
 //! - [`Fleet`]: a coordinator and CPU workers as real processes on a free
 //!   loopback port, killed on drop.
@@ -74,6 +75,53 @@ pub fn tool(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(path.exists(), "{} is missing", path.display());
     path
+}
+
+/// A worker that speaks the protocol over raw gRPC to the coordinator at
+/// `url`: registered as a one-slot on-demand CPU worker of pool `p`.
+pub struct RawWorker {
+    pub client: spotenc_proto::client::WorkerClient,
+    pub id: String,
+}
+
+impl RawWorker {
+    pub async fn register(url: &str, name: &str) -> RawWorker {
+        let conn = spotenc_proto::client::Connection {
+            url: url.to_string(),
+            ..Default::default()
+        };
+        let mut client = conn.workers().await.expect("connect as a worker");
+        let info = cpu_worker_info(name, "p", spotenc_proto::domain::Capacity::OnDemand);
+        let id = client
+            .register_worker(spotenc_proto::pb::RegisterWorkerRequest {
+                info: Some(info.into()),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .worker_id;
+        RawWorker { client, id }
+    }
+
+    /// A lease request waiting up to `wait_ms`.
+    pub fn lease_request(&self, wait_ms: u32) -> spotenc_proto::pb::LeaseTaskRequest {
+        spotenc_proto::pb::LeaseTaskRequest {
+            worker_id: self.id.clone(),
+            wait_ms,
+            gpus: vec![],
+        }
+    }
+
+    /// The next task, waiting up to 5 s for one.
+    pub async fn lease(&mut self) -> Option<spotenc_proto::pb::Task> {
+        let req = self.lease_request(5_000);
+        self.client
+            .lease_task(req)
+            .await
+            .expect("lease")
+            .into_inner()
+            .task
+    }
 }
 
 /// A one-slot H.264 CPU worker's description, for tests and benches that

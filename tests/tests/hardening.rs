@@ -154,43 +154,22 @@ async fn presigned_urls_a_worker_reports_never_reach_status_or_logs() {
     let src = video_clip(dir.path(), 1, "160x120");
     let fleet = Fleet::builder().cpu_workers(0).start();
     let id = submit_id(&fleet, &src, &dir.path().join("o.mp4"), &[]);
-    let conn = spotenc_proto::client::Connection {
-        url: fleet.url.clone(),
-        ..Default::default()
-    };
-    let mut w = conn.workers().await.unwrap();
-    let info = spotenc_tests::cpu_worker_info("w", "p", spotenc_proto::domain::Capacity::OnDemand);
-    let worker_id = w
-        .register_worker(pb::RegisterWorkerRequest {
-            info: Some(info.into()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .worker_id;
-    let task = w
-        .lease_task(pb::LeaseTaskRequest {
-            worker_id: worker_id.clone(),
-            wait_ms: 5_000,
-            gpus: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .expect("the probe");
+    let mut raw = spotenc_tests::RawWorker::register(&fleet.url, "w").await;
+    let worker_id = raw.id.clone();
+    let task = raw.lease().await.expect("the probe");
     let url = "https://media.s3.example/in/src.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256\
                &X-Amz-Credential=AKIAEXAMPLESECRET%2F20261130&X-Amz-Signature=deadbeefsecret";
-    w.fail_task(pb::FailTaskRequest {
-        worker_id,
-        task_id: task.task_id.clone(),
-        attempt: task.attempt,
-        error: format!("bad input {url}: Server returned 403 Forbidden"),
-        retryable: false,
-        log: format!("[https @ 0x1] Opening '{url}' for reading\nHTTP error 403"),
-    })
-    .await
-    .unwrap();
+    raw.client
+        .fail_task(pb::FailTaskRequest {
+            worker_id,
+            task_id: task.task_id.clone(),
+            attempt: task.attempt,
+            error: format!("bad input {url}: Server returned 403 Forbidden"),
+            retryable: false,
+            log: format!("[https @ 0x1] Opening '{url}' for reading\nHTTP error 403"),
+        })
+        .await
+        .unwrap();
     let j = ended(&fleet.url, &id, Duration::from_secs(30), None).await;
     assert_eq!(j.state, pb::JobState::Failed as i32);
     let mut seen = j.error.clone();
@@ -314,38 +293,16 @@ async fn a_dropped_lease_call_leaves_no_task_leased_to_nobody() {
 
     let dir = tempfile::tempdir().unwrap();
     let src = video_clip(dir.path(), 1, "160x120");
-    let conn = spotenc_proto::client::Connection {
-        url: fleet.url.clone(),
-        ..Default::default()
-    };
-    let mut w = conn.workers().await.unwrap();
-    let info = spotenc_tests::cpu_worker_info("w", "p", spotenc_proto::domain::Capacity::OnDemand);
-    let worker_id = w
-        .register_worker(pb::RegisterWorkerRequest {
-            info: Some(info.into()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .worker_id;
-    let mut req = pb::LeaseTaskRequest {
-        worker_id: worker_id.clone(),
-        wait_ms: 0,
-        gpus: vec![],
-    };
+    let mut raw = spotenc_tests::RawWorker::register(&fleet.url, "w").await;
     // A first call with nothing to lease warms the coordinator's view of
     // the worker, so the next one goes straight to the claim.
-    assert!(w
-        .lease_task(req.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .is_none());
+    let warm = raw.client.lease_task(raw.lease_request(0)).await.unwrap();
+    assert!(warm.into_inner().task.is_none());
     let id = submit_id(&fleet, &src, &dir.path().join("o.mp4"), &[]);
-    req.wait_ms = 5_000;
     // The worker gives up on the call while the claim's answer is late.
-    let dropped = tokio::time::timeout(Duration::from_millis(200), w.lease_task(req.clone())).await;
+    let req = raw.lease_request(5_000);
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(200), raw.client.lease_task(req)).await;
     assert!(dropped.is_err(), "the lease answered in time: {dropped:?}");
 
     let deadline = Instant::now() + Duration::from_secs(8);
@@ -364,13 +321,7 @@ async fn a_dropped_lease_call_leaves_no_task_leased_to_nobody() {
     assert_eq!(probe.history[0].outcome, "released", "{probe:?}");
     assert!(probe.interruptions.is_empty(), "{probe:?}");
     // The next call gets it, with a new fence.
-    let task = w
-        .lease_task(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .expect("the probe again");
+    let task = raw.lease().await.expect("the probe again");
     assert_eq!((task.task_id, task.attempt), (probe.task_id, 2));
 }
 
@@ -501,31 +452,9 @@ async fn a_probe_result_over_four_mib_is_accepted() {
         &dir.path().join("o.mp4"),
         &["--chunk-seconds", "600"],
     );
-    let conn = spotenc_proto::client::Connection {
-        url: fleet.url.clone(),
-        ..Default::default()
-    };
-    let mut w = conn.workers().await.unwrap();
-    let info = spotenc_tests::cpu_worker_info("w", "p", spotenc_proto::domain::Capacity::OnDemand);
-    let worker_id = w
-        .register_worker(pb::RegisterWorkerRequest {
-            info: Some(info.into()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .worker_id;
-    let task = w
-        .lease_task(pb::LeaseTaskRequest {
-            worker_id: worker_id.clone(),
-            wait_ms: 5_000,
-            gpus: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .expect("the probe");
+    let mut raw = spotenc_tests::RawWorker::register(&fleet.url, "w").await;
+    let worker_id = raw.id.clone();
+    let task = raw.lease().await.expect("the probe");
     // 500,000 frames at 25 fps, every one a keyframe: 20,000 s.
     let n: u64 = 500_000;
     let probe = pb::ProbeResult {
@@ -559,7 +488,7 @@ async fn a_probe_result_over_four_mib_is_accepted() {
         result: Some(pb::complete_task_request::Result::Probe(probe)),
     };
     assert!(prost::Message::encoded_len(&req) > 4 << 20);
-    w.complete_task(req).await.unwrap();
+    raw.client.complete_task(req).await.unwrap();
     // Planned: 20,000 s in 600 s chunks.
     let j = super::job(&fleet.url, &id).await;
     assert_eq!(j.chunks_total, 34, "{}", j.error);

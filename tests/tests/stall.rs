@@ -16,16 +16,22 @@ fn proxy_for(garage: &Garage) -> Proxy {
     Proxy::start(garage.endpoint().trim_start_matches("http://"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_source_stalled_mid_read_fails_as_stalled_and_the_worker_serves_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = keyed_clip(dir.path(), 4, "640x360");
+/// A clip uploaded as `in/stall-src.mp4` (every read of it stops after
+/// 16 KiB, the connection held open) and `in/ok-src.mp4`, behind a proxy.
+fn stalling_source(dir: &std::path::Path) -> (std::path::PathBuf, Garage, Proxy) {
+    let src = keyed_clip(dir, 4, "640x360");
     let garage = Garage::start();
     garage.upload(&src, "in/stall-src.mp4");
     garage.upload(&src, "in/ok-src.mp4");
     let proxy = proxy_for(&garage);
-    // Every read of this object stops after 16 KiB, connection held open.
     proxy.stall("stall-src", 16 * 1024);
+    (src, garage, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_stalled_mid_read_fails_as_stalled_and_the_worker_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, garage, proxy) = stalling_source(dir.path());
     let fleet = Fleet::builder()
         .config("stall_seconds = 5\n")
         .cpu_workers(1)
@@ -78,12 +84,7 @@ async fn a_source_stalled_mid_read_fails_as_stalled_and_the_worker_serves_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_frees_a_slot_blocked_in_a_download() {
     let dir = tempfile::tempdir().unwrap();
-    let src = keyed_clip(dir.path(), 4, "640x360");
-    let garage = Garage::start();
-    garage.upload(&src, "in/stall-src.mp4");
-    garage.upload(&src, "in/ok-src.mp4");
-    let proxy = proxy_for(&garage);
-    proxy.stall("stall-src", 16 * 1024);
+    let (src, garage, proxy) = stalling_source(dir.path());
     // No stall limit to rescue it: only the cancel can. Test workers have
     // one slot.
     let fleet = Fleet::builder()

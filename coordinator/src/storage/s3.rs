@@ -105,6 +105,25 @@ impl S3Store {
         PresigningConfig::expires_in(ttl).map_err(|e| Error::invalid(format!("presign ttl: {e}")))
     }
 
+    /// The object's headers, or `None` when there is no such object.
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(h)),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_error("head", key, e)),
+        }
+    }
+
     async fn multipart_copy(&self, src: &str, dst: &str, size: u64, sha256: &str) -> Result<()> {
         let upload_id = self.create_multipart_with(dst, Some(sha256)).await?;
         let source = copy_source(&self.bucket, src);
@@ -367,18 +386,10 @@ impl ObjectStore for S3Store {
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(h) => Ok(Some(h.content_length().unwrap_or(0).max(0) as u64)),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
-            Err(e) => Err(s3_error("head", key, e)),
-        }
+        Ok(self
+            .head(key)
+            .await?
+            .map(|h| h.content_length().unwrap_or(0).max(0) as u64))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -420,18 +431,10 @@ impl ObjectStore for S3Store {
     }
 
     async fn sha256(&self, key: &str) -> Result<Option<String>> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(h) => Ok(h.metadata().and_then(|m| m.get(SHA256_META)).cloned()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
-            Err(e) => Err(s3_error("head", key, e)),
-        }
+        Ok(self
+            .head(key)
+            .await?
+            .and_then(|h| h.metadata().and_then(|m| m.get(SHA256_META)).cloned()))
     }
 
     async fn commit(&self, tmp_key: &str, final_key: &str, sha256: &str) -> Result<()> {
