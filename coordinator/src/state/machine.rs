@@ -732,15 +732,19 @@ impl State {
     }
 
     pub fn expire_leases(&mut self, now_ms: i64, limits: Limits) -> Vec<Transition> {
-        let expired: Vec<String> = self
+        // Oldest deadline first, then by id, as Redis's LEASED set orders
+        // them: when one expiry fails a job, which of its tasks expired
+        // before it depends on this order.
+        let mut expired: Vec<(i64, String)> = self
             .index
             .all_leased()
             .filter_map(|id| self.tasks.get(id))
             .filter(|t| t.state == TaskState::Leased && t.lease_until_ms < now_ms)
-            .map(|t| t.id.clone())
+            .map(|t| (t.lease_until_ms, t.id.clone()))
             .collect();
+        expired.sort();
         let mut out = Vec::new();
-        for id in expired {
+        for (_, id) in expired {
             let task = self.tasks.get_mut(&id).expect("listed");
             // An earlier expiry in this pass may have failed the job and
             // cancelled this task: it is no longer leased.

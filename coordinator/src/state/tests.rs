@@ -304,6 +304,42 @@ async fn an_expiry_that_fails_the_job_leaves_its_other_tasks_cancelled(s: Arc<dy
     assert!(s.lease_next("od1", now + 1).await.unwrap().is_none());
 }
 
+/// Found by the differential test: expired leases are reaped oldest
+/// deadline first in both stores (the embedded store went by a hash map's
+/// order), so which tasks expired before one failed the job is the same.
+async fn leases_expire_oldest_deadline_first(s: Arc<dyn StateStore>) {
+    let job = planned_job(&*s).await;
+    s.register_worker(worker_with("od1", Capacity::OnDemand))
+        .await
+        .unwrap();
+    let mut now = 2;
+    // encode-0 expires twice alone.
+    for _ in 0..2 {
+        let a = s.lease_next("od1", now).await.unwrap().unwrap();
+        assert!(a.task_id.ends_with("encode-0"));
+        now += i64::from(LIMITS.lease_ttl_ms) + 1;
+        s.expire_leases(now).await.unwrap();
+    }
+    // Both leased; encode-0's heartbeat puts its deadline after encode-1's.
+    let a = s.lease_next("od1", now).await.unwrap().unwrap();
+    let b = s.lease_next("od1", now).await.unwrap().unwrap();
+    assert!(b.task_id.ends_with("encode-1"), "{}", b.task_id);
+    assert!(s
+        .heartbeat("od1", &a.task_id, a.attempt, 1, now + 500)
+        .await
+        .unwrap());
+    now += i64::from(LIMITS.lease_ttl_ms) + 600;
+    s.expire_leases(now).await.unwrap();
+    let (j, tasks) = s.job(&job).await.unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    // encode-1's lease ran out first: it expired (and was requeued)
+    // before encode-0's third expiry failed the job.
+    let e1 = tasks.iter().find(|t| t.id == b.task_id).unwrap();
+    assert_eq!(e1.expiries, 1);
+    assert_eq!(e1.history.last().unwrap().outcome, "expired");
+    assert_eq!(e1.state, TaskState::Cancelled);
+}
+
 async fn unknown_worker_cannot_lease(s: Arc<dyn StateStore>) {
     s.submit(spec(), "", 0).await.unwrap();
     assert!(matches!(
@@ -951,6 +987,7 @@ contract!(
     retention_purges_ended_jobs_and_silent_workers,
     a_client_quota_bounds_its_jobs_not_ended,
     an_expiry_that_fails_the_job_leaves_its_other_tasks_cancelled,
+    leases_expire_oldest_deadline_first,
     unknown_worker_cannot_lease,
     stale_fencing_token_is_refused_after_expiry,
     stitch_waits_for_every_chunk_and_gets_them_in_order,
