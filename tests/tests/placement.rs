@@ -83,6 +83,29 @@ async fn each_pool_gets_the_work_its_price_says_and_jobs_show_their_cost() {
     let mut fleet = Fleet::builder().cpu_workers(0).config(&config).start();
     pool_worker(&mut fleet, "cheap", "spot-cheap", "spot", "test.cheap");
     pool_worker(&mut fleet, "dear", "od-dear", "on-demand", "test.dear");
+    // Placement sees the live pools through a view cached for 2 s: submit
+    // once both workers are live and every view includes both, or the dear
+    // pool, alone in its first view, rightly takes the first chunk.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pools = json(&fleet.spotenc(&["pools", "--json"]), "pools");
+        let live = |n: &str| {
+            pools
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == n && p["live_workers"] == 1)
+        };
+        if live("spot-cheap") && live("od-dear") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workers not live: {pools}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     let common = ["--chunk-seconds", "1", "--min-chunk-seconds", "0.5"];
     let mut jobs = Vec::new();
     for (codec, priority) in [("h264", "cost"), ("hevc", "cost"), ("h264", "latency")] {
