@@ -220,9 +220,6 @@ pub const DEFAULT_QUEUED_JOBS_PER_CLIENT: u32 = 10_000;
 pub const DEFAULT_WATCH_STREAMS_PER_CLIENT: u32 = 64;
 /// A week: long enough to look at last week's failures.
 pub const DEFAULT_RETENTION_HOURS: f64 = 168.0;
-/// Two minutes without a frame, packet or byte: long past any encoder's
-/// flush or a network read's own timeout (30 s).
-pub const DEFAULT_STALL_SECONDS: u32 = 120;
 
 /// Builds a [`Config`] from TOML text (may be empty) and environment
 /// overrides, then validates it.
@@ -493,7 +490,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         },
         stall_seconds: parse_env(env, "SPOTENC_STALL_SECONDS")?
             .or(file.stall_seconds)
-            .unwrap_or(DEFAULT_STALL_SECONDS),
+            .unwrap_or(spotenc_proto::DEFAULT_STALL_SECONDS),
         max_expiries: parse_env(env, "SPOTENC_MAX_EXPIRIES")?
             .or(file.max_expiries)
             .unwrap_or(DEFAULT_MAX_EXPIRIES),

@@ -803,21 +803,21 @@ impl Coordinator {
                             "retention: forgot ended jobs and silent workers"
                         );
                     }
-                    // This replica's own view of the workers, too.
-                    self.workers
-                        .lock()
-                        .expect("workers lock")
-                        .retain(|_, w| w.last_seen_unix_ms >= cutoff);
                     if p.jobs < BATCH && p.workers < BATCH {
-                        return;
+                        break;
                     }
                 }
                 Err(e) => {
                     warn!(error = %e, "retention pass failed");
-                    return;
+                    break;
                 }
             }
         }
+        // This replica's own view of the workers, too.
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .retain(|_, w| w.last_seen_unix_ms >= cutoff);
     }
 
     /// Requeues tasks whose leases expired and finishes commits a crash

@@ -289,9 +289,7 @@ impl Cutter<'_> {
         // going back) cannot both be placed, and a muxer would refuse them
         // with a bare "Invalid argument".
         if let Some(last) = self.last_pts.filter(|&l| pts <= l) {
-            let secs = |ts: i64| {
-                ts as f64 * f64::from(self.tb.numerator()) / f64::from(self.tb.denominator())
-            };
+            let secs = |ts: i64| ts as f64 * f64::from(self.tb);
             return Err(Error::BadInput {
                 path: self.task.input.clone(),
                 reason: format!(

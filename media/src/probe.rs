@@ -192,15 +192,11 @@ fn scan_video_packets(
 
 /// When a stream starts, in seconds (0 when the container does not say).
 fn stream_start_seconds(s: &ffmpeg::format::stream::Stream) -> f64 {
-    let t = s.start_time();
-    if t == ffmpeg::ffi::AV_NOPTS_VALUE {
+    let (t, tb) = (s.start_time(), f64::from(s.time_base()));
+    if t == ffmpeg::ffi::AV_NOPTS_VALUE || !tb.is_finite() {
         return 0.0;
     }
-    let tb = s.time_base();
-    if tb.denominator() == 0 {
-        return 0.0;
-    }
-    t as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator())
+    t as f64 * tb
 }
 
 /// One frame's duration in `tb`, from the average frame rate.

@@ -44,6 +44,11 @@ pub use convert::{job_to_pb, work_to_pb};
 /// Beyond it a worker fails the task naming the size.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Seconds without a frame, packet or byte moving after which a task fails
+/// as stalled, unless the coordinator's `stall_seconds` says otherwise:
+/// long past any encoder's flush or a network read's own timeout (30 s).
+pub const DEFAULT_STALL_SECONDS: u32 = 120;
+
 /// Errors that cross the gRPC boundary, with whether a retry can help.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Error {

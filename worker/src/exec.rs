@@ -120,11 +120,6 @@ fn run_work(
     })
 }
 
-enum Ending {
-    Finished(Box<spotenc_media::Result<TaskOutcome>>),
-    Panicked(String),
-}
-
 /// Why a phase of a task was cut short.
 enum Stop {
     /// The coordinator says the lease is gone (cancelled, expired, moved).
@@ -313,8 +308,13 @@ impl Slot {
         });
         w.started = Instant::now();
         let (ending, log) = match self.supervise(&mut handle, &mut w, Phase::Running).await {
-            Ok(Ok((r, log))) => (Ending::Finished(Box::new(r)), log),
-            Ok(Err(e)) => (Ending::Panicked(e.to_string()), String::new()),
+            Ok(Ok((r, log))) => (r, log),
+            Ok(Err(e)) => {
+                let msg = format!("worker panicked: {e}");
+                self.fail(&task_id, attempt, &msg, true, String::new())
+                    .await;
+                return "failed";
+            }
             Err(stop) => {
                 // FFmpeg sees the flag between packets and in blocked reads.
                 w.ctl.cancel.store(true, Ordering::Relaxed);
@@ -327,15 +327,6 @@ impl Slot {
                     }
                 };
                 return self.stopped(stop, &w, log).await;
-            }
-        };
-        let ending = match ending {
-            Ending::Finished(r) => *r,
-            Ending::Panicked(e) => {
-                let msg = format!("worker panicked: {e}");
-                self.fail(&task_id, attempt, &msg, true, String::new())
-                    .await;
-                return "failed";
             }
         };
         match ending {

@@ -47,10 +47,6 @@ use spotenc_proto::pb;
 use tracing::{info, warn};
 
 use exec::Mode;
-
-/// Seconds without progress after which a task fails as stalled, when the
-/// coordinator does not say (as `stall_seconds` in its configuration).
-const DEFAULT_STALL_SECONDS: u32 = 120;
 use notice::{Notice, NoticeSettings, Notices};
 
 #[derive(Debug, thiserror::Error)]
@@ -285,7 +281,8 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
             worker_id: reg.worker_id.clone(),
             heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
             stall: Duration::from_secs(u64::from(if reg.stall_seconds == 0 {
-                DEFAULT_STALL_SECONDS
+                // A coordinator that does not say: the same default.
+                spotenc_proto::DEFAULT_STALL_SECONDS
             } else {
                 reg.stall_seconds
             })),

@@ -617,20 +617,16 @@ impl State {
         self.keep_log(task_id, attempt, &failure.log);
         let task = self.tasks.get_mut(task_id).expect("fenced");
         task.failures += 1;
-        let job_id = task.job_id.clone();
-        let spec = self.jobs[&job_id].spec.clone();
-        let task = self.tasks.get_mut(task_id).expect("fenced");
-        if !retryable || task.failures >= spec.max_attempts {
+        let (job_id, failures) = (task.job_id.clone(), task.failures);
+        if !retryable || failures >= self.jobs[&job_id].spec.max_attempts {
             let msg = if retryable {
-                format!("{task_id} failed {} times, last: {error}", task.failures)
+                format!("{task_id} failed {failures} times, last: {error}")
             } else {
                 error.to_string()
             };
             self.fail_job(&job_id, &msg, now_ms);
         } else {
-            let holder = task.worker_id.clone();
-            requeue(task, &spec, now_ms);
-            self.index.sync(task, Some(&holder));
+            self.requeue_ended(task_id, now_ms);
         }
         Ok(self.transition(&job_id))
     }
@@ -656,10 +652,7 @@ impl State {
         let job_id = task.job_id.clone();
         // The worker is going away: its pool no longer counts as live.
         self.seen.remove(&worker);
-        let spec = &self.jobs[&job_id].spec;
-        let task = self.tasks.get_mut(task_id).expect("fenced");
-        requeue(task, spec, now_ms);
-        self.index.sync(task, Some(&worker));
+        self.requeue_ended(task_id, now_ms);
         self.keep_log(task_id, attempt, &notice.log);
         Ok(self.transition(&job_id))
     }
@@ -675,13 +668,19 @@ impl State {
     ) -> Result<Transition> {
         let task = self.fenced(task_id, attempt)?;
         close_attempt(task, "released", reason, now_ms);
-        let worker = task.worker_id.clone();
         let job_id = task.job_id.clone();
-        let spec = &self.jobs[&job_id].spec;
-        let task = self.tasks.get_mut(task_id).expect("fenced");
-        requeue(task, spec, now_ms);
-        self.index.sync(task, Some(&worker));
+        self.requeue_ended(task_id, now_ms);
         Ok(self.transition(&job_id))
+    }
+
+    /// Puts a task whose attempt just ended back in its queue (escalated
+    /// when its job's limits say so) and out of its worker's leases.
+    fn requeue_ended(&mut self, task_id: &str, now_ms: i64) {
+        let task = self.tasks.get_mut(task_id).expect("a known task");
+        let holder = task.worker_id.clone();
+        let spec = &self.jobs[&task.job_id].spec;
+        requeue(task, spec, now_ms);
+        self.index.sync(task, Some(&holder));
     }
 
     /// Stores an ended attempt's audit log and notes its size in the
@@ -758,9 +757,7 @@ impl State {
                 let msg = format!("{id} lost its lease {} times", task.expiries);
                 self.fail_job(&job_id, &msg, now_ms);
             } else {
-                let holder = task.worker_id.clone();
-                requeue(task, &self.jobs[&job_id].spec, now_ms);
-                self.index.sync(task, Some(&holder));
+                self.requeue_ended(&id, now_ms);
             }
             out.push(self.transition(&job_id));
         }

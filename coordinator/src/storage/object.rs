@@ -156,10 +156,13 @@ impl ObjectStore for FileStore {
     }
 
     async fn sha256(&self, key: &str) -> Result<Option<String>> {
-        use sha2::{Digest, Sha256};
+        // Streamed, on a blocking thread: outputs can be many gigabytes.
         let path = self.path(key)?;
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(hex::encode(Sha256::digest(&bytes)))),
+        let hashed = tokio::task::spawn_blocking(move || super::sha256_file(&path))
+            .await
+            .map_err(|e| Error::Internal(format!("hash {key}: {e}")))?;
+        match hashed {
+            Ok(sha) => Ok(Some(sha)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("read", key)(e)),
         }
