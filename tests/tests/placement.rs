@@ -289,7 +289,10 @@ fn an_invalid_catalogue_refuses_to_start_with_the_field_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cost_model_predicts_chunk_times_it_has_learned() {
     let dir = tempfile::tempdir().unwrap();
-    let src = video_clip(dir.path(), 8, "320x240");
+    // Frames big enough that encoding, not the fixed cost of a lease and
+    // an upload, dominates each chunk's wall time, and ten chunks to learn
+    // from, so the prior (weighted as three samples) pulls little.
+    let src = video_clip(dir.path(), 10, "640x360");
     let mut fleet = Fleet::builder().cpu_workers(0).config(POOLS).start();
     pool_worker(&mut fleet, "cheap", "spot-cheap", "spot", "test.cheap");
     let args = [
@@ -323,7 +326,7 @@ async fn the_cost_model_predicts_chunk_times_it_has_learned() {
     {
         let a = t.history.iter().find(|a| a.outcome == "done").unwrap();
         let wall = (a.ended_unix_ms - a.started_unix_ms) as f64 / 1000.0;
-        let predicted = 320.0 * 240.0 * t.frames_total as f64 / learned;
+        let predicted = 640.0 * 360.0 * t.frames_total as f64 / learned;
         errors.push((predicted - wall).abs());
         actual.push(wall);
     }
