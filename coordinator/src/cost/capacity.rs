@@ -41,7 +41,7 @@ use serde::Serialize;
 use spotenc_proto::domain::Capacity;
 
 use super::catalogue::{Catalogue, Pool};
-use super::model::{waste, Demand, Model};
+use super::model::{waste, Demand, Model, Output};
 use super::place::Worker;
 
 /// Planner settings (`[capacity]` in the coordinator's TOML).
@@ -130,17 +130,14 @@ pub struct BacklogItem {
 pub fn aggregate<'a>(
     tasks: impl IntoIterator<Item = (&'a Demand, bool, bool, i64, Option<&'a str>)>,
 ) -> Vec<BacklogItem> {
-    type Shape<'a> = Vec<(&'static str, &'a str, u32, u32)>;
-    type Key<'a> = (Option<&'a str>, bool, bool, Shape<'a>);
-    let mut items: BTreeMap<Key, (BacklogItem, u64)> = BTreeMap::new();
+    // Hashed by borrowed outputs (the simulator calls this every 30 s over
+    // every pending and running task: no allocation per task), then put in
+    // a fixed order by codec name, preset and size.
+    type Key<'a> = (Option<&'a str>, bool, bool, &'a [Output]);
+    let mut items: rustc_hash::FxHashMap<Key, (BacklogItem, u64)> = Default::default();
     for (demand, latency, on_demand, since, running_on) in tasks {
-        let shape: Shape = demand
-            .outputs
-            .iter()
-            .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
-            .collect();
         let e = items
-            .entry((running_on, latency, on_demand, shape))
+            .entry((running_on, latency, on_demand, &demand.outputs))
             .or_insert_with(|| {
                 (
                     BacklogItem {
@@ -159,9 +156,19 @@ pub fn aggregate<'a>(
         e.0.count += 1;
         e.1 += demand.frames;
     }
+    let mut items: Vec<_> = items.into_iter().collect();
+    let shape = |outputs: &'a [Output]| -> Vec<(&'static str, &'a str, u32, u32)> {
+        outputs
+            .iter()
+            .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
+            .collect()
+    };
+    items.sort_by_cached_key(|((running_on, latency, on_demand, outputs), _)| {
+        (*running_on, *latency, *on_demand, shape(outputs))
+    });
     items
-        .into_values()
-        .map(|(mut item, frames)| {
+        .into_iter()
+        .map(|(_, (mut item, frames))| {
             item.demand.frames = frames / u64::from(item.count.max(1));
             item
         })

@@ -62,28 +62,28 @@ impl Lease {
 
     /// Chooses among `candidates` (already windowed) for a worker whose
     /// leases hold `sessions_held` NVENC sessions (the store knows).
-    pub fn choose(
+    pub fn choose<'c>(
         &self,
-        candidates: &[place::Candidate],
+        candidates: &'c [place::Candidate],
         sessions_held: u32,
         now_ms: i64,
-    ) -> Option<String> {
+    ) -> Option<&'c str> {
         self.rank(candidates, sessions_held, now_ms)
-            .into_iter()
-            .next()
+            .first()
+            .copied()
     }
 
     /// Every candidate the worker may take, best first.
-    pub fn rank(
+    pub fn rank<'c>(
         &self,
-        candidates: &[place::Candidate],
+        candidates: &'c [place::Candidate],
         sessions_held: u32,
         now_ms: i64,
-    ) -> Vec<String> {
+    ) -> Vec<&'c str> {
         let Some(w) = &self.worker else {
             let mut all: Vec<&place::Candidate> = candidates.iter().collect();
             all.sort_by_key(|c| c.order);
-            return all.iter().map(|c| c.task_id.clone()).collect();
+            return all.iter().map(|c| c.task_id.as_ref()).collect();
         };
         let w = Worker {
             sessions_held,

@@ -267,7 +267,7 @@ impl Model {
 }
 
 /// One output of an encode task, as placement and the model see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Output {
     pub codec: Codec,
     pub preset: String,

@@ -24,23 +24,27 @@
 //!    and the on-demand baseline, so idle at on-demand prices otherwise)
 //!    takes it, unless `on_demand_declines_spot`.
 
+use std::borrow::Cow;
+
 use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
 
 use super::catalogue::{Hardware, Pool};
 use super::model::{expected_cost, Demand, Model, Shape};
 
-/// A pending task as placement sees it.
+/// A pending task as placement sees it: borrowed from the embedded state
+/// (a lease builds a window of these, so no copies), owned when read from
+/// Redis.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    pub task_id: String,
-    pub job_id: String,
+pub struct Candidate<'a> {
+    pub task_id: Cow<'a, str>,
+    pub job_id: Cow<'a, str>,
     pub partition: Capacity,
     /// First-in first-out order: job submission, then task order.
     pub order: u64,
     pub pending_since_ms: i64,
     /// The job asked for latency.
     pub latency: bool,
-    pub demand: Demand,
+    pub demand: Cow<'a, Demand>,
 }
 
 /// A worker (or a live pool's representative) as placement sees it.
@@ -190,8 +194,8 @@ pub fn place(
     now_ms: i64,
 ) -> Option<String> {
     rank(worker, candidates, model, fleet, policy, now_ms)
-        .into_iter()
-        .next()
+        .first()
+        .map(|id| id.to_string())
 }
 
 /// Every candidate `worker` may take, best first by the rules above:
@@ -199,14 +203,14 @@ pub fn place(
 /// rest by ratio, advantage and age; declined spot work is left out. A
 /// store claims the first that is still pending, so workers reading the
 /// same window do not all fight over one task.
-pub fn rank(
+pub fn rank<'c>(
     worker: &Worker,
-    candidates: &[Candidate],
+    candidates: &'c [Candidate],
     model: &Model,
     fleet: &Fleet,
     policy: &Policy,
     now_ms: i64,
-) -> Vec<String> {
+) -> Vec<&'c str> {
     let partitions = partitions(worker.pool.capacity);
     let mut out = Vec::new();
     for &p in partitions {
@@ -229,7 +233,7 @@ pub fn rank(
                 || (c.latency && oldest_of_job(c))
         });
         urgent.sort_by(|a, b| a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id)));
-        out.extend(urgent.iter().map(|c| c.task_id.clone()));
+        out.extend(urgent.iter().map(|c| c.task_id.as_ref()));
         let mut scored: Vec<(i64, f64, &Candidate)> = rest
             .iter()
             .map(|c| {
@@ -250,7 +254,7 @@ pub fn rank(
                 .then(a.2.order.cmp(&b.2.order))
                 .then(a.2.task_id.cmp(&b.2.task_id))
         });
-        out.extend(scored.iter().map(|(_, _, c)| c.task_id.clone()));
+        out.extend(scored.iter().map(|(_, _, c)| c.task_id.as_ref()));
     }
     out
 }
@@ -258,11 +262,13 @@ pub fn rank(
 /// First in, first out among the tasks `worker` can run: the baseline
 /// placement is measured against.
 pub fn fifo(worker: &Worker, candidates: &[Candidate]) -> Option<String> {
-    fifo_rank(worker, candidates).into_iter().next()
+    fifo_rank(worker, candidates)
+        .first()
+        .map(|id| id.to_string())
 }
 
 /// The tasks `worker` can run, its partitions in order, oldest first.
-pub fn fifo_rank(worker: &Worker, candidates: &[Candidate]) -> Vec<String> {
+pub fn fifo_rank<'c>(worker: &Worker, candidates: &'c [Candidate]) -> Vec<&'c str> {
     let partitions = partitions(worker.pool.capacity);
     let mut out = Vec::new();
     for &p in partitions {
@@ -273,14 +279,14 @@ pub fn fifo_rank(worker: &Worker, candidates: &[Candidate]) -> Vec<String> {
             })
             .collect();
         able.sort_by(|a, b| a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id)));
-        out.extend(able.iter().map(|c| c.task_id.clone()));
+        out.extend(able.iter().map(|c| c.task_id.as_ref()));
     }
     out
 }
 
 /// The bounded window both stores pass to [`place`]: the oldest
 /// `per_class` tasks of each partition × queue class, in order.
-pub fn window(mut all: Vec<Candidate>, per_class: usize) -> Vec<Candidate> {
+pub fn window(mut all: Vec<Candidate<'_>>, per_class: usize) -> Vec<Candidate<'_>> {
     all.sort_by_key(|c| c.order);
     let mut taken: std::collections::BTreeMap<(bool, &str), usize> = Default::default();
     all.into_iter()

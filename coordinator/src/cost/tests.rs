@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use proptest::prelude::*;
 use spotenc_proto::domain::{Capacity, Codec, GpuDevice, Priority, WorkerInfo};
 
@@ -267,15 +269,15 @@ fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
     }
 }
 
-fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Candidate {
+fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Candidate<'static> {
     Candidate {
-        task_id: format!("t{id}"),
-        job_id: format!("j{id}"),
+        task_id: format!("t{id}").into(),
+        job_id: format!("j{id}").into(),
         partition: Capacity::Spot,
         order,
         pending_since_ms: since,
         latency: false,
-        demand: Demand {
+        demand: Cow::Owned(Demand {
             outputs: vec![Output {
                 codec,
                 preset: "medium".into(),
@@ -283,7 +285,7 @@ fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Cand
                 height: h,
             }],
             frames: 1800,
-        },
+        }),
     }
 }
 
@@ -393,7 +395,7 @@ fn a_saturated_gpu_gets_no_encode_but_still_gets_small_tasks() {
     let mut gpu = worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc]);
     gpu.encoder_saturated = true;
     let mut stitch = cand(9, Codec::H264, 0, 0, 9, 0);
-    stitch.demand = Demand::default();
+    stitch.demand = Cow::Owned(Demand::default());
     let cands = vec![cand(0, Codec::H264, 1920, 1080, 0, 0), stitch];
     let fleet = Fleet {
         pools: vec![gpu.clone()],
@@ -427,11 +429,11 @@ fn the_window_keeps_the_oldest_of_each_class() {
         .collect();
     all.push(cand(99, Codec::Hevc, 1920, 1080, 99, 0));
     let w = window(all, 4);
-    let ids: Vec<&str> = w.iter().map(|c| c.task_id.as_str()).collect();
+    let ids: Vec<&str> = w.iter().map(|c| c.task_id.as_ref()).collect();
     assert_eq!(ids, ["t0", "t1", "t2", "t3", "t99"]);
 }
 
-fn arb_candidate() -> impl Strategy<Value = Candidate> {
+fn arb_candidate() -> impl Strategy<Value = Candidate<'static>> {
     (
         0usize..50,
         prop::bool::ANY,
@@ -449,13 +451,13 @@ fn arb_candidate() -> impl Strategy<Value = Candidate> {
         .prop_map(|(id, hevc, (w, h), order, since, od, latency, misc)| {
             let codec = if hevc { Codec::Hevc } else { Codec::H264 };
             let mut c = cand(id, codec, w, h, order * 100 + id as u64, since);
-            c.job_id = format!("j{}", id % 5);
+            c.job_id = format!("j{}", id % 5).into();
             c.latency = latency;
             if od {
                 c.partition = Capacity::OnDemand;
             }
             if misc == 0 {
-                c.demand = Demand::default();
+                c.demand = Cow::Owned(Demand::default());
             }
             c
         })
@@ -488,7 +490,7 @@ fn arb_worker() -> impl Strategy<Value = Worker> {
 /// Task ids made unique, as a store's are.
 fn unique(mut cands: Vec<Candidate>) -> Vec<Candidate> {
     for (i, c) in cands.iter_mut().enumerate() {
-        c.task_id = format!("t{i}");
+        c.task_id = format!("t{i}").into();
     }
     cands
 }

@@ -6,7 +6,9 @@
 //! load), and they turn leasing, unblocking and session counting into
 //! lookups instead of scans over every job and task.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use spotenc_proto::domain::{Capacity, TaskState};
 

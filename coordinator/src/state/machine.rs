@@ -1,7 +1,10 @@
 //! The state transitions as plain functions over [`State`]. No I/O and no
 //! clock: callers pass `now_ms` in, which keeps every rule testable.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
@@ -18,17 +21,23 @@ use crate::cost::place::Candidate;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 use crate::storage;
 
-/// Everything the coordinator knows, in memory.
+/// Everything the coordinator knows, in memory. Jobs, tasks, keys and logs
+/// are in hash maps with a fixed hasher (`rustc-hash`): lookups by id are
+/// what every transition does, and a `BTreeMap` of ids that share long
+/// prefixes spent its time comparing them (a quarter of the simulator's
+/// time). A fixed hasher keeps iteration order the same from run to run,
+/// so the simulator's reports stay byte-identical; nothing depends on the
+/// order itself.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    pub jobs: BTreeMap<String, JobRecord>,
-    pub tasks: BTreeMap<String, TaskRecord>,
-    pub idempotency: BTreeMap<String, String>,
+    pub jobs: FxHashMap<String, JobRecord>,
+    pub tasks: FxHashMap<String, TaskRecord>,
+    pub idempotency: FxHashMap<String, String>,
     pub workers: BTreeMap<String, WorkerRecord>,
     pub next_seq: u64,
     /// Audit logs of ended attempts, by [`log_key`].
     #[serde(default)]
-    pub logs: BTreeMap<String, String>,
+    pub logs: FxHashMap<String, String>,
     /// The codec cost model's learned samples.
     #[serde(default)]
     pub model: Model,
@@ -204,12 +213,12 @@ impl State {
     }
 
     /// Pending tasks of live jobs as placement candidates, windowed.
-    pub fn candidates(&self, per_class: usize) -> Vec<Candidate> {
+    pub fn candidates(&self, per_class: usize) -> Vec<Candidate<'_>> {
         self.candidates_in(per_class, false)
     }
 
     /// [`State::candidates`], of the spot partition only when `spot_only`.
-    fn candidates_in(&self, per_class: usize, spot_only: bool) -> Vec<Candidate> {
+    fn candidates_in(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
         let all = self
             .index
             .oldest(per_class, spot_only)
@@ -217,13 +226,13 @@ impl State {
                 let t = self.tasks.get(id)?;
                 let j = self.jobs.get(&t.job_id)?;
                 Some(Candidate {
-                    task_id: t.id.clone(),
-                    job_id: j.id.clone(),
+                    task_id: Cow::Borrowed(&t.id),
+                    job_id: Cow::Borrowed(&j.id),
                     partition: t.partition,
                     order,
                     pending_since_ms: t.pending_since_ms,
                     latency: j.spec.priority == Priority::Latency,
-                    demand: t.demand.clone(),
+                    demand: Cow::Borrowed(&t.demand),
                 })
             })
             .collect::<Vec<_>>();
@@ -374,7 +383,7 @@ impl State {
             candidates.retain(|c| c.partition == Capacity::OnDemand);
         }
         let held = self.sessions_held(worker_id);
-        let Some(task_id) = lease.choose(&candidates, held, now_ms) else {
+        let Some(task_id) = lease.choose(&candidates, held, now_ms).map(str::to_string) else {
             return Ok(None);
         };
         let work = self.work_for_lease(&task_id)?;
@@ -428,17 +437,28 @@ impl State {
 
     /// Interruptions and worker-seconds of ended attempts, by pool.
     pub fn pool_stats(&self) -> BTreeMap<String, PoolStat> {
-        let mut out: BTreeMap<String, PoolStat> = BTreeMap::new();
+        // Milliseconds summed as integers: the same total in any order.
+        let mut sums: BTreeMap<String, (u32, i64)> = BTreeMap::new();
         for t in self.tasks.values() {
             for a in t.history.iter().filter(|a| a.ended_unix_ms != 0) {
-                let s = out.entry(a.pool.clone()).or_default();
+                let s = sums.entry(a.pool.clone()).or_default();
                 if a.outcome == "interrupted" {
-                    s.interruptions += 1;
+                    s.0 += 1;
                 }
-                s.attempt_seconds += (a.ended_unix_ms - a.started_unix_ms).max(0) as f64 / 1000.0;
+                s.1 += (a.ended_unix_ms - a.started_unix_ms).max(0);
             }
         }
-        out
+        sums.into_iter()
+            .map(|(pool, (interruptions, ms))| {
+                (
+                    pool,
+                    PoolStat {
+                        interruptions,
+                        attempt_seconds: ms as f64 / 1000.0,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The work of a task about to be leased; a stitch task gets the objects
@@ -467,7 +487,7 @@ impl State {
         now_ms: i64,
         limits: Limits,
     ) -> Result<bool> {
-        let job_live = |jobs: &BTreeMap<String, JobRecord>, id: &str| {
+        let job_live = |jobs: &FxHashMap<String, JobRecord>, id: &str| {
             jobs.get(id).is_some_and(|j| !j.state.is_terminal())
         };
         let t = self

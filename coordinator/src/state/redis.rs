@@ -324,13 +324,13 @@ impl RedisStore {
             let mut candidates = Vec::with_capacity(flat.len() / 7);
             for c in flat.chunks_exact(7) {
                 candidates.push(Candidate {
-                    task_id: c[0].clone(),
-                    job_id: c[1].clone(),
+                    task_id: c[0].clone().into(),
+                    job_id: c[1].clone().into(),
                     partition: enum_field(&c[2])?,
                     order: c[3].parse::<f64>().unwrap_or_default() as u64,
                     pending_since_ms: c[4].parse().unwrap_or_default(),
                     latency: c[5] == "1",
-                    demand: demand(&c[6])?,
+                    demand: std::borrow::Cow::Owned(demand(&c[6])?),
                 });
             }
             // Workers reading the same window rank it alike: claim.lua
