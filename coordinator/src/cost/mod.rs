@@ -85,9 +85,14 @@ impl Lease {
             all.sort_by_key(|c| c.order);
             return all.iter().map(|c| c.task_id.as_ref()).collect();
         };
-        let w = Worker {
-            sessions_held,
-            ..w.clone()
+        // A copy only when the sessions differ (NVENC workers holding some).
+        let w = if w.sessions_held == sessions_held {
+            std::borrow::Cow::Borrowed(w)
+        } else {
+            std::borrow::Cow::Owned(Worker {
+                sessions_held,
+                ..w.clone()
+            })
         };
         if self.placement {
             place::rank(

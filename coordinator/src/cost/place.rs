@@ -234,10 +234,19 @@ pub fn rank<'c>(
         });
         urgent.sort_by(|a, b| a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id)));
         out.extend(urgent.iter().map(|c| c.task_id.as_ref()));
+        // Chunks of one job mostly ask alike: price each demand once.
+        let mut priced: Vec<(&Demand, (f64, f64))> = Vec::new();
         let mut scored: Vec<(i64, f64, &Candidate)> = rest
             .iter()
             .map(|c| {
-                let (r, advantage) = ratio(worker, c, model, fleet);
+                let (r, advantage) = match priced.iter().find(|(d, _)| **d == *c.demand) {
+                    Some((_, x)) => *x,
+                    None => {
+                        let x = ratio(worker, c, model, fleet);
+                        priced.push((&c.demand, x));
+                        x
+                    }
+                };
                 // Ratios within 1% count as equal.
                 ((r * 100.0).round() as i64, advantage, *c)
             })

@@ -375,7 +375,7 @@ impl Sim<'_> {
                 if declined.contains(&(p, self.insts[i].free)) {
                     break;
                 }
-                let Ok(Some(task)) = self.state.lease(
+                let Ok(Some((task_id, attempt))) = self.state.lease_id(
                     &self.insts[i].id,
                     &self.pools[p].lease,
                     self.now,
@@ -385,7 +385,7 @@ impl Sim<'_> {
                     break;
                 };
                 self.report.leases += 1;
-                let record = &self.state.tasks[&task.task_id];
+                let record = &self.state.tasks[&task_id];
                 let pool = &self.pools[p];
                 let held = if pool.pool.hardware == Hardware::Nvenc {
                     record.demand.sessions().max(1)
@@ -404,8 +404,8 @@ impl Sim<'_> {
                 let inst = &mut self.insts[i];
                 inst.free -= held.min(inst.free);
                 inst.running.push(Running {
-                    task: task.task_id.clone(),
-                    attempt: task.attempt,
+                    task: task_id.clone(),
+                    attempt,
                     end_ms: end,
                     held,
                 });
@@ -416,8 +416,8 @@ impl Sim<'_> {
                     end,
                     Ev::Done {
                         inst: i,
-                        task: task.task_id,
-                        attempt: task.attempt,
+                        task: task_id,
+                        attempt,
                     },
                 );
             }

@@ -302,8 +302,10 @@ impl State {
         for id in &job.task_ids {
             if let Some(t) = self.tasks.remove(id) {
                 self.index.remove(&t);
-                for a in &t.history {
-                    self.logs.remove(&log_key(id, a.attempt));
+                if !self.logs.is_empty() {
+                    for a in &t.history {
+                        self.logs.remove(&log_key(id, a.attempt));
+                    }
                 }
             }
         }
@@ -368,6 +370,46 @@ impl State {
         now_ms: i64,
         limits: Limits,
     ) -> Result<Option<LeasedTask>> {
+        let Some((task_id, attempt, work)) = self.claim(worker_id, lease, now_ms, limits, true)?
+        else {
+            return Ok(None);
+        };
+        let work = work.expect("asked for the work");
+        let job_id = self.tasks[&task_id].job_id.clone();
+        Ok(Some(LeasedTask {
+            task_id,
+            job_id,
+            attempt,
+            lease_ttl_ms: limits.lease_ttl_ms,
+            work: with_attempt_paths(work, attempt),
+        }))
+    }
+
+    /// [`State::lease`] with the same transition, returning only the task
+    /// and attempt: the simulator, which runs no media, skips building the
+    /// work a worker would get (a stitch's is still checked).
+    pub fn lease_id(
+        &mut self,
+        worker_id: &str,
+        lease: &Lease,
+        now_ms: i64,
+        limits: Limits,
+    ) -> Result<Option<(String, u32)>> {
+        Ok(self
+            .claim(worker_id, lease, now_ms, limits, false)?
+            .map(|(id, attempt, _)| (id, attempt)))
+    }
+
+    /// The transition of a lease; the work the task had before the attempt
+    /// when `with_work` (or for a stitch, whose filling can fail the lease).
+    fn claim(
+        &mut self,
+        worker_id: &str,
+        lease: &Lease,
+        now_ms: i64,
+        limits: Limits,
+        with_work: bool,
+    ) -> Result<Option<(String, u32, Option<Work>)>> {
         let Some(record) = self.workers.get(worker_id) else {
             return Err(not_found("worker", worker_id));
         };
@@ -386,7 +428,11 @@ impl State {
         let Some(task_id) = lease.choose(&candidates, held, now_ms).map(str::to_string) else {
             return Ok(None);
         };
-        let work = self.work_for_lease(&task_id)?;
+        let work = if with_work || matches!(self.tasks[&task_id].work, Work::Stitch(_)) {
+            Some(self.work_for_lease(&task_id)?)
+        } else {
+            None
+        };
         let pool = self.workers[worker_id].info.pool.clone();
         let task = self.tasks.get_mut(&task_id).expect("a candidate");
         let (rate_per_hour, on_demand, sessions) = lease.pricing(&task.demand);
@@ -411,19 +457,12 @@ impl State {
         });
         let attempt = task.attempt;
         self.index.sync(task, None);
-        let work = with_attempt_paths(work, attempt);
         let job = self.jobs.get_mut(&task.job_id).expect("task has a job");
         if job.state == JobState::Queued {
             job.state = JobState::Running;
         }
         job.updated_unix_ms = now_ms;
-        Ok(Some(LeasedTask {
-            task_id,
-            job_id: job.id.clone(),
-            attempt,
-            lease_ttl_ms: limits.lease_ttl_ms,
-            work,
-        }))
+        Ok(Some((task_id, attempt, work)))
     }
 
     /// Workers that asked for work at or after `since_ms`.
