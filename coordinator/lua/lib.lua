@@ -1,5 +1,5 @@
 -- Shared helpers, prepended to every script by src/state/redis.rs.
--- Keys all live under the prefix ARGV[1]:
+-- Keys all live under the prefix ARGV[1] (also KEYS[1], for routing):
 --   P:seq                  job sequence counter
 --   P:jobs                 ZSET job id by submission sequence
 --   P:idem:<key>           job id for an idempotency key
@@ -29,8 +29,10 @@
 --   P:client_live          HASH client -> its jobs that have not ended
 --   P:worker:<id>          HASH registered worker: record (JSON), capacity,
 --                          pool, sessions (NVENC sessions its leases hold)
--- Keys are derived from the prefix rather than passed in KEYS, so the
--- backend needs a single Redis instance (or one hash slot).
+-- Keys are derived from the prefix rather than passed in KEYS. The prefix
+-- is a hash tag (`{spotenc}`), so every key hashes to one slot; KEYS[1] is
+-- the prefix itself, which routes the script to the node owning that slot
+-- on Redis Cluster.
 local P = ARGV[1]
 local LEASED = P .. ':leased'
 local SPOT_DEADLINE = P .. ':spot_deadline'

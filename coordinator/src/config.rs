@@ -16,8 +16,8 @@
 //! insecure_no_auth = false         # serve a non-loopback address without tokens
 //!
 //! [redis]                          # omit for the embedded store
-//! url = "redis://10.0.0.5:6379/0"
-//! prefix = "spotenc"
+//! url = "redis://10.0.0.5:6379/0"  # or redis+cluster://h1:6379,h2:6379 (Redis Cluster)
+//! prefix = "spotenc"               # keys are {spotenc}:…, one hash slot
 //!
 //! [tls]                            # omit for plaintext
 //! cert = "/etc/spotenc/tls.crt"

@@ -311,6 +311,108 @@ impl RedisServer {
     }
 }
 
+/// A Redis Cluster of three primaries (no replicas) on free loopback
+/// ports, built with `redis-cli --cluster create` as an operator would;
+/// every node is killed on drop.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    pub dir: tempfile::TempDir,
+    _nodes: Vec<Proc>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("redis cluster dir");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for port in &ports {
+            let node_dir = dir.path().join(port.to_string());
+            std::fs::create_dir(&node_dir).expect("node dir");
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                ])
+                .args(["--appendonly", "no", "--cluster-enabled", "yes"])
+                .args(["--cluster-node-timeout", "5000", "--dir"])
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (scripts/setup.sh installs it)");
+            nodes.push(Proc {
+                child,
+                name: format!("redis-cluster-{port}"),
+            });
+        }
+        for port in &ports {
+            wait_for_port(*port);
+        }
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed (scripts/setup.sh installs it)");
+        assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
+        // Every node must agree the cluster is whole before it serves.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in &ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster never became ok on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        RedisCluster {
+            ports,
+            dir,
+            _nodes: nodes,
+        }
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The keys each node holds, by port.
+    pub fn keys_by_node(&self) -> Vec<(u16, Vec<String>)> {
+        self.ports
+            .iter()
+            .map(|port| {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "--scan"])
+                    .output()
+                    .expect("redis-cli");
+                let keys = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                (*port, keys)
+            })
+            .collect()
+    }
+}
+
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -1,15 +1,16 @@
 //! Reliability findings of the security read, each reproduced against the
 //! built binaries and a real redis-server: the Redis prefix survives
 //! `--redis`, an evicting Redis is refused at start-up, and a multi-rendition
-//! commit is all or nothing, a dropped lease call leaves nothing leased, and
-//! retention empties Redis of ended jobs and silent workers.
+//! commit is all or nothing, a dropped lease call leaves nothing leased,
+//! retention empties Redis of ended jobs and silent workers, and a Redis
+//! Cluster serves two coordinators with every key in one slot.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spotenc_proto::pb;
-use spotenc_tests::media::video_clip;
-use spotenc_tests::{bin, free_port, Fleet, RedisServer};
+use spotenc_tests::media::{frame_count, psnr, video_clip};
+use spotenc_tests::{bin, free_port, Fleet, RedisCluster, RedisServer};
 
 use super::{ended, submit_id};
 
@@ -25,7 +26,9 @@ fn redis_keys(port: u16) -> Vec<String> {
 }
 
 /// Before: `--redis URL` replaced the configured `[redis] prefix` with
-/// "spotenc", so two tenants sharing a Redis by prefix collided.
+/// "spotenc", so two tenants sharing a Redis by prefix collided. (The
+/// prefix is a hash tag, `{tenant-a}:`, so Redis Cluster keeps a tenant's
+/// keys in one slot.)
 #[tokio::test(flavor = "multi_thread")]
 async fn the_redis_flag_keeps_the_configured_prefix() {
     let redis = RedisServer::start_volatile();
@@ -44,12 +47,102 @@ async fn the_redis_flag_keeps_the_configured_prefix() {
     assert!(!keys.is_empty());
     let stray: Vec<&String> = keys
         .iter()
-        .filter(|k| !k.starts_with("tenant-a:"))
+        .filter(|k| !k.starts_with("{tenant-a}:"))
         .collect();
     assert!(
         stray.is_empty(),
         "keys outside the configured prefix: {stray:?}"
     );
+}
+
+/// Before: a `redis+cluster://` URL was refused, and keys of one job hashed
+/// to different slots, so scripts and pipelines would have failed with
+/// CROSSSLOT on Redis Cluster or a managed cluster-mode service. Now two
+/// coordinator replicas share a real three-node cluster that
+/// `redis-cli --cluster create` built, a job runs through it faithfully, and
+/// every key is under the `{spotenc}` hash tag, on the one node that owns
+/// its slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_coordinators_share_a_three_node_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let fleet = Fleet::builder()
+        .redis(cluster.url())
+        .coordinators(2)
+        .cpu_workers(1)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = video_clip(dir.path(), 4, "320x240");
+    let out = dir.path().join("out.mp4");
+    let id = submit_id(&fleet, &src, &out, &["--chunk-seconds", "1"]);
+    let j = ended(&fleet.url, &id, Duration::from_secs(90), None).await;
+    assert_eq!(j.state, pb::JobState::Succeeded as i32, "{j:?}");
+    assert_eq!(frame_count(&out), frame_count(&src));
+    let p = psnr(&out, &src);
+    assert!(p > 30.0, "PSNR {p}");
+    let by_node = cluster.keys_by_node();
+    let holding: Vec<&(u16, Vec<String>)> = by_node
+        .iter()
+        .filter(|(_, keys)| !keys.is_empty())
+        .collect();
+    assert_eq!(holding.len(), 1, "keys on more than one node: {by_node:?}");
+    let keys = &holding[0].1;
+    assert!(keys.iter().any(|k| k.contains(":job:")), "{keys:?}");
+    let untagged: Vec<&String> = keys
+        .iter()
+        .filter(|k| !k.starts_with("{spotenc}:"))
+        .collect();
+    assert!(
+        untagged.is_empty(),
+        "keys without the hash tag: {untagged:?}"
+    );
+}
+
+/// Before: a plain `redis://` URL to one node of a cluster was accepted, and
+/// every script whose keys that node did not own failed ("Script attempted
+/// to access a non local key in a cluster node") in a loop. Now the
+/// coordinator refuses to start and names the `redis+cluster://` form.
+#[test]
+fn a_plain_url_to_a_cluster_node_is_refused_with_the_cluster_form_named() {
+    let cluster = RedisCluster::start();
+    let stderr = refused_at_start_up(&format!("redis://127.0.0.1:{}/", cluster.ports[0]));
+    assert!(
+        stderr.contains("is a Redis Cluster node") && stderr.contains("redis+cluster://"),
+        "{stderr}"
+    );
+}
+
+/// Starts a coordinator on `redis_url`; it must exit, failing, within
+/// 20 s. Returns what it wrote on stderr.
+fn refused_at_start_up(redis_url: &str) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin("spotenc"))
+        .args([
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--redis",
+            redis_url,
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            child.kill().ok();
+            panic!("the coordinator started on {redis_url}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    stderr
 }
 
 /// Before: a Redis with `maxmemory-policy allkeys-lru` was accepted, and
@@ -70,34 +163,7 @@ fn an_evicting_redis_is_refused_at_start_up() {
         .output()
         .unwrap();
     assert!(set.status.success());
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(bin("spotenc"))
-        .args([
-            "coordinator",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--redis",
-            &redis.url(),
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            child.kill().ok();
-            panic!("the coordinator started on an evicting Redis");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(!status.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = refused_at_start_up(&redis.url());
     assert!(
         stderr.contains("maxmemory-policy allkeys-lru") && stderr.contains("noeviction"),
         "{stderr}"

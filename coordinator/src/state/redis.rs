@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Script};
 use spotenc_proto::domain::{
     AttemptRecord, JobSpec, JobState, LeasedTask, ProbeTask, TaskKind, TaskLog, TaskOutcome, Work,
@@ -64,8 +65,74 @@ struct Scripts {
     finish_commit: Script,
 }
 
+/// One Redis, or a Redis Cluster (`redis+cluster://`): every key carries
+/// the prefix's hash tag, so all of them hash to one slot and each script
+/// and pipeline runs on the node that owns it.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The seed nodes of a `redis+cluster://host:port[,host:port...]` URL, as
+/// plain `redis://` URLs; `None` for any other URL.
+pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    let hosts = rest.trim_end_matches('/');
+    Some(
+        hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{h}/"))
+            .collect(),
+    )
+}
+
+/// The key prefix as a hash tag: `spotenc` becomes `{spotenc}`, so every
+/// key (`{spotenc}:job:…`, `{spotenc}:task:…`) hashes to one cluster slot.
+/// A prefix that already holds a tag is kept as it is.
+pub fn hash_tagged(prefix: &str) -> String {
+    match prefix.find('{') {
+        Some(open) if prefix[open + 1..].find('}').is_some_and(|close| close > 0) => {
+            prefix.to_string()
+        }
+        _ => format!("{{{prefix}}}"),
+    }
+}
+
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     work_root: String,
     limits: Limits,
@@ -146,7 +213,7 @@ pub fn eviction_policy(info: &str) -> Option<&str> {
 
 /// Refuses a Redis that may evict keys: an evicted task, lease or job record
 /// would silently lose work. Only `noeviction` is safe for spotenc's state.
-async fn check_eviction(conn: &mut ConnectionManager, url: &str) -> Result<()> {
+async fn check_eviction(conn: &mut impl redis::aio::ConnectionLike, url: &str) -> Result<()> {
     let info: String = redis::cmd("INFO")
         .arg("memory")
         .query_async(conn)
@@ -166,18 +233,76 @@ async fn check_eviction(conn: &mut ConnectionManager, url: &str) -> Result<()> {
     }
 }
 
+/// Refuses a plain `redis://` URL to a node of a Redis Cluster: it would
+/// serve only the slots that node owns, and fail the rest with MOVED.
+async fn check_not_cluster(conn: &mut impl redis::aio::ConnectionLike, url: &str) -> Result<()> {
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::Unavailable(format!("redis at {url}: INFO cluster: {e}")))?;
+    if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+        let hostport = url
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        return Err(Error::invalid(format!(
+            "redis at {url} is a Redis Cluster node: use redis+cluster://{hostport}[,host:port...] \
+             so spotenc follows the cluster's slots"
+        )));
+    }
+    Ok(())
+}
+
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`); keys live under `prefix`.
+    /// Connects to `url` (`redis://host:port/db`, or
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster); keys
+    /// live under `prefix` as a hash tag ([`hash_tagged`]).
     pub async fn connect(url: &str, prefix: &str, work_root: &str, limits: Limits) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::invalid(format!("invalid redis url {url:?}: {e}")))?;
-        let conn = ConnectionManager::new(client)
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot reach redis at {url}: {e}")))?;
-        check_eviction(&mut conn.clone(), url).await?;
+        let conn = match cluster_nodes(url) {
+            Some(nodes) => {
+                if nodes.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "invalid redis url {url:?}: redis+cluster:// needs host:port[,host:port...]"
+                    )));
+                }
+                // Every seed node must keep its keys: a cluster is as safe
+                // as its most evicting node.
+                for node in &nodes {
+                    let client = redis::Client::open(node.as_str())
+                        .map_err(|e| Error::invalid(format!("invalid redis url {url:?}: {e}")))?;
+                    let mut c = client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .map_err(|e| {
+                            Error::Unavailable(format!(
+                                "cannot reach redis cluster node {node}: {e}"
+                            ))
+                        })?;
+                    check_eviction(&mut c, node).await?;
+                }
+                let client =
+                    redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
+                        .map_err(|e| Error::invalid(format!("invalid redis url {url:?}: {e}")))?;
+                Conn::Cluster(client.get_async_connection().await.map_err(|e| {
+                    Error::Unavailable(format!("cannot reach redis cluster at {url}: {e}"))
+                })?)
+            }
+            None => {
+                let client = redis::Client::open(url)
+                    .map_err(|e| Error::invalid(format!("invalid redis url {url:?}: {e}")))?;
+                let conn = ConnectionManager::new(client)
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("cannot reach redis at {url}: {e}")))?;
+                check_eviction(&mut conn.clone(), url).await?;
+                check_not_cluster(&mut conn.clone(), url).await?;
+                Conn::Single(conn)
+            }
+        };
         Ok(RedisStore {
             conn,
-            prefix: prefix.to_string(),
+            prefix: hash_tagged(prefix),
             work_root: work_root.trim_end_matches('/').to_string(),
             limits,
             scripts: Scripts {
@@ -310,7 +435,8 @@ impl RedisStore {
     ) -> Result<Option<Leased>> {
         for _ in 0..3 {
             let mut inv = self.scripts.window.prepare_invoke();
-            inv.arg(&self.prefix)
+            inv.key(&self.prefix)
+                .arg(&self.prefix)
                 .arg(worker_id)
                 .arg(now_ms)
                 .arg(WINDOW_PER_CLASS);
@@ -340,7 +466,8 @@ impl RedisStore {
                 return Ok(None);
             }
             let mut inv = self.scripts.claim.prepare_invoke();
-            inv.arg(&self.prefix)
+            inv.key(&self.prefix)
+                .arg(&self.prefix)
                 .arg(worker_id)
                 .arg(now_ms)
                 .arg(self.limits.lease_ttl_ms);
@@ -388,6 +515,7 @@ impl StateStore for RedisStore {
         let id: String = self
             .scripts
             .submit
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(&job_id)
             .arg(key)
@@ -459,6 +587,7 @@ impl StateStore for RedisStore {
                     });
                 self.scripts
                     .lease
+                    .key(&self.prefix)
                     .arg(&self.prefix)
                     .arg(worker_id)
                     .arg(now_ms)
@@ -575,7 +704,7 @@ impl StateStore for RedisStore {
 
     async fn capacity_inputs(&self) -> Result<(Vec<BacklogItem>, BTreeMap<String, u32>)> {
         let mut inv = self.scripts.backlog.prepare_invoke();
-        inv.arg(&self.prefix);
+        inv.key(&self.prefix).arg(&self.prefix);
         for class in Demand::classes() {
             inv.arg(class);
         }
@@ -617,6 +746,7 @@ impl StateStore for RedisStore {
         let held: i64 = self
             .scripts
             .heartbeat
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(task_id)
             .arg(attempt)
@@ -645,7 +775,8 @@ impl StateStore for RedisStore {
             TaskOutcome::Stitch(o) => (TaskKind::Stitch, o.frames as i64, String::new()),
         };
         let mut inv = self.scripts.complete.prepare_invoke();
-        inv.arg(&self.prefix)
+        inv.key(&self.prefix)
+            .arg(&self.prefix)
             .arg(task_id)
             .arg(attempt)
             .arg(enum_name(&kind))
@@ -682,6 +813,7 @@ impl StateStore for RedisStore {
         let (job_id, state): (String, String) = self
             .scripts
             .fail
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(task_id)
             .arg(attempt)
@@ -705,6 +837,7 @@ impl StateStore for RedisStore {
         let (job_id, state): (String, String) = self
             .scripts
             .hand_back
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(task_id)
             .arg(attempt)
@@ -721,6 +854,7 @@ impl StateStore for RedisStore {
         let (jobs, workers): (usize, usize) = self
             .scripts
             .purge
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(cutoff_ms)
             .arg(limit)
@@ -740,6 +874,7 @@ impl StateStore for RedisStore {
         let (job_id, state): (String, String) = self
             .scripts
             .release
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(task_id)
             .arg(attempt)
@@ -755,6 +890,7 @@ impl StateStore for RedisStore {
         let flat: Vec<String> = self
             .scripts
             .expire
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(now_ms)
             .arg(self.limits.max_expiries)
@@ -769,6 +905,7 @@ impl StateStore for RedisStore {
     async fn escalate_waiting(&self, now_ms: i64) -> Result<Vec<String>> {
         self.scripts
             .escalate
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(now_ms)
             .invoke_async(&mut self.conn.clone())
@@ -780,6 +917,7 @@ impl StateStore for RedisStore {
         let state: String = self
             .scripts
             .cancel
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(job_id)
             .arg(now_ms)
@@ -802,6 +940,7 @@ impl StateStore for RedisStore {
         let _: String = self
             .scripts
             .finish_commit
+            .key(&self.prefix)
             .arg(&self.prefix)
             .arg(job_id)
             .arg(ok)

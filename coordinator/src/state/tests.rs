@@ -9,7 +9,7 @@ use spotenc_proto::Error;
 use super::embedded::EmbeddedStore;
 use super::redis::RedisStore;
 use super::{Ending, Limits, NewTask, StateStore};
-use spotenc_tests::RedisServer;
+use spotenc_tests::{RedisCluster, RedisServer};
 
 const LIMITS: Limits = Limits {
     lease_ttl_ms: 1_000,
@@ -174,6 +174,16 @@ async fn redis() -> (Arc<dyn StateStore>, RedisServer) {
         .unwrap();
     s.register_worker(worker()).await.unwrap();
     (Arc::new(s), server)
+}
+
+/// The same store on a fresh three-node Redis Cluster.
+async fn redis_cluster() -> (Arc<dyn StateStore>, RedisCluster) {
+    let cluster = RedisCluster::start();
+    let s = RedisStore::connect(&cluster.url(), "spotenc", "/w", LIMITS)
+        .await
+        .unwrap();
+    s.register_worker(worker()).await.unwrap();
+    (Arc::new(s), cluster)
 }
 
 /// Submits a job and completes its probe; returns the job id.
@@ -874,6 +884,15 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $name() {
                     let (s, _server) = super::redis().await;
+                    super::$name(s).await
+                }
+            )*
+        }
+        mod redis_cluster_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (s, _cluster) = super::redis_cluster().await;
                     super::$name(s).await
                 }
             )*
