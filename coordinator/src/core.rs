@@ -123,6 +123,7 @@ impl Coordinator {
         client: &str,
     ) -> Result<JobView> {
         spec.validate()?;
+        check_idempotency_key(idempotency_key)?;
         let files = &self.config.files;
         spec.input = self.broker.check_input(&spec.input, files)?;
         spec.output = self.broker.check_output(&spec.output, files)?;
@@ -1032,4 +1033,24 @@ impl Coordinator {
             Err(e) => warn!(job = %job_id, error = %e, "commit not recorded"),
         }
     }
+}
+
+/// The longest idempotency key, in bytes: a key is an id, and each is kept
+/// (in memory or Redis) for the retention period.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(Error::invalid(format!(
+            "idempotency key is {} bytes long (at most {MAX_IDEMPOTENCY_KEY_BYTES})",
+            key.len()
+        )));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "idempotency key has a control character U+{:04X}",
+            u32::from(c)
+        )));
+    }
+    Ok(())
 }

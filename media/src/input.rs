@@ -40,12 +40,42 @@ pub fn open(path: &Path) -> Result<ffmpeg::format::context::Input> {
     opts.set("format_whitelist", FORMAT_ALLOWLIST);
     let ictx = ffmpeg::format::input_with_dictionary(path, opts).map_err(|e| Error::BadInput {
         path: shown.clone(),
-        reason: match e {
-            ffmpeg::Error::InvalidData => "not a recognised media file, or truncated".to_string(),
-            other => format!("cannot open: {other}"),
+        reason: match (e, refused_kind(path)) {
+            (_, Some(kind)) => format!(
+                "it is {kind}, which spotenc does not open: it can name other files or hosts \
+                 for FFmpeg to read"
+            ),
+            (ffmpeg::Error::InvalidData, None) => {
+                "not a recognised media file, or truncated".to_string()
+            }
+            // The demuxer allowlist answers EINVAL for a format outside it.
+            (ffmpeg::Error::Other { errno }, None) if errno == ffmpeg::util::error::EINVAL => {
+                format!("its container is not one spotenc opens (demuxers: {FORMAT_ALLOWLIST})")
+            }
+            (other, None) => format!("cannot open: {other}"),
         },
     })?;
     Ok(ictx)
+}
+
+/// What a file that names other inputs is, from its first bytes: FFmpeg
+/// reads these as inputs (playlists, concat lists, session descriptions),
+/// and the demuxer allowlist refuses them; this only names them.
+fn refused_kind(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    if text.starts_with("#EXTM3U") {
+        Some("an HLS playlist")
+    } else if text.starts_with("ffconcat version") {
+        Some("an ffconcat list")
+    } else if text.starts_with("v=0") {
+        Some("an SDP session description")
+    } else {
+        None
+    }
 }
 
 /// Opens a task's input: a local path, a `file://` URL, or an `http(s)://`

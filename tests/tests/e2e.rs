@@ -5,6 +5,7 @@ mod deploy;
 mod faults;
 mod gpu;
 mod hardening;
+mod hostile;
 mod interrupt;
 mod placement;
 mod replicas;

@@ -103,9 +103,9 @@ fn under_roots(path: &Path, roots: &[PathBuf], what: &str, uri: &str) -> Result<
 /// readable video is the probe's job.
 pub fn check_input(uri: &str, files: &Files) -> Result<String> {
     let path = canonical(&absolute_clean(uri, "input")?, "input", uri)?;
-    if FORBIDDEN.iter().any(|f| path.starts_with(f)) {
+    if let Some(tree) = FORBIDDEN.iter().find(|f| path.starts_with(f)) {
         return Err(Error::invalid(format!(
-            "input {uri:?} is under {} (not a media file)",
+            "input {uri:?} is {}, under {tree}: kernel and device files are not media",
             path.display()
         )));
     }
