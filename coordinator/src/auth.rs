@@ -72,6 +72,13 @@ impl tonic::service::Interceptor for RequireRole {
                 .insert(Caller(Caller::ANONYMOUS.to_string()));
             return Ok(req);
         }
+        // Which of two headers counts differs between proxies and servers:
+        // refuse the ambiguity rather than pick one.
+        if req.metadata().get_all("authorization").iter().count() > 1 {
+            return Err(
+                Error::Unauthenticated("more than one authorization header".into()).into_status(),
+            );
+        }
         let Some(token) = bearer(&req) else {
             return Err(Error::Unauthenticated("missing bearer token".into()).into_status());
         };

@@ -6,6 +6,7 @@ mod faults;
 mod gpu;
 mod hardening;
 mod hostile;
+mod hostile_grpc;
 mod interrupt;
 mod placement;
 mod replicas;
