@@ -6,7 +6,9 @@
 //!   worker that registers and leases over raw gRPC.
 //! - [`tool`]: the Python validators and clients of `scripts/tools.sh`.
 //! - [`Fleet`]: a coordinator and CPU workers as real processes on a free
-//!   loopback port, killed on drop.
+//!   loopback port, killed on drop (and restartable, for the chaos bench).
+//! - [`RedisServer`] and [`RedisCluster`]: a redis-server, or a three-node
+//!   Redis Cluster, on free loopback ports.
 //! - [`garage`]: a single-node Garage S3 server, and object access with
 //!   the `curl` CLI.
 //! - [`media`]: clips made with the `ffmpeg` CLI, and the ffmpeg/ffprobe
@@ -218,6 +220,9 @@ pub struct Fleet {
     pub coordinators: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub data_dir: tempfile::TempDir,
+    /// How each coordinator was started (arguments, environment), to start
+    /// it again on the same port.
+    coordinator_cmds: Vec<(Vec<String>, Vec<(String, String)>)>,
 }
 
 pub struct FleetBuilder {
@@ -493,6 +498,29 @@ impl Fleet {
         });
     }
 
+    /// Kills coordinator `i` (SIGKILL) and starts it again on its port.
+    pub fn restart_coordinator(&mut self, i: usize) {
+        self.coordinators[i].kill();
+        let (args, env) = &self.coordinator_cmds[i];
+        let name = format!("coordinator{i}-again");
+        self.coordinators[i] = spawn_coordinator(self.data_dir.path(), &name, args, env);
+        let port: u16 = self.urls[i]
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the url");
+        wait_for_port(port);
+    }
+
+    /// Kills worker `name` (SIGKILL) and starts a new one of that name on
+    /// coordinator `url`.
+    pub fn restart_worker(&mut self, name: &str, url: &str) {
+        if let Some(i) = self.workers.iter().position(|w| w.name == name) {
+            self.workers.remove(i).kill();
+        }
+        self.add_worker_at(name, url);
+    }
+
     /// A worker by name, to signal (see [`Fleet::worker`] to wait on it).
     pub fn proc(&self, name: &str) -> &Proc {
         self.workers
@@ -631,13 +659,13 @@ impl FleetBuilder {
             "http://127.0.0.1"
         };
         let mut coordinators = Vec::new();
+        let mut coordinator_cmds = Vec::new();
         let mut urls = Vec::new();
         let mut metrics = Vec::new();
         for i in 0..self.coordinators {
             let port = free_port();
             let name = format!("coordinator{i}");
-            let mut cmd = Command::new(bin("spotenc"));
-            cmd.args([
+            let mut args: Vec<String> = [
                 "coordinator",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
@@ -647,26 +675,31 @@ impl FleetBuilder {
                 &self.lease_ttl_ms.to_string(),
                 "--heartbeat-interval-ms",
                 &self.heartbeat_interval_ms.to_string(),
-            ]);
+            ]
+            .map(String::from)
+            .to_vec();
             if let Some(redis) = &self.redis {
-                cmd.args(["--redis", redis]);
+                args.extend(["--redis".to_string(), redis.clone()]);
             }
-            cmd.arg("--config").arg(&config);
+            args.extend([
+                "--config".to_string(),
+                config.to_str().expect("utf-8").to_string(),
+            ]);
             let metrics_port = free_port();
-            cmd.env(
-                "SPOTENC_METRICS_LISTEN",
-                format!("127.0.0.1:{metrics_port}"),
-            );
             metrics.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
-            cmd.env("SPOTENC_S3_ACCESS_KEY_ID", garage::ACCESS_KEY);
-            cmd.env("SPOTENC_S3_SECRET_ACCESS_KEY", garage::SECRET_KEY);
-            let child = cmd
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log_file(data_dir.path(), &name))
-                .spawn()
-                .expect("start coordinator");
-            coordinators.push(Proc { child, name });
+            let env = vec![
+                (
+                    "SPOTENC_METRICS_LISTEN".to_string(),
+                    format!("127.0.0.1:{metrics_port}"),
+                ),
+                ("SPOTENC_S3_ACCESS_KEY_ID".into(), garage::ACCESS_KEY.into()),
+                (
+                    "SPOTENC_S3_SECRET_ACCESS_KEY".into(),
+                    garage::SECRET_KEY.into(),
+                ),
+            ];
+            coordinators.push(spawn_coordinator(data_dir.path(), &name, &args, &env));
+            coordinator_cmds.push((args, env));
             wait_for_port(port);
             urls.push(format!("{scheme}:{port}"));
         }
@@ -680,12 +713,28 @@ impl FleetBuilder {
             coordinators,
             workers: Vec::new(),
             data_dir,
+            coordinator_cmds,
         };
         for i in 0..self.cpu_workers {
             let url = fleet.urls[i % fleet.urls.len()].clone();
             fleet.add_worker_at(&format!("w{i}"), &url);
         }
         fleet
+    }
+}
+
+fn spawn_coordinator(dir: &Path, name: &str, args: &[String], env: &[(String, String)]) -> Proc {
+    let child = Command::new(bin("spotenc"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, name))
+        .spawn()
+        .expect("start coordinator");
+    Proc {
+        child,
+        name: name.to_string(),
     }
 }
 
