@@ -139,7 +139,7 @@ async fn main() {
     let rounds: usize = args.next().map_or(100, |a| a.parse().expect("rounds"));
     let seed: u64 = args
         .next()
-        .map_or(0x5EED_C4A0_5u64, |a| a.parse().expect("seed"));
+        .map_or(0x0005_EEDC_4A05_u64, |a| a.parse().expect("seed"));
     let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().unwrap();
     let clip = |name: &str, seconds, size| {
@@ -294,7 +294,7 @@ async fn main() {
     }
     let mut chaos_secs: Vec<f64> = ran.iter().map(|(_, s)| *s).collect();
     let b50 = percentile(&mut base_secs, 0.5);
-    println!("chaos: {rounds} rounds in {wall:.0} s, faults {faults:?}");
+    println!("chaos: {rounds} rounds (seed {seed}) in {wall:.0} s, faults {faults:?}");
     println!(
         "jobs: {} submitted, {correct} correct ({:.1}%), {} wrong, {} partial outputs seen at final paths, {} lost",
         all.len(),

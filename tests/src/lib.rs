@@ -222,8 +222,11 @@ pub struct Fleet {
     pub data_dir: tempfile::TempDir,
     /// How each coordinator was started (arguments, environment), to start
     /// it again on the same port.
-    coordinator_cmds: Vec<(Vec<String>, Vec<(String, String)>)>,
+    coordinator_cmds: Vec<CoordinatorCmd>,
 }
+
+/// A coordinator's arguments and environment.
+type CoordinatorCmd = (Vec<String>, Vec<(String, String)>);
 
 pub struct FleetBuilder {
     cpu_workers: usize,
