@@ -24,6 +24,8 @@
 //!   pool catalogue (pure).
 //! - [`fleetsim`]: the fleet simulator behind `spotenc simulate` (the real
 //!   machine, placement and planner in virtual time).
+//! - [`fuzzing`]: entry points for the fuzz targets in `fuzz/` and the
+//!   corpus replay (job specs as protobuf, TOML, the Lua-facing JSON).
 //! - [`plan`]: chunk boundaries from keyframes (pure).
 //! - [`graph`]: the task graph of a job, a stitch per rendition (pure).
 //! - [`state`]: the [`state::StateStore`] trait of atomic transitions, the
@@ -39,6 +41,7 @@ pub mod config;
 pub mod cost;
 pub mod deploy;
 pub mod fleetsim;
+pub mod fuzzing;
 pub mod graph;
 pub mod plan;
 pub mod state;

@@ -23,12 +23,14 @@
 //!   codec flags, the index, a read's latched I/O error, CUDA devices and
 //!   hardware frames), and the log callback; with gpu-worker's `ffi`, the
 //!   only `unsafe` in the workspace.
+//! - [`fuzzing`]: the probe's fuzz entry point (arbitrary bytes as an input).
 //! - [`Error`]: what went wrong, and whether another attempt can help.
 //!
 //! Everything here is blocking; callers run it on a blocking thread.
 
 pub mod audio;
 pub mod encode;
+pub mod fuzzing;
 pub mod probe;
 pub mod stitch;
 

@@ -22,6 +22,7 @@
 //!   call the work off, the notice rules and the stall watchdog.
 //! - `remote`: stages tasks whose objects are presigned URLs: download the
 //!   inputs, upload the output with one PUT or in parts, counting bytes.
+//! - [`fuzzing`]: the worker config's fuzz entry point.
 //! - [`Error`]: what stops a worker.
 //!
 //! Workers hold no state worth keeping: a task's result lives in its stored
@@ -30,6 +31,7 @@
 pub mod cli;
 pub mod config;
 mod exec;
+pub mod fuzzing;
 pub mod identity;
 pub mod notice;
 mod prom;
