@@ -1040,17 +1040,5 @@ impl Coordinator {
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
 fn check_idempotency_key(key: &str) -> Result<()> {
-    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
-        return Err(Error::invalid(format!(
-            "idempotency key is {} bytes long (at most {MAX_IDEMPOTENCY_KEY_BYTES})",
-            key.len()
-        )));
-    }
-    if let Some(c) = key.chars().find(|c| c.is_control()) {
-        return Err(Error::invalid(format!(
-            "idempotency key has a control character U+{:04X}",
-            u32::from(c)
-        )));
-    }
-    Ok(())
+    spotenc_proto::domain::check_text("idempotency key", key, MAX_IDEMPOTENCY_KEY_BYTES)
 }

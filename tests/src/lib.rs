@@ -7,6 +7,7 @@
 //! - [`tool`]: the Python validators and clients of `scripts/tools.sh`.
 //! - [`Fleet`]: a coordinator and CPU workers as real processes on a free
 //!   loopback port, killed on drop (and restartable, for the chaos bench).
+//! - [`replay_fuzz_corpus`]: the fuzz corpora, replayed on stable.
 //! - [`RedisServer`] and [`RedisCluster`]: a redis-server, or a three-node
 //!   Redis Cluster, on free loopback ports.
 //! - [`garage`]: a single-node Garage S3 server, and object access with
@@ -419,6 +420,23 @@ impl RedisCluster {
             })
             .collect()
     }
+}
+
+/// Replays the fuzz corpus `fuzz/corpus/<target>/` through `f` (each
+/// crate's `tests/fuzz_corpus.rs`): a panic fails, naming the file.
+pub fn replay_fuzz_corpus(target: &str, f: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("the corpus directory") {
+        let path = entry.expect("a corpus entry").path();
+        let data = std::fs::read(&path).expect("a corpus file");
+        let r = std::panic::catch_unwind(|| f(&data));
+        assert!(r.is_ok(), "{} panics", path.display());
+        n += 1;
+    }
+    assert!(n > 0, "no corpus in {}", dir.display());
 }
 
 pub fn wait_for_port(port: u16) {

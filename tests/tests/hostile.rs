@@ -36,9 +36,11 @@ struct Case {
     expect: Vec<&'static str>,
 }
 
+/// A case through `spotenc submit`; `input` is a path, or a string the
+/// CLI sees as is (a URL, a protocol name).
 fn case(
     name: &'static str,
-    input: &Path,
+    input: impl AsRef<Path>,
     output: &str,
     args: &[&str],
     expect: &[&'static str],
@@ -46,24 +48,7 @@ fn case(
     Case {
         name,
         via: Via::Submit,
-        input: input.display().to_string(),
-        output: output.to_string(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        expect: expect.to_vec(),
-    }
-}
-
-fn raw(
-    name: &'static str,
-    input: &str,
-    output: &str,
-    args: &[&str],
-    expect: &[&'static str],
-) -> Case {
-    Case {
-        name,
-        via: Via::Submit,
-        input: input.to_string(),
+        input: input.as_ref().display().to_string(),
         output: output.to_string(),
         args: args.iter().map(|s| s.to_string()).collect(),
         expect: expect.to_vec(),
@@ -236,15 +221,15 @@ async fn hostile_inputs_fail_clearly_and_leave_nothing() {
     #[rustfmt::skip]
     let mut cases = vec![
         // Paths.
-        raw("traversal in the input", &format!("{}/../../../../etc/passwd", inputs.display()), "t1.mp4", &[], &["outside the input_roots"]),
-        raw("input outside the roots", "/etc/hostname", "t2.mp4", &[], &["outside the input_roots"]),
-        raw("a /proc input", "/proc/self/environ", "t3.mp4", &[], &["under /proc", "not media"]),
-        raw("a device input", "/dev/zero", "t4.mp4", &[], &["under /dev", "not media"]),
+        case("traversal in the input", format!("{}/../../../../etc/passwd", inputs.display()), "t1.mp4", &[], &["outside the input_roots"]),
+        case("input outside the roots", "/etc/hostname", "t2.mp4", &[], &["outside the input_roots"]),
+        case("a /proc input", "/proc/self/environ", "t3.mp4", &[], &["under /proc", "not media"]),
+        case("a device input", "/dev/zero", "t4.mp4", &[], &["under /dev", "not media"]),
         case("a FIFO input", &fifo, "t5.mp4", &[], &["not a regular file"]),
         case("a directory input", &subdir, "t6.mp4", &[], &["not a regular file"]),
         case("a symlink out of the roots", &link_out, "t7.mp4", &[], &["outside the input_roots"]),
-        raw("percent-encoded traversal", &format!("file://{}/%2e%2e/%2e%2e/%2e%2e/etc/passwd", inputs.display()), "t8.mp4", &[], &["no such file"]),
-        raw("a single-slash file URL", "file:/etc/passwd", "t9.mp4", &[], &["passwd"]),
+        case("percent-encoded traversal", format!("file://{}/%2e%2e/%2e%2e/%2e%2e/etc/passwd", inputs.display()), "t8.mp4", &[], &["no such file"]),
+        case("a single-slash file URL", "file:/etc/passwd", "t9.mp4", &[], &["passwd"]),
         case("an output outside the roots", g, "/etc/spotenc-hostile.mp4", &[], &["outside the output_roots"]),
         case("traversal in the output", g, &format!("{}/../../../../etc/x.mp4", outputs.display()), &[], &["outside the output_roots"]),
         case("an output through a symlinked directory", g, &format!("{}/x.mp4", escape_dir.display()), &[], &["outside the output_roots"]),
@@ -266,13 +251,13 @@ async fn hostile_inputs_fail_clearly_and_leave_nothing() {
         case("an SDP file opening a socket", &sdp, "f5.mp4", &[], &["an SDP session description", "failed"]),
         // The CLI takes these as relative file names (the gRPC test sends
         // them raw): none is opened as an FFmpeg protocol.
-        raw("the concat: protocol", &format!("concat:{}|/etc/passwd", g.display()), "f6.mp4", &[], &["concat:", "no such file"]),
-        raw("the subfile protocol", "subfile,,start,0,end,100,,:/etc/passwd", "f7.mp4", &[], &["subfile,", "no such file"]),
-        raw("a data: URI", "data:video/mp4;base64,AAAAIGZ0eXBpc29t", "f8.mp4", &[], &["data:", "no such file"]),
-        raw("pipe:", "pipe:0", "f9.mp4", &[], &["pipe:0", "no such file"]),
-        raw("the metadata IP over HTTP", "http://169.254.169.254/latest/meta-data", "f10.mp4", &[], &["unsupported scheme \"http\""]),
-        raw("gopher://", "gopher://127.0.0.1:70/x", "f11.mp4", &[], &["unsupported scheme \"gopher\""]),
-        raw("ftp://", "ftp://127.0.0.1/x.mp4", "f12.mp4", &[], &["unsupported scheme \"ftp\""]),
+        case("the concat: protocol", format!("concat:{}|/etc/passwd", g.display()), "f6.mp4", &[], &["concat:", "no such file"]),
+        case("the subfile protocol", "subfile,,start,0,end,100,,:/etc/passwd", "f7.mp4", &[], &["subfile,", "no such file"]),
+        case("a data: URI", "data:video/mp4;base64,AAAAIGZ0eXBpc29t", "f8.mp4", &[], &["data:", "no such file"]),
+        case("pipe:", "pipe:0", "f9.mp4", &[], &["pipe:0", "no such file"]),
+        case("the metadata IP over HTTP", "http://169.254.169.254/latest/meta-data", "f10.mp4", &[], &["unsupported scheme \"http\""]),
+        case("gopher://", "gopher://127.0.0.1:70/x", "f11.mp4", &[], &["unsupported scheme \"gopher\""]),
+        case("ftp://", "ftp://127.0.0.1/x.mp4", "f12.mp4", &[], &["unsupported scheme \"ftp\""]),
         case("text named .mp4", &text, "f13.mp4", &[], &["notes.mp4: not a recognised media file", "failed"]),
         case("an empty file", &empty, "f14.mp4", &[], &["empty.mp4: not a recognised media file", "failed"]),
         case("a truncated MP4", &truncated, "f15.mp4", &[], &["truncated.mp4: not a recognised media file, or truncated", "failed",]),

@@ -398,13 +398,19 @@ pub const MAX_PATH_BYTES: usize = 4096;
 /// characters, which no file system or object key should carry and which
 /// would let a name forge log lines.
 fn check_path(what: &str, path: &str) -> Result<()> {
-    if path.len() > MAX_PATH_BYTES {
+    check_text(what, path, MAX_PATH_BYTES)
+}
+
+/// Text a client names (a path, a key): at most `max` bytes, and free of
+/// control characters.
+pub fn check_text(what: &str, text: &str, max: usize) -> Result<()> {
+    if text.len() > max {
         return Err(Error::invalid(format!(
-            "{what} is {} bytes long (at most {MAX_PATH_BYTES})",
-            path.len()
+            "{what} is {} bytes long (at most {max})",
+            text.len()
         )));
     }
-    if let Some((at, c)) = path.char_indices().find(|(_, c)| c.is_control()) {
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| c.is_control()) {
         return Err(Error::invalid(format!(
             "{what} has a control character U+{:04X} at byte {at}",
             u32::from(c)
