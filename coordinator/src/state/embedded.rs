@@ -1,27 +1,45 @@
-//! The embedded store: the [`State`] machine behind a mutex, written to one
-//! JSON file after every change.
+//! The embedded store: the [`State`] machine behind a mutex, kept on disk as
+//! a snapshot (`state.json`) and an append-only log of changed records
+//! (`state.log`).
 //!
-//! The file is replaced atomically (write a temporary file, fsync, rename,
-//! fsync the directory), so a crash leaves either the old state or the new
-//! one, never a torn one. A transition whose write fails is undone in
-//! memory (the last written state is read back), so a full disk refuses a
-//! submission and leaves no ghost job. An exclusive lock on `dir/lock`,
-//! held while the store is open, keeps a second coordinator off the same
-//! data directory.
+//! Each transition appends one line to the log: the records it wrote (jobs,
+//! tasks, idempotency keys, workers, audit logs, the model when it learned),
+//! whole, or `null` for a removed one, and the submission counter; then
+//! `fdatasync`s it. So a transition's cost on disk is its own records, not
+//! the store's history. [`Tracked`](super::tracked::Tracked) maps find the
+//! written records; nothing else is serialised.
+//!
+//! - **Replay.** Opening reads the snapshot and applies the log's lines in
+//!   order. Each line carries whole records, so replaying a line the
+//!   snapshot already holds changes nothing: a crash anywhere in compaction
+//!   loses nothing. A torn last line (a crash mid-append) is dropped; a bad
+//!   line before the last is an error, not a silent loss.
+//! - **Compaction.** When the log outgrows the snapshot (and 8 MiB), the
+//!   whole state is written as a new snapshot (temporary file, fsync,
+//!   rename, fsync the directory) and the log is truncated. Opening also
+//!   compacts a non-empty log. The amortised cost per byte of log is O(1).
+//! - **Failed writes.** Appends write at the last good length, so a torn
+//!   append is overwritten by the next. A transition whose append fails is
+//!   undone in memory (the maps keep each written record's value from
+//!   before), so a full disk refuses a submission and leaves no ghost job.
+//! - **One owner.** An exclusive lock on `dir/lock`, held while the store
+//!   is open, keeps a second coordinator off the same data directory.
+//!
 //! Heartbeats change only the in-memory lease deadline and progress and are
 //! not written on their own; after a restart a running task's lease may
 //! expire early, which costs a retry but never a wrong result (fencing).
 //! A std `Mutex` is enough: no lock is held across an `.await`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{JobSpec, JobState, LeasedTask, TaskLog, TaskOutcome};
 use spotenc_proto::{Error, Result};
 
-use std::collections::BTreeMap;
-
 use super::machine::State;
+use super::tracked::{KeyMap, Tracked};
 use super::{
     Ending, JobRecord, Limits, NewTask, PoolStat, StateStore, TaskRecord, Transition, WorkerRecord,
 };
@@ -29,72 +47,291 @@ use crate::cost::capacity::BacklogItem;
 use crate::cost::model::{Model, Observation};
 use crate::cost::Lease;
 
+/// The log is compacted once it is larger than the snapshot and this.
+const COMPACT_MIN_BYTES: u64 = 8 << 20;
+
 pub struct EmbeddedStore {
     state: Mutex<State>,
-    file: Option<PathBuf>,
+    /// Locked only while `state` is.
+    journal: Mutex<Journal>,
     /// Held (locked) for the store's lifetime.
-    _lock: Option<std::fs::File>,
+    _lock: std::fs::File,
     work_root: String,
     limits: Limits,
 }
 
+/// Where the state is on disk, and how much of it.
+struct Journal {
+    snapshot: PathBuf,
+    log: PathBuf,
+    /// Bytes of whole lines in the log.
+    log_len: u64,
+    snapshot_len: u64,
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store kept in `dir/state.json`; intermediate
-    /// objects go under `dir/jobs`.
+    /// Opens (or creates) the store kept in `dir` (`state.json` and
+    /// `state.log`); intermediate objects go under `dir/jobs`.
     pub fn open(dir: &Path, limits: Limits) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
         let lock = lock_dir(dir)?;
-        let file = dir.join("state.json");
-        let state = read_state(&file)?;
+        let mut journal = Journal {
+            snapshot: dir.join("state.json"),
+            log: dir.join("state.log"),
+            log_len: 0,
+            snapshot_len: 0,
+        };
+        let (mut state, replayed) = journal.read()?;
+        if replayed > 0 {
+            journal.compact(&state)?;
+        }
+        track(&mut state);
         Ok(EmbeddedStore {
             state: Mutex::new(state),
-            file: Some(file),
-            _lock: Some(lock),
+            journal: Mutex::new(journal),
+            _lock: lock,
             work_root: dir.join("jobs").display().to_string(),
             limits,
         })
     }
 
-    /// Runs one transition under the lock and, when `changed` says it may
-    /// have changed something, writes the state file before returning. (A
-    /// failed transition can still have recorded something, such as a
-    /// refused completion's failure.)
-    fn apply<T>(
-        &self,
-        f: impl FnOnce(&mut State) -> Result<T>,
-        changed: impl FnOnce(&Result<T>) -> bool,
-    ) -> Result<T> {
+    /// A copy of the state in memory, for tests.
+    #[cfg(test)]
+    pub(crate) fn state_now(&self) -> State {
+        self.state.lock().expect("state lock").clone()
+    }
+
+    /// Runs one transition under the lock and appends what it wrote to the
+    /// log before returning. (A failed transition can still have written
+    /// something, such as a refused completion's failure.) `learns` says
+    /// the transition may change the model, which is written whole.
+    fn apply<T>(&self, learns: bool, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let mut state = self.state.lock().expect("state lock");
+        let seq = state.next_seq;
+        let model = learns.then(|| state.model.clone());
         let out = f(&mut state);
-        if let (true, Some(file)) = (changed(&out), &self.file) {
-            let bytes = serde_json::to_vec(&*state).expect("state serialises");
-            if let Err(e) = write_atomically(file, &bytes) {
-                // Undo the transition in memory: what is not on disk did
-                // not happen.
-                match read_state(file) {
-                    Ok(durable) => *state = durable,
-                    Err(r) => {
-                        tracing::error!(error = %r, "cannot reread the state after a failed write")
-                    }
-                }
+        let mut journal = self.journal.lock().expect("journal lock");
+        let line = delta(&state, learns);
+        if let Some(line) = line {
+            if let Err(e) = journal.append(&line) {
+                // What is not on disk did not happen.
+                rollback(&mut state, seq, model);
                 return Err(e);
+            }
+            commit(&mut state);
+            if journal.log_len > journal.snapshot_len.max(COMPACT_MIN_BYTES) {
+                if let Err(e) = journal.compact(&state) {
+                    tracing::warn!(error = %e, "compacting the state log failed; it keeps growing");
+                }
             }
         }
         out
     }
 }
 
-/// The state in `file`, indexed; empty when there is no file yet.
-fn read_state(file: &Path) -> Result<State> {
-    let mut state: State = match std::fs::read(file) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Internal(format!("read {}: {e}", file.display())))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-        Err(e) => return Err(Error::Internal(format!("read {}: {e}", file.display()))),
+/// One log line as read back.
+#[derive(Deserialize)]
+struct Delta {
+    next_seq: u64,
+    #[serde(default)]
+    jobs: BTreeMap<String, Option<JobRecord>>,
+    #[serde(default)]
+    tasks: BTreeMap<String, Option<TaskRecord>>,
+    #[serde(default)]
+    idempotency: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    workers: BTreeMap<String, Option<WorkerRecord>>,
+    #[serde(default)]
+    logs: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    model: Option<Model>,
+}
+
+/// The written records of one map, as a log line holds them.
+fn written<M: KeyMap>(m: &Tracked<M>) -> BTreeMap<&str, Option<&M::Value>>
+where
+    M::Value: Clone,
+{
+    m.written().collect()
+}
+
+/// The log line for what the transition wrote; `None` when it wrote
+/// nothing.
+fn delta(s: &State, learns: bool) -> Option<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Out<'a, J, T, W> {
+        next_seq: u64,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        jobs: BTreeMap<&'a str, Option<&'a J>>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        tasks: BTreeMap<&'a str, Option<&'a T>>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        idempotency: BTreeMap<&'a str, Option<&'a String>>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        workers: BTreeMap<&'a str, Option<&'a W>>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        logs: BTreeMap<&'a str, Option<&'a String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model: Option<&'a Model>,
+    }
+    let out = Out {
+        next_seq: s.next_seq,
+        jobs: written(&s.jobs),
+        tasks: written(&s.tasks),
+        idempotency: written(&s.idempotency),
+        workers: written(&s.workers),
+        logs: written(&s.logs),
+        model: learns.then_some(&s.model),
     };
-    state.reindex();
-    Ok(state)
+    if out.jobs.is_empty()
+        && out.tasks.is_empty()
+        && out.idempotency.is_empty()
+        && out.workers.is_empty()
+        && out.logs.is_empty()
+        && out.model.is_none()
+    {
+        return None;
+    }
+    let mut line = serde_json::to_vec(&out).expect("records serialise");
+    line.push(b'\n');
+    Some(line)
+}
+
+fn track(s: &mut State) {
+    s.jobs.track();
+    s.tasks.track();
+    s.idempotency.track();
+    s.workers.track();
+    s.logs.track();
+}
+
+fn commit(s: &mut State) {
+    s.jobs.commit();
+    s.tasks.commit();
+    s.idempotency.commit();
+    s.workers.commit();
+    s.logs.commit();
+}
+
+fn rollback(s: &mut State, next_seq: u64, model: Option<Model>) {
+    s.jobs.rollback();
+    s.tasks.rollback();
+    s.idempotency.rollback();
+    s.workers.rollback();
+    s.logs.rollback();
+    s.next_seq = next_seq;
+    if let Some(m) = model {
+        s.model = m;
+    }
+    s.reindex();
+}
+
+/// Applies one log line's records.
+fn replay(s: &mut State, d: Delta) {
+    fn put<M: KeyMap>(m: &mut Tracked<M>, records: BTreeMap<String, Option<M::Value>>)
+    where
+        M::Value: Clone,
+    {
+        for (k, v) in records {
+            match v {
+                Some(v) => m.insert(k, v),
+                None => m.remove(&k),
+            };
+        }
+    }
+    s.next_seq = d.next_seq;
+    put(&mut s.jobs, d.jobs);
+    put(&mut s.tasks, d.tasks);
+    put(&mut s.idempotency, d.idempotency);
+    put(&mut s.workers, d.workers);
+    put(&mut s.logs, d.logs);
+    if let Some(m) = d.model {
+        s.model = m;
+    }
+}
+
+impl Journal {
+    /// The snapshot with the log applied, indexed, and how many log lines
+    /// there were; empty when there are no files yet.
+    fn read(&mut self) -> Result<(State, usize)> {
+        let bad = |f: &Path, e: &dyn std::fmt::Display| {
+            Error::Internal(format!("read {}: {e}", f.display()))
+        };
+        let mut state: State = match std::fs::read(&self.snapshot) {
+            Ok(bytes) => {
+                self.snapshot_len = bytes.len() as u64;
+                serde_json::from_slice(&bytes).map_err(|e| bad(&self.snapshot, &e))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(bad(&self.snapshot, &e)),
+        };
+        let log = match std::fs::read(&self.log) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(bad(&self.log, &e)),
+        };
+        let mut lines = 0;
+        let mut at = 0;
+        while at < log.len() {
+            let Some(n) = log[at..].iter().position(|&b| b == b'\n') else {
+                tracing::warn!(
+                    bytes = log.len() - at,
+                    "dropping a torn last line of {} (a crash during a write)",
+                    self.log.display()
+                );
+                break;
+            };
+            let d: Delta = serde_json::from_slice(&log[at..at + n])
+                .map_err(|e| bad(&self.log, &format!("line {} (byte {at}): {e}", lines + 1)))?;
+            replay(&mut state, d);
+            lines += 1;
+            at += n + 1;
+        }
+        self.log_len = at as u64;
+        state.reindex();
+        Ok((state, lines))
+    }
+
+    /// Appends one whole line at the last good length and syncs it.
+    fn append(&mut self, line: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let io = |e: std::io::Error| Error::Internal(format!("write {}: {e}", self.log.display()));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.log)
+            .map_err(io)?;
+        f.write_all_at(line, self.log_len).map_err(io)?;
+        let end = self.log_len + line.len() as u64;
+        // A torn append that failed earlier may have left bytes past it.
+        if f.metadata().map_err(io)?.len() > end {
+            f.set_len(end).map_err(io)?;
+        }
+        f.sync_data().map_err(io)?;
+        self.log_len = end;
+        Ok(())
+    }
+
+    /// Writes the whole state as the snapshot and empties the log.
+    fn compact(&mut self, state: &State) -> Result<()> {
+        let bytes = serde_json::to_vec(state).expect("state serialises");
+        write_atomically(&self.snapshot, &bytes)?;
+        self.snapshot_len = bytes.len() as u64;
+        let io =
+            |e: std::io::Error| Error::Internal(format!("truncate {}: {e}", self.log.display()));
+        match std::fs::OpenOptions::new().write(true).open(&self.log) {
+            Ok(f) => {
+                f.set_len(0).map_err(io)?;
+                f.sync_data().map_err(io)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        self.log_len = 0;
+        Ok(())
+    }
 }
 
 /// Takes the exclusive lock on `dir/lock` (released when the file closes,
@@ -131,10 +368,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     Ok(f)
 }
 
-fn always<T>(_: &Result<T>) -> bool {
-    true
-}
-
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = file.with_extension("json.tmp");
@@ -163,20 +396,16 @@ impl StateStore for EmbeddedStore {
         now_ms: i64,
     ) -> Result<JobRecord> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        self.apply(
-            |s| s.submit_as(spec, key, client, max_live, id, &self.work_root, now_ms),
-            |r| r.is_ok(),
-        )
+        self.apply(false, |s| {
+            s.submit_as(spec, key, client, max_live, id, &self.work_root, now_ms)
+        })
     }
 
     async fn register_worker(&self, worker: WorkerRecord) -> Result<()> {
-        self.apply(
-            |s| {
-                s.register_worker(worker);
-                Ok(())
-            },
-            always,
-        )
+        self.apply(false, |s| {
+            s.register_worker(worker);
+            Ok(())
+        })
     }
 
     async fn lease(
@@ -185,10 +414,7 @@ impl StateStore for EmbeddedStore {
         lease: &Lease,
         now_ms: i64,
     ) -> Result<Option<LeasedTask>> {
-        self.apply(
-            |s| s.lease(worker_id, lease, now_ms, self.limits),
-            |r| matches!(r, Ok(Some(_))),
-        )
+        self.apply(false, |s| s.lease(worker_id, lease, now_ms, self.limits))
     }
 
     async fn worker(&self, worker_id: &str) -> Result<WorkerRecord> {
@@ -212,13 +438,10 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn learn(&self, observations: &[Observation]) -> Result<()> {
-        self.apply(
-            |s| {
-                s.model.learn(observations);
-                Ok(())
-            },
-            always,
-        )
+        self.apply(true, |s| {
+            s.model.learn(observations);
+            Ok(())
+        })
     }
 
     async fn pool_stats(&self) -> Result<BTreeMap<String, PoolStat>> {
@@ -238,10 +461,11 @@ impl StateStore for EmbeddedStore {
         frames: u64,
         now_ms: i64,
     ) -> Result<bool> {
-        self.apply(
-            |s| s.heartbeat(worker_id, task_id, attempt, frames, now_ms, self.limits),
-            |_| false,
-        )
+        // Not written: see the module's doc.
+        let mut s = self.state.lock().expect("state lock");
+        let out = s.heartbeat(worker_id, task_id, attempt, frames, now_ms, self.limits);
+        commit(&mut s);
+        out
     }
 
     async fn complete(
@@ -252,10 +476,9 @@ impl StateStore for EmbeddedStore {
         follow_ups: Vec<NewTask>,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(
-            |s| s.complete(task_id, attempt, outcome, follow_ups, now_ms),
-            always,
-        )
+        self.apply(false, |s| {
+            s.complete(task_id, attempt, outcome, follow_ups, now_ms)
+        })
     }
 
     async fn fail(
@@ -265,7 +488,7 @@ impl StateStore for EmbeddedStore {
         failure: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(|s| s.fail(task_id, attempt, failure, now_ms), always)
+        self.apply(false, |s| s.fail(task_id, attempt, failure, now_ms))
     }
 
     async fn hand_back(
@@ -275,14 +498,11 @@ impl StateStore for EmbeddedStore {
         notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(|s| s.hand_back(task_id, attempt, notice, now_ms), always)
+        self.apply(false, |s| s.hand_back(task_id, attempt, notice, now_ms))
     }
 
     async fn purge(&self, cutoff_ms: i64, limit: usize) -> Result<super::Purged> {
-        self.apply(
-            |s| Ok(s.purge(cutoff_ms, limit)),
-            |p| p.as_ref().is_ok_and(|p| p.jobs + p.workers > 0),
-        )
+        self.apply(false, |s| Ok(s.purge(cutoff_ms, limit)))
     }
 
     async fn release(
@@ -292,7 +512,7 @@ impl StateStore for EmbeddedStore {
         reason: &str,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(|s| s.release(task_id, attempt, reason, now_ms), always)
+        self.apply(false, |s| s.release(task_id, attempt, reason, now_ms))
     }
 
     async fn queue_depth(&self) -> Result<(u64, u64)> {
@@ -307,21 +527,15 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<Transition>> {
-        self.apply(
-            |s| Ok(s.expire_leases(now_ms, self.limits)),
-            |r| r.as_ref().is_ok_and(|v| !v.is_empty()),
-        )
+        self.apply(false, |s| Ok(s.expire_leases(now_ms, self.limits)))
     }
 
     async fn escalate_waiting(&self, now_ms: i64) -> Result<Vec<String>> {
-        self.apply(
-            |s| Ok(s.escalate_waiting(now_ms)),
-            |r| r.as_ref().is_ok_and(|v| !v.is_empty()),
-        )
+        self.apply(false, |s| Ok(s.escalate_waiting(now_ms)))
     }
 
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {
-        self.apply(|s| s.cancel(job_id, now_ms), always)
+        self.apply(false, |s| s.cancel(job_id, now_ms))
     }
 
     async fn finish_commit(
@@ -330,7 +544,7 @@ impl StateStore for EmbeddedStore {
         outcome: std::result::Result<(), String>,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.apply(|s| s.finish_commit(job_id, outcome, now_ms), always)
+        self.apply(false, |s| s.finish_commit(job_id, outcome, now_ms))
     }
 
     async fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>)> {

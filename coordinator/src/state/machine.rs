@@ -14,6 +14,7 @@ use spotenc_proto::domain::{
 use spotenc_proto::{Error, Result};
 
 use super::index::Index;
+use super::tracked::Tracked;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::cost::capacity::{aggregate, BacklogItem};
 use crate::cost::model::Model;
@@ -30,14 +31,14 @@ use crate::storage;
 /// order itself.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    pub jobs: FxHashMap<String, JobRecord>,
-    pub tasks: FxHashMap<String, TaskRecord>,
-    pub idempotency: FxHashMap<String, String>,
-    pub workers: BTreeMap<String, WorkerRecord>,
+    pub jobs: Tracked<FxHashMap<String, JobRecord>>,
+    pub tasks: Tracked<FxHashMap<String, TaskRecord>>,
+    pub idempotency: Tracked<FxHashMap<String, String>>,
+    pub workers: Tracked<BTreeMap<String, WorkerRecord>>,
     pub next_seq: u64,
     /// Audit logs of ended attempts, by [`log_key`].
     #[serde(default)]
-    pub logs: FxHashMap<String, String>,
+    pub logs: Tracked<FxHashMap<String, String>>,
     /// The codec cost model's learned samples.
     #[serde(default)]
     pub model: Model,

@@ -26,6 +26,7 @@ pub mod embedded;
 mod index;
 pub mod machine;
 pub mod redis;
+pub mod tracked;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{

@@ -8,7 +8,7 @@ use spotenc_proto::Error;
 
 use super::embedded::EmbeddedStore;
 use super::redis::RedisStore;
-use super::{Ending, Limits, NewTask, StateStore};
+use super::{Ending, JobRecord, Limits, NewTask, StateStore};
 use spotenc_tests::{RedisCluster, RedisServer};
 
 const LIMITS: Limits = Limits {
@@ -842,29 +842,140 @@ async fn embedded_store_refuses_a_second_opener_of_its_directory() {
 #[tokio::test]
 async fn a_failed_state_write_leaves_no_ghost_job() {
     let dir = tempfile::tempdir().unwrap();
+    let kept = {
+        let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+        s.register_worker(worker()).await.unwrap();
+        s.submit(spec(), "kept", 0).await.unwrap().id
+    };
+    // Reopening compacts the log into the snapshot; then the log's name
+    // taken by a directory makes the next append fail (even as root).
     let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
-    s.register_worker(worker()).await.unwrap();
-    let kept = s.submit(spec(), "kept", 0).await.unwrap().id;
-    // The temporary's name taken by a directory: the write fails (even as root).
-    let blocker = dir.path().join("state.json.tmp");
-    std::fs::create_dir(&blocker).unwrap();
+    let log = dir.path().join("state.log");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
     let e = s.submit(spec(), "ghost", 1).await.unwrap_err().to_string();
-    assert!(e.contains("state.json"), "{e}");
-    let ids: Vec<String> = s
-        .list_jobs(&[], 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
-    assert_eq!(ids, std::slice::from_ref(&kept));
-    std::fs::remove_dir(&blocker).unwrap();
+    assert!(e.contains("state.log"), "{e}");
+    let ids = |jobs: Vec<JobRecord>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_jobs(&[], 100).await.unwrap()),
+        std::slice::from_ref(&kept)
+    );
+    std::fs::remove_dir(&log).unwrap();
     // Only the kept job's probe waits; nothing of the refused one does.
     let leased = s.lease_next("w1", 2).await.unwrap().expect("a task");
     assert!(leased.task_id.starts_with(&kept), "{}", leased.task_id);
     assert!(s.lease_next("w1", 2).await.unwrap().is_none());
     let again = s.submit(spec(), "ghost", 3).await.unwrap().id;
     assert_ne!(again, kept);
+    drop(s);
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    let mut listed = ids(s.list_jobs(&[], 100).await.unwrap());
+    listed.sort();
+    let mut want = vec![kept.clone(), again];
+    want.sort();
+    assert_eq!(listed, want);
+    assert_eq!(
+        s.task(&leased.task_id).await.unwrap().state,
+        TaskState::Leased
+    );
+}
+
+/// Before: every transition rewrote the whole state file, so a lease with
+/// many finished jobs in the store cost their bytes. Now it appends only
+/// the records it wrote.
+#[tokio::test]
+async fn an_embedded_transition_appends_only_its_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("state.json");
+    let log = dir.path().join("state.log");
+    let len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    s.register_worker(worker()).await.unwrap();
+    let mut jobs = vec![];
+    for i in 0..200 {
+        let sp = spec();
+        jobs.push((
+            s.submit(sp.clone(), &format!("k{i}"), i).await.unwrap().id,
+            sp,
+        ));
+    }
+    assert!(!snapshot.exists(), "no snapshot written before compaction");
+    let before = len(&log);
+    let t = s.lease_next("w1", 300).await.unwrap().expect("a task");
+    let lease_bytes = len(&log) - before;
+    assert!(
+        (1..4096).contains(&lease_bytes),
+        "a lease appended {lease_bytes} bytes to a {before}-byte log"
+    );
+    // Nothing written: no line.
+    let idle = len(&log);
+    s.expire_leases(301).await.unwrap();
+    s.escalate_waiting(302).await.unwrap();
+    assert_eq!(len(&log), idle);
+    assert!(s
+        .heartbeat("w1", &t.task_id, t.attempt, 5, 303)
+        .await
+        .unwrap());
+    assert_eq!(len(&log), idle, "heartbeats are not written");
+
+    // A restart replays the log: every job, and the lease.
+    let in_memory = s.state_now();
+    drop(s);
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    assert_eq!(s.list_jobs(&[], 1000).await.unwrap().len(), 200);
+    let task = s.task(&t.task_id).await.unwrap();
+    assert_eq!((task.state, task.attempt), (TaskState::Leased, t.attempt));
+    assert_eq!(
+        serde_json::to_value(s.state_now()).unwrap()["next_seq"],
+        serde_json::to_value(&in_memory).unwrap()["next_seq"]
+    );
+    // ... and compacts it into the snapshot.
+    assert_eq!(len(&log), 0);
+    assert!(len(&snapshot) > before / 2, "{}", len(&snapshot));
+    let again = s.submit(jobs[0].1.clone(), "k0", 400).await.unwrap();
+    assert_eq!(again.id, jobs[0].0, "the idempotency keys were replayed");
+}
+
+/// A crash during an append leaves a torn last line: it is dropped, and
+/// the next append overwrites it. A bad line before the last is refused
+/// with its line named, not skipped.
+#[tokio::test]
+async fn the_embedded_log_drops_a_torn_tail_and_refuses_a_bad_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("state.log");
+    let append = |bytes: &[u8]| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap()
+    };
+    let first = {
+        let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+        let id = s.submit(spec(), "a", 0).await.unwrap().id;
+        append(br#"{"next_seq":9,"jobs":{"torn"#);
+        id
+    };
+    {
+        let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+        assert_eq!(s.list_jobs(&[], 10).await.unwrap().len(), 1);
+        // A torn tail after the store opened: the next append writes over it.
+        let second = s.submit(spec(), "b", 1).await.unwrap().id;
+        append(b"{\"next_seq\":");
+        s.submit(spec(), "c", 2).await.unwrap();
+        assert_ne!(second, first);
+    }
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    assert_eq!(s.list_jobs(&[], 10).await.unwrap().len(), 3);
+    drop(s);
+    std::fs::write(&log, b"not json\n{}\n").unwrap();
+    let e = EmbeddedStore::open(dir.path(), LIMITS)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("state.log: line 1"), "{e}");
 }
 
 /// Runs each contract test against every backend.
