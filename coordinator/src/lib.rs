@@ -65,6 +65,7 @@ use spotenc_proto::pb::{
 };
 use state::{embedded::EmbeddedStore, redis::RedisStore, Limits, StateStore};
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 
 /// Where job and task state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,7 +292,12 @@ pub async fn run(
             auth::RequireRole::new(tokens, Role::Worker),
         ))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // TCP_NODELAY: a reply written in several small writes (headers,
+            // data, trailers) otherwise waits for the client's delayed ACK,
+            // about 40 ms, under Nagle's algorithm.
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(60))),
             shutdown,
         )
         .await

@@ -171,6 +171,8 @@ fn run(
         });
     }
     let mut decoder = dctx.decoder().video().map_err(Error::ff("open decoder"))?;
+    // SAFETY: only the address is kept, to match log calls against it.
+    ffi::attribute_log(unsafe { decoder.as_ptr() }.cast());
     if let Some(secs) = backoff_secs {
         let per_sec = i64::from(tb.denominator()) / i64::from(tb.numerator().max(1));
         let ts = task.chunk.start_pts - secs.saturating_mul(per_sec.max(1));
@@ -454,6 +456,8 @@ impl Pipeline {
                 encoder: encoder_name.into(),
                 reason: format!("open failed: {e}"),
             })?;
+        // SAFETY: only the address is kept, to match log calls against it.
+        ffi::attribute_log(unsafe { encoder.as_ptr() }.cast());
         let enc_tb = tb;
         {
             let mut ost = octx.add_stream(enc_codec).map_err(ff("add chunk stream"))?;
@@ -572,10 +576,13 @@ fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'stati
     }
     match video.codec {
         Codec::H264 => o.set("forced-idr", "1"),
-        // x265 opens GOPs by default and ignores the CLOSED_GOP flag.
+        // x265 opens GOPs by default and ignores the CLOSED_GOP flag. Its
+        // info lines (settings at open, a summary at close) are printed to
+        // stderr, which the worker tees into the attempt's audit log, as
+        // libx264's info lines reach it through FFmpeg's log.
         Codec::Hevc => o.set(
             "x265-params",
-            &format!("open-gop=0:keyint={gop}:log-level=error"),
+            &format!("open-gop=0:keyint={gop}:log-level=info"),
         ),
     }
     o

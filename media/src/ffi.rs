@@ -105,24 +105,75 @@ pub fn index_entries(input: &mut ffmpeg::format::context::Input, stream: usize) 
     }
 }
 
-/// FFmpeg's log callback, pointed at a per-thread buffer while a task runs
-/// (see [`crate::capture_log`]). x86-64 only: the callback receives a
-/// `va_list`, whose Rust type bindgen spells differently on each
-/// architecture; elsewhere logs are not captured.
+/// FFmpeg's log callback, pointed at a per-task buffer while a task runs
+/// (see [`crate::capture_log`]), and the process's stderr, teed into the
+/// same buffers. x86-64 only: the callback receives a `va_list`, whose
+/// Rust type bindgen spells differently on each architecture; elsewhere
+/// logs are not captured.
+///
+/// A line reaches a capture three ways:
+/// - logged on the capturing thread (the demuxer, the decoder's and the
+///   encoder's own calls);
+/// - logged from another thread with a codec context that a capture
+///   registered with [`attribute`] (libx264 logs through its context from
+///   its lookahead thread);
+/// - written to stderr by a library that prints instead of logging
+///   (libx265), once [`capture_stderr`] has put a pipe on fd 2. Which task
+///   a stderr line belongs to cannot be known, so it goes to every capture
+///   open at the time: exact on a worker with one slot; with several, each
+///   running attempt's log gets the others' stderr lines too. A line read
+///   while no capture is open goes to the original stderr.
 #[cfg(target_arch = "x86_64")]
 mod log {
     use std::cell::{Cell, RefCell};
+    use std::collections::HashSet;
     use std::ffi::{c_char, c_int, c_void, CStr};
+    use std::io::{BufRead, Write};
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
+    use std::time::Duration;
 
     use super::ffi;
 
+    type Sink = Arc<Mutex<String>>;
+
     thread_local! {
-        static SINK: RefCell<Option<String>> = const { RefCell::new(None) };
+        static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
         static PRINT_PREFIX: Cell<c_int> = const { Cell::new(1) };
     }
 
+    /// Captures open now (for stderr lines).
+    static OPEN: Mutex<Vec<Sink>> = Mutex::new(Vec::new());
+    /// Codec contexts registered by a capture (for lines logged from
+    /// other threads), by address; the latest registration of an address
+    /// wins, and a capture's entries go when it ends.
+    static CONTEXTS: Mutex<Vec<(usize, Sink)>> = Mutex::new(Vec::new());
+    /// Set once stderr is a pipe read by [`tee`].
+    static TEED: AtomicBool = AtomicBool::new(false);
+    static MARKS: AtomicU64 = AtomicU64::new(0);
+    /// Sync marks the tee has read, and who waits for them.
+    static SEEN: OnceLock<(Mutex<HashSet<u64>>, Condvar)> = OnceLock::new();
+    const MARK: &str = "\u{1}spotenc-log-sync ";
+
     /// Keeps at most this much per capture, dropping the oldest lines.
     const KEEP: usize = 64 * 1024;
+
+    fn push(sink: &Sink, text: &str) {
+        let mut buf = sink.lock().unwrap_or_else(|p| p.into_inner());
+        buf.push_str(text);
+        if buf.len() > 2 * KEEP {
+            let mut cut = buf.len() - KEEP;
+            while !buf.is_char_boundary(cut) {
+                cut += 1;
+            }
+            buf.drain(..cut);
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     unsafe extern "C" fn callback(
         avcl: *mut c_void,
@@ -130,9 +181,24 @@ mod log {
         fmt: *const c_char,
         vl: *mut ffi::__va_list_tag,
     ) {
-        if level > ffi::AV_LOG_INFO as c_int || !SINK.with(|s| s.borrow().is_some()) {
+        if level > ffi::AV_LOG_INFO as c_int {
             return;
         }
+        let sink = SINK.with(|s| s.borrow().clone()).or_else(|| {
+            let at = avcl as usize;
+            (at != 0)
+                .then(|| {
+                    lock(&CONTEXTS)
+                        .iter()
+                        .rev()
+                        .find(|(p, _)| *p == at)
+                        .map(|(_, s)| s.clone())
+                })
+                .flatten()
+        });
+        let Some(sink) = sink else {
+            return;
+        };
         let mut line = [0 as c_char; 1024];
         let mut prefix = PRINT_PREFIX.with(Cell::get);
         // SAFETY: FFmpeg hands us its own fmt/va_list pair; the buffer is
@@ -151,42 +217,162 @@ mod log {
             CStr::from_ptr(line.as_ptr()).to_string_lossy().into_owned()
         };
         PRINT_PREFIX.with(|p| p.set(prefix));
-        SINK.with(|s| {
-            if let Some(buf) = s.borrow_mut().as_mut() {
-                buf.push_str(&text);
-                if buf.len() > 2 * KEEP {
-                    let mut cut = buf.len() - KEEP;
-                    while !buf.is_char_boundary(cut) {
-                        cut += 1;
-                    }
-                    buf.drain(..cut);
-                }
-            }
-        });
+        push(&sink, &text);
     }
 
     pub fn install() {
         // SAFETY: the callback is a plain function that lives for the whole
-        // program and only touches thread-local state.
+        // program and only touches thread-local state and its own locks.
         unsafe { ffi::av_log_set_callback(Some(callback)) };
     }
 
     pub fn begin() {
-        SINK.with(|s| *s.borrow_mut() = Some(String::new()));
+        let sink = Sink::default();
+        lock(&OPEN).push(sink.clone());
+        SINK.with(|s| *s.borrow_mut() = Some(sink));
         PRINT_PREFIX.with(|p| p.set(1));
     }
 
     pub fn end() -> String {
-        SINK.with(|s| s.borrow_mut().take()).unwrap_or_default()
+        let Some(sink) = SINK.with(|s| s.borrow_mut().take()) else {
+            return String::new();
+        };
+        sync_stderr();
+        lock(&OPEN).retain(|s| !Arc::ptr_eq(s, &sink));
+        lock(&CONTEXTS).retain(|(_, s)| !Arc::ptr_eq(s, &sink));
+        let text = std::mem::take(&mut *lock(&sink));
+        text
     }
 
     /// Adds a line of our own to this thread's capture, if one is on.
     pub fn note(line: &str) {
         SINK.with(|s| {
-            if let Some(buf) = s.borrow_mut().as_mut() {
-                buf.push_str(line);
+            if let Some(sink) = s.borrow().as_ref() {
+                push(sink, line);
             }
         });
+    }
+
+    /// Sends what other threads log through `ctx` to this thread's
+    /// capture, until it ends.
+    pub fn attribute(ctx: *const c_void) {
+        if let Some(sink) = SINK.with(|s| s.borrow().clone()) {
+            let mut c = lock(&CONTEXTS);
+            c.retain(|(p, _)| *p != ctx as usize);
+            c.push((ctx as usize, sink));
+        }
+    }
+
+    /// Puts a pipe on fd 2 and reads it: a line goes to the captures open
+    /// when it is read, or, when none is, to the original stderr (as
+    /// FFmpeg's own log goes only into captures). Returns the original
+    /// stderr, for the process's own logs (which then stay out of the
+    /// captures). Once per process.
+    pub fn capture_stderr() -> std::io::Result<std::fs::File> {
+        static ONCE: OnceLock<std::io::Result<i32>> = OnceLock::new();
+        let saved = ONCE.get_or_init(|| {
+            let err = std::io::Error::last_os_error;
+            let mut fds = [0 as libc::c_int; 2];
+            // SAFETY: plain fd calls on fds we own; fd 2 is replaced
+            // atomically by dup2, so writers never see it closed.
+            unsafe {
+                let saved = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3);
+                if saved < 0 {
+                    return Err(err());
+                }
+                if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                    return Err(err());
+                }
+                if libc::dup2(fds[1], 2) < 0 {
+                    return Err(err());
+                }
+                libc::close(fds[1]);
+                let read = std::fs::File::from_raw_fd(fds[0]);
+                let out = std::fs::File::from_raw_fd(libc::fcntl(saved, libc::F_DUPFD_CLOEXEC, 3));
+                std::thread::Builder::new()
+                    .name("stderr-tee".into())
+                    .spawn(move || tee(read, out))?;
+                TEED.store(true, Ordering::Release);
+                Ok(saved)
+            }
+        });
+        match saved {
+            // SAFETY: a fresh duplicate of the saved fd, owned by the File.
+            Ok(fd) => match unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) } {
+                n if n >= 0 => Ok(unsafe { std::fs::File::from_raw_fd(n) }),
+                _ => Err(std::io::Error::last_os_error()),
+            },
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+
+    fn seen() -> &'static (Mutex<HashSet<u64>>, Condvar) {
+        SEEN.get_or_init(Default::default)
+    }
+
+    /// Reads the pipe on fd 2 for the life of the process.
+    fn tee(read: std::fs::File, mut out: std::fs::File) {
+        let mut lines = std::io::BufReader::new(read);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            if let Some(n) = text.strip_prefix(MARK) {
+                if let Ok(n) = n.trim().parse() {
+                    let (set, cv) = seen();
+                    lock(set).insert(n);
+                    cv.notify_all();
+                }
+                continue;
+            }
+            let mut text = text.into_owned();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            let open = lock(&OPEN);
+            for sink in open.iter() {
+                push(sink, &text);
+            }
+            if open.is_empty() {
+                drop(open);
+                // A failed write to the original stderr must not stop the
+                // tee: a full pipe would block every writer of fd 2.
+                let _ = out.write_all(&line);
+            }
+        }
+    }
+
+    /// Waits (a second at most) until the tee has read everything written
+    /// to stderr before now, so a capture ending now has its lines.
+    fn sync_stderr() {
+        if !TEED.load(Ordering::Acquire) {
+            return;
+        }
+        let n = MARKS.fetch_add(1, Ordering::Relaxed);
+        let mark = format!("{MARK}{n}\n");
+        // SAFETY: one write of a short buffer to fd 2; a pipe write under
+        // PIPE_BUF bytes is atomic, so it never splits another line.
+        let wrote = unsafe { libc::write(2, mark.as_ptr().cast(), mark.len()) };
+        if wrote != mark.len() as isize {
+            return;
+        }
+        let (set, cv) = seen();
+        let mut s = lock(set);
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while !s.remove(&n) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            s = cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 }
 
@@ -198,11 +384,18 @@ mod log {
         String::new()
     }
     pub fn note(_line: &str) {}
+    pub fn attribute(_ctx: *const std::ffi::c_void) {}
+    pub fn capture_stderr() -> std::io::Result<std::fs::File> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "log capture is x86-64 only",
+        ))
+    }
 }
 
 pub use log::{
-    begin as begin_log_capture, end as end_log_capture, install as install_log_callback,
-    note as log_note,
+    attribute as attribute_log, begin as begin_log_capture, capture_stderr, end as end_log_capture,
+    install as install_log_callback, note as log_note,
 };
 
 /// A reference to an FFmpeg hardware device context (CUDA).

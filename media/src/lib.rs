@@ -18,7 +18,9 @@
 //!   flag), and telling a failed read from the end of the input.
 //! - [`Control`]: progress (frames, and packets of any kind for the stall
 //!   watchdog) and cancellation shared with the worker.
-//! - [`capture_log`]: what FFmpeg and the codecs log while a task runs.
+//! - [`capture_log`]: what FFmpeg and the codecs log while a task runs,
+//!   from any of their threads, and (with [`capture_stderr`]) what they
+//!   print to stderr.
 //! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap (seeking,
 //!   codec flags, the index, a read's latched I/O error, CUDA devices and
 //!   hardware frames), and the log callback; with gpu-worker's `ffi`, the
@@ -113,10 +115,12 @@ pub fn init() {
     });
 }
 
-/// Runs `f` and returns what FFmpeg and the codec libraries logged on this
-/// thread meanwhile (info level and above, at most the last 64 KiB): the
-/// audit log of one task attempt. Lines logged from the codecs' own threads
-/// are not included. Empty on architectures other than x86-64.
+/// Runs `f` and returns what FFmpeg and the codec libraries logged meanwhile
+/// (info level and above, at most the last 64 KiB): the audit log of one
+/// task attempt. That is what this thread logged, what the codecs it opened
+/// logged from their own threads, and, once [`capture_stderr`] is on, what
+/// was written to stderr (libx265 prints there), which goes to every
+/// capture open at the time (exact with one task per process). Empty on architectures other than x86-64.
 pub fn capture_log<T>(f: impl FnOnce() -> T) -> (T, String) {
     struct Capture;
     impl Drop for Capture {
@@ -129,6 +133,14 @@ pub fn capture_log<T>(f: impl FnOnce() -> T) -> (T, String) {
     let out = f();
     std::mem::forget(guard);
     (out, ffi::end_log_capture())
+}
+
+/// Puts a pipe on this process's stderr so that libraries that print
+/// instead of logging (libx265) reach [`capture_log`]; a line written while
+/// no capture is open still goes to the original stderr, which is returned
+/// for the process's own logs. Call once, early, in a worker process.
+pub fn capture_stderr() -> std::io::Result<std::fs::File> {
+    ffi::capture_stderr()
 }
 
 /// Progress and cancellation shared between a running operation and the

@@ -9,42 +9,11 @@
 //! `cost` (the default) reads a candidate window and claims the choice,
 //! `fifo` pops the oldest task in one script.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spotenc_proto::client::Connection;
-use spotenc_proto::domain::*;
-use spotenc_proto::pb;
+use spotenc_tests::lease_cycles::{lease_cycles, submit_jobs};
 use spotenc_tests::{bin, free_port, Proc, RedisServer};
-
-fn probe_result() -> ProbeInfo {
-    // 250 frames at 25 fps with a keyframe every 25: ten 1-second chunks.
-    ProbeInfo {
-        format_name: "mp4".into(),
-        duration_seconds: 10.0,
-        index_source: "container-index".into(),
-        video: VideoStreamInfo {
-            stream_index: 0,
-            codec: "h264".into(),
-            width: 64,
-            height: 64,
-            pix_fmt: "yuv420p".into(),
-            time_base: Rational::new(1, 25),
-            avg_frame_rate: Rational::new(25, 1),
-            start_pts: 0,
-            end_pts: 250,
-            frame_count: 250,
-            keyframes: (0..10)
-                .map(|i| Keyframe {
-                    frame: i * 25,
-                    pts: i as i64 * 25,
-                })
-                .collect(),
-        },
-        audio: None,
-    }
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -84,132 +53,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Enough jobs (12 tasks each) that the queue does not run dry; empty
     // leases are counted to show it.
-    let mut jobs = conn.jobs().await?;
     let job_count = 500 + workers * seconds as usize * 12;
-    // Submission checks the input is a file under an input root; the
-    // simulated workers never read it.
-    let input = dir.path().join("in.mp4");
-    std::fs::write(&input, b"bench")?;
-    let input = input.display().to_string();
-    for i in 0..job_count {
-        // Each running job writes its own output: the store refuses two.
-        let out = dir
-            .path()
-            .join(format!("out-{i}.mp4"))
-            .display()
-            .to_string();
-        let spec = pb::JobSpec {
-            input: input.clone(),
-            output: out,
-            video: Some(pb::VideoSettings {
-                codec: pb::Codec::H264 as i32,
-                ..Default::default()
-            }),
-            chunk_seconds: 1.0,
-            ..Default::default()
-        };
-        jobs.submit_job(pb::SubmitJobRequest {
-            spec: Some(spec),
-            idempotency_key: String::new(),
-        })
-        .await?;
-    }
-
-    let cycles = Arc::new(AtomicU64::new(0));
-    let empty = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for w in 0..workers {
-        let (conn, cycles, latencies, stop, empty) = (
-            conn.clone(),
-            cycles.clone(),
-            latencies.clone(),
-            stop.clone(),
-            empty.clone(),
-        );
-        handles.push(tokio::spawn(async move {
-            let mut c = conn.workers().await.expect("connect");
-            let info =
-                spotenc_tests::cpu_worker_info(&format!("sim{w}"), "bench", Capacity::OnDemand);
-            let id = c
-                .register_worker(pb::RegisterWorkerRequest {
-                    info: Some(info.into()),
-                })
-                .await
-                .expect("register")
-                .into_inner()
-                .worker_id;
-            let mut mine = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                let r = c
-                    .lease_task(pb::LeaseTaskRequest {
-                        worker_id: id.clone(),
-                        wait_ms: 0,
-                        gpus: vec![],
-                    })
-                    .await
-                    .expect("lease");
-                let Some(task) = r.into_inner().task else {
-                    empty.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                mine.push(t0.elapsed().as_micros() as u32);
-                let task = LeasedTask::try_from(task).expect("task");
-                let outcome = match &task.work {
-                    Work::Probe(_) => TaskOutcome::Probe(probe_result()),
-                    Work::Encode(e) => TaskOutcome::Encode(OutputObject {
-                        path: e.output.clone(),
-                        size_bytes: 1,
-                        sha256: "00".into(),
-                        frames: e.chunk.frames(),
-                        ..Default::default()
-                    }),
-                    _ => {
-                        // End the job instead of committing a file that does not exist.
-                        c.fail_task(pb::FailTaskRequest {
-                            worker_id: id.clone(),
-                            task_id: task.task_id.clone(),
-                            attempt: task.attempt,
-                            error: "bench".into(),
-                            retryable: false,
-                            log: String::new(),
-                        })
-                        .await
-                        .expect("fail");
-                        continue;
-                    }
-                };
-                c.complete_task(pb::CompleteTaskRequest {
-                    worker_id: id.clone(),
-                    task_id: task.task_id,
-                    attempt: task.attempt,
-                    result: Some(outcome.into()),
-                })
-                .await
-                .expect("complete");
-                cycles.fetch_add(1, Ordering::Relaxed);
-            }
-            latencies.lock().unwrap().extend(mine);
-        }));
-    }
-    let start = Instant::now();
-    let warm = cycles.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let done = cycles.load(Ordering::Relaxed) - warm;
-    let elapsed = start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.await?;
-    }
-    let mut lat = latencies.lock().unwrap().clone();
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    submit_jobs(&conn, dir.path(), job_count).await?;
+    let run = lease_cycles(&conn, workers, seconds).await;
 
     let rb = std::process::Command::new("redis-benchmark")
         .args([
@@ -224,18 +70,17 @@ async fn main() -> anyhow::Result<()> {
             "set,get",
         ])
         .output()?;
-    let rate = done as f64 / elapsed;
     println!(
         "placement {placement}, workers {workers}, {seconds} s, {} cores",
         std::thread::available_parallelism()?.get()
     );
-    println!("lease+complete cycles/s: {rate:.0}");
+    println!("lease+complete cycles/s: {:.0}", run.per_second);
     println!(
         "lease latency p50 {:.2} ms, p99 {:.2} ms ({} leases, {} empty polls, {job_count} jobs queued)",
-        pct(0.50) as f64 / 1000.0,
-        pct(0.99) as f64 / 1000.0,
-        lat.len(),
-        empty.load(Ordering::Relaxed)
+        run.ms(0.50),
+        run.ms(0.99),
+        run.latencies_us.len(),
+        run.empty
     );
     println!("redis-benchmark (same server, same run):");
     for line in String::from_utf8_lossy(&rb.stdout)

@@ -8,6 +8,7 @@
 //! - [`Fleet`]: a coordinator and CPU workers as real processes on a free
 //!   loopback port, killed on drop (and restartable, for the chaos bench).
 //! - [`replay_fuzz_corpus`]: the fuzz corpora, replayed on stable.
+//! - [`lease_cycles`]: jobs and simulated workers for the lease benchmarks.
 //! - [`RedisServer`] and [`RedisCluster`]: a redis-server, or a three-node
 //!   Redis Cluster, on free loopback ports.
 //! - [`garage`]: a single-node Garage S3 server, and object access with
@@ -23,6 +24,7 @@
 //!   network on demand.
 
 pub mod garage;
+pub mod lease_cycles;
 pub mod media;
 pub mod metadata;
 pub mod promql;

@@ -108,13 +108,24 @@ async fn interrupt_mid_encode(
     expect_reason: &str,
     notify: impl FnOnce(&Fleet),
 ) -> Measured {
-    interrupt_mid_encode_on(None, label, a_flags, deadline_s, expect_reason, notify).await
+    interrupt_mid_encode_on(
+        None,
+        label,
+        "h264",
+        a_flags,
+        deadline_s,
+        expect_reason,
+        notify,
+    )
+    .await
 }
 
-/// [`interrupt_mid_encode`] with the coordinator's state in `redis`.
+/// [`interrupt_mid_encode`] with the coordinator's state in `redis`, in
+/// `codec` (`h264` or `hevc`).
 async fn interrupt_mid_encode_on(
     redis: Option<&RedisServer>,
     label: &str,
+    codec: &str,
     a_flags: &[String],
     deadline_s: u64,
     expect_reason: &str,
@@ -134,11 +145,20 @@ async fn interrupt_mid_encode_on(
     flags.extend(a_flags.iter().map(String::as_str));
     let url = fleet.url.clone();
     fleet.add_worker_args("a", &url, "spot", &flags);
+    // Slow enough that the chunk is still encoding at the notice.
+    let preset = if codec == "hevc" { "medium" } else { "slower" };
     let id = submit_id(
         &fleet,
         &src,
         &out,
-        &["--chunk-seconds", "10", "--preset", "slower"],
+        &[
+            "--chunk-seconds",
+            "10",
+            "--preset",
+            preset,
+            "--codec",
+            codec,
+        ],
     );
     let victim = leased_encode(&fleet.url, &id).await;
     progressing(&fleet.url, &id, &victim).await;
@@ -217,10 +237,23 @@ async fn interrupt_mid_encode_on(
         text.contains("attempt 1") && text.contains("interrupted"),
         "{text}"
     );
-    assert!(
-        text.contains("libx264"),
-        "no encoder lines in the audit log: {text}"
-    );
+    if codec == "hevc" {
+        // libx265 prints to stderr instead of logging through FFmpeg
+        // (before: none of its lines reached the audit log): its banner at
+        // open and its summary at close, when the cancelled encode ended.
+        assert!(
+            text.contains("x265 [info]: HEVC encoder version")
+                && text.contains("x265 [info]: frame I:"),
+            "no libx265 lines in the audit log: {text}"
+        );
+    } else {
+        assert!(
+            text.contains("libx264"),
+            "no encoder lines in the audit log: {text}"
+        );
+    }
+    // The worker's own log lines go to its stderr, not into the audit log.
+    assert!(!text.contains("spotenc_worker"), "{text}");
 
     // The coordinator's metrics count the interruption against the pool.
     let text = spotenc_tests::promql::scrape(&fleet.metrics[0]);
@@ -347,9 +380,16 @@ async fn sigterm_hands_the_chunk_back_like_a_notice() {
     // On the Redis store: the Lua hand-back, interruption counts and logs
     // end to end.
     let redis = RedisServer::start();
-    interrupt_mid_encode_on(Some(&redis), "sigterm", &flags, 4, "SIGTERM", |fleet| {
-        fleet.proc("a").signal("-TERM")
-    })
+    // In HEVC: libx265's own output reaches the attempt's audit log.
+    interrupt_mid_encode_on(
+        Some(&redis),
+        "sigterm",
+        "hevc",
+        &flags,
+        4,
+        "SIGTERM",
+        |fleet| fleet.proc("a").signal("-TERM"),
+    )
     .await;
 }
 

@@ -1,7 +1,8 @@
 //! Stalls, through a proxy in front of a real Garage: a source that stops
 //! mid-read fails its task as stalled within the stall limit and the
 //! worker serves on; `spotenc cancel` frees a slot blocked in a download;
-//! transfers slower than the lease TTL keep their lease by heartbeats.
+//! transfers slower than the lease TTL keep their lease by heartbeats, and
+//! (by hand, `--ignored`) a 1 GB stitch through S3 under a 2 s lease TTL.
 
 use std::time::{Duration, Instant};
 
@@ -171,5 +172,70 @@ async fn transfers_slower_than_the_lease_ttl_keep_their_lease() {
     assert!(started.elapsed() > Duration::from_secs(10));
     let out = dir.path().join("slow.mp4");
     assert!(garage.download("out/slow.mp4", &out));
+    assert_faithful(&src, &out);
+}
+
+/// The literal case: a stitch of more than 1 GB through S3 (the worker
+/// downloads every chunk and uploads the output) under a 2 s lease TTL
+/// and `max_expiries = 1`, so a single missed heartbeat fails the job.
+/// Too heavy for every CI run; run it by hand:
+/// `cargo test --release -p spotenc-tests --test e2e -- --ignored a_one_gigabyte`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "about 3 GB of media on disk; run by hand"]
+async fn a_one_gigabyte_s3_stitch_keeps_a_two_second_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    // Lossless 1080p noise: megabytes a frame, so 1 GB in seconds of video.
+    let src = spotenc_tests::media::make_clip(
+        dir.path(),
+        "big.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1920x1080:rate=25:duration=16",
+            "-vf",
+            "noise=alls=60:allf=t",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+            "-g",
+            "25",
+        ],
+    );
+    let garage = Garage::start();
+    garage.upload(&src, "in/big.mkv");
+    let fleet = Fleet::builder()
+        .lease_ttl_ms(2_000)
+        .config("max_expiries = 1\n")
+        .cpu_workers(2)
+        .worker_arg("--input-mode=download")
+        .s3(&garage)
+        .start();
+    let started = Instant::now();
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/big.mkv",
+        "s3://spotenc/out/big.mkv",
+        "--wait",
+        "--chunk-seconds",
+        "4",
+        "--preset",
+        "ultrafast",
+        "--crf",
+        "0",
+    ]);
+    assert_ok(&r, "1 GB stitch");
+    let out = dir.path().join("out.mkv");
+    assert!(garage.download("out/big.mkv", &out));
+    let size = std::fs::metadata(&out).unwrap().len();
+    eprintln!(
+        "source {} bytes, output {size} bytes, job {:.0} s",
+        std::fs::metadata(&src).unwrap().len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(size > 1_000_000_000, "output only {size} bytes");
     assert_faithful(&src, &out);
 }

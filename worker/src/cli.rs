@@ -151,11 +151,28 @@ pub async fn health(mut args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 /// Logs to stderr at `RUST_LOG` (default `info`), as both worker binaries do.
+/// Stderr itself is teed into the tasks' audit logs first (libx265 prints
+/// there), so the worker's own log lines are written to the original
+/// stderr and stay out of them.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging_at("info");
+}
+
+/// [`init_logging`] with `default` as the level when `RUST_LOG` is unset.
+pub fn init_logging_at(default: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    match spotenc_media::capture_stderr() {
+        Ok(original) => tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(original))
+            .with_env_filter(filter)
+            .init(),
+        Err(e) => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init();
+            tracing::warn!(error = %e, "stderr is not captured: libx265's lines stay out of audit logs");
+        }
+    }
 }

@@ -1,0 +1,263 @@
+//! Benchmark (not a test): lease latency through a real coordinator
+//! process with many finished jobs in its store, on the embedded store and
+//! on Redis, against the same store empty in the same run.
+//!
+//! For each store it preloads `finished` jobs that ran to the end (probe,
+//! encode, stitch, commit) through the store's own transitions in this
+//! process, then starts `spotenc coordinator` on that store, submits fresh
+//! jobs over gRPC and lets `workers` simulated workers lease and complete
+//! tasks for `seconds`. The embedded store is preloaded in a directory
+//! on /dev/shm (fsync there costs nothing) and its files are then copied
+//! to the bench's directory on disk, where the coordinator runs.
+//!
+//!     cargo run --release -p spotenc-coordinator --example store_bench -- \
+//!         [finished=100000] [workers=4] [seconds=10] [embedded,redis]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spotenc_coordinator::graph;
+use spotenc_coordinator::state::embedded::EmbeddedStore;
+use spotenc_coordinator::state::redis::RedisStore;
+use spotenc_coordinator::state::{Limits, StateStore, WorkerRecord};
+use spotenc_proto::client::Connection;
+use spotenc_proto::domain::*;
+use spotenc_tests::lease_cycles::{lease_cycles, submit_jobs, Cycles};
+use spotenc_tests::{bin, cpu_worker_info, free_port, wait_for_port, Proc, RedisServer};
+
+const LIMITS: Limits = Limits {
+    lease_ttl_ms: 30_000,
+    max_expiries: 3,
+};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A 2-second source: one chunk.
+fn short_probe() -> ProbeInfo {
+    let mut p = spotenc_tests::lease_cycles::probe_result();
+    p.duration_seconds = 2.0;
+    p.video.end_pts = 50;
+    p.video.frame_count = 50;
+    p.video.keyframes.truncate(2);
+    p
+}
+
+/// Runs `n` jobs to the end through `store`'s transitions, `live` at a time.
+async fn preload(store: Arc<dyn StateStore>, n: usize, dir: &Path) -> anyhow::Result<()> {
+    let input = dir.join("in.mp4").display().to_string();
+    let submitted = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut drivers = Vec::new();
+    for d in 0..8 {
+        let (store, submitted, done, input) = (
+            store.clone(),
+            submitted.clone(),
+            done.clone(),
+            input.clone(),
+        );
+        let out = dir.to_path_buf();
+        drivers.push(tokio::spawn(async move {
+            let id = format!("preload{d}");
+            store
+                .register_worker(WorkerRecord {
+                    id: id.clone(),
+                    info: cpu_worker_info(&id, "bench", Capacity::OnDemand),
+                    registered_unix_ms: now_ms(),
+                })
+                .await?;
+            while done.load(Ordering::Relaxed) < n {
+                // Keep a few jobs queued per driver.
+                let i = submitted.fetch_add(1, Ordering::Relaxed);
+                if i < n {
+                    let spec = JobSpec::try_from(spotenc_proto::pb::JobSpec {
+                        input: input.clone(),
+                        output: out.join(format!("done-{i}.mp4")).display().to_string(),
+                        video: Some(spotenc_proto::pb::VideoSettings {
+                            codec: spotenc_proto::pb::Codec::H264 as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })?;
+                    store.submit(spec, "", now_ms()).await?;
+                }
+                while let Some(t) = store.lease_next(&id, now_ms()).await? {
+                    let object = |frames| OutputObject {
+                        path: format!("{}.out", t.task_id),
+                        size_bytes: 1,
+                        frames,
+                        ..Default::default()
+                    };
+                    let job_id = store.task(&t.task_id).await?.job_id;
+                    let (outcome, follow) = match &t.work {
+                        Work::Probe(_) => {
+                            let (job, _) = store.job(&job_id).await?;
+                            let p = short_probe();
+                            let follow = graph::expand(&job, &p, &job.work_dir)?;
+                            (TaskOutcome::Probe(p), follow)
+                        }
+                        Work::Encode(e) => (TaskOutcome::Encode(object(e.chunk.frames())), vec![]),
+                        Work::Stitch(_) => (TaskOutcome::Stitch(object(50)), vec![]),
+                        Work::Audio(_) => (TaskOutcome::Audio(object(0)), vec![]),
+                    };
+                    let tr = store
+                        .complete(&t.task_id, t.attempt, outcome, follow, now_ms())
+                        .await?;
+                    if tr.state == JobState::Committing {
+                        store.finish_commit(&job_id, Ok(()), now_ms()).await?;
+                        let k = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if k % 20_000 == 0 {
+                            eprintln!(
+                                "  {k} jobs finished ({:.0} s)",
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
+                    }
+                    if submitted.load(Ordering::Relaxed) < n {
+                        break;
+                    }
+                }
+                if submitted.load(Ordering::Relaxed) >= n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for d in drivers {
+        d.await??;
+    }
+    let succeeded = store.list_jobs(&[JobState::Succeeded], n + 1).await?.len();
+    anyhow::ensure!(
+        succeeded == n,
+        "{succeeded} of {n} preloaded jobs succeeded"
+    );
+    eprintln!(
+        "  preloaded {n} finished jobs in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Starts a coordinator on the store and measures lease cycles.
+async fn measure(
+    dir: &Path,
+    redis: Option<&str>,
+    workers: usize,
+    seconds: u64,
+) -> anyhow::Result<Cycles> {
+    let port = free_port();
+    let mut cmd = std::process::Command::new(bin("spotenc"));
+    cmd.args(["coordinator", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.join("state"))
+        .env("SPOTENC_INPUT_ROOTS", dir)
+        .env("SPOTENC_OUTPUT_ROOTS", dir)
+        .env("RUST_LOG", "error");
+    if let Some(url) = redis {
+        cmd.args(["--redis", url]);
+    }
+    let started = Instant::now();
+    let _coordinator = Proc {
+        child: cmd.spawn()?,
+        name: "coordinator".into(),
+    };
+    wait_for_port(port);
+    let opened = started.elapsed().as_secs_f64();
+    let conn = Connection {
+        url: format!("http://127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    submit_jobs(&conn, dir, 200 + workers * seconds as usize * 40).await?;
+    let run = lease_cycles(&conn, workers, seconds).await;
+    println!(
+        "    coordinator up in {opened:.1} s; {:.0} lease+complete cycles/s; lease p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms ({} leases, {} empty)",
+        run.per_second,
+        run.ms(0.5),
+        run.ms(0.99),
+        run.ms(1.0),
+        run.latencies_us.len(),
+        run.empty
+    );
+    Ok(run)
+}
+
+fn du(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let finished: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let workers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let seconds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let stores = args
+        .get(4)
+        .cloned()
+        .unwrap_or_else(|| "embedded,redis".into());
+    println!(
+        "{workers} simulated workers, {seconds} s per run, {} cores",
+        std::thread::available_parallelism()?.get()
+    );
+    for store in stores.split(',') {
+        let mut p99 = Vec::new();
+        for n in [0, finished] {
+            println!("  {store} store, {n} finished jobs:");
+            let dir = tempfile::tempdir()?;
+            std::fs::write(dir.path().join("in.mp4"), b"bench")?;
+            let state = dir.path().join("state");
+            let run = match store {
+                "embedded" => {
+                    if n > 0 {
+                        let shm = tempfile::tempdir_in("/dev/shm")?;
+                        {
+                            let s = Arc::new(EmbeddedStore::open(shm.path(), LIMITS)?);
+                            preload(s, n, dir.path()).await?;
+                        }
+                        std::fs::create_dir_all(&state)?;
+                        for f in ["state.json", "state.log"] {
+                            if shm.path().join(f).exists() {
+                                std::fs::copy(shm.path().join(f), state.join(f))?;
+                            }
+                        }
+                        println!("    store files {} MB", du(&state) / 1_000_000);
+                    }
+                    measure(dir.path(), None, workers, seconds).await?
+                }
+                "redis" => {
+                    let redis = RedisServer::start();
+                    if n > 0 {
+                        let work = state.join("jobs").display().to_string();
+                        let s = RedisStore::connect(&redis.url(), "spotenc", &work, LIMITS).await?;
+                        preload(Arc::new(s), n, dir.path()).await?;
+                    }
+                    measure(dir.path(), Some(&redis.url()), workers, seconds).await?
+                }
+                other => anyhow::bail!("unknown store {other:?}: embedded or redis"),
+            };
+            p99.push(run.ms(0.99));
+        }
+        println!(
+            "  {store}: lease p99 with {finished} finished jobs / empty = {:.2}",
+            p99[1] / p99[0].max(0.001)
+        );
+    }
+    Ok(())
+}
