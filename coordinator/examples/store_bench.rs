@@ -4,14 +4,16 @@
 //!
 //! For each store it preloads `finished` jobs that ran to the end (probe,
 //! encode, stitch, commit) through the store's own transitions in this
-//! process, then starts `spotenc coordinator` on that store, submits fresh
-//! jobs over gRPC and lets `workers` simulated workers lease and complete
-//! tasks for `seconds`. The embedded store is preloaded in a directory
+//! process, then, for each count in `workers`, starts `spotenc coordinator`
+//! on that store, submits fresh jobs over gRPC and lets that many
+//! simulated workers lease and complete tasks for `seconds`. One worker
+//! shows a lease's own cost; more show the machine saturated (the
+//! coordinator, the store and the simulated workers share its cores). The embedded store is preloaded in a directory
 //! on /dev/shm (fsync there costs nothing) and its files are then copied
 //! to the bench's directory on disk, where the coordinator runs.
 //!
 //!     cargo run --release -p spotenc-coordinator --example store_bench -- \
-//!         [finished=100000] [workers=4] [seconds=10] [embedded,redis]
+//!         [finished=100000] [workers=1,4] [seconds=10] [embedded,redis]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -170,16 +172,25 @@ async fn measure(
         name: "coordinator".into(),
     };
     wait_for_port(port);
-    let opened = started.elapsed().as_secs_f64();
     let conn = Connection {
         url: format!("http://127.0.0.1:{port}"),
         ..Default::default()
     };
-    submit_jobs(&conn, dir, 200 + workers * seconds as usize * 40).await?;
+    // The port opens before the store does; the first answer says it is
+    // loaded.
+    submit_jobs(&conn, dir, &format!("first{workers}"), 1).await?;
+    let opened = started.elapsed().as_secs_f64();
+    submit_jobs(
+        &conn,
+        dir,
+        &format!("w{workers}"),
+        200 + workers * seconds as usize * 40,
+    )
+    .await?;
     let run = lease_cycles(&conn, workers, seconds).await;
     println!(
-        "    coordinator up in {opened:.1} s; {:.0} lease+complete cycles/s; lease p50 {:.2} ms, \
-         p99 {:.2} ms, max {:.2} ms ({} leases, {} empty)",
+        "    {workers} workers: first answer after {opened:.1} s; {:.0} lease+complete cycles/s; \
+         lease p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} leases, {} empty)",
         run.per_second,
         run.ms(0.5),
         run.ms(0.99),
@@ -206,24 +217,29 @@ fn du(dir: &Path) -> u64 {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let finished: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let workers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let workers: Vec<usize> = args
+        .get(2)
+        .map_or("1,4", String::as_str)
+        .split(',')
+        .map(|w| w.parse().expect("worker counts"))
+        .collect();
     let seconds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(10);
     let stores = args
         .get(4)
         .cloned()
         .unwrap_or_else(|| "embedded,redis".into());
     println!(
-        "{workers} simulated workers, {seconds} s per run, {} cores",
+        "{workers:?} simulated workers, {seconds} s per run, {} cores",
         std::thread::available_parallelism()?.get()
     );
     for store in stores.split(',') {
-        let mut p99 = Vec::new();
+        let mut p99 = std::collections::BTreeMap::<(usize, usize), f64>::new();
         for n in [0, finished] {
             println!("  {store} store, {n} finished jobs:");
             let dir = tempfile::tempdir()?;
             std::fs::write(dir.path().join("in.mp4"), b"bench")?;
             let state = dir.path().join("state");
-            let run = match store {
+            let _redis = match store {
                 "embedded" => {
                     if n > 0 {
                         let shm = tempfile::tempdir_in("/dev/shm")?;
@@ -239,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
                         }
                         println!("    store files {} MB", du(&state) / 1_000_000);
                     }
-                    measure(dir.path(), None, workers, seconds).await?
+                    None
                 }
                 "redis" => {
                     let redis = RedisServer::start();
@@ -248,16 +264,22 @@ async fn main() -> anyhow::Result<()> {
                         let s = RedisStore::connect(&redis.url(), "spotenc", &work, LIMITS).await?;
                         preload(Arc::new(s), n, dir.path()).await?;
                     }
-                    measure(dir.path(), Some(&redis.url()), workers, seconds).await?
+                    Some(redis)
                 }
                 other => anyhow::bail!("unknown store {other:?}: embedded or redis"),
             };
-            p99.push(run.ms(0.99));
+            let url = _redis.as_ref().map(RedisServer::url);
+            for &w in &workers {
+                let run = measure(dir.path(), url.as_deref(), w, seconds).await?;
+                p99.insert((n, w), run.ms(0.99));
+            }
         }
-        println!(
-            "  {store}: lease p99 with {finished} finished jobs / empty = {:.2}",
-            p99[1] / p99[0].max(0.001)
-        );
+        for &w in &workers {
+            println!(
+                "  {store}, {w} workers: lease p99 with {finished} finished jobs / empty = {:.2}",
+                p99[&(finished, w)] / p99[&(0, w)].max(0.001)
+            );
+        }
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     // Enough jobs (12 tasks each) that the queue does not run dry; empty
     // leases are counted to show it.
     let job_count = 500 + workers * seconds as usize * 12;
-    submit_jobs(&conn, dir.path(), job_count).await?;
+    submit_jobs(&conn, dir.path(), "bench", job_count).await?;
     let run = lease_cycles(&conn, workers, seconds).await;
 
     let rb = std::process::Command::new("redis-benchmark")

@@ -41,10 +41,16 @@ pub fn probe_result() -> ProbeInfo {
 }
 
 /// Submits `count` H.264 jobs in 1-second chunks, each with its own output
-/// under `dir` (the store refuses two running jobs one output). The input
+/// under `dir`, named for `tag` (the store refuses two running jobs one
+/// output). The input
 /// is a placeholder file under `dir`: submission checks it is a file under
 /// an input root, and the simulated workers never read it.
-pub async fn submit_jobs(conn: &Connection, dir: &Path, count: usize) -> anyhow::Result<()> {
+pub async fn submit_jobs(
+    conn: &Connection,
+    dir: &Path,
+    tag: &str,
+    count: usize,
+) -> anyhow::Result<()> {
     let mut jobs = conn.jobs().await?;
     let input = dir.join("in.mp4");
     std::fs::write(&input, b"bench")?;
@@ -52,7 +58,7 @@ pub async fn submit_jobs(conn: &Connection, dir: &Path, count: usize) -> anyhow:
     for i in 0..count {
         let spec = pb::JobSpec {
             input: input.clone(),
-            output: dir.join(format!("out-{i}.mp4")).display().to_string(),
+            output: dir.join(format!("out-{tag}-{i}.mp4")).display().to_string(),
             video: Some(pb::VideoSettings {
                 codec: pb::Codec::H264 as i32,
                 ..Default::default()

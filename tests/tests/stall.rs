@@ -175,6 +175,44 @@ async fn transfers_slower_than_the_lease_ttl_keep_their_lease() {
     assert_faithful(&src, &out);
 }
 
+/// Before: uploads shared the downloads' 30 s read timeout, and a server
+/// says nothing until a PUT's whole body is in, so any upload that took
+/// longer than 30 s failed with "operation timed out" on every attempt (a
+/// 1.5 GB stitch to a local Garage did). Here the answer to the stitch's
+/// PUT is held back 35 s; the upload waits for it, and the stall watchdog
+/// (120 s) stays the bound on an upload that stops moving.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_answered_after_the_read_timeout_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = keyed_clip(dir.path(), 2, "320x240");
+    let garage = Garage::start();
+    garage.upload(&src, "in/src.mp4");
+    let proxy = proxy_for(&garage);
+    // Only the worker's presigned PUT of the stitched output's temporary
+    // (`PUT /spotenc/out/.late.mp4.JOB.a1.part?X-Amz-...`) starts so; the
+    // coordinator's copy and delete of it do not.
+    proxy.delay(b"PUT /spotenc/out/.late.mp4", Duration::from_secs(35));
+    let fleet = Fleet::builder()
+        .cpu_workers(1)
+        .worker_arg("--input-mode=download")
+        .s3_via(proxy.endpoint())
+        .start();
+    let started = Instant::now();
+    let r = fleet.spotenc(&[
+        "submit",
+        "s3://spotenc/in/src.mp4",
+        "s3://spotenc/out/late.mp4",
+        "--wait",
+        "--preset",
+        "ultrafast",
+    ]);
+    assert_ok(&r, "late PUT answer");
+    assert!(started.elapsed() > Duration::from_secs(35));
+    let out = dir.path().join("late.mp4");
+    assert!(garage.download("out/late.mp4", &out));
+    assert_faithful(&src, &out);
+}
+
 /// The literal case: a stitch of more than 1 GB through S3 (the worker
 /// downloads every chunk and uploads the output) under a 2 s lease TTL
 /// and `max_expiries = 1`, so a single missed heartbeat fails the job.

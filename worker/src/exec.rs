@@ -88,8 +88,10 @@ fn frames_of(work: &Work) -> Option<u64> {
 
 pub(crate) struct Slot {
     pub client: WorkerClient,
-    /// For presigned object URLs.
+    /// For presigned object URLs: downloads (with a read timeout) and
+    /// uploads (without: see `run`'s client set-up).
     pub http: reqwest::Client,
+    pub upload_http: reqwest::Client,
     pub stream_sources: bool,
     pub worker_id: String,
     pub heartbeat: Duration,
@@ -331,7 +333,8 @@ impl Slot {
         };
         match ending {
             Ok(outcome) => {
-                let upload = staged.upload(&http, &moved);
+                let upload_http = self.upload_http.clone();
+                let upload = staged.upload(&upload_http, &moved);
                 match self.supervise(upload, &mut w, Phase::Uploading).await {
                     Ok(Ok(())) => {
                         self.complete(&task_id, attempt, outcome).await;

@@ -263,15 +263,25 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
     let reg = register(&mut client, &config).await?;
     info!(worker = %reg.worker_id, slots = config.slots, coordinator = %config.coordinator, "worker registered");
     let (mode_tx, mode_rx) = tokio::sync::watch::channel(Mode::Run);
-    // A read that blocks this long fails the transfer (retryably).
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(spotenc_media::NETWORK_RW_TIMEOUT)
+    // A read that blocks this long fails a download (retryably). Uploads
+    // get no read timeout: the server says nothing until the whole body is
+    // in, so a PUT longer than the timeout failed (a 1.5 GB stitch to a
+    // local Garage did, every attempt); the stall watchdog ends an upload
+    // that stops moving.
+    let client_with = |read_timeout: Option<Duration>| {
+        let b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        match read_timeout {
+            Some(t) => b.read_timeout(t),
+            None => b,
+        }
         .build()
         .map_err(|e| Error::Connect {
             url: "object storage".into(),
             reason: e.to_string(),
-        })?;
+        })
+    };
+    let http = client_with(Some(spotenc_media::NETWORK_RW_TIMEOUT))?;
+    let upload_http = client_with(None)?;
     let sessions: Arc<std::sync::Mutex<Vec<u32>>> =
         Arc::new(std::sync::Mutex::new(vec![0; config.slots as usize]));
     let mut slots = tokio::task::JoinSet::new();
@@ -279,6 +289,7 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
         let slot_ctx = exec::Slot {
             client: client.clone(),
             http: http.clone(),
+            upload_http: upload_http.clone(),
             stream_sources: config.input_mode == InputMode::Stream,
             worker_id: reg.worker_id.clone(),
             heartbeat: Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),

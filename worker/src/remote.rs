@@ -199,6 +199,18 @@ impl Staged {
     }
 }
 
+/// An HTTP error with its causes ("error sending request" alone does not
+/// say that the connection timed out or was reset).
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
 fn shown(url: &str) -> &str {
     // The query string carries the signature; keep it out of logs and errors.
     url.split('?').next().unwrap_or(url)
@@ -218,7 +230,7 @@ async fn download(
         .get(url)
         .send()
         .await
-        .map_err(|e| fail(e.to_string(), true))?;
+        .map_err(|e| fail(with_causes(&e), true))?;
     let status = resp.status();
     if !status.is_success() {
         // A missing or forbidden object will not appear on a retry.
@@ -229,7 +241,11 @@ async fn download(
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| fail(e.to_string(), true))?;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string(), true))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| fail(with_causes(&e), true))?
+    {
         file.write_all(&chunk)
             .await
             .map_err(|e| fail(e.to_string(), true))?;
@@ -277,7 +293,7 @@ async fn upload(
         .body(body)
         .send()
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(with_causes(&e)))?;
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));
     }

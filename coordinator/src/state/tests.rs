@@ -891,6 +891,11 @@ async fn an_embedded_transition_appends_only_its_own_records() {
     let len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
     s.register_worker(worker()).await.unwrap();
+    // An idle worker's polls write nothing.
+    let registered = len(&log);
+    assert!(registered > 0);
+    assert!(s.lease_next("w1", 1).await.unwrap().is_none());
+    assert_eq!(len(&log), registered);
     let mut jobs = vec![];
     for i in 0..200 {
         let sp = spec();
