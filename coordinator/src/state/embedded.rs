@@ -14,10 +14,15 @@
 //!   snapshot already holds changes nothing: a crash anywhere in compaction
 //!   loses nothing. A torn last line (a crash mid-append) is dropped; a bad
 //!   line before the last is an error, not a silent loss.
-//! - **Compaction.** When the log outgrows the snapshot (and 8 MiB), the
-//!   whole state is written as a new snapshot (temporary file, fsync,
-//!   rename, fsync the directory) and the log is truncated. Opening also
-//!   compacts a non-empty log. The amortised cost per byte of log is O(1).
+//! - **Compaction.** When the log outgrows the snapshot (and 8 MiB), it is
+//!   renamed `state.log.old`, appends go on in a new `state.log`, and a
+//!   thread writes a copy of the state as the new snapshot (temporary file,
+//!   fsync, rename, fsync the directory), then removes `state.log.old`.
+//!   Transitions wait only for the copy (with 100k finished jobs, writing
+//!   the snapshot under the lock stalled every call for seconds); memory
+//!   holds two states meanwhile. Opening replays `state.log.old` then
+//!   `state.log`, and compacts before serving. The amortised cost per byte
+//!   of log is O(1).
 //! - **Failed writes.** Appends write at the last good length, so a torn
 //!   append is overwritten by the next. A transition whose append fails is
 //!   undone in memory (the maps keep each written record's value from
@@ -64,9 +69,25 @@ pub struct EmbeddedStore {
 struct Journal {
     snapshot: PathBuf,
     log: PathBuf,
+    /// The log being folded into the snapshot, while `folding` runs.
+    old_log: PathBuf,
     /// Bytes of whole lines in the log.
     log_len: u64,
     snapshot_len: u64,
+    /// The log is folded once it is larger than the snapshot and this.
+    compact_min: u64,
+    /// The thread writing the next snapshot; its answer is the snapshot's
+    /// length.
+    folding: Option<std::thread::JoinHandle<Result<u64>>>,
+}
+
+impl Drop for EmbeddedStore {
+    /// Lets a running compaction finish before the directory's lock goes,
+    /// so the next opener never races it for the snapshot.
+    fn drop(&mut self) {
+        let journal = self.journal.get_mut().unwrap_or_else(|p| p.into_inner());
+        journal.finish_folding(true);
+    }
 }
 
 impl EmbeddedStore {
@@ -79,8 +100,11 @@ impl EmbeddedStore {
         let mut journal = Journal {
             snapshot: dir.join("state.json"),
             log: dir.join("state.log"),
+            old_log: dir.join("state.log.old"),
             log_len: 0,
             snapshot_len: 0,
+            compact_min: COMPACT_MIN_BYTES,
+            folding: None,
         };
         let (mut state, replayed) = journal.read()?;
         if replayed > 0 {
@@ -94,6 +118,13 @@ impl EmbeddedStore {
             work_root: dir.join("jobs").display().to_string(),
             limits,
         })
+    }
+
+    /// Folds the log once it passes `bytes` (and the snapshot), for tests.
+    #[cfg(test)]
+    pub(crate) fn compact_at(self, bytes: u64) -> Self {
+        self.journal.lock().expect("journal lock").compact_min = bytes;
+        self
     }
 
     /// A copy of the state in memory, for tests.
@@ -120,8 +151,11 @@ impl EmbeddedStore {
                 return Err(e);
             }
             commit(&mut state);
-            if journal.log_len > journal.snapshot_len.max(COMPACT_MIN_BYTES) {
-                if let Err(e) = journal.compact(&state) {
+            journal.finish_folding(false);
+            if journal.folding.is_none()
+                && journal.log_len > journal.snapshot_len.max(journal.compact_min)
+            {
+                if let Err(e) = journal.fold(&state) {
                     tracing::warn!(error = %e, "compacting the state log failed; it keeps growing");
                 }
             }
@@ -266,31 +300,65 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(bad(&self.snapshot, &e)),
         };
-        let log = match std::fs::read(&self.log) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(bad(&self.log, &e)),
-        };
         let mut lines = 0;
-        let mut at = 0;
-        while at < log.len() {
-            let Some(n) = log[at..].iter().position(|&b| b == b'\n') else {
-                tracing::warn!(
-                    bytes = log.len() - at,
-                    "dropping a torn last line of {} (a crash during a write)",
-                    self.log.display()
-                );
-                break;
-            };
-            let d: Delta = serde_json::from_slice(&log[at..at + n])
-                .map_err(|e| bad(&self.log, &format!("line {} (byte {at}): {e}", lines + 1)))?;
-            replay(&mut state, d);
-            lines += 1;
-            at += n + 1;
+        for file in [&self.old_log, &self.log] {
+            let (n, len) = replay_file(&mut state, file)?;
+            lines += n;
+            self.log_len = len;
         }
-        self.log_len = at as u64;
         state.reindex();
         Ok((state, lines))
+    }
+
+    /// Reaps a finished compaction (or, with `wait`, waits for a running
+    /// one).
+    fn finish_folding(&mut self, wait: bool) {
+        if !self
+            .folding
+            .as_ref()
+            .is_some_and(|h| wait || h.is_finished())
+        {
+            return;
+        }
+        match self.folding.take().expect("checked").join() {
+            Ok(Ok(len)) => self.snapshot_len = len,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "compacting the state log failed; the next start folds it")
+            }
+            Err(_) => tracing::error!("the state compaction thread panicked"),
+        }
+    }
+
+    /// Starts folding the log into a new snapshot: the log becomes the old
+    /// log, and a thread writes a copy of `state`. Not while an old log is
+    /// left from a compaction that failed (the next start folds both).
+    fn fold(&mut self, state: &State) -> Result<()> {
+        if self.old_log.exists() {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| Error::Internal(format!("rotate {}: {e}", self.log.display()));
+        std::fs::rename(&self.log, &self.old_log).map_err(io)?;
+        sync_dir(&self.log).map_err(io)?;
+        self.log_len = 0;
+        let copy = state.clone();
+        let (snapshot, old_log) = (self.snapshot.clone(), self.old_log.clone());
+        self.folding = Some(
+            std::thread::Builder::new()
+                .name("state-compaction".into())
+                .spawn(move || {
+                    let bytes = serde_json::to_vec(&copy).expect("state serialises");
+                    drop(copy);
+                    write_atomically(&snapshot, &bytes)?;
+                    let io = |e: std::io::Error| {
+                        Error::Internal(format!("remove {}: {e}", old_log.display()))
+                    };
+                    std::fs::remove_file(&old_log).map_err(io)?;
+                    sync_dir(&old_log).map_err(io)?;
+                    Ok(bytes.len() as u64)
+                })
+                .map_err(io)?,
+        );
+        Ok(())
     }
 
     /// Appends one whole line at the last good length and syncs it.
@@ -314,11 +382,19 @@ impl Journal {
         Ok(())
     }
 
-    /// Writes the whole state as the snapshot and empties the log.
+    /// Writes the whole state as the snapshot and empties the logs, before
+    /// the store serves.
     fn compact(&mut self, state: &State) -> Result<()> {
         let bytes = serde_json::to_vec(state).expect("state serialises");
         write_atomically(&self.snapshot, &bytes)?;
         self.snapshot_len = bytes.len() as u64;
+        let gone =
+            |e: std::io::Error| Error::Internal(format!("remove {}: {e}", self.old_log.display()));
+        match std::fs::remove_file(&self.old_log) {
+            Ok(()) => sync_dir(&self.old_log).map_err(gone)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(gone(e)),
+        }
         let io =
             |e: std::io::Error| Error::Internal(format!("truncate {}: {e}", self.log.display()));
         match std::fs::OpenOptions::new().write(true).open(&self.log) {
@@ -331,6 +407,43 @@ impl Journal {
         }
         self.log_len = 0;
         Ok(())
+    }
+}
+
+/// Applies the log lines in `file` (none when it does not exist); returns
+/// how many, and the length of its whole lines.
+fn replay_file(state: &mut State, file: &Path) -> Result<(usize, u64)> {
+    let bad = |e: &dyn std::fmt::Display| Error::Internal(format!("read {}: {e}", file.display()));
+    let log = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(bad(&e)),
+    };
+    let mut lines = 0;
+    let mut at = 0;
+    while at < log.len() {
+        let Some(n) = log[at..].iter().position(|&b| b == b'\n') else {
+            tracing::warn!(
+                bytes = log.len() - at,
+                "dropping a torn last line of {} (a crash during a write)",
+                file.display()
+            );
+            break;
+        };
+        let d: Delta = serde_json::from_slice(&log[at..at + n])
+            .map_err(|e| bad(&format!("line {} (byte {at}): {e}", lines + 1)))?;
+        replay(state, d);
+        lines += 1;
+        at += n + 1;
+    }
+    Ok((lines, at as u64))
+}
+
+/// Makes a rename or removal in `file`'s directory durable.
+fn sync_dir(file: &Path) -> std::io::Result<()> {
+    match file.parent() {
+        Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+        None => Ok(()),
     }
 }
 
@@ -377,12 +490,7 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, file).map_err(io)?;
     // The rename is durable once the directory is.
-    if let Some(dir) = file.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
+    sync_dir(file).map_err(io)
 }
 
 #[async_trait::async_trait]

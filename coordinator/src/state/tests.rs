@@ -941,6 +941,70 @@ async fn an_embedded_transition_appends_only_its_own_records() {
     assert_eq!(again.id, jobs[0].0, "the idempotency keys were replayed");
 }
 
+/// The log is folded into the snapshot by a thread while transitions go
+/// on; a crash right after the log was set aside (`state.log.old`) loses
+/// nothing, and replaying an old log the snapshot already holds changes
+/// nothing.
+#[tokio::test]
+async fn the_embedded_log_is_folded_in_the_background_and_survives_a_crash_mid_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, old) = (
+        dir.path().join("state.log"),
+        dir.path().join("state.log.old"),
+    );
+    let len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let ids = |jobs: Vec<JobRecord>| {
+        let mut v: Vec<String> = jobs.into_iter().map(|j| j.id).collect();
+        v.sort();
+        v
+    };
+    // A fold shows as the log starting again from empty.
+    let mut folds = 0;
+    let want = {
+        let s = EmbeddedStore::open(dir.path(), LIMITS)
+            .unwrap()
+            .compact_at(4096);
+        for i in 0..300 {
+            let before = len(&log);
+            s.submit(spec(), &format!("k{i}"), i).await.unwrap();
+            if len(&log) < before {
+                folds += 1;
+            }
+        }
+        ids(s.list_jobs(&[], 1000).await.unwrap())
+    };
+    assert_eq!(want.len(), 300);
+    assert!(!old.exists(), "dropping the store waits for the fold");
+    // The log is folded each time it outgrows the snapshot, which grows
+    // with the jobs: a few times over 300 submissions.
+    assert!(folds >= 3, "{folds} folds");
+    let snapshot = len(&dir.path().join("state.json"));
+    assert!(len(&log) <= snapshot + 4096, "{} > {snapshot}", len(&log));
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    assert_eq!(ids(s.list_jobs(&[], 1000).await.unwrap()), want);
+    let extra = s.submit(spec(), "extra", 400).await.unwrap().id;
+    drop(s);
+
+    // A crash right after the log was set aside: the snapshot lacks the
+    // extra job, which only the old log holds.
+    let mut want2 = want.clone();
+    want2.push(extra);
+    want2.sort();
+    let saved = std::fs::read(&log).unwrap();
+    assert!(!saved.is_empty());
+    std::fs::rename(&log, &old).unwrap();
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    assert_eq!(ids(s.list_jobs(&[], 1000).await.unwrap()), want2);
+    assert!(!old.exists(), "opening folds the old log");
+    drop(s);
+
+    // A crash after the snapshot was written but before the old log went:
+    // its records are replayed again, to the same state.
+    std::fs::write(&old, &saved).unwrap();
+    let s = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    assert_eq!(ids(s.list_jobs(&[], 1000).await.unwrap()), want2);
+}
+
 /// A crash during an append leaves a torn last line: it is dropped, and
 /// the next append overwrites it. A bad line before the last is refused
 /// with its line named, not skipped.
