@@ -273,6 +273,29 @@ async fn main() -> anyhow::Result<()> {
                 let run = measure(dir.path(), url.as_deref(), w, seconds).await?;
                 p99.insert((n, w), run.ms(0.99));
             }
+            if let Some(r) = &_redis {
+                // Whether persistence work (an AOF rewrite forks and writes
+                // the whole dataset) shared the run.
+                let info = std::process::Command::new("redis-cli")
+                    .args(["-p", &r.port.to_string(), "info"])
+                    .output()?;
+                let info = String::from_utf8_lossy(&info.stdout);
+                let fields: Vec<&str> = info
+                    .lines()
+                    .filter(|l| {
+                        [
+                            "used_memory_human:",
+                            "aof_rewrites:",
+                            "aof_current_size:",
+                            "keys=",
+                        ]
+                        .iter()
+                        .any(|f| l.contains(f))
+                    })
+                    .map(str::trim)
+                    .collect();
+                println!("    redis: {}", fields.join(" "));
+            }
         }
         for &w in &workers {
             println!(
