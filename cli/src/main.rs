@@ -236,6 +236,7 @@ fn init_tracing(default: &str) {
 /// as the worker binaries do, stderr is teed into the tasks' audit logs
 /// (libx265 prints its info lines there, which would otherwise fill the
 /// terminal), and our own lines go to the original stderr.
+#[cfg(feature = "transcode")]
 fn init_worker_tracing(default: &str) {
     spotenc_worker::cli::init_logging_at(default);
 }
