@@ -232,15 +232,6 @@ fn init_tracing(default: &str) {
         .init();
 }
 
-/// Logging for a process that runs workers in itself (`spotenc transcode`):
-/// as the worker binaries do, stderr is teed into the tasks' audit logs
-/// (libx265 prints its info lines there, which would otherwise fill the
-/// terminal), and our own lines go to the original stderr.
-#[cfg(feature = "transcode")]
-fn init_worker_tracing(default: &str) {
-    spotenc_worker::cli::init_logging_at(default);
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -268,7 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             workers,
             work_dir,
         } => {
-            init_worker_tracing("error");
+            init_tracing("error");
             let spec = job.to_spec(args::absolute(&input), args::absolute(&output))?;
             transcode::run(spec, transcode::Local { workers, work_dir }).await
         }

@@ -578,11 +578,20 @@ fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'stati
         Codec::H264 => o.set("forced-idr", "1"),
         // x265 opens GOPs by default and ignores the CLOSED_GOP flag. Its
         // info lines (settings at open, a summary at close) are printed to
-        // stderr, which the worker tees into the attempt's audit log, as
-        // libx264's info lines reach it through FFmpeg's log.
+        // stderr: in a worker that tees stderr into the attempt's audit log
+        // they go there, as libx264's reach it through FFmpeg's log;
+        // elsewhere (`spotenc transcode`, where stderr is the user's
+        // terminal) only errors are printed.
         Codec::Hevc => o.set(
             "x265-params",
-            &format!("open-gop=0:keyint={gop}:log-level=info"),
+            &format!(
+                "open-gop=0:keyint={gop}:log-level={}",
+                if ffi::stderr_captured() {
+                    "info"
+                } else {
+                    "error"
+                }
+            ),
         ),
     }
     o

@@ -346,6 +346,11 @@ mod log {
         }
     }
 
+    /// Whether [`capture_stderr`] put the pipe on fd 2.
+    pub fn stderr_captured() -> bool {
+        TEED.load(Ordering::Acquire)
+    }
+
     /// Waits (a second at most) until the tee has read everything written
     /// to stderr before now, so a capture ending now has its lines.
     fn sync_stderr() {
@@ -385,6 +390,9 @@ mod log {
     }
     pub fn note(_line: &str) {}
     pub fn attribute(_ctx: *const std::ffi::c_void) {}
+    pub fn stderr_captured() -> bool {
+        false
+    }
     pub fn capture_stderr() -> std::io::Result<std::fs::File> {
         Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
@@ -395,7 +403,7 @@ mod log {
 
 pub use log::{
     attribute as attribute_log, begin as begin_log_capture, capture_stderr, end as end_log_capture,
-    install as install_log_callback, note as log_note,
+    install as install_log_callback, note as log_note, stderr_captured,
 };
 
 /// A reference to an FFmpeg hardware device context (CUDA).

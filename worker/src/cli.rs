@@ -155,13 +155,8 @@ pub async fn health(mut args: WorkerArgs) -> anyhow::Result<()> {
 /// there), so the worker's own log lines are written to the original
 /// stderr and stay out of them.
 pub fn init_logging() {
-    init_logging_at("info");
-}
-
-/// [`init_logging`] with `default` as the level when `RUST_LOG` is unset.
-pub fn init_logging_at(default: &str) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     match spotenc_media::capture_stderr() {
         Ok(original) => tracing_subscriber::fmt()
             .with_writer(std::sync::Mutex::new(original))
