@@ -293,6 +293,10 @@ mod log {
                     .name("stderr-tee".into())
                     .spawn(move || tee(read, out))?;
                 TEED.store(true, Ordering::Release);
+                // What is written last (main's error, a panic message) is
+                // still in the pipe when the process exits: wait for the
+                // tee to pass it on.
+                libc::atexit(flush_at_exit);
                 Ok(saved)
             }
         });
@@ -344,6 +348,10 @@ mod log {
                 let _ = out.write_all(&line);
             }
         }
+    }
+
+    extern "C" fn flush_at_exit() {
+        sync_stderr();
     }
 
     /// Whether [`capture_stderr`] put the pipe on fd 2.
