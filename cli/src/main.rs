@@ -14,6 +14,13 @@
 //!   `transcode` feature (default) gates it, and the coordinator image
 //!   builds without it.
 
+/// mimalloc rather than glibc's malloc: the simulator and the state
+/// machine allocate many small strings and records, and 3 simulated days
+/// of `examples/simulate/scale-50m` took 18.4 s with it against 26.1 s
+/// without (same report, byte for byte). FFmpeg keeps its own allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod client;
 mod deploy;

@@ -270,16 +270,29 @@ async fn main() -> anyhow::Result<()> {
             };
             let url = _redis.as_ref().map(RedisServer::url);
             for &w in &workers {
+                let rewrites = match &_redis {
+                    Some(r) => Some(settle_aof(r.port)?),
+                    None => None,
+                };
                 let run = measure(dir.path(), url.as_deref(), w, seconds).await?;
                 p99.insert((n, w), run.ms(0.99));
+                if let (Some(r), Some(before)) = (&_redis, rewrites) {
+                    let info = redis_info(r.port)?;
+                    println!(
+                        "    AOF rewrites during the run: {}{}",
+                        field(&info, "aof_rewrites").saturating_sub(before),
+                        if field(&info, "aof_rewrite_in_progress") == 1 {
+                            " (one still running)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
             }
             if let Some(r) = &_redis {
                 // Whether persistence work (an AOF rewrite forks and writes
                 // the whole dataset) shared the run.
-                let info = std::process::Command::new("redis-cli")
-                    .args(["-p", &r.port.to_string(), "info"])
-                    .output()?;
-                let info = String::from_utf8_lossy(&info.stdout);
+                let info = redis_info(r.port)?;
                 let fields: Vec<&str> = info
                     .lines()
                     .filter(|l| {
@@ -305,4 +318,44 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn redis_info(port: u16) -> anyhow::Result<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A numeric `name:value` field of `INFO` (0 when absent).
+fn field(info: &str, name: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits for an AOF rewrite the preload started to finish, so a run
+/// measures leases, not a rewrite of the whole dataset beside them (the
+/// run then says whether one started during it); returns the rewrites so
+/// far.
+fn settle_aof(port: u16) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    loop {
+        let info = redis_info(port)?;
+        if field(&info, "aof_rewrite_in_progress") == 0
+            && field(&info, "aof_rewrite_scheduled") == 0
+        {
+            let waited = started.elapsed().as_secs_f64();
+            if waited > 0.5 {
+                println!("    waited {waited:.1} s for an AOF rewrite to finish");
+            }
+            return Ok(field(&info, "aof_rewrites"));
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "an AOF rewrite ran for 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,6 +1,7 @@
 -- claim: lease the first task of placement's ranking that is still
 -- pending; other workers and replicas may have taken the best ones since
--- the window was read.
+-- the window was read. Records that the worker asked for work, whether
+-- or not it gets any (called with no choices for an idle poll).
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, worker_id, now_ms, lease_ttl_ms, then per choice, best
 --       first: task_id, rate_per_hour, on_demand (1/0), sessions
@@ -10,6 +11,7 @@ local worker, now, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 if not redis.call('HGET', P .. ':worker:' .. worker, 'capacity') then
   return redis.error_reply('NOTFOUND worker ' .. worker)
 end
+redis.call('ZADD', SEEN, now, worker)
 for i = 5, #ARGV, 4 do
   local id = ARGV[i]
   local t = redis.call('HMGET', tk(id), 'state', 'job_id')

@@ -1,18 +1,19 @@
 -- window: the candidates cost-aware placement chooses from for one worker:
 -- the oldest `per_class` pending tasks of each queue class in the worker's
--- partitions. Records that the worker asked for work. The choice is made
--- in Rust (cost::place) and claimed with claim.lua.
+-- partitions. The choice is made in Rust (cost::place) and claimed with
+-- claim.lua, which also records that the worker asked for work. This
+-- script writes nothing, so under `appendfsync always` a lease costs one
+-- fsync, not two.
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, worker_id, now_ms, per_class, then the queue classes
 -- Returns: {sessions_held, n, then n × (task_id, job_id, partition, order,
 --          pending_since_ms, latency (1/0), demand_json)}, or an error if
 --          the worker is unknown.
-local worker, now, k = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local worker, k = ARGV[2], tonumber(ARGV[4])
 local w = redis.call('HMGET', P .. ':worker:' .. worker, 'capacity', 'sessions')
 if not w[1] then
   return redis.error_reply('NOTFOUND worker ' .. worker)
 end
-redis.call('ZADD', SEEN, now, worker)
 local partitions = {'Spot'}
 if w[1] == 'OnDemand' then partitions = {'OnDemand', 'Spot'} end
 local out = {}

@@ -157,14 +157,8 @@ pub fn aggregate<'a>(
         e.1 += demand.frames;
     }
     let mut items: Vec<_> = items.into_iter().collect();
-    let shape = |outputs: &'a [Output]| -> Vec<(&'static str, &'a str, u32, u32)> {
-        outputs
-            .iter()
-            .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
-            .collect()
-    };
     items.sort_by_cached_key(|((running_on, latency, on_demand, outputs), _)| {
-        (*running_on, *latency, *on_demand, shape(outputs))
+        (*running_on, *latency, *on_demand, shape_order(outputs))
     });
     items
         .into_iter()
@@ -172,6 +166,14 @@ pub fn aggregate<'a>(
             item.demand.frames = frames / u64::from(item.count.max(1));
             item
         })
+        .collect()
+}
+
+/// Outputs in the order the backlog sorts them: codec name, preset, size.
+pub(crate) fn shape_order(outputs: &[Output]) -> Vec<(&'static str, &str, u32, u32)> {
+    outputs
+        .iter()
+        .map(|o| (o.codec.name(), o.preset.as_str(), o.width, o.height))
         .collect()
 }
 

@@ -362,11 +362,14 @@ impl Sim<'_> {
 
     fn dispatch(&mut self) {
         self.dirty = false;
-        let candidates: Vec<usize> = self.free.iter().copied().collect();
         // Workers of one pool with the same free slots see the same window
         // and rank it alike: once one finds nothing, the rest would too.
         let mut declined: BTreeSet<(usize, u32)> = BTreeSet::new();
-        for i in candidates {
+        // Free instances in order, read as we go (leasing only ever takes
+        // instances out of the set).
+        let mut from = 0;
+        while let Some(&i) = self.free.range(from..).next() {
+            from = i + 1;
             if self.state.queue_depth() == (0, 0) {
                 return;
             }
@@ -712,6 +715,8 @@ impl Sim<'_> {
         if arrivals_over && self.jobs_live == 0 {
             return false;
         }
+        #[cfg(test)]
+        self.state.check_index(self.now);
         self.state.escalate_waiting(self.now);
         // Escalated or overdue work may now go to pools that held back.
         self.dirty = true;

@@ -1,10 +1,14 @@
 //! Secondary indexes over [`super::machine::State`]: pending tasks by
 //! partition × queue class in first-in first-out order, the blocked tasks
-//! waiting on each task, leased tasks by worker, running jobs' paths, and
-//! jobs not ended by client. They are derived data,
+//! waiting on each task and how many dependencies each still waits for,
+//! leased tasks by worker, pending spot tasks by the time they escalate,
+//! the capacity planner's backlog summed as tasks move, running jobs'
+//! paths, and jobs not ended by client. They are derived data,
 //! never persisted ([`super::machine::State::reindex`] rebuilds them after a
 //! load), and they turn leasing, unblocking and session counting into
-//! lookups instead of scans over every job and task.
+//! lookups instead of scans over every job and task: leasing, completing,
+//! escalating and reading the backlog cost the same with a thousand tasks
+//! pending as with one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,6 +17,8 @@ use rustc_hash::FxHashMap as HashMap;
 use spotenc_proto::domain::{Capacity, TaskState};
 
 use super::TaskRecord;
+use crate::cost::capacity::{shape_order, BacklogItem};
+use crate::cost::model::{Demand, Output};
 
 /// A queue: partition (spot first) and the demand's queue class.
 pub type QueueKey = (bool, &'static str);
@@ -21,22 +27,79 @@ fn queue(t: &TaskRecord) -> QueueKey {
     (t.partition == Capacity::Spot, t.demand.class())
 }
 
+/// What the index needs of a task's job.
+#[derive(Debug, Clone, Copy)]
+pub struct JobTraits {
+    pub latency: bool,
+    /// A pending spot task escalates once it waited longer than this.
+    pub escalate_after_ms: i64,
+}
+
+/// A backlog bucket: the pool running it (0: pending; else a pool name's
+/// id + 1), latency, on-demand partition, and the outputs' shape id.
+type BucketKey = (u32, bool, bool, u32);
+
+/// Tasks alike for the capacity planner ([`crate::cost::capacity::aggregate`]
+/// sums the same way from a scan).
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    count: u32,
+    frames: u64,
+    /// (pending since, order) of each task in it: the first is the oldest.
+    since: BTreeSet<(i64, u64)>,
+}
+
+/// Where a task is filed.
+#[derive(Debug, Clone)]
+struct Filed {
+    order: u64,
+    shape: u32,
+    frames: u64,
+    traits: JobTraits,
+    /// Its backlog bucket and the since it was counted with.
+    bucket: Option<(BucketKey, i64)>,
+    /// When it escalates, while pending in the spot partition.
+    escalates_at: Option<i64>,
+    /// The pending queue it is in.
+    queued: Option<QueueKey>,
+    /// Dependencies not yet done (blocked tasks).
+    waiting_for: u32,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Index {
-    /// Pending tasks of live jobs: queue → order → task id.
-    pub(crate) pending: BTreeMap<QueueKey, BTreeMap<u64, String>>,
     /// Each task's first-in first-out order (job submission, then position
-    /// in the job).
-    order: HashMap<String, u64>,
+    /// in the job) and where it is filed.
+    filed: HashMap<String, Filed>,
     /// Blocked tasks by the task they wait on.
     dependents: HashMap<String, Vec<String>>,
-    /// Leased tasks by worker.
-    leased: HashMap<String, BTreeSet<String>>,
+    q: Queues,
     /// Outputs and inputs of jobs still running, to the jobs.
     outputs: HashMap<String, String>,
     inputs: HashMap<String, BTreeSet<String>>,
     /// Jobs not ended, by the client that submitted them (quotas).
     live_by_client: HashMap<String, BTreeSet<String>>,
+}
+
+/// What a task is filed under, apart from [`Index::filed`] itself (so a
+/// task is looked up once per change).
+#[derive(Debug, Default, Clone)]
+struct Queues {
+    /// Pending tasks of live jobs: queue → order → (task id, latency).
+    pending: BTreeMap<QueueKey, BTreeMap<u64, (String, bool)>>,
+    /// Pending spot tasks by (escalation time, order, queue class).
+    escalation: BTreeSet<(i64, u64, &'static str)>,
+    /// The backlog, summed as tasks move.
+    buckets: HashMap<BucketKey, Bucket>,
+    /// Output shapes interned, with the tasks that use each.
+    shape_ids: HashMap<Vec<Output>, (u32, u32)>,
+    shapes: HashMap<u32, Vec<Output>>,
+    next_shape: u32,
+    /// Pool names of leased work interned (id + 1 in bucket keys).
+    pool_ids: HashMap<String, u32>,
+    pool_names: Vec<String>,
+    /// Leased tasks by worker.
+    leased: HashMap<String, BTreeSet<String>>,
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -48,9 +111,11 @@ impl PartialEq for Index {
 }
 
 impl Index {
-    /// Notes a new task at `order`; a blocked one waits on its deps.
-    pub fn add(&mut self, t: &TaskRecord, order: u64) {
-        self.order.insert(t.id.clone(), order);
+    /// Notes a new task at `order`; a blocked one waits on its deps, of
+    /// which `deps_done` are done already.
+    pub fn add(&mut self, t: &TaskRecord, order: u64, traits: JobTraits, deps_done: u32) {
+        let shape = self.q.intern_shape(&t.demand.outputs);
+        let mut waiting_for = 0;
         if t.state == TaskState::Blocked {
             for d in &t.deps {
                 self.dependents
@@ -58,54 +123,85 @@ impl Index {
                     .or_default()
                     .push(t.id.clone());
             }
+            waiting_for = (t.deps.len() as u32).saturating_sub(deps_done);
         }
-        self.sync(t, None);
+        let mut filed = Filed {
+            order,
+            shape,
+            frames: t.demand.frames,
+            traits,
+            bucket: None,
+            escalates_at: None,
+            queued: None,
+            waiting_for,
+        };
+        if let Some(mut old) = self.filed.remove(&t.id) {
+            self.q.unfile(&mut old, &t.id, t.demand.class(), None);
+            self.q.release_shape(old.shape);
+        }
+        self.q.file(&mut filed, t);
+        self.filed.insert(t.id.clone(), filed);
+    }
+
+    /// Notes that `done` is done; returns its dependents that now wait for
+    /// nothing.
+    pub fn done(&mut self, done: &str) -> Vec<String> {
+        let mut ready = vec![];
+        for id in self.dependents.get(done).map_or(&[][..], Vec::as_slice) {
+            if let Some(f) = self.filed.get_mut(id) {
+                if f.waiting_for > 0 {
+                    f.waiting_for -= 1;
+                    if f.waiting_for == 0 {
+                        ready.push(id.clone());
+                    }
+                }
+            }
+        }
+        ready
     }
 
     /// Files `t` under its current state; `was_leased_by` is the worker
     /// that held it before this change, if any.
     pub fn sync(&mut self, t: &TaskRecord, was_leased_by: Option<&str>) {
-        let Some(&order) = self.order.get(&t.id) else {
+        let Some(f) = self.filed.get_mut(&t.id) else {
             return;
         };
-        self.unfile(&t.id, order, t.demand.class(), was_leased_by);
-        match t.state {
-            TaskState::Pending => {
-                self.pending
-                    .entry(queue(t))
-                    .or_default()
-                    .insert(order, t.id.clone());
-            }
-            TaskState::Leased => {
-                self.leased
-                    .entry(t.worker_id.clone())
-                    .or_default()
-                    .insert(t.id.clone());
-            }
-            _ => {}
-        }
+        self.q.unfile(f, &t.id, t.demand.class(), was_leased_by);
+        self.q.file(f, t);
     }
 
     /// The oldest `n` pending tasks of each queue (of the spot partition
-    /// only when `spot_only`), with their order.
-    pub fn oldest(&self, n: usize, spot_only: bool) -> impl Iterator<Item = (u64, &str)> + '_ {
-        self.pending
+    /// only when `spot_only`), with their order and whether their job is
+    /// latency work.
+    pub fn oldest(
+        &self,
+        n: usize,
+        spot_only: bool,
+    ) -> impl Iterator<Item = (u64, &str, bool)> + '_ {
+        self.q
+            .pending
             .iter()
             .filter(move |((spot, _), _)| *spot || !spot_only)
-            .flat_map(move |(_, m)| m.iter().take(n).map(|(o, id)| (*o, id.as_str())))
+            .flat_map(move |(_, m)| {
+                m.iter()
+                    .take(n)
+                    .map(|(o, (id, latency))| (*o, id.as_str(), *latency))
+            })
     }
 
     /// Every pending task id.
+    #[cfg(test)]
     pub fn all_pending(&self) -> impl Iterator<Item = &str> + '_ {
-        self.pending
+        self.q
+            .pending
             .values()
-            .flat_map(|m| m.values().map(String::as_str))
+            .flat_map(|m| m.values().map(|(id, _)| id.as_str()))
     }
 
     /// Pending tasks: (spot, on-demand).
     pub fn depth(&self) -> (u64, u64) {
         let mut d = (0, 0);
-        for ((spot, _), m) in &self.pending {
+        for ((spot, _), m) in &self.q.pending {
             if *spot {
                 d.0 += m.len() as u64;
             } else {
@@ -116,20 +212,18 @@ impl Index {
     }
 
     pub fn leased_by(&self, worker: &str) -> impl Iterator<Item = &str> + '_ {
-        self.leased
+        self.q
+            .leased
             .get(worker)
             .into_iter()
             .flat_map(|s| s.iter().map(String::as_str))
     }
 
     pub fn all_leased(&self) -> impl Iterator<Item = &str> + '_ {
-        self.leased
+        self.q
+            .leased
             .values()
             .flat_map(|s| s.iter().map(String::as_str))
-    }
-
-    pub fn dependents(&self, task: &str) -> &[String] {
-        self.dependents.get(task).map_or(&[], Vec::as_slice)
     }
 
     /// Notes a running job's paths.
@@ -192,9 +286,145 @@ impl Index {
             .map(String::as_str)
     }
 
-    /// Takes a task out of the pending queues and its worker's leases.
-    fn unfile(&mut self, id: &str, order: u64, class: &'static str, leased_by: Option<&str>) {
-        for q in [(true, class), (false, class)] {
+    /// Takes a task out of the queues whatever its state says (before its
+    /// partition changes).
+    pub fn unqueue(&mut self, t: &TaskRecord) {
+        if let Some(f) = self.filed.get_mut(&t.id) {
+            self.q.unfile(f, &t.id, t.demand.class(), None);
+        }
+    }
+
+    /// Forgets a task that left the state.
+    pub fn remove(&mut self, t: &TaskRecord) {
+        let leased = (t.state == TaskState::Leased).then_some(t.worker_id.as_str());
+        if let Some(mut f) = self.filed.remove(&t.id) {
+            self.q.unfile(&mut f, &t.id, t.demand.class(), leased);
+            self.q.release_shape(f.shape);
+        }
+        self.dependents.remove(&t.id);
+    }
+
+    /// Pending spot tasks whose escalation time is before `now_ms`, in
+    /// queue order (as [`Index::all_pending`] lists them).
+    pub fn escalations_due(&self, now_ms: i64) -> Vec<&str> {
+        let mut due: Vec<(&'static str, u64)> = self
+            .q
+            .escalation
+            .iter()
+            .take_while(|(at, _, _)| *at < now_ms)
+            .map(|&(_, order, class)| (class, order))
+            .collect();
+        due.sort_unstable();
+        due.into_iter()
+            .filter_map(|(class, order)| {
+                self.q
+                    .pending
+                    .get(&(true, class))
+                    .and_then(|m| m.get(&order))
+                    .map(|(id, _)| id.as_str())
+            })
+            .collect()
+    }
+
+    /// Pending and leased work summed into backlog items, in the order and
+    /// with the values [`crate::cost::capacity::aggregate`] gives from a
+    /// scan of the same tasks.
+    pub fn backlog(&self) -> Vec<BacklogItem> {
+        let mut items: Vec<(BucketKey, BacklogItem)> = self
+            .q
+            .buckets
+            .iter()
+            .map(|(&key, b)| {
+                let (pool, latency, on_demand, shape) = key;
+                let running = pool != 0;
+                let item = BacklogItem {
+                    demand: Demand {
+                        outputs: self.q.shapes[&shape].clone(),
+                        frames: b.frames / u64::from(b.count.max(1)),
+                    },
+                    running,
+                    pool: if running {
+                        self.q.pool_names[pool as usize - 1].clone()
+                    } else {
+                        String::new()
+                    },
+                    latency,
+                    on_demand,
+                    count: b.count,
+                    oldest_ms: b.since.first().map_or(0, |(since, _)| *since),
+                };
+                (key, item)
+            })
+            .collect();
+        fn order(x: &BacklogItem) -> (Option<&str>, bool, bool) {
+            (x.running.then_some(x.pool.as_str()), x.latency, x.on_demand)
+        }
+        items.sort_by(|(_, a), (_, b)| {
+            order(a)
+                .cmp(&order(b))
+                .then_with(|| shape_order(&a.demand.outputs).cmp(&shape_order(&b.demand.outputs)))
+        });
+        items.into_iter().map(|(_, item)| item).collect()
+    }
+}
+
+impl Queues {
+    /// Files a task under its current state.
+    fn file(&mut self, f: &mut Filed, t: &TaskRecord) {
+        let on_demand = t.partition == Capacity::OnDemand;
+        let (latency, shape, order) = (f.traits.latency, f.shape, f.order);
+        let bucket = match t.state {
+            TaskState::Pending => {
+                let q = queue(t);
+                self.pending
+                    .entry(q)
+                    .or_default()
+                    .insert(order, (t.id.clone(), latency));
+                f.queued = Some(q);
+                if !on_demand {
+                    let at = t
+                        .pending_since_ms
+                        .saturating_add(f.traits.escalate_after_ms);
+                    self.escalation.insert((at, order, t.demand.class()));
+                    f.escalates_at = Some(at);
+                }
+                (0, latency, on_demand, shape)
+            }
+            TaskState::Leased => {
+                self.leased
+                    .entry(t.worker_id.clone())
+                    .or_default()
+                    .insert(t.id.clone());
+                let pool = t.history.last().map_or("", |a| a.pool.as_str());
+                (self.intern_pool(pool), latency, on_demand, shape)
+            }
+            _ => return,
+        };
+        let b = self.buckets.entry(bucket).or_default();
+        b.count += 1;
+        b.frames += f.frames;
+        b.since.insert((t.pending_since_ms, order));
+        f.bucket = Some((bucket, t.pending_since_ms));
+    }
+
+    /// Takes a task out of the pending queues, its worker's leases, the
+    /// escalation times and the backlog.
+    fn unfile(&mut self, f: &mut Filed, id: &str, class: &'static str, leased_by: Option<&str>) {
+        let order = f.order;
+        if let Some(at) = f.escalates_at.take() {
+            self.escalation.remove(&(at, order, class));
+        }
+        if let Some((key, since)) = f.bucket.take() {
+            if let Some(b) = self.buckets.get_mut(&key) {
+                b.count -= 1;
+                b.frames -= f.frames;
+                b.since.remove(&(since, order));
+                if b.count == 0 {
+                    self.buckets.remove(&key);
+                }
+            }
+        }
+        if let Some(q) = f.queued.take() {
             if let Some(m) = self.pending.get_mut(&q) {
                 if m.remove(&order).is_some() && m.is_empty() {
                     self.pending.remove(&q);
@@ -211,20 +441,43 @@ impl Index {
         }
     }
 
-    /// Takes a task out of the queues whatever its state says (before its
-    /// partition changes).
-    pub fn unqueue(&mut self, t: &TaskRecord) {
-        if let Some(&order) = self.order.get(&t.id) {
-            self.unfile(&t.id, order, t.demand.class(), None);
+    fn intern_shape(&mut self, outputs: &[Output]) -> u32 {
+        if let Some((id, refs)) = self.shape_ids.get_mut(outputs) {
+            *refs += 1;
+            return *id;
+        }
+        let id = self.next_shape;
+        self.next_shape += 1;
+        self.shape_ids.insert(outputs.to_vec(), (id, 1));
+        self.shapes.insert(id, outputs.to_vec());
+        id
+    }
+
+    /// Drops a task's hold on its shape; the last one forgets it.
+    fn release_shape(&mut self, id: u32) {
+        let Some(outputs) = self.shapes.get(&id) else {
+            return;
+        };
+        let entry = self
+            .shape_ids
+            .get_mut(outputs.as_slice())
+            .expect("interned");
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            let outputs = self.shapes.remove(&id).expect("interned");
+            self.shape_ids.remove(&outputs);
         }
     }
 
-    /// Forgets a task that left the state.
-    pub fn remove(&mut self, t: &TaskRecord) {
-        let leased = (t.state == TaskState::Leased).then_some(t.worker_id.as_str());
-        if let Some(order) = self.order.remove(&t.id) {
-            self.unfile(&t.id, order, t.demand.class(), leased);
+    /// A pool name's bucket id (id + 1; 0 is pending). Pool names come
+    /// from registered workers, so there are few.
+    fn intern_pool(&mut self, pool: &str) -> u32 {
+        if let Some(id) = self.pool_ids.get(pool) {
+            return id + 1;
         }
-        self.dependents.remove(&t.id);
+        let id = self.pool_names.len() as u32;
+        self.pool_names.push(pool.to_string());
+        self.pool_ids.insert(pool.to_string(), id);
+        id + 1
     }
 }

@@ -13,10 +13,10 @@ use spotenc_proto::domain::{
 };
 use spotenc_proto::{Error, Result};
 
-use super::index::Index;
+use super::index::{Index, JobTraits};
 use super::tracked::Tracked;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
-use crate::cost::capacity::{aggregate, BacklogItem};
+use crate::cost::capacity::BacklogItem;
 use crate::cost::model::Model;
 use crate::cost::place::Candidate;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
@@ -162,7 +162,8 @@ impl State {
                 demand: Default::default(),
             },
         );
-        self.index.add(&probe, task_order(job.seq, 0));
+        self.index
+            .add(&probe, task_order(job.seq, 0), job_traits(&job.spec), 0);
         self.tasks.insert(probe_id, probe);
         if !idempotency_key.is_empty() {
             self.idempotency
@@ -223,16 +224,16 @@ impl State {
         let all = self
             .index
             .oldest(per_class, spot_only)
-            .filter_map(|(order, id)| {
+            .filter_map(|(order, id, latency)| {
+                // The index keeps each job's priority: no job lookup.
                 let t = self.tasks.get(id)?;
-                let j = self.jobs.get(&t.job_id)?;
                 Some(Candidate {
                     task_id: Cow::Borrowed(&t.id),
-                    job_id: Cow::Borrowed(&j.id),
+                    job_id: Cow::Borrowed(&t.job_id),
                     partition: t.partition,
                     order,
                     pending_since_ms: t.pending_since_ms,
-                    latency: j.spec.priority == Priority::Latency,
+                    latency,
                     demand: Cow::Borrowed(&t.demand),
                 })
             })
@@ -247,6 +248,14 @@ impl State {
     /// Pending and running work for the capacity planner, summed by
     /// [`crate::cost::capacity::aggregate`].
     pub fn backlog(&self) -> Vec<BacklogItem> {
+        self.index.backlog()
+    }
+
+    /// [`State::backlog`] by a scan of every pending and leased task, as
+    /// it was before the index summed it.
+    #[cfg(test)]
+    pub fn backlog_by_scan(&self) -> Vec<BacklogItem> {
+        use crate::cost::capacity::aggregate;
         let pending = self.index.all_pending().map(|id| (id, false));
         let running = self.index.all_leased().map(|id| (id, true));
         aggregate(pending.chain(running).filter_map(|(id, running)| {
@@ -288,7 +297,8 @@ impl State {
             }
             for (i, id) in j.task_ids.iter().enumerate() {
                 if let Some(t) = self.tasks.get(id) {
-                    index.add(t, task_order(j.seq, i));
+                    let done = deps_done(&self.tasks, t);
+                    index.add(t, task_order(j.seq, i), job_traits(&j.spec), done);
                 }
             }
         }
@@ -417,7 +427,12 @@ impl State {
         // On-demand capacity serves on-demand work first, then spot work
         // rather than idle; spot capacity serves only spot work.
         let capacity = record.info.capacity;
-        self.seen.insert(worker_id.to_string(), now_ms);
+        match self.seen.get_mut(worker_id) {
+            Some(at) => *at = now_ms,
+            None => {
+                self.seen.insert(worker_id.to_string(), now_ms);
+            }
+        }
         let mut candidates = self.candidates_in(WINDOW_PER_CLASS, capacity == Capacity::Spot);
         if capacity == Capacity::OnDemand
             && lease.worker.is_none()
@@ -616,11 +631,13 @@ impl State {
             TaskOutcome::Probe(info) => {
                 job.probe = Some(info);
                 let partition = job.spec.partition();
+                let traits = job_traits(&job.spec);
                 for nt in follow_ups {
                     let order = task_order(job.seq, job.task_ids.len());
                     job.task_ids.push(nt.id.clone());
                     let t = new_task_record(&job_id, partition, now_ms, nt);
-                    self.index.add(&t, order);
+                    let done = deps_done(&self.tasks, &t);
+                    self.index.add(&t, order, traits, done);
                     self.tasks.insert(t.id.clone(), t);
                 }
             }
@@ -635,8 +652,9 @@ impl State {
     /// Makes the blocked tasks waiting on `done` pending once all their
     /// dependencies are done.
     fn unblock(&mut self, done: &str, now_ms: i64) {
-        let ids = self.index.dependents(done).to_vec();
-        for id in ids {
+        // The index counts each blocked task's dependencies down; the ones
+        // it names are checked in full before they move.
+        for id in self.index.done(done) {
             let ready = {
                 let Some(t) = self.tasks.get(&id) else {
                     continue;
@@ -824,10 +842,40 @@ impl State {
         out
     }
 
+    /// Checks the index's sums and escalation times against a scan of
+    /// every task (tests: the simulator runs it on every tick).
+    #[cfg(test)]
+    pub fn check_index(&self, now_ms: i64) {
+        assert_eq!(
+            self.backlog(),
+            self.backlog_by_scan(),
+            "backlog at {now_ms}"
+        );
+        let by_scan: Vec<&str> = self
+            .index
+            .all_pending()
+            .filter_map(|id| self.tasks.get(id))
+            .filter(|t| t.partition == Capacity::Spot)
+            .filter(|t| {
+                self.jobs.get(&t.job_id).is_some_and(|job| {
+                    let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
+                    now_ms - t.pending_since_ms > limit
+                })
+            })
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(
+            self.index.escalations_due(now_ms),
+            by_scan,
+            "escalations at {now_ms}"
+        );
+    }
+
     pub fn escalate_waiting(&mut self, now_ms: i64) -> Vec<String> {
         let moved: Vec<String> = self
             .index
-            .all_pending()
+            .escalations_due(now_ms)
+            .into_iter()
             .filter_map(|id| self.tasks.get(id))
             .filter(|t| t.partition == Capacity::Spot)
             .filter(|t| {
@@ -924,6 +972,22 @@ impl State {
             self.index.sync(t, holder.as_deref());
         }
     }
+}
+
+/// What the index keeps of a job for each of its tasks.
+fn job_traits(spec: &JobSpec) -> JobTraits {
+    JobTraits {
+        latency: spec.priority == Priority::Latency,
+        escalate_after_ms: i64::from(spec.escalate_after_wait_seconds) * 1000,
+    }
+}
+
+/// How many of `t`'s dependencies are done.
+fn deps_done(tasks: &FxHashMap<String, TaskRecord>, t: &TaskRecord) -> u32 {
+    t.deps
+        .iter()
+        .filter(|d| tasks.get(*d).is_some_and(|d| d.state == TaskState::Done))
+        .count() as u32
 }
 
 /// Puts a failed, expired or interrupted task back in the queue; a spot

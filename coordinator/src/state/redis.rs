@@ -461,10 +461,9 @@ impl RedisStore {
             }
             // Workers reading the same window rank it alike: claim.lua
             // takes the first of the ranking still pending, in one call.
+            // An empty ranking still goes to claim.lua, which records that
+            // the worker asked (window.lua writes nothing).
             let ranked = lease.rank(&candidates, held, now_ms);
-            if ranked.is_empty() {
-                return Ok(None);
-            }
             let mut inv = self.scripts.claim.prepare_invoke();
             inv.key(&self.prefix)
                 .arg(&self.prefix)
@@ -484,7 +483,7 @@ impl RedisStore {
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(redis_error)?;
-            if claimed.is_some() {
+            if claimed.is_some() || ranked.is_empty() {
                 return Ok(claimed);
             }
         }
@@ -636,6 +635,10 @@ impl StateStore for RedisStore {
         let (ids,): (Vec<String>,) = self
             .read(redis::pipe().zrangebyscore(self.key("seen"), since_ms, "+inf"))
             .await?;
+        if ids.is_empty() {
+            // An empty pipeline is an error to the client, not an answer.
+            return Ok(vec![]);
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hget(self.key(&format!("worker:{id}")), "record");

@@ -278,6 +278,9 @@ impl Side {
             }
         }
         out.push_str(&format!("depth {:?}\n", self.s.queue_depth().await));
+        // The embedded store sums its backlog as tasks move; Redis scans.
+        let (backlog, leases) = self.s.capacity_inputs().await.unwrap();
+        out.push_str(&self.named(&format!("backlog {backlog:?}\nleases {leases:?}\n")));
         out
     }
 }
@@ -313,6 +316,7 @@ async fn run(ops: &[Op], redis_url: &str, prefix: &str) -> Result<(), TestCaseEr
         };
         let before = a.snapshot().await;
         let (x, y) = (a.apply(op, now).await, b.apply(op, now).await);
+        embedded.state_now().check_index(now);
         if x != y {
             let (sa, sb) = (a.snapshot().await, b.snapshot().await);
             prop_assert_eq!(

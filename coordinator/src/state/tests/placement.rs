@@ -300,6 +300,26 @@ async fn workers_are_live_until_they_hand_back(s: Arc<dyn StateStore>) {
     );
 }
 
+// On Redis the candidate window is read without a write (one fsync per
+// lease under `appendfsync always`), and the claim records the poll: an
+// idle poll, with nothing to claim, must still count as a sign of life.
+async fn an_idle_poll_counts_as_alive(s: Arc<dyn StateStore>) {
+    let cpu = pool_worker(&*s, "cpu", "c6i-4xlarge-spot", &[Codec::H264]).await;
+    let live = |v: Vec<super::super::WorkerRecord>| v.iter().any(|w| w.id == "cpu");
+    assert!(!live(s.live_workers(10_000).await.unwrap()));
+    let got = s.lease("cpu", &lease_for(&cpu, &[&cpu]), 20_000).await;
+    assert!(got.unwrap().is_none(), "nothing is pending");
+    assert!(
+        live(s.live_workers(15_000).await.unwrap()),
+        "the idle poll at 20 s counts"
+    );
+    // With work pending, the lease records the poll too.
+    encode_jobs(&*s, &[(Codec::H264, 0)]).await;
+    let t = s.lease("cpu", &lease_for(&cpu, &[&cpu]), 30_000).await;
+    assert!(t.unwrap().is_some());
+    assert!(live(s.live_workers(25_000).await.unwrap()));
+}
+
 // Regression: a job could write onto the input or the output of another
 // job still running.
 async fn a_running_jobs_paths_are_not_reused(s: Arc<dyn StateStore>) {
@@ -355,6 +375,7 @@ contract!(
     a_heartbeat_from_another_worker_is_refused,
     a_running_jobs_paths_are_not_reused,
     workers_are_live_until_they_hand_back,
+    an_idle_poll_counts_as_alive,
     gpu_worker_gets_hevc_before_older_h264,
     a_worker_never_gets_what_it_cannot_encode,
     nvenc_sessions_count_every_rendition,
