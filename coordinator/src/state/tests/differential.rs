@@ -299,7 +299,7 @@ async fn side(s: Arc<dyn StateStore>) -> Side {
 
 async fn run(ops: &[Op], redis_url: &str, prefix: &str) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let embedded = Arc::new(EmbeddedStore::open(dir.path(), LIMITS).unwrap());
+    let embedded = Arc::new(open_embedded(dir.path()));
     let mut a = side(embedded.clone()).await;
     let mut b = side(Arc::new(
         RedisStore::connect(redis_url, prefix, "/w", LIMITS)
@@ -334,7 +334,7 @@ async fn run(ops: &[Op], redis_url: &str, prefix: &str) -> Result<(), TestCaseEr
     prop_assert_eq!(a.snapshot().await, b.snapshot().await);
     let in_memory = durable_part(&embedded.state_now());
     drop((a, embedded));
-    let reopened = EmbeddedStore::open(dir.path(), LIMITS).unwrap();
+    let reopened = open_embedded(dir.path());
     prop_assert_eq!(durable_part(&reopened.state_now()), in_memory);
     Ok(())
 }
