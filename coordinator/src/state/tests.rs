@@ -159,10 +159,10 @@ fn worker_with(id: &str, capacity: Capacity) -> super::WorkerRecord {
 }
 
 /// Opens the embedded store in `dir`, which an opener may just have
-/// dropped. Other tests spawn processes, and a child forked from this
-/// process holds a copy of the lock file's descriptor (and so the lock)
-/// until it execs: an open in that window is refused as "in use". Wait it
-/// out, briefly.
+/// dropped. Run beside the other tests, a reopen was refused as "in use"
+/// (never when run alone); the likely cause, not proven, is a process
+/// another test spawns, which holds a forked copy of the lock file's
+/// descriptor (and so the lock) until it execs. Wait that out, briefly.
 fn open_embedded(dir: &std::path::Path) -> EmbeddedStore {
     let started = std::time::Instant::now();
     loop {
