@@ -14,6 +14,9 @@
 //!
 //!     cargo run --release -p spotenc-coordinator --example store_bench -- \
 //!         [finished=100000] [workers=1,4] [seconds=10] [embedded,redis]
+//!
+//! Redis runs with AOF and `appendfsync always`; set
+//! `SPOTENC_BENCH_APPENDFSYNC=everysec` (or `no`) to compare.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -259,6 +262,16 @@ async fn main() -> anyhow::Result<()> {
                 }
                 "redis" => {
                     let redis = RedisServer::start();
+                    // AOF with `appendfsync always` unless the environment
+                    // names another policy (everysec, no) to compare.
+                    if let Ok(policy) = std::env::var("SPOTENC_BENCH_APPENDFSYNC") {
+                        let out = std::process::Command::new("redis-cli")
+                            .args(["-p", &redis.port.to_string()])
+                            .args(["config", "set", "appendfsync", &policy])
+                            .output()?;
+                        anyhow::ensure!(out.status.success(), "config set appendfsync {policy}");
+                        println!("    appendfsync {policy}");
+                    }
                     if n > 0 {
                         let work = state.join("jobs").display().to_string();
                         let s = RedisStore::connect(&redis.url(), "spotenc", &work, LIMITS).await?;
