@@ -1,7 +1,11 @@
 //! The state transitions as plain functions over [`State`]. No I/O and no
 //! clock: callers pass `now_ms` in, which keeps every rule testable.
+//!
+//! Layout: this file holds the state and its transitions; `queries` what
+//! the state answers without changing.
 
-use std::borrow::Cow;
+mod queries;
+
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -16,9 +20,7 @@ use spotenc_proto::{Error, Result};
 use super::index::{Index, JobTraits};
 use super::tracked::Tracked;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
-use crate::cost::capacity::BacklogItem;
 use crate::cost::model::Model;
-use crate::cost::place::Candidate;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 use crate::storage;
 
@@ -214,76 +216,6 @@ impl State {
         self.workers.insert(worker.id.clone(), worker);
     }
 
-    /// Pending tasks of live jobs as placement candidates, windowed.
-    pub fn candidates(&self, per_class: usize) -> Vec<Candidate<'_>> {
-        self.candidates_in(per_class, false)
-    }
-
-    /// [`State::candidates`], of the spot partition only when `spot_only`.
-    fn candidates_in(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
-        let all = self
-            .index
-            .oldest(per_class, spot_only)
-            .filter_map(|(order, id, latency)| {
-                // The index keeps each job's priority: no job lookup.
-                let t = self.tasks.get(id)?;
-                Some(Candidate {
-                    task_id: Cow::Borrowed(&t.id),
-                    job_id: Cow::Borrowed(&t.job_id),
-                    partition: t.partition,
-                    order,
-                    pending_since_ms: t.pending_since_ms,
-                    latency,
-                    demand: Cow::Borrowed(&t.demand),
-                })
-            })
-            .collect::<Vec<_>>();
-        // Already the oldest `per_class` of each queue: only the order of
-        // the whole window is left to set, as `window` would.
-        let mut all = all;
-        all.sort_by_key(|c| c.order);
-        all
-    }
-
-    /// Pending and running work for the capacity planner, summed by
-    /// [`crate::cost::capacity::aggregate`].
-    pub fn backlog(&self) -> Vec<BacklogItem> {
-        self.index.backlog()
-    }
-
-    /// [`State::backlog`] by a scan of every pending and leased task, as
-    /// it was before the index summed it.
-    #[cfg(test)]
-    pub fn backlog_by_scan(&self) -> Vec<BacklogItem> {
-        use crate::cost::capacity::aggregate;
-        let pending = self.index.all_pending().map(|id| (id, false));
-        let running = self.index.all_leased().map(|id| (id, true));
-        aggregate(pending.chain(running).filter_map(|(id, running)| {
-            let t = self.tasks.get(id)?;
-            let latency = self
-                .jobs
-                .get(&t.job_id)
-                .is_some_and(|j| j.spec.priority == Priority::Latency);
-            let running_on = running.then(|| t.history.last().map_or("", |a| a.pool.as_str()));
-            Some((
-                &t.demand,
-                latency,
-                t.partition == Capacity::OnDemand,
-                t.pending_since_ms,
-                running_on,
-            ))
-        }))
-    }
-
-    /// Leased tasks per worker.
-    pub fn leases_by_worker(&self) -> BTreeMap<String, u32> {
-        let mut out: BTreeMap<String, u32> = BTreeMap::new();
-        for t in self.index.all_leased().filter_map(|id| self.tasks.get(id)) {
-            *out.entry(t.worker_id.clone()).or_default() += 1;
-        }
-        out
-    }
-
     /// Rebuilds the indexes from the records (after a load).
     pub fn reindex(&mut self) {
         let mut index = Index::default();
@@ -362,14 +294,6 @@ impl State {
             jobs: ended.len(),
             workers: dead.len(),
         }
-    }
-
-    /// NVENC sessions the tasks leased to a worker hold.
-    pub fn sessions_held(&self, worker_id: &str) -> u32 {
-        self.index
-            .leased_by(worker_id)
-            .filter_map(|id| self.tasks.get(id)?.history.last().map(|a| a.sessions))
-            .sum()
     }
 
     /// Leases the task `lease` chooses for a worker, bumping its fencing
@@ -479,41 +403,6 @@ impl State {
         }
         job.updated_unix_ms = now_ms;
         Ok(Some((task_id, attempt, work)))
-    }
-
-    /// Workers that asked for work at or after `since_ms`.
-    pub fn live_workers(&self, since_ms: i64) -> Vec<WorkerRecord> {
-        self.seen
-            .iter()
-            .filter(|(_, t)| **t >= since_ms)
-            .filter_map(|(id, _)| self.workers.get(id).cloned())
-            .collect()
-    }
-
-    /// Interruptions and worker-seconds of ended attempts, by pool.
-    pub fn pool_stats(&self) -> BTreeMap<String, PoolStat> {
-        // Milliseconds summed as integers: the same total in any order.
-        let mut sums: BTreeMap<String, (u32, i64)> = BTreeMap::new();
-        for t in self.tasks.values() {
-            for a in t.history.iter().filter(|a| a.ended_unix_ms != 0) {
-                let s = sums.entry(a.pool.clone()).or_default();
-                if a.outcome == "interrupted" {
-                    s.0 += 1;
-                }
-                s.1 += (a.ended_unix_ms - a.started_unix_ms).max(0);
-            }
-        }
-        sums.into_iter()
-            .map(|(pool, (interruptions, ms))| {
-                (
-                    pool,
-                    PoolStat {
-                        interruptions,
-                        attempt_seconds: ms as f64 / 1000.0,
-                    },
-                )
-            })
-            .collect()
     }
 
     /// The work of a task about to be leased; a stitch task gets the objects
@@ -778,36 +667,6 @@ impl State {
         self.logs.insert(log_key(task_id, attempt), log.to_string());
     }
 
-    /// Pending tasks of live jobs: (spot, on-demand).
-    pub fn queue_depth(&self) -> (u64, u64) {
-        self.index.depth()
-    }
-
-    /// The audit logs of a job's attempts (of one task when `task_id` is
-    /// not empty), in task then attempt order.
-    pub fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
-        let job = self
-            .jobs
-            .get(job_id)
-            .ok_or_else(|| not_found("job", job_id))?;
-        if !task_id.is_empty() && !job.task_ids.iter().any(|t| t == task_id) {
-            return Err(not_found("task", task_id));
-        }
-        let mut out = Vec::new();
-        for id in job
-            .task_ids
-            .iter()
-            .filter(|t| task_id.is_empty() || *t == task_id)
-        {
-            for a in &self.tasks[id].history {
-                if let Some(log) = self.logs.get(&log_key(id, a.attempt)) {
-                    out.push(task_log(id, a, log.clone()));
-                }
-            }
-        }
-        Ok(out)
-    }
-
     pub fn expire_leases(&mut self, now_ms: i64, limits: Limits) -> Vec<Transition> {
         // Oldest deadline first, then by id, as Redis's LEASED set orders
         // them: when one expiry fails a job, which of its tasks expired
@@ -840,35 +699,6 @@ impl State {
             out.push(self.transition(&job_id));
         }
         out
-    }
-
-    /// Checks the index's sums and escalation times against a scan of
-    /// every task (tests: the simulator runs it on every tick).
-    #[cfg(test)]
-    pub fn check_index(&self, now_ms: i64) {
-        assert_eq!(
-            self.backlog(),
-            self.backlog_by_scan(),
-            "backlog at {now_ms}"
-        );
-        let by_scan: Vec<&str> = self
-            .index
-            .all_pending()
-            .filter_map(|id| self.tasks.get(id))
-            .filter(|t| t.partition == Capacity::Spot)
-            .filter(|t| {
-                self.jobs.get(&t.job_id).is_some_and(|job| {
-                    let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
-                    now_ms - t.pending_since_ms > limit
-                })
-            })
-            .map(|t| t.id.as_str())
-            .collect();
-        assert_eq!(
-            self.index.escalations_due(now_ms),
-            by_scan,
-            "escalations at {now_ms}"
-        );
     }
 
     pub fn escalate_waiting(&mut self, now_ms: i64) -> Vec<String> {
