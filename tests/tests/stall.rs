@@ -17,6 +17,34 @@ fn proxy_for(garage: &Garage) -> Proxy {
     Proxy::start(garage.endpoint().trim_start_matches("http://"))
 }
 
+/// Submits `s3://spotenc/in/{input}` to `s3://spotenc/out/{output}` with
+/// `--wait` and `args`, checks that it succeeded and that the output is
+/// faithful to `src`, and returns the output's local copy and how long
+/// the job took.
+fn s3_job(
+    fleet: &Fleet,
+    garage: &Garage,
+    dir: &std::path::Path,
+    src: &std::path::Path,
+    (input, output): (&str, &str),
+    args: &[&str],
+) -> (std::path::PathBuf, Duration) {
+    let started = Instant::now();
+    let (from, to) = (
+        format!("s3://spotenc/in/{input}"),
+        format!("s3://spotenc/out/{output}"),
+    );
+    let mut argv = vec!["submit", from.as_str(), to.as_str(), "--wait"];
+    argv.extend_from_slice(args);
+    let r = fleet.spotenc(&argv);
+    let took = started.elapsed();
+    assert_ok(&r, &to);
+    let out = dir.join(output);
+    assert!(garage.download(&format!("out/{output}"), &out));
+    assert_faithful(src, &out);
+    (out, took)
+}
+
 /// A clip uploaded as `in/stall-src.mp4` (every read of it stops after
 /// 16 KiB, the connection held open) and `in/ok-src.mp4`, behind a proxy.
 fn stalling_source(dir: &std::path::Path) -> (std::path::PathBuf, Garage, Proxy) {
@@ -155,24 +183,18 @@ async fn transfers_slower_than_the_lease_ttl_keep_their_lease() {
         .s3_via(proxy.endpoint())
         .start();
 
-    let started = Instant::now();
-    let r = fleet.spotenc(&[
-        "submit",
-        "s3://spotenc/in/src.mp4",
-        "s3://spotenc/out/slow.mp4",
-        "--wait",
-        "--chunk-seconds",
-        "4",
-        "--preset",
-        "veryfast",
-    ]);
-    assert_ok(&r, "slow transfers");
+    let args = ["--chunk-seconds", "4", "--preset", "veryfast"];
+    let (_, took) = s3_job(
+        &fleet,
+        &garage,
+        dir.path(),
+        &src,
+        ("src.mp4", "slow.mp4"),
+        &args,
+    );
     // The source went down at least twice (probe, chunk) and the output
     // up once, each longer than the TTL.
-    assert!(started.elapsed() > Duration::from_secs(10));
-    let out = dir.path().join("slow.mp4");
-    assert!(garage.download("out/slow.mp4", &out));
-    assert_faithful(&src, &out);
+    assert!(took > Duration::from_secs(10));
 }
 
 /// Before: uploads shared the downloads' 30 s read timeout, and a server
@@ -197,20 +219,16 @@ async fn an_upload_answered_after_the_read_timeout_succeeds() {
         .worker_arg("--input-mode=download")
         .s3_via(proxy.endpoint())
         .start();
-    let started = Instant::now();
-    let r = fleet.spotenc(&[
-        "submit",
-        "s3://spotenc/in/src.mp4",
-        "s3://spotenc/out/late.mp4",
-        "--wait",
-        "--preset",
-        "ultrafast",
-    ]);
-    assert_ok(&r, "late PUT answer");
-    assert!(started.elapsed() > Duration::from_secs(35));
-    let out = dir.path().join("late.mp4");
-    assert!(garage.download("out/late.mp4", &out));
-    assert_faithful(&src, &out);
+    let args = ["--preset", "ultrafast"];
+    let (_, took) = s3_job(
+        &fleet,
+        &garage,
+        dir.path(),
+        &src,
+        ("src.mp4", "late.mp4"),
+        &args,
+    );
+    assert!(took > Duration::from_secs(35));
 }
 
 /// The literal case: a stitch of more than 1 GB through S3 (the worker
@@ -252,28 +270,27 @@ async fn a_one_gigabyte_s3_stitch_keeps_a_two_second_lease() {
         .worker_arg("--input-mode=download")
         .s3(&garage)
         .start();
-    let started = Instant::now();
-    let r = fleet.spotenc(&[
-        "submit",
-        "s3://spotenc/in/big.mkv",
-        "s3://spotenc/out/big.mkv",
-        "--wait",
+    let args = [
         "--chunk-seconds",
         "4",
         "--preset",
         "ultrafast",
         "--crf",
         "0",
-    ]);
-    assert_ok(&r, "1 GB stitch");
-    let out = dir.path().join("out.mkv");
-    assert!(garage.download("out/big.mkv", &out));
+    ];
+    let (out, took) = s3_job(
+        &fleet,
+        &garage,
+        dir.path(),
+        &src,
+        ("big.mkv", "big.mkv"),
+        &args,
+    );
     let size = std::fs::metadata(&out).unwrap().len();
     eprintln!(
         "source {} bytes, output {size} bytes, job {:.0} s",
         std::fs::metadata(&src).unwrap().len(),
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     assert!(size > 1_000_000_000, "output only {size} bytes");
-    assert_faithful(&src, &out);
 }

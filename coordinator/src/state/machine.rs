@@ -701,19 +701,23 @@ impl State {
         out
     }
 
+    /// Whether pending task `t` has waited in the spot partition longer
+    /// than its job allows.
+    fn waited_too_long(&self, t: &TaskRecord, now_ms: i64) -> bool {
+        t.partition == Capacity::Spot
+            && self.jobs.get(&t.job_id).is_some_and(|job| {
+                let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
+                now_ms - t.pending_since_ms > limit
+            })
+    }
+
     pub fn escalate_waiting(&mut self, now_ms: i64) -> Vec<String> {
         let moved: Vec<String> = self
             .index
             .escalations_due(now_ms)
             .into_iter()
             .filter_map(|id| self.tasks.get(id))
-            .filter(|t| t.partition == Capacity::Spot)
-            .filter(|t| {
-                self.jobs.get(&t.job_id).is_some_and(|job| {
-                    let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
-                    now_ms - t.pending_since_ms > limit
-                })
-            })
+            .filter(|t| self.waited_too_long(t, now_ms))
             .map(|t| t.id.clone())
             .collect();
         for id in &moved {

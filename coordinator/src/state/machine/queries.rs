@@ -173,13 +173,7 @@ impl State {
             .index
             .all_pending()
             .filter_map(|id| self.tasks.get(id))
-            .filter(|t| t.partition == Capacity::Spot)
-            .filter(|t| {
-                self.jobs.get(&t.job_id).is_some_and(|job| {
-                    let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
-                    now_ms - t.pending_since_ms > limit
-                })
-            })
+            .filter(|t| self.waited_too_long(t, now_ms))
             .map(|t| t.id.as_str())
             .collect();
         assert_eq!(
