@@ -4,7 +4,8 @@
 //! has its own stitch. Pure.
 
 use spotenc_proto::domain::{
-    output_size, AudioTask, EncodeTask, ProbeInfo, RenditionTarget, StitchTask, TaskKind, Work,
+    output_size, AudioTask, EncodeTask, JobSpec, ProbeInfo, RenditionTarget, StitchTask, TaskKind,
+    Work,
 };
 use spotenc_proto::Result;
 
@@ -16,7 +17,17 @@ use crate::storage;
 /// The tasks that follow a job's probe; intermediate objects go under
 /// `work_dir`.
 pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<NewTask>> {
-    let spec = &job.spec;
+    expand_spec(&job.id, &job.spec, probe, work_dir)
+}
+
+/// [`expand`] from what it reads of the job: its id and spec (the fleet
+/// simulator plans a job on another thread before the job is submitted).
+pub fn expand_spec(
+    job_id: &str,
+    spec: &JobSpec,
+    probe: &ProbeInfo,
+    work_dir: &str,
+) -> Result<Vec<NewTask>> {
     check_audio(probe)?;
     let chunks = plan_chunks(&probe.video, spec.chunk_seconds, spec.min_chunk_seconds)?;
     let v = &probe.video;
@@ -38,7 +49,7 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
         .collect();
     for c in &chunks {
         tasks.push(NewTask {
-            id: format!("{}/encode-{:05}", job.id, c.index),
+            id: format!("{}/encode-{:05}", job_id, c.index),
             kind: TaskKind::Encode,
             chunk: c.index,
             work: Work::Encode(EncodeTask {
@@ -69,7 +80,7 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
     }
     if probe.audio.is_some() {
         tasks.push(NewTask {
-            id: format!("{}/audio", job.id),
+            id: format!("{}/audio", job_id),
             kind: TaskKind::Audio,
             chunk: 0,
             work: Work::Audio(AudioTask {
@@ -88,16 +99,16 @@ pub fn expand(job: &JobRecord, probe: &ProbeInfo, work_dir: &str) -> Result<Vec<
     for (r, (output, _, container)) in spec.outputs().into_iter().enumerate() {
         tasks.push(NewTask {
             id: if r == 0 {
-                format!("{}/stitch", job.id)
+                format!("{}/stitch", job_id)
             } else {
-                format!("{}/stitch-r{r}", job.id)
+                format!("{}/stitch-r{r}", job_id)
             },
             kind: TaskKind::Stitch,
             chunk: 0,
             work: Work::Stitch(StitchTask {
                 chunks: vec![],
                 audio: None,
-                output: storage::temp_output(output, &job.id),
+                output: storage::temp_output(output, job_id),
                 container,
                 expected_frames: v.frame_count,
                 part_urls: vec![],

@@ -61,16 +61,32 @@ impl Lease {
     }
 
     /// Chooses among `candidates` (already windowed) for a worker whose
-    /// leases hold `sessions_held` NVENC sessions (the store knows).
+    /// leases hold `sessions_held` NVENC sessions (the store knows): the
+    /// first of [`Lease::rank`], without ranking the rest.
     pub fn choose<'c>(
         &self,
         candidates: &'c [place::Candidate],
         sessions_held: u32,
         now_ms: i64,
     ) -> Option<&'c str> {
-        self.rank(candidates, sessions_held, now_ms)
-            .first()
-            .copied()
+        let Some(w) = self.worker_holding(sessions_held) else {
+            return candidates
+                .iter()
+                .min_by_key(|c| c.order)
+                .map(|c| c.task_id.as_ref());
+        };
+        if self.placement {
+            place::best(
+                &w,
+                candidates,
+                &self.model,
+                &self.fleet,
+                &self.policy,
+                now_ms,
+            )
+        } else {
+            place::fifo_best(&w, candidates)
+        }
     }
 
     /// Every candidate the worker may take, best first.
@@ -80,19 +96,10 @@ impl Lease {
         sessions_held: u32,
         now_ms: i64,
     ) -> Vec<&'c str> {
-        let Some(w) = &self.worker else {
+        let Some(w) = self.worker_holding(sessions_held) else {
             let mut all: Vec<&place::Candidate> = candidates.iter().collect();
             all.sort_by_key(|c| c.order);
             return all.iter().map(|c| c.task_id.as_ref()).collect();
-        };
-        // A copy only when the sessions differ (NVENC workers holding some).
-        let w = if w.sessions_held == sessions_held {
-            std::borrow::Cow::Borrowed(w)
-        } else {
-            std::borrow::Cow::Owned(Worker {
-                sessions_held,
-                ..w.clone()
-            })
         };
         if self.placement {
             place::rank(
@@ -106,6 +113,20 @@ impl Lease {
         } else {
             place::fifo_rank(&w, candidates)
         }
+    }
+
+    /// The worker holding `sessions_held` NVENC sessions; a copy only when
+    /// they differ from its own (NVENC workers holding some).
+    fn worker_holding(&self, sessions_held: u32) -> Option<std::borrow::Cow<'_, Worker>> {
+        let w = self.worker.as_ref()?;
+        Some(if w.sessions_held == sessions_held {
+            std::borrow::Cow::Borrowed(w)
+        } else {
+            std::borrow::Cow::Owned(Worker {
+                sessions_held,
+                ..w.clone()
+            })
+        })
     }
 
     /// The pricing of an attempt at a task of `demand`: ($/h for the slots

@@ -193,9 +193,103 @@ pub fn place(
     policy: &Policy,
     now_ms: i64,
 ) -> Option<String> {
-    rank(worker, candidates, model, fleet, policy, now_ms)
-        .first()
-        .map(|id| id.to_string())
+    best(worker, candidates, model, fleet, policy, now_ms).map(str::to_string)
+}
+
+/// Where a candidate stands in its partition: overdue and latency work
+/// first, oldest first; then the rest by ratio (within 1%), advantage
+/// (higher first) and age. The task id comes last, so no two candidates
+/// stand alike and the order does not depend on the candidates' order.
+#[derive(Debug, Clone, Copy)]
+struct Standing<'c> {
+    /// 0: overdue or latency; 1: the rest.
+    group: u8,
+    ratio_pct: i64,
+    advantage: f64,
+    order: u64,
+    task_id: &'c str,
+}
+
+impl Standing<'_> {
+    fn cmp(&self, o: &Standing) -> std::cmp::Ordering {
+        self.group
+            .cmp(&o.group)
+            .then(self.ratio_pct.cmp(&o.ratio_pct))
+            .then(o.advantage.total_cmp(&self.advantage))
+            .then(self.order.cmp(&o.order))
+            .then(self.task_id.cmp(o.task_id))
+    }
+}
+
+/// Calls `f` with the standing of every candidate of partition `p` that
+/// `worker` may take; declined spot work is left out.
+#[allow(clippy::too_many_arguments)]
+fn standings<'c>(
+    worker: &Worker,
+    candidates: &'c [Candidate],
+    p: Capacity,
+    model: &Model,
+    fleet: &Fleet,
+    policy: &Policy,
+    now_ms: i64,
+    mut f: impl FnMut(Standing<'c>),
+) {
+    let able = |c: &Candidate| able_now(worker, c, p);
+    // Latency work is urgent for the oldest task of its job only (rare:
+    // the scan runs for latency candidates alone).
+    let oldest_of_job = |c: &Candidate| {
+        candidates
+            .iter()
+            .filter(|o| o.job_id == c.job_id && able(o))
+            .all(|o| o.order >= c.order)
+    };
+    // Chunks of one job mostly ask alike: price each demand once.
+    let mut priced: Vec<(&Demand, (f64, f64))> = Vec::new();
+    for c in candidates.iter().filter(|c| able(c)) {
+        let urgent = now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
+            || (c.latency && oldest_of_job(c));
+        if urgent {
+            f(Standing {
+                group: 0,
+                ratio_pct: 0,
+                advantage: 0.0,
+                order: c.order,
+                task_id: c.task_id.as_ref(),
+            });
+            continue;
+        }
+        let (r, advantage) = match priced.iter().find(|(d, _)| **d == *c.demand) {
+            Some((_, x)) => *x,
+            None => {
+                let x = ratio(worker, c, model, fleet);
+                priced.push((&c.demand, x));
+                x
+            }
+        };
+        // Ratios within 1% count as equal.
+        let ratio_pct = (r * 100.0).round() as i64;
+        let taken = p == Capacity::OnDemand
+            || (worker.pool.capacity == Capacity::OnDemand && !policy.on_demand_declines_spot)
+            || ratio_pct as f64 <= policy.max_cost_ratio * 100.0;
+        if taken {
+            f(Standing {
+                group: 1,
+                ratio_pct,
+                advantage,
+                order: c.order,
+                task_id: c.task_id.as_ref(),
+            });
+        }
+    }
+}
+
+/// The partitions `worker` takes work from now, in order.
+fn open_partitions(worker: &Worker, policy: &Policy) -> impl Iterator<Item = Capacity> {
+    let closed = worker.pool.capacity == Capacity::OnDemand && policy.spot_closed;
+    partitions(worker.pool.capacity)
+        .iter()
+        .copied()
+        .filter(move |&p| !(p == Capacity::Spot && closed))
 }
 
 /// Every candidate `worker` may take, best first by the rules above:
@@ -211,86 +305,80 @@ pub fn rank<'c>(
     policy: &Policy,
     now_ms: i64,
 ) -> Vec<&'c str> {
-    let partitions = partitions(worker.pool.capacity);
     let mut out = Vec::new();
-    for &p in partitions {
-        if p == Capacity::Spot && worker.pool.capacity == Capacity::OnDemand && policy.spot_closed {
-            continue;
-        }
-        let able: Vec<&Candidate> = candidates
-            .iter()
-            .filter(|c| {
-                c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
-            })
-            .collect();
-        let oldest_of_job = |c: &Candidate| {
-            able.iter()
-                .filter(|o| o.job_id == c.job_id)
-                .all(|o| o.order >= c.order)
-        };
-        let (mut urgent, rest): (Vec<&Candidate>, Vec<&Candidate>) = able.iter().partition(|c| {
-            now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
-                || (c.latency && oldest_of_job(c))
+    for p in open_partitions(worker, policy) {
+        let mut all = Vec::new();
+        standings(worker, candidates, p, model, fleet, policy, now_ms, |s| {
+            all.push(s)
         });
-        urgent.sort_by(|a, b| a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id)));
-        out.extend(urgent.iter().map(|c| c.task_id.as_ref()));
-        // Chunks of one job mostly ask alike: price each demand once.
-        let mut priced: Vec<(&Demand, (f64, f64))> = Vec::new();
-        let mut scored: Vec<(i64, f64, &Candidate)> = rest
-            .iter()
-            .map(|c| {
-                let (r, advantage) = match priced.iter().find(|(d, _)| **d == *c.demand) {
-                    Some((_, x)) => *x,
-                    None => {
-                        let x = ratio(worker, c, model, fleet);
-                        priced.push((&c.demand, x));
-                        x
-                    }
-                };
-                // Ratios within 1% count as equal.
-                ((r * 100.0).round() as i64, advantage, *c)
-            })
-            .filter(|(r, _, _)| {
-                p == Capacity::OnDemand
-                    || (worker.pool.capacity == Capacity::OnDemand
-                        && !policy.on_demand_declines_spot)
-                    || *r as f64 <= policy.max_cost_ratio * 100.0
-            })
-            .collect();
-        scored.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(b.1.total_cmp(&a.1))
-                .then(a.2.order.cmp(&b.2.order))
-                .then(a.2.task_id.cmp(&b.2.task_id))
-        });
-        out.extend(scored.iter().map(|(_, _, c)| c.task_id.as_ref()));
+        all.sort_by(Standing::cmp);
+        out.extend(all.iter().map(|s| s.task_id));
     }
     out
+}
+
+/// The first of [`rank`], without ranking the rest (the embedded store
+/// leases it at once, so it needs no runner-up).
+pub fn best<'c>(
+    worker: &Worker,
+    candidates: &'c [Candidate],
+    model: &Model,
+    fleet: &Fleet,
+    policy: &Policy,
+    now_ms: i64,
+) -> Option<&'c str> {
+    for p in open_partitions(worker, policy) {
+        let mut first: Option<Standing> = None;
+        standings(worker, candidates, p, model, fleet, policy, now_ms, |s| {
+            if first.is_none_or(|f| s.cmp(&f).is_lt()) {
+                first = Some(s);
+            }
+        });
+        if let Some(s) = first {
+            return Some(s.task_id);
+        }
+    }
+    None
 }
 
 /// First in, first out among the tasks `worker` can run: the baseline
 /// placement is measured against.
 pub fn fifo(worker: &Worker, candidates: &[Candidate]) -> Option<String> {
-    fifo_rank(worker, candidates)
-        .first()
-        .map(|id| id.to_string())
+    fifo_best(worker, candidates).map(str::to_string)
+}
+
+/// Whether `c` is of partition `p` and `worker` can run it now.
+fn able_now(worker: &Worker, c: &Candidate, p: Capacity) -> bool {
+    c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
+}
+
+fn fifo_cmp(a: &&Candidate, b: &&Candidate) -> std::cmp::Ordering {
+    a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id))
 }
 
 /// The tasks `worker` can run, its partitions in order, oldest first.
 pub fn fifo_rank<'c>(worker: &Worker, candidates: &'c [Candidate]) -> Vec<&'c str> {
-    let partitions = partitions(worker.pool.capacity);
     let mut out = Vec::new();
-    for &p in partitions {
+    for &p in partitions(worker.pool.capacity) {
         let mut able: Vec<&Candidate> = candidates
             .iter()
-            .filter(|c| {
-                c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
-            })
+            .filter(|c| able_now(worker, c, p))
             .collect();
-        able.sort_by(|a, b| a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id)));
+        able.sort_by(fifo_cmp);
         out.extend(able.iter().map(|c| c.task_id.as_ref()));
     }
     out
+}
+
+/// The first of [`fifo_rank`].
+pub fn fifo_best<'c>(worker: &Worker, candidates: &'c [Candidate]) -> Option<&'c str> {
+    partitions(worker.pool.capacity).iter().find_map(|&p| {
+        candidates
+            .iter()
+            .filter(|c| able_now(worker, c, p))
+            .min_by(fifo_cmp)
+            .map(|c| c.task_id.as_ref())
+    })
 }
 
 /// The bounded window both stores pass to [`place`]: the oldest

@@ -5,8 +5,11 @@ use spotenc_proto::domain::{Capacity, Codec, GpuDevice, Priority, WorkerInfo};
 
 use super::catalogue::{parse_entries, Catalogue, Hardware, Origin};
 use super::model::{band, prior, Demand, Key, Model, Observation, Output, Shape};
-use super::place::{fifo, place, window, Candidate, Fleet, Policy, Worker};
+use super::place::{
+    best, fifo, fifo_best, fifo_rank, place, rank, window, Candidate, Fleet, Policy, Worker,
+};
 use super::sim::{bench_fleet, mixed_workload, replay, SimJob, SimPool};
+use super::Lease;
 
 fn load(text: &str) -> Result<Catalogue, String> {
     parse_entries(text)
@@ -518,6 +521,36 @@ proptest! {
             let c = cands.iter().find(|c| c.task_id == id).unwrap();
             prop_assert!(w.can_run(&c.demand));
             prop_assert!(c.partition == Capacity::Spot || w.pool.capacity == Capacity::OnDemand);
+        }
+    }
+
+    // The embedded store leases `best` without ranking the rest; Redis
+    // claims down the ranking: both start from the same task.
+    #[test]
+    fn best_is_the_first_of_the_ranking(
+        w in arb_worker(),
+        fleet in prop::collection::vec(arb_worker(), 0..4),
+        cands in prop::collection::vec(arb_candidate(), 0..12),
+        now in 0i64..300_000,
+        declines in prop::bool::ANY,
+        closed in prop::bool::ANY,
+    ) {
+        let cands = unique(cands);
+        let fleet = Fleet { pools: fleet };
+        let m = Model::default();
+        let policy = Policy { on_demand_declines_spot: declines, spot_closed: closed, ..Policy::default() };
+        let ranked = rank(&w, &cands, &m, &fleet, &policy, now);
+        prop_assert_eq!(best(&w, &cands, &m, &fleet, &policy, now), ranked.first().copied());
+        prop_assert_eq!(fifo_best(&w, &cands), fifo_rank(&w, &cands).first().copied());
+        for placement in [true, false] {
+            for worker in [Some(w.clone()), None] {
+                let lease = Lease { worker, fleet: fleet.clone(), model: m.clone(), policy, placement };
+                let held = w.sessions_held + 1;
+                prop_assert_eq!(
+                    lease.choose(&cands, held, now),
+                    lease.rank(&cands, held, now).first().copied()
+                );
+            }
         }
     }
 

@@ -6,18 +6,21 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
-use spotenc_proto::domain::{Capacity, JobState, Priority, ProbeTask, TaskOutcome, Work};
+use spotenc_proto::domain::{
+    Capacity, JobState, Priority, ProbeInfo, ProbeTask, TaskOutcome, Work,
+};
 
+use super::arrivals::{self, Arrivals, Planned};
 use super::report::{PoolReport, Report, SeriesPoint};
-use super::workload::{Arrival, Workload, MONTH_SECONDS};
+use super::workload::Workload;
 use crate::cost::capacity::{plan_capacity, pool_worker, CapacityPolicy, HealthTracker, InFlight};
 use crate::cost::catalogue::{Catalogue, Hardware, Pool};
 use crate::cost::model::{Model, SMALL_TASK_SECONDS};
 use crate::cost::place::{Fleet, Policy, Worker};
-use crate::cost::sim::{probe, spec, worker_info, Rng, SimJob};
+use crate::cost::sim::{probe, worker_info, Rng, SimJob};
 use crate::cost::Lease;
 use crate::state::machine::State;
-use crate::state::{Ending, Limits, WorkerRecord};
+use crate::state::{Ending, Limits, NewTask, WorkerRecord};
 
 /// What to run beyond the workload file.
 #[derive(Debug, Clone)]
@@ -82,6 +85,13 @@ struct PoolSim {
     hour_live: f64,
 }
 
+/// A live job's shape, with its probe's result and plan until the probe
+/// completes.
+struct Ahead {
+    job: SimJob,
+    planned: Option<(ProbeInfo, Vec<NewTask>)>,
+}
+
 struct Sim<'a> {
     w: &'a Workload,
     state: State,
@@ -89,8 +99,9 @@ struct Sim<'a> {
     insts: Vec<Instance>,
     /// Instances not yet ended, per pool.
     active: Vec<BTreeSet<usize>>,
-    /// The shape of each live job, for its probe result.
-    jobs: HashMap<String, SimJob>,
+    /// Each live job's shape, and its probe's result and plan until the
+    /// probe completes.
+    jobs: HashMap<String, Ahead>,
     /// Instances that are live, not draining and have free slots.
     free: BTreeSet<usize>,
     events: BinaryHeap<Reverse<(i64, u64, usize)>>,
@@ -99,13 +110,13 @@ struct Sim<'a> {
     seq: u64,
     now: i64,
     truth: Model,
-    arrivals: Rng,
+    arrivals: Arrivals,
+    next_arrival: Option<Planned>,
     noise: Rng,
     chaos: Rng,
     jobs_submitted: u64,
     jobs_live: u64,
     arrivals_end_ms: i64,
-    chunk_seconds: f64,
     limits: Limits,
     tracker: HealthTracker,
     policy: CapacityPolicy,
@@ -159,6 +170,32 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
         })
         .collect();
     let chunk_seconds = opts.chunk_seconds.unwrap_or(w.chunk_seconds);
+    let end_ms = (w.days * 86_400_000.0) as i64;
+    std::thread::scope(|scope| {
+        let arrivals = arrivals::start(scope, w, opts.seed, chunk_seconds, end_ms);
+        run(
+            w,
+            opts,
+            pools,
+            catalogue,
+            placement,
+            chunk_seconds,
+            arrivals,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    w: &Workload,
+    opts: &Options,
+    pools: Vec<PoolSim>,
+    catalogue: Catalogue,
+    placement: bool,
+    chunk_seconds: f64,
+    arrivals: Arrivals,
+) -> Report {
+    let model = Model::default();
     let mut sim = Sim {
         w,
         state: State::default(),
@@ -173,13 +210,13 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
         seq: 0,
         now: 0,
         truth: model,
-        arrivals: Rng::new(opts.seed ^ 0xA11),
+        arrivals,
+        next_arrival: None,
         noise: Rng::new(opts.seed ^ 0x5E1),
         chaos: Rng::new(opts.seed ^ 0xC4A05),
         jobs_submitted: 0,
         jobs_live: 0,
         arrivals_end_ms: (w.days * 86_400_000.0) as i64,
-        chunk_seconds,
         limits: Limits {
             lease_ttl_ms: u32::MAX / 2,
             max_expiries: 5,
@@ -205,6 +242,7 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
         }),
     };
     sim.run();
+    sim.arrivals.close();
     sim.finish()
 }
 
@@ -226,8 +264,7 @@ impl Sim<'_> {
     }
 
     fn run(&mut self) {
-        let first = self.next_arrival_gap();
-        self.push(first, Ev::Arrival);
+        self.next_arrival();
         self.push(0, Ev::Tick);
         if self.w.interruptions.reclaim_events_per_day > 0.0 {
             let gap = self.reclaim_gap();
@@ -270,93 +307,40 @@ impl Sim<'_> {
         }
     }
 
-    /// Milliseconds to the next arrival from now.
-    fn next_arrival_gap(&mut self) -> i64 {
-        let per_second = self.w.output_minutes_per_month / MONTH_SECONDS / self.w.mean_minutes();
-        let mean_gap = 1.0 / per_second;
-        let gap = match self.w.arrival {
-            Arrival::Uniform => mean_gap,
-            Arrival::Poisson => self.arrivals.exp(mean_gap),
-            Arrival::Diurnal => {
-                // Thinning against the peak rate.
-                let r = self.w.diurnal_peak_ratio;
-                let a = (r - 1.0) / (r + 1.0);
-                let mut t = self.now as f64 / 1000.0;
-                loop {
-                    t += self.arrivals.exp(mean_gap / (1.0 + a));
-                    let phase = (t / 86_400.0 - 14.0 / 24.0) * std::f64::consts::TAU;
-                    let rate = 1.0 + a * phase.cos();
-                    if self.arrivals.unit() * (1.0 + a) <= rate {
-                        break;
-                    }
-                }
-                t - self.now as f64 / 1000.0
-            }
-        };
-        self.now + (gap * 1000.0).round().max(1.0) as i64
-    }
-
     fn reclaim_gap(&mut self) -> i64 {
         let mean = 86_400.0 / self.w.interruptions.reclaim_events_per_day;
         self.now + (self.chaos.exp(mean) * 1000.0) as i64
     }
 
-    fn pick<T: Clone>(rng: &mut Rng, items: &[(T, f64)]) -> T {
-        let r = rng.unit();
-        let mut acc = 0.0;
-        for (v, share) in items {
-            acc += share;
-            if r < acc {
-                return v.clone();
-            }
-        }
-        items.last().expect("validated non-empty").0.clone()
-    }
-
     fn arrive(&mut self) {
+        let Some(p) = self.next_arrival.take() else {
+            return;
+        };
         if self.now >= self.arrivals_end_ms {
             return;
         }
-        let mixes: Vec<(usize, f64)> = self.w.mix.iter().map(|m| m.share).enumerate().collect();
-        let m = &self.w.mix[Self::pick(&mut self.arrivals, &mixes)];
-        let lengths: Vec<(f64, f64)> = self
-            .w
-            .lengths
-            .iter()
-            .map(|l| (l.minutes, l.share))
-            .collect();
-        let minutes = Self::pick(&mut self.arrivals, &lengths);
-        let latency = self.arrivals.unit() < self.w.latency_share;
-        let job = SimJob {
-            submit_at_s: self.now as f64 / 1000.0,
-            codec: m.codec.parse().expect("validated"),
-            preset: m.preset.clone(),
-            width: m.width,
-            height: m.height,
-            fps: self.w.fps,
-            duration_s: (minutes * 60.0).round().max(1.0) as u32,
-            chunk_seconds: self.chunk_seconds,
-            priority: if latency {
-                Priority::Latency
-            } else {
-                Priority::Cost
-            },
-        };
-        let n = self.jobs_submitted as usize;
-        let mut s = spec(&job, n);
-        s.escalate_after_wait_seconds = self.w.escalate_after_wait_seconds;
-        let id = format!("j{n}");
         self.state
-            .submit(s, "", id.clone(), "/w", self.now)
+            .submit(p.spec, "", p.id.clone(), "/w", self.now)
             .expect("simulated jobs have their own paths");
-        // The probe needs the job's shape: keep it on the side.
-        self.jobs.insert(id, job);
+        // The probe's result and plan wait on the side.
+        self.jobs.insert(
+            p.id,
+            Ahead {
+                job: p.job,
+                planned: Some((p.probe, p.follow)),
+            },
+        );
         self.jobs_submitted += 1;
         self.jobs_live += 1;
         self.dirty = true;
-        let next = self.next_arrival_gap();
-        if next < self.arrivals_end_ms {
-            self.push(next, Ev::Arrival);
+        self.next_arrival();
+    }
+
+    /// Takes the next planned arrival and puts its event in.
+    fn next_arrival(&mut self) {
+        if let Some(p) = self.arrivals.next() {
+            self.push(p.at_ms, Ev::Arrival);
+            self.next_arrival = Some(p);
         }
     }
 
@@ -365,16 +349,29 @@ impl Sim<'_> {
         // Workers of one pool with the same free slots see the same window
         // and rank it alike: once one finds nothing, the rest would too.
         let mut declined: BTreeSet<(usize, u32)> = BTreeSet::new();
-        // Free instances in order, read as we go (leasing only ever takes
-        // instances out of the set).
-        let mut from = 0;
-        while let Some(&i) = self.free.range(from..).next() {
-            from = i + 1;
-            if self.state.queue_depth() == (0, 0) {
+        // Free instances in order, listed once: leasing only ever takes
+        // instances out of the set, and a full one is skipped below.
+        let listed: Vec<usize> = self.free.iter().copied().collect();
+        for i in listed {
+            let (spot, on_demand) = self.state.queue_depth();
+            if (spot, on_demand) == (0, 0) {
                 return;
             }
+            let p = self.insts[i].pool;
+            // A lease looks only at the partitions the pool serves now
+            // (`place::partitions`; an on-demand pool closed to spot work
+            // serves its own): with none of them waiting, it would find
+            // nothing, so it is not asked.
+            let serves_waiting = match self.pools[p].pool.capacity {
+                Capacity::Spot => spot > 0,
+                Capacity::OnDemand => {
+                    on_demand > 0 || (spot > 0 && !self.pools[p].lease.policy.spot_closed)
+                }
+            };
+            if !serves_waiting {
+                continue;
+            }
             while self.insts[i].free > 0 {
-                let p = self.insts[i].pool;
                 if declined.contains(&(p, self.insts[i].free)) {
                     break;
                 }
@@ -440,17 +437,24 @@ impl Sim<'_> {
         let Some(task) = self.state.tasks.get(task_id) else {
             return;
         };
+        // Nothing reads a simulated object's path: one fixed one.
         let object = |frames: u64| spotenc_proto::domain::OutputObject {
-            path: format!("sim://{task_id}"),
+            path: "sim://object".into(),
             size_bytes: 1,
             frames,
             ..Default::default()
         };
         let (outcome, follow) = match &task.work {
             Work::Probe(ProbeTask { .. }) => {
-                let job = &self.state.jobs[&task.job_id];
-                let p = probe(&self.jobs[&task.job_id]);
-                let follow = crate::graph::expand(job, &p, "/w").expect("simulated jobs plan");
+                let ahead = self.jobs.get_mut(&task.job_id).expect("a live job");
+                // Planned ahead; planned again only for a probe that
+                // completes twice (its first completion was refused).
+                let (p, follow) = ahead.planned.take().unwrap_or_else(|| {
+                    let p = probe(&ahead.job);
+                    let job = &self.state.jobs[&task.job_id];
+                    let follow = crate::graph::expand(job, &p, "/w").expect("simulated jobs plan");
+                    (p, follow)
+                });
                 (TaskOutcome::Probe(p), follow)
             }
             Work::Encode(_) => {
@@ -721,7 +725,9 @@ impl Sim<'_> {
         // Escalated or overdue work may now go to pools that held back.
         self.dirty = true;
         let backlog = self.state.backlog();
-        let mut flight: BTreeMap<String, InFlight> = BTreeMap::new();
+        // Counted by pool index, then named (a name per pool, not per
+        // instance).
+        let mut counted = vec![InFlight::default(); self.pools.len()];
         for x in self
             .active
             .iter()
@@ -729,14 +735,18 @@ impl Sim<'_> {
             .map(|&i| &self.insts[i])
             .filter(|x| x.live && !x.draining)
         {
-            let f = flight
-                .entry(self.pools[x.pool].pool.name.clone())
-                .or_default();
+            let f = &mut counted[x.pool];
             f.live += 1;
             if !x.running.is_empty() {
                 f.busy += 1;
             }
         }
+        let flight: BTreeMap<String, InFlight> = counted
+            .into_iter()
+            .enumerate()
+            .filter(|(_, f)| f.live > 0)
+            .map(|(p, f)| (self.pools[p].pool.name.clone(), f))
+            .collect();
         let health = self.tracker.health(&self.catalogue);
         let targets = plan_capacity(
             &self.catalogue,

@@ -6,9 +6,11 @@
 //!
 //! - [`workload`]: the workload and pools TOML, validated with file, line
 //!   and field.
+//! - [`arrivals`]: the arrival process, planned ahead on its own thread.
 //! - [`engine`]: the event loop.
 //! - [`report`]: what a run measured, as a table or JSON.
 
+mod arrivals;
 pub mod engine;
 pub mod report;
 pub mod workload;

@@ -100,6 +100,8 @@ struct Queues {
     pool_names: Vec<String>,
     /// Leased tasks by worker.
     leased: HashMap<String, BTreeSet<String>>,
+    /// Pending tasks: (spot, on-demand), as `pending` holds them.
+    depth: (u64, u64),
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -200,15 +202,7 @@ impl Index {
 
     /// Pending tasks: (spot, on-demand).
     pub fn depth(&self) -> (u64, u64) {
-        let mut d = (0, 0);
-        for ((spot, _), m) in &self.q.pending {
-            if *spot {
-                d.0 += m.len() as u64;
-            } else {
-                d.1 += m.len() as u64;
-            }
-        }
-        d
+        self.q.depth
     }
 
     pub fn leased_by(&self, worker: &str) -> impl Iterator<Item = &str> + '_ {
@@ -376,10 +370,15 @@ impl Queues {
         let bucket = match t.state {
             TaskState::Pending => {
                 let q = queue(t);
-                self.pending
+                if self
+                    .pending
                     .entry(q)
                     .or_default()
-                    .insert(order, (t.id.clone(), latency));
+                    .insert(order, (t.id.clone(), latency))
+                    .is_none()
+                {
+                    *self.depth_of(q.0) += 1;
+                }
                 f.queued = Some(q);
                 if !on_demand {
                     let at = t
@@ -391,10 +390,16 @@ impl Queues {
                 (0, latency, on_demand, shape)
             }
             TaskState::Leased => {
-                self.leased
-                    .entry(t.worker_id.clone())
-                    .or_default()
-                    .insert(t.id.clone());
+                // The worker's id is copied only for its first lease.
+                match self.leased.get_mut(&t.worker_id) {
+                    Some(s) => {
+                        s.insert(t.id.clone());
+                    }
+                    None => {
+                        self.leased
+                            .insert(t.worker_id.clone(), BTreeSet::from([t.id.clone()]));
+                    }
+                }
                 let pool = t.history.last().map_or("", |a| a.pool.as_str());
                 (self.intern_pool(pool), latency, on_demand, shape)
             }
@@ -425,8 +430,15 @@ impl Queues {
             }
         }
         if let Some(q) = f.queued.take() {
-            if let Some(m) = self.pending.get_mut(&q) {
-                if m.remove(&order).is_some() && m.is_empty() {
+            let removed = self.pending.get_mut(&q).map(|m| {
+                let removed = m.remove(&order).is_some();
+                (removed, m.is_empty())
+            });
+            if let Some((removed, empty)) = removed {
+                if removed {
+                    *self.depth_of(q.0) -= 1;
+                }
+                if removed && empty {
                     self.pending.remove(&q);
                 }
             }
@@ -438,6 +450,15 @@ impl Queues {
                     self.leased.remove(w);
                 }
             }
+        }
+    }
+
+    /// The pending count of the spot (`true`) or on-demand partition.
+    fn depth_of(&mut self, spot: bool) -> &mut u64 {
+        if spot {
+            &mut self.depth.0
+        } else {
+            &mut self.depth.1
         }
     }
 

@@ -20,6 +20,7 @@ use spotenc_proto::{Error, Result};
 use super::index::{Index, JobTraits};
 use super::tracked::Tracked;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
+use crate::cost::catalogue::Hardware;
 use crate::cost::model::Model;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 use crate::storage;
@@ -351,29 +352,35 @@ impl State {
         // On-demand capacity serves on-demand work first, then spot work
         // rather than idle; spot capacity serves only spot work.
         let capacity = record.info.capacity;
+        let pool = &record.info.pool;
         match self.seen.get_mut(worker_id) {
             Some(at) => *at = now_ms,
             None => {
                 self.seen.insert(worker_id.to_string(), now_ms);
             }
         }
-        let mut candidates = self.candidates_in(WINDOW_PER_CLASS, capacity == Capacity::Spot);
+        // Unsorted: choosing does not depend on the candidates' order.
+        let mut candidates = self.window_of(WINDOW_PER_CLASS, capacity == Capacity::Spot);
         if capacity == Capacity::OnDemand
             && lease.worker.is_none()
             && candidates.iter().any(|c| c.partition == Capacity::OnDemand)
         {
             candidates.retain(|c| c.partition == Capacity::OnDemand);
         }
-        let held = self.sessions_held(worker_id);
+        // Sessions matter to NVENC workers only: others skip the count.
+        let held = match &lease.worker {
+            Some(w) if w.pool.hardware != Hardware::Nvenc => w.sessions_held,
+            _ => self.sessions_held(worker_id),
+        };
         let Some(task_id) = lease.choose(&candidates, held, now_ms).map(str::to_string) else {
             return Ok(None);
         };
+        let pool = pool.clone();
         let work = if with_work || matches!(self.tasks[&task_id].work, Work::Stitch(_)) {
             Some(self.work_for_lease(&task_id)?)
         } else {
             None
         };
-        let pool = self.workers[worker_id].info.pool.clone();
         let task = self.tasks.get_mut(&task_id).expect("a candidate");
         let (rate_per_hour, on_demand, sessions) = lease.pricing(&task.demand);
         task.attempt += 1;

@@ -24,8 +24,16 @@ impl State {
 
     /// [`State::candidates`], of the spot partition only when `spot_only`.
     pub(super) fn candidates_in(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
-        let all = self
-            .index
+        let mut all = self.window_of(per_class, spot_only);
+        // Already the oldest `per_class` of each queue: only the order of
+        // the whole window is left to set, as `window` would.
+        all.sort_by_key(|c| c.order);
+        all
+    }
+
+    /// [`State::candidates_in`] in no particular order.
+    pub(super) fn window_of(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
+        self.index
             .oldest(per_class, spot_only)
             .filter_map(|(order, id, latency)| {
                 // The index keeps each job's priority: no job lookup.
@@ -40,12 +48,7 @@ impl State {
                     demand: Cow::Borrowed(&t.demand),
                 })
             })
-            .collect::<Vec<_>>();
-        // Already the oldest `per_class` of each queue: only the order of
-        // the whole window is left to set, as `window` would.
-        let mut all = all;
-        all.sort_by_key(|c| c.order);
-        all
+            .collect()
     }
 
     /// Pending and running work for the capacity planner, summed by
@@ -181,5 +184,13 @@ impl State {
             by_scan,
             "escalations at {now_ms}"
         );
+        let mut depth = (0, 0);
+        for t in self.index.all_pending().filter_map(|id| self.tasks.get(id)) {
+            match t.partition {
+                Capacity::Spot => depth.0 += 1,
+                Capacity::OnDemand => depth.1 += 1,
+            }
+        }
+        assert_eq!(self.queue_depth(), depth, "queue depth at {now_ms}");
     }
 }
