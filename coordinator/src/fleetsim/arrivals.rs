@@ -5,15 +5,16 @@
 //! worked out before the event loop needs it. The event loop, on the other
 //! core, submits each job when its arrival comes and hands the plan to the
 //! state machine when the probe completes: the same calls in the same
-//! order as planning on the spot, so reports stay byte-identical.
+//! order as planning on the spot, so reports stay byte-identical. The
+//! same thread frees finished jobs' records, which it largely allocated.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use spotenc_proto::domain::{JobSpec, Priority, ProbeInfo};
 
 use super::workload::{Arrival, Workload, MONTH_SECONDS};
 use crate::cost::sim::{probe, spec, Rng, SimJob};
-use crate::state::NewTask;
+use crate::state::{JobRecord, NewTask, TaskRecord};
 
 /// Arrivals per message: few enough to start at once, enough that the
 /// channel costs nothing per job.
@@ -33,10 +34,16 @@ pub(super) struct Planned {
     pub follow: Vec<NewTask>,
 }
 
-/// The event loop's end of the channel.
+/// A finished job's records, for the planning thread to free.
+pub(super) type Ended = (JobRecord, Vec<TaskRecord>);
+
+/// The event loop's end of the channels.
 pub(super) struct Arrivals {
     rx: Option<Receiver<Vec<Planned>>>,
     batch: std::vec::IntoIter<Planned>,
+    /// Finished jobs' records, sent back in batches.
+    trash: Option<Sender<Vec<Ended>>>,
+    ended: Vec<Ended>,
 }
 
 impl Arrivals {
@@ -50,9 +57,25 @@ impl Arrivals {
         }
     }
 
-    /// Stops the planner (it may be blocked sending a batch nobody reads).
+    /// Hands a finished job's records to the planning thread to free: a
+    /// block is freed fastest by the thread that allocated it, and the
+    /// event loop is the busier thread.
+    pub fn discard(&mut self, ended: Ended) {
+        self.ended.push(ended);
+        if self.ended.len() == BATCH {
+            let full = std::mem::replace(&mut self.ended, Vec::with_capacity(BATCH));
+            if let Some(t) = &self.trash {
+                // A planner that is gone leaves them to be freed here.
+                let _ = t.send(full);
+            }
+        }
+    }
+
+    /// Stops the planner (it may be blocked sending a batch nobody reads,
+    /// or waiting for records to free).
     pub fn close(&mut self) {
         self.rx = None;
+        self.trash = None;
     }
 }
 
@@ -67,6 +90,7 @@ pub(super) fn start<'scope>(
     end_ms: i64,
 ) -> Arrivals {
     let (tx, rx) = sync_channel(AHEAD);
+    let (trash, trash_rx) = channel();
     let planner = Planner {
         w,
         rng: Rng::new(seed ^ 0xA11),
@@ -75,10 +99,12 @@ pub(super) fn start<'scope>(
         now: 0,
         n: 0,
     };
-    scope.spawn(move || planner.run(tx));
+    scope.spawn(move || planner.run(tx, trash_rx));
     Arrivals {
         rx: Some(rx),
         batch: Vec::new().into_iter(),
+        trash: Some(trash),
+        ended: Vec::with_capacity(BATCH),
     }
 }
 
@@ -94,7 +120,10 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn run(mut self, tx: SyncSender<Vec<Planned>>) {
+    /// Plans and sends every arrival, freeing finished jobs between
+    /// batches; once planning is over, frees them until the event loop
+    /// closes.
+    fn run(mut self, tx: SyncSender<Vec<Planned>>, trash: Receiver<Vec<Ended>>) {
         let mut batch = Vec::with_capacity(BATCH);
         let mut at = self.gap();
         loop {
@@ -107,10 +136,13 @@ impl Planner<'_> {
             if past || at >= self.end_ms || batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 if tx.send(full).is_err() || past || at >= self.end_ms {
-                    return;
+                    break;
                 }
+                trash.try_iter().for_each(drop);
             }
         }
+        drop(tx);
+        trash.iter().for_each(drop);
     }
 
     /// Milliseconds from the start to the arrival after the one at `now`.

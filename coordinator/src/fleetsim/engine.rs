@@ -104,6 +104,8 @@ struct Sim<'a> {
     jobs: HashMap<String, Ahead>,
     /// Instances that are live, not draining and have free slots.
     free: BTreeSet<usize>,
+    /// Instances in `free`, per pool.
+    free_in: Vec<u32>,
     events: BinaryHeap<Reverse<(i64, u64, usize)>>,
     payloads: Vec<Option<Ev>>,
     free_payloads: Vec<usize>,
@@ -204,6 +206,7 @@ fn run(
         active: vec![BTreeSet::new(); catalogue.pools.len()],
         jobs: HashMap::new(),
         free: BTreeSet::new(),
+        free_in: vec![0; catalogue.pools.len()],
         events: BinaryHeap::new(),
         payloads: vec![],
         free_payloads: vec![],
@@ -344,24 +347,41 @@ impl Sim<'_> {
         }
     }
 
+    /// Puts instance `i` in the free set or takes it out.
+    fn set_free(&mut self, i: usize, free: bool) {
+        let p = self.insts[i].pool;
+        if free {
+            if self.free.insert(i) {
+                self.free_in[p] += 1;
+            }
+        } else if self.free.remove(&i) {
+            self.free_in[p] -= 1;
+        }
+    }
+
     fn dispatch(&mut self) {
         self.dirty = false;
         // Workers of one pool with the same free slots see the same window
         // and rank it alike: once one finds nothing, the rest would too.
         let mut declined: BTreeSet<(usize, u32)> = BTreeSet::new();
-        // Free instances in order, listed once: leasing only ever takes
-        // instances out of the set, and a full one is skipped below.
-        let listed: Vec<usize> = self.free.iter().copied().collect();
-        for i in listed {
+        // Pools that may still lease in this pass: with free instances, not
+        // yet found to have nothing to take. Once none is left, the free
+        // instances left are not visited.
+        let mut open: Vec<bool> = self.free_in.iter().map(|&n| n > 0).collect();
+        // Free instances in order, read as we go (leasing only ever takes
+        // instances out of the set).
+        let mut from = 0;
+        while let Some(&i) = self.free.range(from..).next() {
+            from = i + 1;
             let (spot, on_demand) = self.state.queue_depth();
-            if (spot, on_demand) == (0, 0) {
+            if (spot, on_demand) == (0, 0) || !open.contains(&true) {
                 return;
             }
             let p = self.insts[i].pool;
             // A lease looks only at the partitions the pool serves now
             // (`place::partitions`; an on-demand pool closed to spot work
             // serves its own): with none of them waiting, it would find
-            // nothing, so it is not asked.
+            // nothing, so it is not asked. Waiting work only shrinks here.
             let serves_waiting = match self.pools[p].pool.capacity {
                 Capacity::Spot => spot > 0,
                 Capacity::OnDemand => {
@@ -369,6 +389,7 @@ impl Sim<'_> {
                 }
             };
             if !serves_waiting {
+                open[p] = false;
                 continue;
             }
             while self.insts[i].free > 0 {
@@ -382,6 +403,10 @@ impl Sim<'_> {
                     self.limits,
                 ) else {
                     declined.insert((p, self.insts[i].free));
+                    let slots = self.pools[p].pool.slots;
+                    if (1..=slots).all(|f| declined.contains(&(p, f))) {
+                        open[p] = false;
+                    }
                     break;
                 };
                 self.report.leases += 1;
@@ -410,7 +435,7 @@ impl Sim<'_> {
                     held,
                 });
                 if inst.free == 0 {
-                    self.free.remove(&i);
+                    self.set_free(i, false);
                 }
                 self.push(
                     end,
@@ -486,13 +511,13 @@ impl Sim<'_> {
         let inst = &mut self.insts[i];
         inst.free = (inst.free + held).min(slots);
         if inst.live && !inst.draining && !inst.ended && inst.free > 0 {
-            self.free.insert(i);
+            self.set_free(i, true);
         }
     }
 
     /// Summarises a finished job and forgets it.
     fn job_ended(&mut self, job_id: &str) {
-        let job = &self.state.jobs[job_id];
+        let (job, tasks) = self.state.take_job(job_id).expect("a live job");
         let latency = job.spec.priority == Priority::Latency;
         if job.state == JobState::Succeeded {
             self.report.jobs_done += 1;
@@ -509,22 +534,18 @@ impl Sim<'_> {
         } else {
             self.report.jobs_failed += 1;
         }
-        for id in &job.task_ids {
-            let Some(t) = self.state.tasks.get(id) else {
-                continue;
-            };
-            for a in &t.history {
-                self.report.work_dollars += a.cost_dollars;
-                if a.outcome == "interrupted" {
-                    let secs = (a.ended_unix_ms - a.started_unix_ms) as f64 / 1000.0;
-                    self.report.waste_seconds += secs;
-                    self.report.waste_dollars += a.cost_dollars;
-                }
+        for a in tasks.iter().flat_map(|t| &t.history) {
+            self.report.work_dollars += a.cost_dollars;
+            if a.outcome == "interrupted" {
+                let secs = (a.ended_unix_ms - a.started_unix_ms) as f64 / 1000.0;
+                self.report.waste_seconds += secs;
+                self.report.waste_dollars += a.cost_dollars;
             }
         }
-        self.state.forget_job(job_id);
         self.jobs.remove(job_id);
         self.jobs_live -= 1;
+        // Freed on the planning thread, which allocated much of it.
+        self.arrivals.discard((job, tasks));
     }
 
     fn launch(&mut self, p: usize) {
@@ -577,7 +598,7 @@ impl Sim<'_> {
             info,
             registered_unix_ms: self.now,
         });
-        self.free.insert(i);
+        self.set_free(i, true);
         self.dirty = true;
         let live = self.live(p);
         let r = &mut self.pools[p].report;
@@ -625,7 +646,7 @@ impl Sim<'_> {
             return;
         }
         self.insts[i].draining = true;
-        self.free.remove(&i);
+        self.set_free(i, false);
         let keep_until = self.now
             + ((self.w.interruptions.notice_seconds - NOTICE_MARGIN_SECONDS) * 1000.0) as i64;
         let running = std::mem::take(&mut self.insts[i].running);
@@ -672,9 +693,9 @@ impl Sim<'_> {
         for r in &running {
             self.hand_back(p, r);
         }
+        self.set_free(i, false);
         let inst = &mut self.insts[i];
         inst.ended = true;
-        self.free.remove(&i);
         self.active[p].remove(&i);
         self.state.workers.remove(&inst.id);
         self.state.seen.remove(&inst.id);

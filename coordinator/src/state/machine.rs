@@ -241,8 +241,16 @@ impl State {
     /// Drops a finished job with its tasks, logs and idempotency key (the
     /// simulator summarises and forgets; retention will too).
     pub fn forget_job(&mut self, job_id: &str) -> Option<JobRecord> {
+        self.take_job(job_id).map(|(job, _)| job)
+    }
+
+    /// [`State::forget_job`], handing back the job's tasks too, in the
+    /// job's order (the simulator sums them, then frees them on another
+    /// thread).
+    pub fn take_job(&mut self, job_id: &str) -> Option<(JobRecord, Vec<TaskRecord>)> {
         self.index_paths(job_id, false);
         let job = self.jobs.remove(job_id)?;
+        let mut tasks = Vec::with_capacity(job.task_ids.len());
         for id in &job.task_ids {
             if let Some(t) = self.tasks.remove(id) {
                 self.index.remove(&t);
@@ -251,12 +259,13 @@ impl State {
                         self.logs.remove(&log_key(id, a.attempt));
                     }
                 }
+                tasks.push(t);
             }
         }
         if !job.idempotency_key.is_empty() {
             self.idempotency.remove(&job.idempotency_key);
         }
-        Some(job)
+        Some((job, tasks))
     }
 
     /// Retention: see [`super::StateStore::purge`]. Jobs go oldest-ended
