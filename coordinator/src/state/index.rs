@@ -191,6 +191,11 @@ impl Index {
             })
     }
 
+    /// Pending queues with tasks in them.
+    pub fn queues(&self) -> usize {
+        self.q.pending.len()
+    }
+
     /// Every pending task id.
     #[cfg(test)]
     pub fn all_pending(&self) -> impl Iterator<Item = &str> + '_ {

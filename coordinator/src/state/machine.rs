@@ -48,7 +48,7 @@ pub struct State {
     /// When each worker last asked for work; not persisted (a restart
     /// forgets liveness, and workers come back within a lease poll).
     #[serde(skip)]
-    pub seen: BTreeMap<String, i64>,
+    pub seen: FxHashMap<String, i64>,
     /// Pending, blocked and leased tasks indexed (derived; see
     /// [`State::reindex`]).
     #[serde(skip)]
@@ -520,20 +520,26 @@ impl State {
         close_attempt(task, "done", "", now_ms);
         task.state = TaskState::Done;
         task.frames_done = task.frames_total;
-        task.result = Some(outcome.clone());
+        // The job keeps the probe too; only a probe's result is copied.
+        let probe = match &outcome {
+            TaskOutcome::Probe(info) => Some(info.clone()),
+            _ => None,
+        };
+        let stitched = matches!(outcome, TaskOutcome::Stitch(_));
+        task.result = Some(outcome);
         let job_id = task.job_id.clone();
         let holder = task.worker_id.clone();
         self.index.sync(&self.tasks[task_id], Some(&holder));
         // A job commits once every rendition is stitched.
-        let all_stitched = matches!(outcome, TaskOutcome::Stitch(_))
+        let all_stitched = stitched
             && self.jobs[&job_id].task_ids.iter().all(|t| {
                 let t = &self.tasks[t];
                 t.kind != TaskKind::Stitch || t.state == TaskState::Done
             });
         let job = self.jobs.get_mut(&job_id).expect("task has a job");
         job.updated_unix_ms = now_ms;
-        match outcome {
-            TaskOutcome::Probe(info) => {
+        match probe {
+            Some(info) => {
                 job.probe = Some(info);
                 let partition = job.spec.partition();
                 let traits = job_traits(&job.spec);
@@ -546,9 +552,8 @@ impl State {
                     self.tasks.insert(t.id.clone(), t);
                 }
             }
-            TaskOutcome::Stitch(_) if all_stitched => job.state = JobState::Committing,
-            TaskOutcome::Stitch(_) => {}
-            TaskOutcome::Encode(_) | TaskOutcome::Audio(_) => {}
+            None if all_stitched => job.state = JobState::Committing,
+            None => {}
         }
         self.unblock(task_id, now_ms);
         Ok(self.transition(&job_id))

@@ -33,22 +33,26 @@ impl State {
 
     /// [`State::candidates_in`] in no particular order.
     pub(super) fn window_of(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
-        self.index
-            .oldest(per_class, spot_only)
-            .filter_map(|(order, id, latency)| {
-                // The index keeps each job's priority: no job lookup.
-                let t = self.tasks.get(id)?;
-                Some(Candidate {
-                    task_id: Cow::Borrowed(&t.id),
-                    job_id: Cow::Borrowed(&t.job_id),
-                    partition: t.partition,
-                    order,
-                    pending_since_ms: t.pending_since_ms,
-                    latency,
-                    demand: Cow::Borrowed(&t.demand),
-                })
-            })
-            .collect()
+        // Sized once: the window is at most `per_class` of each queue.
+        let mut all = Vec::with_capacity(per_class * self.index.queues());
+        all.extend(
+            self.index
+                .oldest(per_class, spot_only)
+                .filter_map(|(order, id, latency)| {
+                    // The index keeps each job's priority: no job lookup.
+                    let t = self.tasks.get(id)?;
+                    Some(Candidate {
+                        task_id: Cow::Borrowed(&t.id),
+                        job_id: Cow::Borrowed(&t.job_id),
+                        partition: t.partition,
+                        order,
+                        pending_since_ms: t.pending_since_ms,
+                        latency,
+                        demand: Cow::Borrowed(&t.demand),
+                    })
+                }),
+        );
+        all
     }
 
     /// Pending and running work for the capacity planner, summed by
@@ -100,11 +104,15 @@ impl State {
 
     /// Workers that asked for work at or after `since_ms`.
     pub fn live_workers(&self, since_ms: i64) -> Vec<WorkerRecord> {
-        self.seen
+        let mut live: Vec<WorkerRecord> = self
+            .seen
             .iter()
             .filter(|(_, t)| **t >= since_ms)
             .filter_map(|(id, _)| self.workers.get(id).cloned())
-            .collect()
+            .collect();
+        // By id, whatever order the map holds them in.
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        live
     }
 
     /// Interruptions and worker-seconds of ended attempts, by pool.
