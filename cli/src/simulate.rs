@@ -55,6 +55,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
                         chunk_seconds,
                         placement,
                         series: a.plot.is_some(),
+                        ask_all: false,
                     };
                     s.spawn(move || fleetsim::simulate(catalogue, workload, &opts))
                 })

@@ -283,10 +283,17 @@ fn standings<'c>(
     }
 }
 
-/// The partitions `worker` takes work from now, in order.
-fn open_partitions(worker: &Worker, policy: &Policy) -> impl Iterator<Item = Capacity> {
-    let closed = worker.pool.capacity == Capacity::OnDemand && policy.spot_closed;
-    partitions(worker.pool.capacity)
+/// The partitions a worker of `capacity` takes work from now, in order:
+/// [`partitions`], less spot work for an on-demand pool closed to it
+/// ([`Policy::spot_closed`]) when placement is on (FIFO, the baseline,
+/// ignores the policy).
+pub fn open_partitions(
+    capacity: Capacity,
+    policy: &Policy,
+    placement: bool,
+) -> impl Iterator<Item = Capacity> {
+    let closed = placement && capacity == Capacity::OnDemand && policy.spot_closed;
+    partitions(capacity)
         .iter()
         .copied()
         .filter(move |&p| !(p == Capacity::Spot && closed))
@@ -306,7 +313,7 @@ pub fn rank<'c>(
     now_ms: i64,
 ) -> Vec<&'c str> {
     let mut out = Vec::new();
-    for p in open_partitions(worker, policy) {
+    for p in open_partitions(worker.pool.capacity, policy, true) {
         let mut all = Vec::new();
         standings(worker, candidates, p, model, fleet, policy, now_ms, |s| {
             all.push(s)
@@ -327,7 +334,7 @@ pub fn best<'c>(
     policy: &Policy,
     now_ms: i64,
 ) -> Option<&'c str> {
-    for p in open_partitions(worker, policy) {
+    for p in open_partitions(worker.pool.capacity, policy, true) {
         let mut first: Option<Standing> = None;
         standings(worker, candidates, p, model, fleet, policy, now_ms, |s| {
             if first.is_none_or(|f| s.cmp(&f).is_lt()) {
@@ -359,7 +366,7 @@ fn fifo_cmp(a: &&Candidate, b: &&Candidate) -> std::cmp::Ordering {
 /// The tasks `worker` can run, its partitions in order, oldest first.
 pub fn fifo_rank<'c>(worker: &Worker, candidates: &'c [Candidate]) -> Vec<&'c str> {
     let mut out = Vec::new();
-    for &p in partitions(worker.pool.capacity) {
+    for p in open_partitions(worker.pool.capacity, &Policy::default(), false) {
         let mut able: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| able_now(worker, c, p))
@@ -372,7 +379,7 @@ pub fn fifo_rank<'c>(worker: &Worker, candidates: &'c [Candidate]) -> Vec<&'c st
 
 /// The first of [`fifo_rank`].
 pub fn fifo_best<'c>(worker: &Worker, candidates: &'c [Candidate]) -> Option<&'c str> {
-    partitions(worker.pool.capacity).iter().find_map(|&p| {
+    open_partitions(worker.pool.capacity, &Policy::default(), false).find_map(|p| {
         candidates
             .iter()
             .filter(|c| able_now(worker, c, p))

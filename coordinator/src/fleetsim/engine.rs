@@ -16,7 +16,7 @@ use super::workload::Workload;
 use crate::cost::capacity::{plan_capacity, pool_worker, CapacityPolicy, HealthTracker, InFlight};
 use crate::cost::catalogue::{Catalogue, Hardware, Pool};
 use crate::cost::model::{Model, SMALL_TASK_SECONDS};
-use crate::cost::place::{Fleet, Policy, Worker};
+use crate::cost::place::{open_partitions, Fleet, Policy, Worker};
 use crate::cost::sim::{probe, worker_info, Rng, SimJob};
 use crate::cost::Lease;
 use crate::state::machine::State;
@@ -32,6 +32,11 @@ pub struct Options {
     pub placement: Option<bool>,
     /// Keep hourly fleet sizes per pool for plots.
     pub series: bool,
+    /// Ask every free instance for a lease, as a worker would, even where
+    /// the answer is known to be none (its pool serves no partition with
+    /// work waiting, or its pool found nothing this instant): slower, and
+    /// the same report, which a test checks.
+    pub ask_all: bool,
 }
 
 /// Seconds a worker keeps a task after a notice only if it will finish
@@ -106,6 +111,9 @@ struct Sim<'a> {
     free: BTreeSet<usize>,
     /// Instances in `free`, per pool.
     free_in: Vec<u32>,
+    /// Which pools had live workers when the leases' fleet was last set.
+    fleet_of: Option<Vec<bool>>,
+    ask_all: bool,
     events: BinaryHeap<Reverse<(i64, u64, usize)>>,
     payloads: Vec<Option<Ev>>,
     free_payloads: Vec<usize>,
@@ -207,6 +215,8 @@ fn run(
         jobs: HashMap::new(),
         free: BTreeSet::new(),
         free_in: vec![0; catalogue.pools.len()],
+        fleet_of: None,
+        ask_all: opts.ask_all,
         events: BinaryHeap::new(),
         payloads: vec![],
         free_payloads: vec![],
@@ -374,26 +384,27 @@ impl Sim<'_> {
         while let Some(&i) = self.free.range(from..).next() {
             from = i + 1;
             let (spot, on_demand) = self.state.queue_depth();
-            if (spot, on_demand) == (0, 0) || !open.contains(&true) {
+            if (spot, on_demand) == (0, 0) || (!self.ask_all && !open.contains(&true)) {
                 return;
             }
             let p = self.insts[i].pool;
-            // A lease looks only at the partitions the pool serves now
-            // (`place::partitions`; an on-demand pool closed to spot work
-            // serves its own): with none of them waiting, it would find
-            // nothing, so it is not asked. Waiting work only shrinks here.
-            let serves_waiting = match self.pools[p].pool.capacity {
-                Capacity::Spot => spot > 0,
-                Capacity::OnDemand => {
-                    on_demand > 0 || (spot > 0 && !self.pools[p].lease.policy.spot_closed)
-                }
-            };
-            if !serves_waiting {
+            // A lease looks only at the partitions the pool serves now:
+            // with none of them waiting, it would find nothing, so it is
+            // not asked. Waiting work only shrinks here.
+            let lease = &self.pools[p].lease;
+            let serves_waiting =
+                open_partitions(self.pools[p].pool.capacity, &lease.policy, lease.placement).any(
+                    |c| match c {
+                        Capacity::Spot => spot > 0,
+                        Capacity::OnDemand => on_demand > 0,
+                    },
+                );
+            if !serves_waiting && !self.ask_all {
                 open[p] = false;
                 continue;
             }
             while self.insts[i].free > 0 {
-                if declined.contains(&(p, self.insts[i].free)) {
+                if declined.contains(&(p, self.insts[i].free)) && !self.ask_all {
                     break;
                 }
                 let Ok(Some((task_id, attempt))) = self.state.lease_id(
@@ -618,6 +629,12 @@ impl Sim<'_> {
     /// Gives every pool's lease the pools that have live workers.
     fn refresh_fleet(&mut self) {
         let live: Vec<bool> = (0..self.pools.len()).map(|p| self.live(p) > 0).collect();
+        // The fleet is the pools with live workers: unchanged unless they
+        // are.
+        if self.fleet_of.as_ref() == Some(&live) {
+            return;
+        }
+        self.fleet_of = Some(live.clone());
         let fleet = Fleet {
             pools: self
                 .pools

@@ -54,6 +54,7 @@ fn opts(seed: u64) -> Options {
         chunk_seconds: None,
         placement: None,
         series: false,
+        ask_all: false,
     }
 }
 
@@ -226,4 +227,35 @@ fn spot_exhaustion_moves_work_to_on_demand_and_loses_nothing() {
         calm.on_demand_share,
         r.table()
     );
+}
+
+// The event loop skips asking instances whose answer is known to be none
+// (no waiting work in the partitions their pool serves now, or their pool
+// found nothing this instant); asking every one must give the same report,
+// with placement and with FIFO, on CPU and multi-session NVENC pools, with
+// spot notices, reclaims, escalations and an on-demand pool closed to spot
+// work at times.
+#[test]
+fn skipping_known_refusals_changes_nothing() {
+    let pools = format!("{POOLS_MIX}[[pools]]\nname = \"g4dn-xlarge-spot\"\nmax_workers = 20\n");
+    let pools = parse_pools(&pools, "pools.toml").unwrap();
+    let w = workload_of(
+        600_000,
+        "arrival = \"diurnal\"\nlatency_share = 0.2\n\
+         escalate_after_wait_seconds = 300\n\
+         [interruptions]\nspot_rate_per_hour = 0.2\nreclaim_events_per_day = 4",
+    );
+    for placement in [Some(true), Some(false)] {
+        let quick = Options {
+            placement,
+            ..opts(3)
+        };
+        let all = Options {
+            ask_all: true,
+            ..quick.clone()
+        };
+        let a = serde_json::to_string(&simulate(&pools, &w, &quick)).unwrap();
+        let b = serde_json::to_string(&simulate(&pools, &w, &all)).unwrap();
+        assert_eq!(a, b, "placement {placement:?}");
+    }
 }
