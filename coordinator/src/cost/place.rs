@@ -258,7 +258,9 @@ fn standings<'c>(
             });
             continue;
         }
-        let (r, advantage) = match priced.iter().find(|(d, _)| **d == *c.demand) {
+        // Frames first: chunks of one job differ there, if anywhere.
+        let same = |d: &Demand| d.frames == c.demand.frames && d.outputs == c.demand.outputs;
+        let (r, advantage) = match priced.iter().find(|(d, _)| same(d)) {
             Some((_, x)) => *x,
             None => {
                 let x = ratio(worker, c, model, fleet);
