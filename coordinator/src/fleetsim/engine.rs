@@ -181,82 +181,62 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
         .collect();
     let chunk_seconds = opts.chunk_seconds.unwrap_or(w.chunk_seconds);
     let end_ms = (w.days * 86_400_000.0) as i64;
+    // Arrivals are planned on a thread of their own, for the time the
+    // event loop runs.
     std::thread::scope(|scope| {
         let arrivals = arrivals::start(scope, w, opts.seed, chunk_seconds, end_ms);
-        run(
+        let mut sim = Sim {
             w,
-            opts,
+            state: State::default(),
             pools,
-            catalogue,
-            placement,
-            chunk_seconds,
+            insts: vec![],
+            active: vec![BTreeSet::new(); catalogue.pools.len()],
+            jobs: HashMap::new(),
+            free: BTreeSet::new(),
+            free_in: vec![0; catalogue.pools.len()],
+            fleet_of: None,
+            ask_all: opts.ask_all,
+            events: BinaryHeap::new(),
+            payloads: vec![],
+            free_payloads: vec![],
+            seq: 0,
+            now: 0,
+            truth: model,
             arrivals,
-        )
+            next_arrival: None,
+            noise: Rng::new(opts.seed ^ 0x5E1),
+            chaos: Rng::new(opts.seed ^ 0xC4A05),
+            jobs_submitted: 0,
+            jobs_live: 0,
+            arrivals_end_ms: end_ms,
+            limits: Limits {
+                lease_ttl_ms: u32::MAX / 2,
+                max_expiries: 5,
+            },
+            tracker: HealthTracker::default(),
+            policy: w.capacity_policy(),
+            catalogue,
+            dirty: false,
+            report: Report {
+                seed: opts.seed,
+                placement: if placement { "cost" } else { "fifo" }.into(),
+                chunk_seconds,
+                days: w.days,
+                ..Default::default()
+            },
+            turnaround: BTreeMap::new(),
+            hour_ticks: 0,
+            series: opts.series.then(Vec::new),
+            next_instance: 0,
+            exhaustion: w.exhaustion.as_ref().map(|x| {
+                let start = (x.start_hour * 3_600_000.0) as i64;
+                (start, start + (x.hours * 3_600_000.0) as i64)
+            }),
+        };
+        sim.run();
+        sim.arrivals.close();
+        sim.finish()
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run(
-    w: &Workload,
-    opts: &Options,
-    pools: Vec<PoolSim>,
-    catalogue: Catalogue,
-    placement: bool,
-    chunk_seconds: f64,
-    arrivals: Arrivals,
-) -> Report {
-    let model = Model::default();
-    let mut sim = Sim {
-        w,
-        state: State::default(),
-        pools,
-        insts: vec![],
-        active: vec![BTreeSet::new(); catalogue.pools.len()],
-        jobs: HashMap::new(),
-        free: BTreeSet::new(),
-        free_in: vec![0; catalogue.pools.len()],
-        fleet_of: None,
-        ask_all: opts.ask_all,
-        events: BinaryHeap::new(),
-        payloads: vec![],
-        free_payloads: vec![],
-        seq: 0,
-        now: 0,
-        truth: model,
-        arrivals,
-        next_arrival: None,
-        noise: Rng::new(opts.seed ^ 0x5E1),
-        chaos: Rng::new(opts.seed ^ 0xC4A05),
-        jobs_submitted: 0,
-        jobs_live: 0,
-        arrivals_end_ms: (w.days * 86_400_000.0) as i64,
-        limits: Limits {
-            lease_ttl_ms: u32::MAX / 2,
-            max_expiries: 5,
-        },
-        tracker: HealthTracker::default(),
-        policy: w.capacity_policy(),
-        catalogue,
-        dirty: false,
-        report: Report {
-            seed: opts.seed,
-            placement: if placement { "cost" } else { "fifo" }.into(),
-            chunk_seconds,
-            days: w.days,
-            ..Default::default()
-        },
-        turnaround: BTreeMap::new(),
-        hour_ticks: 0,
-        series: opts.series.then(Vec::new),
-        next_instance: 0,
-        exhaustion: w.exhaustion.as_ref().map(|x| {
-            let start = (x.start_hour * 3_600_000.0) as i64;
-            (start, start + (x.hours * 3_600_000.0) as i64)
-        }),
-    };
-    sim.run();
-    sim.arrivals.close();
-    sim.finish()
 }
 
 impl Sim<'_> {

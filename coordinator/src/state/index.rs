@@ -100,8 +100,6 @@ struct Queues {
     pool_names: Vec<String>,
     /// Leased tasks by worker.
     leased: HashMap<String, BTreeSet<String>>,
-    /// Pending tasks: (spot, on-demand), as `pending` holds them.
-    depth: (u64, u64),
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -207,7 +205,15 @@ impl Index {
 
     /// Pending tasks: (spot, on-demand).
     pub fn depth(&self) -> (u64, u64) {
-        self.q.depth
+        let mut d = (0, 0);
+        for ((spot, _), m) in &self.q.pending {
+            if *spot {
+                d.0 += m.len() as u64;
+            } else {
+                d.1 += m.len() as u64;
+            }
+        }
+        d
     }
 
     pub fn leased_by(&self, worker: &str) -> impl Iterator<Item = &str> + '_ {
@@ -375,15 +381,10 @@ impl Queues {
         let bucket = match t.state {
             TaskState::Pending => {
                 let q = queue(t);
-                if self
-                    .pending
+                self.pending
                     .entry(q)
                     .or_default()
-                    .insert(order, (t.id.clone(), latency))
-                    .is_none()
-                {
-                    *self.depth_of(q.0) += 1;
-                }
+                    .insert(order, (t.id.clone(), latency));
                 f.queued = Some(q);
                 if !on_demand {
                     let at = t
@@ -435,15 +436,8 @@ impl Queues {
             }
         }
         if let Some(q) = f.queued.take() {
-            let removed = self.pending.get_mut(&q).map(|m| {
-                let removed = m.remove(&order).is_some();
-                (removed, m.is_empty())
-            });
-            if let Some((removed, empty)) = removed {
-                if removed {
-                    *self.depth_of(q.0) -= 1;
-                }
-                if removed && empty {
+            if let Some(m) = self.pending.get_mut(&q) {
+                if m.remove(&order).is_some() && m.is_empty() {
                     self.pending.remove(&q);
                 }
             }
@@ -455,15 +449,6 @@ impl Queues {
                     self.leased.remove(w);
                 }
             }
-        }
-    }
-
-    /// The pending count of the spot (`true`) or on-demand partition.
-    fn depth_of(&mut self, spot: bool) -> &mut u64 {
-        if spot {
-            &mut self.depth.0
-        } else {
-            &mut self.depth.1
         }
     }
 

@@ -192,13 +192,5 @@ impl State {
             by_scan,
             "escalations at {now_ms}"
         );
-        let mut depth = (0, 0);
-        for t in self.index.all_pending().filter_map(|id| self.tasks.get(id)) {
-            match t.partition {
-                Capacity::Spot => depth.0 += 1,
-                Capacity::OnDemand => depth.1 += 1,
-            }
-        }
-        assert_eq!(self.queue_depth(), depth, "queue depth at {now_ms}");
     }
 }
