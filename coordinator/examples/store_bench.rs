@@ -50,7 +50,7 @@ fn short_probe() -> ProbeInfo {
     p.duration_seconds = 2.0;
     p.video.end_pts = 50;
     p.video.frame_count = 50;
-    p.video.keyframes.truncate(2);
+    p.video.keyframes = p.video.keyframes[..2].into();
     p
 }
 

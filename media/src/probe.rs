@@ -125,7 +125,7 @@ fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
             start_pts,
             end_pts,
             frame_count,
-            keyframes,
+            keyframes: keyframes.into(),
         },
         audio,
     })

@@ -22,7 +22,7 @@ fn settings() -> VideoSettings {
 fn chunks(info: &ProbeInfo, every: u64) -> Vec<ChunkRange> {
     let v = &info.video;
     let mut starts: Vec<Keyframe> = vec![];
-    for k in &v.keyframes {
+    for k in v.keyframes.iter() {
         if starts.last().is_none_or(|s| k.frame - s.frame >= every) {
             starts.push(*k);
         }

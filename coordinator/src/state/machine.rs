@@ -2,9 +2,17 @@
 //! clock: callers pass `now_ms` in, which keeps every rule testable.
 //!
 //! Layout: this file holds the state and its transitions; `queries` what
-//! the state answers without changing.
+//! the state answers without changing; `retention` rebuilding the
+//! indexes after a load and dropping finished jobs; `records` the records'
+//! plain helpers (new task records, requeueing, closing attempts, stitch
+//! inputs).
 
 mod queries;
+mod records;
+mod retention;
+
+use records::{close_attempt, deps_done, job_traits, new_task_record, requeue};
+pub(crate) use records::{fill_stitch, task_log, with_attempt_paths};
 
 use std::collections::BTreeMap;
 
@@ -12,18 +20,17 @@ use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
-    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, Priority, StitchTask, TaskKind,
-    TaskLog, TaskOutcome, TaskState, Work,
+    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, TaskKind, TaskLog, TaskOutcome,
+    TaskState, Work,
 };
 use spotenc_proto::{Error, Result};
 
-use super::index::{Index, JobTraits};
+use super::index::Index;
 use super::tracked::Tracked;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::cost::catalogue::Hardware;
 use crate::cost::model::Model;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
-use crate::storage;
 
 /// Everything the coordinator knows, in memory. Jobs, tasks, keys and logs
 /// are in hash maps with a fixed hasher (`rustc-hash`): lookups by id are
@@ -215,95 +222,6 @@ impl State {
         self.seen
             .insert(worker.id.clone(), worker.registered_unix_ms);
         self.workers.insert(worker.id.clone(), worker);
-    }
-
-    /// Rebuilds the indexes from the records (after a load).
-    pub fn reindex(&mut self) {
-        let mut index = Index::default();
-        let mut jobs: Vec<&JobRecord> = self.jobs.values().collect();
-        jobs.sort_by_key(|j| j.seq);
-        for j in jobs {
-            if !j.state.is_terminal() {
-                let outputs: Vec<&str> = j.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
-                index.job_paths(&j.id, &j.spec.input, &outputs);
-                index.client_job(&j.client, &j.id, true);
-            }
-            for (i, id) in j.task_ids.iter().enumerate() {
-                if let Some(t) = self.tasks.get(id) {
-                    let done = deps_done(&self.tasks, t);
-                    index.add(t, task_order(j.seq, i), job_traits(&j.spec), done);
-                }
-            }
-        }
-        self.index = index;
-    }
-
-    /// Drops a finished job with its tasks, logs and idempotency key (the
-    /// simulator summarises and forgets; retention will too).
-    pub fn forget_job(&mut self, job_id: &str) -> Option<JobRecord> {
-        self.take_job(job_id).map(|(job, _)| job)
-    }
-
-    /// [`State::forget_job`], handing back the job's tasks too, in the
-    /// job's order (the simulator sums them, then frees them on another
-    /// thread).
-    pub fn take_job(&mut self, job_id: &str) -> Option<(JobRecord, Vec<TaskRecord>)> {
-        self.index_paths(job_id, false);
-        let job = self.jobs.remove(job_id)?;
-        let mut tasks = Vec::with_capacity(job.task_ids.len());
-        for id in &job.task_ids {
-            if let Some(t) = self.tasks.remove(id) {
-                self.index.remove(&t);
-                if !self.logs.is_empty() {
-                    for a in &t.history {
-                        self.logs.remove(&log_key(id, a.attempt));
-                    }
-                }
-                tasks.push(t);
-            }
-        }
-        if !job.idempotency_key.is_empty() {
-            self.idempotency.remove(&job.idempotency_key);
-        }
-        Some((job, tasks))
-    }
-
-    /// Retention: see [`super::StateStore::purge`]. Jobs go oldest-ended
-    /// first.
-    pub fn purge(&mut self, cutoff_ms: i64, limit: usize) -> super::Purged {
-        let mut ended: Vec<(i64, String)> = self
-            .jobs
-            .values()
-            .filter(|j| j.state.is_terminal() && j.finished_unix_ms < cutoff_ms)
-            .map(|j| (j.finished_unix_ms, j.id.clone()))
-            .collect();
-        ended.sort();
-        ended.truncate(limit);
-        for (_, id) in &ended {
-            self.forget_job(id);
-        }
-        let dead: Vec<String> = self
-            .workers
-            .values()
-            .filter(|w| {
-                let seen = self
-                    .seen
-                    .get(&w.id)
-                    .copied()
-                    .unwrap_or(w.registered_unix_ms);
-                seen.max(w.registered_unix_ms) < cutoff_ms
-            })
-            .map(|w| w.id.clone())
-            .take(limit)
-            .collect();
-        for id in &dead {
-            self.workers.remove(id);
-            self.seen.remove(id);
-        }
-        super::Purged {
-            jobs: ended.len(),
-            workers: dead.len(),
-        }
     }
 
     /// Leases the task `lease` chooses for a worker, bumping its fencing
@@ -826,145 +744,5 @@ impl State {
             }
             self.index.sync(t, holder.as_deref());
         }
-    }
-}
-
-/// What the index keeps of a job for each of its tasks.
-fn job_traits(spec: &JobSpec) -> JobTraits {
-    JobTraits {
-        latency: spec.priority == Priority::Latency,
-        escalate_after_ms: i64::from(spec.escalate_after_wait_seconds) * 1000,
-    }
-}
-
-/// How many of `t`'s dependencies are done.
-fn deps_done(tasks: &FxHashMap<String, TaskRecord>, t: &TaskRecord) -> u32 {
-    t.deps
-        .iter()
-        .filter(|d| tasks.get(*d).is_some_and(|d| d.state == TaskState::Done))
-        .count() as u32
-}
-
-/// Puts a failed, expired or interrupted task back in the queue; a spot
-/// task moves to on-demand once its failures, expired leases and the most
-/// interruptions by any one pool add up to the job's escalation limit.
-fn requeue(task: &mut TaskRecord, spec: &JobSpec, now_ms: i64) {
-    task.state = TaskState::Pending;
-    task.pending_since_ms = now_ms;
-    let by_one_pool = task.interruptions.values().copied().max().unwrap_or(0);
-    if task.partition == Capacity::Spot
-        && task.failures + task.expiries + by_one_pool >= spec.escalate_after_attempts
-    {
-        task.partition = Capacity::OnDemand;
-    }
-}
-
-/// An attempt record and its log as the API returns them.
-pub(crate) fn task_log(task_id: &str, a: &AttemptRecord, log: String) -> TaskLog {
-    TaskLog {
-        task_id: task_id.to_string(),
-        attempt: a.attempt,
-        worker_id: a.worker_id.clone(),
-        pool: a.pool.clone(),
-        outcome: a.outcome.clone(),
-        error: a.error.clone(),
-        started_unix_ms: a.started_unix_ms,
-        ended_unix_ms: a.ended_unix_ms,
-        log,
-    }
-}
-
-fn new_task_record(job_id: &str, partition: Capacity, now_ms: i64, nt: NewTask) -> TaskRecord {
-    TaskRecord {
-        id: nt.id,
-        job_id: job_id.to_string(),
-        kind: nt.kind,
-        chunk: nt.chunk,
-        work: nt.work,
-        state: if nt.deps.is_empty() {
-            TaskState::Pending
-        } else {
-            TaskState::Blocked
-        },
-        deps: nt.deps,
-        attempt: 0,
-        failures: 0,
-        expiries: 0,
-        worker_id: String::new(),
-        lease_until_ms: 0,
-        frames_done: 0,
-        frames_total: nt.frames_total,
-        result: None,
-        history: Vec::new(),
-        interruptions: Default::default(),
-        partition,
-        pending_since_ms: now_ms,
-        demand: nt.demand,
-    }
-}
-
-fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, now_ms: i64) {
-    if let Some(a) = task.history.last_mut() {
-        if a.ended_unix_ms == 0 {
-            a.cost_dollars = a.cost_at(now_ms);
-            a.ended_unix_ms = now_ms;
-            a.outcome = outcome.to_string();
-            a.error = error.to_string();
-        }
-    }
-}
-
-/// Fills a stitch task's inputs from its dependencies' results, in
-/// dependency (chunk) order.
-pub(crate) fn fill_stitch(
-    stitch: &StitchTask,
-    results: Vec<(String, Option<TaskOutcome>)>,
-) -> Result<Work> {
-    let mut chunks = Vec::new();
-    let mut audio = None;
-    for (dep, result) in results {
-        match result {
-            Some(TaskOutcome::Encode(obj)) => {
-                let r = stitch.rendition as usize;
-                let chunk = if r == 0 {
-                    Some(obj)
-                } else {
-                    obj.renditions.into_iter().nth(r - 1)
-                };
-                chunks.push(chunk.ok_or_else(|| {
-                    Error::Internal(format!("dependency {dep} has no rendition {r}"))
-                })?);
-            }
-            Some(TaskOutcome::Audio(obj)) => audio = Some(obj),
-            _ => return Err(Error::Internal(format!("dependency {dep} has no result"))),
-        }
-    }
-    Ok(Work::Stitch(StitchTask {
-        chunks,
-        audio,
-        ..stitch.clone()
-    }))
-}
-
-/// Gives each attempt its own output object, so a worker that lost its lease
-/// can never overwrite the object of the attempt that replaced it.
-pub(crate) fn with_attempt_paths(work: Work, attempt: u32) -> Work {
-    match work {
-        Work::Encode(mut e) => {
-            e.output = storage::attempt_path(&e.output, attempt);
-            for r in &mut e.renditions {
-                r.output = storage::attempt_path(&r.output, attempt);
-            }
-            Work::Encode(e)
-        }
-        Work::Audio(mut a) => {
-            a.output = storage::attempt_path(&a.output, attempt);
-            Work::Audio(a)
-        }
-        Work::Stitch(mut s) => {
-            s.output = storage::attempt_path(&s.output, attempt);
-            Work::Stitch(s)
-        }
-        probe @ Work::Probe(_) => probe,
     }
 }

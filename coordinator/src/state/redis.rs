@@ -6,14 +6,17 @@
 //! Records are hashes of plain fields; work, results and the job spec are
 //! opaque JSON the scripts never parse. Reads are plain commands: they need
 //! no atomicity beyond one job's snapshot.
+//!
+//! Layout: this file holds the store and its transitions; `conn` the
+//! connection (one Redis or a cluster) and its checks; `fields` records to
+//! and from Redis hashes.
 
 use std::collections::HashMap;
 
 use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Script};
 use spotenc_proto::domain::{
-    AttemptRecord, JobSpec, JobState, LeasedTask, ProbeTask, TaskKind, TaskLog, TaskOutcome, Work,
+    JobSpec, JobState, LeasedTask, ProbeTask, TaskKind, TaskLog, TaskOutcome, Work,
 };
 use spotenc_proto::{Error, Result};
 
@@ -33,6 +36,16 @@ use crate::cost::{Lease, WINDOW_PER_CLASS};
 
 /// How many of its ranked choices a lease offers claim.lua.
 const CLAIM_LIST: usize = 16;
+
+mod conn;
+mod fields;
+
+use conn::{check_eviction, check_not_cluster, Conn};
+pub use conn::{cluster_nodes, eviction_policy, hash_tagged};
+use fields::{
+    demand, enum_field, enum_name, job_from_fields, json, redis_error, task_from_fields, to_json,
+    transition_of,
+};
 
 /// A lease script's reply: task id, job id, attempt, work and deps JSON.
 type Leased = (String, String, u32, String, String);
@@ -65,194 +78,12 @@ struct Scripts {
     finish_commit: Script,
 }
 
-/// One Redis, or a Redis Cluster (`redis+cluster://`): every key carries
-/// the prefix's hash tag, so all of them hash to one slot and each script
-/// and pipeline runs on the node that owns it.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(
-        &'a mut self,
-        cmd: &'a redis::Cmd,
-    ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// The seed nodes of a `redis+cluster://host:port[,host:port...]` URL, as
-/// plain `redis://` URLs; `None` for any other URL.
-pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
-    let rest = url.strip_prefix("redis+cluster://")?;
-    let hosts = rest.trim_end_matches('/');
-    Some(
-        hosts
-            .split(',')
-            .filter(|h| !h.is_empty())
-            .map(|h| format!("redis://{h}/"))
-            .collect(),
-    )
-}
-
-/// The key prefix as a hash tag: `spotenc` becomes `{spotenc}`, so every
-/// key (`{spotenc}:job:…`, `{spotenc}:task:…`) hashes to one cluster slot.
-/// A prefix that already holds a tag is kept as it is.
-pub fn hash_tagged(prefix: &str) -> String {
-    match prefix.find('{') {
-        Some(open) if prefix[open + 1..].find('}').is_some_and(|close| close > 0) => {
-            prefix.to_string()
-        }
-        _ => format!("{{{prefix}}}"),
-    }
-}
-
 pub struct RedisStore {
     conn: Conn,
     prefix: String,
     work_root: String,
     limits: Limits,
     scripts: Scripts,
-}
-
-fn redis_error(e: redis::RedisError) -> Error {
-    let detail = e.detail().unwrap_or_default().to_string();
-    match e.code() {
-        Some("STALE") => Error::Stale(detail),
-        Some("NOTFOUND") => Error::NotFound(detail),
-        Some("INVALID") => Error::Invalid(detail),
-        Some("DENIED") => Error::PermissionDenied(detail),
-        Some("EXHAUSTED") => Error::Exhausted(detail),
-        _ if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
-            Error::Unavailable(format!("redis: {e}"))
-        }
-        _ => Error::Internal(format!("redis: {e}")),
-    }
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("corrupt {what} in redis: {e}"))
-}
-
-/// Parses a unit enum stored by name (`Pending`, `Encode`, ...).
-fn enum_field<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| corrupt(s, e))
-}
-
-fn enum_name<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
-fn num<T: std::str::FromStr + Default>(h: &HashMap<String, String>, k: &str) -> T {
-    h.get(k).and_then(|v| v.parse().ok()).unwrap_or_default()
-}
-
-fn text(h: &HashMap<String, String>, k: &str) -> String {
-    h.get(k).cloned().unwrap_or_default()
-}
-
-fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| corrupt(what, e))
-}
-
-/// A task's demand as stored; tasks made before placement have none.
-fn demand(s: &str) -> Result<Demand> {
-    if s.is_empty() {
-        Ok(Demand::default())
-    } else {
-        json(s, "task demand")
-    }
-}
-
-/// A script's `(job_id, job_state)` reply as a transition.
-fn transition_of(job_id: String, state: &str) -> Result<Transition> {
-    Ok(Transition {
-        job_id,
-        state: enum_field(state)?,
-    })
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("records serialise")
-}
-
-/// The `maxmemory_policy` line of `INFO memory` (INFO answers on managed
-/// services that disable `CONFIG GET`).
-pub fn eviction_policy(info: &str) -> Option<&str> {
-    info.lines()
-        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
-        .map(str::trim)
-}
-
-/// Refuses a Redis that may evict keys: an evicted task, lease or job record
-/// would silently lose work. Only `noeviction` is safe for spotenc's state.
-async fn check_eviction(conn: &mut impl redis::aio::ConnectionLike, url: &str) -> Result<()> {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(conn)
-        .await
-        .map_err(|e| Error::Unavailable(format!("redis at {url}: INFO memory: {e}")))?;
-    match eviction_policy(&info) {
-        Some("noeviction") => Ok(()),
-        Some(policy) => Err(Error::invalid(format!(
-            "redis at {url} has maxmemory-policy {policy}: it may evict spotenc's job and \
-             lease records and lose work; set `maxmemory-policy noeviction` (and size maxmemory \
-             for the backlog)"
-        ))),
-        None => {
-            tracing::warn!(%url, "redis INFO memory reports no maxmemory_policy; cannot check eviction");
-            Ok(())
-        }
-    }
-}
-
-/// Refuses a plain `redis://` URL to a node of a Redis Cluster: it would
-/// serve only the slots that node owns, and fail the rest with MOVED.
-async fn check_not_cluster(conn: &mut impl redis::aio::ConnectionLike, url: &str) -> Result<()> {
-    let info: String = redis::cmd("INFO")
-        .arg("cluster")
-        .query_async(conn)
-        .await
-        .map_err(|e| Error::Unavailable(format!("redis at {url}: INFO cluster: {e}")))?;
-    if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
-        let hostport = url
-            .trim_start_matches("redis://")
-            .split('/')
-            .next()
-            .unwrap_or_default();
-        return Err(Error::invalid(format!(
-            "redis at {url} is a Redis Cluster node: use redis+cluster://{hostport}[,host:port...] \
-             so spotenc follows the cluster's slots"
-        )));
-    }
-    Ok(())
 }
 
 impl RedisStore {
@@ -359,36 +190,7 @@ impl RedisStore {
         if h.is_empty() {
             return Err(Error::NotFound(format!("task {id}")));
         }
-        let result = text(&h, "result");
-        Ok(TaskRecord {
-            id: id.to_string(),
-            job_id: text(&h, "job_id"),
-            kind: enum_field(&text(&h, "kind"))?,
-            chunk: num(&h, "chunk"),
-            work: json(&text(&h, "work"), "task work")?,
-            state: enum_field(&text(&h, "state"))?,
-            deps: json(&text(&h, "deps"), "task deps")?,
-            attempt: num(&h, "attempt"),
-            failures: num(&h, "failures"),
-            expiries: num(&h, "expiries"),
-            worker_id: text(&h, "worker_id"),
-            lease_until_ms: num(&h, "lease_until_ms"),
-            frames_done: num(&h, "frames_done"),
-            frames_total: num(&h, "frames_total"),
-            result: if result.is_empty() {
-                None
-            } else {
-                Some(json(&result, "task result")?)
-            },
-            history: history
-                .iter()
-                .map(|a| json::<AttemptRecord>(a, "attempt record"))
-                .collect::<Result<_>>()?,
-            interruptions,
-            partition: enum_field(&text(&h, "partition"))?,
-            pending_since_ms: num(&h, "pending_since_ms"),
-            demand: demand(&text(&h, "demand"))?,
-        })
+        task_from_fields(id, &h, history, interruptions)
     }
 
     async fn job_record(&self, id: &str) -> Result<JobRecord> {
@@ -402,26 +204,7 @@ impl RedisStore {
         if h.is_empty() {
             return Err(Error::NotFound(format!("job {id}")));
         }
-        let probe = text(&h, "probe");
-        Ok(JobRecord {
-            id: id.to_string(),
-            seq: num(&h, "seq"),
-            spec: json(&text(&h, "spec"), "job spec")?,
-            state: enum_field(&text(&h, "state"))?,
-            error: text(&h, "error"),
-            idempotency_key: text(&h, "idempotency_key"),
-            created_unix_ms: num(&h, "created_unix_ms"),
-            updated_unix_ms: num(&h, "updated_unix_ms"),
-            finished_unix_ms: num(&h, "finished_unix_ms"),
-            work_dir: text(&h, "work_dir"),
-            probe: if probe.is_empty() {
-                None
-            } else {
-                Some(json(&probe, "probe")?)
-            },
-            task_ids,
-            client: text(&h, "client"),
-        })
+        job_from_fields(id, &h, task_ids)
     }
 
     /// Reads the candidate window (window.lua), ranks it in Rust, and

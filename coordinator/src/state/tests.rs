@@ -77,7 +77,8 @@ fn probe_info() -> ProbeInfo {
             keyframes: vec![
                 Keyframe { frame: 0, pts: 0 },
                 Keyframe { frame: 25, pts: 25 },
-            ],
+            ]
+            .into(),
         },
         audio: None,
     }

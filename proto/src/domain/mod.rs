@@ -5,6 +5,8 @@
 //! their records are here; workers, GPUs, telemetry and the pool and cost
 //! views are in `fleet` (re-exported).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -462,7 +464,9 @@ pub struct VideoStreamInfo {
     pub end_pts: i64,
     pub frame_count: u64,
     /// Every keyframe in presentation order; the first frame is always one.
-    pub keyframes: Vec<Keyframe>,
+    /// Shared, not copied: a job keeps its probe and so does the probe's
+    /// task, and an hour of video has thousands of keyframes.
+    pub keyframes: Arc<[Keyframe]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
