@@ -477,7 +477,7 @@ impl From<d::ProbeInfo> for pb::ProbeResult {
                 frame_count: v.frame_count,
                 keyframes: v
                     .keyframes
-                    .into_iter()
+                    .iter()
                     .map(|k| pb::Keyframe {
                         frame: k.frame,
                         pts: k.pts,
