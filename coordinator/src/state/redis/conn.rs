@@ -80,17 +80,26 @@ pub fn eviction_policy(info: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+/// `INFO <section>` of the Redis at `url`.
+async fn info(
+    conn: &mut impl redis::aio::ConnectionLike,
+    url: &str,
+    section: &str,
+) -> Result<String> {
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::Unavailable(format!("redis at {url}: INFO {section}: {e}")))
+}
+
 /// Refuses a Redis that may evict keys: an evicted task, lease or job record
 /// would silently lose work. Only `noeviction` is safe for spotenc's state.
 pub(super) async fn check_eviction(
     conn: &mut impl redis::aio::ConnectionLike,
     url: &str,
 ) -> Result<()> {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(conn)
-        .await
-        .map_err(|e| Error::Unavailable(format!("redis at {url}: INFO memory: {e}")))?;
+    let info = info(conn, url, "memory").await?;
     match eviction_policy(&info) {
         Some("noeviction") => Ok(()),
         Some(policy) => Err(Error::invalid(format!(
@@ -111,11 +120,7 @@ pub(super) async fn check_not_cluster(
     conn: &mut impl redis::aio::ConnectionLike,
     url: &str,
 ) -> Result<()> {
-    let info: String = redis::cmd("INFO")
-        .arg("cluster")
-        .query_async(conn)
-        .await
-        .map_err(|e| Error::Unavailable(format!("redis at {url}: INFO cluster: {e}")))?;
+    let info = info(conn, url, "cluster").await?;
     if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
         let hostport = url
             .trim_start_matches("redis://")

@@ -52,6 +52,18 @@ pub(super) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Resul
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
 }
 
+/// Field `k` as JSON; an empty or missing field is `None`.
+fn optional_json<T: serde::de::DeserializeOwned>(
+    h: &HashMap<String, String>,
+    k: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    match h.get(k).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(s) => json(s, what).map(Some),
+    }
+}
+
 /// A task's demand as stored; tasks made before placement have none.
 pub(super) fn demand(s: &str) -> Result<Demand> {
     if s.is_empty() {
@@ -81,7 +93,6 @@ pub(super) fn task_from_fields(
     history: Vec<String>,
     interruptions: BTreeMap<String, u32>,
 ) -> Result<TaskRecord> {
-    let result = text(h, "result");
     Ok(TaskRecord {
         id: id.to_string(),
         job_id: text(h, "job_id"),
@@ -97,11 +108,7 @@ pub(super) fn task_from_fields(
         lease_until_ms: num(h, "lease_until_ms"),
         frames_done: num(h, "frames_done"),
         frames_total: num(h, "frames_total"),
-        result: if result.is_empty() {
-            None
-        } else {
-            Some(json(&result, "task result")?)
-        },
+        result: optional_json(h, "result", "task result")?,
         history: history
             .iter()
             .map(|a| json::<AttemptRecord>(a, "attempt record"))
@@ -119,7 +126,6 @@ pub(super) fn job_from_fields(
     h: &HashMap<String, String>,
     task_ids: Vec<String>,
 ) -> Result<JobRecord> {
-    let probe = text(h, "probe");
     Ok(JobRecord {
         id: id.to_string(),
         seq: num(h, "seq"),
@@ -131,11 +137,7 @@ pub(super) fn job_from_fields(
         updated_unix_ms: num(h, "updated_unix_ms"),
         finished_unix_ms: num(h, "finished_unix_ms"),
         work_dir: text(h, "work_dir"),
-        probe: if probe.is_empty() {
-            None
-        } else {
-            Some(json(&probe, "probe")?)
-        },
+        probe: optional_json(h, "probe", "probe")?,
         task_ids,
         client: text(h, "client"),
     })
