@@ -506,6 +506,7 @@ impl StateStore for EmbeddedStore {
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.apply(false, |s| {
             s.submit_as(spec, key, client, max_live, id, &self.work_root, now_ms)
+                .cloned()
         })
     }
 

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use spotenc_proto::domain::{Capacity, TaskState};
 
@@ -78,7 +78,9 @@ pub struct Index {
     outputs: HashMap<String, String>,
     inputs: HashMap<String, BTreeSet<String>>,
     /// Jobs not ended, by the client that submitted them (quotas).
-    live_by_client: HashMap<String, BTreeSet<String>>,
+    /// (Only counted: a hash set, as every live job is in one set when
+    /// clients are not named.)
+    live_by_client: HashMap<String, HashSet<String>>,
 }
 
 /// What a task is filed under, apart from [`Index::filed`] itself (so a
@@ -275,7 +277,7 @@ impl Index {
 
     /// Jobs of `client` that have not ended.
     pub fn client_live(&self, client: &str) -> usize {
-        self.live_by_client.get(client).map_or(0, BTreeSet::len)
+        self.live_by_client.get(client).map_or(0, HashSet::len)
     }
 
     /// The running job that writes `path`, if any.

@@ -14,8 +14,6 @@ mod retention;
 use records::{close_attempt, deps_done, job_traits, new_task_record, requeue};
 pub(crate) use records::{fill_stitch, task_log, with_attempt_paths};
 
-use std::collections::BTreeMap;
-
 use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
@@ -44,7 +42,7 @@ pub struct State {
     pub jobs: Tracked<FxHashMap<String, JobRecord>>,
     pub tasks: Tracked<FxHashMap<String, TaskRecord>>,
     pub idempotency: Tracked<FxHashMap<String, String>>,
-    pub workers: Tracked<BTreeMap<String, WorkerRecord>>,
+    pub workers: Tracked<FxHashMap<String, WorkerRecord>>,
     pub next_seq: u64,
     /// Audit logs of ended attempts, by [`log_key`].
     #[serde(default)]
@@ -100,12 +98,14 @@ impl State {
         job_id: String,
         work_root: &str,
         now_ms: i64,
-    ) -> Result<JobRecord> {
+    ) -> Result<&JobRecord> {
         self.submit_as(spec, idempotency_key, "", 0, job_id, work_root, now_ms)
     }
 
     /// [`State::submit`] for `client`, refused when it already has
-    /// `max_live` jobs that have not ended (0: no limit).
+    /// `max_live` jobs that have not ended (0: no limit). Returns the
+    /// record in place: callers that keep it copy it (the simulator does
+    /// not).
     #[allow(clippy::too_many_arguments)]
     pub fn submit_as(
         &mut self,
@@ -116,22 +116,22 @@ impl State {
         job_id: String,
         work_root: &str,
         now_ms: i64,
-    ) -> Result<JobRecord> {
-        if !idempotency_key.is_empty() {
-            if let Some(job) = self
-                .idempotency
-                .get(idempotency_key)
-                .and_then(|id| self.jobs.get(id))
-            {
-                if job.spec != spec {
-                    return Err(Error::invalid(format!(
-                        "idempotency key {idempotency_key:?} was used for job {} with a \
-                         different spec; use a new key for a different job",
-                        job.id
-                    )));
-                }
-                return Ok(job.clone());
+    ) -> Result<&JobRecord> {
+        let known = (!idempotency_key.is_empty())
+            .then(|| self.idempotency.get(idempotency_key))
+            .flatten()
+            .filter(|id| self.jobs.contains_key(id.as_str()))
+            .cloned();
+        if let Some(id) = known {
+            let job = &self.jobs[&id];
+            if job.spec != spec {
+                return Err(Error::invalid(format!(
+                    "idempotency key {idempotency_key:?} was used for job {} with a \
+                     different spec; use a new key for a different job",
+                    job.id
+                )));
             }
+            return Ok(job);
         }
         self.check_paths(&spec)?;
         let live = self.index.client_live(client);
@@ -142,6 +142,7 @@ impl State {
             )));
         }
         let probe_id = format!("{job_id}/probe");
+        let (input, partition) = (spec.input.clone(), spec.partition());
         let job = JobRecord {
             id: job_id.clone(),
             seq: self.next_seq,
@@ -154,19 +155,19 @@ impl State {
             work_dir: format!("{}/{job_id}", work_root.trim_end_matches('/')),
             probe: None,
             task_ids: vec![probe_id.clone()],
-            spec: spec.clone(),
+            spec,
             client: client.to_string(),
         };
         self.next_seq += 1;
         let probe = new_task_record(
             &job_id,
-            spec.partition(),
+            partition,
             now_ms,
             NewTask {
                 id: probe_id.clone(),
                 kind: TaskKind::Probe,
                 chunk: 0,
-                work: Work::Probe(spotenc_proto::domain::ProbeTask { input: spec.input }),
+                work: Work::Probe(spotenc_proto::domain::ProbeTask { input }),
                 deps: vec![],
                 frames_total: 0,
                 demand: Default::default(),
@@ -179,9 +180,9 @@ impl State {
             self.idempotency
                 .insert(idempotency_key.to_string(), job_id.clone());
         }
-        self.jobs.insert(job_id.clone(), job.clone());
+        self.jobs.insert(job_id.clone(), job);
         self.index_paths(&job_id, true);
-        Ok(job)
+        Ok(&self.jobs[&job_id])
     }
 
     /// Refuses a job whose outputs are the input or an output of a job

@@ -73,7 +73,8 @@ impl State {
         for (_, id) in &ended {
             self.forget_job(id);
         }
-        let dead: Vec<String> = self
+        // Oldest ids first, as when the map was sorted by id.
+        let mut dead: Vec<String> = self
             .workers
             .values()
             .filter(|w| {
@@ -85,8 +86,9 @@ impl State {
                 seen.max(w.registered_unix_ms) < cutoff_ms
             })
             .map(|w| w.id.clone())
-            .take(limit)
             .collect();
+        dead.sort_unstable();
+        dead.truncate(limit);
         for id in &dead {
             self.workers.remove(id);
             self.seen.remove(id);
