@@ -438,6 +438,7 @@ impl Coordinator {
             model,
             policy,
             placement: self.config.placement.enabled,
+            prices: None,
         })
     }
 

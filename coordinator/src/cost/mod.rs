@@ -47,6 +47,11 @@ pub struct Lease {
     pub policy: Policy,
     /// Cost-aware placement; `false` is FIFO among capable tasks.
     pub placement: bool,
+    /// Ratios kept from one choice to the next, for a lease that makes
+    /// many (the simulator's, one per pool); `None` prices every choice
+    /// afresh. Change the fleet of a lease that keeps them with
+    /// [`Lease::set_fleet`].
+    pub prices: Option<place::Prices>,
 }
 
 impl Lease {
@@ -57,6 +62,15 @@ impl Lease {
             model: Model::default(),
             policy: Policy::default(),
             placement: false,
+            prices: None,
+        }
+    }
+
+    /// Sets the live fleet, forgetting the ratios worked out for the last.
+    pub fn set_fleet(&mut self, fleet: Fleet) {
+        self.fleet = fleet;
+        if let Some(p) = &self.prices {
+            p.clear();
         }
     }
 
@@ -76,13 +90,14 @@ impl Lease {
                 .map(|c| c.task_id.as_ref());
         };
         if self.placement {
-            place::best(
+            place::best_priced(
                 &w,
                 candidates,
                 &self.model,
                 &self.fleet,
                 &self.policy,
                 now_ms,
+                self.prices.as_ref(),
             )
         } else {
             place::fifo_best(&w, candidates)

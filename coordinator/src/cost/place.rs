@@ -25,11 +25,14 @@
 //!    takes it, unless `on_demand_declines_spot`.
 
 use std::borrow::Cow;
+use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
 
 use super::catalogue::{Hardware, Pool};
-use super::model::{expected_cost, Demand, Model, Shape};
+use super::model::{expected_cost, Demand, Model, Output, Shape};
 
 /// A pending task as placement sees it: borrowed from the embedded state
 /// (a lease builds a window of these, so no copies), owned when read from
@@ -183,6 +186,72 @@ pub fn ratio(worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f
     (ratio, advantage)
 }
 
+/// [`ratio`]s already worked out for one worker against one fleet and
+/// model: a lease kept for many choices (the simulator keeps one per pool)
+/// prices each demand once instead of once per choice. By frames, then
+/// partition and outputs. It remembers the fleet and model it priced for
+/// and starts again when either differs (a comparison of the pools' and
+/// the samples' counts, and in debug builds of the whole fleet and model:
+/// [`crate::cost::Lease::set_fleet`] is the way to change them).
+/// (A mutex, uncontended, so a lease stays `Sync`; a copy starts empty.)
+#[derive(Debug, Default)]
+pub struct Prices(Mutex<PriceMemo>);
+
+impl Clone for Prices {
+    fn clone(&self) -> Self {
+        Prices::default()
+    }
+}
+
+type PriceRow = (Capacity, Vec<Output>, (f64, f64));
+
+#[derive(Debug, Default)]
+struct PriceMemo {
+    fleet: Fleet,
+    model: Model,
+    by_frames: FxHashMap<u64, Vec<PriceRow>>,
+}
+
+impl Prices {
+    fn memo(&self) -> std::sync::MutexGuard<'_, PriceMemo> {
+        // A memo is only ever left whole: a panic elsewhere leaves it usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets every ratio (the fleet or model changed).
+    pub fn clear(&self) {
+        *self.memo() = PriceMemo::default();
+    }
+
+    /// `c`'s ratio on `worker`, worked out once per demand.
+    fn ratio(&self, worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f64, f64) {
+        let mut memo = self.memo();
+        let stale = memo.fleet.pools.len() != fleet.pools.len()
+            || memo.model.samples.len() != model.samples.len();
+        debug_assert!(
+            stale || (memo.fleet == *fleet && memo.model == *model),
+            "a lease's fleet or model changed without Lease::set_fleet"
+        );
+        if stale {
+            *memo = PriceMemo {
+                fleet: fleet.clone(),
+                model: model.clone(),
+                by_frames: FxHashMap::default(),
+            };
+        }
+        let rows = memo.by_frames.entry(c.demand.frames).or_default();
+        if let Some((_, _, x)) = rows
+            .iter()
+            .find(|(p, outputs, _)| *p == c.partition && *outputs == c.demand.outputs)
+        {
+            return *x;
+        }
+        let x = ratio(worker, c, model, fleet);
+        rows.push((c.partition, c.demand.outputs.clone(), x));
+        x
+    }
+}
+
 /// The task `worker` should lease from `candidates`, if any: the first of
 /// [`rank`].
 pub fn place(
@@ -228,8 +297,7 @@ fn standings<'c>(
     worker: &Worker,
     candidates: &'c [Candidate],
     p: Capacity,
-    model: &Model,
-    fleet: &Fleet,
+    pricing: &Pricing,
     policy: &Policy,
     now_ms: i64,
     mut f: impl FnMut(Standing<'c>),
@@ -263,7 +331,10 @@ fn standings<'c>(
         let (r, advantage) = match priced.iter().find(|(d, _)| same(d)) {
             Some((_, x)) => *x,
             None => {
-                let x = ratio(worker, c, model, fleet);
+                let x = match pricing.prices {
+                    Some(prices) => prices.ratio(worker, c, pricing.model, pricing.fleet),
+                    None => ratio(worker, c, pricing.model, pricing.fleet),
+                };
                 priced.push((&c.demand, x));
                 x
             }
@@ -317,7 +388,12 @@ pub fn rank<'c>(
     let mut out = Vec::new();
     for p in open_partitions(worker.pool.capacity, policy, true) {
         let mut all = Vec::new();
-        standings(worker, candidates, p, model, fleet, policy, now_ms, |s| {
+        let pricing = Pricing {
+            model,
+            fleet,
+            prices: None,
+        };
+        standings(worker, candidates, p, &pricing, policy, now_ms, |s| {
             all.push(s)
         });
         all.sort_by(Standing::cmp);
@@ -336,9 +412,27 @@ pub fn best<'c>(
     policy: &Policy,
     now_ms: i64,
 ) -> Option<&'c str> {
+    best_priced(worker, candidates, model, fleet, policy, now_ms, None)
+}
+
+/// [`best`], with ratios kept in `prices` from one choice to the next.
+pub fn best_priced<'c>(
+    worker: &Worker,
+    candidates: &'c [Candidate],
+    model: &Model,
+    fleet: &Fleet,
+    policy: &Policy,
+    now_ms: i64,
+    prices: Option<&Prices>,
+) -> Option<&'c str> {
+    let priced = Pricing {
+        model,
+        fleet,
+        prices,
+    };
     for p in open_partitions(worker.pool.capacity, policy, true) {
         let mut first: Option<Standing> = None;
-        standings(worker, candidates, p, model, fleet, policy, now_ms, |s| {
+        standings(worker, candidates, p, &priced, policy, now_ms, |s| {
             if first.is_none_or(|f| s.cmp(&f).is_lt()) {
                 first = Some(s);
             }
@@ -348,6 +442,14 @@ pub fn best<'c>(
         }
     }
     None
+}
+
+/// What ratios are worked out from, and where they are kept between
+/// choices, if anywhere.
+struct Pricing<'a> {
+    model: &'a Model,
+    fleet: &'a Fleet,
+    prices: Option<&'a Prices>,
 }
 
 /// First in, first out among the tasks `worker` can run: the baseline

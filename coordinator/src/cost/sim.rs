@@ -330,6 +330,7 @@ pub fn replay(
                     model: belief.clone(),
                     policy,
                     placement,
+                    prices: None,
                 };
                 let Ok(Some(task)) = state.lease(id, &lease, now, limits) else {
                     continue;

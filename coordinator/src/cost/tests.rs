@@ -544,7 +544,7 @@ proptest! {
         prop_assert_eq!(fifo_best(&w, &cands), fifo_rank(&w, &cands).first().copied());
         for placement in [true, false] {
             for worker in [Some(w.clone()), None] {
-                let lease = Lease { worker, fleet: fleet.clone(), model: m.clone(), policy, placement };
+                let lease = Lease { worker, fleet: fleet.clone(), model: m.clone(), policy, placement, prices: None };
                 let held = w.sessions_held + 1;
                 prop_assert_eq!(
                     lease.choose(&cands, held, now),

@@ -170,6 +170,7 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
                     model: model.clone(),
                     policy: Policy::default(),
                     placement,
+                    prices: Some(Default::default()),
                 },
                 rep,
                 history: vec![],

@@ -100,7 +100,7 @@ impl Sim<'_> {
                 .collect(),
         };
         for p in &mut self.pools {
-            p.lease.fleet = fleet.clone();
+            p.lease.set_fleet(fleet.clone());
         }
     }
 
