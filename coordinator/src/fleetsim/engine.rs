@@ -51,10 +51,11 @@ const NOTICE_MARGIN_SECONDS: f64 = 30.0;
 #[derive(Debug)]
 enum Ev {
     Arrival,
+    /// Lease number `lease` (of [`Running::lease`]) on instance `inst`
+    /// ends, unless it was handed back.
     Done {
         inst: usize,
-        task: String,
-        attempt: u32,
+        lease: u64,
     },
     Registered(usize),
     Notice(usize),
@@ -64,6 +65,8 @@ enum Ev {
 }
 
 struct Running {
+    /// The lease's number: its `Done` event names it, not the task.
+    lease: u64,
     task: String,
     attempt: u32,
     end_ms: i64,
@@ -276,11 +279,7 @@ impl Sim<'_> {
             self.report.events += 1;
             match ev {
                 Ev::Arrival => self.arrive(),
-                Ev::Done {
-                    inst,
-                    task,
-                    attempt,
-                } => self.done(inst, &task, attempt),
+                Ev::Done { inst, lease } => self.done(inst, lease),
                 Ev::Registered(i) => self.registered(i),
                 Ev::Notice(i) => self.notice(i),
                 Ev::Deadline(i) => self.end_instance(i),
@@ -425,8 +424,10 @@ impl Sim<'_> {
                 let end = self.now + (seconds * 1000.0).ceil() as i64;
                 let inst = &mut self.insts[i];
                 inst.free -= held.min(inst.free);
+                let lease = self.report.leases;
                 inst.running.push(Running {
-                    task: task_id.clone(),
+                    lease,
+                    task: task_id,
                     attempt,
                     end_ms: end,
                     held,
@@ -436,26 +437,19 @@ impl Sim<'_> {
                 }
                 self.push(
                     end,
-                    Ev::Done {
-                        inst: i,
-                        task: task_id,
-                        attempt,
-                    },
+                    Ev::Done { inst: i, lease },
                 );
             }
         }
     }
 
-    fn done(&mut self, i: usize, task_id: &str, attempt: u32) {
-        let Some(pos) = self.insts[i]
-            .running
-            .iter()
-            .position(|r| r.task == task_id && r.attempt == attempt)
-        else {
+    fn done(&mut self, i: usize, lease: u64) {
+        let Some(pos) = self.insts[i].running.iter().position(|r| r.lease == lease) else {
             return; // handed back earlier
         };
         let r = self.insts[i].running.swap_remove(pos);
         self.release(i, r.held);
+        let (task_id, attempt) = (r.task.as_str(), r.attempt);
         let Some(task) = self.state.tasks.get(task_id) else {
             return;
         };

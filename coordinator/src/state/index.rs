@@ -100,8 +100,9 @@ struct Queues {
     /// Pool names of leased work interned (id + 1 in bucket keys).
     pool_ids: HashMap<String, u32>,
     pool_names: Vec<String>,
-    /// Leased tasks by worker.
-    leased: HashMap<String, BTreeSet<String>>,
+    /// Leased tasks by worker, sorted (a worker holds a few at most: a
+    /// sorted vector, not a tree node per worker).
+    leased: HashMap<String, Vec<String>>,
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -401,11 +402,12 @@ impl Queues {
                 // The worker's id is copied only for its first lease.
                 match self.leased.get_mut(&t.worker_id) {
                     Some(s) => {
-                        s.insert(t.id.clone());
+                        if let Err(at) = s.binary_search(&t.id) {
+                            s.insert(at, t.id.clone());
+                        }
                     }
                     None => {
-                        self.leased
-                            .insert(t.worker_id.clone(), BTreeSet::from([t.id.clone()]));
+                        self.leased.insert(t.worker_id.clone(), vec![t.id.clone()]);
                     }
                 }
                 let pool = t.history.last().map_or("", |a| a.pool.as_str());
@@ -446,7 +448,9 @@ impl Queues {
         }
         if let Some(w) = leased_by {
             if let Some(s) = self.leased.get_mut(w) {
-                s.remove(id);
+                if let Ok(at) = s.binary_search_by(|x| x.as_str().cmp(id)) {
+                    s.remove(at);
+                }
                 if s.is_empty() {
                     self.leased.remove(w);
                 }

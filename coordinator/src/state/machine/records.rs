@@ -97,8 +97,11 @@ pub(super) fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, n
         if a.ended_unix_ms == 0 {
             a.cost_dollars = a.cost_at(now_ms);
             a.ended_unix_ms = now_ms;
-            a.outcome = outcome.to_string();
-            a.error = error.to_string();
+            // In place: "running" has room for every outcome.
+            a.outcome.clear();
+            a.outcome.push_str(outcome);
+            a.error.clear();
+            a.error.push_str(error);
         }
     }
 }
