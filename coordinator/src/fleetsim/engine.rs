@@ -435,10 +435,7 @@ impl Sim<'_> {
                 if inst.free == 0 {
                     self.set_free(i, false);
                 }
-                self.push(
-                    end,
-                    Ev::Done { inst: i, lease },
-                );
+                self.push(end, Ev::Done { inst: i, lease });
             }
         }
     }

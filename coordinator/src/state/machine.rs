@@ -447,8 +447,9 @@ impl State {
         let stitched = matches!(outcome, TaskOutcome::Stitch(_));
         task.result = Some(outcome);
         let job_id = task.job_id.clone();
-        let holder = task.worker_id.clone();
-        self.index.sync(&self.tasks[task_id], Some(&holder));
+        // Done keeps its worker's id: the index reads it from the record.
+        let task = &self.tasks[task_id];
+        self.index.sync(task, Some(&task.worker_id));
         // A job commits once every rendition is stitched.
         let all_stitched = stitched
             && self.jobs[&job_id].task_ids.iter().all(|t| {
