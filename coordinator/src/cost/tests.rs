@@ -554,6 +554,37 @@ proptest! {
         }
     }
 
+    // A lease that keeps its ratios from one choice to the next (the
+    // simulator's) chooses as one that works them out afresh, window after
+    // window and through fleet changes.
+    #[test]
+    fn kept_prices_choose_as_fresh_ones(
+        w in arb_worker(),
+        fleets in prop::collection::vec(prop::collection::vec(arb_worker(), 0..4), 1..4),
+        windows in prop::collection::vec(prop::collection::vec(arb_candidate(), 0..12), 1..6),
+        now in 0i64..300_000,
+    ) {
+        let mut kept = Lease {
+            worker: Some(w.clone()),
+            fleet: Fleet::default(),
+            model: Model::default(),
+            policy: Policy::default(),
+            placement: true,
+            prices: Some(Default::default()),
+        };
+        for pools in fleets {
+            kept.set_fleet(Fleet { pools });
+            let fresh = Lease { prices: None, ..kept.clone() };
+            for cands in &windows {
+                let cands = unique(cands.clone());
+                prop_assert_eq!(
+                    kept.choose(&cands, w.sessions_held, now),
+                    fresh.choose(&cands, w.sessions_held, now)
+                );
+            }
+        }
+    }
+
     // No starvation: once a capable task has waited past the delay, the
     // worker takes some task that waited at least as long (never nothing).
     #[test]

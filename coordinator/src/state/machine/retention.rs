@@ -39,7 +39,15 @@ impl State {
     /// job's order (the simulator sums them, then frees them on another
     /// thread).
     pub fn take_job(&mut self, job_id: &str) -> Option<(JobRecord, Vec<TaskRecord>)> {
-        self.index_paths(job_id, false);
+        // A job that ended forgot its paths then (and a load indexes only
+        // running jobs').
+        if self
+            .jobs
+            .get(job_id)
+            .is_some_and(|j| !j.state.is_terminal())
+        {
+            self.index_paths(job_id, false);
+        }
         let job = self.jobs.remove(job_id)?;
         let mut tasks = Vec::with_capacity(job.task_ids.len());
         for id in &job.task_ids {
