@@ -385,14 +385,14 @@ pub fn rank<'c>(
     policy: &Policy,
     now_ms: i64,
 ) -> Vec<&'c str> {
+    let pricing = Pricing {
+        model,
+        fleet,
+        prices: None,
+    };
     let mut out = Vec::new();
     for p in open_partitions(worker.pool.capacity, policy, true) {
         let mut all = Vec::new();
-        let pricing = Pricing {
-            model,
-            fleet,
-            prices: None,
-        };
         standings(worker, candidates, p, &pricing, policy, now_ms, |s| {
             all.push(s)
         });
@@ -425,14 +425,14 @@ pub fn best_priced<'c>(
     now_ms: i64,
     prices: Option<&Prices>,
 ) -> Option<&'c str> {
-    let priced = Pricing {
+    let pricing = Pricing {
         model,
         fleet,
         prices,
     };
     for p in open_partitions(worker.pool.capacity, policy, true) {
         let mut first: Option<Standing> = None;
-        standings(worker, candidates, p, &priced, policy, now_ms, |s| {
+        standings(worker, candidates, p, &pricing, policy, now_ms, |s| {
             if first.is_none_or(|f| s.cmp(&f).is_lt()) {
                 first = Some(s);
             }

@@ -121,18 +121,25 @@ async fn release_undoes_a_lease_without_counting_it(s: Arc<dyn StateStore>) {
     assert_eq!((again.task_id, again.attempt), (t.task_id, t.attempt + 1));
 }
 
+/// Leases the first pending task to `first` and hands it back at 3, then
+/// the next to `second` and hands that back at 5; returns the second lease.
+async fn hand_back_twice(s: &dyn StateStore, first: &str, second: &str) -> LeasedTask {
+    let mut last = None;
+    for (worker, at, msg) in [(first, 2, "n1"), (second, 4, "n2")] {
+        let t = s.lease_next(worker, at).await.unwrap().unwrap();
+        s.hand_back(&t.task_id, t.attempt, &notice(msg, ""), at + 1)
+            .await
+            .unwrap();
+        last = Some(t);
+    }
+    last.expect("two leases")
+}
+
 async fn interruptions_by_one_pool_escalate_to_on_demand(s: Arc<dyn StateStore>) {
     // escalate_after_attempts is 2: two interruptions by pool "p" move the
     // task, and neither counts as a failure.
     let job = planned_job(&*s).await;
-    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    s.hand_back(&t.task_id, t.attempt, &notice("n1", ""), 3)
-        .await
-        .unwrap();
-    let t = s.lease_next("w1", 4).await.unwrap().unwrap();
-    s.hand_back(&t.task_id, t.attempt, &notice("n2", ""), 5)
-        .await
-        .unwrap();
+    let t = hand_back_twice(&*s, "w1", "w1").await;
     let (view, tasks) = s.job(&job).await.unwrap();
     let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
     assert_eq!(task.partition, Capacity::OnDemand);
@@ -155,14 +162,7 @@ async fn interruptions_of_different_pools_do_not_add_up(s: Arc<dyn StateStore>) 
     let mut other = worker_with("w2", Capacity::Spot);
     other.info.pool = "q".into();
     s.register_worker(other).await.unwrap();
-    let t = s.lease_next("w1", 2).await.unwrap().unwrap();
-    s.hand_back(&t.task_id, t.attempt, &notice("n1", ""), 3)
-        .await
-        .unwrap();
-    let t = s.lease_next("w2", 4).await.unwrap().unwrap();
-    s.hand_back(&t.task_id, t.attempt, &notice("n2", ""), 5)
-        .await
-        .unwrap();
+    let t = hand_back_twice(&*s, "w1", "w2").await;
     let (_, tasks) = s.job(&job).await.unwrap();
     let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
     assert_eq!(task.partition, Capacity::Spot);
