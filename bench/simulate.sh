@@ -12,8 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 plots=${1:-bench-plots}
 scripts/setup.sh
-cargo build --release -q --bins -p spotenc-cli
-spotenc=${CARGO_TARGET_DIR:-target}/release/spotenc
+# The bench profile (whole-program LTO, see Cargo.toml); the simulator
+# links no FFmpeg.
+cargo build --profile bench -q --bins -p spotenc-cli --no-default-features
+spotenc=${CARGO_TARGET_DIR:-target}/bench/spotenc
 ex=examples/simulate
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -2,18 +2,22 @@
 //! checks on submission, long-poll leasing, planning after a probe, and the
 //! effects of transitions (commit a stitched job, clean up a failed one).
 //!
-//! Layout: this file holds the RPCs' side; `background` what runs beside
-//! them (retention, the reaper, capacity planning) and the effects of
-//! transitions (commit, clean-up, cost counters).
+//! Layout: this file holds the RPCs' side; `placement` what placement and
+//! the cost model see of it (worker pools, the cached model and fleet, the
+//! lease context, learning from encodes, the pools and costs tables);
+//! `background` what runs beside them (retention, the reaper, capacity
+//! planning) and the effects of transitions (commit, clean-up, cost
+//! counters).
 
 mod background;
+mod placement;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use spotenc_proto::domain::{
-    GpuTelemetry, JobSpec, JobState, JobView, LeasedTask, OutputObject, TaskLog, TaskOutcome, Work,
-    WorkerInfo, WorkerStatus,
+    GpuTelemetry, JobSpec, JobState, JobView, LeasedTask, TaskLog, TaskOutcome, Work, WorkerInfo,
+    WorkerStatus,
 };
 use spotenc_proto::{Error, Result};
 use tokio::sync::Notify;
@@ -21,9 +25,8 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::cost::capacity::HealthTracker;
-use crate::cost::catalogue::{Hardware, Pool};
-use crate::cost::model::{Model, Observation};
-use crate::cost::place::{Fleet, Worker};
+use crate::cost::model::Model;
+use crate::cost::place::Fleet;
 use crate::cost::Lease;
 use crate::state::machine::with_attempt_paths;
 use crate::state::{job_view, Ending, JobRecord, StateStore, Transition, WorkerRecord};
@@ -343,201 +346,6 @@ impl Coordinator {
             .expect("workers lock")
             .insert(worker_id.to_string(), status.clone());
         Ok(status)
-    }
-
-    /// The catalogue pool of a worker; a pool not in the catalogue gets a
-    /// derived entry and one warning.
-    fn pool_of(&self, info: &WorkerInfo) -> Pool {
-        let (pool, known) = self.config.pools.resolve(info);
-        if !known
-            && self
-                .warned_pools
-                .lock()
-                .expect("warned lock")
-                .insert(info.pool.clone())
-        {
-            warn!(pool = %info.pool, instance_type = %info.instance_type, price_per_hour = pool.price_per_hour, source = %pool.source, "pool is not in the catalogue; using a derived entry (add it to [[pools]] to price it)");
-        }
-        pool
-    }
-
-    /// A worker as placement sees it.
-    fn placement_worker(&self, status: &WorkerStatus) -> Worker {
-        let info = &status.info;
-        let pool = self.pool_of(info);
-        let limit = self.config.placement.nvenc_util_limit_pct;
-        Worker {
-            class: if info.instance_type.is_empty() {
-                pool.hardware.name().to_string()
-            } else {
-                info.instance_type.clone()
-            },
-            codecs: info.codecs.clone(),
-            nvenc: info.gpus.iter().flat_map(|g| g.nvenc.clone()).collect(),
-            sessions_held: 0,
-            encoder_saturated: pool.hardware == Hardware::Nvenc
-                && !status.gpus.is_empty()
-                && status
-                    .gpus
-                    .iter()
-                    .all(|g| g.encoder_util_pct.is_some_and(|u| u >= limit)),
-            pool,
-        }
-    }
-
-    /// The cost model and the live fleet, cached for [`VIEW_TTL`].
-    async fn view(&self) -> Result<(Model, Fleet)> {
-        let mut view = self.view.lock().await;
-        if let Some((at, model, fleet)) = view.as_ref() {
-            if at.elapsed() < VIEW_TTL {
-                return Ok((model.clone(), fleet.clone()));
-            }
-        }
-        let model = self.store.model().await?;
-        let mut fleet = Fleet::default();
-        let mut seen = std::collections::BTreeSet::new();
-        for w in self.store.live_workers(now_ms() - LIVE_MS).await? {
-            if seen.insert(w.info.pool.clone()) {
-                fleet.pools.push(self.placement_worker(&WorkerStatus {
-                    worker_id: w.id,
-                    info: w.info,
-                    registered_unix_ms: w.registered_unix_ms,
-                    last_seen_unix_ms: 0,
-                    gpus: Vec::new(),
-                }));
-            }
-        }
-        *view = Some((tokio::time::Instant::now(), model.clone(), fleet.clone()));
-        Ok((model, fleet))
-    }
-
-    /// What the store needs to lease for this worker.
-    async fn lease_context(&self, worker_id: &str) -> Result<Lease> {
-        let status = self.worker_status(worker_id).await?;
-        let worker = self.placement_worker(&status);
-        let (model, mut fleet) = if self.config.placement.enabled {
-            self.view().await?
-        } else {
-            Default::default()
-        };
-        if !fleet.pools.iter().any(|p| p.pool.name == worker.pool.name) {
-            fleet.pools.push(worker.clone());
-        }
-        let mut policy = self.config.placement.policy;
-        // An on-demand pool above its own plan takes no spot work, so it
-        // can shrink back to its latency work and baseline.
-        policy.spot_closed = worker.pool.capacity == spotenc_proto::domain::Capacity::OnDemand
-            && self
-                .over_plan
-                .lock()
-                .expect("plan lock")
-                .contains(&worker.pool.name);
-        Ok(Lease {
-            worker: Some(worker),
-            fleet,
-            model,
-            policy,
-            placement: self.config.placement.enabled,
-            prices: None,
-        })
-    }
-
-    /// What the cost model learns from a finished encode: the encoder that
-    /// actually ran (a fallback from NVENC counts as x264/x265), over the
-    /// wall time of the encode.
-    async fn observe(
-        &self,
-        task: &crate::state::TaskRecord,
-        a: &spotenc_proto::domain::AttemptRecord,
-        obj: &OutputObject,
-    ) {
-        let Ok(status) = self.worker_status(&a.worker_id).await else {
-            return;
-        };
-        let worker = self.placement_worker(&status);
-        let wall = if obj.encode_ms > 0 {
-            obj.encode_ms as f64 / 1000.0
-        } else {
-            (now_ms() - a.started_unix_ms) as f64 / 1000.0
-        };
-        let nvenc: Vec<_> = worker.nvenc.iter().map(|n| n.codec).collect();
-        let mut keys = task
-            .demand
-            .keys(&worker.class, worker.pool.hardware, &nvenc);
-        for k in &mut keys {
-            match obj.encoder.as_str() {
-                "" => {}
-                e if e.ends_with("_nvenc") => k.family = "nvenc".into(),
-                e if e.ends_with("_qsv") => k.family = "qsv".into(),
-                _ => k.family = k.codec.software_encoder().into(),
-            }
-        }
-        let model = match self.view().await {
-            Ok((m, _)) => m,
-            Err(_) => Model::default(),
-        };
-        let obs: Vec<Observation> = task.demand.observe(&keys, &worker.shape(), &model, wall);
-        if let Err(e) = self.store.learn(&obs).await {
-            warn!(task = %task.id, error = %e, "cost model not updated");
-        }
-    }
-
-    /// The catalogue as this coordinator sees it.
-    pub async fn pools(&self) -> Result<Vec<spotenc_proto::domain::PoolStatus>> {
-        let live = self.store.live_workers(now_ms() - LIVE_MS).await?;
-        let stats = self.store.pool_stats().await?;
-        let mut pools: std::collections::BTreeMap<String, Pool> = self.config.pools.pools.clone();
-        for w in &live {
-            if !pools.contains_key(&w.info.pool) {
-                pools.insert(w.info.pool.clone(), self.pool_of(&w.info));
-            }
-        }
-        Ok(pools
-            .into_values()
-            .map(|p| {
-                let s = stats.get(&p.name).copied().unwrap_or_default();
-                let hours = s.attempt_seconds / 3600.0 / f64::from(p.slots.max(1));
-                spotenc_proto::domain::PoolStatus {
-                    live_workers: live.iter().filter(|w| w.info.pool == p.name).count() as u32,
-                    interruptions: s.interruptions,
-                    worker_hours: hours,
-                    measured_interruption_rate_per_hour: if hours > 0.0 {
-                        f64::from(s.interruptions) / hours
-                    } else {
-                        0.0
-                    },
-                    name: p.name,
-                    capacity: match p.capacity {
-                        spotenc_proto::domain::Capacity::Spot => "spot".into(),
-                        spotenc_proto::domain::Capacity::OnDemand => "on-demand".into(),
-                    },
-                    instance_type: p.instance_type,
-                    zones: p.zones,
-                    hardware: p.hardware.name().into(),
-                    gpu: p.gpu,
-                    vcpus: p.vcpus,
-                    memory_gib: p.memory_gib,
-                    slots: p.slots,
-                    price_per_hour: p.price_per_hour,
-                    on_demand_price_per_hour: p
-                        .on_demand_price_per_hour
-                        .unwrap_or(p.price_per_hour),
-                    interruption_rate_per_hour: p.interruption_rate_per_hour,
-                    min_workers: p.min_workers,
-                    max_workers: p.max_workers,
-                    launch_seconds: p.launch_seconds,
-                    source: p.source,
-                    origin: p.origin.name().into(),
-                }
-            })
-            .collect())
-    }
-
-    /// Every key of the cost model with samples, and the 1080p30 H.264 and
-    /// HEVC medium keys of every catalogue pool, with their prices.
-    pub async fn costs(&self) -> Result<Vec<spotenc_proto::domain::CostEntry>> {
-        let model = self.store.model().await?;
-        Ok(crate::cost::costs_table(&self.config.pools, &model))
     }
 
     pub async fn heartbeat(

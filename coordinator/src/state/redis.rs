@@ -7,9 +7,10 @@
 //! opaque JSON the scripts never parse. Reads are plain commands: they need
 //! no atomicity beyond one job's snapshot.
 //!
-//! Layout: this file holds the store and its transitions; `conn` the
-//! connection (one Redis or a cluster) and its checks; `fields` records to
-//! and from Redis hashes.
+//! Layout: this file holds the store and its transitions; `leasing` the
+//! lease (first in, first out, or ranked by placement and claimed); `conn`
+//! the connection (one Redis or a cluster) and its checks; `fields` records
+//! to and from Redis hashes.
 
 use std::collections::HashMap;
 
@@ -22,29 +23,22 @@ use spotenc_proto::{Error, Result};
 
 use std::collections::BTreeMap;
 
-use spotenc_proto::domain::Capacity;
-
-use super::machine::{fill_stitch, task_log, with_attempt_paths};
+use super::machine::task_log;
 use super::{
     Ending, JobRecord, Limits, NewTask, PoolStat, StateStore, TaskRecord, Transition, WorkerRecord,
 };
 use crate::cost::capacity::{aggregate, BacklogItem};
-use crate::cost::catalogue::Hardware;
 use crate::cost::model::{Demand, Model, Observation};
-use crate::cost::place::Candidate;
-use crate::cost::{Lease, WINDOW_PER_CLASS};
-
-/// How many of its ranked choices a lease offers claim.lua.
-const CLAIM_LIST: usize = 16;
+use crate::cost::Lease;
 
 mod conn;
 mod fields;
+mod leasing;
 
 use conn::{check_eviction, check_not_cluster, Conn};
 pub use conn::{cluster_nodes, eviction_policy, hash_tagged};
 use fields::{
-    demand, enum_field, enum_name, job_from_fields, json, redis_error, task_from_fields, to_json,
-    transition_of,
+    demand, enum_name, job_from_fields, json, redis_error, task_from_fields, to_json, transition_of,
 };
 
 /// A lease script's reply: task id, job id, attempt, work and deps JSON.
@@ -207,72 +201,6 @@ impl RedisStore {
         job_from_fields(id, &h, task_ids)
     }
 
-    /// Reads the candidate window (window.lua), ranks it in Rust, and
-    /// claims the first choice still pending (claim.lua); when every choice
-    /// is gone, reads the window again, a few times at most.
-    async fn place_and_claim(
-        &self,
-        worker_id: &str,
-        lease: &Lease,
-        now_ms: i64,
-    ) -> Result<Option<Leased>> {
-        for _ in 0..3 {
-            let mut inv = self.scripts.window.prepare_invoke();
-            inv.key(&self.prefix)
-                .arg(&self.prefix)
-                .arg(worker_id)
-                .arg(now_ms)
-                .arg(WINDOW_PER_CLASS);
-            for class in Demand::classes() {
-                inv.arg(class);
-            }
-            let (held, _n, flat): (u32, usize, Vec<String>) = inv
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(redis_error)?;
-            let mut candidates = Vec::with_capacity(flat.len() / 7);
-            for c in flat.chunks_exact(7) {
-                candidates.push(Candidate {
-                    task_id: c[0].clone().into(),
-                    job_id: c[1].clone().into(),
-                    partition: enum_field(&c[2])?,
-                    order: c[3].parse::<f64>().unwrap_or_default() as u64,
-                    pending_since_ms: c[4].parse().unwrap_or_default(),
-                    latency: c[5] == "1",
-                    demand: std::borrow::Cow::Owned(demand(&c[6])?),
-                });
-            }
-            // Workers reading the same window rank it alike: claim.lua
-            // takes the first of the ranking still pending, in one call.
-            // An empty ranking still goes to claim.lua, which records that
-            // the worker asked (window.lua writes nothing).
-            let ranked = lease.rank(&candidates, held, now_ms);
-            let mut inv = self.scripts.claim.prepare_invoke();
-            inv.key(&self.prefix)
-                .arg(&self.prefix)
-                .arg(worker_id)
-                .arg(now_ms)
-                .arg(self.limits.lease_ttl_ms);
-            for id in ranked.iter().take(CLAIM_LIST) {
-                let demand = candidates
-                    .iter()
-                    .find(|c| &c.task_id == id)
-                    .map(|c| c.demand.clone())
-                    .unwrap_or_default();
-                let (rate, on_demand, sessions) = lease.pricing(&demand);
-                inv.arg(id).arg(rate).arg(u8::from(on_demand)).arg(sessions);
-            }
-            let claimed: Option<Leased> = inv
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(redis_error)?;
-            if claimed.is_some() || ranked.is_empty() {
-                return Ok(claimed);
-            }
-        }
-        Ok(None)
-    }
-
     async fn transition(&self, job_id: String) -> Result<Transition> {
         let state = self.job_record(&job_id).await?.state;
         Ok(Transition { job_id, state })
@@ -355,55 +283,7 @@ impl StateStore for RedisStore {
         lease: &Lease,
         now_ms: i64,
     ) -> Result<Option<LeasedTask>> {
-        let leased = match &lease.worker {
-            Some(_) if lease.placement => self.place_and_claim(worker_id, lease, now_ms).await?,
-            w => {
-                let (price, slots, nvenc, on_demand) =
-                    w.as_ref().map_or((0.0, 1, false, false), |w| {
-                        (
-                            w.pool.price_per_hour,
-                            w.pool.slots,
-                            w.pool.hardware == Hardware::Nvenc,
-                            w.pool.capacity == Capacity::OnDemand,
-                        )
-                    });
-                self.scripts
-                    .lease
-                    .key(&self.prefix)
-                    .arg(&self.prefix)
-                    .arg(worker_id)
-                    .arg(now_ms)
-                    .arg(self.limits.lease_ttl_ms)
-                    .arg(price)
-                    .arg(slots)
-                    .arg(u8::from(nvenc))
-                    .arg(u8::from(on_demand))
-                    .invoke_async(&mut self.conn.clone())
-                    .await
-                    .map_err(redis_error)?
-            }
-        };
-        let Some((task_id, job_id, attempt, work, deps)) = leased else {
-            return Ok(None);
-        };
-        let mut work: Work = json(&work, "task work")?;
-        if let Work::Stitch(stitch) = &work {
-            // Dependencies are done, so their results no longer change.
-            let deps: Vec<String> = json(&deps, "task deps")?;
-            let mut results = Vec::with_capacity(deps.len());
-            for d in deps {
-                let r = self.task_record(&d).await?.result;
-                results.push((d, r));
-            }
-            work = fill_stitch(stitch, results)?;
-        }
-        Ok(Some(LeasedTask {
-            task_id,
-            job_id,
-            attempt,
-            lease_ttl_ms: self.limits.lease_ttl_ms,
-            work: with_attempt_paths(work, attempt),
-        }))
+        self.lease_task(worker_id, lease, now_ms).await
     }
 
     async fn worker(&self, worker_id: &str) -> Result<WorkerRecord> {
