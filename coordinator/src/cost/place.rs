@@ -28,6 +28,7 @@ use std::borrow::Cow;
 use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
 
@@ -311,8 +312,9 @@ fn standings<'c>(
             .filter(|o| o.job_id == c.job_id && able(o))
             .all(|o| o.order >= c.order)
     };
-    // Chunks of one job mostly ask alike: price each demand once.
-    let mut priced: Vec<(&Demand, (f64, f64))> = Vec::new();
+    // Chunks of one job mostly ask alike: price each demand once (a window
+    // holds a few demands, kept on the stack).
+    let mut priced: SmallVec<[(&Demand, (f64, f64)); 8]> = SmallVec::new();
     for c in candidates.iter().filter(|c| able(c)) {
         let urgent = now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
             || (c.latency && oldest_of_job(c));

@@ -316,6 +316,9 @@ impl State {
         task.worker_id = worker_id.to_string();
         task.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
         task.frames_done = 0;
+        // Most tasks run once: room for one attempt, not the four a first
+        // push would make.
+        task.history.reserve_exact(1);
         task.history.push(AttemptRecord {
             attempt: task.attempt,
             worker_id: worker_id.to_string(),
