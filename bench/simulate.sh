@@ -12,10 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 plots=${1:-bench-plots}
 scripts/setup.sh
-# The bench profile (whole-program LTO, see Cargo.toml); the simulator
+# The sim profile (whole-program LTO, see Cargo.toml); the simulator
 # links no FFmpeg.
-cargo build --profile bench -q --bins -p spotenc-cli --no-default-features
-spotenc=${CARGO_TARGET_DIR:-target}/bench/spotenc
+cargo build --profile sim -q --bins -p spotenc-cli --no-default-features
+spotenc=${CARGO_TARGET_DIR:-target}/sim/spotenc
 ex=examples/simulate
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
