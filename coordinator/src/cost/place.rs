@@ -333,10 +333,7 @@ fn standings<'c>(
         let (r, advantage) = match priced.iter().find(|(d, _)| same(d)) {
             Some((_, x)) => *x,
             None => {
-                let x = match pricing.prices {
-                    Some(prices) => prices.ratio(worker, c, pricing.model, pricing.fleet),
-                    None => ratio(worker, c, pricing.model, pricing.fleet),
-                };
+                let x = pricing.ratio(worker, c);
                 priced.push((&c.demand, x));
                 x
             }
@@ -452,6 +449,17 @@ struct Pricing<'a> {
     model: &'a Model,
     fleet: &'a Fleet,
     prices: Option<&'a Prices>,
+}
+
+impl Pricing<'_> {
+    /// `c`'s [`ratio`] on `worker`: from the kept prices when there are
+    /// any, else worked out now.
+    fn ratio(&self, worker: &Worker, c: &Candidate) -> (f64, f64) {
+        match self.prices {
+            Some(prices) => prices.ratio(worker, c, self.model, self.fleet),
+            None => ratio(worker, c, self.model, self.fleet),
+        }
+    }
 }
 
 /// First in, first out among the tasks `worker` can run: the baseline

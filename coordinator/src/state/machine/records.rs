@@ -97,7 +97,8 @@ pub(super) fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, n
         if a.ended_unix_ms == 0 {
             a.cost_dollars = a.cost_at(now_ms);
             a.ended_unix_ms = now_ms;
-            // In place: "running" has room for every outcome.
+            // In place: the room "running" left fits "done", "failed" and
+            // "expired", the usual endings, without a new allocation.
             a.outcome.clear();
             a.outcome.push_str(outcome);
             a.error.clear();
