@@ -9,7 +9,9 @@ use spotenc_proto::Result;
 use tracing::{info, warn};
 
 use super::{now_ms, Coordinator, LIVE_MS, PLAN_INTERVAL};
-use crate::cost::capacity::{plan_capacity, HealthState, InFlight, PoolTarget};
+use crate::cost::capacity::{
+    plan_capacity, queue_oldest_seconds, HealthState, InFlight, PoolTarget,
+};
 use crate::state::{JobRecord, Transition};
 
 impl Coordinator {
@@ -138,12 +140,7 @@ impl Coordinator {
             ("latency", true, policy.latency_target_seconds),
             ("cost", false, policy.cost_target_seconds),
         ] {
-            let oldest = backlog
-                .iter()
-                .filter(|b| b.latency == latency)
-                .map(|b| b.oldest_ms)
-                .min()
-                .map_or(0.0, |ms| (now - ms).max(0) as f64 / 1000.0);
+            let oldest = queue_oldest_seconds(&backlog, latency, now);
             metrics::gauge!("spotenc_queue_oldest_seconds", "priority" => priority).set(oldest);
             metrics::gauge!("spotenc_queue_target_seconds", "priority" => priority).set(target);
         }

@@ -176,6 +176,19 @@ pub fn aggregate<'a>(
         .collect()
 }
 
+/// Seconds the longest-waiting pending task of `latency` work (or of cost
+/// work) has waited at `now_ms`; 0 with none pending. Running work is not
+/// waiting, however long ago it was queued: the gauge
+/// `spotenc_queue_oldest_seconds` and the queue-age alert read this.
+pub fn queue_oldest_seconds(backlog: &[BacklogItem], latency: bool, now_ms: i64) -> f64 {
+    backlog
+        .iter()
+        .filter(|b| b.latency == latency && !b.running && b.count > 0)
+        .map(|b| b.oldest_ms)
+        .min()
+        .map_or(0.0, |ms| (now_ms - ms).max(0) as f64 / 1000.0)
+}
+
 /// Outputs in the order the backlog sorts them: codec name, preset, size.
 pub(crate) fn shape_order(outputs: &[Output]) -> Vec<(&'static str, &str, u32, u32)> {
     outputs

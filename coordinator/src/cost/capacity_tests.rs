@@ -4,8 +4,8 @@ use proptest::prelude::*;
 use spotenc_proto::domain::{Capacity, Codec};
 
 use super::capacity::{
-    plan_capacity, BacklogItem, CapacityPolicy, HealthState, HealthTracker, InFlight, PoolHealth,
-    PoolTarget,
+    plan_capacity, queue_oldest_seconds, BacklogItem, CapacityPolicy, HealthState, HealthTracker,
+    InFlight, PoolHealth, PoolTarget,
 };
 use super::catalogue::Catalogue;
 use super::model::{Demand, Model, Output};
@@ -431,4 +431,27 @@ fn spot_work_on_demand_stays_when_no_spot_pool_can_take_it() {
         .map(|t| t.planned_slots)
         .sum();
     assert!((od_slots - 8.0).abs() < 1e-9, "{t:#?}");
+}
+
+#[test]
+fn queue_age_counts_pending_work_only() {
+    let at = |mut b: BacklogItem, oldest_ms: i64| {
+        b.oldest_ms = oldest_ms;
+        b
+    };
+    // Cost work: one chunk queued since 100 s, one queued at 10 s and
+    // running since; latency work: queued since 400 s.
+    let backlog = vec![
+        at(chunks(Codec::H264, 1, false), 100_000),
+        at(running_on("c6i-4xlarge-spot", 1), 10_000),
+        at(chunks(Codec::H264, 2, true), 400_000),
+    ];
+    let now = 1_000_000;
+    assert_eq!(queue_oldest_seconds(&backlog, false, now), 900.0);
+    assert_eq!(queue_oldest_seconds(&backlog, true, now), 600.0);
+    // Only running work: nothing waits.
+    assert_eq!(queue_oldest_seconds(&backlog[1..2], false, now), 0.0);
+    assert_eq!(queue_oldest_seconds(&[], true, now), 0.0);
+    // A clock behind the queue reads 0, never negative.
+    assert_eq!(queue_oldest_seconds(&backlog, true, 0), 0.0);
 }
