@@ -127,7 +127,8 @@ pub struct BacklogItem {
     /// Waiting in the on-demand partition (latency or escalated).
     pub on_demand: bool,
     pub count: u32,
-    /// When the longest-waiting of them became pending (ms).
+    /// When the longest-waiting of them became pending (ms); 0 for
+    /// running work, which waits no more.
     pub oldest_ms: i64,
 }
 
@@ -154,12 +155,14 @@ pub fn aggregate<'a>(
                         latency,
                         on_demand,
                         count: 0,
-                        oldest_ms: since,
+                        oldest_ms: if running_on.is_some() { 0 } else { since },
                     },
                     0,
                 )
             });
-        e.0.oldest_ms = e.0.oldest_ms.min(since);
+        if running_on.is_none() {
+            e.0.oldest_ms = e.0.oldest_ms.min(since);
+        }
         e.0.count += 1;
         e.1 += demand.frames;
     }

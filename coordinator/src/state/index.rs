@@ -45,7 +45,8 @@ type BucketKey = (u32, bool, bool, u32);
 struct Bucket {
     count: u32,
     frames: u64,
-    /// (pending since, order) of each task in it: the first is the oldest.
+    /// (pending since, order) of each task in it, pending buckets only:
+    /// the first is the oldest.
     since: BTreeSet<(i64, u64)>,
 }
 
@@ -93,9 +94,10 @@ struct Queues {
     escalation: BTreeSet<(i64, u64, &'static str)>,
     /// The backlog, summed as tasks move.
     buckets: HashMap<BucketKey, Bucket>,
-    /// Output shapes interned, with the tasks that use each.
-    shape_ids: HashMap<Vec<Output>, (u32, u32)>,
-    shapes: HashMap<u32, Vec<Output>>,
+    /// Output shapes interned, and each with the tasks that use it
+    /// (counted by id, so that forgetting a task hashes no outputs).
+    shape_ids: HashMap<Vec<Output>, u32>,
+    shapes: HashMap<u32, (Vec<Output>, u32)>,
     next_shape: u32,
     /// Pool names of leased work interned (id + 1 in bucket keys).
     pool_ids: HashMap<String, u32>,
@@ -347,7 +349,7 @@ impl Index {
                 let running = pool != 0;
                 let item = BacklogItem {
                     demand: Demand {
-                        outputs: self.q.shapes[&shape].clone(),
+                        outputs: self.q.shapes[&shape].0.clone(),
                         frames: b.frames / u64::from(b.count.max(1)),
                     },
                     running,
@@ -418,7 +420,10 @@ impl Queues {
         let b = self.buckets.entry(bucket).or_default();
         b.count += 1;
         b.frames += f.frames;
-        b.since.insert((t.pending_since_ms, order));
+        // Running work's age is read nowhere: no tree node per lease.
+        if bucket.0 == 0 {
+            b.since.insert((t.pending_since_ms, order));
+        }
         f.bucket = Some((bucket, t.pending_since_ms));
     }
 
@@ -433,7 +438,9 @@ impl Queues {
             if let Some(b) = self.buckets.get_mut(&key) {
                 b.count -= 1;
                 b.frames -= f.frames;
-                b.since.remove(&(since, order));
+                if key.0 == 0 {
+                    b.since.remove(&(since, order));
+                }
                 if b.count == 0 {
                     self.buckets.remove(&key);
                 }
@@ -459,29 +466,25 @@ impl Queues {
     }
 
     fn intern_shape(&mut self, outputs: &[Output]) -> u32 {
-        if let Some((id, refs)) = self.shape_ids.get_mut(outputs) {
-            *refs += 1;
-            return *id;
+        if let Some(&id) = self.shape_ids.get(outputs) {
+            self.shapes.get_mut(&id).expect("interned").1 += 1;
+            return id;
         }
         let id = self.next_shape;
         self.next_shape += 1;
-        self.shape_ids.insert(outputs.to_vec(), (id, 1));
-        self.shapes.insert(id, outputs.to_vec());
+        self.shape_ids.insert(outputs.to_vec(), id);
+        self.shapes.insert(id, (outputs.to_vec(), 1));
         id
     }
 
     /// Drops a task's hold on its shape; the last one forgets it.
     fn release_shape(&mut self, id: u32) {
-        let Some(outputs) = self.shapes.get(&id) else {
+        let Some((_, refs)) = self.shapes.get_mut(&id) else {
             return;
         };
-        let entry = self
-            .shape_ids
-            .get_mut(outputs.as_slice())
-            .expect("interned");
-        entry.1 -= 1;
-        if entry.1 == 0 {
-            let outputs = self.shapes.remove(&id).expect("interned");
+        *refs -= 1;
+        if *refs == 0 {
+            let (outputs, _) = self.shapes.remove(&id).expect("interned");
             self.shape_ids.remove(&outputs);
         }
     }
