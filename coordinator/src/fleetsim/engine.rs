@@ -119,6 +119,9 @@ struct Sim<'a> {
     free: BTreeSet<usize>,
     /// Instances in `free`, per pool.
     free_in: Vec<u32>,
+    /// Instances live and not draining, per pool (counted as they change,
+    /// not by a pass over the pool's instances each time it is asked).
+    live_in: Vec<u32>,
     /// Which pools had live workers when the leases' fleet was last set.
     fleet_of: Option<Vec<bool>>,
     ask_all: bool,
@@ -203,6 +206,7 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
             jobs: HashMap::new(),
             free: BTreeSet::new(),
             free_in: vec![0; catalogue.pools.len()],
+            live_in: vec![0; catalogue.pools.len()],
             fleet_of: None,
             ask_all: opts.ask_all,
             events: BinaryHeap::new(),

@@ -241,10 +241,16 @@ impl Index {
         for o in outputs {
             self.outputs.insert(o.to_string(), job_id.to_string());
         }
-        self.inputs
-            .entry(input.to_string())
-            .or_default()
-            .insert(job_id.to_string());
+        // Keys are copied only when new.
+        match self.inputs.get_mut(input) {
+            Some(s) => {
+                s.insert(job_id.to_string());
+            }
+            None => {
+                self.inputs
+                    .insert(input.to_string(), BTreeSet::from([job_id.to_string()]));
+            }
+        }
     }
 
     /// Forgets an ended job's paths.
@@ -266,10 +272,15 @@ impl Index {
     /// repeating either is harmless.
     pub fn client_job(&mut self, client: &str, job_id: &str, live: bool) {
         if live {
-            self.live_by_client
-                .entry(client.to_string())
-                .or_default()
-                .insert(job_id.to_string());
+            match self.live_by_client.get_mut(client) {
+                Some(s) => {
+                    s.insert(job_id.to_string());
+                }
+                None => {
+                    let s = HashSet::from_iter([job_id.to_string()]);
+                    self.live_by_client.insert(client.to_string(), s);
+                }
+            }
         } else if let Some(s) = self.live_by_client.get_mut(client) {
             s.remove(job_id);
             if s.is_empty() {

@@ -141,7 +141,8 @@ impl State {
                  queued or running (quotas.queued_jobs_per_client)"
             )));
         }
-        let probe_id = format!("{job_id}/probe");
+        // Concatenated, not formatted: once per job, on the simulator's path.
+        let probe_id = [job_id.as_str(), "/probe"].concat();
         let (input, partition) = (spec.input.clone(), spec.partition());
         let job = JobRecord {
             id: job_id.clone(),
@@ -152,7 +153,7 @@ impl State {
             created_unix_ms: now_ms,
             updated_unix_ms: now_ms,
             finished_unix_ms: 0,
-            work_dir: format!("{}/{job_id}", work_root.trim_end_matches('/')),
+            work_dir: [work_root.trim_end_matches('/'), "/", &job_id].concat(),
             probe: None,
             task_ids: vec![probe_id.clone()],
             spec,
@@ -210,7 +211,10 @@ impl State {
         let Some(job) = self.jobs.get(job_id) else {
             return;
         };
-        let outputs: Vec<&str> = job.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
+        // The main output and each rendition's, without a list built.
+        let mut outputs: smallvec::SmallVec<[&str; 4]> = smallvec::SmallVec::new();
+        outputs.push(&job.spec.output);
+        outputs.extend(job.spec.renditions.iter().map(|r| r.output.as_str()));
         if running {
             self.index.job_paths(job_id, &job.spec.input, &outputs);
         } else {

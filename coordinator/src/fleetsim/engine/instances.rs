@@ -56,6 +56,7 @@ impl Sim<'_> {
         }
         let p = inst.pool;
         inst.live = true;
+        self.live_in[p] += 1;
         inst.free = self.pools[p].pool.slots;
         let mut info = worker_info(&self.pools[p].pool, 0);
         info.name = inst.id.clone();
@@ -75,10 +76,16 @@ impl Sim<'_> {
     }
 
     fn live(&self, p: usize) -> u32 {
-        self.active[p]
-            .iter()
-            .filter(|&&i| self.insts[i].live && !self.insts[i].draining)
-            .count() as u32
+        #[cfg(test)]
+        assert_eq!(
+            self.live_in[p],
+            self.active[p]
+                .iter()
+                .filter(|&&i| self.insts[i].live && !self.insts[i].draining)
+                .count() as u32,
+            "live instances of pool {p}"
+        );
+        self.live_in[p]
     }
 
     /// Gives every pool's lease the pools that have live workers.
@@ -118,6 +125,7 @@ impl Sim<'_> {
             return;
         }
         self.insts[i].draining = true;
+        self.live_in[p] -= 1;
         self.set_free(i, false);
         let keep_until = self.now
             + ((self.w.interruptions.notice_seconds - NOTICE_MARGIN_SECONDS) * 1000.0) as i64;
@@ -167,6 +175,9 @@ impl Sim<'_> {
         }
         self.set_free(i, false);
         let inst = &mut self.insts[i];
+        if inst.live && !inst.draining {
+            self.live_in[p] -= 1;
+        }
         inst.ended = true;
         self.active[p].remove(&i);
         self.state.workers.remove(&inst.id);
