@@ -211,10 +211,7 @@ impl State {
         let Some(job) = self.jobs.get(job_id) else {
             return;
         };
-        // The main output and each rendition's, without a list built.
-        let mut outputs: smallvec::SmallVec<[&str; 4]> = smallvec::SmallVec::new();
-        outputs.push(&job.spec.output);
-        outputs.extend(job.spec.renditions.iter().map(|r| r.output.as_str()));
+        let outputs: Vec<&str> = job.spec.outputs().into_iter().map(|(o, _, _)| o).collect();
         if running {
             self.index.job_paths(job_id, &job.spec.input, &outputs);
         } else {
