@@ -4,7 +4,9 @@
 # against cost placement on gpu-mix, and the chunk-length sweep.
 #
 #   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; about 17 min
-#                                             on 2 cores, 6 without the 50M run)
+#                                             on 2 cores, 6 without the 50M run,
+#                                             and 16 min more for the first
+#                                             build, see bench/build-sim.sh)
 #
 # Every figure comes from `spotenc simulate` on examples/simulate/; each run
 # prints its wall time and simulated events per second on stderr.
@@ -12,10 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 plots=${1:-bench-plots}
 scripts/setup.sh
-# The sim profile (whole-program LTO, see Cargo.toml); the simulator
-# links no FFmpeg.
-cargo build --profile sim -q --bins -p spotenc-cli --no-default-features
-spotenc=${CARGO_TARGET_DIR:-target}/sim/spotenc
+# The sim profile (whole-program LTO, see Cargo.toml) with PGO, as
+# bench/build-sim.sh says; the simulator links no FFmpeg.
+spotenc=$(bench/build-sim.sh)
+echo "simulator: $spotenc"
 ex=examples/simulate
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
