@@ -3,10 +3,11 @@
 # dollars per output minute against the seed document's figures, FIFO
 # against cost placement on gpu-mix, and the chunk-length sweep.
 #
-#   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; about 17 min
-#                                             on 2 cores, 6 without the 50M run,
-#                                             and 16 min more for the first
-#                                             build, see bench/build-sim.sh)
+#   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; 1 min 44 s
+#                                             on 2 cores at a466afa, 35 s without
+#                                             the 50M run, plus about 16 min for
+#                                             the first build, see
+#                                             bench/build-sim.sh)
 #
 # Every figure comes from `spotenc simulate` on examples/simulate/; each run
 # prints its wall time and simulated events per second on stderr.
