@@ -39,6 +39,19 @@ pub struct JobTraits {
 /// id + 1), latency, on-demand partition, and the outputs' shape id.
 type BucketKey = (u32, bool, bool, u32);
 
+/// Adds `item` to the set under `key`, copying the key only when it is
+/// new: the path and client indexes see the same keys again and again.
+fn add_to<S: Default + Extend<String>>(map: &mut HashMap<String, S>, key: &str, item: &str) {
+    match map.get_mut(key) {
+        Some(set) => set.extend([item.to_string()]),
+        None => {
+            let mut set = S::default();
+            set.extend([item.to_string()]);
+            map.insert(key.to_string(), set);
+        }
+    }
+}
+
 /// Tasks alike for the capacity planner ([`crate::cost::capacity::aggregate`]
 /// sums the same way from a scan).
 #[derive(Debug, Default, Clone)]
@@ -241,16 +254,7 @@ impl Index {
         for o in outputs {
             self.outputs.insert(o.to_string(), job_id.to_string());
         }
-        // Keys are copied only when new.
-        match self.inputs.get_mut(input) {
-            Some(s) => {
-                s.insert(job_id.to_string());
-            }
-            None => {
-                self.inputs
-                    .insert(input.to_string(), BTreeSet::from([job_id.to_string()]));
-            }
-        }
+        add_to(&mut self.inputs, input, job_id);
     }
 
     /// Forgets an ended job's paths.
@@ -272,15 +276,7 @@ impl Index {
     /// repeating either is harmless.
     pub fn client_job(&mut self, client: &str, job_id: &str, live: bool) {
         if live {
-            match self.live_by_client.get_mut(client) {
-                Some(s) => {
-                    s.insert(job_id.to_string());
-                }
-                None => {
-                    let s = HashSet::from_iter([job_id.to_string()]);
-                    self.live_by_client.insert(client.to_string(), s);
-                }
-            }
+            add_to(&mut self.live_by_client, client, job_id);
         } else if let Some(s) = self.live_by_client.get_mut(client) {
             s.remove(job_id);
             if s.is_empty() {
