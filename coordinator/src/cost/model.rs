@@ -49,12 +49,17 @@ pub const BANDS: [&str; 4] = ["sd", "hd720", "hd1080", "uhd"];
 
 /// Output resolution bands.
 pub fn band(width: u32, height: u32) -> &'static str {
+    BANDS[band_index(width, height)]
+}
+
+/// [`band`] as its index in [`BANDS`].
+fn band_index(width: u32, height: u32) -> usize {
     let px = u64::from(width) * u64::from(height);
     match px {
-        0..=409_920 => "sd",             // up to 854×480
-        409_921..=921_600 => "hd720",    // up to 1280×720
-        921_601..=2_211_840 => "hd1080", // up to 2048×1080
-        _ => "uhd",
+        0..=409_920 => 0,         // sd: up to 854×480
+        409_921..=921_600 => 1,   // hd720: up to 1280×720
+        921_601..=2_211_840 => 2, // hd1080: up to 2048×1080
+        _ => 3,                   // uhd
     }
 }
 
@@ -289,13 +294,16 @@ const CLASSES: [[&str; 4]; 2] = [
     ["hevc-sd", "hevc-hd720", "hevc-hd1080", "hevc-uhd"],
 ];
 
-fn queue_class(codec: Codec, band: &str) -> &'static str {
-    let c = match codec {
+fn codec_index(codec: Codec) -> usize {
+    match codec {
         Codec::H264 => 0,
         Codec::Hevc => 1,
-    };
+    }
+}
+
+fn queue_class(codec: Codec, band: &str) -> &'static str {
     let b = BANDS.iter().position(|x| *x == band).unwrap_or(2);
-    CLASSES[c][b]
+    CLASSES[codec_index(codec)][b]
 }
 
 /// Seconds a task without outputs (probe, audio, stitch) is assumed to take.
@@ -307,7 +315,19 @@ impl Demand {
     pub fn class(&self) -> &'static str {
         match self.outputs.first() {
             None => "misc",
-            Some(o) => queue_class(o.codec, band(o.width, o.height)),
+            Some(o) => CLASSES[codec_index(o.codec)][band_index(o.width, o.height)],
+        }
+    }
+
+    /// [`Demand::class`] as a number that sorts as the class names do:
+    /// the embedded store's index keys its queues by it, so no name is
+    /// compared as a task moves.
+    pub fn class_rank(&self) -> u8 {
+        // BANDS' names sorted: hd1080, hd720, sd, uhd.
+        const RANK: [u8; 4] = [2, 1, 0, 3];
+        match self.outputs.first() {
+            None => 8,
+            Some(o) => codec_index(o.codec) as u8 * 4 + RANK[band_index(o.width, o.height)],
         }
     }
 

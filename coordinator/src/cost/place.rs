@@ -35,13 +35,24 @@ use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
 use super::catalogue::{Hardware, Pool};
 use super::model::{expected_cost, Demand, Model, Output, Shape};
 
+/// A task's first-in first-out order is its job's submission number times
+/// this, plus its position in the job, in both stores (`task_order` in the
+/// state machine, `submit.lua` and `complete.lua` in Redis).
+pub const JOB_ORDER_SPAN: u64 = 1_000_000;
+
+/// The job's submission number in a task's order.
+pub fn job_of(order: u64) -> u64 {
+    order / JOB_ORDER_SPAN
+}
+
 /// A pending task as placement sees it: borrowed from the embedded state
 /// (a lease builds a window of these, so no copies), owned when read from
 /// Redis.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate<'a> {
     pub task_id: Cow<'a, str>,
-    pub job_id: Cow<'a, str>,
+    /// Its job's submission number: [`job_of`] its order in both stores.
+    pub job: u64,
     pub partition: Capacity,
     /// First-in first-out order: job submission, then task order.
     pub order: u64,
@@ -309,7 +320,7 @@ fn standings<'c>(
     let oldest_of_job = |c: &Candidate| {
         candidates
             .iter()
-            .filter(|o| o.job_id == c.job_id && able(o))
+            .filter(|o| o.job == c.job && able(o))
             .all(|o| o.order >= c.order)
     };
     // Chunks of one job mostly ask alike: price each demand once (a window
@@ -328,8 +339,13 @@ fn standings<'c>(
             });
             continue;
         }
-        // Frames first: chunks of one job differ there, if anywhere.
-        let same = |d: &Demand| d.frames == c.demand.frames && d.outputs == c.demand.outputs;
+        // The same demand first (the embedded store's index hands out one
+        // per demand); then frames: chunks of one job differ there, if
+        // anywhere.
+        let same = |d: &Demand| {
+            std::ptr::eq(d, c.demand.as_ref())
+                || (d.frames == c.demand.frames && d.outputs == c.demand.outputs)
+        };
         let (r, advantage) = match priced.iter().find(|(d, _)| same(d)) {
             Some((_, x)) => *x,
             None => {

@@ -275,7 +275,7 @@ fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
 fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Candidate<'static> {
     Candidate {
         task_id: format!("t{id}").into(),
-        job_id: format!("j{id}").into(),
+        job: id as u64,
         partition: Capacity::Spot,
         order,
         pending_since_ms: since,
@@ -454,7 +454,7 @@ fn arb_candidate() -> impl Strategy<Value = Candidate<'static>> {
         .prop_map(|(id, hevc, (w, h), order, since, od, latency, misc)| {
             let codec = if hevc { Codec::Hevc } else { Codec::H264 };
             let mut c = cand(id, codec, w, h, order * 100 + id as u64, since);
-            c.job_id = format!("j{}", id % 5).into();
+            c.job = (id % 5) as u64;
             c.latency = latency;
             if od {
                 c.partition = Capacity::OnDemand;
@@ -727,4 +727,31 @@ fn gpu_worker_info_resolves_to_nvenc() {
     let (p, known) = Catalogue::builtin().resolve(&info);
     assert!(known);
     assert_eq!(p.hardware, Hardware::Nvenc);
+}
+
+#[test]
+fn class_ranks_sort_as_class_names_do() {
+    let mut demands = vec![Demand::default()];
+    for codec in [Codec::H264, Codec::Hevc] {
+        for (w, h) in [(640, 360), (1280, 720), (1920, 1080), (3840, 2160)] {
+            let mut d = cand(0, codec, w, h, 0, 0).demand.into_owned();
+            d.frames = 1;
+            demands.push(d);
+        }
+    }
+    let mut names: Vec<&str> = demands.iter().map(Demand::class).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 9, "every class once: {names:?}");
+    for a in &demands {
+        for b in &demands {
+            assert_eq!(
+                a.class_rank().cmp(&b.class_rank()),
+                a.class().cmp(b.class()),
+                "{} against {}",
+                a.class(),
+                b.class()
+            );
+        }
+    }
 }

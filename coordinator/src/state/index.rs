@@ -10,6 +10,8 @@
 //! escalating and reading the backlog cost the same with a thousand tasks
 //! pending as with one.
 
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -19,12 +21,23 @@ use spotenc_proto::domain::{Capacity, TaskState};
 use super::TaskRecord;
 use crate::cost::capacity::{shape_order, BacklogItem};
 use crate::cost::model::{Demand, Output};
+use crate::cost::place::{job_of, Candidate};
 
-/// A queue: partition (spot first) and the demand's queue class.
-pub type QueueKey = (bool, &'static str);
+/// A queue: partition (spot first) and the demand's queue class, as its
+/// [`Demand::class_rank`] (which sorts as the names do).
+pub type QueueKey = (bool, u8);
 
-fn queue(t: &TaskRecord) -> QueueKey {
-    (t.partition == Capacity::Spot, t.demand.class())
+/// A pending task as a lease's window reads it: what placement needs, so
+/// that building the window looks up no task record.
+#[derive(Debug, Clone)]
+struct Waiting {
+    id: String,
+    latency: bool,
+    /// The task's `pending_since_ms` when it was filed (it changes only
+    /// with a change of state, which files the task again).
+    since: i64,
+    /// Its demand in [`Queues::demands`].
+    demand: u32,
 }
 
 /// What the index needs of a task's job.
@@ -70,6 +83,10 @@ struct Filed {
     shape: u32,
     frames: u64,
     traits: JobTraits,
+    /// Its demand's queue class ([`Demand::class_rank`]) and its demand
+    /// interned ([`Queues::demands`]).
+    class: u8,
+    demand: u32,
     /// Its backlog bucket and the since it was counted with.
     bucket: Option<(BucketKey, i64)>,
     /// When it escalates, while pending in the spot partition.
@@ -101,10 +118,10 @@ pub struct Index {
 /// task is looked up once per change).
 #[derive(Debug, Default, Clone)]
 struct Queues {
-    /// Pending tasks of live jobs: queue → order → (task id, latency).
-    pending: BTreeMap<QueueKey, BTreeMap<u64, (String, bool)>>,
+    /// Pending tasks of live jobs: queue → order → the task.
+    pending: BTreeMap<QueueKey, BTreeMap<u64, Waiting>>,
     /// Pending spot tasks by (escalation time, order, queue class).
-    escalation: BTreeSet<(i64, u64, &'static str)>,
+    escalation: BTreeSet<(i64, u64, u8)>,
     /// The backlog, summed as tasks move.
     buckets: HashMap<BucketKey, Bucket>,
     /// Output shapes interned, and each with the tasks that use it
@@ -112,6 +129,12 @@ struct Queues {
     shape_ids: HashMap<Vec<Output>, u32>,
     shapes: HashMap<u32, (Vec<Output>, u32)>,
     next_shape: u32,
+    /// Demands interned by (shape, frames), each with its shape and the
+    /// tasks that use it (a window borrows them; chunks of a job share
+    /// one). Freed slots are reused.
+    demand_ids: HashMap<(u32, u64), u32>,
+    demands: Vec<(Demand, u32, u32)>,
+    free_demands: Vec<u32>,
     /// Pool names of leased work interned (id + 1 in bucket keys).
     pool_ids: HashMap<String, u32>,
     pool_names: Vec<String>,
@@ -133,6 +156,7 @@ impl Index {
     /// which `deps_done` are done already.
     pub fn add(&mut self, t: &TaskRecord, order: u64, traits: JobTraits, deps_done: u32) {
         let shape = self.q.intern_shape(&t.demand.outputs);
+        let demand = self.q.intern_demand(shape, &t.demand);
         let mut waiting_for = 0;
         if t.state == TaskState::Blocked {
             for d in &t.deps {
@@ -148,14 +172,16 @@ impl Index {
             shape,
             frames: t.demand.frames,
             traits,
+            class: t.demand.class_rank(),
+            demand,
             bucket: None,
             escalates_at: None,
             queued: None,
             waiting_for,
         };
         if let Some(mut old) = self.filed.remove(&t.id) {
-            self.q.unfile(&mut old, &t.id, t.demand.class(), None);
-            self.q.release_shape(old.shape);
+            self.q.unfile(&mut old, &t.id, None);
+            self.q.release(&old);
         }
         self.q.file(&mut filed, t);
         self.filed.insert(t.id.clone(), filed);
@@ -184,26 +210,31 @@ impl Index {
         let Some(f) = self.filed.get_mut(&t.id) else {
             return;
         };
-        self.q.unfile(f, &t.id, t.demand.class(), was_leased_by);
+        self.q.unfile(f, &t.id, was_leased_by);
         self.q.file(f, t);
     }
 
     /// The oldest `n` pending tasks of each queue (of the spot partition
-    /// only when `spot_only`), with their order and whether their job is
-    /// latency work.
-    pub fn oldest(
-        &self,
-        n: usize,
-        spot_only: bool,
-    ) -> impl Iterator<Item = (u64, &str, bool)> + '_ {
+    /// only when `spot_only`), as placement's candidates.
+    pub fn window(&self, n: usize, spot_only: bool) -> impl Iterator<Item = Candidate<'_>> + '_ {
         self.q
             .pending
             .iter()
             .filter(move |((spot, _), _)| *spot || !spot_only)
-            .flat_map(move |(_, m)| {
-                m.iter()
-                    .take(n)
-                    .map(|(o, (id, latency))| (*o, id.as_str(), *latency))
+            .flat_map(move |(&(spot, _), m)| {
+                m.iter().take(n).map(move |(&order, w)| Candidate {
+                    task_id: Cow::Borrowed(&w.id),
+                    job: job_of(order),
+                    partition: if spot {
+                        Capacity::Spot
+                    } else {
+                        Capacity::OnDemand
+                    },
+                    order,
+                    pending_since_ms: w.since,
+                    latency: w.latency,
+                    demand: Cow::Borrowed(&self.q.demands[w.demand as usize].0),
+                })
             })
     }
 
@@ -218,7 +249,7 @@ impl Index {
         self.q
             .pending
             .values()
-            .flat_map(|m| m.values().map(|(id, _)| id.as_str()))
+            .flat_map(|m| m.values().map(|w| w.id.as_str()))
     }
 
     /// Pending tasks: (spot, on-demand).
@@ -307,7 +338,7 @@ impl Index {
     /// partition changes).
     pub fn unqueue(&mut self, t: &TaskRecord) {
         if let Some(f) = self.filed.get_mut(&t.id) {
-            self.q.unfile(f, &t.id, t.demand.class(), None);
+            self.q.unfile(f, &t.id, None);
         }
     }
 
@@ -315,8 +346,8 @@ impl Index {
     pub fn remove(&mut self, t: &TaskRecord) {
         let leased = (t.state == TaskState::Leased).then_some(t.worker_id.as_str());
         if let Some(mut f) = self.filed.remove(&t.id) {
-            self.q.unfile(&mut f, &t.id, t.demand.class(), leased);
-            self.q.release_shape(f.shape);
+            self.q.unfile(&mut f, &t.id, leased);
+            self.q.release(&f);
         }
         self.dependents.remove(&t.id);
     }
@@ -324,7 +355,7 @@ impl Index {
     /// Pending spot tasks whose escalation time is before `now_ms`, in
     /// queue order (as [`Index::all_pending`] lists them).
     pub fn escalations_due(&self, now_ms: i64) -> Vec<&str> {
-        let mut due: Vec<(&'static str, u64)> = self
+        let mut due: Vec<(u8, u64)> = self
             .q
             .escalation
             .iter()
@@ -338,7 +369,7 @@ impl Index {
                     .pending
                     .get(&(true, class))
                     .and_then(|m| m.get(&order))
-                    .map(|(id, _)| id.as_str())
+                    .map(|w| w.id.as_str())
             })
             .collect()
     }
@@ -392,17 +423,20 @@ impl Queues {
         let (latency, shape, order) = (f.traits.latency, f.shape, f.order);
         let bucket = match t.state {
             TaskState::Pending => {
-                let q = queue(t);
-                self.pending
-                    .entry(q)
-                    .or_default()
-                    .insert(order, (t.id.clone(), latency));
+                let q = (!on_demand, f.class);
+                let waiting = Waiting {
+                    id: t.id.clone(),
+                    latency,
+                    since: t.pending_since_ms,
+                    demand: f.demand,
+                };
+                self.pending.entry(q).or_default().insert(order, waiting);
                 f.queued = Some(q);
                 if !on_demand {
                     let at = t
                         .pending_since_ms
                         .saturating_add(f.traits.escalate_after_ms);
-                    self.escalation.insert((at, order, t.demand.class()));
+                    self.escalation.insert((at, order, f.class));
                     f.escalates_at = Some(at);
                 }
                 (0, latency, on_demand, shape)
@@ -436,10 +470,10 @@ impl Queues {
 
     /// Takes a task out of the pending queues, its worker's leases, the
     /// escalation times and the backlog.
-    fn unfile(&mut self, f: &mut Filed, id: &str, class: &'static str, leased_by: Option<&str>) {
+    fn unfile(&mut self, f: &mut Filed, id: &str, leased_by: Option<&str>) {
         let order = f.order;
         if let Some(at) = f.escalates_at.take() {
-            self.escalation.remove(&(at, order, class));
+            self.escalation.remove(&(at, order, f.class));
         }
         if let Some((key, since)) = f.bucket.take() {
             if let Some(b) = self.buckets.get_mut(&key) {
@@ -482,6 +516,44 @@ impl Queues {
         self.shape_ids.insert(outputs.to_vec(), id);
         self.shapes.insert(id, (outputs.to_vec(), 1));
         id
+    }
+
+    /// `demand` (of shape `shape`) interned.
+    fn intern_demand(&mut self, shape: u32, demand: &Demand) -> u32 {
+        match self.demand_ids.entry((shape, demand.frames)) {
+            Entry::Occupied(e) => {
+                let id = *e.get();
+                self.demands[id as usize].2 += 1;
+                id
+            }
+            Entry::Vacant(e) => {
+                let held = (demand.clone(), shape, 1);
+                let id = match self.free_demands.pop() {
+                    Some(id) => {
+                        self.demands[id as usize] = held;
+                        id
+                    }
+                    None => {
+                        self.demands.push(held);
+                        self.demands.len() as u32 - 1
+                    }
+                };
+                *e.insert(id)
+            }
+        }
+    }
+
+    /// Drops a forgotten task's hold on its demand and shape; the last
+    /// one forgets them.
+    fn release(&mut self, f: &Filed) {
+        let (demand, shape, refs) = &mut self.demands[f.demand as usize];
+        *refs -= 1;
+        if *refs == 0 {
+            self.demand_ids.remove(&(*shape, demand.frames));
+            *demand = Demand::default();
+            self.free_demands.push(f.demand);
+        }
+        self.release_shape(f.shape);
     }
 
     /// Drops a task's hold on its shape; the last one forgets it.

@@ -28,6 +28,7 @@ use super::tracked::Tracked;
 use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::cost::catalogue::Hardware;
 use crate::cost::model::Model;
+use crate::cost::place::JOB_ORDER_SPAN;
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 
 /// Everything the coordinator knows, in memory. Jobs, tasks, keys and logs
@@ -63,7 +64,7 @@ pub struct State {
 /// A task's first-in first-out order: its job's submission, then its
 /// position in the job.
 fn task_order(job_seq: u64, position: usize) -> u64 {
-    job_seq * 1_000_000 + position as u64
+    job_seq * JOB_ORDER_SPAN + position as u64
 }
 
 /// What a pool's ended attempts add up to.
@@ -77,6 +78,25 @@ pub struct PoolStat {
 /// Where an attempt's audit log is kept.
 pub(crate) fn log_key(task_id: &str, attempt: u32) -> String {
     format!("{task_id}#{attempt}")
+}
+
+/// [`State::fenced`] on the task map alone, so that the index can be
+/// changed while the record is held.
+fn fenced<'t>(
+    tasks: &'t mut Tracked<FxHashMap<String, TaskRecord>>,
+    task_id: &str,
+    attempt: u32,
+) -> Result<&'t mut TaskRecord> {
+    let t = tasks
+        .get_mut(task_id)
+        .ok_or_else(|| not_found("task", task_id))?;
+    if t.state != TaskState::Leased || t.attempt != attempt {
+        return Err(Error::Stale(format!(
+            "task {task_id} attempt {attempt} does not hold the lease (attempt {} is {:?})",
+            t.attempt, t.state
+        )));
+    }
+    Ok(t)
 }
 
 fn not_found(what: &str, id: &str) -> Error {
@@ -305,12 +325,12 @@ impl State {
             return Ok(None);
         };
         let pool = pool.clone();
-        let work = if with_work || matches!(self.tasks[&task_id].work, Work::Stitch(_)) {
-            Some(self.work_for_lease(&task_id)?)
-        } else {
-            None
-        };
-        let task = self.tasks.get_mut(&task_id).expect("a candidate");
+        let mut work = None;
+        let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
+        if with_work || matches!(task.work, Work::Stitch(_)) {
+            work = Some(self.work_for_lease(&task_id)?);
+            task = self.tasks.get_mut(&task_id).expect("a candidate");
+        }
         let (rate_per_hour, on_demand, sessions) = lease.pricing(&task.demand);
         task.attempt += 1;
         task.state = TaskState::Leased;
@@ -395,17 +415,7 @@ impl State {
 
     /// The task if `attempt` still holds its lease.
     fn fenced(&mut self, task_id: &str, attempt: u32) -> Result<&mut TaskRecord> {
-        let t = self
-            .tasks
-            .get_mut(task_id)
-            .ok_or_else(|| not_found("task", task_id))?;
-        if t.state != TaskState::Leased || t.attempt != attempt {
-            return Err(Error::Stale(format!(
-                "task {task_id} attempt {attempt} does not hold the lease (attempt {} is {:?})",
-                t.attempt, t.state
-            )));
-        }
-        Ok(t)
+        fenced(&mut self.tasks, task_id, attempt)
     }
 
     pub fn complete(
@@ -416,7 +426,7 @@ impl State {
         follow_ups: Vec<NewTask>,
         now_ms: i64,
     ) -> Result<Transition> {
-        let task = self.fenced(task_id, attempt)?;
+        let task = fenced(&mut self.tasks, task_id, attempt)?;
         let matches = matches!(
             (&task.work, &outcome),
             (Work::Probe(_), TaskOutcome::Probe(_))
@@ -452,7 +462,6 @@ impl State {
         task.result = Some(outcome);
         let job_id = task.job_id.clone();
         // Done keeps its worker's id: the index reads it from the record.
-        let task = &self.tasks[task_id];
         self.index.sync(task, Some(&task.worker_id));
         // A job commits once every rendition is stitched.
         let all_stitched = stitched
@@ -479,8 +488,10 @@ impl State {
             None if all_stitched => job.state = JobState::Committing,
             None => {}
         }
+        // Completing a task changes its job's state only here.
+        let state = job.state;
         self.unblock(task_id, now_ms);
-        Ok(self.transition(&job_id))
+        Ok(Transition { job_id, state })
     }
 
     /// Makes the blocked tasks waiting on `done` pending once all their

@@ -3,7 +3,6 @@
 //! statistics, queue depth, attempt logs, and (tests) the index checked
 //! against a scan.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use spotenc_proto::domain::TaskLog;
@@ -33,25 +32,11 @@ impl State {
 
     /// [`State::candidates_in`] in no particular order.
     pub(super) fn window_of(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
-        // Sized once: the window is at most `per_class` of each queue.
+        // Sized once: the window is at most `per_class` of each queue. The
+        // index holds what a candidate is (its job's priority and demand
+        // too): no record is looked up.
         let mut all = Vec::with_capacity(per_class * self.index.queues());
-        all.extend(
-            self.index
-                .oldest(per_class, spot_only)
-                .filter_map(|(order, id, latency)| {
-                    // The index keeps each job's priority: no job lookup.
-                    let t = self.tasks.get(id)?;
-                    Some(Candidate {
-                        task_id: Cow::Borrowed(&t.id),
-                        job_id: Cow::Borrowed(&t.job_id),
-                        partition: t.partition,
-                        order,
-                        pending_since_ms: t.pending_since_ms,
-                        latency,
-                        demand: Cow::Borrowed(&t.demand),
-                    })
-                }),
-        );
+        all.extend(self.index.window(per_class, spot_only));
         all
     }
 
@@ -192,5 +177,27 @@ impl State {
             by_scan,
             "escalations at {now_ms}"
         );
+        // Every pending task as the window shows it, against its records.
+        for c in self.index.window(usize::MAX, false) {
+            let t = &self.tasks[c.task_id.as_ref()];
+            let job = &self.jobs[&t.job_id];
+            let record = (
+                t.state,
+                t.partition,
+                t.pending_since_ms,
+                &t.demand,
+                job.spec.priority == Priority::Latency,
+                job.seq,
+            );
+            let window = (
+                spotenc_proto::domain::TaskState::Pending,
+                c.partition,
+                c.pending_since_ms,
+                c.demand.as_ref(),
+                c.latency,
+                c.job,
+            );
+            assert_eq!(window, record, "{} in the window at {now_ms}", t.id);
+        }
     }
 }

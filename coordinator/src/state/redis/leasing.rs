@@ -9,7 +9,7 @@ use super::fields::{demand, enum_field, json, redis_error};
 use super::{Leased, RedisStore};
 use crate::cost::catalogue::Hardware;
 use crate::cost::model::Demand;
-use crate::cost::place::Candidate;
+use crate::cost::place::{job_of, Candidate};
 use crate::cost::{Lease, WINDOW_PER_CLASS};
 use crate::state::machine::{fill_stitch, with_attempt_paths};
 
@@ -102,12 +102,14 @@ impl RedisStore {
                 .await
                 .map_err(redis_error)?;
             let mut candidates = Vec::with_capacity(flat.len() / 7);
+            // (c[1], the job's id, is not needed: the order holds its job.)
             for c in flat.chunks_exact(7) {
+                let order = c[3].parse::<f64>().unwrap_or_default() as u64;
                 candidates.push(Candidate {
                     task_id: c[0].clone().into(),
-                    job_id: c[1].clone().into(),
+                    job: job_of(order),
                     partition: enum_field(&c[2])?,
-                    order: c[3].parse::<f64>().unwrap_or_default() as u64,
+                    order,
                     pending_since_ms: c[4].parse().unwrap_or_default(),
                     latency: c[5] == "1",
                     demand: std::borrow::Cow::Owned(demand(&c[6])?),
