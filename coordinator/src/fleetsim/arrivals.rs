@@ -35,7 +35,7 @@ pub(super) struct Planned {
 }
 
 /// A finished job's records, for the planning thread to free.
-pub(super) type Ended = (JobRecord, Vec<TaskRecord>);
+pub(super) type Ended = (JobRecord, Vec<Box<TaskRecord>>);
 
 /// The event loop's end of the channels.
 pub(super) struct Arrivals {

@@ -9,7 +9,9 @@
 mod instances;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use rustc_hash::FxHashMap;
 
 use spotenc_proto::domain::{
     Capacity, JobState, Priority, ProbeInfo, ProbeTask, TaskOutcome, Work,
@@ -114,7 +116,7 @@ struct Sim<'a> {
     active: Vec<BTreeSet<usize>>,
     /// Each live job's shape, and its probe's result and plan until the
     /// probe completes.
-    jobs: HashMap<String, Ahead>,
+    jobs: FxHashMap<String, Ahead>,
     /// Instances that are live, not draining and have free slots.
     free: BTreeSet<usize>,
     /// Instances in `free`, per pool.
@@ -124,6 +126,11 @@ struct Sim<'a> {
     live_in: Vec<u32>,
     /// Which pools had live workers when the leases' fleet was last set.
     fleet_of: Option<Vec<bool>>,
+    /// A dispatch pass's (pool, free slots) found to lease nothing, and
+    /// its pools still open: kept between passes, so a pass allocates
+    /// nothing.
+    declined: Vec<(usize, u32)>,
+    open: Vec<bool>,
     ask_all: bool,
     events: BinaryHeap<Reverse<(i64, u64, usize)>>,
     payloads: Vec<Option<Ev>>,
@@ -203,11 +210,13 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
             pools,
             insts: vec![],
             active: vec![BTreeSet::new(); catalogue.pools.len()],
-            jobs: HashMap::new(),
+            jobs: FxHashMap::default(),
             free: BTreeSet::new(),
             free_in: vec![0; catalogue.pools.len()],
             live_in: vec![0; catalogue.pools.len()],
             fleet_of: None,
+            declined: vec![],
+            open: vec![],
             ask_all: opts.ask_all,
             events: BinaryHeap::new(),
             payloads: vec![],
@@ -362,11 +371,22 @@ impl Sim<'_> {
         self.dirty = false;
         // Workers of one pool with the same free slots see the same window
         // and rank it alike: once one finds nothing, the rest would too.
-        let mut declined: BTreeSet<(usize, u32)> = BTreeSet::new();
+        let mut declined = std::mem::take(&mut self.declined);
+        declined.clear();
         // Pools that may still lease in this pass: with free instances, not
         // yet found to have nothing to take. Once none is left, the free
         // instances left are not visited.
-        let mut open: Vec<bool> = self.free_in.iter().map(|&n| n > 0).collect();
+        let mut open = std::mem::take(&mut self.open);
+        open.clear();
+        open.extend(self.free_in.iter().map(|&n| n > 0));
+        self.dispatch_with(&mut declined, &mut open);
+        self.declined = declined;
+        self.open = open;
+    }
+
+    /// [`Sim::dispatch`] with its scratch: `declined` is a handful of
+    /// pairs at most, searched in place.
+    fn dispatch_with(&mut self, declined: &mut Vec<(usize, u32)>, open: &mut [bool]) {
         // Free instances in order, read as we go (leasing only ever takes
         // instances out of the set).
         let mut from = 0;
@@ -402,7 +422,7 @@ impl Sim<'_> {
                     self.now,
                     self.limits,
                 ) else {
-                    declined.insert((p, self.insts[i].free));
+                    declined.push((p, self.insts[i].free));
                     let slots = self.pools[p].pool.slots;
                     if (1..=slots).all(|f| declined.contains(&(p, f))) {
                         open[p] = false;

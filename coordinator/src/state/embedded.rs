@@ -171,7 +171,7 @@ struct Delta {
     #[serde(default)]
     jobs: BTreeMap<String, Option<JobRecord>>,
     #[serde(default)]
-    tasks: BTreeMap<String, Option<TaskRecord>>,
+    tasks: BTreeMap<String, Option<Box<TaskRecord>>>,
     #[serde(default)]
     idempotency: BTreeMap<String, Option<String>>,
     #[serde(default)]
@@ -666,7 +666,7 @@ impl StateStore for EmbeddedStore {
         let tasks = job
             .task_ids
             .iter()
-            .filter_map(|t| s.tasks.get(t).cloned())
+            .filter_map(|t| s.tasks.get(t).map(|t| TaskRecord::clone(t)))
             .collect();
         Ok((job, tasks))
     }
@@ -675,7 +675,7 @@ impl StateStore for EmbeddedStore {
         let s = self.state.lock().expect("state lock");
         s.tasks
             .get(task_id)
-            .cloned()
+            .map(|t| TaskRecord::clone(t))
             .ok_or_else(|| Error::NotFound(format!("task {task_id}")))
     }
 

@@ -37,11 +37,14 @@ use crate::cost::{Lease, WINDOW_PER_CLASS};
 /// prefixes spent its time comparing them (a quarter of the simulator's
 /// time). A fixed hasher keeps iteration order the same from run to run,
 /// so the simulator's reports stay byte-identical; nothing depends on the
-/// order itself.
+/// order itself. Task records are boxed: one is 704 bytes, and a table of
+/// 32-byte slots (id and box) is a small part of the cache a lookup reads
+/// through, where records inline made every probe a miss; moving a record
+/// in or out copies a pointer.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub jobs: Tracked<FxHashMap<String, JobRecord>>,
-    pub tasks: Tracked<FxHashMap<String, TaskRecord>>,
+    pub tasks: Tracked<FxHashMap<String, Box<TaskRecord>>>,
     pub idempotency: Tracked<FxHashMap<String, String>>,
     pub workers: Tracked<FxHashMap<String, WorkerRecord>>,
     pub next_seq: u64,
@@ -83,7 +86,7 @@ pub(crate) fn log_key(task_id: &str, attempt: u32) -> String {
 /// [`State::fenced`] on the task map alone, so that the index can be
 /// changed while the record is held.
 fn fenced<'t>(
-    tasks: &'t mut Tracked<FxHashMap<String, TaskRecord>>,
+    tasks: &'t mut Tracked<FxHashMap<String, Box<TaskRecord>>>,
     task_id: &str,
     attempt: u32,
 ) -> Result<&'t mut TaskRecord> {
@@ -196,7 +199,7 @@ impl State {
         );
         self.index
             .add(&probe, task_order(job.seq, 0), job_traits(&job.spec), 0);
-        self.tasks.insert(probe_id, probe);
+        self.tasks.insert(probe_id, Box::new(probe));
         if !idempotency_key.is_empty() {
             self.idempotency
                 .insert(idempotency_key.to_string(), job_id.clone());
@@ -479,7 +482,7 @@ impl State {
                 for nt in follow_ups {
                     let order = task_order(job.seq, job.task_ids.len());
                     job.task_ids.push(nt.id.clone());
-                    let t = new_task_record(&job_id, partition, now_ms, nt);
+                    let t = Box::new(new_task_record(&job_id, partition, now_ms, nt));
                     let done = deps_done(&self.tasks, &t);
                     self.index.add(&t, order, traits, done);
                     self.tasks.insert(t.id.clone(), t);

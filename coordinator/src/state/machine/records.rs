@@ -22,7 +22,7 @@ pub(super) fn job_traits(spec: &JobSpec) -> JobTraits {
 }
 
 /// How many of `t`'s dependencies are done.
-pub(super) fn deps_done(tasks: &FxHashMap<String, TaskRecord>, t: &TaskRecord) -> u32 {
+pub(super) fn deps_done(tasks: &FxHashMap<String, Box<TaskRecord>>, t: &TaskRecord) -> u32 {
     t.deps
         .iter()
         .filter(|d| tasks.get(*d).is_some_and(|d| d.state == TaskState::Done))

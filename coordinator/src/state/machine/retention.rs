@@ -38,7 +38,7 @@ impl State {
     /// [`State::forget_job`], handing back the job's tasks too, in the
     /// job's order (the simulator sums them, then frees them on another
     /// thread).
-    pub fn take_job(&mut self, job_id: &str) -> Option<(JobRecord, Vec<TaskRecord>)> {
+    pub fn take_job(&mut self, job_id: &str) -> Option<(JobRecord, Vec<Box<TaskRecord>>)> {
         // A job that ended forgot its paths then (and a load indexes only
         // running jobs').
         if self
