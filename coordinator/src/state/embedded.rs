@@ -169,7 +169,7 @@ impl EmbeddedStore {
 struct Delta {
     next_seq: u64,
     #[serde(default)]
-    jobs: BTreeMap<String, Option<JobRecord>>,
+    jobs: BTreeMap<String, Option<Box<JobRecord>>>,
     #[serde(default)]
     tasks: BTreeMap<String, Option<Box<TaskRecord>>>,
     #[serde(default)]
@@ -661,8 +661,8 @@ impl StateStore for EmbeddedStore {
         let job = s
             .jobs
             .get(job_id)
-            .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?
-            .clone();
+            .map(|j| JobRecord::clone(j))
+            .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
         let tasks = job
             .task_ids
             .iter()
@@ -685,7 +685,7 @@ impl StateStore for EmbeddedStore {
             .jobs
             .values()
             .filter(|j| states.is_empty() || states.contains(&j.state))
-            .cloned()
+            .map(|j| JobRecord::clone(j))
             .collect();
         jobs.sort_by_key(|j| std::cmp::Reverse(j.seq));
         jobs.truncate(limit);

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
+use compact_str::CompactString;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use spotenc_proto::domain::{Capacity, TaskState};
@@ -27,11 +28,17 @@ use crate::cost::place::{job_of, Candidate};
 /// [`Demand::class_rank`] (which sorts as the names do).
 pub type QueueKey = (bool, u8);
 
+/// A task's id as the index keeps it: inline up to 24 bytes (ids here are
+/// a job's id and a short suffix), so a copy allocates nothing and a
+/// lookup compares the key where the table holds it, reading no second
+/// cache line.
+type Id = CompactString;
+
 /// A pending task as a lease's window reads it: what placement needs, so
 /// that building the window looks up no task record.
 #[derive(Debug, Clone)]
 struct Waiting {
-    id: String,
+    id: Id,
     latency: bool,
     /// The task's `pending_since_ms` when it was filed (it changes only
     /// with a change of state, which files the task again).
@@ -101,9 +108,9 @@ struct Filed {
 pub struct Index {
     /// Each task's first-in first-out order (job submission, then position
     /// in the job) and where it is filed.
-    filed: HashMap<String, Filed>,
+    filed: HashMap<Id, Filed>,
     /// Blocked tasks by the task they wait on.
-    dependents: HashMap<String, Vec<String>>,
+    dependents: HashMap<Id, Vec<Id>>,
     q: Queues,
     /// Outputs and inputs of jobs still running, to the jobs.
     outputs: HashMap<String, String>,
@@ -140,7 +147,7 @@ struct Queues {
     pool_names: Vec<String>,
     /// Leased tasks by worker, sorted (a worker holds a few at most: a
     /// sorted vector, not a tree node per worker).
-    leased: HashMap<String, Vec<String>>,
+    leased: HashMap<String, Vec<Id>>,
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -161,9 +168,9 @@ impl Index {
         if t.state == TaskState::Blocked {
             for d in &t.deps {
                 self.dependents
-                    .entry(d.clone())
+                    .entry(Id::from(d.as_str()))
                     .or_default()
-                    .push(t.id.clone());
+                    .push(Id::from(t.id.as_str()));
             }
             waiting_for = (t.deps.len() as u32).saturating_sub(deps_done);
         }
@@ -179,12 +186,12 @@ impl Index {
             queued: None,
             waiting_for,
         };
-        if let Some(mut old) = self.filed.remove(&t.id) {
+        if let Some(mut old) = self.filed.remove(t.id.as_str()) {
             self.q.unfile(&mut old, &t.id, None);
             self.q.release(&old);
         }
         self.q.file(&mut filed, t);
-        self.filed.insert(t.id.clone(), filed);
+        self.filed.insert(Id::from(t.id.as_str()), filed);
     }
 
     /// Notes that `done` is done; returns its dependents that now wait for
@@ -196,7 +203,7 @@ impl Index {
                 if f.waiting_for > 0 {
                     f.waiting_for -= 1;
                     if f.waiting_for == 0 {
-                        ready.push(id.clone());
+                        ready.push(id.to_string());
                     }
                 }
             }
@@ -207,7 +214,7 @@ impl Index {
     /// Files `t` under its current state; `was_leased_by` is the worker
     /// that held it before this change, if any.
     pub fn sync(&mut self, t: &TaskRecord, was_leased_by: Option<&str>) {
-        let Some(f) = self.filed.get_mut(&t.id) else {
+        let Some(f) = self.filed.get_mut(t.id.as_str()) else {
             return;
         };
         self.q.unfile(f, &t.id, was_leased_by);
@@ -270,14 +277,14 @@ impl Index {
             .leased
             .get(worker)
             .into_iter()
-            .flat_map(|s| s.iter().map(String::as_str))
+            .flat_map(|s| s.iter().map(Id::as_str))
     }
 
     pub fn all_leased(&self) -> impl Iterator<Item = &str> + '_ {
         self.q
             .leased
             .values()
-            .flat_map(|s| s.iter().map(String::as_str))
+            .flat_map(|s| s.iter().map(Id::as_str))
     }
 
     /// Notes a running job's paths.
@@ -337,7 +344,7 @@ impl Index {
     /// Takes a task out of the queues whatever its state says (before its
     /// partition changes).
     pub fn unqueue(&mut self, t: &TaskRecord) {
-        if let Some(f) = self.filed.get_mut(&t.id) {
+        if let Some(f) = self.filed.get_mut(t.id.as_str()) {
             self.q.unfile(f, &t.id, None);
         }
     }
@@ -345,11 +352,11 @@ impl Index {
     /// Forgets a task that left the state.
     pub fn remove(&mut self, t: &TaskRecord) {
         let leased = (t.state == TaskState::Leased).then_some(t.worker_id.as_str());
-        if let Some(mut f) = self.filed.remove(&t.id) {
+        if let Some(mut f) = self.filed.remove(t.id.as_str()) {
             self.q.unfile(&mut f, &t.id, leased);
             self.q.release(&f);
         }
-        self.dependents.remove(&t.id);
+        self.dependents.remove(t.id.as_str());
     }
 
     /// Pending spot tasks whose escalation time is before `now_ms`, in
@@ -425,7 +432,7 @@ impl Queues {
             TaskState::Pending => {
                 let q = (!on_demand, f.class);
                 let waiting = Waiting {
-                    id: t.id.clone(),
+                    id: Id::from(t.id.as_str()),
                     latency,
                     since: t.pending_since_ms,
                     demand: f.demand,
@@ -445,12 +452,13 @@ impl Queues {
                 // The worker's id is copied only for its first lease.
                 match self.leased.get_mut(&t.worker_id) {
                     Some(s) => {
-                        if let Err(at) = s.binary_search(&t.id) {
-                            s.insert(at, t.id.clone());
+                        if let Err(at) = s.binary_search_by(|x| x.as_str().cmp(&t.id)) {
+                            s.insert(at, Id::from(t.id.as_str()));
                         }
                     }
                     None => {
-                        self.leased.insert(t.worker_id.clone(), vec![t.id.clone()]);
+                        let ids = vec![Id::from(t.id.as_str())];
+                        self.leased.insert(t.worker_id.clone(), ids);
                     }
                 }
                 let pool = t.history.last().map_or("", |a| a.pool.as_str());

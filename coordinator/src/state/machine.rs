@@ -37,13 +37,14 @@ use crate::cost::{Lease, WINDOW_PER_CLASS};
 /// prefixes spent its time comparing them (a quarter of the simulator's
 /// time). A fixed hasher keeps iteration order the same from run to run,
 /// so the simulator's reports stay byte-identical; nothing depends on the
-/// order itself. Task records are boxed: one is 704 bytes, and a table of
+/// order itself. Task and job records are boxed: a task's is 704 bytes (a
+/// job's 632), and a table of
 /// 32-byte slots (id and box) is a small part of the cache a lookup reads
 /// through, where records inline made every probe a miss; moving a record
 /// in or out copies a pointer.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    pub jobs: Tracked<FxHashMap<String, JobRecord>>,
+    pub jobs: Tracked<FxHashMap<String, Box<JobRecord>>>,
     pub tasks: Tracked<FxHashMap<String, Box<TaskRecord>>>,
     pub idempotency: Tracked<FxHashMap<String, String>>,
     pub workers: Tracked<FxHashMap<String, WorkerRecord>>,
@@ -204,7 +205,7 @@ impl State {
             self.idempotency
                 .insert(idempotency_key.to_string(), job_id.clone());
         }
-        self.jobs.insert(job_id.clone(), job);
+        self.jobs.insert(job_id.clone(), Box::new(job));
         self.index_paths(&job_id, true);
         Ok(&self.jobs[&job_id])
     }
@@ -393,7 +394,7 @@ impl State {
         now_ms: i64,
         limits: Limits,
     ) -> Result<bool> {
-        let job_live = |jobs: &FxHashMap<String, JobRecord>, id: &str| {
+        let job_live = |jobs: &FxHashMap<String, Box<JobRecord>>, id: &str| {
             jobs.get(id).is_some_and(|j| !j.state.is_terminal())
         };
         let t = self

@@ -11,7 +11,7 @@ impl State {
     /// Rebuilds the indexes from the records (after a load).
     pub fn reindex(&mut self) {
         let mut index = Index::default();
-        let mut jobs: Vec<&JobRecord> = self.jobs.values().collect();
+        let mut jobs: Vec<&JobRecord> = self.jobs.values().map(|j| &**j).collect();
         jobs.sort_by_key(|j| j.seq);
         for j in jobs {
             if !j.state.is_terminal() {
@@ -64,7 +64,7 @@ impl State {
         if !job.idempotency_key.is_empty() {
             self.idempotency.remove(&job.idempotency_key);
         }
-        Some((job, tasks))
+        Some((*job, tasks))
     }
 
     /// Retention: see [`super::StateStore::purge`]. Jobs go oldest-ended
