@@ -38,10 +38,9 @@ use crate::cost::{Lease, WINDOW_PER_CLASS};
 /// time). A fixed hasher keeps iteration order the same from run to run,
 /// so the simulator's reports stay byte-identical; nothing depends on the
 /// order itself. Task and job records are boxed: a task's is 704 bytes (a
-/// job's 632), and a table of
-/// 32-byte slots (id and box) is a small part of the cache a lookup reads
-/// through, where records inline made every probe a miss; moving a record
-/// in or out copies a pointer.
+/// job's 632), and a table of 32-byte slots (id and box) is a small part
+/// of the cache a lookup reads through, where records inline made every
+/// probe a miss; moving a record in or out copies a pointer.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub jobs: Tracked<FxHashMap<String, Box<JobRecord>>>,
