@@ -9,8 +9,8 @@
 #                               line on stderr saying why PGO is off
 #   SPOTENC_SIM_PGO=0 bench/build-sim.sh    the plain sim build
 #
-# Why PGO: under callgrind's cache model the event loop misses the
-# instruction cache about 440 times per event; the profile lets LLVM lay
+# Why PGO: under callgrind's cache model the event loop missed the
+# instruction cache about 440 times per event at 7b09917; the profile lets LLVM lay
 # hot code out together and move cold code away (measured in the README's
 # speed paragraph). The three steps (instrumented build, training run,
 # build with the merged profile) are plain cargo and llvm-profdata;
