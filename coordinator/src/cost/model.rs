@@ -301,11 +301,6 @@ fn codec_index(codec: Codec) -> usize {
     }
 }
 
-fn queue_class(codec: Codec, band: &str) -> &'static str {
-    let b = BANDS.iter().position(|x| *x == band).unwrap_or(2);
-    CLASSES[codec_index(codec)][b]
-}
-
 /// Seconds a task without outputs (probe, audio, stitch) is assumed to take.
 pub const SMALL_TASK_SECONDS: f64 = 5.0;
 
@@ -333,11 +328,10 @@ impl Demand {
 
     /// Every class [`Demand::class`] can return.
     pub fn classes() -> Vec<String> {
-        let mut all = vec!["misc".to_string()];
-        for codec in [Codec::H264, Codec::Hevc] {
-            all.extend(BANDS.iter().map(|b| queue_class(codec, b).to_string()));
-        }
-        all
+        // CLASSES is by codec then band: the order the Redis store lists
+        // its queues in.
+        let named = CLASSES.iter().flatten().map(|c| c.to_string());
+        std::iter::once("misc".to_string()).chain(named).collect()
     }
 
     /// NVENC sessions the task holds: one per output.

@@ -83,8 +83,8 @@ pub(crate) fn log_key(task_id: &str, attempt: u32) -> String {
     format!("{task_id}#{attempt}")
 }
 
-/// [`State::fenced`] on the task map alone, so that the index can be
-/// changed while the record is held.
+/// The task if `attempt` still holds its lease. On the task map alone, so
+/// that the index can be changed while the record is held.
 fn fenced<'t>(
     tasks: &'t mut Tracked<FxHashMap<String, Box<TaskRecord>>>,
     task_id: &str,
@@ -416,11 +416,6 @@ impl State {
         Ok(false)
     }
 
-    /// The task if `attempt` still holds its lease.
-    fn fenced(&mut self, task_id: &str, attempt: u32) -> Result<&mut TaskRecord> {
-        fenced(&mut self.tasks, task_id, attempt)
-    }
-
     pub fn complete(
         &mut self,
         task_id: &str,
@@ -538,7 +533,7 @@ impl State {
         now_ms: i64,
     ) -> Result<Transition> {
         let (error, retryable) = (failure.message.as_str(), failure.retryable);
-        let task = self.fenced(task_id, attempt)?;
+        let task = fenced(&mut self.tasks, task_id, attempt)?;
         close_attempt(task, "failed", error, now_ms);
         self.keep_log(task_id, attempt, &failure.log);
         let task = self.tasks.get_mut(task_id).expect("fenced");
@@ -566,7 +561,7 @@ impl State {
         notice: &Ending,
         now_ms: i64,
     ) -> Result<Transition> {
-        let task = self.fenced(task_id, attempt)?;
+        let task = fenced(&mut self.tasks, task_id, attempt)?;
         close_attempt(task, "interrupted", &notice.message, now_ms);
         let pool = task
             .history
@@ -592,7 +587,7 @@ impl State {
         reason: &str,
         now_ms: i64,
     ) -> Result<Transition> {
-        let task = self.fenced(task_id, attempt)?;
+        let task = fenced(&mut self.tasks, task_id, attempt)?;
         close_attempt(task, "released", reason, now_ms);
         let job_id = task.job_id.clone();
         self.requeue_ended(task_id, now_ms);
