@@ -155,11 +155,45 @@ pub fn cpu_worker_info(
     }
 }
 
+/// A loopback port nothing listens on, for a server a test starts.
+///
+/// Not the kernel's pick (binding port 0): that comes from the ephemeral
+/// range, from which the kernel also takes the source port of every
+/// outgoing connection, and can hand the same port to the next bind as
+/// soon as the probe closes. So a server started a moment later could find
+/// its port taken (seen in CI: a worker's gRPC port, "nothing listens").
+/// Ports here come from 10000–19999, below that range, each handed out once
+/// per test process (from a start that depends on the process id) and only
+/// if it binds now; a Redis Cluster node's bus port (port + 10000) stays
+/// below the range too. Where the range starts lower than 30000, the
+/// kernel's pick it is.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let kernel = || {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    };
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low < LOW + 2 * SPAN {
+        return kernel();
+    }
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    kernel()
 }
 
 /// A child process killed (SIGKILL) when dropped.
