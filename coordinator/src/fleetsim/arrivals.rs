@@ -14,7 +14,8 @@ use spotenc_proto::domain::{JobSpec, Priority, ProbeInfo};
 
 use super::workload::{Arrival, Workload, MONTH_SECONDS};
 use crate::cost::sim::{probe, spec, Rng, SimJob};
-use crate::state::{JobRecord, NewTask, TaskRecord};
+use crate::state::machine::FollowUps;
+use crate::state::{JobRecord, TaskRecord};
 
 /// Arrivals per message: few enough to start at once, enough that the
 /// channel costs nothing per job.
@@ -31,7 +32,7 @@ pub(super) struct Planned {
     pub spec: JobSpec,
     /// What the probe finds, and the tasks it plans.
     pub probe: ProbeInfo,
-    pub follow: Vec<NewTask>,
+    pub follow: FollowUps,
 }
 
 /// A finished job's records, for the planning thread to free.
@@ -216,7 +217,9 @@ impl Planner<'_> {
         let id = format!("j{}", self.n);
         self.n += 1;
         let probe = probe(&job);
-        let follow = crate::graph::expand_spec(&id, &s, &probe, "/w").expect("simulated jobs plan");
+        let tasks = crate::graph::expand_spec(&id, &s, &probe, "/w").expect("simulated jobs plan");
+        // Made into records here, off the event loop's thread.
+        let follow = FollowUps::new(&id, s.partition(), tasks);
         Planned {
             at_ms,
             id,

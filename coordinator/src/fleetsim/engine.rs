@@ -26,8 +26,8 @@ use crate::cost::model::{Model, SMALL_TASK_SECONDS};
 use crate::cost::place::{open_partitions, Fleet, Policy, Worker};
 use crate::cost::sim::{probe, Rng, SimJob};
 use crate::cost::Lease;
-use crate::state::machine::State;
-use crate::state::{Limits, NewTask};
+use crate::state::machine::{FollowUps, State};
+use crate::state::Limits;
 
 /// What to run beyond the workload file.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ struct PoolSim {
 /// completes.
 struct Ahead {
     job: SimJob,
-    planned: Option<(ProbeInfo, Vec<NewTask>)>,
+    planned: Option<(ProbeInfo, FollowUps)>,
 }
 
 struct Sim<'a> {
@@ -474,9 +474,10 @@ impl Sim<'_> {
         let Some(task) = self.state.tasks.get(task_id) else {
             return;
         };
-        // Nothing reads a simulated object's path: one fixed one.
+        // Nothing reads a simulated object's path: none (an empty string
+        // allocates nothing, here or where a stitch copies its chunks').
         let object = |frames: u64| spotenc_proto::domain::OutputObject {
-            path: "sim://object".into(),
+            path: String::new(),
             size_bytes: 1,
             frames,
             ..Default::default()
@@ -489,23 +490,25 @@ impl Sim<'_> {
                 let (p, follow) = ahead.planned.take().unwrap_or_else(|| {
                     let p = probe(&ahead.job);
                     let job = &self.state.jobs[&task.job_id];
-                    let follow = crate::graph::expand(job, &p, "/w").expect("simulated jobs plan");
-                    (p, follow)
+                    let tasks = crate::graph::expand(job, &p, "/w").expect("simulated jobs plan");
+                    (p, FollowUps::new(&job.id, job.spec.partition(), tasks))
                 });
-                (TaskOutcome::Probe(p), follow)
+                (TaskOutcome::Probe(p), Some(follow))
             }
             Work::Encode(_) => {
                 self.pools[self.insts[i].pool].report.encode_tasks += 1;
-                (TaskOutcome::Encode(object(task.frames_total)), vec![])
+                (TaskOutcome::Encode(object(task.frames_total)), None)
             }
-            Work::Audio(_) => (TaskOutcome::Audio(object(0)), vec![]),
-            Work::Stitch(_) => (TaskOutcome::Stitch(object(task.frames_total)), vec![]),
+            Work::Audio(_) => (TaskOutcome::Audio(object(0)), None),
+            Work::Stitch(_) => (TaskOutcome::Stitch(object(task.frames_total)), None),
         };
         self.dirty = true;
-        if let Ok(t) = self
-            .state
-            .complete(task_id, attempt, outcome, follow, self.now)
-        {
+        let now = self.now;
+        let completed = match follow {
+            Some(f) => self.state.complete_made(task_id, attempt, outcome, f, now),
+            None => self.state.complete(task_id, attempt, outcome, vec![], now),
+        };
+        if let Ok(t) = completed {
             if t.state == JobState::Committing {
                 let _ = self.state.finish_commit(&t.job_id, Ok(()), self.now);
                 self.job_ended(&t.job_id);

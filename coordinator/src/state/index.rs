@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use compact_str::CompactString;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 
 use spotenc_proto::domain::{Capacity, TaskState};
 
@@ -109,8 +110,9 @@ pub struct Index {
     /// Each task's first-in first-out order (job submission, then position
     /// in the job) and where it is filed.
     filed: HashMap<Id, Filed>,
-    /// Blocked tasks by the task they wait on.
-    dependents: HashMap<Id, Vec<Id>>,
+    /// Blocked tasks by the task they wait on: most tasks have one (their
+    /// stitch), kept inline.
+    dependents: HashMap<Id, SmallVec<[Id; 1]>>,
     q: Queues,
     /// Outputs and inputs of jobs still running, to the jobs.
     outputs: HashMap<String, String>,
@@ -198,7 +200,11 @@ impl Index {
     /// nothing.
     pub fn done(&mut self, done: &str) -> Vec<String> {
         let mut ready = vec![];
-        for id in self.dependents.get(done).map_or(&[][..], Vec::as_slice) {
+        for id in self
+            .dependents
+            .get(done)
+            .map_or(&[][..], SmallVec::as_slice)
+        {
             if let Some(f) = self.filed.get_mut(id) {
                 if f.waiting_for > 0 {
                     f.waiting_for -= 1;
@@ -243,11 +249,6 @@ impl Index {
                     demand: Cow::Borrowed(&self.q.demands[w.demand as usize].0),
                 })
             })
-    }
-
-    /// Pending queues with tasks in them.
-    pub fn queues(&self) -> usize {
-        self.q.pending.len()
     }
 
     /// Every pending task id.

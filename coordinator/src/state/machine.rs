@@ -113,6 +113,47 @@ pub(crate) fn not_holder(worker_id: &str, task_id: &str, attempt: u32) -> Error 
     ))
 }
 
+/// Follow-up tasks made into records, ready to file: what
+/// [`State::complete`] makes of a probe's `NewTask`s before filing them.
+/// A caller that plans jobs ahead (the simulator, on its arrivals thread)
+/// makes them itself with [`FollowUps::new`], so the allocating and copying
+/// happen off the thread that runs the state, and completes the probe
+/// with [`State::complete_made`]. Filing stamps what only that moment
+/// knows: when the tasks became pending.
+#[derive(Debug)]
+pub struct FollowUps {
+    job_id: String,
+    partition: Capacity,
+    /// Each task: its id for the job's list, its id as the map's key, and
+    /// its record.
+    tasks: Vec<(String, String, Box<TaskRecord>)>,
+}
+
+impl FollowUps {
+    /// `tasks` of job `job_id`, whose spec puts its tasks in `partition`.
+    pub fn new(job_id: &str, partition: Capacity, tasks: Vec<NewTask>) -> FollowUps {
+        let tasks = tasks
+            .into_iter()
+            .map(|nt| {
+                let id = nt.id.clone();
+                let t = Box::new(new_task_record(job_id, partition, 0, nt));
+                (id.clone(), id, t)
+            })
+            .collect();
+        FollowUps {
+            job_id: job_id.to_string(),
+            partition,
+            tasks,
+        }
+    }
+}
+
+/// A completion's follow-up tasks, as given.
+enum Follow {
+    New(Vec<NewTask>),
+    Made(FollowUps),
+}
+
 impl State {
     pub fn submit(
         &mut self,
@@ -327,6 +368,8 @@ impl State {
         let Some(task_id) = lease.choose(&candidates, held, now_ms).map(str::to_string) else {
             return Ok(None);
         };
+        // They borrow the index, which the lease changes below.
+        drop(candidates);
         let pool = pool.clone();
         let mut work = None;
         let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
@@ -424,7 +467,41 @@ impl State {
         follow_ups: Vec<NewTask>,
         now_ms: i64,
     ) -> Result<Transition> {
+        self.complete_with(task_id, attempt, outcome, Follow::New(follow_ups), now_ms)
+    }
+
+    /// [`State::complete`] with its follow-up tasks already made into
+    /// records; refused, changing nothing, if they were made for another
+    /// job or partition.
+    pub fn complete_made(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        outcome: TaskOutcome,
+        follow_ups: FollowUps,
+        now_ms: i64,
+    ) -> Result<Transition> {
+        self.complete_with(task_id, attempt, outcome, Follow::Made(follow_ups), now_ms)
+    }
+
+    fn complete_with(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        outcome: TaskOutcome,
+        follow_ups: Follow,
+        now_ms: i64,
+    ) -> Result<Transition> {
         let task = fenced(&mut self.tasks, task_id, attempt)?;
+        if let Follow::Made(made) = &follow_ups {
+            let partition = self.jobs.get(&task.job_id).map(|j| j.spec.partition());
+            if made.job_id != task.job_id || Some(made.partition) != partition {
+                return Err(Error::invalid(format!(
+                    "follow-up tasks for {task_id} were made for job {} ({:?})",
+                    made.job_id, made.partition
+                )));
+            }
+        }
         let matches = matches!(
             (&task.work, &outcome),
             (Work::Probe(_), TaskOutcome::Probe(_))
@@ -474,13 +551,18 @@ impl State {
                 job.probe = Some(info);
                 let partition = job.spec.partition();
                 let traits = job_traits(&job.spec);
-                for nt in follow_ups {
+                let made = match follow_ups {
+                    Follow::New(tasks) => FollowUps::new(&job_id, partition, tasks),
+                    Follow::Made(made) => made,
+                };
+                job.task_ids.reserve_exact(made.tasks.len());
+                for (listed, key, mut t) in made.tasks {
+                    t.pending_since_ms = now_ms;
                     let order = task_order(job.seq, job.task_ids.len());
-                    job.task_ids.push(nt.id.clone());
-                    let t = Box::new(new_task_record(&job_id, partition, now_ms, nt));
+                    job.task_ids.push(listed);
                     let done = deps_done(&self.tasks, &t);
                     self.index.add(&t, order, traits, done);
-                    self.tasks.insert(t.id.clone(), t);
+                    self.tasks.insert(key, t);
                 }
             }
             None if all_stitched => job.state = JobState::Committing,

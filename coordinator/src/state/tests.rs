@@ -226,6 +226,63 @@ async fn planned_job(s: &dyn StateStore) -> String {
     job.id
 }
 
+/// Follow-up tasks made into records ahead (as the simulator's arrivals
+/// thread makes them) file exactly as `complete` files `NewTask`s; made for
+/// another job, they are refused and nothing changes.
+#[test]
+fn follow_ups_made_ahead_file_as_new_tasks_do() {
+    use super::machine::{FollowUps, State};
+    use crate::cost::Lease;
+    let sp = spec();
+    let probed = || {
+        let mut s = State::default();
+        s.register_worker(worker());
+        s.submit(sp.clone(), "", "j1".into(), "/w", 0).unwrap();
+        let (id, attempt) = s
+            .lease_id("w1", &Lease::fifo(), 1, LIMITS)
+            .unwrap()
+            .unwrap();
+        (s, id, attempt)
+    };
+    let (mut plain, id, attempt) = probed();
+    plain
+        .complete(
+            &id,
+            attempt,
+            TaskOutcome::Probe(probe_info()),
+            follow_ups("j1"),
+            7,
+        )
+        .unwrap();
+    let (mut made, id, attempt) = probed();
+    let before = made.clone();
+    let other = FollowUps::new("j2", Capacity::Spot, follow_ups("j2"));
+    let e = made
+        .complete_made(&id, attempt, TaskOutcome::Probe(probe_info()), other, 7)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("made for job j2"), "{e}");
+    assert_eq!(made, before);
+    let ahead = FollowUps::new("j1", sp.partition(), follow_ups("j1"));
+    made.complete_made(&id, attempt, TaskOutcome::Probe(probe_info()), ahead, 7)
+        .unwrap();
+    assert_eq!(made, plain);
+    assert_eq!(made.tasks["j1/encode-0"].pending_since_ms, 7);
+    assert_eq!(made.tasks["j1/stitch"].state, TaskState::Blocked);
+    // The index filed them too: both encodes are leased next, oldest first.
+    for want in ["j1/encode-0", "j1/encode-1"] {
+        let (got, _) = made
+            .lease_id("w1", &Lease::fifo(), 8, LIMITS)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want);
+    }
+    assert_eq!(
+        made.lease_id("w1", &Lease::fifo(), 8, LIMITS).unwrap(),
+        None
+    );
+}
+
 async fn submit_is_idempotent_by_key(s: Arc<dyn StateStore>) {
     let sp = spec();
     let a = s.submit(sp.clone(), "k1", 0).await.unwrap();

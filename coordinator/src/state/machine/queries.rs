@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use spotenc_proto::domain::TaskLog;
 #[cfg(test)]
 use spotenc_proto::domain::{Capacity, Priority};
@@ -13,7 +15,11 @@ use spotenc_proto::Result;
 use super::{log_key, not_found, task_log, PoolStat, State};
 use crate::cost::capacity::BacklogItem;
 use crate::cost::place::Candidate;
+use crate::cost::WINDOW_PER_CLASS;
 use crate::state::WorkerRecord;
+
+/// A lease's candidates: room on the stack for two full queues.
+pub(super) type Window<'a> = SmallVec<[Candidate<'a>; 2 * WINDOW_PER_CLASS]>;
 
 impl State {
     /// Pending tasks of live jobs as placement candidates, windowed.
@@ -23,7 +29,7 @@ impl State {
 
     /// [`State::candidates`], of the spot partition only when `spot_only`.
     pub(super) fn candidates_in(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
-        let mut all = self.window_of(per_class, spot_only);
+        let mut all = self.window_of(per_class, spot_only).into_vec();
         // Already the oldest `per_class` of each queue: only the order of
         // the whole window is left to set, as `window` would.
         all.sort_by_key(|c| c.order);
@@ -31,13 +37,12 @@ impl State {
     }
 
     /// [`State::candidates_in`] in no particular order.
-    pub(super) fn window_of(&self, per_class: usize, spot_only: bool) -> Vec<Candidate<'_>> {
-        // Sized once: the window is at most `per_class` of each queue. The
-        // index holds what a candidate is (its job's priority and demand
-        // too): no record is looked up.
-        let mut all = Vec::with_capacity(per_class * self.index.queues());
-        all.extend(self.index.window(per_class, spot_only));
-        all
+    /// On the stack while it fits [`Window`]'s room (a lease's window of one
+    /// or two queues does), so a lease allocates no candidate list.
+    pub(super) fn window_of(&self, per_class: usize, spot_only: bool) -> Window<'_> {
+        // The index holds what a candidate is (its job's priority and
+        // demand too): no record is looked up.
+        self.index.window(per_class, spot_only).collect()
     }
 
     /// Pending and running work for the capacity planner, summed by
