@@ -10,11 +10,11 @@
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
-use spotenc_proto::domain::{JobSpec, Priority, ProbeInfo};
+use spotenc_proto::domain::{Priority, ProbeInfo};
 
 use super::workload::{Arrival, Workload, MONTH_SECONDS};
 use crate::cost::sim::{probe, spec, Rng, SimJob};
-use crate::state::machine::FollowUps;
+use crate::state::machine::{FollowUps, JobAhead};
 use crate::state::{JobRecord, TaskRecord};
 
 /// Arrivals per message: few enough to start at once, enough that the
@@ -29,14 +29,15 @@ pub(super) struct Planned {
     pub at_ms: i64,
     pub id: String,
     pub job: SimJob,
-    pub spec: JobSpec,
+    /// The job and its probe task, made into records for submission.
+    pub submit: JobAhead,
     /// What the probe finds, and the tasks it plans.
     pub probe: ProbeInfo,
     pub follow: FollowUps,
 }
 
 /// A finished job's records, for the planning thread to free.
-pub(super) type Ended = (JobRecord, Vec<Box<TaskRecord>>);
+pub(super) type Ended = (Box<JobRecord>, Vec<Box<TaskRecord>>);
 
 /// The event loop's end of the channels.
 pub(super) struct Arrivals {
@@ -220,11 +221,12 @@ impl Planner<'_> {
         let tasks = crate::graph::expand_spec(&id, &s, &probe, "/w").expect("simulated jobs plan");
         // Made into records here, off the event loop's thread.
         let follow = FollowUps::new(&id, s.partition(), tasks);
+        let submit = JobAhead::new(s, "", "", id.clone(), "/w");
         Planned {
             at_ms,
             id,
             job,
-            spec: s,
+            submit,
             probe,
             follow,
         }

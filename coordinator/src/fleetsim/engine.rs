@@ -331,7 +331,7 @@ impl Sim<'_> {
             return;
         }
         self.state
-            .submit(p.spec, "", p.id.clone(), "/w", self.now)
+            .submit_made(p.submit, 0, self.now)
             .expect("simulated jobs have their own paths");
         // The probe's result and plan wait on the side.
         self.jobs.insert(

@@ -1,11 +1,12 @@
 //! The state transitions as plain functions over [`State`]. No I/O and no
 //! clock: callers pass `now_ms` in, which keeps every rule testable.
 //!
-//! Layout: this file holds the state and its transitions; `queries` what
-//! the state answers without changing; `retention` rebuilding the
-//! indexes after a load and dropping finished jobs; `records` the records'
-//! plain helpers (new task records, requeueing, closing attempts, stitch
-//! inputs).
+//! Layout: this file holds the state and its transitions, and a job and
+//! follow-up tasks made into records ahead of them (`JobAhead`,
+//! `FollowUps`); `queries` what the state answers without changing;
+//! `retention` rebuilding the indexes after a load and dropping finished
+//! jobs; `records` the records' plain helpers (new task records,
+//! requeueing, closing attempts, stitch inputs).
 
 mod queries;
 mod records;
@@ -113,6 +114,70 @@ pub(crate) fn not_holder(worker_id: &str, task_id: &str, attempt: u32) -> Error 
     ))
 }
 
+/// A job and its probe task made into records, ready to file: what
+/// [`State::submit_as`] makes of a spec before its checks. A caller that
+/// plans jobs ahead (the simulator, on its arrivals thread) makes them
+/// itself with [`JobAhead::new`] and submits with [`State::submit_made`],
+/// so the allocating and copying happen off the thread that runs the
+/// state. Filing stamps the job's number and times.
+#[derive(Debug)]
+pub struct JobAhead {
+    job: Box<JobRecord>,
+    probe: Box<TaskRecord>,
+    /// The job's and its probe's ids as the maps' keys.
+    job_key: String,
+    probe_key: String,
+}
+
+impl JobAhead {
+    pub fn new(
+        spec: JobSpec,
+        idempotency_key: &str,
+        client: &str,
+        job_id: String,
+        work_root: &str,
+    ) -> JobAhead {
+        // Concatenated, not formatted: once per job, on the simulator's path.
+        let probe_id = [job_id.as_str(), "/probe"].concat();
+        let (input, partition) = (spec.input.clone(), spec.partition());
+        let probe = new_task_record(
+            &job_id,
+            partition,
+            0,
+            NewTask {
+                id: probe_id.clone(),
+                kind: TaskKind::Probe,
+                chunk: 0,
+                work: Work::Probe(spotenc_proto::domain::ProbeTask { input }),
+                deps: vec![],
+                frames_total: 0,
+                demand: Default::default(),
+            },
+        );
+        let job = JobRecord {
+            id: job_id.clone(),
+            seq: 0,
+            state: JobState::Queued,
+            error: String::new(),
+            idempotency_key: idempotency_key.to_string(),
+            created_unix_ms: 0,
+            updated_unix_ms: 0,
+            finished_unix_ms: 0,
+            work_dir: [work_root.trim_end_matches('/'), "/", &job_id].concat(),
+            probe: None,
+            task_ids: vec![probe_id.clone()],
+            spec,
+            client: client.to_string(),
+        };
+        JobAhead {
+            job: Box::new(job),
+            probe: Box::new(probe),
+            job_key: job_id,
+            probe_key: probe_id,
+        }
+    }
+}
+
 /// Follow-up tasks made into records, ready to file: what
 /// [`State::complete`] makes of a probe's `NewTask`s before filing them.
 /// A caller that plans jobs ahead (the simulator, on its arrivals thread)
@@ -181,73 +246,65 @@ impl State {
         work_root: &str,
         now_ms: i64,
     ) -> Result<&JobRecord> {
-        let known = (!idempotency_key.is_empty())
-            .then(|| self.idempotency.get(idempotency_key))
+        let ahead = JobAhead::new(spec, idempotency_key, client, job_id, work_root);
+        self.submit_made(ahead, max_live, now_ms)
+    }
+
+    /// [`State::submit_as`] with the job already made into records (its
+    /// idempotency key, client and work root in them).
+    pub fn submit_made(
+        &mut self,
+        ahead: JobAhead,
+        max_live: u32,
+        now_ms: i64,
+    ) -> Result<&JobRecord> {
+        let JobAhead {
+            mut job,
+            mut probe,
+            job_key,
+            probe_key,
+        } = ahead;
+        let known = (!job.idempotency_key.is_empty())
+            .then(|| self.idempotency.get(&job.idempotency_key))
             .flatten()
             .filter(|id| self.jobs.contains_key(id.as_str()))
             .cloned();
         if let Some(id) = known {
-            let job = &self.jobs[&id];
-            if job.spec != spec {
+            let known = &self.jobs[&id];
+            if known.spec != job.spec {
                 return Err(Error::invalid(format!(
-                    "idempotency key {idempotency_key:?} was used for job {} with a \
+                    "idempotency key {:?} was used for job {} with a \
                      different spec; use a new key for a different job",
-                    job.id
+                    job.idempotency_key, known.id
                 )));
             }
-            return Ok(job);
+            return Ok(known);
         }
-        self.check_paths(&spec)?;
-        let live = self.index.client_live(client);
+        self.check_paths(&job.spec)?;
+        let live = self.index.client_live(&job.client);
         if max_live > 0 && live >= max_live as usize {
             return Err(Error::Exhausted(format!(
-                "client {client:?} has {live} jobs that have not ended, the most it may have \
-                 queued or running (quotas.queued_jobs_per_client)"
+                "client {:?} has {live} jobs that have not ended, the most it may have \
+                 queued or running (quotas.queued_jobs_per_client)",
+                job.client
             )));
         }
-        // Concatenated, not formatted: once per job, on the simulator's path.
-        let probe_id = [job_id.as_str(), "/probe"].concat();
-        let (input, partition) = (spec.input.clone(), spec.partition());
-        let job = JobRecord {
-            id: job_id.clone(),
-            seq: self.next_seq,
-            state: JobState::Queued,
-            error: String::new(),
-            idempotency_key: idempotency_key.to_string(),
-            created_unix_ms: now_ms,
-            updated_unix_ms: now_ms,
-            finished_unix_ms: 0,
-            work_dir: [work_root.trim_end_matches('/'), "/", &job_id].concat(),
-            probe: None,
-            task_ids: vec![probe_id.clone()],
-            spec,
-            client: client.to_string(),
-        };
+        // What only this moment knows: the job's number and times.
+        job.seq = self.next_seq;
+        job.created_unix_ms = now_ms;
+        job.updated_unix_ms = now_ms;
+        probe.pending_since_ms = now_ms;
         self.next_seq += 1;
-        let probe = new_task_record(
-            &job_id,
-            partition,
-            now_ms,
-            NewTask {
-                id: probe_id.clone(),
-                kind: TaskKind::Probe,
-                chunk: 0,
-                work: Work::Probe(spotenc_proto::domain::ProbeTask { input }),
-                deps: vec![],
-                frames_total: 0,
-                demand: Default::default(),
-            },
-        );
         self.index
             .add(&probe, task_order(job.seq, 0), job_traits(&job.spec), 0);
-        self.tasks.insert(probe_id, Box::new(probe));
-        if !idempotency_key.is_empty() {
+        self.tasks.insert(probe_key, probe);
+        if !job.idempotency_key.is_empty() {
             self.idempotency
-                .insert(idempotency_key.to_string(), job_id.clone());
+                .insert(job.idempotency_key.clone(), job_key.clone());
         }
-        self.jobs.insert(job_id.clone(), Box::new(job));
-        self.index_paths(&job_id, true);
-        Ok(&self.jobs[&job_id])
+        self.jobs.insert(job_key.clone(), job);
+        self.index_paths(&job_key, true);
+        Ok(&self.jobs[&job_key])
     }
 
     /// Refuses a job whose outputs are the input or an output of a job

@@ -283,6 +283,41 @@ fn follow_ups_made_ahead_file_as_new_tasks_do() {
     );
 }
 
+/// A job made into records ahead (as the simulator's arrivals thread makes
+/// it) submits exactly as its spec does, under the same checks.
+#[test]
+fn a_job_made_ahead_submits_as_its_spec_does() {
+    use super::machine::{JobAhead, State};
+    let sp = spec();
+    let mut plain = State::default();
+    plain
+        .submit_as(sp.clone(), "k", "c", 1, "j1".into(), "/w", 5)
+        .unwrap();
+    let mut made = State::default();
+    let ahead = JobAhead::new(sp.clone(), "k", "c", "j1".into(), "/w");
+    made.submit_made(ahead, 1, 5).unwrap();
+    assert_eq!(made, plain);
+    assert_eq!(made.jobs["j1"].created_unix_ms, 5);
+    assert_eq!(made.tasks["j1/probe"].pending_since_ms, 5);
+    assert_eq!(made.next_seq, 1);
+    // The quota holds: client c's second job is refused, and nothing changes.
+    let ahead = JobAhead::new(spec(), "", "c", "j2".into(), "/w");
+    let e = made.submit_made(ahead, 1, 6).unwrap_err().to_string();
+    assert!(e.contains("client \"c\" has 1 jobs"), "{e}");
+    assert_eq!(made, plain);
+    // The same key and spec give back the first job.
+    let ahead = JobAhead::new(sp, "k", "c", "j3".into(), "/w");
+    assert_eq!(made.submit_made(ahead, 1, 7).unwrap().id, "j1");
+    // A job writing the first one's output is refused.
+    let mut clash = spec();
+    clash.output = plain.jobs["j1"].spec.output.clone();
+    let e = made
+        .submit_made(JobAhead::new(clash, "", "d", "j4".into(), "/w"), 0, 8)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("running job j1"), "{e}");
+}
+
 async fn submit_is_idempotent_by_key(s: Arc<dyn StateStore>) {
     let sp = spec();
     let a = s.submit(sp.clone(), "k1", 0).await.unwrap();

@@ -32,13 +32,14 @@ impl State {
     /// Drops a finished job with its tasks, logs and idempotency key (the
     /// simulator summarises and forgets; retention will too).
     pub fn forget_job(&mut self, job_id: &str) -> Option<JobRecord> {
-        self.take_job(job_id).map(|(job, _)| job)
+        self.take_job(job_id).map(|(job, _)| *job)
     }
 
     /// [`State::forget_job`], handing back the job's tasks too, in the
     /// job's order (the simulator sums them, then frees them on another
-    /// thread).
-    pub fn take_job(&mut self, job_id: &str) -> Option<(JobRecord, Vec<Box<TaskRecord>>)> {
+    /// thread). The job comes boxed, as it was kept: moving it copies a
+    /// pointer, not its 632 bytes.
+    pub fn take_job(&mut self, job_id: &str) -> Option<(Box<JobRecord>, Vec<Box<TaskRecord>>)> {
         // A job that ended forgot its paths then (and a load indexes only
         // running jobs').
         if self
@@ -64,7 +65,7 @@ impl State {
         if !job.idempotency_key.is_empty() {
             self.idempotency.remove(&job.idempotency_key);
         }
-        Some((*job, tasks))
+        Some((job, tasks))
     }
 
     /// Retention: see [`super::StateStore::purge`]. Jobs go oldest-ended
