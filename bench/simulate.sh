@@ -3,9 +3,9 @@
 # dollars per output minute against the seed document's figures, FIFO
 # against cost placement on gpu-mix, and the chunk-length sweep.
 #
-#   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; 1 min 24 s
-#                                             on 2 cores at 4214493, 55 s of it
-#                                             the 50M run, plus about 16 min for
+#   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; 1 min 27 s
+#                                             on 2 cores at 8f1a95a, 54 s of it
+#                                             the 50M run, plus about 17 min for
 #                                             the first build, see
 #                                             bench/build-sim.sh)
 #
