@@ -503,10 +503,13 @@ impl Sim<'_> {
             Work::Stitch(_) => (TaskOutcome::Stitch(object(task.frames_total)), None),
         };
         self.dirty = true;
-        let now = self.now;
         let completed = match follow {
-            Some(f) => self.state.complete_made(task_id, attempt, outcome, f, now),
-            None => self.state.complete(task_id, attempt, outcome, vec![], now),
+            Some(f) => self
+                .state
+                .complete_made(task_id, attempt, outcome, f, self.now),
+            None => self
+                .state
+                .complete(task_id, attempt, outcome, vec![], self.now),
         };
         if let Ok(t) = completed {
             if t.state == JobState::Committing {
