@@ -337,7 +337,7 @@ pub fn replay(
                 };
                 leased_any = true;
                 report.leases += 1;
-                let record = &state.tasks[&task.task_id];
+                let record = &state.tasks[task.task_id.as_str()];
                 let waited = (now - record.pending_since_ms) as f64 / 1000.0;
                 report.max_wait_s = report.max_wait_s.max(waited);
                 let held = if pool.hardware == Hardware::Nvenc {
@@ -413,7 +413,7 @@ fn finish(
     jobs: &[SimJob],
     workers: &mut [(String, Pool, Worker, u32)],
 ) {
-    let task = state.tasks[&d.task].clone();
+    let task = state.tasks[d.task.as_str()].clone();
     let held = if workers[d.worker].1.hardware == Hardware::Nvenc {
         task.demand.sessions().max(1)
     } else {
@@ -429,7 +429,7 @@ fn finish(
     };
     let (outcome, follow_ups) = match &task.work {
         Work::Probe(ProbeTask { .. }) => {
-            let job = state.jobs[&task.job_id].clone();
+            let job = state.jobs[task.job_id.as_str()].clone();
             let p = probe(&jobs[job_ids[&task.job_id]]);
             let follow = crate::graph::expand(&job, &p, "/w").expect("sim plans");
             (TaskOutcome::Probe(p), follow)

@@ -15,7 +15,7 @@ use spotenc_proto::domain::{Priority, ProbeInfo};
 use super::workload::{Arrival, Workload, MONTH_SECONDS};
 use crate::cost::sim::{probe, spec, Rng, SimJob};
 use crate::state::machine::{FollowUps, JobAhead};
-use crate::state::{JobRecord, TaskRecord};
+use crate::state::{JobRecord, Key, TaskRecord};
 
 /// Arrivals per message: few enough to start at once, enough that the
 /// channel costs nothing per job.
@@ -27,17 +27,22 @@ const AHEAD: usize = 8;
 /// A job planned ahead of its arrival.
 pub(super) struct Planned {
     pub at_ms: i64,
-    pub id: String,
-    pub job: SimJob,
+    pub id: Key,
     /// The job and its probe task, made into records for submission.
     pub submit: JobAhead,
-    /// What the probe finds, and the tasks it plans.
-    pub probe: ProbeInfo,
-    pub follow: FollowUps,
+    /// The job's shape, what its probe finds and the tasks it plans.
+    pub ahead: Box<Ahead>,
 }
 
-/// A finished job's records, for the planning thread to free.
-pub(super) type Ended = (Box<JobRecord>, Vec<Box<TaskRecord>>);
+/// A live job's shape, with its probe's result and plan until the probe
+/// completes.
+pub(super) struct Ahead {
+    pub job: SimJob,
+    pub planned: Option<(ProbeInfo, FollowUps)>,
+}
+
+/// A finished job's records and shape, for the planning thread to free.
+pub(super) type Ended = (Box<JobRecord>, Vec<Box<TaskRecord>>, Option<Box<Ahead>>);
 
 /// The event loop's end of the channels.
 pub(super) struct Arrivals {
@@ -221,14 +226,16 @@ impl Planner<'_> {
         let tasks = crate::graph::expand_spec(&id, &s, &probe, "/w").expect("simulated jobs plan");
         // Made into records here, off the event loop's thread.
         let follow = FollowUps::new(&id, s.partition(), tasks);
-        let submit = JobAhead::new(s, "", "", id.clone(), "/w");
+        let key = Key::from(id.as_str());
+        let submit = JobAhead::new(s, "", "", id, "/w");
         Planned {
             at_ms,
-            id,
-            job,
+            id: key,
             submit,
-            probe,
-            follow,
+            ahead: Box::new(Ahead {
+                job,
+                planned: Some((probe, follow)),
+            }),
         }
     }
 }

@@ -13,21 +13,19 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use rustc_hash::FxHashMap;
 
-use spotenc_proto::domain::{
-    Capacity, JobState, Priority, ProbeInfo, ProbeTask, TaskOutcome, Work,
-};
+use spotenc_proto::domain::{Capacity, JobState, Priority, ProbeTask, TaskOutcome, Work};
 
-use super::arrivals::{self, Arrivals, Planned};
+use super::arrivals::{self, Ahead, Arrivals, Planned};
 use super::report::{PoolReport, Report, SeriesPoint};
 use super::workload::Workload;
 use crate::cost::capacity::{pool_worker, CapacityPolicy, HealthTracker};
 use crate::cost::catalogue::{Catalogue, Hardware, Pool};
 use crate::cost::model::{Model, SMALL_TASK_SECONDS};
 use crate::cost::place::{open_partitions, Fleet, Policy, Worker};
-use crate::cost::sim::{probe, Rng, SimJob};
+use crate::cost::sim::{probe, Rng};
 use crate::cost::Lease;
 use crate::state::machine::{FollowUps, State};
-use crate::state::Limits;
+use crate::state::{Key, Limits};
 
 /// What to run beyond the workload file.
 #[derive(Debug, Clone)]
@@ -69,7 +67,7 @@ enum Ev {
 struct Running {
     /// The lease's number: its `Done` event names it, not the task.
     lease: u64,
-    task: String,
+    task: Key,
     attempt: u32,
     end_ms: i64,
     held: u32,
@@ -100,13 +98,6 @@ struct PoolSim {
     hour_live: f64,
 }
 
-/// A live job's shape, with its probe's result and plan until the probe
-/// completes.
-struct Ahead {
-    job: SimJob,
-    planned: Option<(ProbeInfo, FollowUps)>,
-}
-
 struct Sim<'a> {
     w: &'a Workload,
     state: State,
@@ -115,8 +106,9 @@ struct Sim<'a> {
     /// Instances not yet ended, per pool.
     active: Vec<BTreeSet<usize>>,
     /// Each live job's shape, and its probe's result and plan until the
-    /// probe completes.
-    jobs: FxHashMap<String, Ahead>,
+    /// probe completes (boxed on the arrivals thread: the table holds a
+    /// pointer, and an arrival moves one).
+    jobs: FxHashMap<Key, Box<Ahead>>,
     /// Instances that are live, not draining and have free slots.
     free: BTreeSet<usize>,
     /// Instances in `free`, per pool.
@@ -334,13 +326,7 @@ impl Sim<'_> {
             .submit_made(p.submit, 0, self.now)
             .expect("simulated jobs have their own paths");
         // The probe's result and plan wait on the side.
-        self.jobs.insert(
-            p.id,
-            Ahead {
-                job: p.job,
-                planned: Some((p.probe, p.follow)),
-            },
-        );
+        self.jobs.insert(p.id, p.ahead);
         self.jobs_submitted += 1;
         self.jobs_live += 1;
         self.dirty = true;
@@ -430,7 +416,7 @@ impl Sim<'_> {
                     break;
                 };
                 self.report.leases += 1;
-                let record = &self.state.tasks[&task_id];
+                let record = &self.state.tasks[task_id.as_str()];
                 let pool = &self.pools[p];
                 let held = if pool.pool.hardware == Hardware::Nvenc {
                     record.demand.sessions().max(1)
@@ -484,12 +470,12 @@ impl Sim<'_> {
         };
         let (outcome, follow) = match &task.work {
             Work::Probe(ProbeTask { .. }) => {
-                let ahead = self.jobs.get_mut(&task.job_id).expect("a live job");
+                let ahead = self.jobs.get_mut(task.job_id.as_str()).expect("a live job");
                 // Planned ahead; planned again only for a probe that
                 // completes twice (its first completion was refused).
                 let (p, follow) = ahead.planned.take().unwrap_or_else(|| {
                     let p = probe(&ahead.job);
-                    let job = &self.state.jobs[&task.job_id];
+                    let job = &self.state.jobs[task.job_id.as_str()];
                     let tasks = crate::graph::expand(job, &p, "/w").expect("simulated jobs plan");
                     (p, FollowUps::new(&job.id, job.spec.partition(), tasks))
                 });
@@ -560,10 +546,10 @@ impl Sim<'_> {
                 self.report.waste_dollars += a.cost_dollars;
             }
         }
-        self.jobs.remove(job_id);
+        let ahead = self.jobs.remove(job_id);
         self.jobs_live -= 1;
         // Freed on the planning thread, which allocated much of it.
-        self.arrivals.discard((job, tasks));
+        self.arrivals.discard((job, tasks, ahead));
     }
 
     fn finish(mut self) -> Report {

@@ -666,7 +666,7 @@ impl StateStore for EmbeddedStore {
         let tasks = job
             .task_ids
             .iter()
-            .filter_map(|t| s.tasks.get(t).map(|t| TaskRecord::clone(t)))
+            .filter_map(|t| s.tasks.get(t.as_str()).map(|t| TaskRecord::clone(t)))
             .collect();
         Ok((job, tasks))
     }

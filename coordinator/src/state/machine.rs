@@ -28,7 +28,7 @@ use spotenc_proto::{Error, Result};
 
 use super::index::Index;
 use super::tracked::Tracked;
-use super::{Ending, JobRecord, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
+use super::{Ending, JobRecord, Key, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::cost::catalogue::Hardware;
 use crate::cost::model::Model;
 use crate::cost::place::JOB_ORDER_SPAN;
@@ -46,8 +46,8 @@ use crate::cost::{Lease, WINDOW_PER_CLASS};
 /// probe a miss; moving a record in or out copies a pointer.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    pub jobs: Tracked<FxHashMap<String, Box<JobRecord>>>,
-    pub tasks: Tracked<FxHashMap<String, Box<TaskRecord>>>,
+    pub jobs: Tracked<FxHashMap<Key, Box<JobRecord>>>,
+    pub tasks: Tracked<FxHashMap<Key, Box<TaskRecord>>>,
     pub idempotency: Tracked<FxHashMap<String, String>>,
     pub workers: Tracked<FxHashMap<String, WorkerRecord>>,
     pub next_seq: u64,
@@ -89,7 +89,7 @@ pub(crate) fn log_key(task_id: &str, attempt: u32) -> String {
 /// The task if `attempt` still holds its lease. On the task map alone, so
 /// that the index can be changed while the record is held.
 fn fenced<'t>(
-    tasks: &'t mut Tracked<FxHashMap<String, Box<TaskRecord>>>,
+    tasks: &'t mut Tracked<FxHashMap<Key, Box<TaskRecord>>>,
     task_id: &str,
     attempt: u32,
 ) -> Result<&'t mut TaskRecord> {
@@ -173,7 +173,7 @@ impl State {
             .filter(|id| self.jobs.contains_key(id.as_str()))
             .cloned();
         if let Some(id) = known {
-            let known = &self.jobs[&id];
+            let known = &self.jobs[id.as_str()];
             if known.spec != job.spec {
                 return Err(Error::invalid(format!(
                     "idempotency key {:?} was used for job {} with a \
@@ -203,11 +203,11 @@ impl State {
         self.tasks.insert(probe_key, probe);
         if !job.idempotency_key.is_empty() {
             self.idempotency
-                .insert(job.idempotency_key.clone(), job_key.clone());
+                .insert(job.idempotency_key.clone(), job_key.to_string());
         }
         self.jobs.insert(job_key.clone(), job);
         self.index_paths(&job_key, true);
-        Ok(&self.jobs[&job_key])
+        Ok(&self.jobs[job_key.as_str()])
     }
 
     /// Refuses a job whose outputs are the input or an output of a job
@@ -264,9 +264,9 @@ impl State {
             return Ok(None);
         };
         let work = work.expect("asked for the work");
-        let job_id = self.tasks[&task_id].job_id.clone();
+        let job_id = self.tasks[task_id.as_str()].job_id.clone();
         Ok(Some(LeasedTask {
-            task_id,
+            task_id: task_id.into(),
             job_id,
             attempt,
             lease_ttl_ms: limits.lease_ttl_ms,
@@ -283,7 +283,7 @@ impl State {
         lease: &Lease,
         now_ms: i64,
         limits: Limits,
-    ) -> Result<Option<(String, u32)>> {
+    ) -> Result<Option<(Key, u32)>> {
         Ok(self
             .claim(worker_id, lease, now_ms, limits, false)?
             .map(|(id, attempt, _)| (id, attempt)))
@@ -298,7 +298,7 @@ impl State {
         now_ms: i64,
         limits: Limits,
         with_work: bool,
-    ) -> Result<Option<(String, u32, Option<Work>)>> {
+    ) -> Result<Option<(Key, u32, Option<Work>)>> {
         let Some(record) = self.workers.get(worker_id) else {
             return Err(not_found("worker", worker_id));
         };
@@ -325,7 +325,7 @@ impl State {
             Some(w) if w.pool.hardware != Hardware::Nvenc => w.sessions_held,
             _ => self.sessions_held(worker_id),
         };
-        let Some(task_id) = lease.choose(&candidates, held, now_ms).map(str::to_string) else {
+        let Some(task_id) = lease.choose(&candidates, held, now_ms).map(Key::from) else {
             return Ok(None);
         };
         // They borrow the index, which the lease changes below.
@@ -380,7 +380,12 @@ impl State {
         let results = task
             .deps
             .iter()
-            .map(|d| (d.clone(), self.tasks.get(d).and_then(|t| t.result.clone())))
+            .map(|d| {
+                (
+                    d.clone(),
+                    self.tasks.get(d.as_str()).and_then(|t| t.result.clone()),
+                )
+            })
             .collect();
         fill_stitch(stitch, results)
     }
@@ -396,7 +401,7 @@ impl State {
         now_ms: i64,
         limits: Limits,
     ) -> Result<bool> {
-        let job_live = |jobs: &FxHashMap<String, Box<JobRecord>>, id: &str| {
+        let job_live = |jobs: &FxHashMap<Key, Box<JobRecord>>, id: &str| {
             jobs.get(id).is_some_and(|j| !j.state.is_terminal())
         };
         let t = self
@@ -454,7 +459,10 @@ impl State {
     ) -> Result<Transition> {
         let task = fenced(&mut self.tasks, task_id, attempt)?;
         if let Follow::Made(made) = &follow_ups {
-            let partition = self.jobs.get(&task.job_id).map(|j| j.spec.partition());
+            let partition = self
+                .jobs
+                .get(task.job_id.as_str())
+                .map(|j| j.spec.partition());
             if made.job_id != task.job_id || Some(made.partition) != partition {
                 return Err(Error::invalid(format!(
                     "follow-up tasks for {task_id} were made for job {} ({:?})",
@@ -500,8 +508,8 @@ impl State {
         self.index.sync(task, Some(&task.worker_id));
         // A job commits once every rendition is stitched.
         let all_stitched = stitched
-            && self.jobs[&job_id].task_ids.iter().all(|t| {
-                let t = &self.tasks[t];
+            && self.jobs[job_id.as_str()].task_ids.iter().all(|t| {
+                let t = &self.tasks[t.as_str()];
                 t.kind != TaskKind::Stitch || t.state == TaskState::Done
             });
         let job = self.jobs.get_mut(&job_id).expect("task has a job");
@@ -541,13 +549,13 @@ impl State {
         // it names are checked in full before they move.
         for id in self.index.done(done) {
             let ready = {
-                let Some(t) = self.tasks.get(&id) else {
+                let Some(t) = self.tasks.get(id.as_str()) else {
                     continue;
                 };
                 t.state == TaskState::Blocked
                     && t.deps.iter().all(|d| {
                         self.tasks
-                            .get(d)
+                            .get(d.as_str())
                             .is_some_and(|d| d.state == TaskState::Done)
                     })
             };
@@ -581,7 +589,7 @@ impl State {
         let task = self.tasks.get_mut(task_id).expect("fenced");
         task.failures += 1;
         let (job_id, failures) = (task.job_id.clone(), task.failures);
-        if !retryable || failures >= self.jobs[&job_id].spec.max_attempts {
+        if !retryable || failures >= self.jobs[job_id.as_str()].spec.max_attempts {
             let msg = if retryable {
                 format!("{task_id} failed {failures} times, last: {error}")
             } else {
@@ -641,7 +649,7 @@ impl State {
     fn requeue_ended(&mut self, task_id: &str, now_ms: i64) {
         let task = self.tasks.get_mut(task_id).expect("a known task");
         let holder = task.worker_id.clone();
-        let spec = &self.jobs[&task.job_id].spec;
+        let spec = &self.jobs[task.job_id.as_str()].spec;
         requeue(task, spec, now_ms);
         self.index.sync(task, Some(&holder));
     }
@@ -701,7 +709,7 @@ impl State {
     /// than its job allows.
     fn waited_too_long(&self, t: &TaskRecord, now_ms: i64) -> bool {
         t.partition == Capacity::Spot
-            && self.jobs.get(&t.job_id).is_some_and(|job| {
+            && self.jobs.get(t.job_id.as_str()).is_some_and(|job| {
                 let limit = i64::from(job.spec.escalate_after_wait_seconds) * 1000;
                 now_ms - t.pending_since_ms > limit
             })

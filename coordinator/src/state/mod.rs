@@ -35,6 +35,12 @@ use spotenc_proto::domain::{
 };
 use spotenc_proto::Result;
 
+/// A job's or task's id as the state's maps key it: inline up to 24 bytes
+/// (the simulator's ids and most others), so a lookup compares the key
+/// where the table holds it instead of following a pointer to it, and a
+/// new key allocates nothing.
+pub type Key = compact_str::CompactString;
+
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

@@ -9,24 +9,29 @@
 //! is off until [`Tracked::track`]; the simulator never turns it on and
 //! pays one branch per write.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::ops::Deref;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The maps [`Tracked`] wraps: keyed by `String`.
+/// The maps [`Tracked`] wraps: keyed by `String`, or by [`Key`] (inline
+/// when short), either looked up by `&str`.
 pub trait KeyMap: Default {
+    type Key: From<String> + Borrow<str>;
     type Value;
-    fn put(&mut self, key: String, value: Self::Value) -> Option<Self::Value>;
+    fn put(&mut self, key: Self::Key, value: Self::Value) -> Option<Self::Value>;
     fn take(&mut self, key: &str) -> Option<Self::Value>;
     fn slot(&mut self, key: &str) -> Option<&mut Self::Value>;
     fn peek(&self, key: &str) -> Option<&Self::Value>;
 }
 
-impl<V> KeyMap for FxHashMap<String, V> {
+impl<K: From<String> + Borrow<str> + Hash + Eq, V> KeyMap for FxHashMap<K, V> {
+    type Key = K;
     type Value = V;
-    fn put(&mut self, key: String, value: V) -> Option<V> {
+    fn put(&mut self, key: K, value: V) -> Option<V> {
         self.insert(key, value)
     }
     fn take(&mut self, key: &str) -> Option<V> {
@@ -41,6 +46,7 @@ impl<V> KeyMap for FxHashMap<String, V> {
 }
 
 impl<V> KeyMap for BTreeMap<String, V> {
+    type Key = String;
     type Value = V;
     fn put(&mut self, key: String, value: V) -> Option<V> {
         self.insert(key, value)
@@ -109,7 +115,7 @@ where
         };
         for (key, old) in std::mem::take(d) {
             match old {
-                Some(v) => self.map.put(key, v),
+                Some(v) => self.map.put(key.into(), v),
                 None => self.map.take(&key),
             };
         }
@@ -123,8 +129,11 @@ where
         }
     }
 
-    pub fn insert(&mut self, key: String, value: M::Value) -> Option<M::Value> {
-        self.mark(&key);
+    /// Inserts under `key` (a `String`, or the map's own key type: the
+    /// simulator makes keys ahead, off the thread that runs the state).
+    pub fn insert(&mut self, key: impl Into<M::Key>, value: M::Value) -> Option<M::Value> {
+        let key = key.into();
+        self.mark(key.borrow());
         self.map.put(key, value)
     }
 
@@ -192,10 +201,10 @@ mod tests {
     #[test]
     fn writes_are_marked_only_while_tracking() {
         let mut m: Tracked<BTreeMap<String, u32>> = Tracked::default();
-        m.insert("a".into(), 1);
+        m.insert("a".to_string(), 1);
         assert!(dirty(&m).is_empty(), "not tracking yet");
         m.track();
-        m.insert("b".into(), 2);
+        m.insert("b".to_string(), 2);
         *m.get_mut("a").unwrap() += 1;
         assert!(m.get_mut("missing").is_none());
         assert!(m.remove("missing").is_none());
@@ -212,18 +221,47 @@ mod tests {
     #[test]
     fn a_rollback_restores_the_values_before_the_first_write() {
         let mut m: Tracked<BTreeMap<String, u32>> = Tracked::default();
-        m.insert("kept".into(), 1);
-        m.insert("gone".into(), 2);
+        m.insert("kept".to_string(), 1);
+        m.insert("gone".to_string(), 2);
         m.track();
         *m.get_mut("kept").unwrap() = 10;
         *m.get_mut("kept").unwrap() = 20;
         m.remove("gone");
-        m.insert("new".into(), 3);
+        m.insert("new".to_string(), 3);
         m.rollback();
         assert_eq!(
             *m,
             BTreeMap::from([("gone".to_string(), 2), ("kept".to_string(), 1)])
         );
         assert!(dirty(&m).is_empty());
+    }
+
+    #[test]
+    fn maps_keyed_inline_track_and_roll_back_alike() {
+        // The state's job and task maps: keys inline up to 24 bytes, and
+        // one longer, kept on the heap.
+        let long = "a-job-id-longer-than-twenty-four-bytes/encode-00001";
+        let mut m: Tracked<FxHashMap<crate::state::Key, u32>> = Tracked::default();
+        m.insert("j1/probe".to_string(), 1);
+        m.insert(crate::state::Key::from(long), 2);
+        m.track();
+        *m.get_mut(long).unwrap() = 20;
+        m.remove("j1/probe");
+        m.insert("j2/probe".to_string(), 3);
+        let mut d: Vec<&str> = m.dirty().collect();
+        d.sort();
+        assert_eq!(
+            d,
+            [
+                "a-job-id-longer-than-twenty-four-bytes/encode-00001",
+                "j1/probe",
+                "j2/probe"
+            ]
+        );
+        m.rollback();
+        assert_eq!(m.get("j1/probe"), Some(&1));
+        assert_eq!(m.get(long), Some(&2));
+        assert_eq!(m.get("j2/probe"), None);
+        assert_eq!(m.len(), 2);
     }
 }

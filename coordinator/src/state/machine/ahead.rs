@@ -5,7 +5,7 @@
 
 use spotenc_proto::domain::{Capacity, JobSpec, JobState, TaskKind, Work};
 
-use super::super::{JobRecord, NewTask, TaskRecord};
+use super::super::{JobRecord, Key, NewTask, TaskRecord};
 use super::records::new_task_record;
 
 /// A job and its probe task made into records, ready to file: what
@@ -19,8 +19,8 @@ pub struct JobAhead {
     pub(super) job: Box<JobRecord>,
     pub(super) probe: Box<TaskRecord>,
     /// The job's and its probe's ids as the maps' keys.
-    pub(super) job_key: String,
-    pub(super) probe_key: String,
+    pub(super) job_key: Key,
+    pub(super) probe_key: Key,
 }
 
 impl JobAhead {
@@ -66,8 +66,8 @@ impl JobAhead {
         JobAhead {
             job: Box::new(job),
             probe: Box::new(probe),
-            job_key: job_id,
-            probe_key: probe_id,
+            job_key: Key::from(job_id),
+            probe_key: Key::from(probe_id),
         }
     }
 }
@@ -85,7 +85,7 @@ pub struct FollowUps {
     pub(super) partition: Capacity,
     /// Each task: its id for the job's list, its id as the map's key, and
     /// its record.
-    pub(super) tasks: Vec<(String, String, Box<TaskRecord>)>,
+    pub(super) tasks: Vec<(String, Key, Box<TaskRecord>)>,
 }
 
 impl FollowUps {
@@ -94,9 +94,10 @@ impl FollowUps {
         let tasks = tasks
             .into_iter()
             .map(|nt| {
+                let key = Key::from(nt.id.as_str());
                 let id = nt.id.clone();
                 let t = Box::new(new_task_record(job_id, partition, 0, nt));
-                (id.clone(), id, t)
+                (id, key, t)
             })
             .collect();
         FollowUps {

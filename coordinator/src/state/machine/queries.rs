@@ -62,7 +62,7 @@ impl State {
             let t = self.tasks.get(id)?;
             let latency = self
                 .jobs
-                .get(&t.job_id)
+                .get(t.job_id.as_str())
                 .is_some_and(|j| j.spec.priority == Priority::Latency);
             let running_on = running.then(|| t.history.last().map_or("", |a| a.pool.as_str()));
             Some((
@@ -152,7 +152,7 @@ impl State {
             .iter()
             .filter(|t| task_id.is_empty() || *t == task_id)
         {
-            for a in &self.tasks[id].history {
+            for a in &self.tasks[id.as_str()].history {
                 if let Some(log) = self.logs.get(&log_key(id, a.attempt)) {
                     out.push(task_log(id, a, log.clone()));
                 }
@@ -185,7 +185,7 @@ impl State {
         // Every pending task as the window shows it, against its records.
         for c in self.index.window(usize::MAX, false) {
             let t = &self.tasks[c.task_id.as_ref()];
-            let job = &self.jobs[&t.job_id];
+            let job = &self.jobs[t.job_id.as_str()];
             let record = (
                 t.state,
                 t.partition,

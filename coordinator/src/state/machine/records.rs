@@ -10,7 +10,7 @@ use spotenc_proto::domain::{
 use spotenc_proto::{Error, Result};
 
 use super::super::index::JobTraits;
-use super::super::{NewTask, TaskRecord};
+use super::super::{Key, NewTask, TaskRecord};
 use crate::storage;
 
 /// What the index keeps of a job for each of its tasks.
@@ -22,10 +22,14 @@ pub(super) fn job_traits(spec: &JobSpec) -> JobTraits {
 }
 
 /// How many of `t`'s dependencies are done.
-pub(super) fn deps_done(tasks: &FxHashMap<String, Box<TaskRecord>>, t: &TaskRecord) -> u32 {
+pub(super) fn deps_done(tasks: &FxHashMap<Key, Box<TaskRecord>>, t: &TaskRecord) -> u32 {
     t.deps
         .iter()
-        .filter(|d| tasks.get(*d).is_some_and(|d| d.state == TaskState::Done))
+        .filter(|d| {
+            tasks
+                .get(d.as_str())
+                .is_some_and(|d| d.state == TaskState::Done)
+        })
         .count() as u32
 }
 

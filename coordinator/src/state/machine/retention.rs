@@ -20,7 +20,7 @@ impl State {
                 index.client_job(&j.client, &j.id, true);
             }
             for (i, id) in j.task_ids.iter().enumerate() {
-                if let Some(t) = self.tasks.get(id) {
+                if let Some(t) = self.tasks.get(id.as_str()) {
                     let done = deps_done(&self.tasks, t);
                     index.add(t, task_order(j.seq, i), job_traits(&j.spec), done);
                 }
