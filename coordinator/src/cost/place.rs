@@ -325,7 +325,10 @@ fn standings<'c>(
     };
     // Chunks of one job mostly ask alike: price each demand once (a window
     // holds a few demands, kept on the stack).
-    let mut priced: SmallVec<[(&Demand, (f64, f64)); 8]> = SmallVec::new();
+    // With each, its ratio in whole percent: rounding is a library call
+    // on the baseline x86-64 target, once per demand rather than per
+    // candidate.
+    let mut priced: SmallVec<[(&Demand, (i64, f64)); 8]> = SmallVec::new();
     for c in candidates.iter().filter(|c| able(c)) {
         let urgent = now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
             || (c.latency && oldest_of_job(c));
@@ -346,16 +349,16 @@ fn standings<'c>(
             std::ptr::eq(d, c.demand.as_ref())
                 || (d.frames == c.demand.frames && d.outputs == c.demand.outputs)
         };
-        let (r, advantage) = match priced.iter().find(|(d, _)| same(d)) {
+        let (ratio_pct, advantage) = match priced.iter().find(|(d, _)| same(d)) {
             Some((_, x)) => *x,
             None => {
-                let x = pricing.ratio(worker, c);
+                let (r, advantage) = pricing.ratio(worker, c);
+                // Ratios within 1% count as equal.
+                let x = ((r * 100.0).round() as i64, advantage);
                 priced.push((&c.demand, x));
                 x
             }
         };
-        // Ratios within 1% count as equal.
-        let ratio_pct = (r * 100.0).round() as i64;
         let taken = p == Capacity::OnDemand
             || (worker.pool.capacity == Capacity::OnDemand && !policy.on_demand_declines_spot)
             || ratio_pct as f64 <= policy.max_cost_ratio * 100.0;

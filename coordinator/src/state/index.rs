@@ -24,10 +24,14 @@ use super::TaskRecord;
 use crate::cost::capacity::{shape_order, BacklogItem};
 use crate::cost::model::{Demand, Output};
 use crate::cost::place::{job_of, Candidate};
+use crate::cost::WINDOW_PER_CLASS;
 
 /// A queue: partition (spot first) and the demand's queue class, as its
 /// [`Demand::class_rank`] (which sorts as the names do).
 pub type QueueKey = (bool, u8);
+
+/// A lease's candidates: room on the stack for two full queues.
+pub type Window<'a> = SmallVec<[Candidate<'a>; 2 * WINDOW_PER_CLASS]>;
 
 /// A task's id as the index keeps it: inline up to 24 bytes (ids here are
 /// a job's id and a short suffix), so a copy allocates nothing and a
@@ -62,12 +66,12 @@ type BucketKey = (u32, bool, bool, u32);
 
 /// Adds `item` to the set under `key`, copying the key only when it is
 /// new: the path and client indexes see the same keys again and again.
-fn add_to<S: Default + Extend<String>>(map: &mut HashMap<String, S>, key: &str, item: &str) {
+fn add_to<S: Default + Extend<Id>>(map: &mut HashMap<String, S>, key: &str, item: &str) {
     match map.get_mut(key) {
-        Some(set) => set.extend([item.to_string()]),
+        Some(set) => set.extend([Id::from(item)]),
         None => {
             let mut set = S::default();
-            set.extend([item.to_string()]);
+            set.extend([Id::from(item)]);
             map.insert(key.to_string(), set);
         }
     }
@@ -115,12 +119,12 @@ pub struct Index {
     dependents: HashMap<Id, SmallVec<[Id; 1]>>,
     q: Queues,
     /// Outputs and inputs of jobs still running, to the jobs.
-    outputs: HashMap<String, String>,
-    inputs: HashMap<String, BTreeSet<String>>,
+    outputs: HashMap<String, Id>,
+    inputs: HashMap<String, BTreeSet<Id>>,
     /// Jobs not ended, by the client that submitted them (quotas).
     /// (Only counted: a hash set, as every live job is in one set when
     /// clients are not named.)
-    live_by_client: HashMap<String, HashSet<String>>,
+    live_by_client: HashMap<String, HashSet<Id>>,
 }
 
 /// What a task is filed under, apart from [`Index::filed`] itself (so a
@@ -149,7 +153,7 @@ struct Queues {
     pool_names: Vec<String>,
     /// Leased tasks by worker, sorted (a worker holds a few at most: a
     /// sorted vector, not a tree node per worker).
-    leased: HashMap<String, Vec<Id>>,
+    leased: HashMap<Id, Vec<Id>>,
 }
 
 /// Derived data: two states with the same records are equal whatever their
@@ -228,27 +232,32 @@ impl Index {
     }
 
     /// The oldest `n` pending tasks of each queue (of the spot partition
-    /// only when `spot_only`), as placement's candidates.
-    pub fn window(&self, n: usize, spot_only: bool) -> impl Iterator<Item = Candidate<'_>> + '_ {
-        self.q
-            .pending
-            .iter()
-            .filter(move |((spot, _), _)| *spot || !spot_only)
-            .flat_map(move |(&(spot, _), m)| {
-                m.iter().take(n).map(move |(&order, w)| Candidate {
+    /// only when `spot_only`), as placement's candidates, added to `out`.
+    /// A plain loop into the caller's window: a lease builds one each time,
+    /// and an iterator chain of filter, flat-map and map cost it twice the
+    /// instructions.
+    pub fn window_into<'a>(&'a self, n: usize, spot_only: bool, out: &mut Window<'a>) {
+        for (&(spot, _), m) in &self.q.pending {
+            if spot_only && !spot {
+                continue;
+            }
+            let partition = if spot {
+                Capacity::Spot
+            } else {
+                Capacity::OnDemand
+            };
+            for (&order, w) in m.iter().take(n) {
+                out.push(Candidate {
                     task_id: Cow::Borrowed(&w.id),
                     job: job_of(order),
-                    partition: if spot {
-                        Capacity::Spot
-                    } else {
-                        Capacity::OnDemand
-                    },
+                    partition,
                     order,
                     pending_since_ms: w.since,
                     latency: w.latency,
                     demand: Cow::Borrowed(&self.q.demands[w.demand as usize].0),
-                })
-            })
+                });
+            }
+        }
     }
 
     /// Every pending task id.
@@ -291,7 +300,7 @@ impl Index {
     /// Notes a running job's paths.
     pub fn job_paths(&mut self, job_id: &str, input: &str, outputs: &[&str]) {
         for o in outputs {
-            self.outputs.insert(o.to_string(), job_id.to_string());
+            self.outputs.insert(o.to_string(), Id::from(job_id));
         }
         add_to(&mut self.inputs, input, job_id);
     }
@@ -331,7 +340,7 @@ impl Index {
 
     /// The running job that writes `path`, if any.
     pub fn writer(&self, path: &str) -> Option<&str> {
-        self.outputs.get(path).map(String::as_str)
+        self.outputs.get(path).map(Id::as_str)
     }
 
     /// A running job that reads `path`, if any.
@@ -339,7 +348,7 @@ impl Index {
         self.inputs
             .get(path)
             .and_then(|s| s.iter().next())
-            .map(String::as_str)
+            .map(Id::as_str)
     }
 
     /// Takes a task out of the queues whatever its state says (before its
@@ -451,7 +460,7 @@ impl Queues {
             }
             TaskState::Leased => {
                 // The worker's id is copied only for its first lease.
-                match self.leased.get_mut(&t.worker_id) {
+                match self.leased.get_mut(t.worker_id.as_str()) {
                     Some(s) => {
                         if let Err(at) = s.binary_search_by(|x| x.as_str().cmp(&t.id)) {
                             s.insert(at, Id::from(t.id.as_str()));
@@ -459,7 +468,7 @@ impl Queues {
                     }
                     None => {
                         let ids = vec![Id::from(t.id.as_str())];
-                        self.leased.insert(t.worker_id.clone(), ids);
+                        self.leased.insert(Id::from(t.worker_id.as_str()), ids);
                     }
                 }
                 let pool = t.history.last().map_or("", |a| a.pool.as_str());

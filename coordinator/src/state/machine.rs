@@ -26,7 +26,7 @@ use spotenc_proto::domain::{
 };
 use spotenc_proto::{Error, Result};
 
-use super::index::Index;
+use super::index::{Index, Window};
 use super::tracked::Tracked;
 use super::{Ending, JobRecord, Key, Limits, NewTask, TaskRecord, Transition, WorkerRecord};
 use crate::cost::catalogue::Hardware;
@@ -49,7 +49,7 @@ pub struct State {
     pub jobs: Tracked<FxHashMap<Key, Box<JobRecord>>>,
     pub tasks: Tracked<FxHashMap<Key, Box<TaskRecord>>>,
     pub idempotency: Tracked<FxHashMap<String, String>>,
-    pub workers: Tracked<FxHashMap<String, WorkerRecord>>,
+    pub workers: Tracked<FxHashMap<Key, WorkerRecord>>,
     pub next_seq: u64,
     /// Audit logs of ended attempts, by [`log_key`].
     #[serde(default)]
@@ -60,7 +60,7 @@ pub struct State {
     /// When each worker last asked for work; not persisted (a restart
     /// forgets liveness, and workers come back within a lease poll).
     #[serde(skip)]
-    pub seen: FxHashMap<String, i64>,
+    pub seen: FxHashMap<Key, i64>,
     /// Pending, blocked and leased tasks indexed (derived; see
     /// [`State::reindex`]).
     #[serde(skip)]
@@ -246,7 +246,7 @@ impl State {
 
     pub fn register_worker(&mut self, worker: WorkerRecord) {
         self.seen
-            .insert(worker.id.clone(), worker.registered_unix_ms);
+            .insert(Key::from(worker.id.as_str()), worker.registered_unix_ms);
         self.workers.insert(worker.id.clone(), worker);
     }
 
@@ -309,11 +309,17 @@ impl State {
         match self.seen.get_mut(worker_id) {
             Some(at) => *at = now_ms,
             None => {
-                self.seen.insert(worker_id.to_string(), now_ms);
+                self.seen.insert(Key::from(worker_id), now_ms);
             }
         }
         // Unsorted: choosing does not depend on the candidates' order.
-        let mut candidates = self.window_of(WINDOW_PER_CLASS, capacity == Capacity::Spot);
+        // Built in place (a window returned would be copied out).
+        let mut candidates = Window::new();
+        self.index.window_into(
+            WINDOW_PER_CLASS,
+            capacity == Capacity::Spot,
+            &mut candidates,
+        );
         if capacity == Capacity::OnDemand
             && lease.worker.is_none()
             && candidates.iter().any(|c| c.partition == Capacity::OnDemand)
@@ -418,7 +424,7 @@ impl State {
         if t.state == TaskState::Leased && t.attempt == attempt && job_live(&self.jobs, &t.job_id) {
             t.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
             t.frames_done = frames_done;
-            self.seen.insert(t.worker_id.clone(), now_ms);
+            self.seen.insert(Key::from(t.worker_id.as_str()), now_ms);
             return Ok(true);
         }
         Ok(false)
@@ -622,7 +628,7 @@ impl State {
         let worker = task.worker_id.clone();
         let job_id = task.job_id.clone();
         // The worker is going away: its pool no longer counts as live.
-        self.seen.remove(&worker);
+        self.seen.remove(worker.as_str());
         self.requeue_ended(task_id, now_ms);
         self.keep_log(task_id, attempt, &notice.log);
         Ok(self.transition(&job_id))

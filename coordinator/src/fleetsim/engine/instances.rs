@@ -181,7 +181,7 @@ impl Sim<'_> {
         inst.ended = true;
         self.active[p].remove(&i);
         self.state.workers.remove(&inst.id);
-        self.state.seen.remove(&inst.id);
+        self.state.seen.remove(inst.id.as_str());
         if !inst.never {
             let pool = &self.pools[p].pool;
             let seconds =

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use smallvec::SmallVec;
-
 use spotenc_proto::domain::TaskLog;
 #[cfg(test)]
 use spotenc_proto::domain::{Capacity, Priority};
@@ -15,11 +13,8 @@ use spotenc_proto::Result;
 use super::{log_key, not_found, task_log, PoolStat, State};
 use crate::cost::capacity::BacklogItem;
 use crate::cost::place::Candidate;
-use crate::cost::WINDOW_PER_CLASS;
+use crate::state::index::Window;
 use crate::state::WorkerRecord;
-
-/// A lease's candidates: room on the stack for two full queues.
-pub(super) type Window<'a> = SmallVec<[Candidate<'a>; 2 * WINDOW_PER_CLASS]>;
 
 impl State {
     /// Pending tasks of live jobs as placement candidates, windowed.
@@ -42,7 +37,9 @@ impl State {
     pub(super) fn window_of(&self, per_class: usize, spot_only: bool) -> Window<'_> {
         // The index holds what a candidate is (its job's priority and
         // demand too): no record is looked up.
-        self.index.window(per_class, spot_only).collect()
+        let mut out = Window::new();
+        self.index.window_into(per_class, spot_only, &mut out);
+        out
     }
 
     /// Pending and running work for the capacity planner, summed by
@@ -183,7 +180,7 @@ impl State {
             "escalations at {now_ms}"
         );
         // Every pending task as the window shows it, against its records.
-        for c in self.index.window(usize::MAX, false) {
+        for c in self.window_of(usize::MAX, false) {
             let t = &self.tasks[c.task_id.as_ref()];
             let job = &self.jobs[t.job_id.as_str()];
             let record = (

@@ -89,7 +89,7 @@ impl State {
             .filter(|w| {
                 let seen = self
                     .seen
-                    .get(&w.id)
+                    .get(w.id.as_str())
                     .copied()
                     .unwrap_or(w.registered_unix_ms);
                 seen.max(w.registered_unix_ms) < cutoff_ms
@@ -100,7 +100,7 @@ impl State {
         dead.truncate(limit);
         for id in &dead {
             self.workers.remove(id);
-            self.seen.remove(id);
+            self.seen.remove(id.as_str());
         }
         Purged {
             jobs: ended.len(),
