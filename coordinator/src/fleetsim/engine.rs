@@ -4,9 +4,13 @@
 //! and per-second billing. Virtual time only; nothing sleeps.
 //!
 //! Layout: this file holds the loop, leasing and completing; `instances`
-//! the fleet: launches, notices, reclaims and the autoscaler's tick.
+//! the fleet: launches, notices, reclaims and the autoscaler's tick;
+//! `idset` the set of free instances (a two-level bitset).
 
+mod idset;
 mod instances;
+
+use idset::IdSet;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -110,7 +114,7 @@ struct Sim<'a> {
     /// pointer, and an arrival moves one).
     jobs: FxHashMap<Key, Box<Ahead>>,
     /// Instances that are live, not draining and have free slots.
-    free: BTreeSet<usize>,
+    free: IdSet,
     /// Instances in `free`, per pool.
     free_in: Vec<u32>,
     /// Instances live and not draining, per pool (counted as they change,
@@ -203,7 +207,7 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
             insts: vec![],
             active: vec![BTreeSet::new(); catalogue.pools.len()],
             jobs: FxHashMap::default(),
-            free: BTreeSet::new(),
+            free: IdSet::default(),
             free_in: vec![0; catalogue.pools.len()],
             live_in: vec![0; catalogue.pools.len()],
             fleet_of: None,
@@ -348,7 +352,7 @@ impl Sim<'_> {
             if self.free.insert(i) {
                 self.free_in[p] += 1;
             }
-        } else if self.free.remove(&i) {
+        } else if self.free.remove(i) {
             self.free_in[p] -= 1;
         }
     }
@@ -376,7 +380,7 @@ impl Sim<'_> {
         // Free instances in order, read as we go (leasing only ever takes
         // instances out of the set).
         let mut from = 0;
-        while let Some(&i) = self.free.range(from..).next() {
+        while let Some(i) = self.free.next_from(from) {
             from = i + 1;
             let (spot, on_demand) = self.state.queue_depth();
             if (spot, on_demand) == (0, 0) || (!self.ask_all && !open.contains(&true)) {

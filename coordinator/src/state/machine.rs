@@ -259,7 +259,9 @@ impl State {
         now_ms: i64,
         limits: Limits,
     ) -> Result<Option<LeasedTask>> {
-        let Some((task_id, attempt, work)) = self.claim(worker_id, lease, now_ms, limits, true)?
+        let mut work = None;
+        let Some((task_id, attempt)) =
+            self.claim(worker_id, lease, now_ms, limits, Some(&mut work))?
         else {
             return Ok(None);
         };
@@ -284,21 +286,21 @@ impl State {
         now_ms: i64,
         limits: Limits,
     ) -> Result<Option<(Key, u32)>> {
-        Ok(self
-            .claim(worker_id, lease, now_ms, limits, false)?
-            .map(|(id, attempt, _)| (id, attempt)))
+        self.claim(worker_id, lease, now_ms, limits, None)
     }
 
     /// The transition of a lease; the work the task had before the attempt
-    /// when `with_work` (or for a stitch, whose filling can fail the lease).
+    /// into `work`, when given (a stitch's is filled either way, as filling
+    /// can fail the lease). The work goes out through the caller's slot:
+    /// returned, it would be copied out with the rest on every lease.
     fn claim(
         &mut self,
         worker_id: &str,
         lease: &Lease,
         now_ms: i64,
         limits: Limits,
-        with_work: bool,
-    ) -> Result<Option<(Key, u32, Option<Work>)>> {
+        work: Option<&mut Option<Work>>,
+    ) -> Result<Option<(Key, u32)>> {
         let Some(record) = self.workers.get(worker_id) else {
             return Err(not_found("worker", worker_id));
         };
@@ -337,10 +339,12 @@ impl State {
         // They borrow the index, which the lease changes below.
         drop(candidates);
         let pool = pool.clone();
-        let mut work = None;
         let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
-        if with_work || matches!(task.work, Work::Stitch(_)) {
-            work = Some(self.work_for_lease(&task_id)?);
+        if work.is_some() || matches!(task.work, Work::Stitch(_)) {
+            let filled = self.work_for_lease(&task_id)?;
+            if let Some(out) = work {
+                *out = Some(filled);
+            }
             task = self.tasks.get_mut(&task_id).expect("a candidate");
         }
         let (rate_per_hour, on_demand, sessions) = lease.pricing(&task.demand);
@@ -373,7 +377,7 @@ impl State {
             job.state = JobState::Running;
         }
         job.updated_unix_ms = now_ms;
-        Ok(Some((task_id, attempt, work)))
+        Ok(Some((task_id, attempt)))
     }
 
     /// The work of a task about to be leased; a stitch task gets the objects
