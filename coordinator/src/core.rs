@@ -492,7 +492,7 @@ impl Coordinator {
                 let job_id = job_of(task_id);
                 if let Ok(view) = self.job(job_id).await {
                     self.after(Transition {
-                        job_id: view.id,
+                        job_id: view.id.into(),
                         state: view.state,
                     })
                     .await;
@@ -533,7 +533,8 @@ impl Coordinator {
             &self.config.capacity,
         );
         self.work_ready.notify_waiters();
-        metrics::counter!("spotenc_task_interruptions_total", "pool" => pool).increment(1);
+        metrics::counter!("spotenc_task_interruptions_total", "pool" => pool.to_string())
+            .increment(1);
         self.after(t).await;
         Ok(())
     }

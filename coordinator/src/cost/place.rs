@@ -60,6 +60,10 @@ pub struct Candidate<'a> {
     /// The job asked for latency.
     pub latency: bool,
     pub demand: Cow<'a, Demand>,
+    /// The demand's id where the store interns demands (the embedded
+    /// store's index): two candidates with ids ask alike exactly when the
+    /// ids are equal, so placement compares no outputs. `None` elsewhere.
+    pub interned: Option<u32>,
 }
 
 /// A worker (or a live pool's representative) as placement sees it.
@@ -293,18 +297,48 @@ struct Standing<'c> {
 
 impl Standing<'_> {
     fn cmp(&self, o: &Standing) -> std::cmp::Ordering {
+        // Lazily: ids are compared only on a tie of everything else (a
+        // lease compares each candidate with the best so far, and `then`
+        // would compare the ids every time).
         self.group
             .cmp(&o.group)
             .then(self.ratio_pct.cmp(&o.ratio_pct))
             .then(o.advantage.total_cmp(&self.advantage))
             .then(self.order.cmp(&o.order))
-            .then(self.task_id.cmp(o.task_id))
+            .then_with(|| self.task_id.cmp(o.task_id))
     }
 }
 
 /// Calls `f` with the standing of every candidate of partition `p` that
 /// `worker` may take; declined spot work is left out.
 #[allow(clippy::too_many_arguments)]
+/// A demand as [`standings`] judged it for one worker: whether the worker
+/// can run it now, and its ratio in whole percent and advantage once
+/// priced.
+struct Judged<'d> {
+    demand: &'d Demand,
+    interned: Option<u32>,
+    able: bool,
+    priced: Option<(i64, f64)>,
+}
+
+impl Judged<'_> {
+    /// Whether `c` asks what this one does. Demands interned by one store
+    /// are alike exactly when their ids are; others are compared: the
+    /// same one first, then frames (chunks of one job differ there, if
+    /// anywhere), then outputs.
+    fn is(&self, c: &Candidate) -> bool {
+        match (self.interned, c.interned) {
+            (Some(a), Some(b)) => a == b,
+            _ => {
+                std::ptr::eq(self.demand, c.demand.as_ref())
+                    || (self.demand.frames == c.demand.frames
+                        && self.demand.outputs == c.demand.outputs)
+            }
+        }
+    }
+}
+
 fn standings<'c>(
     worker: &Worker,
     candidates: &'c [Candidate],
@@ -323,13 +357,27 @@ fn standings<'c>(
             .filter(|o| o.job == c.job && able(o))
             .all(|o| o.order >= c.order)
     };
-    // Chunks of one job mostly ask alike: price each demand once (a window
-    // holds a few demands, kept on the stack).
-    // With each, its ratio in whole percent: rounding is a library call
-    // on the baseline x86-64 target, once per demand rather than per
-    // candidate.
-    let mut priced: SmallVec<[(&Demand, (i64, f64)); 8]> = SmallVec::new();
-    for c in candidates.iter().filter(|c| able(c)) {
+    // Chunks of one job mostly ask alike: judge and price each demand once
+    // (a window holds a few demands, kept on the stack). With each: whether
+    // the worker can run it now, and once asked its ratio in whole percent
+    // (rounding is a library call on the baseline x86-64 target).
+    let mut seen: SmallVec<[Judged; 8]> = SmallVec::new();
+    for c in candidates.iter().filter(|c| c.partition == p) {
+        let at = match seen.iter().position(|j| j.is(c)) {
+            Some(at) => at,
+            None => {
+                seen.push(Judged {
+                    demand: &c.demand,
+                    interned: c.interned,
+                    able: worker.can_run(&c.demand) && worker.sessions_allow(&c.demand),
+                    priced: None,
+                });
+                seen.len() - 1
+            }
+        };
+        if !seen[at].able {
+            continue;
+        }
         let urgent = now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
             || (c.latency && oldest_of_job(c));
         if urgent {
@@ -342,23 +390,11 @@ fn standings<'c>(
             });
             continue;
         }
-        // The same demand first (the embedded store's index hands out one
-        // per demand); then frames: chunks of one job differ there, if
-        // anywhere.
-        let same = |d: &Demand| {
-            std::ptr::eq(d, c.demand.as_ref())
-                || (d.frames == c.demand.frames && d.outputs == c.demand.outputs)
-        };
-        let (ratio_pct, advantage) = match priced.iter().find(|(d, _)| same(d)) {
-            Some((_, x)) => *x,
-            None => {
-                let (r, advantage) = pricing.ratio(worker, c);
-                // Ratios within 1% count as equal.
-                let x = ((r * 100.0).round() as i64, advantage);
-                priced.push((&c.demand, x));
-                x
-            }
-        };
+        let (ratio_pct, advantage) = *seen[at].priced.get_or_insert_with(|| {
+            let (r, advantage) = pricing.ratio(worker, c);
+            // Ratios within 1% count as equal.
+            ((r * 100.0).round() as i64, advantage)
+        });
         let taken = p == Capacity::OnDemand
             || (worker.pool.capacity == Capacity::OnDemand && !policy.on_demand_declines_spot)
             || ratio_pct as f64 <= policy.max_cost_ratio * 100.0;
@@ -493,7 +529,9 @@ fn able_now(worker: &Worker, c: &Candidate, p: Capacity) -> bool {
 }
 
 fn fifo_cmp(a: &&Candidate, b: &&Candidate) -> std::cmp::Ordering {
-    a.order.cmp(&b.order).then(a.task_id.cmp(&b.task_id))
+    a.order
+        .cmp(&b.order)
+        .then_with(|| a.task_id.cmp(&b.task_id))
 }
 
 /// The tasks `worker` can run, its partitions in order, oldest first.

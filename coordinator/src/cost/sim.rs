@@ -392,11 +392,14 @@ pub fn replay(
     for t in state.tasks.values() {
         for a in &t.history {
             report.dollars += a.cost_dollars;
-            let e = report.by_pool.entry(a.pool.clone()).or_default();
+            let e = report.by_pool.entry(a.pool.to_string()).or_default();
             e.1 += a.cost_dollars;
             if let Some(o) = t.demand.outputs.first() {
                 e.0 += 1;
-                *report.encodes.entry((a.pool.clone(), o.codec)).or_default() += 1;
+                *report
+                    .encodes
+                    .entry((a.pool.to_string(), o.codec))
+                    .or_default() += 1;
             }
         }
     }
@@ -430,7 +433,7 @@ fn finish(
     let (outcome, follow_ups) = match &task.work {
         Work::Probe(ProbeTask { .. }) => {
             let job = state.jobs[task.job_id.as_str()].clone();
-            let p = probe(&jobs[job_ids[&task.job_id]]);
+            let p = probe(&jobs[job_ids[task.job_id.as_str()]]);
             let follow = crate::graph::expand(&job, &p, "/w").expect("sim plans");
             (TaskOutcome::Probe(p), follow)
         }

@@ -289,6 +289,7 @@ fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Cand
             }],
             frames: 1800,
         }),
+        interned: None,
     }
 }
 

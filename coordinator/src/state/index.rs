@@ -255,6 +255,7 @@ impl Index {
                     pending_since_ms: w.since,
                     latency: w.latency,
                     demand: Cow::Borrowed(&self.q.demands[w.demand as usize].0),
+                    interned: Some(w.demand),
                 });
             }
         }

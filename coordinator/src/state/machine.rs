@@ -269,7 +269,7 @@ impl State {
         let job_id = self.tasks[task_id.as_str()].job_id.clone();
         Ok(Some(LeasedTask {
             task_id: task_id.into(),
-            job_id,
+            job_id: job_id.into(),
             attempt,
             lease_ttl_ms: limits.lease_ttl_ms,
             work: with_attempt_paths(work, attempt),
@@ -338,7 +338,7 @@ impl State {
         };
         // They borrow the index, which the lease changes below.
         drop(candidates);
-        let pool = pool.clone();
+        let pool = compact_str::CompactString::from(pool.as_str());
         let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
         if work.is_some() || matches!(task.work, Work::Stitch(_)) {
             let filled = self.work_for_lease(&task_id)?;
@@ -350,7 +350,7 @@ impl State {
         let (rate_per_hour, on_demand, sessions) = lease.pricing(&task.demand);
         task.attempt += 1;
         task.state = TaskState::Leased;
-        task.worker_id = worker_id.to_string();
+        task.worker_id = worker_id.into();
         task.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
         task.frames_done = 0;
         // Most tasks run once: room for one attempt, not the four a first
@@ -358,7 +358,7 @@ impl State {
         task.history.reserve_exact(1);
         task.history.push(AttemptRecord {
             attempt: task.attempt,
-            worker_id: worker_id.to_string(),
+            worker_id: worker_id.into(),
             started_unix_ms: now_ms,
             ended_unix_ms: 0,
             outcome: "running".into(),
@@ -580,7 +580,7 @@ impl State {
 
     fn transition(&self, job_id: &str) -> Transition {
         Transition {
-            job_id: job_id.to_string(),
+            job_id: job_id.into(),
             state: self.jobs[job_id].state,
         }
     }
@@ -626,7 +626,7 @@ impl State {
         let pool = task
             .history
             .last()
-            .map(|a| a.pool.clone())
+            .map(|a| a.pool.to_string())
             .unwrap_or_default();
         *task.interruptions.entry(pool).or_default() += 1;
         let worker = task.worker_id.clone();

@@ -68,7 +68,8 @@ pub struct JobRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
-    pub job_id: String,
+    /// Inline (a [`Key`]): a completion copies it out.
+    pub job_id: Key,
     pub kind: TaskKind,
     /// Chunk index for encode tasks, 0 otherwise.
     pub chunk: u32,
@@ -80,7 +81,8 @@ pub struct TaskRecord {
     pub attempt: u32,
     pub failures: u32,
     pub expiries: u32,
-    pub worker_id: String,
+    /// Inline (a [`Key`]): every lease writes it.
+    pub worker_id: Key,
     pub lease_until_ms: i64,
     pub frames_done: u64,
     pub frames_total: u64,
@@ -130,7 +132,7 @@ pub struct Purged {
 /// a job that reached `Committing`, clean up after a failed one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
-    pub job_id: String,
+    pub job_id: Key,
     pub state: JobState,
 }
 
@@ -335,7 +337,7 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
                 state: t.state,
                 chunk: t.chunk,
                 attempts: t.attempt,
-                worker_id: t.worker_id.clone(),
+                worker_id: t.worker_id.to_string(),
                 frames_done: t.frames_done,
                 frames_total: t.frames_total,
                 history: t.history.clone(),

@@ -203,7 +203,10 @@ impl RedisStore {
 
     async fn transition(&self, job_id: String) -> Result<Transition> {
         let state = self.job_record(&job_id).await?.state;
-        Ok(Transition { job_id, state })
+        Ok(Transition {
+            job_id: job_id.into(),
+            state,
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -656,15 +657,18 @@ pub enum TaskState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
-    pub worker_id: String,
+    /// Short strings inline (worker ids, outcomes and pool names mostly
+    /// are): every lease writes an attempt, and these were three
+    /// allocations each.
+    pub worker_id: CompactString,
     pub started_unix_ms: i64,
     pub ended_unix_ms: i64,
     /// `running`, `done`, `failed`, `expired`, `interrupted`, `cancelled`.
-    pub outcome: String,
+    pub outcome: CompactString,
     pub error: String,
     /// The pool of the worker that made the attempt.
     #[serde(default)]
-    pub pool: String,
+    pub pool: CompactString,
     /// Size of the attempt's audit log; 0 when there is none.
     #[serde(default)]
     pub log_bytes: u64,

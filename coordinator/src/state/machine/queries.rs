@@ -76,7 +76,7 @@ impl State {
     pub fn leases_by_worker(&self) -> BTreeMap<String, u32> {
         let mut out: BTreeMap<String, u32> = BTreeMap::new();
         for t in self.index.all_leased().filter_map(|id| self.tasks.get(id)) {
-            *out.entry(t.worker_id.clone()).or_default() += 1;
+            *out.entry(t.worker_id.to_string()).or_default() += 1;
         }
         out
     }
@@ -108,7 +108,7 @@ impl State {
         let mut sums: BTreeMap<String, (u32, i64)> = BTreeMap::new();
         for t in self.tasks.values() {
             for a in t.history.iter().filter(|a| a.ended_unix_ms != 0) {
-                let s = sums.entry(a.pool.clone()).or_default();
+                let s = sums.entry(a.pool.to_string()).or_default();
                 if a.outcome == "interrupted" {
                     s.0 += 1;
                 }

@@ -52,9 +52,9 @@ pub(crate) fn task_log(task_id: &str, a: &AttemptRecord, log: String) -> TaskLog
     TaskLog {
         task_id: task_id.to_string(),
         attempt: a.attempt,
-        worker_id: a.worker_id.clone(),
-        pool: a.pool.clone(),
-        outcome: a.outcome.clone(),
+        worker_id: a.worker_id.to_string(),
+        pool: a.pool.to_string(),
+        outcome: a.outcome.to_string(),
         error: a.error.clone(),
         started_unix_ms: a.started_unix_ms,
         ended_unix_ms: a.ended_unix_ms,
@@ -70,7 +70,7 @@ pub(super) fn new_task_record(
 ) -> TaskRecord {
     TaskRecord {
         id: nt.id,
-        job_id: job_id.to_string(),
+        job_id: job_id.into(),
         kind: nt.kind,
         chunk: nt.chunk,
         work: nt.work,
@@ -83,7 +83,7 @@ pub(super) fn new_task_record(
         attempt: 0,
         failures: 0,
         expiries: 0,
-        worker_id: String::new(),
+        worker_id: Key::default(),
         lease_until_ms: 0,
         frames_done: 0,
         frames_total: nt.frames_total,

@@ -76,7 +76,7 @@ pub(super) fn demand(s: &str) -> Result<Demand> {
 /// A script's `(job_id, job_state)` reply as a transition.
 pub(super) fn transition_of(job_id: String, state: &str) -> Result<Transition> {
     Ok(Transition {
-        job_id,
+        job_id: job_id.into(),
         state: enum_field(state)?,
     })
 }
@@ -95,7 +95,7 @@ pub(super) fn task_from_fields(
 ) -> Result<TaskRecord> {
     Ok(TaskRecord {
         id: id.to_string(),
-        job_id: text(h, "job_id"),
+        job_id: text(h, "job_id").into(),
         kind: enum_field(&text(h, "kind"))?,
         chunk: num(h, "chunk"),
         work: json(&text(h, "work"), "task work")?,
@@ -104,7 +104,7 @@ pub(super) fn task_from_fields(
         attempt: num(h, "attempt"),
         failures: num(h, "failures"),
         expiries: num(h, "expiries"),
-        worker_id: text(h, "worker_id"),
+        worker_id: text(h, "worker_id").into(),
         lease_until_ms: num(h, "lease_until_ms"),
         frames_done: num(h, "frames_done"),
         frames_total: num(h, "frames_total"),

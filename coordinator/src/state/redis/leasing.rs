@@ -113,6 +113,7 @@ impl RedisStore {
                     pending_since_ms: c[4].parse().unwrap_or_default(),
                     latency: c[5] == "1",
                     demand: std::borrow::Cow::Owned(demand(&c[6])?),
+                    interned: None,
                 });
             }
             // Workers reading the same window rank it alike: claim.lua

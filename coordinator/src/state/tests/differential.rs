@@ -236,7 +236,7 @@ impl Side {
                 .history
                 .iter()
                 .find(|a| a.attempt == t.attempt)
-                .map_or_else(String::new, |a| a.worker_id.clone()),
+                .map_or_else(String::new, |a| a.worker_id.to_string()),
             Err(_) => String::new(),
         }
     }
