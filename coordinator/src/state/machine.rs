@@ -314,30 +314,34 @@ impl State {
                 self.seen.insert(Key::from(worker_id), now_ms);
             }
         }
-        // Unsorted: choosing does not depend on the candidates' order.
-        // Built in place (a window returned would be copied out).
-        let mut candidates = Window::new();
-        self.index.window_into(
-            WINDOW_PER_CLASS,
-            capacity == Capacity::Spot,
-            &mut candidates,
-        );
-        if capacity == Capacity::OnDemand
-            && lease.worker.is_none()
-            && candidates.iter().any(|c| c.partition == Capacity::OnDemand)
-        {
-            candidates.retain(|c| c.partition == Capacity::OnDemand);
-        }
         // Sessions matter to NVENC workers only: others skip the count.
         let held = match &lease.worker {
             Some(w) if w.pool.hardware != Hardware::Nvenc => w.sessions_held,
             _ => self.sessions_held(worker_id),
         };
-        let Some(task_id) = lease.choose(&candidates, held, now_ms).map(Key::from) else {
+        // The window borrows the index, which the lease changes below, so
+        // it lives in this block and is dropped where it was built
+        // (`drop` would copy all of it out first).
+        let chosen = {
+            // Unsorted: choosing does not depend on the candidates' order.
+            // Built in place (a window returned would be copied out).
+            let mut candidates = Window::new();
+            self.index.window_into(
+                WINDOW_PER_CLASS,
+                capacity == Capacity::Spot,
+                &mut candidates,
+            );
+            if capacity == Capacity::OnDemand
+                && lease.worker.is_none()
+                && candidates.iter().any(|c| c.partition == Capacity::OnDemand)
+            {
+                candidates.retain(|c| c.partition == Capacity::OnDemand);
+            }
+            lease.choose(&candidates, held, now_ms).map(Key::from)
+        };
+        let Some(task_id) = chosen else {
             return Ok(None);
         };
-        // They borrow the index, which the lease changes below.
-        drop(candidates);
         let pool = compact_str::CompactString::from(pool.as_str());
         let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
         if work.is_some() || matches!(task.work, Work::Stitch(_)) {
