@@ -3,11 +3,11 @@
 # dollars per output minute against the seed document's figures, FIFO
 # against cost placement on gpu-mix, and the chunk-length sweep.
 #
-#   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; 1 min 27 s
-#                                             on 2 cores at 8f1a95a, 54 s of it
-#                                             the 50M run, plus about 17 min for
-#                                             the first build, see
-#                                             bench/build-sim.sh)
+#   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; on 2 cores
+#                                             at 66d50ee the runs took 70 s, 47 s
+#                                             of it the 50M run, after about
+#                                             14 min of build (856 s in all),
+#                                             see bench/build-sim.sh)
 #
 # Every figure comes from `spotenc simulate` on examples/simulate/; each run
 # prints its wall time and simulated events per second on stderr.
