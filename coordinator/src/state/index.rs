@@ -469,7 +469,7 @@ impl Queues {
                     }
                     None => {
                         let ids = vec![Id::from(t.id.as_str())];
-                        self.leased.insert(Id::from(t.worker_id.as_str()), ids);
+                        self.leased.insert(t.worker_id.clone(), ids);
                     }
                 }
                 let pool = t.history.last().map_or("", |a| a.pool.as_str());

@@ -342,7 +342,7 @@ impl State {
         let Some(task_id) = chosen else {
             return Ok(None);
         };
-        let pool = compact_str::CompactString::from(pool.as_str());
+        let pool = Key::from(pool.as_str());
         let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
         if work.is_some() || matches!(task.work, Work::Stitch(_)) {
             let filled = self.work_for_lease(&task_id)?;
@@ -432,7 +432,7 @@ impl State {
         if t.state == TaskState::Leased && t.attempt == attempt && job_live(&self.jobs, &t.job_id) {
             t.lease_until_ms = now_ms + i64::from(limits.lease_ttl_ms);
             t.frames_done = frames_done;
-            self.seen.insert(Key::from(t.worker_id.as_str()), now_ms);
+            self.seen.insert(t.worker_id.clone(), now_ms);
             return Ok(true);
         }
         Ok(false)
