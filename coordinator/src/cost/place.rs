@@ -309,9 +309,6 @@ impl Standing<'_> {
     }
 }
 
-/// Calls `f` with the standing of every candidate of partition `p` that
-/// `worker` may take; declined spot work is left out.
-#[allow(clippy::too_many_arguments)]
 /// A demand as [`standings`] judged it for one worker: whether the worker
 /// can run it now, and its ratio in whole percent and advantage once
 /// priced.
@@ -339,6 +336,9 @@ impl Judged<'_> {
     }
 }
 
+/// Calls `f` with the standing of every candidate of partition `p` that
+/// `worker` may take; declined spot work is left out.
+#[allow(clippy::too_many_arguments)]
 fn standings<'c>(
     worker: &Worker,
     candidates: &'c [Candidate],
