@@ -29,6 +29,10 @@ pub struct JobArgs {
     /// Encoder profile (h264: baseline, main, high; hevc: main)
     #[arg(long)]
     pub profile: Option<String>,
+    /// Bits per sample, 8 or 10 (default: HEVC keeps a 10-bit source at 10,
+    /// everything else is 8-bit)
+    #[arg(long)]
+    pub bit_depth: Option<u32>,
     /// Keyframe interval in frames (default: 2 seconds of frames)
     #[arg(long)]
     pub keyint: Option<u32>,
@@ -53,9 +57,18 @@ pub struct JobArgs {
     /// Output container: mp4 (faststart) or mkv (default: from the output name)
     #[arg(long)]
     pub container: Option<String>,
-    /// AAC bitrate when audio is encoded
-    #[arg(long, default_value = "128k")]
-    pub audio_bitrate: String,
+    /// AAC bitrate of every encoded audio track (default: 64k a channel,
+    /// so stereo 128k and 5.1 384k)
+    #[arg(long)]
+    pub audio_bitrate: Option<String>,
+    /// Audio tracks to keep: all, none, positions among the audio tracks
+    /// (0,2) or languages (lang:eng,spa); `spotenc probe` lists them
+    #[arg(long, default_value = "all", value_name = "all|none|LIST")]
+    pub audio: String,
+    /// Subtitle tracks to keep: all, none, positions (0,1) or languages
+    /// (lang:eng); picture subtitles need --container mkv
+    #[arg(long, default_value = "all", value_name = "all|none|LIST")]
+    pub subtitles: String,
     /// Re-encode AAC audio instead of copying it
     #[arg(long)]
     pub audio_reencode: bool,
@@ -133,6 +146,7 @@ impl JobArgs {
             keyint: self.keyint,
             max_size: self.scale.as_deref().map(parse_scale).transpose()?,
             allow_upscale: self.allow_upscale,
+            bit_depth: self.bit_depth,
         };
         let renditions = self
             .rendition
@@ -146,8 +160,10 @@ impl JobArgs {
             video,
             audio: AudioSettings {
                 copy_if_aac: !self.audio_reencode,
-                bitrate_bps: parse_rate(&self.audio_bitrate)?,
+                bitrate_bps: self.audio_bitrate.as_deref().map_or(Ok(0), parse_rate)?,
             },
+            audio_tracks: self.audio.parse()?,
+            subtitle_tracks: self.subtitles.parse()?,
             container,
             chunk_seconds: self.chunk_seconds,
             min_chunk_seconds: self.min_chunk_seconds.unwrap_or(self.chunk_seconds / 4.0),

@@ -29,6 +29,8 @@ mod client;
 mod deploy;
 mod fleet;
 mod operator;
+#[cfg(feature = "transcode")]
+mod probe;
 mod simulate;
 #[cfg(feature = "transcode")]
 mod transcode;
@@ -65,6 +67,15 @@ enum Command {
         /// Where chunks are kept while the job runs (default: beside OUTPUT)
         #[arg(long)]
         work_dir: Option<PathBuf>,
+    },
+    /// List every stream of a file (what a job keeps), its chapters and
+    /// its colour description
+    #[cfg(feature = "transcode")]
+    Probe {
+        file: String,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
     },
     /// Run a coordinator (embedded store, or Redis for replicas)
     Coordinator {
@@ -273,6 +284,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let spec = job.to_spec(args::absolute(&input), args::absolute(&output))?;
             transcode::run(spec, transcode::Local { workers, work_dir }).await
         }
+        #[cfg(feature = "transcode")]
+        Command::Probe { file, json } => probe::run(&file, json),
         Command::Coordinator {
             config,
             listen,

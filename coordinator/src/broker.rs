@@ -170,12 +170,15 @@ impl Broker {
             Work::Stitch(mut s) => {
                 // A remux is about as large as its chunks and audio.
                 let estimate: u64 = s.chunks.iter().map(|c| c.size_bytes).sum::<u64>()
-                    + s.audio.as_ref().map_or(0, |a| a.size_bytes);
+                    + s.audio_objects().map(|a| a.size_bytes).sum::<u64>();
                 for c in &mut s.chunks {
                     c.path = self.get_url(&c.path).await?;
                 }
-                if let Some(a) = &mut s.audio {
+                for a in s.audio.iter_mut().chain(&mut s.more_audio) {
                     a.path = self.get_url(&a.path).await?;
+                }
+                if let Some(c) = &mut s.carry {
+                    c.input = self.get_url(&c.input).await?;
                 }
                 match (parse_s3(&s.output), &self.s3) {
                     (Some((bucket, key)), Some(cfg))

@@ -1,16 +1,17 @@
 //! The task graph of a job, built once its probe is known:
-//! probe → (encode × chunks, plus audio) → stitch × renditions. Each encode
-//! task writes every rendition of its chunk from one decode; each rendition
-//! has its own stitch. Pure.
+//! probe → (encode × chunks, plus one task per kept audio track) → stitch ×
+//! renditions. Each encode task writes every rendition of its chunk from one
+//! decode; each rendition has its own stitch, which also carries the kept
+//! subtitles, attachments, chapters and tags from the source. Pure.
 
 use spotenc_proto::domain::{
-    output_size, AudioTask, EncodeTask, JobSpec, ProbeInfo, RenditionTarget, StitchTask, TaskKind,
-    Work,
+    output_size, AudioTask, EncodeTask, JobSpec, ProbeInfo, RenditionTarget, SourceCarry,
+    StitchTask, TaskKind, Work,
 };
 use spotenc_proto::Result;
 
 use crate::cost::model::{Demand, Output};
-use crate::plan::{check_audio, plan_chunks};
+use crate::plan::{check_audio, check_hdr, check_rotation, plan_chunks, KeptStreams};
 use crate::state::{JobRecord, NewTask};
 use crate::storage;
 
@@ -29,6 +30,9 @@ pub fn expand_spec(
     work_dir: &str,
 ) -> Result<Vec<NewTask>> {
     check_audio(probe)?;
+    check_hdr(spec, probe)?;
+    check_rotation(spec, probe)?;
+    let kept = KeptStreams::resolve(spec, probe)?;
     let chunks = plan_chunks(&probe.video, spec.chunk_seconds, spec.min_chunk_seconds)?;
     let v = &probe.video;
     let tb = v.time_base.as_f64();
@@ -44,6 +48,7 @@ pub fn expand_spec(
                 preset: video.preset.clone(),
                 width,
                 height,
+                ten_bit: video.depth_for(probe.color.bit_depth) > 8,
             }
         })
         .collect();
@@ -78,23 +83,44 @@ pub fn expand_spec(
             },
         });
     }
-    if probe.audio.is_some() {
+    let origin_seconds = v.start_pts as f64 * tb;
+    let duration_seconds = (v.end_pts - v.start_pts) as f64 * tb;
+    for (n, stream) in kept.audio.iter().enumerate() {
         tasks.push(NewTask {
-            id: format!("{}/audio", job_id),
+            // The first keeps the id jobs had before multi-track audio.
+            id: if n == 0 {
+                format!("{}/audio", job_id)
+            } else {
+                format!("{}/audio-{n}", job_id)
+            },
             kind: TaskKind::Audio,
-            chunk: 0,
+            chunk: n as u32,
             work: Work::Audio(AudioTask {
                 input: spec.input.clone(),
-                output: format!("{}/audio.nut", work_dir),
+                output: if n == 0 {
+                    format!("{}/audio.nut", work_dir)
+                } else {
+                    format!("{}/audio-{n}.nut", work_dir)
+                },
                 audio: spec.audio.clone(),
-                origin_seconds: v.start_pts as f64 * tb,
-                duration_seconds: (v.end_pts - v.start_pts) as f64 * tb,
+                origin_seconds,
+                duration_seconds,
+                stream: *stream,
             }),
             deps: vec![],
             frames_total: 0,
             demand: Demand::default(),
         });
     }
+    let carry = kept.carried.then(|| SourceCarry {
+        input: spec.input.clone(),
+        video_stream: v.stream_index,
+        audio_streams: kept.audio.iter().flatten().copied().collect(),
+        subtitle_streams: kept.subtitles.clone(),
+        attachment_streams: kept.attachments.clone(),
+        origin_seconds,
+        duration_seconds,
+    });
     let deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
     for (r, (output, _, container)) in spec.outputs().into_iter().enumerate() {
         tasks.push(NewTask {
@@ -108,6 +134,8 @@ pub fn expand_spec(
             work: Work::Stitch(StitchTask {
                 chunks: vec![],
                 audio: None,
+                more_audio: vec![],
+                carry: carry.clone(),
                 output: storage::temp_output(output, job_id),
                 container,
                 expected_frames: v.frame_count,

@@ -7,7 +7,9 @@
 //! Absurd media (frames over [`MAX_SOURCE_SIDE`], audio hours away from the
 //! video, more than [`MAX_CHUNKS`] chunks) fails here, before any encode.
 
-use spotenc_proto::domain::{ChunkRange, ProbeInfo, VideoStreamInfo};
+use spotenc_proto::domain::{
+    ChunkRange, Codec, Container, JobSpec, ProbeInfo, StreamKind, VideoStreamInfo,
+};
 use spotenc_proto::{Error, Result};
 
 /// The most chunks one job may have: each is a task, a lease, an attempt
@@ -29,7 +31,10 @@ pub fn check_audio(probe: &ProbeInfo) -> Result<()> {
     let Some(a) = &probe.audio else {
         return Ok(());
     };
-    let off = a.start_offset_seconds;
+    check_audio_offset(a.start_offset_seconds)
+}
+
+fn check_audio_offset(off: f64) -> Result<()> {
     if off.is_finite() && off.abs() <= MAX_AUDIO_OFFSET_SECONDS {
         return Ok(());
     }
@@ -42,6 +47,115 @@ pub fn check_audio(probe: &ProbeInfo) -> Result<()> {
         "the audio starts {by:.0} s {side} the video; at most {MAX_AUDIO_OFFSET_SECONDS:.0} s \
          apart is accepted"
     )))
+}
+
+/// The source streams a job keeps besides the video, resolved against its
+/// probe and checked against every output's container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptStreams {
+    /// One entry per audio task: its source stream, or `None` for a probe
+    /// made before streams were listed (the input's best audio stream).
+    pub audio: Vec<Option<u32>>,
+    pub subtitles: Vec<u32>,
+    /// Attachments (fonts) go to Matroska outputs; MP4 cannot hold them.
+    pub attachments: Vec<u32>,
+    /// Whether the stitches carry tags, subtitles, attachments and
+    /// chapters from the source (not for probes made before streams were
+    /// listed, which cannot say what is there).
+    pub carried: bool,
+}
+
+impl KeptStreams {
+    /// Resolves the job's track selections. Refuses a selection that
+    /// matches nothing and a picture subtitle bound for MP4, naming the
+    /// track.
+    pub fn resolve(spec: &JobSpec, probe: &ProbeInfo) -> Result<KeptStreams> {
+        if probe.streams.is_empty() {
+            return Ok(KeptStreams {
+                audio: probe.audio.iter().map(|_| None).collect(),
+                subtitles: vec![],
+                attachments: vec![],
+                carried: false,
+            });
+        }
+        let streams = &probe.streams;
+        let audio = spec.audio_tracks.resolve(StreamKind::Audio, streams)?;
+        let subtitles = spec
+            .subtitle_tracks
+            .resolve(StreamKind::Subtitle, streams)?;
+        let of = |i: u32| streams.iter().find(|s| s.index == i).expect("resolved");
+        for &i in &audio {
+            check_audio_offset(of(i).start_offset_seconds)?;
+        }
+        for (output, _, container) in spec.outputs() {
+            if container != Container::Mp4 {
+                continue;
+            }
+            if let Some(s) = subtitles.iter().map(|&i| of(i)).find(|s| s.bitmap) {
+                return Err(Error::invalid(format!(
+                    "subtitle track {} is pictures, which MP4 ({output}) cannot hold; \
+                     use --container mkv, or --subtitles none or a list without it",
+                    s.describe()
+                )));
+            }
+        }
+        Ok(KeptStreams {
+            audio: audio.into_iter().map(Some).collect(),
+            subtitles,
+            attachments: streams
+                .iter()
+                .filter(|s| s.is(StreamKind::Attachment))
+                .map(|s| s.index)
+                .collect(),
+            carried: true,
+        })
+    }
+}
+
+/// Refuses an output that would turn an HDR source (PQ or HLG) into an
+/// 8-bit or H.264 stream: its colours would be wrong on every display.
+/// HEVC at 10 bits keeps HDR.
+pub fn check_hdr(spec: &JobSpec, probe: &ProbeInfo) -> Result<()> {
+    let c = &probe.color;
+    if !c.is_hdr() {
+        return Ok(());
+    }
+    for (output, video, _) in spec.outputs() {
+        let depth = video.depth_for(c.bit_depth);
+        if video.codec == Codec::Hevc && depth >= 10 {
+            continue;
+        }
+        return Err(Error::invalid(format!(
+            "the source is HDR ({} transfer, {} primaries, {}-bit) and {output} would be \
+             {depth}-bit {}: HDR needs 10-bit HEVC (--codec hevc, without --bit-depth 8); \
+             tone mapping to SDR is not available yet",
+            c.transfer,
+            c.primaries,
+            c.bit_depth,
+            video.codec.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a Matroska output of a rotated source: this FFmpeg's Matroska
+/// muxer cannot store a display matrix, and the video would play sideways.
+pub fn check_rotation(spec: &JobSpec, probe: &ProbeInfo) -> Result<()> {
+    let r = probe.color.rotation;
+    if r == 0 {
+        return Ok(());
+    }
+    match spec
+        .outputs()
+        .into_iter()
+        .find(|(_, _, c)| *c == Container::Mkv)
+    {
+        Some((output, _, _)) => Err(Error::invalid(format!(
+            "the source is rotated {r} degrees for display, which Matroska ({output}) cannot \
+             record here; use --container mp4, which keeps it"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Plans the chunks of a video stream.
@@ -200,6 +314,9 @@ mod tests {
                 channels: 2,
                 start_offset_seconds: off,
             }),
+            streams: vec![],
+            chapters: 0,
+            color: Default::default(),
         };
         let e = check_audio(&probe(36_000.0)).unwrap_err().to_string();
         assert!(

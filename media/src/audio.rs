@@ -1,9 +1,11 @@
 //! The audio track, made once for the whole duration.
 //!
 //! Per-chunk audio clicks at the boundaries and drifts; one track muxed in at
-//! stitch time does neither. The track is aligned to the video's origin (the
-//! job's time 0): encoding pads or trims the start with `aresample` and cuts
-//! at the video's duration; copying shifts the source packets.
+//! stitch time does neither. Each kept source track is its own task. The
+//! track is aligned to the video's origin (the job's time 0): encoding pads
+//! or trims the start with `aresample` and cuts at the video's duration;
+//! copying shifts the source packets. Encoding keeps the channel layout and
+//! sample rate: 5.1 stays 5.1.
 
 use spotenc_proto::domain::{AudioTask, OutputObject};
 
@@ -16,21 +18,51 @@ pub fn make_audio(task: &AudioTask, ctl: &Control) -> Result<OutputObject> {
     let dst = input::local_path(&task.output)?.to_path_buf();
     let packets = crate::write_atomically(&dst, |part| {
         let mut ictx = input::open_uri(&task.input, ctl)?;
-        let stream = ictx
-            .streams()
-            .best(media::Type::Audio)
-            .ok_or_else(|| Error::BadInput {
-                path: task.input.clone(),
-                reason: "no audio stream".into(),
-            })?;
+        let index = audio_stream(&ictx, task)?;
+        let stream = ictx.stream(index).expect("checked");
         let is_aac = stream.parameters().id() == codec::Id::AAC;
         if is_aac && task.audio.copy_if_aac {
-            copy(&mut ictx, part, task, ctl)
+            copy(&mut ictx, index, part, task, ctl)
         } else {
-            encode(&mut ictx, part, task, ctl)
+            encode(&mut ictx, index, part, task, ctl)
         }
     })?;
     crate::stored_object(&task.output, &dst, packets)
+}
+
+/// The source stream the task makes: the one it names, else the input's
+/// best audio stream.
+fn audio_stream(ictx: &format::context::Input, task: &AudioTask) -> Result<usize> {
+    let bad = |reason: String| Error::BadInput {
+        path: task.input.clone(),
+        reason,
+    };
+    match task.stream {
+        None => ictx
+            .streams()
+            .best(media::Type::Audio)
+            .map(|s| s.index())
+            .ok_or_else(|| bad("no audio stream".into())),
+        Some(i) => match ictx.stream(i as usize) {
+            Some(s) if s.parameters().medium() == media::Type::Audio => Ok(i as usize),
+            _ => Err(bad(format!("stream {i} is not an audio stream"))),
+        },
+    }
+}
+
+/// The layout AAC signals natively for a source layout it would otherwise
+/// write through a program config element that decoders report as an
+/// unknown layout: 5.1 and 5.0 with side surrounds become their
+/// back-surround forms (what AAC 5.1 means everywhere); the rest stay.
+fn aac_layout(layout: ffmpeg::ChannelLayout) -> ffmpeg::ChannelLayout {
+    use ffmpeg::ChannelLayout as L;
+    if layout == L::_5POINT1 {
+        L::_5POINT1_BACK
+    } else if layout == L::_5POINT0 {
+        L::_5POINT0_BACK
+    } else {
+        layout
+    }
 }
 
 fn secs_to_tb(secs: f64, tb: Rational) -> i64 {
@@ -39,12 +71,12 @@ fn secs_to_tb(secs: f64, tb: Rational) -> i64 {
 
 fn copy(
     ictx: &mut format::context::Input,
+    index: usize,
     part: &std::path::Path,
     task: &AudioTask,
     ctl: &Control,
 ) -> Result<u64> {
-    let stream = ictx.streams().best(media::Type::Audio).expect("checked");
-    let index = stream.index();
+    let stream = ictx.stream(index).expect("checked");
     let itb = stream.time_base();
     let origin = secs_to_tb(task.origin_seconds, itb);
     let end = origin + secs_to_tb(task.duration_seconds, itb);
@@ -91,12 +123,12 @@ fn copy(
 
 fn encode(
     ictx: &mut format::context::Input,
+    index: usize,
     part: &std::path::Path,
     task: &AudioTask,
     ctl: &Control,
 ) -> Result<u64> {
-    let stream = ictx.streams().best(media::Type::Audio).expect("checked");
-    let index = stream.index();
+    let stream = ictx.stream(index).expect("checked");
     let itb = stream.time_base();
     let mut decoder = codec::context::Context::from_parameters(stream.parameters())
         .and_then(|c| c.decoder().audio())
@@ -108,12 +140,13 @@ fn encode(
         r @ 8000..=96000 => r,
         _ => 48000,
     };
-    let stereo = decoder.channels() >= 2;
-    let layout = if stereo {
-        ffmpeg::ChannelLayout::STEREO
+    // The source's layout, or the default one for its channel count.
+    let in_layout = if decoder.channel_layout().is_empty() {
+        ffmpeg::ChannelLayout::default(i32::from(decoder.channels().max(1)))
     } else {
-        ffmpeg::ChannelLayout::MONO
+        decoder.channel_layout()
     };
+    let layout = aac_layout(in_layout);
     let otb = Rational::new(1, rate as i32);
 
     let aac = codec::encoder::find(codec::Id::AAC)
@@ -128,7 +161,7 @@ fn encode(
     enc.set_channel_layout(layout);
     enc.set_channels(layout.channels());
     enc.set_format(format::Sample::F32(format::sample::Type::Planar));
-    enc.set_bit_rate(task.audio.bitrate_bps as usize);
+    enc.set_bit_rate(task.audio.bitrate_for(layout.channels() as u32) as usize);
     enc.set_time_base(otb);
     if octx.format().flags().contains(format::Flags::GLOBAL_HEADER) {
         crate::ffi::add_codec_flags(&mut enc, codec::Flags::GLOBAL_HEADER);
@@ -150,11 +183,6 @@ fn encode(
 
     // abuffer -> align start to 0, cut at the duration, convert -> fixed-size
     // frames for the AAC encoder.
-    let in_layout = if decoder.channel_layout().is_empty() {
-        ffmpeg::ChannelLayout::default(i32::from(decoder.channels()))
-    } else {
-        decoder.channel_layout()
-    };
     let args = format!(
         "time_base=1/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
         decoder.rate(),
@@ -163,9 +191,9 @@ fn encode(
         in_layout.bits()
     );
     let spec = format!(
-        "aresample={rate}:async=1:first_pts=0,atrim=end={:.6},asetpts=PTS-STARTPTS,aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts={}",
+        "aresample={rate}:async=1:first_pts=0,atrim=end={:.6},asetpts=PTS-STARTPTS,aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts=0x{:x}",
         task.duration_seconds,
-        if stereo { "stereo" } else { "mono" }
+        layout.bits()
     );
     let mut graph = crate::filter_graph("abuffer", &args, &spec)?;
     graph

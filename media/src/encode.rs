@@ -371,23 +371,51 @@ impl Pipeline {
             sar.denominator()
         );
         let on_gpu = ffi::is_cuda_frame(first);
-        // QSV takes NV12; NVENC takes the GPU frames as they are; the rest
-        // take planar 4:2:0.
-        let (pix, spec) = match (hw, on_gpu) {
-            (Hardware::Nvenc { .. }, true) => (format::Pixel::CUDA, format!("scale_cuda={w}:{h}")),
-            (_, true) => (
-                format::Pixel::YUV420P,
-                format!(
-                    "scale_cuda={w}:{h},hwdownload,format=nv12|p010le|p016le|yuv444p|yuv444p16le,format=yuv420p"
-                ),
+        let deep = video.depth_for(ffi::streams::frame_depth(first)) > 8;
+        // A full-range source stays full range through the scaler.
+        let range = if ffi::streams::is_full_range(first) {
+            ":out_range=full"
+        } else {
+            ""
+        };
+        // QSV takes NV12 (P010 at 10 bits); NVENC takes the GPU frames as
+        // they are; the rest take planar 4:2:0, 8 or 10 bits.
+        let (pix, spec) = match (hw, on_gpu, deep) {
+            (Hardware::Nvenc { .. }, true, false) => {
+                (format::Pixel::CUDA, format!("scale_cuda={w}:{h}"))
+            }
+            (Hardware::Nvenc { .. }, true, true) => (
+                format::Pixel::CUDA,
+                format!("scale_cuda={w}:{h}:format=p010le"),
             ),
-            (Hardware::Qsv, false) => (
+            (_, true, _) => {
+                let sw = if deep { "yuv420p10le" } else { "yuv420p" };
+                (
+                    if deep {
+                        format::Pixel::YUV420P10LE
+                    } else {
+                        format::Pixel::YUV420P
+                    },
+                    format!(
+                        "scale_cuda={w}:{h},hwdownload,format=nv12|p010le|p016le|yuv444p|yuv444p16le,format={sw}"
+                    ),
+                )
+            }
+            (Hardware::Qsv, false, false) => (
                 format::Pixel::NV12,
-                format!("scale={w}:{h}:flags=bicubic,format=nv12"),
+                format!("scale={w}:{h}:flags=bicubic{range},format=nv12"),
             ),
-            (_, false) => (
+            (Hardware::Qsv, false, true) => (
+                format::Pixel::P010LE,
+                format!("scale={w}:{h}:flags=bicubic{range},format=p010le"),
+            ),
+            (_, false, false) => (
                 format::Pixel::YUV420P,
-                format!("scale={w}:{h}:flags=bicubic,format=yuv420p"),
+                format!("scale={w}:{h}:flags=bicubic{range},format=yuv420p"),
+            ),
+            (_, false, true) => (
+                format::Pixel::YUV420P10LE,
+                format!("scale={w}:{h}:flags=bicubic{range},format=yuv420p10le"),
             ),
         };
         let mut graph = if on_gpu {
@@ -428,6 +456,9 @@ impl Pipeline {
         // The output's display aspect stays the source's: scaling keeps the
         // aspect ratio, so the sample aspect ratio carries over.
         enc.set_aspect_ratio(sar);
+        // The source's colour description goes into the stream (VUI) and,
+        // through the chunk's parameters, into the output's container.
+        ffi::streams::copy_color(&mut enc, first);
         let fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
         let gop = video
             .keyint
@@ -446,7 +477,9 @@ impl Pipeline {
             })?;
         }
         let opts = match hw {
-            Hardware::Software | Hardware::Nvdec { .. } => encoder_options(video, gop),
+            Hardware::Software | Hardware::Nvdec { .. } => {
+                encoder_options(video, gop, &ffi::streams::x265_hdr_params(first))
+            }
             Hardware::Nvenc { gpu } => nvenc_options(video, gpu),
             Hardware::Qsv => qsv_options(video),
         };
@@ -563,7 +596,9 @@ fn set_bitrate(o: &mut ffmpeg::Dictionary<'static>, rate: RateControl) {
 }
 
 /// Encoder private options for the settings.
-fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'static> {
+/// libx264/libx265 options; `hdr` are the source's HDR10 x265 parameters
+/// (mastering display, light level), kept on HEVC outputs.
+fn encoder_options(video: &VideoSettings, gop: u32, hdr: &[String]) -> ffmpeg::Dictionary<'static> {
     let mut o = ffmpeg::Dictionary::new();
     o.set("preset", &video.preset);
     o.set("threads", "auto");
@@ -584,14 +619,17 @@ fn encoder_options(video: &VideoSettings, gop: u32) -> ffmpeg::Dictionary<'stati
         // terminal) only errors are printed.
         Codec::Hevc => o.set(
             "x265-params",
-            &format!(
+            &std::iter::once(format!(
                 "open-gop=0:keyint={gop}:log-level={}",
                 if ffi::stderr_captured() {
                     "info"
                 } else {
                     "error"
                 }
-            ),
+            ))
+            .chain(hdr.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(":"),
         ),
     }
     o

@@ -4,6 +4,8 @@
 use crate::ffmpeg;
 use ffmpeg::ffi;
 
+pub mod streams;
+
 /// Seeks `stream` to the keyframe at or before `ts` (in the stream's time base).
 pub fn seek_stream_backward(
     input: &mut ffmpeg::format::context::Input,

@@ -125,7 +125,7 @@ fn is_network(uri: &str) -> bool {
 }
 
 /// `uri` without its query string, which holds a presigned URL's signature.
-fn shown(uri: &str) -> String {
+pub(crate) fn shown(uri: &str) -> String {
     uri.split('?').next().unwrap_or(uri).to_string()
 }
 

@@ -10,9 +10,13 @@
 //!   (libx264/libx265), NVENC (with NVDEC and scale_cuda, frames on the
 //!   GPU), NVDEC for CPU encoders, or QSV; a hardware path that fails falls
 //!   back to software for that chunk.
-//! - [`audio`]: the whole-duration audio track, AAC-encoded or copied.
+//! - [`audio`]: one whole-duration audio track, AAC-encoded (keeping its
+//!   channel layout) or copied.
 //! - [`stitch`]: verify every chunk (size, checksum, frame count), then remux
-//!   the chunks and the audio into MP4 (faststart) or MKV.
+//!   the chunks and the audio tracks into MP4 (faststart) or MKV.
+//! - `carry`: what a stitch takes straight from the source: stream tags and
+//!   dispositions, the display matrix and HDR side data, subtitles (text to
+//!   mov_text for MP4), attachments, chapters and global tags.
 //! - `input`: opening inputs safely (protocol and format allowlists; a 30 s
 //!   network read timeout and an interrupt callback on [`Control`]'s cancel
 //!   flag), and telling a failed read from the end of the input.
@@ -23,14 +27,16 @@
 //!   print to stderr.
 //! - `ffi`: the few raw FFmpeg calls ffmpeg-next does not wrap (seeking,
 //!   codec flags, the index, a read's latched I/O error, CUDA devices and
-//!   hardware frames), and the log callback; with gpu-worker's `ffi`, the
-//!   only `unsafe` in the workspace.
+//!   hardware frames), and the log callback; `ffi::streams` the stream-level
+//!   ones (dispositions, side data, chapters, mov_text conversion); with
+//!   gpu-worker's `ffi`, the only `unsafe` in the workspace.
 //! - [`fuzzing`]: the probe's fuzz entry point (arbitrary bytes as an input).
 //! - [`Error`]: what went wrong, and whether another attempt can help.
 //!
 //! Everything here is blocking; callers run it on a blocking thread.
 
 pub mod audio;
+mod carry;
 pub mod encode;
 pub mod fuzzing;
 pub mod probe;

@@ -7,10 +7,13 @@
 //! first keyframe in decode order: anything before it cannot be decoded and
 //! is not part of the job's timeline.
 
-use spotenc_proto::domain::{AudioStreamInfo, Keyframe, ProbeInfo, Rational, VideoStreamInfo};
+use spotenc_proto::domain::{
+    AudioStreamInfo, ColorInfo, Keyframe, ProbeInfo, Rational, StreamInfo, StreamKind,
+    VideoStreamInfo,
+};
 
 use crate::ffmpeg::{self, media};
-use crate::{input, Control, Error, Result};
+use crate::{ffi, input, Control, Error, Result};
 
 /// Probes the input at `uri` (a local path or `file://` URL), from the
 /// container index when it lists every frame, else from a packet scan.
@@ -72,6 +75,9 @@ fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
             start_offset_seconds: stream_start_seconds(&a) - video_start,
         }
     });
+    let streams = list_streams(&ictx, video_start);
+    let chapters = ictx.nb_chapters();
+    let color = color_info(&vstream_color(&ictx, vindex), dec.format());
     let format_name = ictx.format().name().to_string();
     let duration_seconds = if ictx.duration() > 0 {
         ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)
@@ -128,7 +134,90 @@ fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
             keyframes: keyframes.into(),
         },
         audio,
+        streams,
+        chapters,
+        color,
     })
+}
+
+/// Every stream of the input, in container order, with its tags.
+fn list_streams(ictx: &ffmpeg::format::context::Input, video_start: f64) -> Vec<StreamInfo> {
+    ictx.streams()
+        .map(|s| {
+            let params = s.parameters();
+            let kind = match params.medium() {
+                media::Type::Video => Some(StreamKind::Video),
+                media::Type::Audio => Some(StreamKind::Audio),
+                media::Type::Subtitle => Some(StreamKind::Subtitle),
+                media::Type::Attachment => Some(StreamKind::Attachment),
+                media::Type::Data => Some(StreamKind::Data),
+                media::Type::Unknown => None,
+            };
+            let tags = s.metadata();
+            let tag = |k: &str| tags.get(k).unwrap_or_default().to_string();
+            let (channels, channel_layout) = if kind == Some(StreamKind::Audio) {
+                ffi::streams::channel_layout(&params)
+            } else {
+                (0, String::new())
+            };
+            let sample_rate = if kind == Some(StreamKind::Audio) {
+                ffmpeg::codec::context::Context::from_parameters(s.parameters())
+                    .and_then(|c| c.decoder().audio())
+                    .map(|d| d.rate())
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            let codec = params.id();
+            StreamInfo {
+                index: s.index() as u32,
+                kind,
+                codec: ffmpeg::codec::decoder::find(codec)
+                    .map(|c| c.name().to_string())
+                    .unwrap_or_else(|| format!("{codec:?}").to_lowercase()),
+                language: tag("language"),
+                title: tag("title"),
+                disposition: ffi::streams::disposition_names(ffi::streams::disposition(&s)),
+                channels,
+                channel_layout,
+                sample_rate,
+                bitmap: kind == Some(StreamKind::Subtitle) && is_bitmap_subtitle(codec),
+                start_offset_seconds: stream_start_seconds(&s) - video_start,
+            }
+        })
+        .collect()
+}
+
+/// Picture subtitles: PGS, DVB, VobSub, XSUB.
+pub fn is_bitmap_subtitle(codec: ffmpeg::codec::Id) -> bool {
+    use ffmpeg::codec::Id;
+    matches!(
+        codec,
+        Id::HDMV_PGS_SUBTITLE | Id::DVB_SUBTITLE | Id::DVD_SUBTITLE | Id::XSUB
+    )
+}
+
+fn vstream_color(
+    ictx: &ffmpeg::format::context::Input,
+    vindex: usize,
+) -> (ffmpeg::codec::Parameters, Option<f64>) {
+    let s = ictx.stream(vindex).expect("the video stream");
+    (s.parameters(), ffi::streams::rotation(&s))
+}
+
+fn color_info(
+    (params, rotation): &(ffmpeg::codec::Parameters, Option<f64>),
+    format: ffmpeg::format::Pixel,
+) -> ColorInfo {
+    let [primaries, transfer, matrix, range] = ffi::streams::color_names(params);
+    ColorInfo {
+        primaries,
+        transfer,
+        matrix,
+        range,
+        bit_depth: ffi::streams::pixel_depth(format),
+        rotation: rotation.map_or(0, |r| r.round() as i32),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,6 @@
-//! Verify the chunks, then remux them with the audio track into the output.
+//! Verify the chunks, then remux them with the audio tracks and what the
+//! source carries (tags, dispositions, subtitles, attachments, chapters;
+//! see `carry`) into the output.
 //!
 //! Every chunk is checked before anything is written: present, the size and
 //! SHA-256 the encoder reported, the planned frame count, and the same codec
@@ -148,8 +150,8 @@ pub fn stitch(task: &StitchTask, ctl: &Control) -> Result<OutputObject> {
             task.expected_frames
         )));
     }
-    if let Some(audio) = &task.audio {
-        verify_object("audio track", audio)?;
+    for (i, audio) in task.audio_objects().enumerate() {
+        verify_object(&format!("audio track {i}"), audio)?;
     }
 
     let dst = input::local_path(&task.output)?.to_path_buf();
@@ -178,6 +180,9 @@ pub fn stitch(task: &StitchTask, ctl: &Control) -> Result<OutputObject> {
 struct Feed {
     inputs: Vec<format::context::Input>,
     current: usize,
+    /// Packets held in memory (subtitles), used once `inputs` is empty.
+    queued: std::collections::VecDeque<ffmpeg::Packet>,
+    params: Option<codec::Parameters>,
     out_index: usize,
     in_tb: Rational,
     out_tb: Rational,
@@ -222,6 +227,8 @@ impl Feed {
         Ok(Feed {
             inputs,
             current: 0,
+            queued: Default::default(),
+            params: None,
             out_index: 0,
             in_tb,
             out_tb: in_tb,
@@ -232,13 +239,37 @@ impl Feed {
         })
     }
 
+    /// A feed of packets already read, in `tb`.
+    fn of_packets(params: codec::Parameters, tb: Rational, packets: Vec<ffmpeg::Packet>) -> Self {
+        Feed {
+            inputs: vec![],
+            current: 0,
+            queued: packets.into(),
+            params: Some(params),
+            out_index: 0,
+            in_tb: tb,
+            out_tb: tb,
+            next: None,
+            last_dts: None,
+            timing: None,
+            written: 0,
+        }
+    }
+
     fn parameters(&self) -> codec::Parameters {
-        self.inputs[0].stream(0).expect("stream").parameters()
+        match &self.params {
+            Some(p) => p.clone(),
+            None => self.inputs[0].stream(0).expect("stream").parameters(),
+        }
     }
 
     /// Loads the next packet, moving on to the next input at the end of one.
     fn advance(&mut self) -> Result<()> {
         self.next = None;
+        if self.inputs.is_empty() {
+            self.next = self.queued.pop_front();
+            return Ok(());
+        }
         while self.current < self.inputs.len() {
             let mut p = ffmpeg::Packet::empty();
             match p.read(&mut self.inputs[self.current]) {
@@ -302,21 +333,53 @@ fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Res
         .iter()
         .map(|c| input::local_path(&c.path))
         .collect::<Result<Vec<_>>>()?;
+    let mut carried = match &task.carry {
+        Some(c) => crate::carry::load(c, task.container, ctl)?,
+        None => crate::carry::Carried::default(),
+    };
+    // Video first, then audio, then subtitles, each with its source meta.
     let mut video = Feed::new(&chunk_paths)?;
     video.timing = Some(timing);
-    let mut audio = match &task.audio {
-        Some(a) => Some(Feed::new(&[input::local_path(&a.path)?])?),
-        None => None,
-    };
+    let mut feeds = vec![(video, carried.video.clone())];
+    for (i, a) in task.audio_objects().enumerate() {
+        let meta = carried.audio.get(i).cloned().unwrap_or_default();
+        feeds.push((Feed::new(&[input::local_path(&a.path)?])?, meta));
+    }
+    for sub in std::mem::take(&mut carried.subtitles) {
+        let feed = Feed::of_packets(sub.params, sub.time_base, sub.packets);
+        feeds.push((feed, sub.meta));
+    }
     if let Some(dir) = dst.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     }
     let mut octx =
         format::output_as(dst, task.container.muxer()).map_err(Error::ff("open output"))?;
-    for (i, feed) in std::iter::once(&mut video)
-        .chain(audio.as_mut())
-        .enumerate()
-    {
+    add_streams(&mut octx, &mut feeds, &carried)?;
+    let mut opts = ffmpeg::Dictionary::new();
+    if task.container == Container::Mp4 {
+        opts.set("movflags", "+faststart");
+    }
+    octx.write_header_with(opts)
+        .map_err(Error::ff("write output header"))?;
+    for (feed, _) in &mut feeds {
+        feed.out_tb = octx.stream(feed.out_index).expect("stream").time_base();
+        feed.advance()?;
+    }
+    let frames = merge(&mut octx, &mut feeds, ctl)?;
+    octx.write_trailer()
+        .map_err(Error::ff("write output trailer"))?;
+    ctl.set_frames(frames);
+    Ok(frames)
+}
+
+/// One output stream per feed, then the attachments, with their source
+/// meta; the chapters and global tags.
+fn add_streams(
+    octx: &mut format::context::Output,
+    feeds: &mut [(Feed, crate::carry::StreamMeta)],
+    carried: &crate::carry::Carried,
+) -> Result<()> {
+    for (i, (feed, meta)) in feeds.iter_mut().enumerate() {
         let mut ost = octx
             .add_stream(codec::encoder::find(codec::Id::None))
             .map_err(Error::ff("add output stream"))?;
@@ -328,52 +391,44 @@ fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Res
         if let Some(rate) = feed.timing.as_ref().and_then(|t| t.frame_rate(feed.in_tb)) {
             ost.set_avg_frame_rate(rate);
         }
+        meta.apply(&mut ost)?;
         feed.out_index = i;
     }
-    let mut opts = ffmpeg::Dictionary::new();
-    if task.container == Container::Mp4 {
-        opts.set("movflags", "+faststart");
+    for a in &carried.attachments {
+        let mut ost = octx
+            .add_stream(codec::encoder::find(codec::Id::None))
+            .map_err(Error::ff("add attachment stream"))?;
+        ost.set_parameters(a.params.clone());
+        a.meta.apply(&mut ost)?;
     }
-    octx.write_header_with(opts)
-        .map_err(Error::ff("write output header"))?;
-    video.out_tb = octx.stream(0).expect("video").time_base();
-    if let Some(a) = audio.as_mut() {
-        a.out_tb = octx.stream(1).expect("audio").time_base();
-    }
+    crate::carry::apply_global(carried, octx)
+}
 
-    video.advance()?;
-    if let Some(a) = audio.as_mut() {
-        a.advance()?;
-    }
+/// Writes every feed's packets in decode-time order (video first on a tie)
+/// and returns the video frames written.
+fn merge(
+    octx: &mut format::context::Output,
+    feeds: &mut [(Feed, crate::carry::StreamMeta)],
+    ctl: &Control,
+) -> Result<u64> {
     let mut frames = 0u64;
     loop {
-        let vt = video.next_time();
-        let at = audio.as_ref().and_then(|a| a.next_time());
-        match (vt, at) {
-            (None, None) => break,
-            (Some(v), Some(a)) if a < v => {
-                let feed = audio.as_mut().expect("audio");
-                feed.write_next(&mut octx)?;
-                feed.advance()?;
-            }
-            (Some(_), _) => {
-                video.write_next(&mut octx)?;
-                video.advance()?;
-                frames += 1;
-                if frames.is_multiple_of(256) {
-                    ctl.check()?;
-                    ctl.set_frames(frames);
-                }
-            }
-            (None, Some(_)) => {
-                let feed = audio.as_mut().expect("audio");
-                feed.write_next(&mut octx)?;
-                feed.advance()?;
+        let next = feeds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (f, _))| f.next_time().map(|t| (i, t)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let Some((i, _)) = next else { break };
+        let feed = &mut feeds[i].0;
+        feed.write_next(octx)?;
+        feed.advance()?;
+        if i == 0 {
+            frames += 1;
+            if frames.is_multiple_of(256) {
+                ctl.check()?;
+                ctl.set_frames(frames);
             }
         }
     }
-    octx.write_trailer()
-        .map_err(Error::ff("write output trailer"))?;
-    ctl.set_frames(frames);
     Ok(frames)
 }

@@ -15,6 +15,7 @@ fn settings() -> VideoSettings {
         keyint: None,
         max_size: None,
         allow_upscale: false,
+        bit_depth: None,
     }
 }
 
@@ -82,6 +83,7 @@ fn transcode(
                 },
                 origin_seconds: info.video.start_pts as f64 * tb.as_f64(),
                 duration_seconds: (info.video.end_pts - info.video.start_pts) as f64 * tb.as_f64(),
+                stream: None,
             },
             &ctl,
         )
@@ -97,6 +99,8 @@ fn transcode(
             rendition: 0,
             chunks: objs,
             audio,
+            more_audio: vec![],
+            carry: None,
             output: out.to_str().unwrap().into(),
             container,
             expected_frames: info.video.frame_count,
@@ -262,6 +266,7 @@ fn ten_bit_hevc_source_to_hevc_scaled() {
             codec: Codec::Hevc,
             max_size: Some((160, 160)),
             allow_upscale: false,
+            bit_depth: None,
             ..settings()
         },
         Container::Mkv,

@@ -4,6 +4,8 @@ use crate::pb;
 fn spec() -> JobSpec {
     JobSpec {
         renditions: Default::default(),
+        audio_tracks: Default::default(),
+        subtitle_tracks: Default::default(),
         input: "/in.mp4".into(),
         output: "/out.mp4".into(),
         video: VideoSettings {
@@ -18,6 +20,7 @@ fn spec() -> JobSpec {
             keyint: Some(48),
             max_size: Some((1280, 720)),
             allow_upscale: false,
+            bit_depth: None,
         },
         audio: AudioSettings {
             copy_if_aac: false,
@@ -182,4 +185,92 @@ fn outputs_are_never_larger_than_the_source_unless_asked() {
         assert_eq!(output_size(1920, 1080, Some((1280, 720)), up), (1280, 720));
         assert_eq!(output_size(1920, 1080, None, up), (1920, 1080));
     }
+}
+
+fn track(index: u32, kind: StreamKind, language: &str) -> StreamInfo {
+    StreamInfo {
+        index,
+        kind: Some(kind),
+        codec: "aac".into(),
+        language: language.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn track_selections_parse_print_and_resolve() {
+    let streams = [
+        track(0, StreamKind::Video, ""),
+        track(1, StreamKind::Audio, "eng"),
+        track(2, StreamKind::Subtitle, "eng"),
+        track(3, StreamKind::Audio, "spa"),
+        track(4, StreamKind::Audio, "eng"),
+    ];
+    let resolve = |s: &str| {
+        s.parse::<TrackSelection>()
+            .unwrap()
+            .resolve(StreamKind::Audio, &streams)
+    };
+    assert_eq!(resolve("all").unwrap(), vec![1, 3, 4]);
+    assert_eq!(resolve("").unwrap(), vec![1, 3, 4]);
+    assert_eq!(resolve("none").unwrap(), Vec::<u32>::new());
+    // Positions count audio tracks only, and come back in source order.
+    assert_eq!(resolve("2,0").unwrap(), vec![1, 4]);
+    assert_eq!(resolve("lang:ENG").unwrap(), vec![1, 4]);
+    assert_eq!(resolve("lang:spa,eng").unwrap(), vec![1, 3, 4]);
+    for text in ["all", "none", "0,2", "lang:eng,spa"] {
+        let s: TrackSelection = text.parse().unwrap();
+        assert_eq!(s.to_string(), text);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<TrackSelection>(&json).unwrap(), s);
+    }
+    // A selection that matches nothing names what the source has.
+    let e = resolve("3").unwrap_err().to_string();
+    assert!(
+        e.contains("audio track 3") && e.contains("0: #1 audio aac eng"),
+        "{e}"
+    );
+    let e = resolve("lang:fre").unwrap_err().to_string();
+    assert!(
+        e.contains("language fre") && e.contains("#3 audio aac spa"),
+        "{e}"
+    );
+    let e = "lang:eng"
+        .parse::<TrackSelection>()
+        .unwrap()
+        .resolve(StreamKind::Subtitle, &streams[..2])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("subtitle tracks: none"), "{e}");
+    for bad in ["1,x", "lang:", "lang:e!", ",", "-1"] {
+        let e = bad.parse::<TrackSelection>().unwrap_err().to_string();
+        assert!(e.contains("invalid track selection"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn aac_bitrate_scales_with_channels_unless_given() {
+    let mut a = AudioSettings {
+        copy_if_aac: true,
+        bitrate_bps: 0,
+    };
+    assert_eq!(a.bitrate_for(2), 128_000);
+    assert_eq!(a.bitrate_for(6), 384_000);
+    assert_eq!(a.bitrate_for(8), 512_000);
+    assert_eq!(a.bitrate_for(0), 64_000);
+    a.bitrate_bps = 96_000;
+    assert_eq!(a.bitrate_for(6), 96_000);
+}
+
+#[test]
+fn track_selections_travel_over_the_wire() {
+    let mut s = spec();
+    s.audio_tracks = "lang:eng,spa".parse().unwrap();
+    s.subtitle_tracks = TrackSelection::None;
+    let back = JobSpec::try_from(pb::JobSpec::from(s.clone())).unwrap();
+    assert_eq!(back, s);
+    let mut wire = pb::JobSpec::from(spec());
+    wire.audio_tracks = "lang:".into();
+    let e = JobSpec::try_from(wire).unwrap_err().to_string();
+    assert!(e.contains("audio tracks: invalid track selection"), "{e}");
 }

@@ -37,6 +37,9 @@ pub fn probe_result() -> ProbeInfo {
                 .collect(),
         },
         audio: None,
+        streams: vec![],
+        chapters: 0,
+        color: Default::default(),
     }
 }
 

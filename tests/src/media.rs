@@ -126,10 +126,15 @@ pub fn frame_times(path: &Path) -> Vec<f64> {
 /// figure for the stream where it has one (MP4), else from its packets (last
 /// packet end minus first packet start; Matroska, MPEG-TS).
 pub fn stream_duration(path: &Path, kind: &str) -> Option<f64> {
+    stream_duration_of(path, &format!("{kind}:0"))
+}
+
+/// [`stream_duration`] of the stream ffprobe's specifier names (`a:2`).
+pub fn stream_duration_of(path: &Path, spec: &str) -> Option<f64> {
     let declared = ffprobe(
         &[
             "-select_streams",
-            &format!("{kind}:0"),
+            spec,
             "-show_entries",
             "stream=duration",
             "-of",
@@ -143,7 +148,7 @@ pub fn stream_duration(path: &Path, kind: &str) -> Option<f64> {
     let s = ffprobe(
         &[
             "-select_streams",
-            &format!("{kind}:0"),
+            spec,
             "-show_entries",
             "packet=pts_time,duration_time",
             "-of",

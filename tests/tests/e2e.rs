@@ -3,6 +3,7 @@
 mod capacity;
 mod deploy;
 mod faults;
+mod fidelity;
 mod gpu;
 mod hardening;
 mod hostile;
@@ -319,7 +320,7 @@ fn ten_bit_hevc_source_to_scaled_hevc() {
     assert_faithful(&src, &out);
     assert_eq!(
         video_stream(&out, "codec_name,width,height,pix_fmt"),
-        "hevc,320,180,yuv420p"
+        "hevc,320,180,yuv420p10le"
     );
 }
 

@@ -545,7 +545,7 @@ async fn a_probe_result_over_four_mib_is_accepted() {
                 .collect(),
             ..Default::default()
         }),
-        audio: None,
+        ..Default::default()
     };
     let req = pb::CompleteTaskRequest {
         worker_id,

@@ -19,6 +19,8 @@ fn raw_spec(input: &str, output: &str) -> pb::JobSpec {
     };
     JobSpec {
         renditions: Default::default(),
+        audio_tracks: Default::default(),
+        subtitle_tracks: Default::default(),
         input: input.into(),
         output: output.into(),
         video: VideoSettings {
@@ -29,6 +31,7 @@ fn raw_spec(input: &str, output: &str) -> pb::JobSpec {
             keyint: None,
             max_size: None,
             allow_upscale: false,
+            bit_depth: None,
         },
         audio: AudioSettings {
             copy_if_aac: true,

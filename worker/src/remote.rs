@@ -149,8 +149,13 @@ pub(crate) async fn stage(
             for c in &mut st.chunks {
                 c.path = s.input(&c.path, "chunk.nut").await?;
             }
-            if let Some(a) = &mut st.audio {
+            for a in st.audio.iter_mut().chain(&mut st.more_audio) {
                 a.path = s.input(&a.path, "audio.nut").await?;
+            }
+            // Without subtitles the stitch reads only the source's header:
+            // stream it rather than download the whole source again.
+            if let Some(c) = st.carry.as_mut().filter(|c| !c.subtitle_streams.is_empty()) {
+                c.input = s.source(&c.input).await?;
             }
             let name = match st.container {
                 Container::Mp4 => "output.mp4",

@@ -17,6 +17,7 @@ fn demand(codec: Codec, width: u32, height: u32, frames: u64) -> Demand {
             preset: "medium".into(),
             width,
             height,
+            ten_bit: false,
         }],
         frames,
     }

@@ -278,6 +278,9 @@ pub struct Output {
     pub preset: String,
     pub width: u32,
     pub height: u32,
+    /// 10 bits per sample: NVENC encodes it only where the GPU says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ten_bit: bool,
 }
 
 /// What a task asks of a slot: its outputs and frames; empty outputs for

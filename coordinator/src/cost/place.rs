@@ -100,7 +100,10 @@ impl Worker {
         d.outputs.iter().all(|o| {
             let nvenc = self.pool.hardware == Hardware::Nvenc
                 && self.nvenc.iter().any(|n| {
-                    n.codec == o.codec && n.max_width >= o.width && n.max_height >= o.height
+                    n.codec == o.codec
+                        && n.max_width >= o.width
+                        && n.max_height >= o.height
+                        && (n.ten_bit || !o.ten_bit)
                 });
             nvenc || self.codecs.contains(&o.codec)
         })

@@ -205,6 +205,7 @@ pub(crate) fn spec(j: &SimJob, i: usize) -> JobSpec {
             keyint: None,
             max_size: None,
             allow_upscale: false,
+            bit_depth: None,
         },
         audio: AudioSettings {
             copy_if_aac: true,
@@ -218,6 +219,8 @@ pub(crate) fn spec(j: &SimJob, i: usize) -> JobSpec {
         escalate_after_attempts: 2,
         escalate_after_wait_seconds: 86_400,
         renditions: vec![],
+        audio_tracks: Default::default(),
+        subtitle_tracks: Default::default(),
     }
 }
 
@@ -248,6 +251,9 @@ pub(crate) fn probe(j: &SimJob) -> ProbeInfo {
                 .collect(),
         },
         audio: None,
+        streams: vec![],
+        chapters: 0,
+        color: Default::default(),
     }
 }
 

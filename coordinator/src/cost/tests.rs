@@ -228,12 +228,14 @@ fn a_multi_rendition_encode_is_apportioned_by_predicted_share() {
                 preset: "medium".into(),
                 width: 1920,
                 height: 1080,
+                ten_bit: false,
             },
             Output {
                 codec: Codec::H264,
                 preset: "medium".into(),
                 width: 960,
                 height: 540,
+                ten_bit: false,
             },
         ],
         frames: 100,
@@ -286,6 +288,7 @@ fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Cand
                 preset: "medium".into(),
                 width: w,
                 height: h,
+                ten_bit: false,
             }],
             frames: 1800,
         }),
@@ -755,4 +758,28 @@ fn class_ranks_sort_as_class_names_do() {
             );
         }
     }
+}
+
+#[test]
+fn ten_bit_work_goes_to_nvenc_only_where_the_gpu_encodes_ten_bits() {
+    let ten_bit = |c: Candidate<'static>| {
+        let mut d = c.demand.into_owned();
+        d.outputs[0].ten_bit = true;
+        d
+    };
+    let d = ten_bit(cand(1, Codec::Hevc, 1920, 1080, 0, 0));
+    // A GPU worker whose NVENC lacks 10-bit and has no software HEVC.
+    let mut gpu = worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc]);
+    gpu.codecs.clear();
+    for n in &mut gpu.nvenc {
+        n.ten_bit = false;
+    }
+    assert!(!gpu.can_run(&d), "NVENC without 10-bit took 10-bit work");
+    assert!(gpu.can_run(&cand(1, Codec::Hevc, 1920, 1080, 0, 0).demand));
+    for n in &mut gpu.nvenc {
+        n.ten_bit = true;
+    }
+    assert!(gpu.can_run(&d));
+    // A CPU worker with libx265 runs it either way.
+    assert!(worker("c6i-2xlarge-spot", &[Codec::Hevc]).can_run(&d));
 }

@@ -28,6 +28,8 @@ fn spec() -> JobSpec {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     JobSpec {
         renditions: Default::default(),
+        audio_tracks: Default::default(),
+        subtitle_tracks: Default::default(),
         input: "/in.mp4".into(),
         output: format!("/out-{n}.mp4"),
         video: VideoSettings {
@@ -38,6 +40,7 @@ fn spec() -> JobSpec {
             keyint: None,
             max_size: None,
             allow_upscale: false,
+            bit_depth: None,
         },
         audio: AudioSettings {
             copy_if_aac: true,
@@ -86,6 +89,9 @@ fn probe_info() -> ProbeInfo {
             .into(),
         },
         audio: None,
+        streams: vec![],
+        chapters: 0,
+        color: Default::default(),
     }
 }
 
@@ -126,6 +132,8 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
                 rendition: 0,
                 chunks: vec![],
                 audio: None,
+                more_audio: vec![],
+                carry: None,
                 output: "/.out.mp4.part".into(),
                 container: Container::Mp4,
                 expected_frames: 50,
@@ -754,3 +762,4 @@ mod differential;
 mod embedded;
 mod faults;
 mod placement;
+mod tracks;

@@ -87,6 +87,7 @@ impl From<d::VideoSettings> for pb::VideoSettings {
             max_width,
             max_height,
             allow_upscale: v.allow_upscale,
+            bit_depth: v.bit_depth.unwrap_or(0),
         }
     }
 }
@@ -134,6 +135,7 @@ impl TryFrom<pb::VideoSettings> for d::VideoSettings {
             keyint: (v.keyint != 0).then_some(v.keyint),
             max_size,
             allow_upscale: v.allow_upscale,
+            bit_depth: (v.bit_depth != 0).then_some(v.bit_depth),
         })
     }
 }
@@ -151,11 +153,7 @@ impl From<pb::AudioSettings> for d::AudioSettings {
     fn from(a: pb::AudioSettings) -> Self {
         d::AudioSettings {
             copy_if_aac: a.copy_if_aac,
-            bitrate_bps: if a.bitrate_bps == 0 {
-                128_000
-            } else {
-                a.bitrate_bps
-            },
+            bitrate_bps: a.bitrate_bps,
         }
     }
 }
@@ -186,6 +184,8 @@ impl From<d::JobSpec> for pb::JobSpec {
                     container: pb::Container::from(r.container) as i32,
                 })
                 .collect(),
+            audio_tracks: s.audio_tracks.to_string(),
+            subtitle_tracks: s.subtitle_tracks.to_string(),
         }
     }
 }
@@ -202,7 +202,7 @@ impl TryFrom<pb::JobSpec> for d::JobSpec {
             .map(d::AudioSettings::from)
             .unwrap_or(d::AudioSettings {
                 copy_if_aac: true,
-                bitrate_bps: 128_000,
+                bitrate_bps: 0,
             });
         let chunk_seconds = if s.chunk_seconds == 0.0 {
             d::JobSpec::DEFAULT_CHUNK_SECONDS
@@ -259,6 +259,14 @@ impl TryFrom<pb::JobSpec> for d::JobSpec {
                     })
                 })
                 .collect::<Result<_>>()?,
+            audio_tracks: s
+                .audio_tracks
+                .parse()
+                .map_err(|e: Error| Error::invalid(format!("audio tracks: {e}")))?,
+            subtitle_tracks: s
+                .subtitle_tracks
+                .parse()
+                .map_err(|e: Error| Error::invalid(format!("subtitle tracks: {e}")))?,
         };
         spec.validate()?;
         Ok(spec)
@@ -377,10 +385,21 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
             audio: Some(a.audio.into()),
             origin_seconds: a.origin_seconds,
             duration_seconds: a.duration_seconds,
+            stream_index: a.stream,
         }),
         d::Work::Stitch(s) => pb::task::Work::Stitch(pb::StitchTask {
             chunks: s.chunks.into_iter().map(stitch_chunk).collect(),
             audio: s.audio.map(stitch_chunk),
+            more_audio: s.more_audio.into_iter().map(stitch_chunk).collect(),
+            carry: s.carry.map(|c| pb::SourceCarry {
+                input: c.input,
+                video_stream: c.video_stream,
+                audio_streams: c.audio_streams,
+                subtitle_streams: c.subtitle_streams,
+                attachment_streams: c.attachment_streams,
+                origin_seconds: c.origin_seconds,
+                duration_seconds: c.duration_seconds,
+            }),
             output: s.output,
             container: pb::Container::from(s.container) as i32,
             expected_frames: s.expected_frames,
@@ -436,11 +455,22 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                 audio: a.audio.ok_or_else(|| missing("audio.audio"))?.into(),
                 origin_seconds: a.origin_seconds,
                 duration_seconds: a.duration_seconds,
+                stream: a.stream_index,
             }),
             pb::task::Work::Stitch(s) => d::Work::Stitch(d::StitchTask {
                 container: container_from_pb(s.container, &s.output)?,
                 chunks: s.chunks.into_iter().map(from_stitch_chunk).collect(),
                 audio: s.audio.map(from_stitch_chunk),
+                more_audio: s.more_audio.into_iter().map(from_stitch_chunk).collect(),
+                carry: s.carry.map(|c| d::SourceCarry {
+                    input: c.input,
+                    video_stream: c.video_stream,
+                    audio_streams: c.audio_streams,
+                    subtitle_streams: c.subtitle_streams,
+                    attachment_streams: c.attachment_streams,
+                    origin_seconds: c.origin_seconds,
+                    duration_seconds: c.duration_seconds,
+                }),
                 output: s.output,
                 expected_frames: s.expected_frames,
                 part_urls: s.part_urls,
@@ -492,6 +522,16 @@ impl From<d::ProbeInfo> for pb::ProbeResult {
                 channels: a.channels,
                 start_offset_seconds: a.start_offset_seconds,
             }),
+            streams: p.streams.into_iter().map(stream_to_pb).collect(),
+            chapters: p.chapters,
+            color: Some(pb::ColorInfo {
+                primaries: p.color.primaries,
+                transfer: p.color.transfer,
+                matrix: p.color.matrix,
+                range: p.color.range,
+                bit_depth: p.color.bit_depth,
+                rotation: p.color.rotation,
+            }),
         }
     }
 }
@@ -531,7 +571,52 @@ impl TryFrom<pb::ProbeResult> for d::ProbeInfo {
                 channels: a.channels,
                 start_offset_seconds: a.start_offset_seconds,
             }),
+            streams: p.streams.into_iter().map(stream_from_pb).collect(),
+            chapters: p.chapters,
+            color: p
+                .color
+                .map(|c| d::ColorInfo {
+                    primaries: c.primaries,
+                    transfer: c.transfer,
+                    matrix: c.matrix,
+                    range: c.range,
+                    bit_depth: c.bit_depth,
+                    rotation: c.rotation,
+                })
+                .unwrap_or_default(),
         })
+    }
+}
+
+fn stream_to_pb(s: d::StreamInfo) -> pb::StreamInfo {
+    pb::StreamInfo {
+        index: s.index,
+        kind: s.kind.map_or("", d::StreamKind::name).to_string(),
+        codec: s.codec,
+        language: s.language,
+        title: s.title,
+        disposition: s.disposition,
+        channels: s.channels,
+        channel_layout: s.channel_layout,
+        sample_rate: s.sample_rate,
+        bitmap: s.bitmap,
+        start_offset_seconds: s.start_offset_seconds,
+    }
+}
+
+fn stream_from_pb(s: pb::StreamInfo) -> d::StreamInfo {
+    d::StreamInfo {
+        index: s.index,
+        kind: d::StreamKind::from_name(&s.kind),
+        codec: s.codec,
+        language: s.language,
+        title: s.title,
+        disposition: s.disposition,
+        channels: s.channels,
+        channel_layout: s.channel_layout,
+        sample_rate: s.sample_rate,
+        bitmap: s.bitmap,
+        start_offset_seconds: s.start_offset_seconds,
     }
 }
 

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 mod fleet;
+mod tracks;
 pub use fleet::*;
+pub use tracks::*;
 
 /// The video codec of a rendition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -149,6 +151,10 @@ pub struct VideoSettings {
     /// Let a bounding box larger than the source enlarge it (off: the
     /// output is never larger than the source).
     pub allow_upscale: bool,
+    /// 8 or 10 bits per sample; `None`: HEVC keeps a source deeper than 8
+    /// bits at 10 (Main10), everything else is 8-bit ([`Self::depth_for`]).
+    #[serde(default)]
+    pub bit_depth: Option<u32>,
 }
 
 const PRESETS: &[&str] = &[
@@ -165,6 +171,15 @@ const PRESETS: &[&str] = &[
 ];
 
 impl VideoSettings {
+    /// The bit depth of the output of a source `source_depth` bits deep.
+    pub fn depth_for(&self, source_depth: u32) -> u32 {
+        match (self.bit_depth, self.codec) {
+            (Some(d), _) => d,
+            (None, Codec::Hevc) if source_depth > 8 => 10,
+            (None, _) => 8,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         match self.rate {
             RateControl::Crf(crf) if crf > 51 => {
@@ -207,13 +222,20 @@ impl VideoSettings {
         if let Some(profile) = &self.profile {
             let allowed: &[&str] = match self.codec {
                 Codec::H264 => &["baseline", "main", "high"],
-                Codec::Hevc => &["main"],
+                Codec::Hevc => &["main", "main10"],
             };
             if !allowed.contains(&profile.as_str()) {
                 return Err(Error::invalid(format!(
                     "invalid profile {profile:?} for {:?} (expected one of {})",
                     self.codec,
                     allowed.join(", ")
+                )));
+            }
+        }
+        if let Some(d) = self.bit_depth {
+            if d != 8 && d != 10 {
+                return Err(Error::invalid(format!(
+                    "invalid bit depth {d} (expected 8 or 10)"
                 )));
             }
         }
@@ -240,7 +262,24 @@ impl VideoSettings {
 pub struct AudioSettings {
     /// Remux the source track instead of encoding when it is already AAC.
     pub copy_if_aac: bool,
+    /// The AAC bitrate of every encoded track; 0: by channel count
+    /// ([`AudioSettings::bitrate_for`]).
     pub bitrate_bps: u64,
+}
+
+impl AudioSettings {
+    /// AAC bitrate per channel when the job gives none.
+    pub const AUTO_BPS_PER_CHANNEL: u64 = 64_000;
+
+    /// The bitrate for a track of `channels` channels: the job's, else
+    /// [`Self::AUTO_BPS_PER_CHANNEL`] per channel (stereo 128 kbit/s,
+    /// 5.1 384 kbit/s), within AAC's 16 kbit/s..1 Mbit/s.
+    pub fn bitrate_for(&self, channels: u32) -> u64 {
+        if self.bitrate_bps != 0 {
+            return self.bitrate_bps;
+        }
+        (Self::AUTO_BPS_PER_CHANNEL * u64::from(channels.max(1))).clamp(16_000, 1_024_000)
+    }
 }
 
 /// Everything a client asks for in one job.
@@ -263,6 +302,12 @@ pub struct JobSpec {
     /// Further outputs of the same source from the same decode.
     #[serde(default)]
     pub renditions: Vec<Rendition>,
+    /// The source's audio tracks the outputs keep (default: all).
+    #[serde(default)]
+    pub audio_tracks: TrackSelection,
+    /// The source's subtitle tracks the outputs keep (default: all).
+    #[serde(default)]
+    pub subtitle_tracks: TrackSelection,
 }
 
 /// A further output of a job.
@@ -351,9 +396,9 @@ impl JobSpec {
                 .validate()
                 .map_err(|e| Error::invalid(format!("rendition {n}: {e}")))?;
         }
-        if !(16_000..=1_024_000).contains(&self.audio.bitrate_bps) {
+        if self.audio.bitrate_bps != 0 && !(16_000..=1_024_000).contains(&self.audio.bitrate_bps) {
             return Err(Error::invalid(format!(
-                "invalid audio bitrate {} bit/s (expected 16000..=1024000)",
+                "invalid audio bitrate {} bit/s (expected 16000..=1024000, or 0 for 64000 a channel)",
                 self.audio.bitrate_bps
             )));
         }
@@ -490,7 +535,18 @@ pub struct ProbeInfo {
     /// `container-index` or `packet-scan`.
     pub index_source: String,
     pub video: VideoStreamInfo,
+    /// The input's best audio stream (what jobs before multi-track audio
+    /// kept).
     pub audio: Option<AudioStreamInfo>,
+    /// Every stream of the input, in container order; empty in probes made
+    /// before streams were listed.
+    #[serde(default)]
+    pub streams: Vec<StreamInfo>,
+    #[serde(default)]
+    pub chapters: u32,
+    /// The video stream's colour description, bit depth and rotation.
+    #[serde(default)]
+    pub color: ColorInfo,
 }
 
 /// One chunk of a plan: the frames `[start_frame, end_frame)` in presentation
@@ -555,12 +611,39 @@ pub struct AudioTask {
     pub audio: AudioSettings,
     pub origin_seconds: f64,
     pub duration_seconds: f64,
+    /// The source stream this task makes; `None` in tasks made before
+    /// multi-track audio: the input's best audio stream.
+    #[serde(default)]
+    pub stream: Option<u32>,
+}
+
+/// What a stitch takes straight from the source: stream tags and
+/// dispositions, the video's display matrix and HDR side data, subtitle
+/// and attachment streams, chapters and the global tags. Streams are
+/// copied, rebased to the job's origin and cut at its duration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceCarry {
+    pub input: String,
+    pub video_stream: u32,
+    /// The source stream of each audio object, in the stitch's audio order.
+    pub audio_streams: Vec<u32>,
+    pub subtitle_streams: Vec<u32>,
+    pub attachment_streams: Vec<u32>,
+    pub origin_seconds: f64,
+    pub duration_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StitchTask {
     pub chunks: Vec<OutputObject>,
+    /// The first audio track.
     pub audio: Option<OutputObject>,
+    /// Further audio tracks, in source order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_audio: Vec<OutputObject>,
+    /// `None` in tasks made before streams were carried from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carry: Option<SourceCarry>,
     pub output: String,
     pub container: Container,
     pub expected_frames: u64,
@@ -573,6 +656,13 @@ pub struct StitchTask {
     /// 0: the job's output; n: its n-th further rendition.
     #[serde(default)]
     pub rendition: u32,
+}
+
+impl StitchTask {
+    /// Every audio object, in output order.
+    pub fn audio_objects(&self) -> impl Iterator<Item = &OutputObject> {
+        self.audio.iter().chain(&self.more_audio)
+    }
 }
 
 /// The work inside a task.
@@ -616,6 +706,10 @@ pub struct LeasedTask {
 
 /// What a finished task reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one outcome per finished task, moved once into the store; a probe is the largest"
+)]
 pub enum TaskOutcome {
     Probe(ProbeInfo),
     Encode(OutputObject),

@@ -118,7 +118,7 @@ pub(crate) fn fill_stitch(
     results: Vec<(String, Option<TaskOutcome>)>,
 ) -> Result<Work> {
     let mut chunks = Vec::new();
-    let mut audio = None;
+    let mut audio = Vec::new();
     for (dep, result) in results {
         match result {
             Some(TaskOutcome::Encode(obj)) => {
@@ -132,13 +132,15 @@ pub(crate) fn fill_stitch(
                     Error::Internal(format!("dependency {dep} has no rendition {r}"))
                 })?);
             }
-            Some(TaskOutcome::Audio(obj)) => audio = Some(obj),
+            Some(TaskOutcome::Audio(obj)) => audio.push(obj),
             _ => return Err(Error::Internal(format!("dependency {dep} has no result"))),
         }
     }
+    let mut audio = audio.into_iter();
     Ok(Work::Stitch(StitchTask {
         chunks,
-        audio,
+        audio: audio.next(),
+        more_audio: audio.collect(),
         ..stitch.clone()
     }))
 }

@@ -1,0 +1,211 @@
+//! Multi-track jobs: one audio task per kept track, every stitch carrying
+//! the kept subtitles and attachments, the audio filled in source order.
+
+use super::*;
+use crate::graph::expand_spec;
+use crate::state::machine::fill_stitch;
+
+fn stream(index: u32, kind: StreamKind, codec: &str, language: &str) -> StreamInfo {
+    StreamInfo {
+        index,
+        kind: Some(kind),
+        codec: codec.into(),
+        language: language.into(),
+        bitmap: codec == "hdmv_pgs_subtitle",
+        ..Default::default()
+    }
+}
+
+fn multi_track_probe() -> ProbeInfo {
+    ProbeInfo {
+        streams: vec![
+            stream(0, StreamKind::Video, "h264", ""),
+            stream(1, StreamKind::Audio, "aac", "eng"),
+            stream(2, StreamKind::Subtitle, "subrip", "eng"),
+            stream(3, StreamKind::Audio, "ac3", "spa"),
+            stream(4, StreamKind::Subtitle, "hdmv_pgs_subtitle", "spa"),
+            stream(5, StreamKind::Attachment, "ttf", ""),
+        ],
+        ..probe_info()
+    }
+}
+
+fn mkv_spec() -> JobSpec {
+    let mut s = spec();
+    s.output = s.output.replace(".mp4", ".mkv");
+    s.container = Container::Mkv;
+    s
+}
+
+#[test]
+fn every_audio_track_is_its_own_task_and_stitches_carry_the_rest() {
+    let tasks = expand_spec("j", &mkv_spec(), &multi_track_probe(), "/w").unwrap();
+    let audio: Vec<(&str, Option<u32>, &str)> = tasks
+        .iter()
+        .filter_map(|t| match &t.work {
+            Work::Audio(a) => Some((t.id.as_str(), a.stream, a.output.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        audio,
+        vec![
+            ("j/audio", Some(1), "/w/audio.nut"),
+            ("j/audio-1", Some(3), "/w/audio-1.nut")
+        ]
+    );
+    let Work::Stitch(stitch) = &tasks.last().unwrap().work else {
+        panic!("the stitch comes last")
+    };
+    let carry = stitch.carry.as_ref().expect("carried from the source");
+    assert_eq!(carry.audio_streams, vec![1, 3]);
+    assert_eq!(carry.subtitle_streams, vec![2, 4]);
+    assert_eq!(carry.attachment_streams, vec![5]);
+    assert_eq!(carry.input, "/in.mp4");
+    let deps = &tasks.last().unwrap().deps;
+    assert!(deps.contains(&"j/audio-1".to_string()), "{deps:?}");
+
+    // Selections narrow what is kept.
+    let mut s = mkv_spec();
+    s.audio_tracks = "lang:spa".parse().unwrap();
+    s.subtitle_tracks = TrackSelection::None;
+    let tasks = expand_spec("j", &s, &multi_track_probe(), "/w").unwrap();
+    let streams: Vec<Option<u32>> = tasks
+        .iter()
+        .filter_map(|t| match &t.work {
+            Work::Audio(a) => Some(a.stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streams, vec![Some(3)]);
+}
+
+#[test]
+fn picture_subtitles_bound_for_mp4_are_refused_naming_the_track() {
+    let e = expand_spec("j", &spec(), &multi_track_probe(), "/w")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("#4 subtitle hdmv_pgs_subtitle spa") && e.contains("--container mkv"),
+        "{e}"
+    );
+    // Without that track, MP4 is fine.
+    let mut s = spec();
+    s.subtitle_tracks = "lang:eng".parse().unwrap();
+    assert!(expand_spec("j", &s, &multi_track_probe(), "/w").is_ok());
+    // A rendition into MP4 is checked too.
+    let mut s = mkv_spec();
+    s.renditions.push(Rendition {
+        video: s.video.clone(),
+        output: "/r.mp4".into(),
+        container: Container::Mp4,
+    });
+    assert!(expand_spec("j", &s, &multi_track_probe(), "/w").is_err());
+}
+
+#[test]
+fn a_selection_matching_nothing_fails_the_plan_naming_the_tracks() {
+    let mut s = mkv_spec();
+    s.audio_tracks = "lang:fre".parse().unwrap();
+    let e = expand_spec("j", &s, &multi_track_probe(), "/w")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("language fre") && e.contains("0: #1 audio aac eng; 1: #3 audio ac3 spa"),
+        "{e}"
+    );
+}
+
+#[test]
+fn probes_made_before_streams_were_listed_plan_as_before() {
+    // Records in a store from before multi-track audio: the best audio
+    // stream only, nothing carried.
+    let mut probe = probe_info();
+    probe.audio = Some(AudioStreamInfo {
+        stream_index: 1,
+        codec: "aac".into(),
+        sample_rate: 48_000,
+        channels: 2,
+        start_offset_seconds: 0.0,
+    });
+    let tasks = expand_spec("j", &spec(), &probe, "/w").unwrap();
+    let audio: Vec<_> = tasks
+        .iter()
+        .filter_map(|t| match &t.work {
+            Work::Audio(a) => Some((t.id.clone(), a.stream)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(audio, vec![("j/audio".to_string(), None)]);
+    let Work::Stitch(stitch) = &tasks.last().unwrap().work else {
+        panic!("the stitch comes last")
+    };
+    assert_eq!(stitch.carry, None);
+}
+
+#[test]
+fn the_stitch_gets_every_audio_track_in_dependency_order() {
+    let tasks = expand_spec("j", &mkv_spec(), &multi_track_probe(), "/w").unwrap();
+    let Work::Stitch(stitch) = &tasks.last().unwrap().work else {
+        panic!("the stitch comes last")
+    };
+    let results = vec![
+        (
+            "j/encode-00000".into(),
+            Some(TaskOutcome::Encode(obj("/w/c0", 50))),
+        ),
+        ("j/audio".into(), Some(TaskOutcome::Audio(obj("/w/a0", 10)))),
+        (
+            "j/audio-1".into(),
+            Some(TaskOutcome::Audio(obj("/w/a1", 10))),
+        ),
+    ];
+    let Work::Stitch(filled) = fill_stitch(stitch, results).unwrap() else {
+        panic!("a stitch")
+    };
+    let paths: Vec<&str> = filled.audio_objects().map(|o| o.path.as_str()).collect();
+    assert_eq!(paths, vec!["/w/a0", "/w/a1"]);
+    assert_eq!(filled.chunks.len(), 1);
+}
+
+#[test]
+fn hdr_sources_go_only_to_10_bit_hevc() {
+    let mut probe = probe_info();
+    probe.color = ColorInfo {
+        primaries: "bt2020".into(),
+        transfer: "smpte2084".into(),
+        matrix: "bt2020nc".into(),
+        range: "tv".into(),
+        bit_depth: 10,
+        rotation: 0,
+    };
+    // H.264 (8-bit by default) would be a wrong-coloured PQ file.
+    let e = expand_spec("j", &spec(), &probe, "/w")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("HDR (smpte2084 transfer") && e.contains("8-bit h264"),
+        "{e}"
+    );
+    let mut s = spec();
+    s.video.codec = Codec::Hevc;
+    assert!(expand_spec("j", &s, &probe, "/w").is_ok());
+    s.video.bit_depth = Some(8);
+    assert!(expand_spec("j", &s, &probe, "/w").is_err());
+    // HLG too; an SDR 10-bit source may become 8-bit H.264.
+    probe.color.transfer = "arib-std-b67".into();
+    assert!(expand_spec("j", &spec(), &probe, "/w").is_err());
+    probe.color.transfer = "bt709".into();
+    assert!(expand_spec("j", &spec(), &probe, "/w").is_ok());
+}
+
+#[test]
+fn rotated_sources_are_refused_for_matroska_outputs() {
+    let mut probe = probe_info();
+    probe.color.rotation = -90;
+    assert!(expand_spec("j", &spec(), &probe, "/w").is_ok());
+    let e = expand_spec("j", &mkv_spec(), &probe, "/w")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rotated -90 degrees"), "{e}");
+}
