@@ -254,6 +254,9 @@ pub fn summary(job: &pb::Job) -> String {
     if !job.error.is_empty() {
         line.push_str(&format!("  error: {}", job.error));
     }
+    for l in &job.left_out {
+        line.push_str(&format!("\n  left out: {l}"));
+    }
     line
 }
 

@@ -148,6 +148,9 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
             secs,
             job.frames_total as f64 / secs.max(1e-9)
         );
+        for l in &job.left_out {
+            eprintln!("spotenc: left out {l}");
+        }
         Ok(true)
     } else {
         let reason = if job.error.is_empty() {

@@ -112,6 +112,55 @@ impl KeptStreams {
     }
 }
 
+/// What the outputs leave out of the source, by the user's choice or
+/// because a container cannot hold it, one line each: `spotenc status`
+/// and the job record say it, so that nothing is dropped silently. Empty
+/// for a probe made before streams were listed (it cannot say).
+pub fn left_out(spec: &JobSpec, probe: &ProbeInfo) -> Vec<String> {
+    let Ok(kept) = KeptStreams::resolve(spec, probe) else {
+        return vec![];
+    };
+    if !kept.carried {
+        return vec![];
+    }
+    let mp4: Vec<&str> = spec
+        .outputs()
+        .into_iter()
+        .filter(|(_, _, c)| *c == Container::Mp4)
+        .map(|(o, _, _)| o)
+        .collect();
+    let mut lines = Vec::new();
+    for s in &probe.streams {
+        let d = s.describe();
+        let why = match s.kind {
+            Some(StreamKind::Video) if s.index != probe.video.stream_index => {
+                Some("only the first video stream is encoded".to_string())
+            }
+            Some(StreamKind::Audio) if !kept.audio.contains(&Some(s.index)) => {
+                Some("not selected by --audio".into())
+            }
+            Some(StreamKind::Subtitle) if !kept.subtitles.contains(&s.index) => {
+                Some("not selected by --subtitles".into())
+            }
+            Some(StreamKind::Attachment) if !mp4.is_empty() => {
+                Some(format!("MP4 cannot hold attachments ({})", mp4.join(", ")))
+            }
+            Some(StreamKind::Data) | None => Some("data streams are not carried".into()),
+            _ => None,
+        };
+        if let Some(why) = why {
+            lines.push(format!("{d}: {why}"));
+        }
+    }
+    if !mp4.is_empty() && probe.streams.iter().any(|s| !s.title.is_empty()) {
+        lines.push(format!(
+            "track titles: MP4 does not store them ({})",
+            mp4.join(", ")
+        ));
+    }
+    lines
+}
+
 /// Refuses an output that would turn an HDR source (PQ or HLG) into an
 /// 8-bit or H.264 stream: its colours would be wrong on every display.
 /// HEVC at 10 bits keeps HDR.

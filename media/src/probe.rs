@@ -172,9 +172,7 @@ fn list_streams(ictx: &ffmpeg::format::context::Input, video_start: f64) -> Vec<
             StreamInfo {
                 index: s.index() as u32,
                 kind,
-                codec: ffmpeg::codec::decoder::find(codec)
-                    .map(|c| c.name().to_string())
-                    .unwrap_or_else(|| format!("{codec:?}").to_lowercase()),
+                codec: codec.name().to_string(),
                 language: tag("language"),
                 title: tag("title"),
                 disposition: ffi::streams::disposition_names(ffi::streams::disposition(&s)),

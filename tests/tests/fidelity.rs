@@ -288,6 +288,11 @@ fn mp4_output_gets_mov_text_subtitles_and_every_audio_track() {
     let run = transcode(&src, &out, &["--chunk-seconds", "1"]);
     assert_ok(&run, "transcode");
     assert_every_stream_kept(&src, &out, false);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("left out #6 attachment ttf: MP4 cannot hold attachments"),
+        "{err}"
+    );
     assert_frames_and_sync(&src, &out);
 }
 
@@ -327,6 +332,15 @@ fn selections_keep_only_the_named_tracks() {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     assert_eq!(kept, want);
+    // What was left out is said.
+    let err = String::from_utf8_lossy(&run.stderr);
+    for l in [
+        "left out #1 audio aac eng \"Main\" (stereo, default): not selected by --audio",
+        "left out #4 subtitle subrip eng (default, forced): not selected by --subtitles",
+        "left out #5 subtitle ass fre \"Styled\": not selected by --subtitles",
+    ] {
+        assert!(err.contains(l), "{l:?} not in {err}");
+    }
 }
 
 #[test]

@@ -305,6 +305,10 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
         })
         .sum();
     JobView {
+        left_out: job
+            .probe
+            .as_ref()
+            .map_or_else(Vec::new, |p| crate::plan::left_out(&job.spec, p)),
         id: job.id.clone(),
         spec: job.spec.clone(),
         state: job.state,

@@ -708,6 +708,7 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
         chunks_total: j.chunks_total,
         chunks_done: j.chunks_done,
         interruptions: pool_counts(j.interruptions),
+        left_out: j.left_out,
         cost: Some(pb::JobCost {
             spot_dollars: j.cost.spot_dollars,
             on_demand_dollars: j.cost.on_demand_dollars,

@@ -873,6 +873,8 @@ pub struct JobView {
     /// Interruptions of the job's tasks by pool.
     pub interruptions: PoolCounts,
     pub cost: JobCost,
+    /// What the outputs leave out of the source, and why, one line each.
+    pub left_out: Vec<String>,
 }
 
 /// The output size: the largest size with the source's aspect ratio that fits

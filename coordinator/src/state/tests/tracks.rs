@@ -209,3 +209,37 @@ fn rotated_sources_are_refused_for_matroska_outputs() {
         .to_string();
     assert!(e.contains("rotated -90 degrees"), "{e}");
 }
+
+#[test]
+fn what_the_outputs_leave_out_is_listed_with_the_reason() {
+    let mut s = mkv_spec();
+    s.audio_tracks = "lang:spa".parse().unwrap();
+    s.subtitle_tracks = "0".parse().unwrap();
+    let mut probe = multi_track_probe();
+    probe
+        .streams
+        .push(stream(6, StreamKind::Data, "bin_data", ""));
+    assert_eq!(
+        crate::plan::left_out(&s, &probe),
+        vec![
+            "#1 audio aac eng: not selected by --audio",
+            "#4 subtitle hdmv_pgs_subtitle spa: not selected by --subtitles",
+            "#6 data bin_data: data streams are not carried",
+        ]
+    );
+    // MP4 cannot hold the attachment.
+    let mut s = spec();
+    s.subtitle_tracks = "0".parse().unwrap();
+    let lines = crate::plan::left_out(&s, &multi_track_probe());
+    assert!(
+        lines.contains(&format!(
+            "#5 attachment ttf: MP4 cannot hold attachments ({})",
+            s.output
+        )),
+        "{lines:?}"
+    );
+    // Everything kept: nothing to say.
+    assert!(crate::plan::left_out(&mkv_spec(), &multi_track_probe())
+        .iter()
+        .all(|l| l.contains("data")));
+}
