@@ -427,3 +427,164 @@ async fn a_multi_track_job_runs_on_redis_with_separate_workers() {
     assert_every_stream_kept(&src, &out, true);
     assert_frames_and_sync(&src, &out);
 }
+
+/// The colour description ffprobe reads from a file's first video stream.
+fn colour(path: &Path) -> String {
+    video_stream(
+        path,
+        "profile,pix_fmt,color_range,color_space,color_transfer,color_primaries",
+    )
+}
+
+/// The HDR side data of the first frame (mastering display, light level).
+fn hdr_side_data(path: &Path) -> Vec<Value> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json", "-read_intervals", "%+#1"])
+        .args(["-select_streams", "v:0", "-show_frames"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    j["frames"][0]["side_data_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| {
+            let t = d["side_data_type"].as_str().unwrap_or("");
+            t.starts_with("Mastering display") || t.starts_with("Content light")
+        })
+        .collect()
+}
+
+fn hevc_10_bit(dir: &Path, name: &str, transfer: &str, x265: &str) -> PathBuf {
+    let params = format!("log-level=error:keyint=25{x265}");
+    make_clip(
+        dir,
+        name,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25:duration=3",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-color_primaries",
+            "bt2020",
+            "-color_trc",
+            transfer,
+            "-colorspace",
+            "bt2020nc",
+            "-x265-params",
+            &params,
+        ],
+    )
+}
+
+#[test]
+fn hdr10_and_hlg_stay_10_bit_hdr_with_their_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let hdr10 = hevc_10_bit(
+        dir.path(),
+        "hdr10.mkv",
+        "smpte2084",
+        ":hdr10=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)\
+         L(10000000,1):max-cll=1000,400",
+    );
+    let hlg = hevc_10_bit(dir.path(), "hlg.mkv", "arib-std-b67", "");
+    assert_eq!(
+        hdr_side_data(&hdr10).len(),
+        2,
+        "the source carries HDR10 metadata"
+    );
+    for (src, name) in [
+        (&hdr10, "hdr10.mp4"),
+        (&hdr10, "hdr10.mkv"),
+        (&hlg, "hlg.mp4"),
+    ] {
+        let out = dir.path().join(format!("out-{name}"));
+        let args = [
+            "--codec",
+            "hevc",
+            "--chunk-seconds",
+            "1",
+            "--preset",
+            "ultrafast",
+        ];
+        assert_ok(&transcode(src, &out, &args), name);
+        assert_eq!(colour(&out), colour(src), "{name}");
+        assert!(colour(&out).starts_with("Main 10,yuv420p10le"), "{name}");
+        assert_eq!(hdr_side_data(&out), hdr_side_data(src), "{name}");
+        assert_eq!(frame_count(&out), frame_count(src));
+        let p = psnr(&out, src);
+        assert!(p > 30.0, "{name}: PSNR {p:.1} dB");
+    }
+    // Never a silent 8-bit PQ file.
+    for args in [
+        &["--codec", "h264"][..],
+        &["--codec", "hevc", "--bit-depth", "8"],
+    ] {
+        let out = dir.path().join("sdr.mp4");
+        let run = transcode(&hdr10, &out, args);
+        assert!(!run.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains("the source is HDR (smpte2084"), "{err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn bt601_full_range_keeps_its_colour_description() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_clip(
+        dir.path(),
+        "601.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25:duration=2",
+            "-vf",
+            "scale=out_range=full",
+            "-pix_fmt",
+            "yuv420p",
+            "-color_range",
+            "pc",
+            "-color_primaries",
+            "smpte170m",
+            "-color_trc",
+            "smpte170m",
+            "-colorspace",
+            "smpte170m",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ],
+    );
+    assert!(
+        colour(&src).contains("pc,smpte170m,smpte170m,smpte170m"),
+        "{}",
+        colour(&src)
+    );
+    for name in ["out.mp4", "out.mkv"] {
+        let out = dir.path().join(name);
+        assert_ok(&transcode(&src, &out, &["--chunk-seconds", "1"]), name);
+        let (a, b) = (colour(&src), colour(&out));
+        // The profile may differ (High from a baseline-ish source); the
+        // rest must not.
+        assert_eq!(
+            b.split_once(',').unwrap().1,
+            a.split_once(',').unwrap().1,
+            "{name}"
+        );
+        let p = psnr(&out, &src);
+        assert!(p > 30.0, "{name}: PSNR {p:.1} dB (range kept)");
+    }
+}
