@@ -136,6 +136,7 @@ pub fn expand_spec(
                 audio: None,
                 more_audio: vec![],
                 carry: carry.clone(),
+                frame_rate: kept.carried.then_some(v.avg_frame_rate),
                 output: storage::temp_output(output, job_id),
                 container,
                 expected_frames: v.frame_count,

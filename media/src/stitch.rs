@@ -190,6 +190,8 @@ struct Feed {
     last_dts: Option<i64>,
     /// Rebuilt timing (video only).
     timing: Option<VideoTiming>,
+    /// The source's nominal frame rate (video only).
+    frame_rate: Option<Rational>,
     written: usize,
 }
 
@@ -235,6 +237,7 @@ impl Feed {
             next: None,
             last_dts: None,
             timing: None,
+            frame_rate: None,
             written: 0,
         })
     }
@@ -252,6 +255,7 @@ impl Feed {
             next: None,
             last_dts: None,
             timing: None,
+            frame_rate: None,
             written: 0,
         }
     }
@@ -340,6 +344,10 @@ fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Res
     // Video first, then audio, then subtitles, each with its source meta.
     let mut video = Feed::new(&chunk_paths)?;
     video.timing = Some(timing);
+    video.frame_rate = task
+        .frame_rate
+        .filter(|r| r.num > 0 && r.den > 0)
+        .map(|r| Rational::new(r.num, r.den));
     let mut feeds = vec![(video, carried.video.clone())];
     for (i, a) in task.audio_objects().enumerate() {
         let meta = carried.audio.get(i).cloned().unwrap_or_default();
@@ -387,9 +395,14 @@ fn add_streams(
         ffi::clear_codec_tag(&mut ost);
         ost.set_time_base(feed.in_tb);
         // Matroska writes a default duration from this; without it the last
-        // frame has no duration.
-        if let Some(rate) = feed.timing.as_ref().and_then(|t| t.frame_rate(feed.in_tb)) {
+        // frame has no duration. The source's nominal rate where known: a
+        // VFR source's frames do not share one duration.
+        let rate = feed
+            .frame_rate
+            .or_else(|| feed.timing.as_ref().and_then(|t| t.frame_rate(feed.in_tb)));
+        if let Some(rate) = rate {
             ost.set_avg_frame_rate(rate);
+            ost.set_rate(rate);
         }
         meta.apply(&mut ost)?;
         feed.out_index = i;

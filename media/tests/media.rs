@@ -101,6 +101,7 @@ fn transcode(
             audio,
             more_audio: vec![],
             carry: None,
+            frame_rate: None,
             output: out.to_str().unwrap().into(),
             container,
             expected_frames: info.video.frame_count,

@@ -588,3 +588,83 @@ fn bt601_full_range_keeps_its_colour_description() {
         assert!(p > 30.0, "{name}: PSNR {p:.1} dB (range kept)");
     }
 }
+
+/// Warnings about timestamps when the ffmpeg CLI decodes a file.
+fn timestamp_warnings(path: &Path) -> usize {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("monoton"))
+        .count()
+}
+
+// A 60 fps source with a 5 fps stretch, stitched to MKV, was written with
+// a nominal rate of the most common rounded duration (1000/17): decoding
+// it warned of non-monotonic timestamps and a downstream CFR encode
+// dropped frames that the same pipeline on the ffmpeg CLI's output kept.
+#[test]
+fn variable_frame_rate_keeps_its_timing_and_nominal_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_clip(
+        dir.path(),
+        "vfr.mkv",
+        &[
+            "-f", "lavfi", "-i",
+            "testsrc2=size=160x120:rate=60:duration=2[a];testsrc2=size=160x120:rate=5:duration=2[b];\
+             testsrc2=size=160x120:rate=60:duration=2[c];[a][b][c]concat=n=3",
+            "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60",
+        ],
+    );
+    let out = dir.path().join("out.mkv");
+    assert_ok(
+        &transcode(&src, &out, &["--chunk-seconds", "1"]),
+        "transcode",
+    );
+    let cli = make_clip(
+        dir.path(),
+        "cli.mkv",
+        &[
+            "-i",
+            src.to_str().unwrap(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    assert_eq!(
+        video_stream(&out, "r_frame_rate,avg_frame_rate"),
+        video_stream(&src, "r_frame_rate,avg_frame_rate")
+    );
+    let (s, o) = (frame_times(&src), frame_times(&out));
+    let start = s[0];
+    assert_eq!(o.len(), s.len());
+    for (a, b) in s.iter().zip(&o) {
+        assert!((a - start - b).abs() < 0.0015, "frame at {a} became {b}");
+    }
+    assert_eq!(timestamp_warnings(&out), 0);
+    assert_eq!(timestamp_warnings(&out), timestamp_warnings(&cli));
+    // The same downstream CFR encode keeps as many frames of ours as of
+    // the CLI's own output.
+    let count = |p: &Path, name: &str| {
+        let x = make_clip(
+            dir.path(),
+            name,
+            &[
+                "-i",
+                p.to_str().unwrap(),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ],
+        );
+        frame_count(&x)
+    };
+    assert_eq!(count(&out, "ours.mp4"), count(&cli, "theirs.mp4"));
+}

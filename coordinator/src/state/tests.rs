@@ -134,6 +134,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
                 audio: None,
                 more_audio: vec![],
                 carry: None,
+                frame_rate: None,
                 output: "/.out.mp4.part".into(),
                 container: Container::Mp4,
                 expected_frames: 50,

@@ -391,6 +391,7 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
             chunks: s.chunks.into_iter().map(stitch_chunk).collect(),
             audio: s.audio.map(stitch_chunk),
             more_audio: s.more_audio.into_iter().map(stitch_chunk).collect(),
+            frame_rate: s.frame_rate.map(Into::into),
             carry: s.carry.map(|c| pb::SourceCarry {
                 input: c.input,
                 video_stream: c.video_stream,
@@ -462,6 +463,7 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                 chunks: s.chunks.into_iter().map(from_stitch_chunk).collect(),
                 audio: s.audio.map(from_stitch_chunk),
                 more_audio: s.more_audio.into_iter().map(from_stitch_chunk).collect(),
+                frame_rate: s.frame_rate.map(|r| d::Rational::new(r.num, r.den)),
                 carry: s.carry.map(|c| d::SourceCarry {
                     input: c.input,
                     video_stream: c.video_stream,

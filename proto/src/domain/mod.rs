@@ -644,6 +644,10 @@ pub struct StitchTask {
     /// `None` in tasks made before streams were carried from the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carry: Option<SourceCarry>,
+    /// The source's nominal frame rate, for the output's (a VFR source
+    /// keeps its own); `None`: the most common frame duration's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_rate: Option<Rational>,
     pub output: String,
     pub container: Container,
     pub expected_frames: u64,
