@@ -33,6 +33,14 @@ pub struct JobArgs {
     /// everything else is 8-bit)
     #[arg(long)]
     pub bit_depth: Option<u32>,
+    /// Tone-map an HDR (PQ or HLG) source to BT.709 SDR (needed for H.264
+    /// or 8-bit outputs of HDR)
+    #[arg(long)]
+    pub tonemap: bool,
+    /// Apply the source's display rotation to the pixels instead of keeping
+    /// it as metadata (--scale then fits the displayed orientation)
+    #[arg(long)]
+    pub autorotate: bool,
     /// Keyframe interval in frames (default: 2 seconds of frames)
     #[arg(long)]
     pub keyint: Option<u32>,
@@ -147,6 +155,8 @@ impl JobArgs {
             max_size: self.scale.as_deref().map(parse_scale).transpose()?,
             allow_upscale: self.allow_upscale,
             bit_depth: self.bit_depth,
+            tonemap: self.tonemap,
+            autorotate: self.autorotate,
         };
         let renditions = self
             .rendition

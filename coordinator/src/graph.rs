@@ -122,7 +122,7 @@ pub fn expand_spec(
         duration_seconds,
     });
     let deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-    for (r, (output, _, container)) in spec.outputs().into_iter().enumerate() {
+    for (r, (output, video, container)) in spec.outputs().into_iter().enumerate() {
         tasks.push(NewTask {
             id: if r == 0 {
                 format!("{}/stitch", job_id)
@@ -137,6 +137,7 @@ pub fn expand_spec(
                 more_audio: vec![],
                 carry: carry.clone(),
                 frame_rate: kept.carried.then_some(v.avg_frame_rate),
+                autorotated: video.autorotate && probe.color.rotation != 0,
                 output: storage::temp_output(output, job_id),
                 container,
                 expected_frames: v.frame_count,

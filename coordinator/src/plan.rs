@@ -171,13 +171,13 @@ pub fn check_hdr(spec: &JobSpec, probe: &ProbeInfo) -> Result<()> {
     }
     for (output, video, _) in spec.outputs() {
         let depth = video.depth_for(c.bit_depth);
-        if video.codec == Codec::Hevc && depth >= 10 {
+        if video.tonemap || (video.codec == Codec::Hevc && depth >= 10) {
             continue;
         }
         return Err(Error::invalid(format!(
             "the source is HDR ({} transfer, {} primaries, {}-bit) and {output} would be \
-             {depth}-bit {}: HDR needs 10-bit HEVC (--codec hevc, without --bit-depth 8); \
-             tone mapping to SDR is not available yet",
+             {depth}-bit {}: HDR needs 10-bit HEVC (--codec hevc, without --bit-depth 8), \
+             or --tonemap for BT.709 SDR",
             c.transfer,
             c.primaries,
             c.bit_depth,
@@ -194,14 +194,14 @@ pub fn check_rotation(spec: &JobSpec, probe: &ProbeInfo) -> Result<()> {
     if r == 0 {
         return Ok(());
     }
-    match spec
+    let unrecorded = spec
         .outputs()
         .into_iter()
-        .find(|(_, _, c)| *c == Container::Mkv)
-    {
+        .find(|(_, v, c)| *c == Container::Mkv && !v.autorotate);
+    match unrecorded {
         Some((output, _, _)) => Err(Error::invalid(format!(
             "the source is rotated {r} degrees for display, which Matroska ({output}) cannot \
-             record here; use --container mp4, which keeps it"
+             record here; use --container mp4, which keeps it, or --autorotate"
         ))),
         None => Ok(()),
     }

@@ -48,6 +48,16 @@ impl StreamMeta {
         }
     }
 
+    /// Drops the display matrix where the pixels are already turned, and
+    /// the HDR metadata where the output is no longer HDR (tone-mapped).
+    pub fn keep_side_data(&mut self, rotation: bool, hdr: bool) {
+        use crate::ffmpeg::ffi::AVPacketSideDataType as T;
+        self.side_data.retain(|(k, _)| match k {
+            T::AV_PKT_DATA_DISPLAYMATRIX => rotation,
+            _ => hdr,
+        });
+    }
+
     /// Writes the tags, disposition and side data onto an output stream.
     pub fn apply(&self, ost: &mut format::stream::StreamMut) -> Result<()> {
         let mut dict = ffmpeg::Dictionary::new();

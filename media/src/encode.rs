@@ -155,6 +155,7 @@ fn run(
         reason: format!("no stream {index}"),
     })?;
     let tb = stream.time_base();
+    let rotation = ffi::streams::rotation(&stream).unwrap_or(0.0);
     let mut dctx = codec::context::Context::from_parameters(stream.parameters())
         .map_err(Error::ff("decoder parameters"))?;
     if let Some(gpu) = hw.decode_gpu() {
@@ -187,6 +188,7 @@ fn run(
         targets,
         ctl,
         hw,
+        rotation,
         pipelines: Vec::new(),
         started: false,
         done: false,
@@ -256,6 +258,8 @@ struct Cutter<'a> {
     /// Each rendition's settings and the file it is written to.
     targets: &'a [(&'a VideoSettings, PathBuf)],
     hw: Hardware,
+    /// The source's display rotation (degrees), applied with `autorotate`.
+    rotation: f64,
     ctl: &'a Control,
     pipelines: Vec<Pipeline>,
     started: bool,
@@ -308,8 +312,15 @@ impl Cutter<'_> {
         f.set_kind(ffmpeg::picture::Type::None);
         if self.pipelines.is_empty() {
             for (video, part) in self.targets {
-                self.pipelines
-                    .push(Pipeline::new(&f, self.tb, video, self.task, part, self.hw)?);
+                self.pipelines.push(Pipeline::new(
+                    &f,
+                    self.tb,
+                    video,
+                    self.task,
+                    part,
+                    self.hw,
+                    self.rotation,
+                )?);
             }
         }
         // The buffer source takes the frame's references, leaving it empty:
@@ -330,6 +341,52 @@ impl Cutter<'_> {
 
 pub use spotenc_proto::domain::output_size;
 
+/// HDR (PQ or HLG) to BT.709 SDR in `format` with Debian FFmpeg's zscale
+/// (libzimg) and tonemap filters: linear light, BT.709 primaries, Hable's
+/// curve. zscale makes the YUV itself: a later swscale would convert the
+/// RGB with its BT.601 default.
+fn tonemap_filters(format: &str) -> String {
+    format!(
+        "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=hable:desat=0,\
+         zscale=t=bt709:m=bt709:r=tv,format={format},"
+    )
+}
+
+/// How a display rotation is applied to the pixels, as the ffmpeg CLI's
+/// autorotate does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    None,
+    Clockwise,
+    UpsideDown,
+    CounterClockwise,
+}
+
+impl Turn {
+    /// From the display matrix's rotation (degrees, counter-clockwise).
+    fn of(rotation: f64) -> Turn {
+        match ((-rotation).rem_euclid(360.0) / 90.0).round() as i64 % 4 {
+            1 => Turn::Clockwise,
+            2 => Turn::UpsideDown,
+            3 => Turn::CounterClockwise,
+            _ => Turn::None,
+        }
+    }
+
+    fn swaps(self) -> bool {
+        matches!(self, Turn::Clockwise | Turn::CounterClockwise)
+    }
+
+    fn filter(self) -> &'static str {
+        match self {
+            Turn::None => "",
+            Turn::Clockwise => "transpose=clock,",
+            Turn::UpsideDown => "hflip,vflip,",
+            Turn::CounterClockwise => "transpose=cclock,",
+        }
+    }
+}
+
 /// Filter graph (scale, convert to yuv420p) plus encoder plus chunk muxer.
 struct Pipeline {
     graph: filter::Graph,
@@ -349,17 +406,40 @@ impl Pipeline {
         task: &EncodeTask,
         part: &Path,
         hw: Hardware,
+        rotation: f64,
     ) -> Result<Self> {
-        let (w, h) = output_size(
-            first.width(),
-            first.height(),
-            video.max_size,
-            video.allow_upscale,
-        );
+        let turn = if video.autorotate {
+            Turn::of(rotation)
+        } else {
+            Turn::None
+        };
+        let (fw, fh) = if turn.swaps() {
+            (first.height(), first.width())
+        } else {
+            (first.width(), first.height())
+        };
+        let (w, h) = output_size(fw, fh, video.max_size, video.allow_upscale);
         let sar = match first.aspect_ratio() {
             r if r.numerator() > 0 && r.denominator() > 0 => r,
             _ => Rational::new(1, 1),
         };
+        let out_sar = if turn.swaps() {
+            Rational::new(sar.denominator(), sar.numerator())
+        } else {
+            sar
+        };
+        let tonemap = video.tonemap && ffi::streams::is_hdr_frame(first);
+        // Filters on the decoded picture before it is scaled: the display
+        // rotation applied, HDR tone-mapped to BT.709 SDR.
+        let mut pre = turn.filter().to_string();
+        if tonemap {
+            let deep = video.depth_for(8) > 8;
+            pre.push_str(&tonemap_filters(if deep {
+                "yuv420p10le"
+            } else {
+                "yuv420p"
+            }));
+        }
         let args = format!(
             "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
             first.width(),
@@ -371,7 +451,11 @@ impl Pipeline {
             sar.denominator()
         );
         let on_gpu = ffi::is_cuda_frame(first);
-        let deep = video.depth_for(ffi::streams::frame_depth(first)) > 8;
+        let deep = video.depth_for(if tonemap {
+            8
+        } else {
+            ffi::streams::frame_depth(first)
+        }) > 8;
         // A full-range source stays full range through the scaler.
         let range = if ffi::streams::is_full_range(first) {
             ":out_range=full"
@@ -380,11 +464,13 @@ impl Pipeline {
         };
         // QSV takes NV12 (P010 at 10 bits); NVENC takes the GPU frames as
         // they are; the rest take planar 4:2:0, 8 or 10 bits.
+        // GPU frames stay there for NVENC unless a CPU filter needs them.
+        let gpu_only = on_gpu && pre.is_empty() && matches!(hw, Hardware::Nvenc { .. });
         let (pix, spec) = match (hw, on_gpu, deep) {
-            (Hardware::Nvenc { .. }, true, false) => {
+            (Hardware::Nvenc { .. }, true, false) if gpu_only => {
                 (format::Pixel::CUDA, format!("scale_cuda={w}:{h}"))
             }
-            (Hardware::Nvenc { .. }, true, true) => (
+            (Hardware::Nvenc { .. }, true, true) if gpu_only => (
                 format::Pixel::CUDA,
                 format!("scale_cuda={w}:{h}:format=p010le"),
             ),
@@ -396,26 +482,33 @@ impl Pipeline {
                     } else {
                         format::Pixel::YUV420P
                     },
-                    format!(
-                        "scale_cuda={w}:{h},hwdownload,format=nv12|p010le|p016le|yuv444p|yuv444p16le,format={sw}"
-                    ),
+                    if pre.is_empty() {
+                        format!(
+                            "scale_cuda={w}:{h},hwdownload,format=nv12|p010le|p016le|yuv444p|yuv444p16le,format={sw}"
+                        )
+                    } else {
+                        // Rotation and tone mapping run on the CPU.
+                        format!(
+                            "hwdownload,format=nv12|p010le|p016le|yuv444p|yuv444p16le,{pre}scale={w}:{h}:flags=bicubic{range},format={sw}"
+                        )
+                    },
                 )
             }
             (Hardware::Qsv, false, false) => (
                 format::Pixel::NV12,
-                format!("scale={w}:{h}:flags=bicubic{range},format=nv12"),
+                format!("{pre}scale={w}:{h}:flags=bicubic{range},format=nv12"),
             ),
             (Hardware::Qsv, false, true) => (
                 format::Pixel::P010LE,
-                format!("scale={w}:{h}:flags=bicubic{range},format=p010le"),
+                format!("{pre}scale={w}:{h}:flags=bicubic{range},format=p010le"),
             ),
             (_, false, false) => (
                 format::Pixel::YUV420P,
-                format!("scale={w}:{h}:flags=bicubic{range},format=yuv420p"),
+                format!("{pre}scale={w}:{h}:flags=bicubic{range},format=yuv420p"),
             ),
             (_, false, true) => (
                 format::Pixel::YUV420P10LE,
-                format!("scale={w}:{h}:flags=bicubic{range},format=yuv420p10le"),
+                format!("{pre}scale={w}:{h}:flags=bicubic{range},format=yuv420p10le"),
             ),
         };
         let mut graph = if on_gpu {
@@ -455,10 +548,13 @@ impl Pipeline {
         enc.set_frame_rate(Some(rate));
         // The output's display aspect stays the source's: scaling keeps the
         // aspect ratio, so the sample aspect ratio carries over.
-        enc.set_aspect_ratio(sar);
+        enc.set_aspect_ratio(out_sar);
         // The source's colour description goes into the stream (VUI) and,
         // through the chunk's parameters, into the output's container.
         ffi::streams::copy_color(&mut enc, first);
+        if tonemap {
+            ffi::streams::set_bt709(&mut enc);
+        }
         let fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
         let gop = video
             .keyint
@@ -478,7 +574,12 @@ impl Pipeline {
         }
         let opts = match hw {
             Hardware::Software | Hardware::Nvdec { .. } => {
-                encoder_options(video, gop, &ffi::streams::x265_hdr_params(first))
+                let hdr = if tonemap {
+                    vec![]
+                } else {
+                    ffi::streams::x265_hdr_params(first)
+                };
+                encoder_options(video, gop, &hdr)
             }
             Hardware::Nvenc { gpu } => nvenc_options(video, gpu),
             Hardware::Qsv => qsv_options(video),

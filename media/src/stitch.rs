@@ -341,6 +341,13 @@ fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Res
         Some(c) => crate::carry::load(c, task.container, ctl)?,
         None => crate::carry::Carried::default(),
     };
+    let hdr = ffi::streams::is_hdr_params(
+        &input::open(chunk_paths[0])?
+            .stream(0)
+            .expect("stream")
+            .parameters(),
+    );
+    carried.video.keep_side_data(!task.autorotated, hdr);
     // Video first, then audio, then subtitles, each with its source meta.
     let mut video = Feed::new(&chunk_paths)?;
     video.timing = Some(timing);

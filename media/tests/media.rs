@@ -16,6 +16,8 @@ fn settings() -> VideoSettings {
         max_size: None,
         allow_upscale: false,
         bit_depth: None,
+        tonemap: false,
+        autorotate: false,
     }
 }
 
@@ -102,6 +104,7 @@ fn transcode(
             more_audio: vec![],
             carry: None,
             frame_rate: None,
+            autorotated: false,
             output: out.to_str().unwrap().into(),
             container,
             expected_frames: info.video.frame_count,

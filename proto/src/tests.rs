@@ -21,6 +21,8 @@ fn spec() -> JobSpec {
             max_size: Some((1280, 720)),
             allow_upscale: false,
             bit_depth: None,
+            tonemap: false,
+            autorotate: false,
         },
         audio: AudioSettings {
             copy_if_aac: false,

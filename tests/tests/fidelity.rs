@@ -411,7 +411,30 @@ fn phone_rotation_is_kept() {
         err.contains("rotated 90 degrees") && err.contains("--container mp4"),
         "{err}"
     );
-    assert!(!out.exists());
+    assert!(!out.exists()); // --autorotate turns the pixels, as the ffmpeg CLI does, and --scale
+                            // fits the turned picture; no rotation is left to apply.
+    let run = transcode(
+        &src,
+        &out,
+        &["--autorotate", "--scale", "64x64", "--chunk-seconds", "1"],
+    );
+    assert_ok(&run, "autorotate");
+    assert_eq!(video_stream(&out, "width,height"), "38,64");
+    assert_eq!(rotation(&out), 0);
+    let cli = make_clip(
+        dir.path(),
+        "cli.mkv",
+        &[
+            "-i",
+            src.to_str().unwrap(),
+            "-vf",
+            "scale=38:64",
+            "-c:v",
+            "libx264",
+        ],
+    );
+    let p = psnr(&out, &cli);
+    assert!(p > 35.0, "autorotated PSNR against the CLI's {p:.1} dB");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -523,6 +546,38 @@ fn hdr10_and_hlg_stay_10_bit_hdr_with_their_metadata() {
         let p = psnr(&out, src);
         assert!(p > 30.0, "{name}: PSNR {p:.1} dB");
     }
+    // --tonemap makes BT.709 SDR, as the ffmpeg CLI's zscale and tonemap
+    // filters do.
+    let out = dir.path().join("sdr.mp4");
+    let run = transcode(
+        &hdr10,
+        &out,
+        &["--tonemap", "--crf", "18", "--chunk-seconds", "1"],
+    );
+    assert_ok(&run, "tonemap");
+    assert_eq!(colour(&out), "High,yuv420p,tv,bt709,bt709,bt709");
+    assert!(
+        hdr_side_data(&out).is_empty(),
+        "HDR metadata on an SDR output"
+    );
+    let cli = make_clip(
+        dir.path(),
+        "cli-sdr.mp4",
+        &[
+            "-i",
+            hdr10.to_str().unwrap(),
+            "-vf",
+            "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=hable:desat=0,\
+             zscale=t=bt709:m=bt709:r=tv,format=yuv420p",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "18",
+        ],
+    );
+    let p = psnr(&out, &cli);
+    assert!(p > 35.0, "tone-mapped PSNR against the CLI's {p:.1} dB");
+    std::fs::remove_file(&out).unwrap();
     // Never a silent 8-bit PQ file.
     for args in [
         &["--codec", "h264"][..],

@@ -32,6 +32,8 @@ fn raw_spec(input: &str, output: &str) -> pb::JobSpec {
             max_size: None,
             allow_upscale: false,
             bit_depth: None,
+            tonemap: false,
+            autorotate: false,
         },
         audio: AudioSettings {
             copy_if_aac: true,

@@ -206,6 +206,8 @@ pub(crate) fn spec(j: &SimJob, i: usize) -> JobSpec {
             max_size: None,
             allow_upscale: false,
             bit_depth: None,
+            tonemap: false,
+            autorotate: false,
         },
         audio: AudioSettings {
             copy_if_aac: true,

@@ -41,6 +41,8 @@ fn spec() -> JobSpec {
             max_size: None,
             allow_upscale: false,
             bit_depth: None,
+            tonemap: false,
+            autorotate: false,
         },
         audio: AudioSettings {
             copy_if_aac: true,
@@ -135,6 +137,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
                 more_audio: vec![],
                 carry: None,
                 frame_rate: None,
+                autorotated: false,
                 output: "/.out.mp4.part".into(),
                 container: Container::Mp4,
                 expected_frames: 50,

@@ -400,3 +400,31 @@ pub fn x265_hdr_params(frame: &ffmpeg::frame::Video) -> Vec<String> {
     }
     params
 }
+
+/// Whether a frame's transfer is PQ (HDR10) or HLG.
+pub fn is_hdr_frame(frame: &ffmpeg::frame::Video) -> bool {
+    use ffi::AVColorTransferCharacteristic as T;
+    // SAFETY: the frame is valid while borrowed.
+    let trc = unsafe { (*frame.as_ptr()).color_trc };
+    matches!(trc, T::AVCOL_TRC_SMPTE2084 | T::AVCOL_TRC_ARIB_STD_B67)
+}
+
+/// Whether stream parameters describe PQ (HDR10) or HLG video.
+pub fn is_hdr_params(params: &ffmpeg::codec::Parameters) -> bool {
+    use ffi::AVColorTransferCharacteristic as T;
+    // SAFETY: the parameters are valid while borrowed.
+    let trc = unsafe { (*params.as_ptr()).color_trc };
+    matches!(trc, T::AVCOL_TRC_SMPTE2084 | T::AVCOL_TRC_ARIB_STD_B67)
+}
+
+/// Tags an encoder BT.709 SDR, limited range: what tone mapping makes.
+pub fn set_bt709(enc: &mut ffmpeg::codec::Context) {
+    // SAFETY: the context is valid for the call; plain fields are set.
+    unsafe {
+        let e = enc.as_mut_ptr();
+        (*e).color_primaries = ffi::AVColorPrimaries::AVCOL_PRI_BT709;
+        (*e).color_trc = ffi::AVColorTransferCharacteristic::AVCOL_TRC_BT709;
+        (*e).colorspace = ffi::AVColorSpace::AVCOL_SPC_BT709;
+        (*e).color_range = ffi::AVColorRange::AVCOL_RANGE_MPEG;
+    }
+}

@@ -88,6 +88,8 @@ impl From<d::VideoSettings> for pb::VideoSettings {
             max_height,
             allow_upscale: v.allow_upscale,
             bit_depth: v.bit_depth.unwrap_or(0),
+            tonemap: v.tonemap,
+            autorotate: v.autorotate,
         }
     }
 }
@@ -136,6 +138,8 @@ impl TryFrom<pb::VideoSettings> for d::VideoSettings {
             max_size,
             allow_upscale: v.allow_upscale,
             bit_depth: (v.bit_depth != 0).then_some(v.bit_depth),
+            tonemap: v.tonemap,
+            autorotate: v.autorotate,
         })
     }
 }
@@ -392,6 +396,7 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
             audio: s.audio.map(stitch_chunk),
             more_audio: s.more_audio.into_iter().map(stitch_chunk).collect(),
             frame_rate: s.frame_rate.map(Into::into),
+            autorotated: s.autorotated,
             carry: s.carry.map(|c| pb::SourceCarry {
                 input: c.input,
                 video_stream: c.video_stream,
@@ -464,6 +469,7 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                 audio: s.audio.map(from_stitch_chunk),
                 more_audio: s.more_audio.into_iter().map(from_stitch_chunk).collect(),
                 frame_rate: s.frame_rate.map(|r| d::Rational::new(r.num, r.den)),
+                autorotated: s.autorotated,
                 carry: s.carry.map(|c| d::SourceCarry {
                     input: c.input,
                     video_stream: c.video_stream,

@@ -155,6 +155,14 @@ pub struct VideoSettings {
     /// bits at 10 (Main10), everything else is 8-bit ([`Self::depth_for`]).
     #[serde(default)]
     pub bit_depth: Option<u32>,
+    /// Tone-map an HDR (PQ or HLG) source to BT.709 SDR.
+    #[serde(default)]
+    pub tonemap: bool,
+    /// Apply the source's display rotation to the pixels (and `max_size` to
+    /// the displayed orientation) instead of keeping the rotation as
+    /// metadata.
+    #[serde(default)]
+    pub autorotate: bool,
 }
 
 const PRESETS: &[&str] = &[
@@ -175,7 +183,7 @@ impl VideoSettings {
     pub fn depth_for(&self, source_depth: u32) -> u32 {
         match (self.bit_depth, self.codec) {
             (Some(d), _) => d,
-            (None, Codec::Hevc) if source_depth > 8 => 10,
+            (None, Codec::Hevc) if source_depth > 8 && !self.tonemap => 10,
             (None, _) => 8,
         }
     }
@@ -648,6 +656,10 @@ pub struct StitchTask {
     /// keeps its own); `None`: the most common frame duration's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame_rate: Option<Rational>,
+    /// The chunks have the source's display rotation applied to their
+    /// pixels: the output must not rotate them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub autorotated: bool,
     pub output: String,
     pub container: Container,
     pub expected_frames: u64,

@@ -197,6 +197,11 @@ fn hdr_sources_go_only_to_10_bit_hevc() {
     assert!(expand_spec("j", &spec(), &probe, "/w").is_err());
     probe.color.transfer = "bt709".into();
     assert!(expand_spec("j", &spec(), &probe, "/w").is_ok());
+    // Asked to tone-map, H.264 is fine.
+    probe.color.transfer = "smpte2084".into();
+    let mut s = spec();
+    s.video.tonemap = true;
+    assert!(expand_spec("j", &s, &probe, "/w").is_ok());
 }
 
 #[test]
@@ -208,6 +213,14 @@ fn rotated_sources_are_refused_for_matroska_outputs() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("rotated -90 degrees"), "{e}");
+    // Turned pixels need no matrix, and the stitch is told not to copy it.
+    let mut s = mkv_spec();
+    s.video.autorotate = true;
+    let tasks = expand_spec("j", &s, &probe, "/w").unwrap();
+    let Work::Stitch(stitch) = &tasks.last().unwrap().work else {
+        panic!("the stitch comes last")
+    };
+    assert!(stitch.autorotated);
 }
 
 #[test]
