@@ -723,3 +723,141 @@ fn variable_frame_rate_keeps_its_timing_and_nominal_rate() {
     };
     assert_eq!(count(&out, "ours.mp4"), count(&cli, "theirs.mp4"));
 }
+
+/// A PGS (Blu-ray) subtitle stream as a `.sup` file: two display sets
+/// of a 32x16 block, each shown for a second, written segment by segment
+/// (the ffmpeg CLI cannot make picture subtitles from text).
+fn pgs_sup(dir: &Path) -> PathBuf {
+    fn segment(out: &mut Vec<u8>, pts: u32, kind: u8, body: &[u8]) {
+        out.extend_from_slice(b"PG");
+        out.extend_from_slice(&pts.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.push(kind);
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(body);
+    }
+    let be = |v: u16| v.to_be_bytes();
+    let window = [&[1u8, 0][..], &be(10), &be(10), &be(32), &be(16)].concat();
+    let mut rle = Vec::new();
+    for _ in 0..16 {
+        rle.extend_from_slice(&[0, 0x80 | 32, 1, 0, 0]);
+    }
+    let mut sup = Vec::new();
+    for (n, (show, hide)) in [(0.5f64, 1.5f64), (2.0, 3.0)].into_iter().enumerate() {
+        let (show, hide) = ((show * 90_000.0) as u32, (hide * 90_000.0) as u32);
+        let number = be(2 * n as u16);
+        let pcs = [
+            &be(160)[..],
+            &be(120),
+            &[0x10],
+            &number,
+            &[0x80, 0, 0, 1],
+            &be(0),
+            &[0, 0],
+            &be(10),
+            &be(10),
+        ]
+        .concat();
+        segment(&mut sup, show, 0x16, &pcs);
+        segment(&mut sup, show, 0x17, &window);
+        segment(
+            &mut sup,
+            show,
+            0x14,
+            &[0, 0, 0, 16, 128, 128, 0, 1, 235, 128, 128, 255],
+        );
+        let len = (rle.len() + 4) as u32;
+        let ods = [
+            &be(0)[..],
+            &[0, 0xC0],
+            &len.to_be_bytes()[1..],
+            &be(32),
+            &be(16),
+            &rle,
+        ]
+        .concat();
+        segment(&mut sup, show, 0x15, &ods);
+        segment(&mut sup, show, 0x80, &[]);
+        let clear = [
+            &be(160)[..],
+            &be(120),
+            &[0x10],
+            &be(2 * n as u16 + 1),
+            &[0, 0, 0, 0],
+        ]
+        .concat();
+        segment(&mut sup, hide, 0x16, &clear);
+        segment(&mut sup, hide, 0x17, &window);
+        segment(&mut sup, hide, 0x80, &[]);
+    }
+    let path = dir.join("subs.sup");
+    std::fs::write(&path, sup).unwrap();
+    path
+}
+
+#[test]
+fn picture_subtitles_are_copied_into_mkv_and_refused_for_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = pgs_sup(dir.path());
+    let src = make_clip(
+        dir.path(),
+        "pgs.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25:duration=4",
+            "-i",
+            sup.to_str().unwrap(),
+            "-map",
+            "0:v",
+            "-map",
+            "1:s",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:s",
+            "copy",
+            "-metadata:s:s:0",
+            "language=spa",
+        ],
+    );
+    let out = dir.path().join("out.mkv");
+    assert_ok(
+        &transcode(&src, &out, &["--chunk-seconds", "1"]),
+        "transcode",
+    );
+    assert_eq!(
+        video_stream(&out, "codec_name"),
+        "h264",
+        "the video comes first"
+    );
+    let subs = |p: &Path| {
+        let j = probe_json(p);
+        let s = &j["streams"][1];
+        (s["codec_name"].clone(), language(s).to_string())
+    };
+    assert_eq!(subs(&out), subs(&src));
+    assert_eq!(subs(&out).0, "hdmv_pgs_subtitle");
+    let (a, b) = (subtitle_times(&src, 0), subtitle_times(&out, 0));
+    assert!(a.len() >= 4, "{a:?}");
+    assert_eq!(a.len(), b.len());
+    for ((at, _), (bt, _)) in a.iter().zip(&b) {
+        assert!((at - bt).abs() < 0.002, "{a:?} became {b:?}");
+    }
+    let errors = decode_errors(&out);
+    assert!(errors.is_empty(), "{errors}");
+    // MP4 cannot hold pictures: refused, naming the track, nothing written.
+    let out = dir.path().join("out.mp4");
+    let run = transcode(&src, &out, &[]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("#1 subtitle hdmv_pgs_subtitle spa") && err.contains("--container mkv"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
