@@ -861,3 +861,37 @@ fn picture_subtitles_are_copied_into_mkv_and_refused_for_mp4() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn anamorphic_pal_keeps_its_sample_and_display_aspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_clip(
+        dir.path(),
+        "pal.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=720x576:rate=25:duration=2,setsar=64/45",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ],
+    );
+    let aspect = |p: &Path| video_stream(p, "sample_aspect_ratio,display_aspect_ratio");
+    assert_eq!(aspect(&src), "64:45,16:9");
+    for (name, extra) in [
+        ("out.mp4", &[][..]),
+        ("half.mkv", &["--scale", "360x360"][..]),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec!["--chunk-seconds", "1"];
+        args.extend_from_slice(extra);
+        assert_ok(&transcode(&src, &out, &args), name);
+        assert_eq!(aspect(&out), aspect(&src), "{name}");
+        assert_eq!(frame_count(&out), frame_count(&src));
+    }
+}
