@@ -10,7 +10,7 @@ use spotenc_proto::domain::{
 };
 use spotenc_proto::Result;
 
-use crate::cost::model::{Demand, Output};
+use crate::cost::model::{AudioWork, Demand, Output};
 use crate::plan::{check_audio, check_hdr, check_rotation, plan_chunks, KeptStreams};
 use crate::state::{JobRecord, NewTask};
 use crate::storage;
@@ -80,6 +80,7 @@ pub fn expand_spec(
             demand: Demand {
                 outputs: outputs.clone(),
                 frames: c.frames(),
+                audio: None,
             },
         });
     }
@@ -109,7 +110,7 @@ pub fn expand_spec(
             }),
             deps: vec![],
             frames_total: 0,
-            demand: Demand::default(),
+            demand: audio_demand(spec, probe, *stream, duration_seconds),
         });
     }
     let carry = kept.carried.then(|| SourceCarry {
@@ -151,4 +152,21 @@ pub fn expand_spec(
         });
     }
     Ok(tasks)
+}
+
+/// An audio task's demand: its track's length and channels, and whether it
+/// is encoded or copied. Unknown (a probe from before streams were listed)
+/// leaves it a small task.
+fn audio_demand(spec: &JobSpec, probe: &ProbeInfo, stream: Option<u32>, seconds: f64) -> Demand {
+    let Some(s) = stream.and_then(|i| probe.streams.iter().find(|s| s.index == i)) else {
+        return Demand::default();
+    };
+    Demand {
+        audio: Some(AudioWork {
+            seconds,
+            channels: s.channels,
+            encode: !(s.codec == "aac" && spec.audio.copy_if_aac),
+        }),
+        ..Demand::default()
+    }
 }

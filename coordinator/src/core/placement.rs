@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::{now_ms, Coordinator, LIVE_MS, VIEW_TTL};
 use crate::cost::catalogue::{Hardware, Pool};
-use crate::cost::model::{Model, Observation};
+use crate::cost::model::{self, Model, Observation};
 use crate::cost::place::{Fleet, Worker};
 use crate::cost::Lease;
 
@@ -134,12 +134,14 @@ impl Coordinator {
             .demand
             .keys(&worker.class, worker.pool.hardware, &nvenc);
         for k in &mut keys {
-            match obj.encoder.as_str() {
-                "" => {}
-                e if e.ends_with("_nvenc") => k.family = "nvenc".into(),
-                e if e.ends_with("_qsv") => k.family = "qsv".into(),
-                _ => k.family = k.codec.software_encoder().into(),
-            }
+            let ten_bit = k.family.ends_with("-10");
+            let ran = match obj.encoder.as_str() {
+                "" => continue,
+                e if e.ends_with("_nvenc") => "nvenc",
+                e if e.ends_with("_qsv") => "qsv",
+                _ => k.codec.software_encoder(),
+            };
+            k.family = model::with_depth(ran, ten_bit).into();
         }
         let model = match self.view().await {
             Ok((m, _)) => m,

@@ -20,6 +20,7 @@ fn demand(codec: Codec, width: u32, height: u32, frames: u64) -> Demand {
             ten_bit: false,
         }],
         frames,
+        audio: None,
     }
 }
 

@@ -209,7 +209,7 @@ pub fn costs_table(
             let nvenc = [Codec::H264, Codec::Hevc];
             keys.insert(model::Key {
                 class: p.instance_type.clone(),
-                family: model::family(p.hardware, &nvenc, codec).into(),
+                family: model::family(p.hardware, &nvenc, codec, false).into(),
                 codec,
                 preset: "medium".into(),
                 band: "hd1080".into(),

@@ -239,6 +239,7 @@ fn a_multi_rendition_encode_is_apportioned_by_predicted_share() {
             },
         ],
         frames: 100,
+        audio: None,
     };
     let shape = cpu_shape(8, 1);
     let keys = d.keys("c6i.2xlarge", Hardware::Cpu, &[]);
@@ -291,6 +292,7 @@ fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Cand
                 ten_bit: false,
             }],
             frames: 1800,
+            audio: None,
         }),
         interned: None,
     }
@@ -782,4 +784,77 @@ fn ten_bit_work_goes_to_nvenc_only_where_the_gpu_encodes_ten_bits() {
     assert!(gpu.can_run(&d));
     // A CPU worker with libx265 runs it either way.
     assert!(worker("c6i-2xlarge-spot", &[Codec::Hevc]).can_run(&d));
+}
+
+#[test]
+fn ten_bit_work_is_keyed_and_priced_apart_from_eight_bit() {
+    let mut d = Demand {
+        outputs: vec![Output {
+            codec: Codec::Hevc,
+            preset: "medium".into(),
+            width: 1920,
+            height: 1080,
+            ten_bit: false,
+        }],
+        frames: 1800,
+        audio: None,
+    };
+    let shape = cpu_shape(8, 1);
+    let model = Model::default();
+    let eight = d.keys("c6i.2xlarge", Hardware::Cpu, &[]);
+    assert_eq!(eight[0].family, "libx265");
+    let eight_s = d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_| false, &shape, &model);
+    d.outputs[0].ten_bit = true;
+    let ten = d.keys("c6i.2xlarge", Hardware::Cpu, &[]);
+    assert_eq!(ten[0].family, "libx265-10");
+    assert_eq!(Key::decode(&ten[0].encode()).unwrap(), ten[0]);
+    let ten_s = d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_| false, &shape, &model);
+    // x265 at 10 bits took 1.09x the time of 8 bits here.
+    assert!(
+        (ten_s / eight_s - 1.0 / 0.92).abs() < 1e-9,
+        "{ten_s} / {eight_s}"
+    );
+    assert_eq!(ten_s, d.seconds(&ten, &shape, &model));
+    // What it learns goes to the 10-bit key only.
+    let obs = d.observe(&ten, &shape, &model, 60.0);
+    assert_eq!(obs[0].key.family, "libx265-10");
+    let mut learned = Model::default();
+    learned.learn(&obs);
+    assert!(learned.samples.contains_key(&ten[0].encode()));
+    assert!(!learned.samples.contains_key(&eight[0].encode()));
+}
+
+#[test]
+fn an_audio_task_costs_its_track_not_a_flat_guess() {
+    use super::model::AudioWork;
+    let shape = cpu_shape(8, 1);
+    let model = Model::default();
+    let seconds = |audio: Option<AudioWork>| {
+        let d = Demand {
+            audio,
+            ..Demand::default()
+        };
+        d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_| false, &shape, &model)
+    };
+    assert_eq!(seconds(None), super::model::SMALL_TASK_SECONDS);
+    let hour_51 = AudioWork {
+        seconds: 3600.0,
+        channels: 6,
+        encode: true,
+    };
+    let s = seconds(Some(hour_51));
+    assert!(
+        (s - (3600.0 * 6.0 * 0.0104 + 3600.0 * 0.002)).abs() < 1e-9,
+        "{s}"
+    );
+    let stereo = seconds(Some(AudioWork {
+        channels: 2,
+        ..hour_51
+    }));
+    assert!(stereo < s, "5.1 costs more than stereo");
+    let copy = seconds(Some(AudioWork {
+        encode: false,
+        ..hour_51
+    }));
+    assert!(copy < stereo && copy >= super::model::SMALL_TASK_SECONDS);
 }

@@ -407,6 +407,7 @@ impl Index {
                     demand: Demand {
                         outputs: self.q.shapes[&shape].0.clone(),
                         frames: b.frames / u64::from(b.count.max(1)),
+                        audio: None,
                     },
                     running,
                     pool: if running {

@@ -256,3 +256,21 @@ fn what_the_outputs_leave_out_is_listed_with_the_reason() {
         .iter()
         .all(|l| l.contains("data")));
 }
+
+#[test]
+fn each_audio_task_says_its_work_for_pricing() {
+    let mut probe = multi_track_probe();
+    probe.streams[1].channels = 2;
+    probe.streams[3].channels = 6;
+    let tasks = expand_spec("j", &mkv_spec(), &probe, "/w").unwrap();
+    let audio: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::Audio)
+        .map(|t| t.demand.audio.expect("audio work"))
+        .collect();
+    // AAC is copied, AC-3 encoded; both last the video's 2 s.
+    assert_eq!(audio.len(), 2);
+    assert_eq!((audio[0].channels, audio[0].encode), (2, false));
+    assert_eq!((audio[1].channels, audio[1].encode), (6, true));
+    assert!(audio.iter().all(|a| (a.seconds - 2.0).abs() < 1e-9));
+}
