@@ -29,7 +29,10 @@ pub fn expand_spec(
     probe: &ProbeInfo,
     work_dir: &str,
 ) -> Result<Vec<NewTask>> {
-    check_audio(probe)?;
+    if probe.streams.is_empty() {
+        // Probes that list streams have each kept track checked instead.
+        check_audio(probe)?;
+    }
     check_hdr(spec, probe)?;
     check_rotation(spec, probe)?;
     let kept = KeptStreams::resolve(spec, probe)?;
@@ -138,7 +141,10 @@ pub fn expand_spec(
                 more_audio: vec![],
                 carry: carry.clone(),
                 frame_rate: kept.carried.then_some(v.avg_frame_rate),
-                autorotated: video.autorotate && probe.color.rotation != 0,
+                // Only quarter turns are applied to the pixels.
+                autorotated: video.autorotate
+                    && probe.color.rotation != 0
+                    && probe.color.rotation % 90 == 0,
                 output: storage::temp_output(output, job_id),
                 container,
                 expected_frames: v.frame_count,

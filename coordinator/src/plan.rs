@@ -8,7 +8,7 @@
 //! video, more than [`MAX_CHUNKS`] chunks) fails here, before any encode.
 
 use spotenc_proto::domain::{
-    ChunkRange, Codec, Container, JobSpec, ProbeInfo, StreamKind, VideoStreamInfo,
+    ChunkRange, Codec, Container, JobSpec, ProbeInfo, StreamKind, TrackSelection, VideoStreamInfo,
 };
 use spotenc_proto::{Error, Result};
 
@@ -49,6 +49,45 @@ fn check_audio_offset(off: f64) -> Result<()> {
     )))
 }
 
+/// Whether a subtitle codec can reach a container: Matroska takes the text
+/// and picture formats it maps (mov_text is converted to SubRip), MP4 the
+/// text formats FFmpeg can decode, converted to mov_text. Pictures into MP4
+/// are refused separately, naming the way out.
+pub fn subtitle_carriable(codec: &str, container: Container) -> bool {
+    const TEXT: &[&str] = &[
+        "subrip",
+        "ass",
+        "ssa",
+        "webvtt",
+        "mov_text",
+        "text",
+        "microdvd",
+        "subviewer",
+        "subviewer1",
+        "sami",
+        "realtext",
+        "mpl2",
+        "pjs",
+        "vplayer",
+        "jacosub",
+        "stl",
+    ];
+    const MKV: &[&str] = &[
+        "subrip",
+        "ass",
+        "ssa",
+        "webvtt",
+        "mov_text",
+        "hdmv_pgs_subtitle",
+        "dvb_subtitle",
+        "dvd_subtitle",
+    ];
+    match container {
+        Container::Mkv => MKV.contains(&codec),
+        Container::Mp4 => TEXT.contains(&codec),
+    }
+}
+
 /// The source streams a job keeps besides the video, resolved against its
 /// probe and checked against every output's container.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,10 +119,29 @@ impl KeptStreams {
         }
         let streams = &probe.streams;
         let audio = spec.audio_tracks.resolve(StreamKind::Audio, streams)?;
-        let subtitles = spec
+        let mut subtitles = spec
             .subtitle_tracks
             .resolve(StreamKind::Subtitle, streams)?;
         let of = |i: u32| streams.iter().find(|s| s.index == i).expect("resolved");
+        // A format no output can hold: left out (and said) when the job
+        // keeps all tracks, refused when it names the track.
+        let outputs = spec.outputs();
+        let carriable = |s: &&spotenc_proto::domain::StreamInfo| {
+            s.bitmap
+                || outputs
+                    .iter()
+                    .all(|(_, _, c)| subtitle_carriable(&s.codec, *c))
+        };
+        if let Some(s) = subtitles.iter().map(|&i| of(i)).find(|s| !carriable(s)) {
+            if spec.subtitle_tracks != TrackSelection::All {
+                return Err(Error::invalid(format!(
+                    "subtitle track {} cannot be carried into every output; \
+                     leave it out of --subtitles",
+                    s.describe()
+                )));
+            }
+        }
+        subtitles.retain(|&i| carriable(&of(i)));
         for &i in &audio {
             check_audio_offset(of(i).start_offset_seconds)?;
         }
@@ -140,7 +198,17 @@ pub fn left_out(spec: &JobSpec, probe: &ProbeInfo) -> Vec<String> {
                 Some("not selected by --audio".into())
             }
             Some(StreamKind::Subtitle) if !kept.subtitles.contains(&s.index) => {
-                Some("not selected by --subtitles".into())
+                let stuck: Vec<&str> = spec
+                    .outputs()
+                    .into_iter()
+                    .filter(|(_, _, c)| !s.bitmap && !subtitle_carriable(&s.codec, *c))
+                    .map(|(o, _, _)| o)
+                    .collect();
+                Some(if stuck.is_empty() {
+                    "not selected by --subtitles".into()
+                } else {
+                    format!("{} cannot be carried into {}", s.codec, stuck.join(", "))
+                })
             }
             Some(StreamKind::Attachment) if !mp4.is_empty() => {
                 Some(format!("MP4 cannot hold attachments ({})", mp4.join(", ")))
@@ -197,7 +265,7 @@ pub fn check_rotation(spec: &JobSpec, probe: &ProbeInfo) -> Result<()> {
     let unrecorded = spec
         .outputs()
         .into_iter()
-        .find(|(_, v, c)| *c == Container::Mkv && !v.autorotate);
+        .find(|(_, v, c)| *c == Container::Mkv && !(v.autorotate && r % 90 == 0));
     match unrecorded {
         Some((output, _, _)) => Err(Error::invalid(format!(
             "the source is rotated {r} degrees for display, which Matroska ({output}) cannot \

@@ -161,6 +161,12 @@ fn read_subtitles(
         let tb = s.time_base();
         let params = s.parameters();
         let converter = match container {
+            // Matroska has no mov_text: it becomes SubRip there.
+            Container::Mkv if params.id() == codec::Id::MOV_TEXT => Some(
+                streams::TextConverter::new(&params, tb, codec::Id::SUBRIP).map_err(|e| {
+                    Error::Unsupported(format!("subtitle stream {i} to subrip: {e}"))
+                })?,
+            ),
             Container::Mkv => None,
             Container::Mp4 if params.id() == codec::Id::MOV_TEXT => None,
             Container::Mp4 if crate::probe::is_bitmap_subtitle(params.id()) => {
@@ -169,9 +175,11 @@ fn read_subtitles(
                     params.id()
                 )));
             }
-            Container::Mp4 => Some(streams::MovTextConverter::new(&params, tb).map_err(|e| {
-                Error::Unsupported(format!("subtitle stream {i} to mov_text: {e}"))
-            })?),
+            Container::Mp4 => Some(
+                streams::TextConverter::new(&params, tb, codec::Id::MOV_TEXT).map_err(|e| {
+                    Error::Unsupported(format!("subtitle stream {i} to mov_text: {e}"))
+                })?,
+            ),
         };
         let params = match &converter {
             Some(c) => c.parameters(),
@@ -201,25 +209,39 @@ fn read_subtitles(
         let Some(pts) = packet.pts().or(packet.dts()) else {
             continue;
         };
-        let secs = pts as f64 * f64::from(tb);
-        if secs < carry.origin_seconds || secs >= carry.origin_seconds + carry.duration_seconds {
+        // On the job's timeline: an event still on screen at the origin
+        // starts there, one past the end is not shown.
+        let origin = (carry.origin_seconds / f64::from(tb)).round() as i64;
+        let end = origin + (carry.duration_seconds / f64::from(tb)).round() as i64;
+        let duration = packet.duration().max(0);
+        if pts >= end || pts + duration <= origin && !(duration == 0 && pts == origin) {
             continue;
         }
-        let origin = (carry.origin_seconds / f64::from(tb)).round() as i64;
+        let start = pts.max(origin);
         let mut out = match &mut converters[n] {
             None => packet.clone(),
-            Some(c) => match c.convert(&packet).map_err(Error::Unsupported)? {
-                Some(data) => ffmpeg::Packet::copy(&data),
-                None => continue,
+            Some(c) => match c.convert(&packet) {
+                Ok(Some(data)) => ffmpeg::Packet::copy(&data),
+                Ok(None) => continue,
+                // One unreadable event (text that is not UTF-8) is skipped,
+                // not the job.
+                Err(e) => {
+                    tracing::warn!(stream = carry.subtitle_streams[n], pts, error = %e, "subtitle event skipped");
+                    continue;
+                }
             },
         };
-        out.set_pts(Some(pts - origin));
-        out.set_dts(Some(pts - origin));
-        out.set_duration(packet.duration());
+        out.set_pts(Some(start - origin));
+        out.set_dts(Some(start - origin));
+        out.set_duration((pts + duration).min(end) - start);
         out.set_flags(ffmpeg::packet::Flags::KEY);
         tracks[n].packets.push(out);
     }
     input::read_ok(ictx, ctl, &carry.input)?;
+    for t in &mut tracks {
+        // In time order for the muxer; events at one time keep theirs.
+        t.packets.sort_by_key(|p| p.pts());
+    }
     Ok(tracks)
 }
 

@@ -318,8 +318,9 @@ impl Feed {
         }
         self.written += 1;
         p.rescale_ts(self.in_tb, self.out_tb);
-        // Keep DTS strictly increasing across chunk boundaries.
-        if let (Some(dts), Some(last)) = (p.dts(), self.last_dts) {
+        // Keep the video's DTS strictly increasing across chunk boundaries
+        // (subtitle events may share a time, and their DTS is their PTS).
+        if let (Some(dts), Some(last), true) = (p.dts(), self.last_dts, self.timing.is_some()) {
             if dts <= last {
                 p.set_dts(Some(last + 1));
             }

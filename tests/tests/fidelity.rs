@@ -895,3 +895,54 @@ fn anamorphic_pal_keeps_its_sample_and_display_aspect() {
         assert_eq!(frame_count(&out), frame_count(&src));
     }
 }
+
+#[test]
+fn mov_text_becomes_subrip_in_matroska() {
+    let dir = tempfile::tempdir().unwrap();
+    let srt = dir.path().join("s.srt");
+    std::fs::write(
+        &srt,
+        "1\n00:00:00,500 --> 00:00:01,200\nHello\n\n2\n00:00:01,500 --> 00:00:01,500\nNow\n\n\
+         3\n00:00:02,000 --> 00:00:03,100\nWorld\n",
+    )
+    .unwrap();
+    let src = make_clip(
+        dir.path(),
+        "phone.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25:duration=4",
+            "-i",
+            srt.to_str().unwrap(),
+            "-map",
+            "0:v",
+            "-map",
+            "1:s",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:s",
+            "mov_text",
+        ],
+    );
+    let out = dir.path().join("out.mkv");
+    assert_ok(
+        &transcode(&src, &out, &["--chunk-seconds", "1"]),
+        "transcode",
+    );
+    let j = probe_json(&out);
+    assert_eq!(j["streams"][1]["codec_name"], "subrip");
+    let (a, b) = (subtitle_times(&src, 0), subtitle_times(&out, 0));
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), b.len(), "{a:?} became {b:?}");
+    // An event that ends where it starts has no duration on either side.
+    let close = |x: f64, y: f64| (x - y).abs() < 0.002 || (x.is_nan() && y.is_nan());
+    for ((at, ad), (bt, bd)) in a.iter().zip(&b) {
+        assert!(close(*at, *bt) && close(*ad, *bd), "{a:?} became {b:?}");
+    }
+}

@@ -226,7 +226,7 @@ pub fn costs_table(
                 .collect();
             let shape = pools.first().map_or(
                 model::Shape {
-                    hardware: match key.family.as_str() {
+                    hardware: match key.family.strip_suffix("-10").unwrap_or(&key.family) {
                         "nvenc" => Hardware::Nvenc,
                         "qsv" => Hardware::Qsv,
                         _ => Hardware::Cpu,

@@ -450,14 +450,15 @@ impl Demand {
     }
 
     /// Predicted seconds on one slot of a worker of `class` and
-    /// `hardware` whose NVENC encodes the codecs `nvenc` accepts: the sum
+    /// `hardware` whose NVENC encodes the codecs (at the depths) `nvenc`
+    /// accepts: the sum
     /// over outputs, as [`Demand::seconds`] with [`Demand::keys`], without
     /// building keys (placement calls it per candidate and pool).
     pub fn seconds_on(
         &self,
         class: &str,
         hardware: Hardware,
-        nvenc: impl Fn(Codec) -> bool,
+        nvenc: impl Fn(Codec, bool) -> bool,
         shape: &Shape,
         model: &Model,
     ) -> f64 {
@@ -468,7 +469,7 @@ impl Demand {
             .iter()
             .map(|o| {
                 let base = match hardware {
-                    Hardware::Nvenc if nvenc(o.codec) => "nvenc",
+                    Hardware::Nvenc if nvenc(o.codec, o.ten_bit) => "nvenc",
                     Hardware::Qsv => "qsv",
                     _ => o.codec.software_encoder(),
                 };

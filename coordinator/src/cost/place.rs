@@ -119,8 +119,14 @@ impl Worker {
 
     /// Predicted seconds of `d` on one of its slots.
     pub fn seconds(&self, d: &Demand, model: &Model) -> f64 {
-        let nvenc = |c: Codec| {
-            self.pool.hardware == Hardware::Nvenc && self.nvenc.iter().any(|n| n.codec == c)
+        // A 10-bit output on a GPU that encodes 8 bits only falls back to
+        // the CPU, and is priced so.
+        let nvenc = |c: Codec, ten_bit: bool| {
+            self.pool.hardware == Hardware::Nvenc
+                && self
+                    .nvenc
+                    .iter()
+                    .any(|n| n.codec == c && (n.ten_bit || !ten_bit))
         };
         d.seconds_on(&self.class, self.pool.hardware, nvenc, &self.shape(), model)
     }

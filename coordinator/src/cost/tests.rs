@@ -803,12 +803,12 @@ fn ten_bit_work_is_keyed_and_priced_apart_from_eight_bit() {
     let model = Model::default();
     let eight = d.keys("c6i.2xlarge", Hardware::Cpu, &[]);
     assert_eq!(eight[0].family, "libx265");
-    let eight_s = d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_| false, &shape, &model);
+    let eight_s = d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_, _| false, &shape, &model);
     d.outputs[0].ten_bit = true;
     let ten = d.keys("c6i.2xlarge", Hardware::Cpu, &[]);
     assert_eq!(ten[0].family, "libx265-10");
     assert_eq!(Key::decode(&ten[0].encode()).unwrap(), ten[0]);
-    let ten_s = d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_| false, &shape, &model);
+    let ten_s = d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_, _| false, &shape, &model);
     // x265 at 10 bits took 1.09x the time of 8 bits here.
     assert!(
         (ten_s / eight_s - 1.0 / 0.92).abs() < 1e-9,
@@ -834,7 +834,7 @@ fn an_audio_task_costs_its_track_not_a_flat_guess() {
             audio,
             ..Demand::default()
         };
-        d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_| false, &shape, &model)
+        d.seconds_on("c6i.2xlarge", Hardware::Cpu, |_, _| false, &shape, &model)
     };
     assert_eq!(seconds(None), super::model::SMALL_TASK_SECONDS);
     let hour_51 = AudioWork {
@@ -857,4 +857,29 @@ fn an_audio_task_costs_its_track_not_a_flat_guess() {
         ..hour_51
     }));
     assert!(copy < stereo && copy >= super::model::SMALL_TASK_SECONDS);
+}
+
+#[test]
+fn ten_bit_work_on_an_eight_bit_gpu_is_priced_as_the_cpu_it_falls_back_to() {
+    let mut gpu = worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc]);
+    for n in &mut gpu.nvenc {
+        n.ten_bit = false;
+    }
+    let mut d = cand(1, Codec::Hevc, 1920, 1080, 0, 0).demand.into_owned();
+    let model = Model::default();
+    let nvenc_8 = gpu.seconds(&d, &model);
+    d.outputs[0].ten_bit = true;
+    let cpu_10 = d.seconds_on(
+        &gpu.class,
+        Hardware::Nvenc,
+        |_, _| false,
+        &gpu.shape(),
+        &model,
+    );
+    assert_eq!(gpu.seconds(&d, &model), cpu_10);
+    assert!(cpu_10 > nvenc_8, "x265 on the host is slower than NVENC");
+    for n in &mut gpu.nvenc {
+        n.ten_bit = true;
+    }
+    assert!(gpu.seconds(&d, &model) < cpu_10);
 }

@@ -174,10 +174,11 @@ pub fn add_side_data(
     Ok(())
 }
 
-/// Converts text subtitle packets (SubRip, ASS, WebVTT) to mov_text, the
-/// one text format MP4 holds: each packet is decoded to its events and
-/// encoded again; timing stays with the packet.
-pub struct MovTextConverter {
+/// Converts text subtitle packets from one format to another: SubRip, ASS
+/// or WebVTT to mov_text, the one text format MP4 holds, and mov_text to
+/// SubRip for Matroska, which has no mov_text. Each packet is decoded to
+/// its events and encoded again; timing stays with the packet.
+pub struct TextConverter {
     dec: *mut ffi::AVCodecContext,
     enc: *mut ffi::AVCodecContext,
     buf: Vec<u8>,
@@ -185,24 +186,27 @@ pub struct MovTextConverter {
 
 // SAFETY: the codec contexts are owned by this value and used by one thread
 // at a time.
-unsafe impl Send for MovTextConverter {}
+unsafe impl Send for TextConverter {}
 
-impl MovTextConverter {
-    /// Opens a decoder for `params` and a mov_text encoder that shares its
-    /// styles header.
+impl TextConverter {
+    /// Opens a decoder for `params` and an encoder of `target` that shares
+    /// its styles header.
     pub fn new(
         params: &ffmpeg::codec::Parameters,
         time_base: ffmpeg::Rational,
+        target: ffmpeg::codec::Id,
     ) -> Result<Self, String> {
         // SAFETY: every pointer is checked after allocation; ownership of both
         // contexts passes to the returned value, whose Drop frees them.
         unsafe {
             let codec = ffi::avcodec_find_decoder((*params.as_ptr()).codec_id);
-            let enc_codec = ffi::avcodec_find_encoder(ffi::AVCodecID::AV_CODEC_ID_MOV_TEXT);
+            let enc_codec = ffi::avcodec_find_encoder(target.into());
             if codec.is_null() || enc_codec.is_null() {
-                return Err("no decoder for the subtitles or no mov_text encoder".into());
+                return Err(format!(
+                    "no decoder for the subtitles or no {target:?} encoder"
+                ));
             }
-            let this = MovTextConverter {
+            let this = TextConverter {
                 dec: ffi::avcodec_alloc_context3(codec),
                 enc: ffi::avcodec_alloc_context3(enc_codec),
                 buf: vec![0; 1 << 16],
@@ -229,13 +233,13 @@ impl MovTextConverter {
                 (*this.enc).subtitle_header_size = header_len as i32;
             }
             if ffi::avcodec_open2(this.enc, enc_codec, std::ptr::null_mut()) < 0 {
-                return Err("mov_text encoder did not open".into());
+                return Err(format!("{target:?} encoder did not open"));
             }
             Ok(this)
         }
     }
 
-    /// The mov_text stream's parameters.
+    /// The converted stream's parameters.
     pub fn parameters(&self) -> ffmpeg::codec::Parameters {
         let mut p = ffmpeg::codec::Parameters::new();
         // SAFETY: both pointers are valid; the call copies the encoder's
@@ -246,8 +250,8 @@ impl MovTextConverter {
         p
     }
 
-    /// The mov_text payload of one subtitle packet; `None` when it holds no
-    /// event (an empty clearing packet).
+    /// The converted payload of one subtitle packet; `None` when it holds
+    /// no event (an empty clearing packet).
     pub fn convert(&mut self, packet: &ffmpeg::Packet) -> Result<Option<Vec<u8>>, String> {
         // SAFETY: the subtitle is zeroed, filled by the decoder and freed
         // after encoding; the output buffer is ours and its size is passed.
@@ -278,14 +282,14 @@ impl MovTextConverter {
             };
             ffi::avsubtitle_free(&mut sub);
             if n < 0 {
-                return Err(format!("mov_text encode failed ({n})"));
+                return Err(format!("subtitle encode failed ({n})"));
             }
             Ok((n > 0).then(|| self.buf[..n as usize].to_vec()))
         }
     }
 }
 
-impl Drop for MovTextConverter {
+impl Drop for TextConverter {
     fn drop(&mut self) {
         // SAFETY: both contexts were allocated by avcodec_alloc_context3 (or
         // are null, which the call accepts) and are freed once.

@@ -274,3 +274,41 @@ fn each_audio_task_says_its_work_for_pricing() {
     assert_eq!((audio[1].channels, audio[1].encode), (6, true));
     assert!(audio.iter().all(|a| (a.seconds - 2.0).abs() < 1e-9));
 }
+
+#[test]
+fn subtitles_no_output_can_hold_are_left_out_by_default_and_refused_by_name() {
+    let mut probe = multi_track_probe();
+    probe
+        .streams
+        .push(stream(6, StreamKind::Subtitle, "eia_608", "eng"));
+    let s = mkv_spec();
+    let tasks = expand_spec("j", &s, &probe, "/w").unwrap();
+    let Work::Stitch(stitch) = &tasks.last().unwrap().work else {
+        panic!("the stitch comes last")
+    };
+    assert_eq!(stitch.carry.as_ref().unwrap().subtitle_streams, vec![2, 4]);
+    let lines = crate::plan::left_out(&s, &probe);
+    assert!(
+        lines.contains(&format!(
+            "#6 subtitle eia_608 eng: eia_608 cannot be carried into {}",
+            s.output
+        )),
+        "{lines:?}"
+    );
+    let mut named = mkv_spec();
+    named.subtitle_tracks = "2".parse().unwrap();
+    let e = expand_spec("j", &named, &probe, "/w")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("#6 subtitle eia_608 eng cannot be carried"),
+        "{e}"
+    );
+    // mov_text goes to Matroska (converted) and to MP4.
+    assert!(crate::plan::subtitle_carriable("mov_text", Container::Mkv));
+    assert!(crate::plan::subtitle_carriable("subrip", Container::Mp4));
+    assert!(!crate::plan::subtitle_carriable(
+        "hdmv_pgs_subtitle",
+        Container::Mp4
+    ));
+}
