@@ -21,6 +21,29 @@ fn stale_tag(key: &str) -> bool {
         || k.starts_with("_statistics_")
 }
 
+fn dictionary(tags: &[(String, String)]) -> ffmpeg::Dictionary<'static> {
+    let mut dict = ffmpeg::Dictionary::new();
+    for (k, v) in tags {
+        dict.set(k, v);
+    }
+    dict
+}
+
+/// Stream `i` of the source, which must be of the `want` kind.
+fn source_stream<'a>(
+    ictx: &'a format::context::Input,
+    carry: &SourceCarry,
+    i: u32,
+    want: media::Type,
+) -> Result<format::stream::Stream<'a>> {
+    ictx.stream(i as usize)
+        .filter(|s| s.parameters().medium() == want)
+        .ok_or_else(|| Error::BadInput {
+            path: input::shown(&carry.input),
+            reason: format!("stream {i} is not a {want:?} stream"),
+        })
+}
+
 fn kept_tags(dict: ffmpeg::DictionaryRef) -> Vec<(String, String)> {
     dict.iter()
         .filter(|(k, _)| !stale_tag(k))
@@ -60,11 +83,7 @@ impl StreamMeta {
 
     /// Writes the tags, disposition and side data onto an output stream.
     pub fn apply(&self, ost: &mut format::stream::StreamMut) -> Result<()> {
-        let mut dict = ffmpeg::Dictionary::new();
-        for (k, v) in &self.tags {
-            dict.set(k, v);
-        }
-        ost.set_metadata(dict);
+        ost.set_metadata(dictionary(&self.tags));
         streams::set_disposition(ost, self.disposition);
         for (kind, data) in &self.side_data {
             streams::add_side_data(ost, *kind, data).map_err(Error::ff("stream side data"))?;
@@ -103,27 +122,23 @@ pub(crate) struct Carried {
 /// Reads what `carry` names from the source, for an output in `container`.
 pub(crate) fn load(carry: &SourceCarry, container: Container, ctl: &Control) -> Result<Carried> {
     let mut ictx = input::open_uri(&carry.input, ctl)?;
-    let bad = |reason: String| Error::BadInput {
-        path: input::shown(&carry.input),
-        reason,
+    let meta = |i: u32, want: media::Type| {
+        source_stream(&ictx, carry, i, want).map(|s| StreamMeta::of(&s))
     };
-    let stream =
-        |ictx: &format::context::Input, i: u32, want: media::Type| match ictx.stream(i as usize) {
-            Some(s) if s.parameters().medium() == want => Ok(StreamMeta::of(&s)),
-            _ => Err(bad(format!("stream {i} is not a {want:?} stream"))),
-        };
-    let video = stream(&ictx, carry.video_stream, media::Type::Video)?;
+    let video = meta(carry.video_stream, media::Type::Video)?;
     let audio = carry
         .audio_streams
         .iter()
-        .map(|&i| stream(&ictx, i, media::Type::Audio))
+        .map(|&i| meta(i, media::Type::Audio))
         .collect::<Result<Vec<_>>>()?;
     let mut attachments = Vec::new();
     if container == Container::Mkv {
         for &i in &carry.attachment_streams {
-            let meta = stream(&ictx, i, media::Type::Attachment)?;
-            let params = ictx.stream(i as usize).expect("checked").parameters();
-            attachments.push(Attachment { meta, params });
+            let s = source_stream(&ictx, carry, i, media::Type::Attachment)?;
+            attachments.push(Attachment {
+                meta: StreamMeta::of(&s),
+                params: s.parameters(),
+            });
         }
     }
     let chapters = chapters(&ictx, carry.origin_seconds, carry.duration_seconds);
@@ -151,13 +166,7 @@ fn read_subtitles(
     let mut tracks = Vec::new();
     let mut converters = Vec::new();
     for &i in &carry.subtitle_streams {
-        let s = ictx
-            .stream(i as usize)
-            .filter(|s| s.parameters().medium() == media::Type::Subtitle)
-            .ok_or_else(|| Error::BadInput {
-                path: input::shown(&carry.input),
-                reason: format!("stream {i} is not a subtitle stream"),
-            })?;
+        let s = source_stream(ictx, carry, i, media::Type::Subtitle)?;
         let tb = s.time_base();
         let params = s.parameters();
         let converter = match container {
@@ -276,11 +285,7 @@ fn chapters(input: &format::context::Input, origin: f64, duration: f64) -> Vec<C
 /// Adds the chapters (in milliseconds) and global tags to an output before
 /// its header.
 pub(crate) fn apply_global(carried: &Carried, octx: &mut format::context::Output) -> Result<()> {
-    let mut dict = ffmpeg::Dictionary::new();
-    for (k, v) in &carried.tags {
-        dict.set(k, v);
-    }
-    octx.set_metadata(dict);
+    octx.set_metadata(dictionary(&carried.tags));
     let ms = |s: f64| (s * 1000.0).round() as i64;
     for (i, c) in carried.chapters.iter().enumerate() {
         let title = c

@@ -13,6 +13,7 @@ use spotenc_proto::domain::{Codec, EncodeTask, OutputObject, RateControl, VideoS
 use tracing::warn;
 
 use crate::ffmpeg::{self, codec, filter, format, frame, Rational};
+use crate::picture::{tonemap_filters, Turn};
 use crate::{ffi, input, Control, Error, Result};
 
 /// The muxer of chunk objects: NUT keeps any time base exactly.
@@ -340,52 +341,6 @@ impl Cutter<'_> {
 }
 
 pub use spotenc_proto::domain::output_size;
-
-/// HDR (PQ or HLG) to BT.709 SDR in `format` with Debian FFmpeg's zscale
-/// (libzimg) and tonemap filters: linear light, BT.709 primaries, Hable's
-/// curve. zscale makes the YUV itself: a later swscale would convert the
-/// RGB with its BT.601 default.
-fn tonemap_filters(format: &str) -> String {
-    format!(
-        "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=hable:desat=0,\
-         zscale=t=bt709:m=bt709:r=tv,format={format},"
-    )
-}
-
-/// How a display rotation is applied to the pixels, as the ffmpeg CLI's
-/// autorotate does it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Turn {
-    None,
-    Clockwise,
-    UpsideDown,
-    CounterClockwise,
-}
-
-impl Turn {
-    /// From the display matrix's rotation (degrees, counter-clockwise).
-    fn of(rotation: f64) -> Turn {
-        match ((-rotation).rem_euclid(360.0) / 90.0).round() as i64 % 4 {
-            1 => Turn::Clockwise,
-            2 => Turn::UpsideDown,
-            3 => Turn::CounterClockwise,
-            _ => Turn::None,
-        }
-    }
-
-    fn swaps(self) -> bool {
-        matches!(self, Turn::Clockwise | Turn::CounterClockwise)
-    }
-
-    fn filter(self) -> &'static str {
-        match self {
-            Turn::None => "",
-            Turn::Clockwise => "transpose=clock,",
-            Turn::UpsideDown => "hflip,vflip,",
-            Turn::CounterClockwise => "transpose=cclock,",
-        }
-    }
-}
 
 /// Filter graph (scale, convert to yuv420p) plus encoder plus chunk muxer.
 struct Pipeline {

@@ -14,6 +14,9 @@
 //!   channel layout) or copied.
 //! - [`stitch`]: verify every chunk (size, checksum, frame count), then remux
 //!   the chunks and the audio tracks into MP4 (faststart) or MKV.
+//! - `picture`: the filters a decoded picture goes through before it is
+//!   scaled: the display rotation applied (`--autorotate`) and HDR
+//!   tone-mapped to BT.709 SDR (`--tonemap`).
 //! - `carry`: what a stitch takes straight from the source: stream tags and
 //!   dispositions, the display matrix and HDR side data, subtitles (text to
 //!   mov_text for MP4), attachments, chapters and global tags.
@@ -44,6 +47,7 @@ pub mod stitch;
 
 mod ffi;
 mod input;
+mod picture;
 
 pub use input::NETWORK_RW_TIMEOUT;
 

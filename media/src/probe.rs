@@ -77,7 +77,10 @@ fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
     });
     let streams = list_streams(&ictx, video_start);
     let chapters = ictx.nb_chapters();
-    let color = color_info(&vstream_color(&ictx, vindex), dec.format());
+    let color = color_info(
+        &ictx.stream(vindex).expect("the video stream"),
+        dec.format(),
+    );
     let format_name = ictx.format().name().to_string();
     let duration_seconds = if ictx.duration() > 0 {
         ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)
@@ -195,26 +198,17 @@ pub fn is_bitmap_subtitle(codec: ffmpeg::codec::Id) -> bool {
     )
 }
 
-fn vstream_color(
-    ictx: &ffmpeg::format::context::Input,
-    vindex: usize,
-) -> (ffmpeg::codec::Parameters, Option<f64>) {
-    let s = ictx.stream(vindex).expect("the video stream");
-    (s.parameters(), ffi::streams::rotation(&s))
-}
-
-fn color_info(
-    (params, rotation): &(ffmpeg::codec::Parameters, Option<f64>),
-    format: ffmpeg::format::Pixel,
-) -> ColorInfo {
-    let [primaries, transfer, matrix, range] = ffi::streams::color_names(params);
+/// The video stream's colour description, bit depth (of the decoder's
+/// pixel format) and display rotation.
+fn color_info(video: &ffmpeg::format::stream::Stream, format: ffmpeg::format::Pixel) -> ColorInfo {
+    let [primaries, transfer, matrix, range] = ffi::streams::color_names(&video.parameters());
     ColorInfo {
         primaries,
         transfer,
         matrix,
         range,
         bit_depth: ffi::streams::pixel_depth(format),
-        rotation: rotation.map_or(0, |r| r.round() as i32),
+        rotation: ffi::streams::rotation(video).map_or(0, |r| r.round() as i32),
     }
 }
 

@@ -226,32 +226,28 @@ impl Feed {
             .map(|p| input::open(p))
             .collect::<Result<Vec<_>>>()?;
         let in_tb = inputs[0].stream(0).expect("stream").time_base();
-        Ok(Feed {
-            inputs,
-            current: 0,
-            queued: Default::default(),
-            params: None,
-            out_index: 0,
-            in_tb,
-            out_tb: in_tb,
-            next: None,
-            last_dts: None,
-            timing: None,
-            frame_rate: None,
-            written: 0,
-        })
+        Ok(Feed::with(inputs, vec![], None, in_tb))
     }
 
     /// A feed of packets already read, in `tb`.
     fn of_packets(params: codec::Parameters, tb: Rational, packets: Vec<ffmpeg::Packet>) -> Self {
+        Feed::with(vec![], packets, Some(params), tb)
+    }
+
+    fn with(
+        inputs: Vec<format::context::Input>,
+        queued: Vec<ffmpeg::Packet>,
+        params: Option<codec::Parameters>,
+        in_tb: Rational,
+    ) -> Self {
         Feed {
-            inputs: vec![],
+            inputs,
             current: 0,
-            queued: packets.into(),
-            params: Some(params),
+            queued: queued.into(),
+            params,
             out_index: 0,
-            in_tb: tb,
-            out_tb: tb,
+            in_tb,
+            out_tb: in_tb,
             next: None,
             last_dts: None,
             timing: None,
@@ -342,15 +338,10 @@ fn mux(task: &StitchTask, dst: &Path, timing: VideoTiming, ctl: &Control) -> Res
         Some(c) => crate::carry::load(c, task.container, ctl)?,
         None => crate::carry::Carried::default(),
     };
-    let hdr = ffi::streams::is_hdr_params(
-        &input::open(chunk_paths[0])?
-            .stream(0)
-            .expect("stream")
-            .parameters(),
-    );
-    carried.video.keep_side_data(!task.autorotated, hdr);
     // Video first, then audio, then subtitles, each with its source meta.
     let mut video = Feed::new(&chunk_paths)?;
+    let hdr = ffi::streams::is_hdr_params(&video.parameters());
+    carried.video.keep_side_data(!task.autorotated, hdr);
     video.timing = Some(timing);
     video.frame_rate = task
         .frame_rate

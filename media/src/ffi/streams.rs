@@ -405,20 +405,22 @@ pub fn x265_hdr_params(frame: &ffmpeg::frame::Video) -> Vec<String> {
     params
 }
 
-/// Whether a frame's transfer is PQ (HDR10) or HLG.
-pub fn is_hdr_frame(frame: &ffmpeg::frame::Video) -> bool {
+/// Whether a transfer is PQ (HDR10) or HLG.
+fn is_hdr_transfer(trc: ffi::AVColorTransferCharacteristic) -> bool {
     use ffi::AVColorTransferCharacteristic as T;
-    // SAFETY: the frame is valid while borrowed.
-    let trc = unsafe { (*frame.as_ptr()).color_trc };
     matches!(trc, T::AVCOL_TRC_SMPTE2084 | T::AVCOL_TRC_ARIB_STD_B67)
 }
 
-/// Whether stream parameters describe PQ (HDR10) or HLG video.
+/// Whether a frame is HDR (PQ or HLG).
+pub fn is_hdr_frame(frame: &ffmpeg::frame::Video) -> bool {
+    // SAFETY: the frame is valid while borrowed.
+    is_hdr_transfer(unsafe { (*frame.as_ptr()).color_trc })
+}
+
+/// Whether stream parameters describe HDR (PQ or HLG) video.
 pub fn is_hdr_params(params: &ffmpeg::codec::Parameters) -> bool {
-    use ffi::AVColorTransferCharacteristic as T;
     // SAFETY: the parameters are valid while borrowed.
-    let trc = unsafe { (*params.as_ptr()).color_trc };
-    matches!(trc, T::AVCOL_TRC_SMPTE2084 | T::AVCOL_TRC_ARIB_STD_B67)
+    is_hdr_transfer(unsafe { (*params.as_ptr()).color_trc })
 }
 
 /// Tags an encoder BT.709 SDR, limited range: what tone mapping makes.
