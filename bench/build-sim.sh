@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/target}
-build() { cargo build --profile sim -q --bins -p spotenc-cli --no-default-features; }
+build() { cargo build --profile sim -q --bins -p spotenc-cli --no-default-features --features sim; }
 
 plain() {
   echo "build-sim: $1; timing the plain sim build" >&2

@@ -20,7 +20,7 @@ workers=${3:-32}
 secs=${4:-10}
 scripts/setup.sh
 cargo build --release -q --bins -p spotenc-cli
-cargo build --release -q -p spotenc-coordinator --example placement_bench
+cargo build --release -q -p spotenc-fleetsim --example placement_bench
 cargo build --release -q -p spotenc-tests --example lease_bench
 bin=${CARGO_TARGET_DIR:-target}/release
 echo "== replay, $jobs jobs over $span s"

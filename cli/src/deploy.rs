@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use spotenc_coordinator::deploy::{self, RedisChoice, RenderOptions};
-use spotenc_coordinator::fleetsim::workload::load_pools;
+use spotenc_core::cost::pools::load_pools;
+use spotenc_deploy::{self as deploy, RedisChoice, RenderOptions};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DeployCommand {

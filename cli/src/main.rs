@@ -2,35 +2,40 @@
 //! the coordinator, the worker runtime or the client.
 //!
 //! Layout:
-//! - `alloc`: the global allocator (mimalloc).
 //! - `args`: job options and their mapping to a `JobSpec`.
 //! - `client`: submit, status, watch, cancel, logs and workers against a
 //!   coordinator.
 //! - `deploy`: `deploy render`, Kubernetes manifests from a pool catalogue.
 //! - `fleet`: the pool catalogue and the cost model (`pools`, `costs`).
-//! - `operator`: the WorkerPool controller (`operator run`) and its CRD.
-//! - `simulate`: the fleet simulator's runs, tables and SVG plots.
-//! - `transcode`: the all-in-one run (coordinator and workers in-process).
-//!   It is the only part that links the worker runtime and so FFmpeg; the
-//!   `transcode` feature (default) gates it, and the coordinator image
-//!   builds without it.
+//! - `operator` (feature `operator`): the WorkerPool controller
+//!   (`operator run`) and its CRD.
+//! - `simulate` (feature `sim`): the fleet simulator's runs, tables and SVG
+//!   plots.
+//! - `transcode` and `probe` (feature `transcode`): the all-in-one run
+//!   (coordinator and workers in-process) and `spotenc probe`; the only
+//!   parts that link the worker runtime and so FFmpeg.
+//!
+//! The coordinator image builds with `--no-default-features`: no FFmpeg,
+//! kube, plotters or custom allocator (`tests/tests/lean.rs` checks it).
 
-/// mimalloc rather than glibc's malloc: the simulator and the state
-/// machine allocate many small strings and records, and 3 simulated days
-/// of `examples/simulate/scale-50m` took 18.4 s with it against 26.1 s
-/// without (same report, byte for byte). FFmpeg keeps its own allocator.
-/// `alloc` says why it is not the `mimalloc` crate's `MiMalloc` as is.
+#![forbid(unsafe_code)]
+
+/// mimalloc rather than glibc's malloc where the simulator is built in: it
+/// allocates many small strings and records (bench/RESULTS.md has the
+/// measurements). FFmpeg keeps its own allocator.
+#[cfg(feature = "sim")]
 #[global_allocator]
-static GLOBAL: alloc::Mimalloc = alloc::Mimalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod alloc;
 mod args;
 mod client;
 mod deploy;
 mod fleet;
+#[cfg(feature = "operator")]
 mod operator;
 #[cfg(feature = "transcode")]
 mod probe;
+#[cfg(feature = "sim")]
 mod simulate;
 #[cfg(feature = "transcode")]
 mod transcode;
@@ -186,6 +191,7 @@ enum Command {
     },
     /// The WorkerPool operator: `operator crd` prints the CRD, `operator run`
     /// reconciles pools against the cluster
+    #[cfg(feature = "operator")]
     Operator {
         #[command(subcommand)]
         command: operator::OperatorCommand,
@@ -193,6 +199,7 @@ enum Command {
     /// Simulate a month of a workload on a fleet in virtual time: the real
     /// placement, capacity planner and state machine, with spot
     /// interruptions, autoscaling and per-second billing
+    #[cfg(feature = "sim")]
     Simulate {
         /// Pools TOML ([[pools]] entries; a built-in pool's name inherits
         /// its fields)
@@ -425,10 +432,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             init_tracing("warn");
             deploy::run(command)
         }
+        #[cfg(feature = "operator")]
         Command::Operator { command } => {
             init_tracing("info");
             operator::run(command).await
         }
+        #[cfg(feature = "sim")]
         Command::Simulate {
             pools,
             workload,

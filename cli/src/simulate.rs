@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use plotters::prelude::*;
-use spotenc_coordinator::fleetsim::{self, Options, Report, Workload};
+use spotenc_fleetsim::{self as fleetsim, Options, Report, Workload};
 
 pub struct Args {
     pub pools: PathBuf,

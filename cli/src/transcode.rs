@@ -62,7 +62,7 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     config.data_dir = scratch.path().to_path_buf();
     // Confined to this run's own files: its input's and output's folders.
     let folder = |p: &str| std::path::Path::new(p).parent().map(|d| d.to_path_buf());
-    config.files = spotenc_coordinator::storage::Files {
+    config.files = spotenc_storage::Files {
         input_roots: folder(&spec.input).into_iter().collect(),
         output_roots: spec
             .outputs()

@@ -23,12 +23,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spotenc_coordinator::graph;
-use spotenc_coordinator::state::embedded::EmbeddedStore;
-use spotenc_coordinator::state::redis::RedisStore;
-use spotenc_coordinator::state::{Limits, StateStore, WorkerRecord};
+use spotenc_core::graph;
+use spotenc_core::state::{Limits, WorkerRecord};
 use spotenc_proto::client::Connection;
 use spotenc_proto::domain::*;
+use spotenc_store::embedded::EmbeddedStore;
+use spotenc_store::redis::RedisStore;
+use spotenc_store::StateStore;
 use spotenc_tests::lease_cycles::{lease_cycles, submit_jobs, Cycles};
 use spotenc_tests::{bin, cpu_worker_info, free_port, wait_for_port, Proc, RedisServer};
 

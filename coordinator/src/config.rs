@@ -85,12 +85,13 @@ use spotenc_proto::auth::Role;
 use spotenc_proto::{Error, Result};
 
 use crate::auth::Tokens;
-use crate::broker::S3Config;
-use crate::cost::capacity::CapacityPolicy;
-use crate::cost::catalogue::{parse_entries, Catalogue, PoolEntry};
-use crate::cost::place::Policy;
-use crate::storage::s3::S3Settings;
 use crate::{Config, Placement, StateBackend, TlsFiles};
+use spotenc_core::cost::capacity::CapacityPolicy;
+use spotenc_core::cost::catalogue::{Catalogue, PoolEntry};
+use spotenc_core::cost::place::Policy;
+use spotenc_core::cost::pools::parse_pool_entries;
+use spotenc_storage::broker::S3Config;
+use spotenc_storage::s3::S3Settings;
 use std::time::Duration;
 
 #[derive(Debug, Default, Deserialize)]
@@ -346,9 +347,9 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
     {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::invalid(format!("pool catalogue {}: {e}", path.display())))?;
-        entries.extend(
-            parse_entries(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?,
-        );
+        let file = path.display().to_string();
+        entries
+            .extend(parse_pool_entries(&text, &file).map_err(|e| Error::invalid(e.to_string()))?);
     }
     let mut pools = Catalogue::load(&entries)?;
     if file.builtin_pools == Some(false) {
@@ -446,7 +447,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("./spotenc-data"));
     let config = Config {
-        files: crate::storage::Files {
+        files: spotenc_storage::Files {
             input_roots: roots("SPOTENC_INPUT_ROOTS", files.input_roots)?,
             output_roots: roots("SPOTENC_OUTPUT_ROOTS", files.output_roots)?,
             data_dir: data_dir.clone(),

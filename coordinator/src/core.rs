@@ -23,14 +23,16 @@ use spotenc_proto::{Error, Result};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::broker::Broker;
-use crate::cost::capacity::HealthTracker;
-use crate::cost::model::Model;
-use crate::cost::place::Fleet;
-use crate::cost::Lease;
-use crate::state::machine::with_attempt_paths;
-use crate::state::{job_view, Ending, JobRecord, StateStore, Transition, WorkerRecord};
-use crate::{graph, Config};
+use crate::Config;
+use spotenc_core::cost::capacity::HealthTracker;
+use spotenc_core::cost::model::Model;
+use spotenc_core::cost::place::Fleet;
+use spotenc_core::cost::Lease;
+use spotenc_core::graph;
+use spotenc_core::state::machine::with_attempt_paths;
+use spotenc_core::state::{job_of, job_view, Ending, JobRecord, Transition, WorkerRecord};
+use spotenc_storage::broker::Broker;
+use spotenc_store::StateStore;
 
 pub struct Coordinator {
     store: Arc<dyn StateStore>,
@@ -90,11 +92,6 @@ const VIEW_TTL: Duration = Duration::from_secs(2);
 /// A worker that has neither asked for work (workers long-poll for 5 s)
 /// nor heartbeated (every 2 s by default) this long is not live.
 const LIVE_MS: i64 = 30_000;
-
-/// The job a task belongs to: task ids are `<job>/<name>`.
-pub(crate) fn job_of(task_id: &str) -> &str {
-    task_id.split('/').next().unwrap_or_default()
-}
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -311,7 +308,7 @@ impl Coordinator {
 
     /// The attempt of `task` that `worker_id` holds, or the refusal.
     fn held_attempt<'a>(
-        task: &'a crate::state::TaskRecord,
+        task: &'a spotenc_core::state::TaskRecord,
         worker_id: &str,
         attempt: u32,
     ) -> Result<&'a spotenc_proto::domain::AttemptRecord> {
@@ -320,7 +317,7 @@ impl Coordinator {
             other => {
                 let holder = other.map(|a| a.worker_id.as_str());
                 warn!(worker = %worker_id, task = %task.id, attempt, holder = ?holder, "worker call on a lease it does not hold");
-                Err(crate::state::machine::not_holder(
+                Err(spotenc_core::state::machine::not_holder(
                     worker_id, &task.id, attempt,
                 ))
             }

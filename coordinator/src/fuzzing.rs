@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use spotenc_proto::domain::{AttemptRecord, JobSpec, ProbeInfo, TaskOutcome, Work};
 use spotenc_proto::pb;
 
-use crate::cost::catalogue::{parse_entries, Catalogue};
-use crate::cost::model::Demand;
-use crate::state::WorkerRecord;
+use spotenc_core::cost::catalogue::{parse_entries, Catalogue};
+use spotenc_core::cost::model::Demand;
+use spotenc_core::state::WorkerRecord;
 
 /// A `SubmitJobRequest` as protobuf bytes: decoded, converted and
 /// validated as the coordinator does before it plans anything; a valid
@@ -33,8 +33,8 @@ pub fn job_spec(data: &[u8]) {
     }
 }
 
-/// TOML as the coordinator config, a pool catalogue, and the simulator's
-/// workload and pool files.
+/// TOML as the coordinator config, a pool catalogue and a pools file (the
+/// simulator's workload: `spotenc_fleetsim::fuzz_workload`).
 pub fn config_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -43,8 +43,7 @@ pub fn config_toml(data: &[u8]) {
     if let Ok(entries) = parse_entries(text) {
         let _ = Catalogue::load(&entries);
     }
-    let _ = crate::fleetsim::workload::Workload::parse(text, "fuzz.toml");
-    let _ = crate::fleetsim::workload::parse_pools(text, "fuzz.toml");
+    let _ = spotenc_core::cost::pools::parse_pools(text, "fuzz.toml");
 }
 
 /// The JSON records the Redis scripts store and hand back opaque (work,

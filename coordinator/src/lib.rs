@@ -6,8 +6,6 @@
 //! - [`Config`]: lease TTL, heartbeat interval, limits, data directory,
 //!   tokens, TLS; [`config`] loads it from TOML and the environment.
 //! - [`auth`]: bearer tokens with roles, checked on every RPC.
-//! - [`broker`]: presigned URLs for each lease's `s3://` objects (workers
-//!   hold no credentials), input/output checks, commit and cleanup.
 //! - `core`: [`Coordinator`], the behaviour between the RPC edge and the
 //!   store: submission checks, long-poll leasing, planning after a probe,
 //!   interruptions and audit logs, the workers heard from, commit of every
@@ -18,34 +16,19 @@
 //!   by pool and outcome, output seconds by codec, live workers by pool, and
 //!   the capacity planner's desired workers, backlog, health and
 //!   interruption rate by pool and queue age against target.
-//! - [`cost`]: the pool catalogue, the codec cost model, placement, the
-//!   capacity planner and a virtual-time replay (pure).
-//! - [`deploy`]: `spotenc deploy render`, Kubernetes manifests from the
-//!   pool catalogue (pure).
-//! - [`fleetsim`]: the fleet simulator behind `spotenc simulate` (the real
-//!   machine, placement and planner in virtual time).
 //! - [`fuzzing`]: entry points for the fuzz targets in `fuzz/` and the
 //!   corpus replay (job specs as protobuf, TOML, the Lua-facing JSON).
-//! - [`plan`]: chunk boundaries from keyframes (pure).
-//! - [`graph`]: the task graph of a job, a stitch per rendition (pure).
-//! - [`state`]: the [`state::StateStore`] trait of atomic transitions, the
-//!   pure [`state::machine`], the file-backed [`state::embedded`] store and
-//!   the [`state::redis`] store.
-//! - [`storage`]: file paths, input/output checks, atomic commit, cleanup.
-//! - `lua/` (beside `src/`): the Redis backend's scripts, one per
-//!   transition, sharing `lib.lua`.
+//!
+//! What it builds on, each its own crate: `spotenc-core` (plan, graph,
+//! cost model, placement, capacity planner, the pure state machine),
+//! `spotenc-store` (the embedded and Redis stores) and `spotenc-storage`
+//! (object stores and the broker).
+
+#![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod broker;
 pub mod config;
-pub mod cost;
-pub mod deploy;
-pub mod fleetsim;
 pub mod fuzzing;
-pub mod graph;
-pub mod plan;
-pub mod state;
-pub mod storage;
 
 mod core;
 mod prom;
@@ -59,11 +42,12 @@ use std::time::Duration;
 pub use crate::core::Coordinator;
 pub use spotenc_proto::{Error, Result};
 
+use spotenc_core::state::Limits;
 use spotenc_proto::auth::Role;
 use spotenc_proto::pb::{
     job_service_server::JobServiceServer, worker_service_server::WorkerServiceServer,
 };
-use state::{embedded::EmbeddedStore, redis::RedisStore, Limits, StateStore};
+use spotenc_store::{embedded::EmbeddedStore, redis::RedisStore, StateStore};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
@@ -118,14 +102,14 @@ pub struct Config {
     pub insecure_no_auth: bool,
     pub tls: Option<TlsFiles>,
     /// S3 storage for `s3://` inputs and outputs, through the broker.
-    pub s3: Option<broker::S3Config>,
+    pub s3: Option<spotenc_storage::broker::S3Config>,
     /// Where local inputs and outputs may lie.
-    pub files: storage::Files,
+    pub files: spotenc_storage::Files,
     /// Every pool the fleet may run in.
-    pub pools: cost::catalogue::Catalogue,
+    pub pools: spotenc_core::cost::catalogue::Catalogue,
     pub placement: Placement,
     /// The capacity planner's targets and rules.
-    pub capacity: cost::capacity::CapacityPolicy,
+    pub capacity: spotenc_core::cost::capacity::CapacityPolicy,
 }
 
 /// Per-client limits (a client is a token name, or `anonymous`); 0 turns
@@ -143,7 +127,7 @@ pub struct Quotas {
 pub struct Placement {
     /// Cost-aware placement; `false` leases first in, first out.
     pub enabled: bool,
-    pub policy: cost::place::Policy,
+    pub policy: spotenc_core::cost::place::Policy,
     /// A GPU whose NVENC utilisation is at or above this gets no further
     /// session.
     pub nvenc_util_limit_pct: u32,

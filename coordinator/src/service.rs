@@ -15,7 +15,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::core::Coordinator;
-use crate::state::Ending;
+use spotenc_core::state::Ending;
 
 /// Longest a LeaseTask call may wait for work.
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(30);

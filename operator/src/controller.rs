@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
-use spotenc_coordinator::deploy::RenderOptions;
+use spotenc_deploy::RenderOptions;
 use spotenc_proto::client::Connection;
 use spotenc_proto::pb;
 

@@ -4,7 +4,7 @@
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use spotenc_coordinator::cost::catalogue::{Pool, PoolEntry};
+use spotenc_core::cost::catalogue::{Pool, PoolEntry};
 
 /// How instances of the pool are bought.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
-use spotenc_coordinator::deploy::{self, RenderOptions};
+use spotenc_deploy::{self as deploy, RenderOptions};
 use spotenc_proto::pb::PoolCapacity;
 
 use crate::crd::{WorkerPool, WorkerPoolStatus};

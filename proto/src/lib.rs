@@ -16,7 +16,9 @@
 //! - [`Error`]: the shared error type, and its mapping to `tonic::Status`
 //!   ([`Error::into_status`], [`Error::from_status`]), which exists only here.
 
+#[cfg(feature = "grpc")]
 pub mod auth;
+#[cfg(feature = "grpc")]
 pub mod client;
 pub mod domain;
 pub mod redact;
@@ -29,11 +31,11 @@ mod tests;
 /// Generated `spotenc.v1` messages and services.
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
-    tonic::include_proto!("spotenc.v1");
+    include!(concat!(env!("OUT_DIR"), "/spotenc.v1.rs"));
 
     /// Encoded file descriptor set for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("spotenc_descriptor");
+        include_bytes!(concat!(env!("OUT_DIR"), "/spotenc_descriptor.bin"));
 }
 
 pub use convert::{job_to_pb, work_to_pb};
@@ -86,6 +88,7 @@ impl Error {
     }
 
     /// The one mapping from domain errors to gRPC codes.
+    #[cfg(feature = "grpc")]
     pub fn into_status(self) -> tonic::Status {
         use tonic::Status;
         match self {
@@ -101,6 +104,7 @@ impl Error {
     }
 
     /// The inverse of [`Error::into_status`], for clients.
+    #[cfg(feature = "grpc")]
     pub fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let m = status.message().to_string();
@@ -117,6 +121,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "grpc")]
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         e.into_status()

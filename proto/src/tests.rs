@@ -127,6 +127,7 @@ fn leased_task_round_trips() {
     assert_eq!(LeasedTask::try_from(wire).unwrap(), t);
 }
 
+#[cfg(feature = "grpc")]
 #[test]
 fn status_mapping_is_inverse() {
     for e in [

@@ -9,10 +9,10 @@ use spotenc_proto::Result;
 use tracing::{info, warn};
 
 use super::{now_ms, Coordinator, LIVE_MS, PLAN_INTERVAL};
-use crate::cost::capacity::{
+use spotenc_core::cost::capacity::{
     plan_capacity, queue_oldest_seconds, HealthState, InFlight, PoolTarget,
 };
-use crate::state::{JobRecord, Transition};
+use spotenc_core::state::{JobRecord, Transition};
 
 impl Coordinator {
     /// Retention: forgets jobs that ended more than `keep` ago (tasks,
@@ -172,7 +172,7 @@ impl Coordinator {
 
     /// Adds an ended job's attempt costs and output seconds to the
     /// Prometheus counters (per replica: each job ends on one replica).
-    fn count_costs(&self, job: &JobRecord, tasks: &[crate::state::TaskRecord]) {
+    fn count_costs(&self, job: &JobRecord, tasks: &[spotenc_core::state::TaskRecord]) {
         for a in tasks.iter().flat_map(|t| t.history.iter()) {
             let pool = self.config.pools.label(&a.pool).to_string();
             // A gauge only goes up here: the metrics crate's counters are

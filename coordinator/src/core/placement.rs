@@ -8,10 +8,10 @@ use spotenc_proto::Result;
 use tracing::warn;
 
 use super::{now_ms, Coordinator, LIVE_MS, VIEW_TTL};
-use crate::cost::catalogue::{Hardware, Pool};
-use crate::cost::model::{self, Model, Observation};
-use crate::cost::place::{Fleet, Worker};
-use crate::cost::Lease;
+use spotenc_core::cost::catalogue::{Hardware, Pool};
+use spotenc_core::cost::model::{self, Model, Observation};
+use spotenc_core::cost::place::{Fleet, Worker};
+use spotenc_core::cost::Lease;
 
 impl Coordinator {
     /// The catalogue pool of a worker; a pool not in the catalogue gets a
@@ -116,7 +116,7 @@ impl Coordinator {
     /// wall time of the encode.
     pub(super) async fn observe(
         &self,
-        task: &crate::state::TaskRecord,
+        task: &spotenc_core::state::TaskRecord,
         a: &spotenc_proto::domain::AttemptRecord,
         obj: &OutputObject,
     ) {
@@ -208,6 +208,6 @@ impl Coordinator {
     /// HEVC medium keys of every catalogue pool, with their prices.
     pub async fn costs(&self) -> Result<Vec<spotenc_proto::domain::CostEntry>> {
         let model = self.store.model().await?;
-        Ok(crate::cost::costs_table(&self.config.pools, &model))
+        Ok(spotenc_core::cost::costs_table(&self.config.pools, &model))
     }
 }

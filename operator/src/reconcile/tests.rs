@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::crd::{CapacityType, HardwareType, WorkerPoolSpec};
-use spotenc_coordinator::cost::catalogue::Catalogue;
-use spotenc_coordinator::deploy::render;
+use spotenc_core::cost::catalogue::Catalogue;
+use spotenc_deploy::render;
 
 /// The WorkerPool for a built-in catalogue pool, as `kubectl get -o yaml`
 /// would show it once created (with a uid).
@@ -50,8 +50,7 @@ fn a_pool_gets_exactly_what_deploy_render_writes_for_it_plus_its_owner() {
     let applied = desired_objects(&wp, &o).unwrap();
 
     let pools = "[[pools]]\nname = \"g4dn-xlarge-spot\"\n";
-    let catalogue =
-        spotenc_coordinator::fleetsim::workload::parse_pools(pools, "pools.toml").unwrap();
+    let catalogue = spotenc_core::cost::pools::parse_pools(pools, "pools.toml").unwrap();
     let file = render(&catalogue, &o)
         .unwrap()
         .into_iter()

@@ -1,0 +1,9 @@
+//! Replays the `config_toml` fuzz corpus (`fuzz/corpus/`) through the
+//! workload parser on stable: a panic fails the test and names the file.
+
+use spotenc_tests::replay_fuzz_corpus;
+
+#[test]
+fn workload_toml_corpus() {
+    replay_fuzz_corpus("config_toml", spotenc_fleetsim::fuzz_workload);
+}
