@@ -11,7 +11,7 @@
 #
 # Why PGO: under callgrind's cache model the event loop missed the
 # instruction cache about 440 times per event at 7b09917; the profile lets LLVM lay
-# hot code out together and move cold code away (measured in the README's
+# hot code out together and move cold code away (measured in bench/RESULTS.md's
 # speed paragraph). The three steps (instrumented build, training run,
 # build with the merged profile) are plain cargo and llvm-profdata;
 # cargo-pgo wraps the same steps and would be one more tool to install.

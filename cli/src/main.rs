@@ -16,7 +16,7 @@
 //!   parts that link the worker runtime and so FFmpeg.
 //!
 //! The coordinator image builds with `--no-default-features`: no FFmpeg,
-//! kube, plotters or custom allocator (`tests/tests/lean.rs` checks it).
+//! kube, plotters or custom allocator (`tests/tests/layers.rs` checks it).
 
 #![forbid(unsafe_code)]
 

@@ -6,16 +6,15 @@
 //! core, submits each job when its arrival comes and hands the plan to the
 //! state machine when the probe completes: the same calls in the same
 //! order as planning on the spot, so reports stay byte-identical. The
-//! same thread frees finished jobs' records, which it largely allocated.
+//! same thread frees finished jobs' records.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
-use spotenc_proto::domain::{Priority, ProbeInfo};
+use spotenc_proto::domain::{JobSpec, Priority, ProbeInfo};
 
 use super::workload::{Arrival, Workload, MONTH_SECONDS};
 use crate::replay::{probe, spec, Rng, SimJob};
-use spotenc_core::state::machine::{FollowUps, JobAhead};
-use spotenc_core::state::{JobRecord, Key, TaskRecord};
+use spotenc_core::state::{JobRecord, Key, NewTask, TaskRecord};
 
 /// Arrivals per message: few enough to start at once, enough that the
 /// channel costs nothing per job.
@@ -28,8 +27,9 @@ const AHEAD: usize = 8;
 pub(super) struct Planned {
     pub at_ms: i64,
     pub id: Key,
-    /// The job and its probe task, made into records for submission.
-    pub submit: JobAhead,
+    /// The job's spec and id, for submission.
+    pub spec: JobSpec,
+    pub job_id: String,
     /// The job's shape, what its probe finds and the tasks it plans.
     pub ahead: Box<Ahead>,
 }
@@ -38,7 +38,7 @@ pub(super) struct Planned {
 /// completes.
 pub(super) struct Ahead {
     pub job: SimJob,
-    pub planned: Option<(ProbeInfo, FollowUps)>,
+    pub planned: Option<(ProbeInfo, Vec<NewTask>)>,
 }
 
 /// A finished job's records and shape, for the planning thread to free.
@@ -225,17 +225,14 @@ impl Planner<'_> {
         let probe = probe(&job);
         let tasks =
             spotenc_core::graph::expand_spec(&id, &s, &probe, "/w").expect("simulated jobs plan");
-        // Made into records here, off the event loop's thread.
-        let follow = FollowUps::new(&id, s.partition(), tasks);
-        let key = Key::from(id.as_str());
-        let submit = JobAhead::new(s, "", "", id, "/w");
         Planned {
             at_ms,
-            id: key,
-            submit,
+            id: Key::from(id.as_str()),
+            spec: s,
+            job_id: id,
             ahead: Box::new(Ahead {
                 job,
-                planned: Some((probe, follow)),
+                planned: Some((probe, tasks)),
             }),
         }
     }

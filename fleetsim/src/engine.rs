@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use rustc_hash::FxHashMap;
 
-use spotenc_proto::domain::{Capacity, JobState, Priority, ProbeTask, TaskOutcome, Work};
+use spotenc_proto::domain::{
+    AttemptOutcome, Capacity, JobState, Priority, ProbeTask, TaskOutcome, Work,
+};
 
 use super::arrivals::{self, Ahead, Arrivals, Planned};
 use super::report::{PoolReport, Report, SeriesPoint};
@@ -28,7 +30,7 @@ use spotenc_core::cost::catalogue::{Catalogue, Hardware, Pool};
 use spotenc_core::cost::model::{Model, SMALL_TASK_SECONDS};
 use spotenc_core::cost::place::{open_partitions, Fleet, Policy, Worker};
 use spotenc_core::cost::Lease;
-use spotenc_core::state::machine::{FollowUps, State};
+use spotenc_core::state::machine::State;
 use spotenc_core::state::{Key, Limits};
 
 /// What to run beyond the workload file.
@@ -179,7 +181,7 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
                     model: model.clone(),
                     policy: Policy::default(),
                     placement,
-                    prices: Some(Default::default()),
+                    pricer: Some(std::sync::Arc::new(crate::prices::Prices::default())),
                 },
                 rep,
                 history: vec![],
@@ -327,7 +329,7 @@ impl Sim<'_> {
             return;
         }
         self.state
-            .submit_made(p.submit, 0, self.now)
+            .submit_as(p.spec, "", "", 0, p.job_id, "/w", self.now)
             .expect("simulated jobs have their own paths");
         // The probe's result and plan wait on the side.
         self.jobs.insert(p.id, p.ahead);
@@ -482,7 +484,7 @@ impl Sim<'_> {
                     let job = &self.state.jobs[task.job_id.as_str()];
                     let tasks =
                         spotenc_core::graph::expand(job, &p, "/w").expect("simulated jobs plan");
-                    (p, FollowUps::new(&job.id, job.spec.partition(), tasks))
+                    (p, tasks)
                 });
                 (TaskOutcome::Probe(p), Some(follow))
             }
@@ -494,14 +496,13 @@ impl Sim<'_> {
             Work::Stitch(_) => (TaskOutcome::Stitch(object(task.frames_total)), None),
         };
         self.dirty = true;
-        let completed = match follow {
-            Some(f) => self
-                .state
-                .complete_made(task_id, attempt, outcome, f, self.now),
-            None => self
-                .state
-                .complete(task_id, attempt, outcome, vec![], self.now),
-        };
+        let completed = self.state.complete(
+            task_id,
+            attempt,
+            outcome,
+            follow.unwrap_or_default(),
+            self.now,
+        );
         if let Ok(t) = completed {
             if t.state == JobState::Committing {
                 let _ = self.state.finish_commit(&t.job_id, Ok(()), self.now);
@@ -545,7 +546,7 @@ impl Sim<'_> {
         }
         for a in tasks.iter().flat_map(|t| &t.history) {
             self.report.work_dollars += a.cost_dollars;
-            if a.outcome == "interrupted" {
+            if a.outcome == AttemptOutcome::Interrupted {
                 let secs = (a.ended_unix_ms - a.started_unix_ms) as f64 / 1000.0;
                 self.report.waste_seconds += secs;
                 self.report.waste_dollars += a.cost_dollars;

@@ -8,6 +8,8 @@
 //!   and field.
 //! - [`arrivals`]: the arrival process, planned ahead on its own thread.
 //! - [`engine`]: the event loop.
+//! - `prices`: the placement memo each pool's lease keeps (a
+//!   `spotenc_core::cost::place::Pricer`).
 //! - [`report`]: what a run measured, as a table or JSON.
 //! - [`replay`]: the placement replay (placement against FIFO on a fixed
 //!   fleet, busy time billed): `bench/placement.sh` and its tests.
@@ -16,6 +18,7 @@
 
 mod arrivals;
 pub mod engine;
+mod prices;
 pub mod replay;
 pub mod report;
 pub mod workload;

@@ -323,7 +323,7 @@ pub fn replay(
                     model: belief.clone(),
                     policy,
                     placement,
-                    prices: None,
+                    pricer: None,
                 };
                 let Ok(Some(task)) = state.lease(id, &lease, now, limits) else {
                     continue;

@@ -5,7 +5,8 @@
 -- chunk instead.
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, task_id, attempt, kind, result_json, frames (-1: none),
---       now_ms, probe_json, n, then n × (id, kind, chunk, work_json,
+--       now_ms, probe_json, job_order_span (JOB_ORDER_SPAN in core's
+--       cost::place), n, then n × (id, kind, chunk, work_json,
 --       deps_json, frames_total, class, demand_json, sessions)
 -- Returns: the job state.
 local id, attempt, kind, result = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -32,11 +33,11 @@ if kind == 'Probe' then
   local partition = redis.call('HGET', jk(job), 'partition')
   local latency = 0
   if partition == 'OnDemand' then latency = 1 end
-  local n = tonumber(ARGV[9])
+  local n, span = tonumber(ARGV[10]), tonumber(ARGV[9])
   for i = 0, n - 1 do
-    local a = 10 + i * 9
+    local a = 11 + i * 9
     local nid, deps = ARGV[a], ARGV[a + 4]
-    local order = seq * 1000000 + base + i
+    local order = seq * span + base + i
     redis.call('HSET', tk(nid), 'job_id', job, 'kind', ARGV[a + 1], 'chunk', ARGV[a + 2],
       'work', ARGV[a + 3], 'state', 'Blocked', 'deps', deps, 'attempt', 0, 'failures', 0,
       'expiries', 0, 'worker_id', '', 'lease_until_ms', 0, 'frames_done', 0,

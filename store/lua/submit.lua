@@ -7,8 +7,9 @@
 -- ARGV: prefix, job_id, idempotency_key, now_ms, work_dir, spec_json,
 --       max_attempts, probe_task_id, probe_work_json, partition,
 --       escalate_after_attempts, escalate_after_wait_ms, input, client,
---       max_live (the client's jobs not ended; 0: no limit), then the
---       outputs
+--       max_live (the client's jobs not ended; 0: no limit),
+--       job_order_span (JOB_ORDER_SPAN in core's cost::place: the task
+--       orders one job may use), then the outputs
 -- Returns: the job id.
 local job, key, now = ARGV[2], ARGV[3], ARGV[4]
 if key ~= '' then
@@ -28,7 +29,7 @@ local holder = redis.call('HGET', OUTPATHS, input)
 if holder and not is_terminal(job_state(holder)) then
   return redis.error_reply('INVALID input "' .. input .. '" is an output of running job ' .. holder)
 end
-for i = 16, #ARGV do
+for i = 17, #ARGV do
   local o = ARGV[i]
   local other = redis.call('HGET', OUTPATHS, o)
   if other and not is_terminal(job_state(other)) then
@@ -54,14 +55,14 @@ redis.call('HSET', jk(job), 'id', job, 'seq', seq, 'spec', ARGV[6], 'state', 'Qu
   'partition', ARGV[10], 'escalate_attempts', ARGV[11], 'escalate_wait_ms', ARGV[12],
   'client', client, 'counted', 1)
 local probe = ARGV[8]
-local order = seq * 1000000
+local order = seq * tonumber(ARGV[16])
 redis.call('HSET', tk(probe), 'job_id', job, 'kind', 'Probe', 'chunk', 0, 'work', ARGV[9],
   'state', 'Pending', 'deps', '[]', 'attempt', 0, 'failures', 0, 'expiries', 0,
   'worker_id', '', 'lease_until_ms', 0, 'frames_done', 0, 'frames_total', 0,
   'result', '', 'order', order, 'partition', ARGV[10], 'pending_since_ms', now)
 redis.call('RPUSH', jk(job) .. ':tasks', probe)
 local outs = {}
-for i = 16, #ARGV do
+for i = 17, #ARGV do
   redis.call('HSET', OUTPATHS, ARGV[i], job)
   table.insert(outs, ARGV[i])
 end

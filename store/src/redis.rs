@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use crate::StateStore;
 use spotenc_core::cost::capacity::{aggregate, BacklogItem};
 use spotenc_core::cost::model::{Demand, Model, Observation};
+use spotenc_core::cost::place::JOB_ORDER_SPAN;
 use spotenc_core::cost::Lease;
 use spotenc_core::state::machine::task_log;
 use spotenc_core::state::{
@@ -245,6 +246,7 @@ impl StateStore for RedisStore {
             .arg(&spec.input)
             .arg(client)
             .arg(max_live)
+            .arg(JOB_ORDER_SPAN)
             .arg(
                 spec.outputs()
                     .into_iter()
@@ -454,6 +456,7 @@ impl StateStore for RedisStore {
             .arg(frames)
             .arg(now_ms)
             .arg(probe)
+            .arg(JOB_ORDER_SPAN)
             .arg(follow_ups.len());
         for t in &follow_ups {
             inv.arg(&t.id)

@@ -239,96 +239,74 @@ async fn planned_job(s: &dyn StateStore) -> String {
     job.id
 }
 
-/// Follow-up tasks made into records ahead (as the simulator's arrivals
-/// thread makes them) file exactly as `complete` files `NewTask`s; made for
-/// another job, they are refused and nothing changes.
+/// A probe's follow-up tasks file pending since the completion, behind
+/// their dependencies, and in the index: both encodes lease next, oldest
+/// first.
 #[test]
-fn follow_ups_made_ahead_file_as_new_tasks_do() {
+fn follow_ups_file_into_the_index() {
     use spotenc_core::cost::Lease;
-    use spotenc_core::state::machine::{FollowUps, State};
-    let sp = spec();
-    let probed = || {
-        let mut s = State::default();
-        s.register_worker(worker());
-        s.submit(sp.clone(), "", "j1".into(), "/w", 0).unwrap();
-        let (id, attempt) = s
-            .lease_id("w1", &Lease::fifo(), 1, LIMITS)
-            .unwrap()
-            .unwrap();
-        (s, id, attempt)
-    };
-    let (mut plain, id, attempt) = probed();
-    plain
-        .complete(
-            &id,
-            attempt,
-            TaskOutcome::Probe(probe_info()),
-            follow_ups("j1"),
-            7,
-        )
+    use spotenc_core::state::machine::State;
+    let mut s = State::default();
+    s.register_worker(worker());
+    s.submit(spec(), "", "j1".into(), "/w", 0).unwrap();
+    let (id, attempt) = s
+        .lease_id("w1", &Lease::fifo(), 1, LIMITS)
+        .unwrap()
         .unwrap();
-    let (mut made, id, attempt) = probed();
-    let before = made.clone();
-    let other = FollowUps::new("j2", Capacity::Spot, follow_ups("j2"));
-    let e = made
-        .complete_made(&id, attempt, TaskOutcome::Probe(probe_info()), other, 7)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("made for job j2"), "{e}");
-    assert_eq!(made, before);
-    let ahead = FollowUps::new("j1", sp.partition(), follow_ups("j1"));
-    made.complete_made(&id, attempt, TaskOutcome::Probe(probe_info()), ahead, 7)
-        .unwrap();
-    assert_eq!(made, plain);
-    assert_eq!(made.tasks["j1/encode-0"].pending_since_ms, 7);
-    assert_eq!(made.tasks["j1/stitch"].state, TaskState::Blocked);
-    // The index filed them too: both encodes are leased next, oldest first.
+    s.complete(
+        &id,
+        attempt,
+        TaskOutcome::Probe(probe_info()),
+        follow_ups("j1"),
+        7,
+    )
+    .unwrap();
+    assert_eq!(s.tasks["j1/encode-0"].pending_since_ms, 7);
+    assert_eq!(s.tasks["j1/stitch"].state, TaskState::Blocked);
     for want in ["j1/encode-0", "j1/encode-1"] {
-        let (got, _) = made
+        let (got, _) = s
             .lease_id("w1", &Lease::fifo(), 8, LIMITS)
             .unwrap()
             .unwrap();
         assert_eq!(got, want);
     }
-    assert_eq!(
-        made.lease_id("w1", &Lease::fifo(), 8, LIMITS).unwrap(),
-        None
-    );
+    assert_eq!(s.lease_id("w1", &Lease::fifo(), 8, LIMITS).unwrap(), None);
 }
 
-/// A job made into records ahead (as the simulator's arrivals thread makes
-/// it) submits exactly as its spec does, under the same checks.
+/// Submission stamps the job's number and times, and refuses, changing
+/// nothing, a client over its quota and a job writing a running job's
+/// output; the same key and spec give back the first job.
 #[test]
-fn a_job_made_ahead_submits_as_its_spec_does() {
-    use spotenc_core::state::machine::{JobAhead, State};
+fn submission_checks_change_nothing_when_they_refuse() {
+    use spotenc_core::state::machine::State;
     let sp = spec();
-    let mut plain = State::default();
-    plain
-        .submit_as(sp.clone(), "k", "c", 1, "j1".into(), "/w", 5)
+    let mut s = State::default();
+    s.submit_as(sp.clone(), "k", "c", 1, "j1".into(), "/w", 5)
         .unwrap();
-    let mut made = State::default();
-    let ahead = JobAhead::new(sp.clone(), "k", "c", "j1".into(), "/w");
-    made.submit_made(ahead, 1, 5).unwrap();
-    assert_eq!(made, plain);
-    assert_eq!(made.jobs["j1"].created_unix_ms, 5);
-    assert_eq!(made.tasks["j1/probe"].pending_since_ms, 5);
-    assert_eq!(made.next_seq, 1);
-    // The quota holds: client c's second job is refused, and nothing changes.
-    let ahead = JobAhead::new(spec(), "", "c", "j2".into(), "/w");
-    let e = made.submit_made(ahead, 1, 6).unwrap_err().to_string();
+    assert_eq!(s.jobs["j1"].created_unix_ms, 5);
+    assert_eq!(s.tasks["j1/probe"].pending_since_ms, 5);
+    assert_eq!(s.next_seq, 1);
+    let before = s.clone();
+    let e = s
+        .submit_as(spec(), "", "c", 1, "j2".into(), "/w", 6)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("client \"c\" has 1 jobs"), "{e}");
-    assert_eq!(made, plain);
-    // The same key and spec give back the first job.
-    let ahead = JobAhead::new(sp, "k", "c", "j3".into(), "/w");
-    assert_eq!(made.submit_made(ahead, 1, 7).unwrap().id, "j1");
-    // A job writing the first one's output is refused.
+    assert_eq!(s, before);
+    assert_eq!(
+        s.submit_as(sp, "k", "c", 1, "j3".into(), "/w", 7)
+            .unwrap()
+            .id,
+        "j1"
+    );
     let mut clash = spec();
-    clash.output = plain.jobs["j1"].spec.output.clone();
-    let e = made
-        .submit_made(JobAhead::new(clash, "", "d", "j4".into(), "/w"), 0, 8)
+    clash.output = s.jobs["j1"].spec.output.clone();
+    let e = s
+        .submit_as(clash, "", "d", 0, "j4".into(), "/w", 8)
         .unwrap_err()
         .to_string();
     assert!(e.contains("running job j1"), "{e}");
+    assert_eq!(s, before);
 }
 
 async fn submit_is_idempotent_by_key(s: Arc<dyn StateStore>) {
@@ -474,7 +452,7 @@ async fn leases_expire_oldest_deadline_first(s: Arc<dyn StateStore>) {
     // before encode-0's third expiry failed the job.
     let e1 = tasks.iter().find(|t| t.id == b.task_id).unwrap();
     assert_eq!(e1.expiries, 1);
-    assert_eq!(e1.history.last().unwrap().outcome, "expired");
+    assert_eq!(e1.history.last().unwrap().outcome, AttemptOutcome::Expired);
     assert_eq!(e1.state, TaskState::Cancelled);
 }
 

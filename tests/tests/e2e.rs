@@ -9,6 +9,7 @@ mod hardening;
 mod hostile;
 mod hostile_grpc;
 mod interrupt;
+mod layers;
 mod placement;
 mod replicas;
 mod s3;

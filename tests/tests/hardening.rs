@@ -342,7 +342,7 @@ async fn a_dropped_lease_call_leaves_no_task_leased_to_nobody() {
     // The claim script, loaded so the coordinator calls it by its SHA.
     let lua = |name: &str| {
         std::fs::read_to_string(format!(
-            "{}/../coordinator/lua/{name}.lua",
+            "{}/../store/lua/{name}.lua",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

@@ -177,7 +177,7 @@ impl Coordinator {
             let pool = self.config.pools.label(&a.pool).to_string();
             // A gauge only goes up here: the metrics crate's counters are
             // integers, and dollars are not.
-            metrics::gauge!("spotenc_cost_dollars_total", "pool" => pool, "outcome" => a.outcome.to_string())
+            metrics::gauge!("spotenc_cost_dollars_total", "pool" => pool, "outcome" => a.outcome.as_str())
                 .increment(a.cost_dollars);
         }
         if job.state == JobState::Succeeded {

@@ -107,7 +107,7 @@ impl Coordinator {
             model,
             policy,
             placement: self.config.placement.enabled,
-            prices: None,
+            pricer: None,
         })
     }
 

@@ -25,7 +25,7 @@ mod capacity_tests;
 #[cfg(test)]
 mod tests;
 
-use spotenc_proto::domain::{AttemptRecord, Capacity, JobCost};
+use spotenc_proto::domain::{AttemptOutcome, AttemptRecord, Capacity, JobCost};
 
 use self::catalogue::Hardware;
 use self::model::{Demand, Model};
@@ -45,11 +45,11 @@ pub struct Lease {
     pub policy: Policy,
     /// Cost-aware placement; `false` is FIFO among capable tasks.
     pub placement: bool,
-    /// Ratios kept from one choice to the next, for a lease that makes
-    /// many (the simulator's, one per pool); `None` prices every choice
-    /// afresh. Change the fleet of a lease that keeps them with
+    /// Where ratios come from: `None` works each out afresh; a lease that
+    /// makes many choices may keep them (the simulator's, one per pool).
+    /// Change the fleet of a lease that keeps them with
     /// [`Lease::set_fleet`].
-    pub prices: Option<place::Prices>,
+    pub pricer: Option<std::sync::Arc<dyn place::Pricer>>,
 }
 
 impl Lease {
@@ -60,15 +60,26 @@ impl Lease {
             model: Model::default(),
             policy: Policy::default(),
             placement: false,
-            prices: None,
+            pricer: None,
         }
     }
 
     /// Sets the live fleet, forgetting the ratios worked out for the last.
     pub fn set_fleet(&mut self, fleet: Fleet) {
         self.fleet = fleet;
-        if let Some(p) = &self.prices {
-            p.clear();
+        if let Some(p) = &self.pricer {
+            p.forget();
+        }
+    }
+
+    fn placement_for<'a>(&'a self, worker: &'a Worker, now_ms: i64) -> place::Placement<'a> {
+        place::Placement {
+            worker,
+            model: &self.model,
+            fleet: &self.fleet,
+            policy: &self.policy,
+            now_ms,
+            pricer: self.pricer.as_deref(),
         }
     }
 
@@ -88,15 +99,7 @@ impl Lease {
                 .map(|c| c.task_id.as_ref());
         };
         if self.placement {
-            place::best_priced(
-                &w,
-                candidates,
-                &self.model,
-                &self.fleet,
-                &self.policy,
-                now_ms,
-                self.prices.as_ref(),
-            )
+            self.placement_for(&w, now_ms).best(candidates)
         } else {
             place::fifo_best(&w, candidates)
         }
@@ -115,14 +118,7 @@ impl Lease {
             return all.iter().map(|c| c.task_id.as_ref()).collect();
         };
         if self.placement {
-            place::rank(
-                &w,
-                candidates,
-                &self.model,
-                &self.fleet,
-                &self.policy,
-                now_ms,
-            )
+            self.placement_for(&w, now_ms).rank(candidates)
         } else {
             place::fifo_rank(&w, candidates)
         }
@@ -178,7 +174,7 @@ pub fn job_cost<'a>(
         } else {
             c.spot_dollars += dollars;
         }
-        if !matches!(a.outcome.as_str(), "done" | "running") {
+        if !matches!(a.outcome, AttemptOutcome::Done | AttemptOutcome::Running) {
             c.wasted_dollars += dollars;
         }
     }

@@ -25,15 +25,13 @@
 //!    takes it, unless `on_demand_declines_spot`.
 
 use std::borrow::Cow;
-use std::sync::Mutex;
 
-use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
 
 use super::catalogue::{Hardware, Pool};
-use super::model::{expected_cost, Demand, Model, Output, Shape};
+use super::model::{expected_cost, Demand, Model, Shape};
 
 /// A task's first-in first-out order is its job's submission number times
 /// this, plus its position in the job, in both stores (`task_order` in the
@@ -211,70 +209,14 @@ pub fn ratio(worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f
     (ratio, advantage)
 }
 
-/// [`ratio`]s already worked out for one worker against one fleet and
-/// model: a lease kept for many choices (the simulator keeps one per pool)
-/// prices each demand once instead of once per choice. By frames, then
-/// partition and outputs. It remembers the fleet and model it priced for
-/// and starts again when either differs (a comparison of the pools' and
-/// the samples' counts, and in debug builds of the whole fleet and model:
-/// [`crate::cost::Lease::set_fleet`] is the way to change them).
-/// (A mutex, uncontended, so a lease stays `Sync`; a copy starts empty.)
-#[derive(Debug, Default)]
-pub struct Prices(Mutex<PriceMemo>);
-
-impl Clone for Prices {
-    fn clone(&self) -> Self {
-        Prices::default()
-    }
-}
-
-type PriceRow = (Capacity, Vec<Output>, (f64, f64));
-
-#[derive(Debug, Default)]
-struct PriceMemo {
-    fleet: Fleet,
-    model: Model,
-    by_frames: FxHashMap<u64, Vec<PriceRow>>,
-}
-
-impl Prices {
-    fn memo(&self) -> std::sync::MutexGuard<'_, PriceMemo> {
-        // A memo is only ever left whole: a panic elsewhere leaves it usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forgets every ratio (the fleet or model changed).
-    pub fn clear(&self) {
-        *self.memo() = PriceMemo::default();
-    }
-
-    /// `c`'s ratio on `worker`, worked out once per demand.
-    fn ratio(&self, worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f64, f64) {
-        let mut memo = self.memo();
-        let stale = memo.fleet.pools.len() != fleet.pools.len()
-            || memo.model.samples.len() != model.samples.len();
-        debug_assert!(
-            stale || (memo.fleet == *fleet && memo.model == *model),
-            "a lease's fleet or model changed without Lease::set_fleet"
-        );
-        if stale {
-            *memo = PriceMemo {
-                fleet: fleet.clone(),
-                model: model.clone(),
-                by_frames: FxHashMap::default(),
-            };
-        }
-        let rows = memo.by_frames.entry(c.demand.frames).or_default();
-        if let Some((_, _, x)) = rows
-            .iter()
-            .find(|(p, outputs, _)| *p == c.partition && *outputs == c.demand.outputs)
-        {
-            return *x;
-        }
-        let x = ratio(worker, c, model, fleet);
-        rows.push((c.partition, c.demand.outputs.clone(), x));
-        x
-    }
+/// Where placement gets a candidate's [`ratio`] on a worker. By default
+/// it is worked out for every choice; a caller that makes many choices
+/// against one fleet and model may keep them (the simulator does, in
+/// `spotenc_fleetsim::prices`).
+pub trait Pricer: Send + Sync + std::fmt::Debug {
+    fn ratio(&self, worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f64, f64);
+    /// The fleet or model changed: forget whatever was kept.
+    fn forget(&self) {}
 }
 
 /// The task `worker` should lease from `candidates`, if any: the first of
@@ -346,17 +288,19 @@ impl Judged<'_> {
 }
 
 /// Calls `f` with the standing of every candidate of partition `p` that
-/// `worker` may take; declined spot work is left out.
-#[allow(clippy::too_many_arguments)]
+/// the worker may take; declined spot work is left out.
 fn standings<'c>(
-    worker: &Worker,
+    placing: &Placement,
     candidates: &'c [Candidate],
     p: Capacity,
-    pricing: &Pricing,
-    policy: &Policy,
-    now_ms: i64,
     mut f: impl FnMut(Standing<'c>),
 ) {
+    let Placement {
+        worker,
+        policy,
+        now_ms,
+        ..
+    } = *placing;
     let able = |c: &Candidate| able_now(worker, c, p);
     // Latency work is urgent for the oldest task of its job only (rare:
     // the scan runs for latency candidates alone).
@@ -400,7 +344,7 @@ fn standings<'c>(
             continue;
         }
         let (ratio_pct, advantage) = *seen[at].priced.get_or_insert_with(|| {
-            let (r, advantage) = pricing.ratio(worker, c);
+            let (r, advantage) = placing.ratio(c);
             // Ratios within 1% count as equal.
             ((r * 100.0).round() as i64, advantage)
         });
@@ -448,21 +392,15 @@ pub fn rank<'c>(
     policy: &Policy,
     now_ms: i64,
 ) -> Vec<&'c str> {
-    let pricing = Pricing {
+    Placement {
+        worker,
         model,
         fleet,
-        prices: None,
-    };
-    let mut out = Vec::new();
-    for p in open_partitions(worker.pool.capacity, policy, true) {
-        let mut all = Vec::new();
-        standings(worker, candidates, p, &pricing, policy, now_ms, |s| {
-            all.push(s)
-        });
-        all.sort_by(Standing::cmp);
-        out.extend(all.iter().map(|s| s.task_id));
+        policy,
+        now_ms,
+        pricer: None,
     }
-    out
+    .rank(candidates)
 }
 
 /// The first of [`rank`], without ranking the rest (the embedded store
@@ -475,53 +413,64 @@ pub fn best<'c>(
     policy: &Policy,
     now_ms: i64,
 ) -> Option<&'c str> {
-    best_priced(worker, candidates, model, fleet, policy, now_ms, None)
-}
-
-/// [`best`], with ratios kept in `prices` from one choice to the next.
-pub fn best_priced<'c>(
-    worker: &Worker,
-    candidates: &'c [Candidate],
-    model: &Model,
-    fleet: &Fleet,
-    policy: &Policy,
-    now_ms: i64,
-    prices: Option<&Prices>,
-) -> Option<&'c str> {
-    let pricing = Pricing {
+    Placement {
+        worker,
         model,
         fleet,
-        prices,
-    };
-    for p in open_partitions(worker.pool.capacity, policy, true) {
-        let mut first: Option<Standing> = None;
-        standings(worker, candidates, p, &pricing, policy, now_ms, |s| {
-            if first.is_none_or(|f| s.cmp(&f).is_lt()) {
-                first = Some(s);
-            }
-        });
-        if let Some(s) = first {
-            return Some(s.task_id);
-        }
+        policy,
+        now_ms,
+        pricer: None,
     }
-    None
+    .best(candidates)
 }
 
-/// What ratios are worked out from, and where they are kept between
-/// choices, if anywhere.
-struct Pricing<'a> {
-    model: &'a Model,
-    fleet: &'a Fleet,
-    prices: Option<&'a Prices>,
+/// One worker's placement at one moment: what [`rank`] and [`best`] judge
+/// candidates with.
+#[derive(Clone, Copy)]
+pub struct Placement<'a> {
+    pub worker: &'a Worker,
+    pub model: &'a Model,
+    pub fleet: &'a Fleet,
+    pub policy: &'a Policy,
+    pub now_ms: i64,
+    /// Where ratios come from; `None` works each out afresh.
+    pub pricer: Option<&'a dyn Pricer>,
 }
 
-impl Pricing<'_> {
-    /// `c`'s [`ratio`] on `worker`: from the kept prices when there are
-    /// any, else worked out now.
-    fn ratio(&self, worker: &Worker, c: &Candidate) -> (f64, f64) {
-        match self.prices {
-            Some(prices) => prices.ratio(worker, c, self.model, self.fleet),
-            None => ratio(worker, c, self.model, self.fleet),
+impl Placement<'_> {
+    /// Every candidate the worker may take, best first ([`rank`]).
+    pub fn rank<'c>(&self, candidates: &'c [Candidate]) -> Vec<&'c str> {
+        let mut out = Vec::new();
+        for p in open_partitions(self.worker.pool.capacity, self.policy, true) {
+            let mut all = Vec::new();
+            standings(self, candidates, p, |s| all.push(s));
+            all.sort_by(Standing::cmp);
+            out.extend(all.iter().map(|s| s.task_id));
+        }
+        out
+    }
+
+    /// The first of [`Placement::rank`], without ranking the rest.
+    pub fn best<'c>(&self, candidates: &'c [Candidate]) -> Option<&'c str> {
+        for p in open_partitions(self.worker.pool.capacity, self.policy, true) {
+            let mut first: Option<Standing> = None;
+            standings(self, candidates, p, |s| {
+                if first.is_none_or(|f| s.cmp(&f).is_lt()) {
+                    first = Some(s);
+                }
+            });
+            if let Some(s) = first {
+                return Some(s.task_id);
+            }
+        }
+        None
+    }
+
+    /// `c`'s [`ratio`] on the worker, from the pricer when there is one.
+    fn ratio(&self, c: &Candidate) -> (f64, f64) {
+        match self.pricer {
+            Some(pricer) => pricer.ratio(self.worker, c, self.model, self.fleet),
+            None => ratio(self.worker, c, self.model, self.fleet),
         }
     }
 }

@@ -549,42 +549,11 @@ proptest! {
         prop_assert_eq!(fifo_best(&w, &cands), fifo_rank(&w, &cands).first().copied());
         for placement in [true, false] {
             for worker in [Some(w.clone()), None] {
-                let lease = Lease { worker, fleet: fleet.clone(), model: m.clone(), policy, placement, prices: None };
+                let lease = Lease { worker, fleet: fleet.clone(), model: m.clone(), policy, placement, pricer: None };
                 let held = w.sessions_held + 1;
                 prop_assert_eq!(
                     lease.choose(&cands, held, now),
                     lease.rank(&cands, held, now).first().copied()
-                );
-            }
-        }
-    }
-
-    // A lease that keeps its ratios from one choice to the next (the
-    // simulator's) chooses as one that works them out afresh, window after
-    // window and through fleet changes.
-    #[test]
-    fn kept_prices_choose_as_fresh_ones(
-        w in arb_worker(),
-        fleets in prop::collection::vec(prop::collection::vec(arb_worker(), 0..4), 1..4),
-        windows in prop::collection::vec(prop::collection::vec(arb_candidate(), 0..12), 1..6),
-        now in 0i64..300_000,
-    ) {
-        let mut kept = Lease {
-            worker: Some(w.clone()),
-            fleet: Fleet::default(),
-            model: Model::default(),
-            policy: Policy::default(),
-            placement: true,
-            prices: Some(Default::default()),
-        };
-        for pools in fleets {
-            kept.set_fleet(Fleet { pools });
-            let fresh = Lease { prices: None, ..kept.clone() };
-            for cands in &windows {
-                let cands = unique(cands.clone());
-                prop_assert_eq!(
-                    kept.choose(&cands, w.sessions_held, now),
-                    fresh.choose(&cands, w.sessions_held, now)
                 );
             }
         }

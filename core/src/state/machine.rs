@@ -1,28 +1,25 @@
 //! The state transitions as plain functions over [`State`]. No I/O and no
 //! clock: callers pass `now_ms` in, which keeps every rule testable.
 //!
-//! Layout: this file holds the state and its transitions; `ahead` a job
-//! and a probe's follow-up tasks made into records ahead of them
-//! (`JobAhead`, `FollowUps`); `queries` what the state answers without
+//! Layout: this file holds the state and its transitions; `queries` what
+//! the state answers without
 //! changing; `retention` rebuilding the indexes after a load and dropping
 //! finished jobs; `records` the records' plain helpers (new task records,
 //! requeueing, closing attempts, stitch inputs).
 
-mod ahead;
 mod queries;
 mod records;
 mod retention;
 
-pub use ahead::{FollowUps, JobAhead};
-use records::{close_attempt, deps_done, job_traits, requeue};
+use records::{close_attempt, deps_done, job_traits, new_job, new_task_record, requeue};
 pub use records::{fill_stitch, task_log, with_attempt_paths};
 
 use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 use spotenc_proto::domain::{
-    AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, TaskKind, TaskLog, TaskOutcome,
-    TaskState, Work,
+    AttemptOutcome, AttemptRecord, Capacity, JobSpec, JobState, LeasedTask, TaskKind, TaskLog,
+    TaskOutcome, TaskState, Work,
 };
 use spotenc_proto::{Error, Result};
 
@@ -116,12 +113,6 @@ pub fn not_holder(worker_id: &str, task_id: &str, attempt: u32) -> Error {
     ))
 }
 
-/// A completion's follow-up tasks, as given.
-enum Follow {
-    New(Vec<NewTask>),
-    Made(FollowUps),
-}
-
 impl State {
     pub fn submit(
         &mut self,
@@ -149,24 +140,7 @@ impl State {
         work_root: &str,
         now_ms: i64,
     ) -> Result<&JobRecord> {
-        let ahead = JobAhead::new(spec, idempotency_key, client, job_id, work_root);
-        self.submit_made(ahead, max_live, now_ms)
-    }
-
-    /// [`State::submit_as`] with the job already made into records (its
-    /// idempotency key, client and work root in them).
-    pub fn submit_made(
-        &mut self,
-        ahead: JobAhead,
-        max_live: u32,
-        now_ms: i64,
-    ) -> Result<&JobRecord> {
-        let JobAhead {
-            mut job,
-            mut probe,
-            job_key,
-            probe_key,
-        } = ahead;
+        let (mut job, mut probe) = new_job(spec, idempotency_key, client, job_id, work_root);
         let known = (!job.idempotency_key.is_empty())
             .then(|| self.idempotency.get(&job.idempotency_key))
             .flatten()
@@ -200,10 +174,11 @@ impl State {
         self.next_seq += 1;
         self.index
             .add(&probe, task_order(job.seq, 0), job_traits(&job.spec), 0);
-        self.tasks.insert(probe_key, probe);
+        let job_key = Key::from(job.id.as_str());
+        self.tasks.insert(Key::from(probe.id.as_str()), probe);
         if !job.idempotency_key.is_empty() {
             self.idempotency
-                .insert(job.idempotency_key.clone(), job_key.to_string());
+                .insert(job.idempotency_key.clone(), job.id.clone());
         }
         self.jobs.insert(job_key.clone(), job);
         self.index_paths(&job_key, true);
@@ -342,7 +317,7 @@ impl State {
         let Some(task_id) = chosen else {
             return Ok(None);
         };
-        let pool = Key::from(pool.as_str());
+        let pool = pool.clone();
         let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
         if work.is_some() || matches!(task.work, Work::Stitch(_)) {
             let filled = self.work_for_lease(&task_id)?;
@@ -365,7 +340,7 @@ impl State {
             worker_id: worker_id.into(),
             started_unix_ms: now_ms,
             ended_unix_ms: 0,
-            outcome: "running".into(),
+            outcome: AttemptOutcome::Running,
             error: String::new(),
             pool,
             log_bytes: 0,
@@ -446,44 +421,7 @@ impl State {
         follow_ups: Vec<NewTask>,
         now_ms: i64,
     ) -> Result<Transition> {
-        self.complete_with(task_id, attempt, outcome, Follow::New(follow_ups), now_ms)
-    }
-
-    /// [`State::complete`] with its follow-up tasks already made into
-    /// records; refused, changing nothing, if they were made for another
-    /// job or partition.
-    pub fn complete_made(
-        &mut self,
-        task_id: &str,
-        attempt: u32,
-        outcome: TaskOutcome,
-        follow_ups: FollowUps,
-        now_ms: i64,
-    ) -> Result<Transition> {
-        self.complete_with(task_id, attempt, outcome, Follow::Made(follow_ups), now_ms)
-    }
-
-    fn complete_with(
-        &mut self,
-        task_id: &str,
-        attempt: u32,
-        outcome: TaskOutcome,
-        follow_ups: Follow,
-        now_ms: i64,
-    ) -> Result<Transition> {
         let task = fenced(&mut self.tasks, task_id, attempt)?;
-        if let Follow::Made(made) = &follow_ups {
-            let partition = self
-                .jobs
-                .get(task.job_id.as_str())
-                .map(|j| j.spec.partition());
-            if made.job_id != task.job_id || Some(made.partition) != partition {
-                return Err(Error::invalid(format!(
-                    "follow-up tasks for {task_id} were made for job {} ({:?})",
-                    made.job_id, made.partition
-                )));
-            }
-        }
         let matches = matches!(
             (&task.work, &outcome),
             (Work::Probe(_), TaskOutcome::Probe(_))
@@ -507,7 +445,7 @@ impl State {
                 return Err(Error::invalid(msg));
             }
         }
-        close_attempt(task, "done", "", now_ms);
+        close_attempt(task, AttemptOutcome::Done, "", now_ms);
         task.state = TaskState::Done;
         task.frames_done = task.frames_total;
         // The job keeps the probe too; only a probe's result is copied.
@@ -533,15 +471,13 @@ impl State {
                 job.probe = Some(info);
                 let partition = job.spec.partition();
                 let traits = job_traits(&job.spec);
-                let made = match follow_ups {
-                    Follow::New(tasks) => FollowUps::new(&job_id, partition, tasks),
-                    Follow::Made(made) => made,
-                };
-                job.task_ids.reserve_exact(made.tasks.len());
-                for (listed, key, mut t) in made.tasks {
+                job.task_ids.reserve_exact(follow_ups.len());
+                for nt in follow_ups {
+                    let key = Key::from(nt.id.as_str());
+                    job.task_ids.push(nt.id.clone());
+                    let mut t = Box::new(new_task_record(&job_id, partition, 0, nt));
                     t.pending_since_ms = now_ms;
-                    let order = task_order(job.seq, job.task_ids.len());
-                    job.task_ids.push(listed);
+                    let order = task_order(job.seq, job.task_ids.len() - 1);
                     let done = deps_done(&self.tasks, &t);
                     self.index.add(&t, order, traits, done);
                     self.tasks.insert(key, t);
@@ -598,7 +534,7 @@ impl State {
     ) -> Result<Transition> {
         let (error, retryable) = (failure.message.as_str(), failure.retryable);
         let task = fenced(&mut self.tasks, task_id, attempt)?;
-        close_attempt(task, "failed", error, now_ms);
+        close_attempt(task, AttemptOutcome::Failed, error, now_ms);
         self.keep_log(task_id, attempt, &failure.log);
         let task = self.tasks.get_mut(task_id).expect("fenced");
         task.failures += 1;
@@ -626,7 +562,7 @@ impl State {
         now_ms: i64,
     ) -> Result<Transition> {
         let task = fenced(&mut self.tasks, task_id, attempt)?;
-        close_attempt(task, "interrupted", &notice.message, now_ms);
+        close_attempt(task, AttemptOutcome::Interrupted, &notice.message, now_ms);
         let pool = task
             .history
             .last()
@@ -652,7 +588,7 @@ impl State {
         now_ms: i64,
     ) -> Result<Transition> {
         let task = fenced(&mut self.tasks, task_id, attempt)?;
-        close_attempt(task, "released", reason, now_ms);
+        close_attempt(task, AttemptOutcome::Released, reason, now_ms);
         let job_id = task.job_id.clone();
         self.requeue_ended(task_id, now_ms);
         Ok(self.transition(&job_id))
@@ -705,7 +641,7 @@ impl State {
             if task.state != TaskState::Leased {
                 continue;
             }
-            close_attempt(task, "expired", "lease expired", now_ms);
+            close_attempt(task, AttemptOutcome::Expired, "lease expired", now_ms);
             task.expiries += 1;
             let job_id = task.job_id.clone();
             if task.expiries > limits.max_expiries {
@@ -816,7 +752,7 @@ impl State {
             let t = self.tasks.get_mut(&id).expect("listed");
             let holder = (t.state == TaskState::Leased).then(|| t.worker_id.clone());
             if holder.is_some() {
-                close_attempt(t, "cancelled", "job ended", now_ms);
+                close_attempt(t, AttemptOutcome::Cancelled, "job ended", now_ms);
             }
             if !matches!(t.state, TaskState::Done | TaskState::Failed) {
                 t.state = TaskState::Cancelled;

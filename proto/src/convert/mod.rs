@@ -743,12 +743,12 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
                     .into_iter()
                     .map(|a| pb::AttemptRecord {
                         attempt: a.attempt,
-                        worker_id: a.worker_id.into(),
+                        worker_id: a.worker_id,
                         started_unix_ms: a.started_unix_ms,
                         ended_unix_ms: a.ended_unix_ms,
-                        outcome: a.outcome.into(),
+                        outcome: a.outcome.as_str().into(),
                         error: a.error,
-                        pool: a.pool.into(),
+                        pool: a.pool,
                         log_bytes: a.log_bytes,
                         rate_per_hour: a.rate_per_hour,
                         on_demand: a.on_demand,

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -763,22 +762,57 @@ pub enum TaskState {
     Cancelled,
 }
 
+/// How an attempt ended, or `Running` while it runs. Stored and sent as
+/// the lowercase word (`"done"`), as the Redis scripts write it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    #[default]
+    Running,
+    Done,
+    Failed,
+    /// Its lease ran out.
+    Expired,
+    /// A spot notice or shutdown handed it back.
+    Interrupted,
+    /// Its worker never received the lease.
+    Released,
+    /// Its job ended while it ran.
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Running => "running",
+            AttemptOutcome::Done => "done",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Expired => "expired",
+            AttemptOutcome::Interrupted => "interrupted",
+            AttemptOutcome::Released => "released",
+            AttemptOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One attempt at a task, kept for the job record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
-    /// Short strings inline (worker ids, outcomes and pool names mostly
-    /// are): every lease writes an attempt, and these were three
-    /// allocations each.
-    pub worker_id: CompactString,
+    pub worker_id: String,
     pub started_unix_ms: i64,
     pub ended_unix_ms: i64,
-    /// `running`, `done`, `failed`, `expired`, `interrupted`, `cancelled`.
-    pub outcome: CompactString,
+    pub outcome: AttemptOutcome,
     pub error: String,
     /// The pool of the worker that made the attempt.
     #[serde(default)]
-    pub pool: CompactString,
+    pub pool: String,
     /// Size of the attempt's audit log; 0 when there is none.
     #[serde(default)]
     pub log_bytes: u64,

@@ -86,7 +86,7 @@ async fn hand_back_requeues_as_an_interruption_of_the_pool(s: Arc<dyn StateStore
     let (_, tasks) = s.job(&job).await.unwrap();
     let task = tasks.iter().find(|x| x.id == t.task_id).unwrap();
     assert_eq!((task.state, task.failures), (TaskState::Pending, 0));
-    assert_eq!(task.history[0].outcome, "interrupted");
+    assert_eq!(task.history[0].outcome, AttemptOutcome::Interrupted);
     assert_eq!(task.history[0].error, "aws spot notice");
     assert_eq!(task.history[0].pool, "p");
     assert_eq!(task.history[0].log_bytes, 9);
@@ -112,7 +112,7 @@ async fn release_undoes_a_lease_without_counting_it(s: Arc<dyn StateStore>) {
     assert_eq!(task.state, TaskState::Pending);
     assert_eq!((task.failures, task.expiries), (0, 0));
     assert!(task.interruptions.is_empty(), "{:?}", task.interruptions);
-    assert_eq!(task.history[0].outcome, "released");
+    assert_eq!(task.history[0].outcome, AttemptOutcome::Released);
     assert_eq!(task.history[0].error, "lease call dropped");
     // Nothing holds it any more: a second release is stale.
     assert!(s.release(&t.task_id, t.attempt, "again", 4).await.is_err());

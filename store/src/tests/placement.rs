@@ -52,7 +52,7 @@ fn lease_for(w: &Worker, fleet: &[&Worker]) -> Lease {
             spot_closed: false,
         },
         placement: true,
-        prices: None,
+        pricer: None,
     }
 }
 

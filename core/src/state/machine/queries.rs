@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use spotenc_proto::domain::TaskLog;
-use spotenc_proto::domain::{Capacity, Priority};
+use spotenc_proto::domain::{AttemptOutcome, Capacity, Priority};
 use spotenc_proto::Result;
 
 use super::{log_key, not_found, task_log, PoolStat, State};
@@ -107,7 +107,7 @@ impl State {
         for t in self.tasks.values() {
             for a in t.history.iter().filter(|a| a.ended_unix_ms != 0) {
                 let s = sums.entry(a.pool.to_string()).or_default();
-                if a.outcome == "interrupted" {
+                if a.outcome == AttemptOutcome::Interrupted {
                     s.0 += 1;
                 }
                 s.1 += (a.ended_unix_ms - a.started_unix_ms).max(0);

@@ -1,16 +1,17 @@
-//! The records' plain helpers: new task records, requeueing and closing
+//! The records' plain helpers: new job and task records, requeueing and closing
 //! attempts, a job's traits for the index, filling a stitch task from its
 //! dependencies, and the API's view of an attempt.
 
 use rustc_hash::FxHashMap;
 
 use spotenc_proto::domain::{
-    AttemptRecord, Capacity, JobSpec, Priority, StitchTask, TaskLog, TaskOutcome, TaskState, Work,
+    AttemptOutcome, AttemptRecord, Capacity, JobSpec, JobState, Priority, ProbeTask, StitchTask,
+    TaskKind, TaskLog, TaskOutcome, TaskState, Work,
 };
 use spotenc_proto::{Error, Result};
 
 use super::super::index::JobTraits;
-use super::super::{Key, NewTask, TaskRecord};
+use super::super::{JobRecord, Key, NewTask, TaskRecord};
 use crate::paths;
 
 /// What the index keeps of a job for each of its tasks.
@@ -96,15 +97,17 @@ pub(super) fn new_task_record(
     }
 }
 
-pub(super) fn close_attempt(task: &mut TaskRecord, outcome: &str, error: &str, now_ms: i64) {
+pub(super) fn close_attempt(
+    task: &mut TaskRecord,
+    outcome: AttemptOutcome,
+    error: &str,
+    now_ms: i64,
+) {
     if let Some(a) = task.history.last_mut() {
         if a.ended_unix_ms == 0 {
             a.cost_dollars = a.cost_at(now_ms);
             a.ended_unix_ms = now_ms;
-            // In place: the room "running" left fits "done", "failed" and
-            // "expired", the usual endings, without a new allocation.
-            a.outcome.clear();
-            a.outcome.push_str(outcome);
+            a.outcome = outcome;
             a.error.clear();
             a.error.push_str(error);
         }
@@ -166,4 +169,47 @@ pub fn with_attempt_paths(work: Work, attempt: u32) -> Work {
         }
         probe @ Work::Probe(_) => probe,
     }
+}
+
+/// A job and its probe task as records, before filing stamps the job's
+/// number and times.
+pub(super) fn new_job(
+    spec: JobSpec,
+    idempotency_key: &str,
+    client: &str,
+    job_id: String,
+    work_root: &str,
+) -> (Box<JobRecord>, Box<TaskRecord>) {
+    let probe_id = format!("{job_id}/probe");
+    let (input, partition) = (spec.input.clone(), spec.partition());
+    let probe = new_task_record(
+        &job_id,
+        partition,
+        0,
+        NewTask {
+            id: probe_id.clone(),
+            kind: TaskKind::Probe,
+            chunk: 0,
+            work: Work::Probe(ProbeTask { input }),
+            deps: vec![],
+            frames_total: 0,
+            demand: Default::default(),
+        },
+    );
+    let job = JobRecord {
+        id: job_id.clone(),
+        seq: 0,
+        state: JobState::Queued,
+        error: String::new(),
+        idempotency_key: idempotency_key.to_string(),
+        created_unix_ms: 0,
+        updated_unix_ms: 0,
+        finished_unix_ms: 0,
+        work_dir: format!("{}/{job_id}", work_root.trim_end_matches('/')),
+        probe: None,
+        task_ids: vec![probe_id],
+        spec,
+        client: client.to_string(),
+    };
+    (Box::new(job), Box::new(probe))
 }
