@@ -9,15 +9,32 @@
 #                             openssl and curl, Prometheus (server and
 #                             promtool), docker-compose 1.29 (`config` checks
 #                             need no daemon), the Garage S3 server (built with
-#                             cargo, about 10 min the first time on 2 cores),
-#                             Node.js and npm if missing, and the validators
-#                             of scripts/tools.sh.
+#                             cargo the first time, with only the features the
+#                             tests use), Node.js and npm if missing, and the
+#                             validators of scripts/tools.sh.
+#   scripts/setup.sh --background-garage
+#                             the same, but a missing Garage builds in the
+#                             background while the caller compiles the
+#                             workspace; `scripts/setup.sh --wait-garage`
+#                             waits for it (what scripts/test.sh does).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
           libavfilter-dev libavdevice-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler)
-full=1
+full=1 background=0
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/spotenc
+garage_log=$cache/garage-build.log garage_status=$cache/garage-build.status
+if [ "${1:-}" = "--wait-garage" ]; then
+  # The background build writes its exit status when it ends.
+  if ! command -v garage >/dev/null && [ -f "$garage_status.pending" ]; then
+    echo "setup: waiting for the garage build" >&2
+    while [ ! -f "$garage_status" ]; do sleep 5; done
+  fi
+  command -v garage >/dev/null || { echo "setup: no garage; see $garage_log" >&2; exit 1; }
+  exit 0
+fi
+[ "${1:-}" = "--background-garage" ] && background=1
 if [ "${1:-}" = "--demo" ]; then
   full=0
 else
@@ -41,9 +58,26 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 ((full)) || exit 0
 
-# Garage, the S3-compatible server the storage tests run against.
+# Garage, the S3-compatible server the storage tests run against, with the
+# features they use: the sqlite metadata engine, its C library bundled (no
+# metrics, K2V or LMDB, which the default adds).
+install_garage() {
+  cargo install garage@2.5.0 --locked -q --no-default-features --features bundled-libs,sqlite
+}
 if ! command -v garage >/dev/null; then
   echo "setup: building garage 2.5.0 (first time only)" >&2
-  cargo install garage@2.5.0 --locked -q
+  if ((background)); then
+    mkdir -p "$cache"
+    rm -f "$garage_status"
+    touch "$garage_status.pending"
+    (
+      status=0
+      install_garage || status=$?
+      echo "$status" >"$garage_status"
+      rm -f "$garage_status.pending"
+    ) >"$garage_log" 2>&1 </dev/null &
+  else
+    install_garage
+  fi
 fi
 ./tools.sh >/dev/null

@@ -6,7 +6,49 @@ use spotenc_proto::pb;
 
 use spotenc_proto::client::JobClient;
 
-use crate::client::status_error;
+use crate::client::{self, status_error, ConnArgs};
+
+/// Which of the coordinator's fleet views to show.
+#[derive(Debug, Clone, Copy)]
+pub enum View {
+    Pools,
+    Costs,
+    Capacity,
+}
+
+/// Fetches one view from the coordinator and prints it, as a table or
+/// JSON.
+pub async fn show(view: View, json: bool, conn: &ConnArgs) -> anyhow::Result<bool> {
+    let mut c = client::connect(conn).await?;
+    let text = match view {
+        View::Pools => {
+            let rows = pools(&mut c).await?;
+            if json {
+                pools_json(&rows) + "\n"
+            } else {
+                pools_table(&rows)
+            }
+        }
+        View::Costs => {
+            let rows = costs(&mut c).await?;
+            if json {
+                costs_json(&rows) + "\n"
+            } else {
+                costs_table(&rows)
+            }
+        }
+        View::Capacity => {
+            let rows = capacity(&mut c).await?;
+            if json {
+                capacity_json(&rows) + "\n"
+            } else {
+                capacity_table(&rows)
+            }
+        }
+    };
+    print!("{text}");
+    Ok(true)
+}
 
 pub async fn pools(client: &mut JobClient) -> anyhow::Result<Vec<pb::PoolStatus>> {
     Ok(client

@@ -83,36 +83,7 @@ enum Command {
         json: bool,
     },
     /// Run a coordinator (embedded store, or Redis for replicas)
-    Coordinator {
-        /// TOML config file; flags and SPOTENC_* variables override it
-        #[arg(long, env = "SPOTENC_CONFIG")]
-        config: Option<PathBuf>,
-        /// Address to serve gRPC on (default 127.0.0.1:50051)
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Intermediate chunks, and the embedded store's state file
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Keep state in Redis (redis://host:port/db) so replicas can share it
-        #[arg(long)]
-        redis: Option<String>,
-        /// A worker silent this long loses its task (default 15000)
-        #[arg(long)]
-        lease_ttl_ms: Option<u32>,
-        /// How often workers heartbeat, at most half the TTL (default 2000)
-        #[arg(long)]
-        heartbeat_interval_ms: Option<u32>,
-        /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464)
-        #[arg(long)]
-        metrics_listen: Option<SocketAddr>,
-        /// A TOML file of [[pools]] that override or extend the built-in
-        /// catalogue (also SPOTENC_POOLS)
-        #[arg(long)]
-        pools: Option<PathBuf>,
-        /// Serve a non-loopback address without tokens (refused otherwise)
-        #[arg(long)]
-        insecure_no_auth: bool,
-    },
+    Coordinator(ServeArgs),
     /// Submit a job to a running coordinator and print its id
     Submit {
         #[arg(required_unless_present = "input_flag")]
@@ -250,6 +221,40 @@ enum Command {
     },
 }
 
+/// `spotenc coordinator`'s flags: each overrides the config file and the
+/// environment.
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// TOML config file; flags and SPOTENC_* variables override it
+    #[arg(long, env = "SPOTENC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve gRPC on (default 127.0.0.1:50051)
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Intermediate chunks, and the embedded store's state file
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep state in Redis (redis://host:port/db) so replicas can share it
+    #[arg(long)]
+    redis: Option<String>,
+    /// A worker silent this long loses its task (default 15000)
+    #[arg(long)]
+    lease_ttl_ms: Option<u32>,
+    /// How often workers heartbeat, at most half the TTL (default 2000)
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u32>,
+    /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464)
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// A TOML file of [[pools]] that override or extend the built-in
+    /// catalogue (also SPOTENC_POOLS)
+    #[arg(long)]
+    pools: Option<PathBuf>,
+    /// Serve a non-loopback address without tokens (refused otherwise)
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
 fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -293,47 +298,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         #[cfg(feature = "transcode")]
         Command::Probe { file, json } => probe::run(&file, json),
-        Command::Coordinator {
-            config,
-            listen,
-            data_dir,
-            redis,
-            lease_ttl_ms,
-            heartbeat_interval_ms,
-            metrics_listen,
-            pools,
-            insecure_no_auth,
-        } => {
+        Command::Coordinator(args) => {
             init_tracing("info");
-            let text = match &config {
-                Some(p) => std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,
-                None => String::new(),
-            };
-            let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
-            if let Some(p) = pools {
-                env.insert("SPOTENC_POOLS".into(), p.display().to_string());
-            }
-            // Through the loader, so the configured prefix still applies.
-            if let Some(url) = redis {
-                env.insert("SPOTENC_REDIS".into(), url);
-            }
-            let mut c = spotenc_coordinator::config::load(&text, &env)?;
-            if let Some(l) = listen {
-                c.listen = l;
-            }
-            if let Some(d) = data_dir {
-                c.files.data_dir = d.clone();
-                c.data_dir = d;
-            }
-            c.metrics_listen = metrics_listen.or(c.metrics_listen);
-            c.insecure_no_auth |= insecure_no_auth;
-            c.lease_ttl_ms = lease_ttl_ms.unwrap_or(c.lease_ttl_ms);
-            c.heartbeat_interval_ms = heartbeat_interval_ms.unwrap_or(c.heartbeat_interval_ms);
-            c.validate()?;
-            let listener = tokio::net::TcpListener::bind(c.listen).await?;
-            spotenc_coordinator::run(listener, c, shutdown_signal()).await?;
-            Ok(true)
+            serve(args).await
         }
         Command::Submit {
             input,
@@ -346,22 +313,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             wait,
         } => {
             init_tracing("warn");
-            let (input, output) = (
-                input.or(input_flag).unwrap_or_default(),
-                output.or(output_flag).unwrap_or_default(),
-            );
+            let input = input.or(input_flag).unwrap_or_default();
+            let output = output.or(output_flag).unwrap_or_default();
             let spec = job.to_spec(args::absolute(&input), args::absolute(&output))?;
-            let mut c = client::connect(&conn).await?;
-            let submitted = client::submit(&mut c, spec, idempotency_key).await?;
-            println!("{}", submitted.id);
-            if !wait {
-                return Ok(true);
-            }
-            let done = client::watch(&mut c, &submitted.id).await?;
-            if !succeeded(&done) {
-                eprintln!("spotenc: {}", client::summary(&done));
-            }
-            Ok(succeeded(&done))
+            submit(spec, &conn, idempotency_key, wait).await
         }
         Command::Status { job, conn } => {
             init_tracing("warn");
@@ -397,36 +352,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Pools { json, conn } => {
             init_tracing("warn");
-            let mut c = client::connect(&conn).await?;
-            let pools = fleet::pools(&mut c).await?;
-            if json {
-                println!("{}", fleet::pools_json(&pools));
-            } else {
-                print!("{}", fleet::pools_table(&pools));
-            }
-            Ok(true)
+            fleet::show(fleet::View::Pools, json, &conn).await
         }
         Command::Costs { json, conn } => {
             init_tracing("warn");
-            let mut c = client::connect(&conn).await?;
-            let entries = fleet::costs(&mut c).await?;
-            if json {
-                println!("{}", fleet::costs_json(&entries));
-            } else {
-                print!("{}", fleet::costs_table(&entries));
-            }
-            Ok(true)
+            fleet::show(fleet::View::Costs, json, &conn).await
         }
         Command::Capacity { json, conn } => {
             init_tracing("warn");
-            let mut c = client::connect(&conn).await?;
-            let pools = fleet::capacity(&mut c).await?;
-            if json {
-                println!("{}", fleet::capacity_json(&pools));
-            } else {
-                print!("{}", fleet::capacity_table(&pools));
-            }
-            Ok(true)
+            fleet::show(fleet::View::Capacity, json, &conn).await
         }
         Command::Deploy { command } => {
             init_tracing("warn");
@@ -461,31 +395,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Logs { job, task, conn } => {
             init_tracing("warn");
-            let mut c = client::connect(&conn).await?;
-            let logs = client::logs(&mut c, &job, task.as_deref().unwrap_or("")).await?;
-            if logs.is_empty() {
-                eprintln!("spotenc: no attempt of {job} has a log");
-            }
-            for l in logs {
-                println!(
-                    "== {} attempt {} on {} (pool {}): {}{}",
-                    l.task_id,
-                    l.attempt,
-                    l.worker_id,
-                    l.pool,
-                    l.outcome,
-                    if l.error.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", l.error)
-                    }
-                );
-                print!("{}", l.log);
-                if !l.log.ends_with('\n') {
-                    println!();
-                }
-            }
-            Ok(true)
+            print_logs(&conn, &job, task.as_deref().unwrap_or("")).await
         }
         Command::Cancel { job, conn } => {
             init_tracing("warn");
@@ -494,6 +404,87 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `spotenc coordinator`: the config file, then the environment, then the
+/// flags; serves until SIGTERM or Ctrl-C.
+async fn serve(a: ServeArgs) -> anyhow::Result<bool> {
+    let text = match &a.config {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?
+        }
+        None => String::new(),
+    };
+    let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    if let Some(p) = &a.pools {
+        env.insert("SPOTENC_POOLS".into(), p.display().to_string());
+    }
+    // Through the loader, so the configured prefix still applies.
+    if let Some(url) = a.redis {
+        env.insert("SPOTENC_REDIS".into(), url);
+    }
+    let mut c = spotenc_coordinator::config::load(&text, &env)?;
+    if let Some(l) = a.listen {
+        c.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        c.files.data_dir = d.clone();
+        c.data_dir = d;
+    }
+    c.metrics_listen = a.metrics_listen.or(c.metrics_listen);
+    c.insecure_no_auth |= a.insecure_no_auth;
+    c.lease_ttl_ms = a.lease_ttl_ms.unwrap_or(c.lease_ttl_ms);
+    c.heartbeat_interval_ms = a.heartbeat_interval_ms.unwrap_or(c.heartbeat_interval_ms);
+    c.validate()?;
+    let listener = tokio::net::TcpListener::bind(c.listen).await?;
+    spotenc_coordinator::run(listener, c, shutdown_signal()).await?;
+    Ok(true)
+}
+
+/// `spotenc submit`: prints the job's id; with `wait`, follows it and
+/// succeeds only if it does.
+async fn submit(
+    spec: spotenc_proto::domain::JobSpec,
+    conn: &client::ConnArgs,
+    idempotency_key: String,
+    wait: bool,
+) -> anyhow::Result<bool> {
+    let mut c = client::connect(conn).await?;
+    let submitted = client::submit(&mut c, spec, idempotency_key).await?;
+    println!("{}", submitted.id);
+    if !wait {
+        return Ok(true);
+    }
+    let done = client::watch(&mut c, &submitted.id).await?;
+    if !succeeded(&done) {
+        eprintln!("spotenc: {}", client::summary(&done));
+    }
+    Ok(succeeded(&done))
+}
+
+/// `spotenc logs`: each attempt's audit log under a header line.
+async fn print_logs(conn: &client::ConnArgs, job: &str, task: &str) -> anyhow::Result<bool> {
+    let mut c = client::connect(conn).await?;
+    let logs = client::logs(&mut c, job, task).await?;
+    if logs.is_empty() {
+        eprintln!("spotenc: no attempt of {job} has a log");
+    }
+    for l in logs {
+        let error = if l.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", l.error)
+        };
+        println!(
+            "== {} attempt {} on {} (pool {}): {}{error}",
+            l.task_id, l.attempt, l.worker_id, l.pool, l.outcome
+        );
+        print!("{}", l.log);
+        if !l.log.ends_with('\n') {
+            println!();
+        }
+    }
+    Ok(true)
 }
 
 async fn shutdown_signal() {

@@ -18,6 +18,8 @@
 //! Redis runs with AOF and `appendfsync always`; set
 //! `SPOTENC_BENCH_APPENDFSYNC=everysec` (or `no`) to compare.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -222,15 +222,89 @@ pub const DEFAULT_WATCH_STREAMS_PER_CLIENT: u32 = 64;
 /// A week: long enough to look at last week's failures.
 pub const DEFAULT_RETENTION_HOURS: f64 = 168.0;
 
+/// The process environment, as `load` reads it.
+type Env = HashMap<String, String>;
+
 /// Builds a [`Config`] from TOML text (may be empty) and environment
-/// overrides, then validates it.
-pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
+/// overrides, then validates it. Each part has its phase below; an
+/// environment variable wins over the file, the file over the default.
+pub fn load(text: &str, env: &Env) -> Result<Config> {
     let file: FileConfig =
         toml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
+    let (listen, metrics_listen) = addresses(file.listen, file.metrics_listen, env)?;
+    let state = state_backend(file.redis, env);
+    let tls = tls(file.tls, env)?;
+    let tokens = tokens(file.tokens, env)?;
+    let s3 = file.s3.map(|s| s3(s, env)).transpose()?;
+    let pools = pools(file.pools, file.pools_file, file.builtin_pools, env)?;
+    let placement = placement(file.placement.unwrap_or_default(), env)?;
+    let capacity = capacity(file.capacity.unwrap_or_default())?;
+    let insecure_no_auth = match env.get("SPOTENC_INSECURE_NO_AUTH").map(String::as_str) {
+        Some("1" | "true") => true,
+        Some("0" | "false") | None => file.insecure_no_auth.unwrap_or(false),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "invalid SPOTENC_INSECURE_NO_AUTH={other:?} (expected 1 or 0)"
+            )))
+        }
+    };
+    let data_dir = env
+        .get("SPOTENC_DATA_DIR")
+        .map(PathBuf::from)
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./spotenc-data"));
+    let files = files(file.files.unwrap_or_default(), data_dir.clone(), env)?;
+    let q = file.quotas.unwrap_or_default();
+    let config = Config {
+        files,
+        insecure_no_auth,
+        pools,
+        placement,
+        capacity,
+        s3,
+        listen,
+        metrics_listen,
+        state,
+        data_dir,
+        lease_ttl_ms: parse_env(env, "SPOTENC_LEASE_TTL_MS")?
+            .or(file.lease_ttl_ms)
+            .unwrap_or(DEFAULT_LEASE_TTL_MS),
+        heartbeat_interval_ms: parse_env(env, "SPOTENC_HEARTBEAT_INTERVAL_MS")?
+            .or(file.heartbeat_interval_ms)
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
+        quotas: crate::Quotas {
+            queued_jobs_per_client: q
+                .queued_jobs_per_client
+                .unwrap_or(DEFAULT_QUEUED_JOBS_PER_CLIENT),
+            watch_streams_per_client: q
+                .watch_streams_per_client
+                .unwrap_or(DEFAULT_WATCH_STREAMS_PER_CLIENT),
+        },
+        retention: retention(file.retention_hours, env)?,
+        stall_seconds: parse_env(env, "SPOTENC_STALL_SECONDS")?
+            .or(file.stall_seconds)
+            .unwrap_or(spotenc_proto::DEFAULT_STALL_SECONDS),
+        max_expiries: parse_env(env, "SPOTENC_MAX_EXPIRIES")?
+            .or(file.max_expiries)
+            .unwrap_or(DEFAULT_MAX_EXPIRIES),
+        reap_interval_ms: 500,
+        tokens,
+        tls,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// The gRPC and metrics addresses.
+fn addresses(
+    listen: Option<String>,
+    metrics_listen: Option<String>,
+    env: &Env,
+) -> Result<(SocketAddr, Option<SocketAddr>)> {
     let listen = env
         .get("SPOTENC_LISTEN")
         .cloned()
-        .or(file.listen)
+        .or(listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.into());
     let listen: SocketAddr = listen
         .parse()
@@ -238,7 +312,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
     let metrics_listen = match env
         .get("SPOTENC_METRICS_LISTEN")
         .cloned()
-        .or(file.metrics_listen)
+        .or(metrics_listen)
     {
         Some(a) => Some(
             a.parse::<SocketAddr>()
@@ -246,39 +320,51 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         ),
         None => None,
     };
-    let redis_url = env
+    Ok((listen, metrics_listen))
+}
+
+/// Redis when a URL is given, else the embedded store.
+fn state_backend(redis: Option<RedisSection>, env: &Env) -> StateBackend {
+    let url = env
         .get("SPOTENC_REDIS")
         .cloned()
-        .or(file.redis.as_ref().map(|r| r.url.clone()));
-    let state = match redis_url {
+        .or(redis.as_ref().map(|r| r.url.clone()));
+    match url {
         None => StateBackend::Embedded,
         Some(url) => StateBackend::Redis {
             url,
             prefix: env
                 .get("SPOTENC_REDIS_PREFIX")
                 .cloned()
-                .or(file.redis.and_then(|r| r.prefix))
+                .or(redis.and_then(|r| r.prefix))
                 .unwrap_or_else(|| "spotenc".into()),
         },
-    };
-    let tls = match (
+    }
+}
+
+/// The TLS files: both from the environment, or the file's.
+fn tls(from_file: Option<TlsFiles>, env: &Env) -> Result<Option<TlsFiles>> {
+    match (
         env.get("SPOTENC_TLS_CERT"),
         env.get("SPOTENC_TLS_KEY"),
-        file.tls,
+        from_file,
     ) {
-        (Some(cert), Some(key), _) => Some(TlsFiles {
+        (Some(cert), Some(key), _) => Ok(Some(TlsFiles {
             cert: cert.into(),
             key: key.into(),
-        }),
-        (None, None, t) => t,
-        _ => {
-            return Err(Error::invalid(
-                "SPOTENC_TLS_CERT and SPOTENC_TLS_KEY go together",
-            ))
-        }
-    };
+        })),
+        (None, None, t) => Ok(t),
+        _ => Err(Error::invalid(
+            "SPOTENC_TLS_CERT and SPOTENC_TLS_KEY go together",
+        )),
+    }
+}
+
+/// Bearer tokens, each given inline or by the variable holding it, and at
+/// least 16 characters long.
+fn tokens(sections: Vec<TokenSection>, env: &Env) -> Result<Tokens> {
     let mut tokens = Tokens::default();
-    for t in file.tokens {
+    for t in sections {
         let secret = match (&t.token, &t.token_env) {
             (Some(s), None) => s.expose().to_string(),
             (None, Some(var)) => env.get(var).cloned().ok_or_else(|| {
@@ -303,48 +389,50 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
         }
         tokens.add(&t.name, &secret, t.role);
     }
-    let s3 = match file.s3 {
-        None => None,
-        Some(s) => {
-            let secret = |var: Option<String>, default: &str| {
-                let var = var.unwrap_or_else(|| default.to_string());
-                env.get(&var).cloned().ok_or_else(|| {
-                    Error::invalid(format!("[s3]: environment variable {var} is not set"))
-                })
-            };
-            Some(S3Config {
-                settings: S3Settings {
-                    endpoint: s.endpoint,
-                    region: s.region,
-                    bucket: s.bucket,
-                    access_key_id: secret(s.access_key_id_env, "SPOTENC_S3_ACCESS_KEY_ID")?,
-                    secret_access_key: secret(
-                        s.secret_access_key_env,
-                        "SPOTENC_S3_SECRET_ACCESS_KEY",
-                    )?
-                    .into(),
-                    path_style: s.path_style,
-                },
-                allowed_buckets: s.allowed_buckets,
-                presign_ttl: Duration::from_secs(
-                    s.presign_ttl_seconds.unwrap_or(3600).clamp(60, 7 * 86_400),
-                ),
-                // One PUT takes at most 5 GB; stay well below it.
-                multipart_threshold_bytes: s.multipart_threshold_bytes.unwrap_or(4 << 30),
-                // S3 parts are 5 MiB to 5 GiB, at most 10,000 of them.
-                part_size_bytes: s
-                    .part_size_bytes
-                    .unwrap_or(64 << 20)
-                    .clamp(5 << 20, 5 << 30),
-            })
-        }
+    Ok(tokens)
+}
+
+/// The S3 section, its keys read from the environment.
+fn s3(s: S3Section, env: &Env) -> Result<S3Config> {
+    let secret = |var: Option<String>, default: &str| {
+        let var = var.unwrap_or_else(|| default.to_string());
+        env.get(&var)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("[s3]: environment variable {var} is not set")))
     };
-    let mut entries = file.pools;
-    if let Some(path) = env
-        .get("SPOTENC_POOLS")
-        .map(PathBuf::from)
-        .or(file.pools_file)
-    {
+    Ok(S3Config {
+        settings: S3Settings {
+            endpoint: s.endpoint,
+            region: s.region,
+            bucket: s.bucket,
+            access_key_id: secret(s.access_key_id_env, "SPOTENC_S3_ACCESS_KEY_ID")?,
+            secret_access_key: secret(s.secret_access_key_env, "SPOTENC_S3_SECRET_ACCESS_KEY")?
+                .into(),
+            path_style: s.path_style,
+        },
+        allowed_buckets: s.allowed_buckets,
+        presign_ttl: Duration::from_secs(
+            s.presign_ttl_seconds.unwrap_or(3600).clamp(60, 7 * 86_400),
+        ),
+        // One PUT takes at most 5 GB; stay well below it.
+        multipart_threshold_bytes: s.multipart_threshold_bytes.unwrap_or(4 << 30),
+        // S3 parts are 5 MiB to 5 GiB, at most 10,000 of them.
+        part_size_bytes: s
+            .part_size_bytes
+            .unwrap_or(64 << 20)
+            .clamp(5 << 20, 5 << 30),
+    })
+}
+
+/// The catalogue: the built-in pools with the file's `[[pools]]` and the
+/// pools file's applied over them, or exactly the listed ones.
+fn pools(
+    mut entries: Vec<PoolEntry>,
+    pools_file: Option<PathBuf>,
+    builtin_pools: Option<bool>,
+    env: &Env,
+) -> Result<Catalogue> {
+    if let Some(path) = env.get("SPOTENC_POOLS").map(PathBuf::from).or(pools_file) {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::invalid(format!("pool catalogue {}: {e}", path.display())))?;
         let file = path.display().to_string();
@@ -352,7 +440,7 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             .extend(parse_pool_entries(&text, &file).map_err(|e| Error::invalid(e.to_string()))?);
     }
     let mut pools = Catalogue::load(&entries)?;
-    if file.builtin_pools == Some(false) {
+    if builtin_pools == Some(false) {
         if entries.is_empty() {
             return Err(Error::invalid(
                 "builtin_pools = false but no [[pools]] are listed: the catalogue would be empty",
@@ -362,7 +450,11 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             .pools
             .retain(|name, _| entries.iter().any(|e| &e.name == name));
     }
-    let p = file.placement.unwrap_or_default();
+    Ok(pools)
+}
+
+/// Placement: on unless SPOTENC_PLACEMENT=fifo, and its policy.
+fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
     let delay = p.max_placement_delay_seconds.unwrap_or(60.0);
     if !(delay.is_finite() && (0.0..=86_400.0).contains(&delay)) {
         return Err(Error::invalid(format!(
@@ -381,17 +473,18 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             "invalid placement.nvenc_util_limit_pct {util} (expected 1..=100)"
         )));
     }
-    let placement = Placement {
-        enabled: match env.get("SPOTENC_PLACEMENT").map(String::as_str) {
-            Some("cost") => true,
-            Some("fifo") => false,
-            Some(other) => {
-                return Err(Error::invalid(format!(
-                    "invalid SPOTENC_PLACEMENT={other:?} (expected cost or fifo)"
-                )))
-            }
-            None => p.enabled.unwrap_or(true),
-        },
+    let enabled = match env.get("SPOTENC_PLACEMENT").map(String::as_str) {
+        Some("cost") => true,
+        Some("fifo") => false,
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "invalid SPOTENC_PLACEMENT={other:?} (expected cost or fifo)"
+            )))
+        }
+        None => p.enabled.unwrap_or(true),
+    };
+    Ok(Placement {
+        enabled,
         policy: Policy {
             max_placement_delay_ms: (delay * 1000.0) as i64,
             max_cost_ratio: ratio,
@@ -399,8 +492,11 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             spot_closed: false,
         },
         nvenc_util_limit_pct: util,
-    };
-    let c = file.capacity.unwrap_or_default();
+    })
+}
+
+/// The capacity planner's policy, each field over its default.
+fn capacity(c: CapacitySection) -> Result<CapacityPolicy> {
     let d = CapacityPolicy::default();
     let capacity = CapacityPolicy {
         latency_target_seconds: c.latency_target_seconds.unwrap_or(d.latency_target_seconds),
@@ -414,16 +510,12 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
     capacity
         .validate()
         .map_err(|e| Error::invalid(format!("invalid {e}")))?;
-    let insecure_no_auth = match env.get("SPOTENC_INSECURE_NO_AUTH").map(String::as_str) {
-        Some("1" | "true") => true,
-        Some("0" | "false") | None => file.insecure_no_auth.unwrap_or(false),
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "invalid SPOTENC_INSECURE_NO_AUTH={other:?} (expected 1 or 0)"
-            )))
-        }
-    };
-    let files = file.files.unwrap_or_default();
+    Ok(capacity)
+}
+
+/// Where local inputs and outputs may lie (absolute roots; a variable's
+/// list is `:`-separated).
+fn files(f: FilesSection, data_dir: PathBuf, env: &Env) -> Result<spotenc_storage::Files> {
     let roots = |var: &str, from_file: Vec<PathBuf>| -> Result<Vec<PathBuf>> {
         let roots: Vec<PathBuf> = match env.get(var) {
             Some(v) => v
@@ -441,66 +533,24 @@ pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Config> {
             None => Ok(roots),
         }
     };
-    let data_dir = env
-        .get("SPOTENC_DATA_DIR")
-        .map(PathBuf::from)
-        .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from("./spotenc-data"));
-    let config = Config {
-        files: spotenc_storage::Files {
-            input_roots: roots("SPOTENC_INPUT_ROOTS", files.input_roots)?,
-            output_roots: roots("SPOTENC_OUTPUT_ROOTS", files.output_roots)?,
-            data_dir: data_dir.clone(),
-        },
-        insecure_no_auth,
-        pools,
-        placement,
-        capacity,
-        s3,
-        listen,
-        metrics_listen,
-        state,
+    Ok(spotenc_storage::Files {
+        input_roots: roots("SPOTENC_INPUT_ROOTS", f.input_roots)?,
+        output_roots: roots("SPOTENC_OUTPUT_ROOTS", f.output_roots)?,
         data_dir,
-        lease_ttl_ms: parse_env(env, "SPOTENC_LEASE_TTL_MS")?
-            .or(file.lease_ttl_ms)
-            .unwrap_or(DEFAULT_LEASE_TTL_MS),
-        heartbeat_interval_ms: parse_env(env, "SPOTENC_HEARTBEAT_INTERVAL_MS")?
-            .or(file.heartbeat_interval_ms)
-            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
-        quotas: {
-            let q = file.quotas.unwrap_or_default();
-            crate::Quotas {
-                queued_jobs_per_client: q
-                    .queued_jobs_per_client
-                    .unwrap_or(DEFAULT_QUEUED_JOBS_PER_CLIENT),
-                watch_streams_per_client: q
-                    .watch_streams_per_client
-                    .unwrap_or(DEFAULT_WATCH_STREAMS_PER_CLIENT),
-            }
-        },
-        retention: {
-            let hours = parse_env(env, "SPOTENC_RETENTION_HOURS")?
-                .or(file.retention_hours)
-                .unwrap_or(DEFAULT_RETENTION_HOURS);
-            if !(hours > 0.0 && hours <= 1e6) {
-                return Err(Error::invalid(format!(
-                    "invalid retention_hours {hours} (expected above 0, at most 1000000)"
-                )));
-            }
-            Duration::from_secs_f64(hours * 3600.0)
-        },
-        stall_seconds: parse_env(env, "SPOTENC_STALL_SECONDS")?
-            .or(file.stall_seconds)
-            .unwrap_or(spotenc_proto::DEFAULT_STALL_SECONDS),
-        max_expiries: parse_env(env, "SPOTENC_MAX_EXPIRIES")?
-            .or(file.max_expiries)
-            .unwrap_or(DEFAULT_MAX_EXPIRIES),
-        reap_interval_ms: 500,
-        tokens,
-        tls,
-    };
-    config.validate()?;
-    Ok(config)
+    })
+}
+
+/// How long ended jobs and silent workers are kept.
+fn retention(from_file: Option<f64>, env: &Env) -> Result<Duration> {
+    let hours = parse_env(env, "SPOTENC_RETENTION_HOURS")?
+        .or(from_file)
+        .unwrap_or(DEFAULT_RETENTION_HOURS);
+    if !(hours > 0.0 && hours <= 1e6) {
+        return Err(Error::invalid(format!(
+            "invalid retention_hours {hours} (expected above 0, at most 1000000)"
+        )));
+    }
+    Ok(Duration::from_secs_f64(hours * 3600.0))
 }
 
 #[cfg(test)]

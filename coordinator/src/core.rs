@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spotenc_proto::domain::{
-    GpuTelemetry, JobSpec, JobState, JobView, LeasedTask, TaskLog, TaskOutcome, Work, WorkerInfo,
-    WorkerStatus,
+    AttemptRecord, GpuTelemetry, JobSpec, JobState, JobView, LeasedTask, TaskLog, TaskOutcome,
+    Work, WorkerInfo, WorkerStatus,
 };
 use spotenc_proto::{Error, Result};
 use tokio::sync::Notify;
@@ -394,79 +394,53 @@ impl Coordinator {
         worker_id: &str,
         task_id: &str,
         attempt: u32,
-        mut outcome: TaskOutcome,
+        outcome: TaskOutcome,
     ) -> Result<()> {
-        let mut follow_ups = Vec::new();
         let task = self.store.task(task_id).await?;
         let held = Self::held_attempt(&task, worker_id, attempt)?;
-        // Record the object this attempt was told to write, not whatever URL
-        // or path the worker reports.
-        {
-            let work = with_attempt_paths(task.work.clone(), attempt);
-            let canonical = match &work {
-                Work::Encode(e) => Some(e.output.clone()),
-                Work::Audio(a) => Some(a.output.clone()),
-                Work::Stitch(s) => Some(s.output.clone()),
-                Work::Probe(_) => None,
-            };
-            if let (
-                Some(path),
-                TaskOutcome::Encode(o) | TaskOutcome::Audio(o) | TaskOutcome::Stitch(o),
-            ) = (canonical, &mut outcome)
-            {
-                o.path = path;
+        let outcome = match canonical_outcome(&task, attempt, outcome) {
+            Ok(outcome) => outcome,
+            Err(msg) => {
+                let retry = Ending::new(msg.clone(), true);
+                self.fail_attempt(task_id, attempt, &retry).await?;
+                return Err(Error::invalid(msg));
             }
-            if let (Work::Encode(e), TaskOutcome::Encode(o)) = (&work, &mut outcome) {
-                // Every rendition of the chunk, with the chunk's frames.
-                let bad = if o.renditions.len() != e.renditions.len() {
-                    Some(format!(
-                        "{task_id} returned {} renditions, the job has {}",
-                        o.renditions.len(),
-                        e.renditions.len()
-                    ))
-                } else {
-                    o.renditions
-                        .iter()
-                        .enumerate()
-                        .find(|(_, r)| r.frames != task.frames_total)
-                        .map(|(i, r)| {
-                            format!(
-                                "{task_id} rendition {} has {} frames, the plan says {}",
-                                i + 1,
-                                r.frames,
-                                task.frames_total
-                            )
-                        })
-                };
-                if let Some(msg) = bad {
-                    let t = self
-                        .store
-                        .fail(task_id, attempt, &Ending::new(msg.clone(), true), now_ms())
-                        .await?;
-                    self.after(t).await;
-                    return Err(Error::invalid(msg));
-                }
-                for (r, target) in o.renditions.iter_mut().zip(&e.renditions) {
-                    r.path = target.output.clone();
-                }
-            }
-        }
+        };
+        let mut follow_ups = Vec::new();
         if let TaskOutcome::Probe(probe) = &outcome {
-            let job_id = job_of(task_id);
-            let (job, _) = self.store.job(job_id).await?;
+            let (job, _) = self.store.job(job_of(task_id)).await?;
             match graph::expand(&job, probe, &self.work_dir(&job)) {
                 Ok(tasks) => follow_ups = tasks,
                 Err(e) => {
                     let msg = format!("cannot plan {}: {e}", job.spec.input);
-                    let t = self
-                        .store
-                        .fail(task_id, attempt, &Ending::new(msg, false), now_ms())
+                    self.fail_attempt(task_id, attempt, &Ending::new(msg, false))
                         .await?;
-                    self.after(t).await;
                     return Ok(());
                 }
             }
         }
+        self.record_completion(&task, held, outcome, follow_ups)
+            .await
+    }
+
+    /// Fails one attempt and acts on where that leaves its job.
+    async fn fail_attempt(&self, task_id: &str, attempt: u32, ending: &Ending) -> Result<()> {
+        let t = self.store.fail(task_id, attempt, ending, now_ms()).await?;
+        self.after(t).await;
+        Ok(())
+    }
+
+    /// Records a checked result; the cost model learns from an encode.
+    async fn record_completion(
+        &self,
+        task: &spotenc_core::state::TaskRecord,
+        held: &AttemptRecord,
+        outcome: TaskOutcome,
+        follow_ups: Vec<spotenc_core::state::NewTask>,
+    ) -> Result<()> {
+        // The attempt the worker completes (checked to be its own), not
+        // the task's latest: a stale one is refused by the store's fence.
+        let (task_id, attempt) = (task.id.as_str(), held.attempt);
         let encoded = match &outcome {
             TaskOutcome::Encode(o) => Some(o.clone()),
             _ => None,
@@ -479,15 +453,14 @@ impl Coordinator {
             Ok(t) => {
                 info!(task = %task_id, attempt, "task done");
                 if let Some(obj) = encoded {
-                    self.observe(&task, held, &obj).await;
+                    self.observe(task, held, &obj).await;
                 }
                 self.after(t).await;
                 Ok(())
             }
             Err(Error::Invalid(msg)) => {
                 // The store recorded the failure; requeue or end the job.
-                let job_id = job_of(task_id);
-                if let Ok(view) = self.job(job_id).await {
+                if let Ok(view) = self.job(job_of(task_id)).await {
                     self.after(Transition {
                         job_id: view.id.into(),
                         state: view.state,
@@ -606,4 +579,54 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
 fn check_idempotency_key(key: &str) -> Result<()> {
     spotenc_proto::domain::check_text("idempotency key", key, MAX_IDEMPOTENCY_KEY_BYTES)
+}
+
+/// A worker's result as the coordinator records it: the objects this
+/// attempt was told to write (not whatever URL or path the worker
+/// reports), and for an encode every rendition with the chunk's frames;
+/// `Err` says what was wrong.
+fn canonical_outcome(
+    task: &spotenc_core::state::TaskRecord,
+    attempt: u32,
+    mut outcome: TaskOutcome,
+) -> std::result::Result<TaskOutcome, String> {
+    let work = with_attempt_paths(task.work.clone(), attempt);
+    let canonical = match &work {
+        Work::Encode(e) => Some(e.output.clone()),
+        Work::Audio(a) => Some(a.output.clone()),
+        Work::Stitch(s) => Some(s.output.clone()),
+        Work::Probe(_) => None,
+    };
+    if let (Some(path), TaskOutcome::Encode(o) | TaskOutcome::Audio(o) | TaskOutcome::Stitch(o)) =
+        (canonical, &mut outcome)
+    {
+        o.path = path;
+    }
+    if let (Work::Encode(e), TaskOutcome::Encode(o)) = (&work, &mut outcome) {
+        let task_id = &task.id;
+        if o.renditions.len() != e.renditions.len() {
+            return Err(format!(
+                "{task_id} returned {} renditions, the job has {}",
+                o.renditions.len(),
+                e.renditions.len()
+            ));
+        }
+        if let Some((i, r)) = o
+            .renditions
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.frames != task.frames_total)
+        {
+            return Err(format!(
+                "{task_id} rendition {} has {} frames, the plan says {}",
+                i + 1,
+                r.frames,
+                task.frames_total
+            ));
+        }
+        for (r, target) in o.renditions.iter_mut().zip(&e.renditions) {
+            r.path = target.output.clone();
+        }
+    }
+    Ok(outcome)
 }

@@ -2,6 +2,8 @@
 //! Glue only: parse flags, set up logging, load the config, run the shared
 //! runtime until an interruption notice (cloud, SIGTERM or Ctrl-C).
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 #[derive(Parser, Debug)]

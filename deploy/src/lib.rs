@@ -14,6 +14,8 @@
 //!   PrometheusRule), Redis, and per pool a worker Deployment, a KEDA
 //!   ScaledObject and a PodDisruptionBudget; example Karpenter NodePools.
 
+#![forbid(unsafe_code)]
+
 mod objects;
 
 use std::collections::BTreeMap;

@@ -9,6 +9,8 @@
 //!     cargo run --release -p spotenc-coordinator --example placement_bench -- \
 //!         [jobs] [span_seconds] [g4dn] [c6i] [m5] [max_cost_ratio...]
 
+#![forbid(unsafe_code)]
+
 use spotenc_core::cost::catalogue::Catalogue;
 use spotenc_core::cost::model::Model;
 use spotenc_core::cost::place::Policy;

@@ -1,6 +1,8 @@
 //! Replays the `config_toml` fuzz corpus (`fuzz/corpus/`) through the
 //! workload parser on stable: a panic fails the test and names the file.
 
+#![forbid(unsafe_code)]
+
 use spotenc_tests::replay_fuzz_corpus;
 
 #[test]

@@ -17,6 +17,9 @@
 //! Encoding goes through spotenc-media's hardware encoders, with a per-chunk
 //! fallback to libx264/libx265; the runtime is spotenc-worker's.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 mod ffi;
 pub mod nvml;
 pub mod probe;

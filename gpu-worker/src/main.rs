@@ -2,6 +2,8 @@
 //! JSON; otherwise probe, plan the slots, and run the shared runtime until
 //! an interruption notice.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use gpu_worker::probe::{self, EncoderChoice, Settings};
 

@@ -173,8 +173,7 @@ fn run(
         });
     }
     let mut decoder = dctx.decoder().video().map_err(Error::ff("open decoder"))?;
-    // SAFETY: only the address is kept, to match log calls against it.
-    ffi::attribute_log(unsafe { decoder.as_ptr() }.cast());
+    ffi::attribute_codec_log(&decoder);
     if let Some(secs) = backoff_secs {
         let per_sec = i64::from(tb.denominator()) / i64::from(tb.numerator().max(1));
         let ts = task.chunk.start_pts - secs.saturating_mul(per_sec.max(1));
@@ -545,8 +544,7 @@ impl Pipeline {
                 encoder: encoder_name.into(),
                 reason: format!("open failed: {e}"),
             })?;
-        // SAFETY: only the address is kept, to match log calls against it.
-        ffi::attribute_log(unsafe { encoder.as_ptr() }.cast());
+        ffi::attribute_codec_log(&encoder);
         let enc_tb = tb;
         {
             let mut ost = octx.add_stream(enc_codec).map_err(ff("add chunk stream"))?;

@@ -1,5 +1,6 @@
-//! Raw FFmpeg calls that ffmpeg-next does not wrap. This is the only module in
-//! the workspace with `unsafe`.
+//! Raw FFmpeg calls that ffmpeg-next does not wrap. With gpu-worker's
+//! `ffi`, the only modules in the workspace allowed `unsafe` (every crate
+//! forbids or denies it elsewhere).
 
 use crate::ffmpeg;
 use ffmpeg::ffi;
@@ -415,6 +416,13 @@ pub use log::{
     attribute as attribute_log, begin as begin_log_capture, capture_stderr, end as end_log_capture,
     install as install_log_callback, note as log_note, stderr_captured,
 };
+
+/// Sends what other threads log through the codec context `ctx` to this
+/// thread's capture, until it ends.
+pub fn attribute_codec_log(ctx: &ffmpeg::codec::context::Context) {
+    // SAFETY: only the address is kept, to match log calls against it.
+    attribute_log(unsafe { ctx.as_ptr() }.cast());
+}
 
 /// A reference to an FFmpeg hardware device context (CUDA).
 pub struct HwDevice(*mut ffi::AVBufferRef);

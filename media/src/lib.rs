@@ -38,6 +38,8 @@
 //!
 //! Everything here is blocking; callers run it on a blocking thread.
 
+#![deny(unsafe_code)]
+
 pub mod audio;
 mod carry;
 pub mod encode;
@@ -45,6 +47,7 @@ pub mod fuzzing;
 pub mod probe;
 pub mod stitch;
 
+#[allow(unsafe_code)]
 mod ffi;
 mod input;
 mod picture;

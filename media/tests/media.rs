@@ -1,5 +1,7 @@
 //! Media pipeline tests against real FFmpeg, judged by the ffmpeg/ffprobe CLI.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 use spotenc_media::{audio, encode, probe, stitch, Control};

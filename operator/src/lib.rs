@@ -14,6 +14,8 @@
 //! - [`controller`]: kube-rs's controller runtime: watch WorkerPools (and
 //!   their Deployments), apply, write status, hold a finalizer while busy.
 
+#![forbid(unsafe_code)]
+
 pub mod controller;
 pub mod crd;
 pub mod reconcile;

@@ -16,6 +16,8 @@
 //! - [`Error`]: the shared error type, and its mapping to `tonic::Status`
 //!   ([`Error::into_status`], [`Error::from_status`]), which exists only here.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "grpc")]
 pub mod auth;
 #[cfg(feature = "grpc")]

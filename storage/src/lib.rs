@@ -8,6 +8,8 @@
 //! renamed onto it, so nobody ever sees a partial output at the final path;
 //! a failed job removes its temporaries and leaves the final path alone.
 
+#![forbid(unsafe_code)]
+
 pub mod broker;
 pub mod object;
 pub mod s3;

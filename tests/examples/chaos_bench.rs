@@ -17,6 +17,8 @@
 //!
 //!     cargo run --release -p spotenc-tests --example chaos_bench -- [rounds] [seed]
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

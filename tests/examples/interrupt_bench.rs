@@ -9,6 +9,8 @@
 //!
 //!     cargo run --release -p spotenc-tests --example interrupt_bench -- [rounds]
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant, SystemTime};
 
 use spotenc_proto::pb::{self, job_service_client::JobServiceClient};

@@ -9,6 +9,8 @@
 //! `cost` (the default) reads a candidate window and claims the choice,
 //! `fifo` pops the oldest task in one script.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use spotenc_proto::client::Connection;

@@ -5,6 +5,8 @@
 //!
 //!     cargo run --release -p spotenc-tests --example s3_input_bench -- CLIP [chunk-seconds] [preset]
 
+#![forbid(unsafe_code)]
+
 use std::time::Instant;
 
 use spotenc_tests::garage::Garage;

@@ -23,6 +23,8 @@
 //! - [`proxy`]: a TCP proxy in front of Garage that stalls or slows the
 //!   network on demand.
 
+#![forbid(unsafe_code)]
+
 pub mod garage;
 pub mod lease_cycles;
 pub mod media;

@@ -1,5 +1,7 @@
 //! End-to-end tests: real processes, real FFmpeg, judged by ffmpeg/ffprobe.
 
+#![forbid(unsafe_code)]
+
 mod capacity;
 mod deploy;
 mod faults;

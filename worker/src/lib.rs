@@ -28,6 +28,8 @@
 //! Workers hold no state worth keeping: a task's result lives in its stored
 //! object and the coordinator's record of it.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 mod exec;

@@ -2,6 +2,8 @@
 //! entry points on stable, so CI re-checks every input a fuzzing run kept
 //! or found. A panic fails the test and names the file.
 
+#![forbid(unsafe_code)]
+
 use spotenc_tests::replay_fuzz_corpus;
 
 #[test]
