@@ -29,7 +29,9 @@ if [ "${1:-}" = "--wait-garage" ]; then
   # The background build writes its exit status when it ends.
   if ! command -v garage >/dev/null && [ -f "$garage_status.pending" ]; then
     echo "setup: waiting for the garage build" >&2
-    while [ ! -f "$garage_status" ]; do sleep 5; done
+    builder=$(cat "$garage_status.pending")
+    # Until it writes its status, or dies without one.
+    while [ ! -f "$garage_status" ] && kill -0 "$builder" 2>/dev/null; do sleep 5; done
   fi
   command -v garage >/dev/null || { echo "setup: no garage; see $garage_log" >&2; exit 1; }
   exit 0
@@ -64,18 +66,19 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rus
 install_garage() {
   cargo install garage@2.5.0 --locked -q --no-default-features --features bundled-libs,sqlite
 }
-if ! command -v garage >/dev/null; then
+building() { [ -f "$garage_status.pending" ] && kill -0 "$(cat "$garage_status.pending")" 2>/dev/null; }
+if ! command -v garage >/dev/null && ! building; then
   echo "setup: building garage 2.5.0 (first time only)" >&2
   if ((background)); then
     mkdir -p "$cache"
     rm -f "$garage_status"
-    touch "$garage_status.pending"
     (
       status=0
       install_garage || status=$?
       echo "$status" >"$garage_status"
       rm -f "$garage_status.pending"
     ) >"$garage_log" 2>&1 </dev/null &
+    echo $! >"$garage_status.pending"
   else
     install_garage
   fi

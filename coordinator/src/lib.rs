@@ -155,7 +155,9 @@ impl Config {
     }
 }
 
-/// Serves the coordinator on `listener` until `shutdown` completes.
+/// Serves the coordinator on `listener` until `shutdown` completes: opens
+/// the store, starts the background work (reaping expired leases,
+/// retention), then serves the gRPC services until shutdown.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
@@ -168,11 +170,24 @@ pub async fn run(
             .await
             .map_err(|e| Error::invalid(format!("metrics listener {addr}: {e}")))?;
     }
+    let (store, poll) = open_store(&config).await?;
+    let coord = Arc::new(Coordinator::new(store, config.clone(), poll));
+    let background = [reaper(&coord, &config), retention(&coord, &config)];
+    let result = serve(listener, &config, coord, shutdown).await;
+    for task in background {
+        task.abort();
+    }
+    result
+}
+
+/// The configured store, and how often a long poll looks for work that
+/// another replica submitted (`None`: the embedded store wakes waiters).
+async fn open_store(config: &Config) -> Result<(Arc<dyn StateStore>, Option<Duration>)> {
     let limits = Limits {
         lease_ttl_ms: config.lease_ttl_ms,
         max_expiries: config.max_expiries,
     };
-    let (store, poll): (Arc<dyn StateStore>, Option<Duration>) = match &config.state {
+    Ok(match &config.state {
         StateBackend::Embedded => (
             Arc::new(EmbeddedStore::open(&config.data_dir, limits)?),
             None,
@@ -186,35 +201,61 @@ pub async fn run(
             // Work submitted through another replica wakes no waiter here.
             (Arc::new(store), Some(Duration::from_millis(250)))
         }
-    };
-    let coord = Arc::new(Coordinator::new(store, config.clone(), poll));
+    })
+}
 
-    let reaper = {
-        let coord = coord.clone();
-        let every = Duration::from_millis(u64::from(config.reap_interval_ms));
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = coord.reap().await {
-                    tracing::warn!(error = %e, "reap failed");
-                }
-                tokio::time::sleep(every).await;
+/// Reaps expired leases every `reap_interval_ms`.
+fn reaper(coord: &Arc<Coordinator>, config: &Config) -> tokio::task::JoinHandle<()> {
+    let coord = coord.clone();
+    let every = Duration::from_millis(u64::from(config.reap_interval_ms));
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = coord.reap().await {
+                tracing::warn!(error = %e, "reap failed");
             }
-        })
-    };
+            tokio::time::sleep(every).await;
+        }
+    })
+}
 
-    // Retention: a pass every tenth of the retention (1 s ..= 10 min).
-    let retention = {
-        let coord = coord.clone();
-        let keep = config.retention;
-        let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                coord.purge(keep).await;
-            }
-        })
-    };
+/// Retention: a pass every tenth of the retention (1 s ..= 10 min).
+fn retention(coord: &Arc<Coordinator>, config: &Config) -> tokio::task::JoinHandle<()> {
+    let coord = coord.clone();
+    let keep = config.retention;
+    let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            coord.purge(keep).await;
+        }
+    })
+}
 
+/// Refuses to serve a non-loopback address without tokens unless told to.
+fn check_auth(config: &Config, addr: Option<std::net::SocketAddr>) -> Result<()> {
+    if config.tokens.is_empty() {
+        let loopback = addr.is_some_and(|a| a.ip().is_loopback());
+        if !loopback && !config.insecure_no_auth {
+            return Err(Error::invalid(format!(
+                "refusing to serve on {} with no tokens: anyone who can reach it could submit jobs \
+                 and act as a worker; configure [[tokens]], listen on a loopback address, or pass \
+                 --insecure-no-auth (SPOTENC_INSECURE_NO_AUTH=1)",
+                addr.map_or_else(|| "?".into(), |a| a.to_string())
+            )));
+        }
+        tracing::warn!(?addr, "no tokens configured: authentication is off");
+    }
+    Ok(())
+}
+
+/// The job and worker services behind their roles, with health and
+/// reflection, over TLS when configured, until `shutdown`.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    coord: Arc<Coordinator>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<JobServiceServer<service::Jobs>>()
@@ -237,18 +278,7 @@ pub async fn run(
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
 
     let addr = listener.local_addr().ok();
-    if config.tokens.is_empty() {
-        let loopback = addr.is_some_and(|a| a.ip().is_loopback());
-        if !loopback && !config.insecure_no_auth {
-            return Err(Error::invalid(format!(
-                "refusing to serve on {} with no tokens: anyone who can reach it could submit jobs \
-                 and act as a worker; configure [[tokens]], listen on a loopback address, or pass \
-                 --insecure-no-auth (SPOTENC_INSECURE_NO_AUTH=1)",
-                addr.map_or_else(|| "?".into(), |a| a.to_string())
-            )));
-        }
-        tracing::warn!(?addr, "no tokens configured: authentication is off");
-    }
+    check_auth(config, addr)?;
     tracing::info!(?addr, tls = config.tls.is_some(), data_dir = %config.data_dir.display(), "coordinator listening");
     let tokens = Arc::new(config.tokens.clone());
     let mut server = tonic::transport::Server::builder();
@@ -261,7 +291,7 @@ pub async fn run(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| Error::invalid(format!("tls: {e}")))?;
     }
-    let result = server
+    server
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -285,8 +315,5 @@ pub async fn run(
             shutdown,
         )
         .await
-        .map_err(|e| Error::Internal(format!("serve: {e}")));
-    reaper.abort();
-    retention.abort();
-    result
+        .map_err(|e| Error::Internal(format!("serve: {e}")))
 }

@@ -5,8 +5,8 @@
 //! subtitles, attachments, chapters and tags from the source. Pure.
 
 use spotenc_proto::domain::{
-    output_size, AudioTask, EncodeTask, JobSpec, ProbeInfo, RenditionTarget, SourceCarry,
-    StitchTask, TaskKind, Work,
+    output_size, AudioTask, ChunkRange, EncodeTask, JobSpec, ProbeInfo, RenditionTarget,
+    SourceCarry, StitchTask, TaskKind, Work,
 };
 use spotenc_proto::Result;
 
@@ -37,9 +37,34 @@ pub fn expand_spec(
     check_rotation(spec, probe)?;
     let kept = KeptStreams::resolve(spec, probe)?;
     let chunks = plan_chunks(&probe.video, spec.chunk_seconds, spec.min_chunk_seconds)?;
+    let mut tasks = Vec::with_capacity(chunks.len() + kept.audio.len() + spec.outputs().len());
+    tasks.extend(encode_tasks(job_id, spec, probe, &chunks, work_dir));
+    tasks.extend(audio_tasks(job_id, spec, probe, &kept, work_dir));
+    let deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    tasks.extend(stitch_tasks(job_id, spec, probe, &kept, deps));
+    Ok(tasks)
+}
+
+/// The seconds of the source the job covers: from the video's origin, for
+/// its length.
+fn span_seconds(probe: &ProbeInfo) -> (f64, f64) {
     let v = &probe.video;
     let tb = v.time_base.as_f64();
-    let mut tasks = Vec::with_capacity(chunks.len() + 2);
+    (
+        v.start_pts as f64 * tb,
+        (v.end_pts - v.start_pts) as f64 * tb,
+    )
+}
+
+/// One encode task per chunk, writing every rendition of it.
+fn encode_tasks(
+    job_id: &str,
+    spec: &JobSpec,
+    probe: &ProbeInfo,
+    chunks: &[ChunkRange],
+    work_dir: &str,
+) -> Vec<NewTask> {
+    let v = &probe.video;
     let outputs: Vec<Output> = spec
         .outputs()
         .into_iter()
@@ -55,8 +80,9 @@ pub fn expand_spec(
             }
         })
         .collect();
-    for c in &chunks {
-        tasks.push(NewTask {
+    chunks
+        .iter()
+        .map(|c| NewTask {
             id: format!("{}/encode-{:05}", job_id, c.index),
             kind: TaskKind::Encode,
             chunk: c.index,
@@ -85,12 +111,23 @@ pub fn expand_spec(
                 frames: c.frames(),
                 audio: None,
             },
-        });
-    }
-    let origin_seconds = v.start_pts as f64 * tb;
-    let duration_seconds = (v.end_pts - v.start_pts) as f64 * tb;
-    for (n, stream) in kept.audio.iter().enumerate() {
-        tasks.push(NewTask {
+        })
+        .collect()
+}
+
+/// One audio task per kept track.
+fn audio_tasks(
+    job_id: &str,
+    spec: &JobSpec,
+    probe: &ProbeInfo,
+    kept: &KeptStreams,
+    work_dir: &str,
+) -> Vec<NewTask> {
+    let (origin_seconds, duration_seconds) = span_seconds(probe);
+    kept.audio
+        .iter()
+        .enumerate()
+        .map(|(n, stream)| NewTask {
             // The first keeps the id jobs had before multi-track audio.
             id: if n == 0 {
                 format!("{}/audio", job_id)
@@ -114,8 +151,21 @@ pub fn expand_spec(
             deps: vec![],
             frames_total: 0,
             demand: audio_demand(spec, probe, *stream, duration_seconds),
-        });
-    }
+        })
+        .collect()
+}
+
+/// One stitch per rendition, after every encode and audio task, carrying
+/// what the job keeps from the source.
+fn stitch_tasks(
+    job_id: &str,
+    spec: &JobSpec,
+    probe: &ProbeInfo,
+    kept: &KeptStreams,
+    deps: Vec<String>,
+) -> Vec<NewTask> {
+    let v = &probe.video;
+    let (origin_seconds, duration_seconds) = span_seconds(probe);
     let carry = kept.carried.then(|| SourceCarry {
         input: spec.input.clone(),
         video_stream: v.stream_index,
@@ -125,9 +175,10 @@ pub fn expand_spec(
         origin_seconds,
         duration_seconds,
     });
-    let deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-    for (r, (output, video, container)) in spec.outputs().into_iter().enumerate() {
-        tasks.push(NewTask {
+    spec.outputs()
+        .into_iter()
+        .enumerate()
+        .map(|(r, (output, video, container))| NewTask {
             id: if r == 0 {
                 format!("{}/stitch", job_id)
             } else {
@@ -155,9 +206,8 @@ pub fn expand_spec(
             deps: deps.clone(),
             frames_total: v.frame_count,
             demand: Demand::default(),
-        });
-    }
-    Ok(tasks)
+        })
+        .collect()
 }
 
 /// An audio task's demand: its track's length and channels, and whether it

@@ -1,11 +1,11 @@
-//! spotenc-fleetsim: the fleet simulator behind `spotenc simulate`: the real pure state
-//! machine, [`spotenc_core::cost::place`] and [`spotenc_core::cost::capacity`] driven in
+//! spotenc-fleetsim: the fleet simulator behind `spotenc simulate`: the
+//! real pure state machine, [`spotenc_core::cost::place`] and [`spotenc_core::cost::capacity`] driven in
 //! virtual time by simulated workers, spot notices, pool reclaims, spot
 //! exhaustion, launch delays, autoscaling every 30 s and per-second
 //! billing.
 //!
-//! - [`workload`]: the workload and pools TOML, validated with file, line
-//!   and field.
+//! - [`workload`]: the workload TOML, validated with file, line and field
+//!   (pools load through `spotenc_core::cost::pools`).
 //! - [`arrivals`]: the arrival process, planned ahead on its own thread.
 //! - [`engine`]: the event loop.
 //! - `prices`: the placement memo each pool's lease keeps (a

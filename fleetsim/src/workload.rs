@@ -1,5 +1,6 @@
-//! The simulator's inputs: a workload TOML and a pools TOML, validated with
-//! the file, line and field of the first problem.
+//! The simulator's workload TOML, validated with the file, line and field
+//! of the first problem (its pools file loads through
+//! `spotenc_core::cost::pools`).
 
 use std::path::Path;
 

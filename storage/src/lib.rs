@@ -1,7 +1,13 @@
-//! Storage: where a job's objects live, input and output checks, the atomic
-//! commit, and cleanup. Jobs run on file paths today; [`object`] has the
-//! object-store trait with its file and S3 ([`s3`]) implementations and their
-//! shared contract suite, for the strict broker to build on.
+//! spotenc-storage: where a job's objects live, input and output checks,
+//! the atomic commit, and cleanup.
+//!
+//! Layout:
+//! - this file: file paths, input/output checks, the commit and cleanup.
+//! - [`object`]: the object-store trait with its file and S3 ([`s3`])
+//!   implementations and their shared contract suite (`contract`, against
+//!   a real Garage server).
+//! - [`broker`]: presigned URLs for each lease's `s3://` objects (workers
+//!   hold no credentials), and what touches storage with credentials.
 //!
 //! Intermediate objects live under the job's work directory. The stitched
 //! output is written beside the final path under a hidden temporary name and

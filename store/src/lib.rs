@@ -12,7 +12,8 @@
 //! - [`redis`]: the shared store for coordinator replicas: one Lua script
 //!   per transition (`lua/`, beside `src/`, sharing `lib.lua`).
 //! - `tests` (cfg(test)): the contract suite both stores pass, the
-//!   differential suite (Redis against the machine), faults and placement.
+//!   differential suite (Redis against the machine), faults, placement,
+//!   tracks, and the pure machine's submission and follow-up checks.
 
 #![forbid(unsafe_code)]
 

@@ -48,7 +48,8 @@ pub struct Lease {
     /// Where ratios come from: `None` works each out afresh; a lease that
     /// makes many choices may keep them (the simulator's, one per pool).
     /// Change the fleet of a lease that keeps them with
-    /// [`Lease::set_fleet`].
+    /// [`Lease::set_fleet`]. Clones share the pricer: a lease for another
+    /// worker needs its own.
     pub pricer: Option<std::sync::Arc<dyn place::Pricer>>,
 }
 

@@ -1,7 +1,10 @@
 //! The one pools loader: a TOML text of `[[pools]]` tables into a validated
 //! [`Catalogue`], with every mistake located as `{file, line, pool, field,
-//! reason}`. The coordinator's config, the simulator, `spotenc deploy
-//! render` and the operator all load pools through here.
+//! reason}`. The simulator and `spotenc deploy render` load whole files
+//! through [`load_pools`]; the coordinator's `pools_file` through
+//! [`parse_pool_entries`] (its entries apply over the built-in catalogue);
+//! every entry, the operator's WorkerPool included, is validated by the
+//! catalogue's one `build`.
 
 use std::fmt;
 use std::path::Path;

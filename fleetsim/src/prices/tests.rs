@@ -56,35 +56,43 @@ fn arb_window() -> impl Strategy<Value = Vec<Candidate<'static>>> {
         0u64..100,
         0i64..200_000,
         prop::bool::ANY,
+        prop::bool::ANY,
+        0usize..4,
     );
     prop::collection::vec(one, 0..12).prop_map(|cands| {
         cands
             .into_iter()
             .enumerate()
-            .map(|(i, (hevc, (w, h), frames, order, since, od))| Candidate {
-                task_id: format!("t{i}").into(),
-                job: (i % 5) as u64,
-                partition: if od {
-                    Capacity::OnDemand
-                } else {
-                    Capacity::Spot
+            .map(
+                |(i, (hevc, (w, h), frames, order, since, od, latency, misc))| Candidate {
+                    task_id: format!("t{i}").into(),
+                    job: (i % 5) as u64,
+                    partition: if od {
+                        Capacity::OnDemand
+                    } else {
+                        Capacity::Spot
+                    },
+                    order: order * 100 + i as u64,
+                    pending_since_ms: since,
+                    latency,
+                    demand: Cow::Owned(if misc == 0 {
+                        Demand::default()
+                    } else {
+                        Demand {
+                            outputs: vec![Output {
+                                codec: if hevc { Codec::Hevc } else { Codec::H264 },
+                                preset: "medium".into(),
+                                width: w,
+                                height: h,
+                                ten_bit: false,
+                            }],
+                            frames,
+                            audio: None,
+                        }
+                    }),
+                    interned: None,
                 },
-                order: order * 100 + i as u64,
-                pending_since_ms: since,
-                latency: false,
-                demand: Cow::Owned(Demand {
-                    outputs: vec![Output {
-                        codec: if hevc { Codec::Hevc } else { Codec::H264 },
-                        preset: "medium".into(),
-                        width: w,
-                        height: h,
-                        ten_bit: false,
-                    }],
-                    frames,
-                    audio: None,
-                }),
-                interned: None,
-            })
+            )
             .collect()
     })
 }
