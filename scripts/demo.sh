@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --demo
-cargo build --release --bins -q
+# Only what the demo runs: `spotenc transcode` (the coordinator and workers
+# in one process), without the simulator, the operator or the other
+# binaries, and without debug info (the release profile keeps line tables
+# for profiling; the demo does not need them).
+CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release -q -p spotenc-cli --bin spotenc \
+  --no-default-features --features transcode
 out=${SPOTENC_DEMO_DIR:-target/demo}
 mkdir -p "$out"
 if [ ! -f "$out/sample.mp4" ]; then
