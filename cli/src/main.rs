@@ -282,6 +282,7 @@ fn succeeded(job: &spotenc_proto::pb::Job) -> bool {
     client::state_name(job) == "succeeded"
 }
 
+/// One arm per command (about 120 lines); each arm is a call.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         #[cfg(feature = "transcode")]

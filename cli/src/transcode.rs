@@ -18,7 +18,9 @@ pub struct Local {
     pub work_dir: Option<PathBuf>,
 }
 
-/// Runs one job to the end. `Ok(true)` when it succeeded.
+/// Runs one job to the end. `Ok(true)` when it succeeded. Long (about
+/// 140 lines): the coordinator, the workers and the progress display are
+/// started, watched and stopped together in one scope.
 pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
     let out_dir = std::path::Path::new(&spec.output)
         .parent()

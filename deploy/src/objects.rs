@@ -245,7 +245,8 @@ fn gpu_resource(p: &Pool) -> Option<&'static str> {
 }
 
 /// One catalogue pool: its worker Deployment, KEDA ScaledObject and
-/// PodDisruptionBudget.
+/// PodDisruptionBudget. Long (about 140 lines) because it is three
+/// Kubernetes objects written out as JSON, read top to bottom.
 pub fn pool(o: &RenderOptions, p: &Pool, min_replicas: u32) -> Vec<Value> {
     let name = format!("spotenc-worker-{}", p.name);
     let labels = json!({"app.kubernetes.io/name": "spotenc-worker", "spotenc.io/pool": p.name});

@@ -256,7 +256,9 @@ struct Done {
 
 /// Replays `jobs` on `fleet`: with `placement`, through [`spotenc_core::cost::place`];
 /// otherwise FIFO among capable tasks. `truth` says how fast encodes really
-/// run; `belief` is what placement predicts with.
+/// run; `belief` is what placement predicts with. Long (about 140
+/// lines): one virtual-time event loop whose events share its queue,
+/// fleet and accounting.
 pub fn replay(
     fleet: &[SimPool],
     jobs: &[SimJob],

@@ -190,6 +190,7 @@ impl Workload {
     }
 
     /// Parses and validates a workload text; `file` names it in errors.
+    /// Long (about 130 lines): one check per field, in file order.
     pub fn parse(text: &str, file: &str) -> Result<Workload, String> {
         let w: Workload = toml::from_str(text).map_err(|e| toml_error_text(text, file, &e))?;
         let at = |field: &str, nth: usize, why: String| {

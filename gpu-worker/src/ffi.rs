@@ -188,7 +188,8 @@ impl Cuda {
 
 /// Opens an NVENC session on every CUDA device and reads its H.264/HEVC
 /// limits. `Err` when nothing can be asked (no driver, no libraries, an
-/// NVENC API older than 11.1).
+/// NVENC API older than 11.1). Long (about 130 lines): the driver and
+/// NVENC calls in the order the NVENC API requires, each checked.
 pub fn probe_nvenc() -> Result<Vec<NvencDevice>, String> {
     let cuda = Cuda::load()?;
     let cu_init = cuda.sym::<unsafe extern "C" fn(c_uint) -> CuResult>(b"cuInit\0")?;

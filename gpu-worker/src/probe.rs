@@ -260,7 +260,8 @@ pub fn probe(settings: &Settings) -> (Report, Option<Arc<Gpus>>) {
 
 /// Sizes the slots from what the probe found.
 /// `usable`: (NVML index, CUDA ordinal) of the GPUs whose NVENC opened;
-/// `cuda`: of every GPU CUDA can use.
+/// `cuda`: of every GPU CUDA can use. Long (about 105 lines): one rule per
+/// kind of slot (NVENC, QSV, CPU), in the order they are preferred.
 pub fn plan(
     s: &Settings,
     nvenc: &Availability,

@@ -121,6 +121,8 @@ fn copy(
     Ok(n)
 }
 
+/// Long (about 165 lines): one FFmpeg decode, resample and encode loop,
+/// its setup and its flushes in the order FFmpeg requires.
 fn encode(
     ictx: &mut format::context::Input,
     index: usize,

@@ -141,6 +141,8 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
 /// One decode-encode pass, seeking `backoff_secs` before the chunk start
 /// (`None`: decode from the beginning). Returns `Ok(None)` when seeking landed
 /// after the chunk's first frame and the caller should seek earlier.
+/// Long (about 110 lines): one decode loop with its seek, drop-before-start
+/// and flush steps, which share the pipeline.
 fn run(
     src: &str,
     targets: &[(&VideoSettings, PathBuf)],
@@ -353,6 +355,10 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// Long (about 215 lines) on purpose: it opens the decoder, the filter
+    /// graph and one encoder and muxer per rendition in the order FFmpeg
+    /// needs, each step reading what the one before opened; split, the
+    /// pieces would pass the half-built pipeline around.
     fn new(
         first: &frame::Video,
         tb: Rational,

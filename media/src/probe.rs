@@ -32,6 +32,8 @@ pub fn probe_with(uri: &str, use_index: bool) -> Result<ProbeInfo> {
     probe_in(uri, use_index, &Control::default())
 }
 
+/// Long (about 110 lines): opens the input and reads each stream's
+/// facts in one pass over FFmpeg's format context.
 fn probe_in(uri: &str, use_index: bool, ctl: &Control) -> Result<ProbeInfo> {
     let mut ictx = input::open_uri(uri, ctl)?;
     let bad = |reason: &str| Error::BadInput {

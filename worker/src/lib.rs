@@ -225,7 +225,9 @@ pub async fn run(config: WorkerConfig, notices: Notices) -> Result<()> {
     run_with(config, notices, Hooks::default()).await
 }
 
-/// [`run`] with the hooks a worker binary provides.
+/// [`run`] with the hooks a worker binary provides. Long (about 150
+/// lines): the worker's one select loop (leases, notices, shutdown,
+/// heartbeats), whose arms share its state.
 pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) -> Result<()> {
     spotenc_media::init();
     if let Some(addr) = config.metrics_listen {
