@@ -11,6 +11,7 @@
 //! - `prices`: the placement memo each pool's lease keeps (a
 //!   `spotenc_core::cost::place::Pricer`).
 //! - [`report`]: what a run measured, as a table or JSON.
+//! - [`plots`]: its charts as SVG (plotters).
 //! - [`replay`]: the placement replay (placement against FIFO on a fixed
 //!   fleet, busy time billed): `bench/placement.sh` and its tests.
 
@@ -18,6 +19,7 @@
 
 mod arrivals;
 pub mod engine;
+pub mod plots;
 mod prices;
 pub mod replay;
 pub mod report;

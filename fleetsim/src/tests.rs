@@ -281,3 +281,37 @@ fn skipping_known_refusals_changes_nothing() {
         assert_eq!(a, b, "placement {placement:?}");
     }
 }
+
+/// `--plot` draws a sweep and each run's fleet as SVG, a line per pool
+/// that ran workers.
+#[test]
+fn plots_draw_the_sweep_and_the_fleet() {
+    let pools = parse_pools(POOLS_MIX, "pools.toml").unwrap();
+    let w = workload("");
+    let runs: Vec<_> = [60.0, 120.0]
+        .into_iter()
+        .map(|chunk| {
+            let o = Options {
+                chunk_seconds: Some(chunk),
+                series: true,
+                ..opts(1)
+            };
+            simulate(&pools, &w, &o)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (sweep, fleet) = (dir.path().join("sweep.svg"), dir.path().join("fleet.svg"));
+    crate::plots::sweep(&runs, &sweep).unwrap();
+    crate::plots::fleet(&runs[0], &fleet).unwrap();
+    let sweep = std::fs::read_to_string(sweep).unwrap();
+    assert!(sweep.starts_with("<svg") && sweep.contains("Cost against chunk length"));
+    let fleet = std::fs::read_to_string(fleet).unwrap();
+    let series = runs[0].series.as_deref().unwrap();
+    assert!(
+        series.iter().any(|p| p.workers > 0.0),
+        "no pool ran workers"
+    );
+    for pool in series.iter().filter(|p| p.workers > 0.0).map(|p| &p.pool) {
+        assert!(fleet.contains(pool.as_str()), "no line for {pool}");
+    }
+}
