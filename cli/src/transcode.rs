@@ -105,6 +105,8 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
             metrics_listen: None,
             gpus: Vec::new(),
             encoder: String::new(),
+            encoder_params: Default::default(),
+            hardware_retry: Duration::from_secs(300),
         };
         let notices = spotenc_worker::notice::Notices::when(
             stopped(stop_rx.clone()),

@@ -58,6 +58,7 @@
 //! max_cost_ratio = 2.0             # a spot worker leaves spot work dearer than this × its cheapest pool
 //! on_demand_declines_spot = false  # true: on-demand workers leave it too (idle rather than work)
 //! nvenc_util_limit_pct = 90        # a GPU at this NVENC utilisation gets no further session
+//! affinity_wait_seconds = 300      # a job whose encoder identity no live worker has for this long restarts under another
 //!
 //! [capacity]                       # the planner behind spotenc_pool_desired_workers
 //! latency_target_seconds = 600     # latency work drains within this
@@ -142,6 +143,7 @@ struct PlacementSection {
     max_cost_ratio: Option<f64>,
     on_demand_declines_spot: Option<bool>,
     nvenc_util_limit_pct: Option<u32>,
+    affinity_wait_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -473,6 +475,12 @@ fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
             "invalid placement.nvenc_util_limit_pct {util} (expected 1..=100)"
         )));
     }
+    let wait = p.affinity_wait_seconds.unwrap_or(300.0);
+    if !(wait.is_finite() && (0.0..=86_400.0).contains(&wait)) {
+        return Err(Error::invalid(format!(
+            "invalid placement.affinity_wait_seconds {wait} (expected 0..=86400)"
+        )));
+    }
     let enabled = match env.get("SPOTENC_PLACEMENT").map(String::as_str) {
         Some("cost") => true,
         Some("fifo") => false,
@@ -492,6 +500,7 @@ fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
             spot_closed: false,
         },
         nvenc_util_limit_pct: util,
+        affinity_wait_ms: (wait * 1000.0) as i64,
     })
 }
 

@@ -58,6 +58,8 @@ pub struct Coordinator {
     health: std::sync::Mutex<HealthTracker>,
     /// On-demand pools with more live workers than their last plan.
     over_plan: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Since when each pinned job has had no live worker of its identities.
+    unserved: std::sync::Mutex<spotenc_core::cost::affinity::Unserved>,
     /// When the planner last ran.
     last_plan: std::sync::Mutex<Option<std::time::Instant>>,
     /// Open WatchJob streams by client, on this replica.
@@ -113,6 +115,7 @@ impl Coordinator {
             view: Default::default(),
             health: Default::default(),
             over_plan: Default::default(),
+            unserved: Default::default(),
             last_plan: Default::default(),
             watches: Default::default(),
         }
@@ -212,6 +215,7 @@ impl Coordinator {
                 registered_unix_ms: now,
                 last_seen_unix_ms: 0,
                 gpus: Vec::new(),
+                withdrawn: Vec::new(),
             },
         );
         // The next lease sees the new worker's pool in the fleet.
@@ -337,6 +341,7 @@ impl Coordinator {
             registered_unix_ms: record.registered_unix_ms,
             last_seen_unix_ms: now_ms(),
             gpus: Vec::new(),
+            withdrawn: Vec::new(),
         };
         self.workers
             .lock()
@@ -354,14 +359,21 @@ impl Coordinator {
         gpus: Vec<GpuTelemetry>,
     ) -> Result<bool> {
         let now = now_ms();
-        self.seen(worker_id, gpus, now);
+        self.seen(worker_id, gpus, None, now);
         self.store
             .heartbeat(worker_id, task_id, attempt, frames_done, now)
             .await
     }
 
-    /// Records that a worker called, with its GPU telemetry.
-    pub fn seen(&self, worker_id: &str, gpus: Vec<GpuTelemetry>, now: i64) {
+    /// Records that a worker called, with its GPU telemetry and, from a
+    /// lease request, the hardware families it withdrew.
+    pub fn seen(
+        &self,
+        worker_id: &str,
+        gpus: Vec<GpuTelemetry>,
+        withdrawn: Option<Vec<String>>,
+        now: i64,
+    ) {
         if let Some(w) = self
             .workers
             .lock()
@@ -370,6 +382,9 @@ impl Coordinator {
         {
             w.last_seen_unix_ms = now;
             w.gpus = gpus;
+            if let Some(withdrawn) = withdrawn {
+                w.withdrawn = withdrawn;
+            }
         }
     }
 
@@ -398,7 +413,9 @@ impl Coordinator {
     ) -> Result<()> {
         let task = self.store.task(task_id).await?;
         let held = Self::held_attempt(&task, worker_id, attempt)?;
-        let outcome = match canonical_outcome(&task, attempt, outcome) {
+        let outcome = match canonical_outcome(&task, attempt, outcome)
+            .and_then(|o| same_identities(&task.id, held, o))
+        {
             Ok(outcome) => outcome,
             Err(msg) => {
                 let retry = Ending::new(msg.clone(), true);
@@ -585,6 +602,28 @@ fn check_idempotency_key(key: &str) -> Result<()> {
 /// attempt was told to write (not whatever URL or path the worker
 /// reports), and for an encode every rendition with the chunk's frames;
 /// `Err` says what was wrong.
+/// A chunk made by identities other than its lease's is refused: it would
+/// not stitch with its rendition's other chunks.
+fn same_identities(
+    task_id: &str,
+    held: &spotenc_proto::domain::AttemptRecord,
+    outcome: TaskOutcome,
+) -> std::result::Result<TaskOutcome, String> {
+    if let TaskOutcome::Encode(o) = &outcome {
+        let made: Vec<&str> = std::iter::once(o.encoder.as_str())
+            .chain(o.renditions.iter().map(|r| r.encoder.as_str()))
+            .collect();
+        if !held.identities.is_empty() && made != held.identities {
+            return Err(format!(
+                "{task_id} was encoded by {}, its lease named {}",
+                made.join(", "),
+                held.identities.join(", ")
+            ));
+        }
+    }
+    Ok(outcome)
+}
+
 fn canonical_outcome(
     task: &spotenc_core::state::TaskRecord,
     attempt: u32,

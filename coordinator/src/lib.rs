@@ -131,6 +131,9 @@ pub struct Placement {
     /// A GPU whose NVENC utilisation is at or above this gets no further
     /// session.
     pub nvenc_util_limit_pct: u32,
+    /// A job pinned to encoder identities that no live worker serves for
+    /// this long restarts under another identity.
+    pub affinity_wait_ms: i64,
 }
 
 impl Config {

@@ -225,7 +225,12 @@ impl WorkerService for Workers {
         let req = req.into_inner();
         let wait = Duration::from_millis(u64::from(req.wait_ms)).min(MAX_LEASE_WAIT);
         let gpus = req.gpus.into_iter().map(Into::into).collect();
-        self.0.seen(&req.worker_id, gpus, crate::core::now_ms());
+        self.0.seen(
+            &req.worker_id,
+            gpus,
+            Some(req.withdrawn),
+            crate::core::now_ms(),
+        );
         let task = self.0.lease(&req.worker_id, wait).await?;
         Ok(Response::new(pb::LeaseTaskResponse {
             task: task.map(|t: LeasedTask| t.into()),

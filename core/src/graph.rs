@@ -87,6 +87,8 @@ fn encode_tasks(
             kind: TaskKind::Encode,
             chunk: c.index,
             work: Work::Encode(EncodeTask {
+                // Set at lease, from the leasing worker.
+                identities: Vec::new(),
                 renditions: spec
                     .renditions
                     .iter()

@@ -13,7 +13,8 @@ use spotenc_proto::domain::Capacity;
 /// [`ratio`]s already worked out for one worker against one fleet and
 /// model: a lease kept for many choices (the simulator keeps one per pool)
 /// prices each demand once instead of once per choice. By frames, then
-/// partition and outputs. It remembers the fleet and model it priced for
+/// partition, outputs and pin (a pinned job compares with the pools that
+/// keep its pin only). It remembers the fleet and model it priced for
 /// and starts again when either differs (a comparison of the pools' and
 /// the samples' counts, and in debug builds of the whole fleet and model:
 /// [`Lease::set_fleet`](spotenc_core::cost::Lease::set_fleet) is the way
@@ -21,7 +22,7 @@ use spotenc_proto::domain::Capacity;
 #[derive(Debug, Default)]
 pub struct Prices(Mutex<PriceMemo>);
 
-type PriceRow = (Capacity, Vec<Output>, (f64, f64));
+type PriceRow = (Capacity, Vec<Output>, Vec<String>, (f64, f64));
 
 #[derive(Debug, Default)]
 struct PriceMemo {
@@ -60,14 +61,13 @@ impl Pricer for Prices {
             };
         }
         let rows = memo.by_frames.entry(c.demand.frames).or_default();
-        if let Some((_, _, x)) = rows
-            .iter()
-            .find(|(p, outputs, _)| *p == c.partition && *outputs == c.demand.outputs)
-        {
+        if let Some((_, _, _, x)) = rows.iter().find(|(p, outputs, pinned, _)| {
+            *p == c.partition && *outputs == c.demand.outputs && **pinned == *c.pinned
+        }) {
             return *x;
         }
         let x = ratio(worker, c, model, fleet);
-        rows.push((c.partition, c.demand.outputs.clone(), x));
+        rows.push((c.partition, c.demand.outputs.clone(), c.pinned.to_vec(), x));
         x
     }
 }

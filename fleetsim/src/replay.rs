@@ -175,6 +175,7 @@ pub(crate) fn worker_info(pool: &Pool, n: u32) -> WorkerInfo {
             Hardware::Qsv => "qsv".into(),
             Hardware::Cpu => "libx264/libx265".into(),
         },
+        encoder_params: Default::default(),
     }
 }
 

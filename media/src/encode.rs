@@ -69,25 +69,26 @@ pub fn encode_chunk(task: &EncodeTask, ctl: &Control) -> Result<OutputObject> {
     encode_chunk_on(task, ctl, Hardware::Software)
 }
 
-/// Encodes one chunk on `hw`. When a hardware encoder fails to open or
-/// fails mid-chunk, the chunk is encoded again from its start with the
-/// software encoder; the reason goes to the log and the task's audit log.
+/// Encodes one chunk on `hw`, with the task's encoder identities (their
+/// operator parameters) when it names them. A hardware encoder that fails
+/// to open or fails mid-chunk is an [`Error::Encoder`]: the chunk is never
+/// re-encoded with another encoder here, as another family's parameter sets
+/// would not stitch with the rendition's other chunks (the worker hands it
+/// back instead). NVDEC only decodes, so a chunk whose GPU decode fails is
+/// decoded on the CPU instead: its encoder, and so its identity, is the
+/// same.
 pub fn encode_chunk_on(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputObject> {
-    if hw == Hardware::Software {
-        return encode_with(task, ctl, hw);
-    }
-    match encode_with(task, ctl, hw) {
-        Err(Error::Encoder { encoder, reason }) => {
-            let software = task.video.codec.software_encoder();
+    match (hw, encode_with(task, ctl, hw)) {
+        (Hardware::Nvdec { .. }, Err(Error::Encoder { encoder, reason })) => {
             let msg = format!(
-                "{encoder} failed ({reason}); chunk {} falls back to {software}",
+                "{encoder} failed ({reason}); chunk {} is decoded on the CPU instead",
                 task.chunk.index
             );
             warn!(chunk = task.chunk.index, "{msg}");
             ffi::log_note(&format!("[spotenc] {msg}\n"));
             encode_with(task, ctl, Hardware::Software)
         }
-        other => other,
+        (_, result) => result,
     }
 }
 
@@ -127,11 +128,16 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
     // What ran and for how long, for the coordinator's cost model.
     let encode_ms = started.elapsed().as_millis() as u64;
     let mut out = crate::stored_object(&task.output, &finals[0], frames)?;
-    out.encoder = hw.encoder(task.video.codec).to_string();
+    // Each output says which identity made it (the stitch names them).
+    let made_by = |i: usize, codec: spotenc_proto::domain::Codec| match task.identities.get(i) {
+        Some(id) => id.name(),
+        None => hw.encoder(codec).to_string(),
+    };
+    out.encoder = made_by(0, task.video.codec);
     out.encode_ms = encode_ms;
-    for (r, dst) in task.renditions.iter().zip(&finals[1..]) {
+    for (i, (r, dst)) in task.renditions.iter().zip(&finals[1..]).enumerate() {
         let mut obj = crate::stored_object(&r.output, dst, frames)?;
-        obj.encoder = hw.encoder(r.video.codec).to_string();
+        obj.encoder = made_by(i + 1, r.video.codec);
         obj.encode_ms = encode_ms;
         out.renditions.push(obj);
     }
@@ -313,11 +319,12 @@ impl Cutter<'_> {
         f.set_pts(Some(pts - self.task.origin_pts));
         f.set_kind(ffmpeg::picture::Type::None);
         if self.pipelines.is_empty() {
-            for (video, part) in self.targets {
+            for (i, (video, part)) in self.targets.iter().enumerate() {
+                let params = self.task.identities.get(i).map_or("", |id| &id.params);
                 self.pipelines.push(Pipeline::new(
                     &f,
                     self.tb,
-                    video,
+                    (video, params),
                     self.task,
                     part,
                     self.hw,
@@ -362,7 +369,7 @@ impl Pipeline {
     fn new(
         first: &frame::Video,
         tb: Rational,
-        video: &VideoSettings,
+        (video, params): (&VideoSettings, &str),
         task: &EncodeTask,
         part: &Path,
         hw: Hardware,
@@ -539,7 +546,7 @@ impl Pipeline {
                 } else {
                     ffi::streams::x265_hdr_params(first)
                 };
-                encoder_options(video, gop, &hdr)
+                encoder_options(video, gop, &hdr, params)
             }
             Hardware::Nvenc { gpu } => nvenc_options(video, gpu),
             Hardware::Qsv => qsv_options(video),
@@ -658,7 +665,14 @@ fn set_bitrate(o: &mut ffmpeg::Dictionary<'static>, rate: RateControl) {
 /// Encoder private options for the settings.
 /// libx264/libx265 options; `hdr` are the source's HDR10 x265 parameters
 /// (mastering display, light level), kept on HEVC outputs.
-fn encoder_options(video: &VideoSettings, gop: u32, hdr: &[String]) -> ffmpeg::Dictionary<'static> {
+/// libx264/libx265 options: the job's settings, then the operator's
+/// parameters of the chunk's encoder identity (`params`, `key=value:...`).
+fn encoder_options(
+    video: &VideoSettings,
+    gop: u32,
+    hdr: &[String],
+    params: &str,
+) -> ffmpeg::Dictionary<'static> {
     let mut o = ffmpeg::Dictionary::new();
     o.set("preset", &video.preset);
     o.set("threads", "auto");
@@ -670,7 +684,12 @@ fn encoder_options(video: &VideoSettings, gop: u32, hdr: &[String]) -> ffmpeg::D
         o.set("profile", p);
     }
     match video.codec {
-        Codec::H264 => o.set("forced-idr", "1"),
+        Codec::H264 => {
+            o.set("forced-idr", "1");
+            if !params.is_empty() {
+                o.set("x264-params", params);
+            }
+        }
         // x265 opens GOPs by default and ignores the CLOSED_GOP flag. Its
         // info lines (settings at open, a summary at close) are printed to
         // stderr: in a worker that tees stderr into the attempt's audit log
@@ -688,6 +707,7 @@ fn encoder_options(video: &VideoSettings, gop: u32, hdr: &[String]) -> ffmpeg::D
                 }
             ))
             .chain(hdr.iter().cloned())
+            .chain((!params.is_empty()).then(|| params.to_string()))
             .collect::<Vec<_>>()
             .join(":"),
         ),

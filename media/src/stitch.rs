@@ -136,8 +136,17 @@ pub fn stitch(task: &StitchTask, ctl: &Control) -> Result<OutputObject> {
         match &first_extradata {
             None => first_extradata = Some(extradata),
             Some(first) if *first != extradata => {
+                let by = |c: &OutputObject| match c.encoder.as_str() {
+                    "" => "an unnamed encoder".to_string(),
+                    e => e.to_string(),
+                };
                 return Err(Error::Verify(format!(
-                    "{what} has codec parameters that differ from chunk 0"
+                    "{what} has codec parameters (SPS/PPS/VPS) that differ from chunk 0: \
+                     {what} was encoded by {}, chunk 0 by {}; one track holds one \
+                     parameter set, so every chunk of a rendition must come from one \
+                     encoder identity",
+                    by(chunk),
+                    by(&task.chunks[0])
                 )));
             }
             Some(_) => {}

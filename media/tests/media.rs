@@ -61,6 +61,7 @@ fn transcode(
     for c in chunks(&info, every) {
         let task = EncodeTask {
             renditions: Default::default(),
+            identities: Vec::new(),
             input: src.to_str().unwrap().into(),
             output: dir
                 .join(format!("c{}.nut", c.index))
@@ -389,6 +390,7 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
     let out = dir.path().join("c1.nut");
     let task = EncodeTask {
         renditions: Default::default(),
+        identities: Vec::new(),
         input: src.to_str().unwrap().into(),
         output: out.to_str().unwrap().into(),
         chunk: *c,

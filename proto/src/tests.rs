@@ -108,6 +108,7 @@ fn leased_task_round_trips() {
         lease_ttl_ms: 10_000,
         work: Work::Encode(EncodeTask {
             renditions: Default::default(),
+            identities: Vec::new(),
             input: "/in.ts".into(),
             output: "/w/c3.nut".into(),
             chunk: ChunkRange {

@@ -27,6 +27,9 @@
 --   P:finished             ZSET ended job ids by when they ended (retention)
 --   P:workers              ZSET worker ids by registration (retention)
 --   P:client_live          HASH client -> its jobs that have not ended
+--   P:pinned               SET job ids pinned to encoder identities (the
+--                          job hash's `identities`, JSON names); jobs that
+--                          ended leave it when pinned.lua reads it
 --   P:worker:<id>          HASH registered worker: record (JSON), capacity,
 --                          pool, sessions (NVENC sessions its leases hold)
 -- Keys are derived from the prefix rather than passed in KEYS. The prefix
@@ -45,6 +48,7 @@ local POOLSTATS = P .. ':poolstats'
 local FINISHED = P .. ':finished'
 local WORKERS = P .. ':workers'
 local CLIENT_LIVE = P .. ':client_live'
+local PINNED = P .. ':pinned'
 local PARTITIONS = {'Spot', 'OnDemand'}
 local function jk(id) return P .. ':job:' .. id end
 local function tk(id) return P .. ':task:' .. id end
@@ -210,18 +214,24 @@ local function job_state(job) return redis.call('HGET', jk(job), 'state') end
 
 -- Leases a pending task to a worker: bumps the fencing token and opens an
 -- attempt priced at rate_per_hour ($/h for the share of the worker it
--- holds), holding `sessions` NVENC sessions of the worker.
-local function lease_task(id, worker, now, ttl, rate, on_demand, sessions)
+-- holds), holding `sessions` NVENC sessions of the worker; `identities`
+-- is an encode attempt's identity names as JSON (nil or '': none).
+local function lease_task(id, worker, now, ttl, rate, on_demand, sessions, identities)
   local t = redis.call('HMGET', tk(id), 'job_id', 'work', 'deps')
   local pool = redis.call('HGET', P .. ':worker:' .. worker, 'pool') or ''
   local attempt = redis.call('HINCRBY', tk(id), 'attempt', 1)
   redis.call('HSET', tk(id), 'state', 'Leased', 'worker_id', worker,
     'lease_until_ms', now + ttl, 'frames_done', 0)
   redis.call('ZADD', LEASED, now + ttl, id)
-  redis.call('RPUSH', hk(id), cjson.encode({attempt = attempt, worker_id = worker,
+  local a = {attempt = attempt, worker_id = worker,
     started_unix_ms = now, ended_unix_ms = 0, outcome = 'running', error = '',
     pool = pool, log_bytes = 0, rate_per_hour = rate, on_demand = on_demand,
-    sessions = sessions, cost_dollars = 0}))
+    sessions = sessions, cost_dollars = 0}
+  -- Only a non-empty list: cjson writes an empty table as an object.
+  if identities and identities ~= '' and identities ~= '[]' then
+    a.identities = cjson.decode(identities)
+  end
+  redis.call('RPUSH', hk(id), cjson.encode(a))
   if sessions > 0 then
     redis.call('HINCRBY', P .. ':worker:' .. worker, 'sessions', sessions)
   end

@@ -7,8 +7,9 @@
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, worker_id, now_ms, per_class, then the queue classes
 -- Returns: {sessions_held, n, then n × (task_id, job_id, partition, order,
---          pending_since_ms, latency (1/0), demand_json)}, or an error if
---          the worker is unknown.
+--          pending_since_ms, latency (1/0), demand_json, identities_json
+--          (the job's pin; '' when unpinned))}, or an error if the worker is
+--          unknown.
 local worker, k = ARGV[2], tonumber(ARGV[4])
 local w = redis.call('HMGET', P .. ':worker:' .. worker, 'capacity', 'sessions')
 if not w[1] then
@@ -32,7 +33,8 @@ for _, p in ipairs(partitions) do
           latency = '0'
           if redis.call('HGET', jk(t[1]), 'partition') == 'OnDemand' then latency = '1' end
         end
-        for _, v in ipairs({id, t[1], p, pair[j + 1], t[2] or '0', latency, t[3] or ''}) do
+        local pin = redis.call('HGET', jk(t[1]), 'identities') or ''
+        for _, v in ipairs({id, t[1], p, pair[j + 1], t[2] or '0', latency, t[3] or '', pin}) do
           table.insert(out, v)
         end
         n = n + 1

@@ -50,7 +50,7 @@ use spotenc_core::cost::Lease;
 use spotenc_core::state::machine::State;
 use spotenc_core::state::tracked::{KeyMap, Tracked};
 use spotenc_core::state::{
-    Ending, JobRecord, Limits, NewTask, PoolStat, TaskRecord, Transition, WorkerRecord,
+    Ending, JobRecord, Limits, NewTask, PinnedJob, PoolStat, TaskRecord, Transition, WorkerRecord,
 };
 
 /// The log is compacted once it is larger than the snapshot and this.
@@ -623,6 +623,22 @@ impl StateStore for EmbeddedStore {
         now_ms: i64,
     ) -> Result<Transition> {
         self.apply(false, |s| s.release(task_id, attempt, reason, now_ms))
+    }
+
+    async fn pinned_waiting(&self) -> Result<Vec<PinnedJob>> {
+        Ok(self.state.lock().expect("state lock").pinned_waiting())
+    }
+
+    async fn restart_identity(
+        &self,
+        job_id: &str,
+        expected: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<Transition>> {
+        self.apply(false, |s| {
+            s.restart_identity(job_id, expected, reason, now_ms)
+        })
     }
 
     async fn queue_depth(&self) -> Result<(u64, u64)> {

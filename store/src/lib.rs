@@ -23,7 +23,7 @@ use spotenc_core::cost::capacity::BacklogItem;
 use spotenc_core::cost::model::{Model, Observation};
 use spotenc_core::cost::Lease;
 use spotenc_core::state::{
-    Ending, JobRecord, NewTask, PoolStat, Purged, TaskRecord, Transition, WorkerRecord,
+    Ending, JobRecord, NewTask, PinnedJob, PoolStat, Purged, TaskRecord, Transition, WorkerRecord,
 };
 use spotenc_proto::domain::{JobSpec, JobState, LeasedTask, TaskLog, TaskOutcome};
 use spotenc_proto::Result;
@@ -138,6 +138,20 @@ pub trait StateStore: Send + Sync + 'static {
     /// on-demand partition; returns their ids.
     async fn escalate_waiting(&self, now_ms: i64) -> Result<Vec<String>>;
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition>;
+    /// Running jobs pinned to encoder identities with encode chunks
+    /// waiting, each with one waiting chunk's demand and partition.
+    async fn pinned_waiting(&self) -> Result<Vec<PinnedJob>>;
+    /// Restarts a job pinned to `expected` under another identity: its
+    /// done and leased chunks go back to pending, their attempts end as
+    /// `discarded` (waste) with `reason`, and the job records why. `None`
+    /// when the job ended or is no longer pinned to `expected`.
+    async fn restart_identity(
+        &self,
+        job_id: &str,
+        expected: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<Transition>>;
     /// Ends a job in `Committing`: `Ok` once its output is at the final path.
     async fn finish_commit(
         &self,

@@ -30,7 +30,7 @@ use spotenc_core::cost::place::JOB_ORDER_SPAN;
 use spotenc_core::cost::Lease;
 use spotenc_core::state::machine::task_log;
 use spotenc_core::state::{
-    Ending, JobRecord, Limits, NewTask, PoolStat, TaskRecord, Transition, WorkerRecord,
+    Ending, JobRecord, Limits, NewTask, PinnedJob, PoolStat, TaskRecord, Transition, WorkerRecord,
 };
 
 mod conn;
@@ -72,6 +72,8 @@ struct Scripts {
     escalate: Script,
     cancel: Script,
     finish_commit: Script,
+    pinned: Script,
+    restart: Script,
 }
 
 pub struct RedisStore {
@@ -148,6 +150,8 @@ impl RedisStore {
                 escalate: script!("escalate"),
                 cancel: script!("cancel"),
                 finish_commit: script!("finish_commit"),
+                pinned: script!("pinned"),
+                restart: script!("restart"),
             },
         })
     }
@@ -584,6 +588,52 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)
+    }
+
+    async fn pinned_waiting(&self) -> Result<Vec<PinnedJob>> {
+        let flat: Vec<String> = self
+            .scripts
+            .pinned
+            .key(&self.prefix)
+            .arg(&self.prefix)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        let mut out = Vec::with_capacity(flat.len() / 4);
+        for c in flat.chunks_exact(4) {
+            out.push(PinnedJob {
+                job_id: c[0].clone(),
+                identities: json(&c[1], "job identities")?,
+                demand: demand(&c[2])?,
+                partition: fields::enum_field(&c[3])?,
+            });
+        }
+        out.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        Ok(out)
+    }
+
+    async fn restart_identity(
+        &self,
+        job_id: &str,
+        expected: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<Transition>> {
+        let state: Option<String> = self
+            .scripts
+            .restart
+            .key(&self.prefix)
+            .arg(&self.prefix)
+            .arg(job_id)
+            .arg(to_json(&expected))
+            .arg(reason)
+            .arg(now_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        state
+            .map(|s| transition_of(job_id.to_string(), &s))
+            .transpose()
     }
 
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {

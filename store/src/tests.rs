@@ -106,6 +106,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
         chunk: i,
         work: Work::Encode(EncodeTask {
             renditions: Default::default(),
+            identities: Vec::new(),
             input: "/in.mp4".into(),
             output: format!("/w/{job}/chunk-{i}.nut"),
             chunk: ChunkRange {
@@ -172,6 +173,7 @@ fn worker_with(id: &str, capacity: Capacity) -> super::WorkerRecord {
             capacity,
             gpus: vec![],
             encoder: String::new(),
+            encoder_params: Default::default(),
         },
         registered_unix_ms: 0,
     }
@@ -741,6 +743,7 @@ async fn redis_store_survives_a_redis_restart() {
     assert_eq!(s.submit(sp, "key", 1).await.unwrap().id, job);
 }
 
+mod affinity;
 mod differential;
 mod embedded;
 mod faults;

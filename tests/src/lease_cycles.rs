@@ -133,6 +133,7 @@ pub async fn lease_cycles(conn: &Connection, workers: usize, seconds: u64) -> Cy
                         worker_id: id.clone(),
                         wait_ms: 0,
                         gpus: vec![],
+                        withdrawn: vec![],
                     })
                     .await
                     .expect("lease");

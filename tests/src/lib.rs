@@ -119,6 +119,7 @@ impl RawWorker {
             worker_id: self.id.clone(),
             wait_ms,
             gpus: vec![],
+            withdrawn: vec![],
         }
     }
 
@@ -154,6 +155,7 @@ pub fn cpu_worker_info(
         capacity,
         gpus: vec![],
         encoder: String::new(),
+        encoder_params: Default::default(),
     }
 }
 

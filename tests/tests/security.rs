@@ -72,6 +72,7 @@ async fn tokens_and_roles_are_checked_on_every_call_over_tls() {
             worker_id: "x".into(),
             wait_ms: 0,
             gpus: vec![],
+            withdrawn: vec![],
         })
         .await
         .unwrap_err();
@@ -270,6 +271,7 @@ async fn worker_calls_are_bound_to_the_lease_holder() {
             worker_id: holder.clone(),
             wait_ms: 5_000,
             gpus: vec![],
+            withdrawn: vec![],
         })
         .await
         .unwrap()

@@ -69,6 +69,14 @@ pub struct WorkerArgs {
     /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464)
     #[arg(long, env = "SPOTENC_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Operator libx264 parameters (key=value:...), part of the worker's
+    /// encoder identity
+    #[arg(long, env = "SPOTENC_X264_PARAMS")]
+    x264_params: Option<String>,
+    /// Operator libx265 parameters (key=value:...), part of the worker's
+    /// encoder identity
+    #[arg(long, env = "SPOTENC_X265_PARAMS")]
+    x265_params: Option<String>,
     /// Probe the worker already running with this configuration: exit 0 if
     /// its /metrics answers on the loopback (the container health check)
     #[arg(long)]
@@ -108,6 +116,9 @@ impl WorkerArgs {
             notice_deadline_seconds: self.notice_deadline_seconds,
             aws_token_ttl_seconds: self.aws_token_ttl_seconds,
             metrics_listen: self.metrics_listen,
+            x264_params: self.x264_params,
+            x265_params: self.x265_params,
+            hardware_retry_seconds: None,
         };
         let env = std::env::vars().collect();
         Ok(crate::config::load(

@@ -21,7 +21,14 @@
 //! notice_deadline_seconds = 90         # a notice that gives less wins
 //! aws_token_ttl_seconds = 21600
 //! metrics_listen = "0.0.0.0:9464"      # Prometheus /metrics (off by default)
+//! x264_params = "level=4.1:ref=3"      # operator's libx264 parameters (default none)
+//! x265_params = "level-idc=5.1"        # operator's libx265 parameters (default none)
+//! hardware_retry_seconds = 300         # a failed NVENC/QSV is offered again after this
 //! ```
+//!
+//! The encoder parameters shape the chunks' parameter sets, so they are part
+//! of the encoder identities the worker reports: a job's chunks all come from
+//! workers with equal parameters.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +64,9 @@ pub struct WorkerSettings {
     pub notice_deadline_seconds: Option<u64>,
     pub aws_token_ttl_seconds: Option<u64>,
     pub metrics_listen: Option<String>,
+    pub x264_params: Option<String>,
+    pub x265_params: Option<String>,
+    pub hardware_retry_seconds: Option<u64>,
 }
 
 impl WorkerSettings {
@@ -83,6 +93,9 @@ impl WorkerSettings {
                 .or(other.notice_deadline_seconds),
             aws_token_ttl_seconds: self.aws_token_ttl_seconds.or(other.aws_token_ttl_seconds),
             metrics_listen: self.metrics_listen.or(other.metrics_listen),
+            x264_params: self.x264_params.or(other.x264_params),
+            x265_params: self.x265_params.or(other.x265_params),
+            hardware_retry_seconds: self.hardware_retry_seconds.or(other.hardware_retry_seconds),
         }
     }
 }
@@ -107,6 +120,13 @@ pub fn load(
         })?),
         (None, None) => None,
     };
+    let mut encoder_params = std::collections::BTreeMap::new();
+    for (family, params) in [("libx264", &s.x264_params), ("libx265", &s.x265_params)] {
+        if let Some(p) = params.as_deref().filter(|p| !p.is_empty()) {
+            spotenc_proto::domain::check_params(family, p)?;
+            encoder_params.insert(family.to_string(), p.to_string());
+        }
+    }
     let (cores, memory) = host_resources();
     let name = s.name.unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
@@ -152,6 +172,8 @@ pub fn load(
             .transpose()?,
         gpus: Vec::new(),
         encoder: String::new(),
+        encoder_params,
+        hardware_retry: Duration::from_secs(s.hardware_retry_seconds.unwrap_or(300)),
     })
 }
 

@@ -14,6 +14,7 @@ use spotenc_proto::domain::{GpuTelemetry, LeasedTask, TaskOutcome, Work};
 use spotenc_proto::pb;
 use tracing::{info, warn};
 
+use crate::hardware::{family_of, hardware_for};
 use crate::Result;
 
 /// How long one LeaseTask call waits for work.
@@ -103,6 +104,8 @@ pub(crate) struct Slot {
     pub hw: spotenc_media::encode::Hardware,
     /// The latest GPU telemetry, sent with every heartbeat.
     pub gpus: Arc<std::sync::RwLock<Vec<GpuTelemetry>>>,
+    /// Hardware families not offered now (shared by the slots).
+    pub withdrawn: Arc<crate::hardware::Withdrawn>,
     pub gate: Option<crate::LeaseGate>,
     /// Encoder sessions held by each slot, for the gate.
     pub sessions: Arc<std::sync::Mutex<Vec<u32>>>,
@@ -232,6 +235,7 @@ impl Slot {
                 worker_id: self.worker_id.clone(),
                 wait_ms: LEASE_WAIT_MS,
                 gpus: self.telemetry(),
+                withdrawn: self.withdrawn.active(),
             };
             let mut client = self.client.clone();
             let resp = tokio::select! {
@@ -288,6 +292,18 @@ impl Slot {
                 return "failed";
             }
         };
+        // A chunk is encoded with its lease's identities or not at all.
+        let hw = match &task.work {
+            Work::Encode(e) => match hardware_for(e, self.hw, &self.withdrawn.active()) {
+                Ok(hw) => hw,
+                Err(reason) => {
+                    self.hand_back(&task_id, attempt, &reason, String::new())
+                        .await;
+                    return "handed back";
+                }
+            },
+            _ => self.hw,
+        };
         info!(task = %task_id, attempt, slot = self.slot, "task started");
         let mut w = Watch::new(&task_id, attempt, frames_of(&task.work));
         let http = self.http.clone();
@@ -304,7 +320,6 @@ impl Slot {
         };
         let work = staged.work.clone();
         let ctl_run = w.ctl.clone();
-        let hw = self.hw;
         let mut handle = tokio::task::spawn_blocking(move || {
             spotenc_media::capture_log(|| run_work(&work, &ctl_run, hw))
         });
@@ -347,6 +362,19 @@ impl Slot {
                     }
                     Err(stop) => self.stopped(stop, &w, log).await,
                 }
+            }
+            Err(spotenc_media::Error::Encoder { encoder, reason }) if family_of(hw).is_some() => {
+                // The hardware failed: another family would not stitch with
+                // the rendition's other chunks, so the chunk goes back and
+                // this worker stops offering the family for a while.
+                let family = family_of(hw).expect("checked");
+                self.withdrawn.withdraw(family);
+                let reason = format!(
+                    "{encoder} failed ({reason}); handed back, and {family} is withdrawn on this worker until a retry"
+                );
+                warn!(task = %task_id, attempt, "{reason}");
+                self.hand_back(&task_id, attempt, &reason, log).await;
+                "handed back"
             }
             Err(e) => {
                 self.fail(&task_id, attempt, &e.to_string(), e.is_retryable(), log)

@@ -20,6 +20,9 @@
 //! - `exec`: runs one task in three phases (stage, media work on a blocking
 //!   thread, upload), each under heartbeats that carry progress and can
 //!   call the work off, the notice rules and the stall watchdog.
+//! - `hardware`: which encoder a slot runs a chunk with (exactly the
+//!   encoder identities its lease names, else the chunk goes back), and
+//!   hardware families withdrawn after a failure until a retry.
 //! - `remote`: stages tasks whose objects are presigned URLs: download the
 //!   inputs, upload the output with one PUT or in parts, counting bytes.
 //! - [`fuzzing`]: the worker config's fuzz entry point.
@@ -34,6 +37,7 @@ pub mod cli;
 pub mod config;
 mod exec;
 pub mod fuzzing;
+mod hardware;
 pub mod identity;
 pub mod notice;
 mod prom;
@@ -96,6 +100,13 @@ pub struct WorkerConfig {
     pub gpus: Vec<GpuDevice>,
     /// The encoder family of the slots, reported at registration.
     pub encoder: String,
+    /// The operator's encoder parameters by family (`libx264`,
+    /// `libx265`), applied to every software encode and reported at
+    /// registration as part of the worker's encoder identities.
+    pub encoder_params: std::collections::BTreeMap<String, String>,
+    /// A hardware encoder that failed is withdrawn for this long, then
+    /// offered again.
+    pub hardware_retry: Duration,
 }
 
 /// Reads every GPU's telemetry now (blocking; NVML).
@@ -209,6 +220,7 @@ async fn register(
         } else {
             config.encoder.clone()
         },
+        encoder_params: config.encoder_params.clone(),
     };
     let resp = client
         .register_worker(pb::RegisterWorkerRequest {
@@ -288,6 +300,7 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
     let upload_http = client_with(None)?;
     let sessions: Arc<std::sync::Mutex<Vec<u32>>> =
         Arc::new(std::sync::Mutex::new(vec![0; config.slots as usize]));
+    let withdrawn = Arc::new(hardware::Withdrawn::new(config.hardware_retry));
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..config.slots {
         let slot_ctx = exec::Slot {
@@ -311,6 +324,7 @@ pub async fn run_with(config: WorkerConfig, mut notices: Notices, hooks: Hooks) 
                 .copied()
                 .unwrap_or(Hardware::Software),
             gpus: gpus.clone(),
+            withdrawn: withdrawn.clone(),
             gate: hooks.lease_gate.clone(),
             sessions: sessions.clone(),
         };

@@ -58,6 +58,7 @@ impl Coordinator {
             warn!(job = %t.job_id, "lease expired, task requeued");
             self.after(t).await;
         }
+        self.restart_unserved().await?;
         let escalated = self.store.escalate_waiting(now_ms()).await?;
         for task in &escalated {
             info!(task = %task, "waited too long on spot, escalated to on-demand");
@@ -85,6 +86,36 @@ impl Coordinator {
         }
         if self.config.metrics_listen.is_some() {
             self.record_gauges().await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts jobs pinned to encoder identities that no live worker has
+    /// served for the affinity wait, under whichever identity leases next.
+    async fn restart_unserved(&self) -> Result<()> {
+        let pinned = self.store.pinned_waiting().await?;
+        if pinned.is_empty() && self.unserved.lock().expect("unserved lock").is_empty() {
+            return Ok(());
+        }
+        let workers = self.live_placement_workers().await?;
+        let now = now_ms();
+        let wait = self.config.placement.affinity_wait_ms;
+        let due = self
+            .unserved
+            .lock()
+            .expect("unserved lock")
+            .due(&pinned, &workers, wait, now);
+        for (job, reason) in due {
+            if let Some(t) = self
+                .store
+                .restart_identity(&job.job_id, &job.identities, &reason, now)
+                .await?
+            {
+                warn!(job = %job.job_id, identities = ?job.identities, %reason, "restarted under another encoder identity");
+                metrics::counter!("spotenc_identity_restarts_total").increment(1);
+                self.work_ready.notify_waiters();
+                self.after(t).await;
+            }
         }
         Ok(())
     }

@@ -50,6 +50,8 @@ impl Coordinator {
                     .gpus
                     .iter()
                     .all(|g| g.encoder_util_pct.is_some_and(|u| u >= limit)),
+            params: info.encoder_params.clone(),
+            hardware_down: status.withdrawn.iter().any(|f| f == pool.hardware.name()),
             pool,
         }
     }
@@ -73,11 +75,36 @@ impl Coordinator {
                     registered_unix_ms: w.registered_unix_ms,
                     last_seen_unix_ms: 0,
                     gpus: Vec::new(),
+                    withdrawn: Vec::new(),
                 }));
             }
         }
         *view = Some((tokio::time::Instant::now(), model.clone(), fleet.clone()));
         Ok((model, fleet))
+    }
+
+    /// Every live worker as placement sees it, with the hardware families
+    /// this replica heard it withdraw.
+    pub(super) async fn live_placement_workers(&self) -> Result<Vec<Worker>> {
+        let mut out = Vec::new();
+        for w in self.store.live_workers(now_ms() - LIVE_MS).await? {
+            let withdrawn = self
+                .workers
+                .lock()
+                .expect("workers lock")
+                .get(&w.id)
+                .map(|s| s.withdrawn.clone())
+                .unwrap_or_default();
+            out.push(self.placement_worker(&WorkerStatus {
+                worker_id: w.id,
+                info: w.info,
+                registered_unix_ms: w.registered_unix_ms,
+                last_seen_unix_ms: 0,
+                gpus: Vec::new(),
+                withdrawn,
+            }));
+        }
+        Ok(out)
     }
 
     /// What the store needs to lease for this worker.
@@ -135,10 +162,12 @@ impl Coordinator {
             .keys(&worker.class, worker.pool.hardware, &nvenc);
         for k in &mut keys {
             let ten_bit = k.family.ends_with("-10");
+            // An identity name (`nvenc-h264-8bit`) or, from older workers,
+            // an FFmpeg encoder name (`h264_nvenc`).
             let ran = match obj.encoder.as_str() {
                 "" => continue,
-                e if e.ends_with("_nvenc") => "nvenc",
-                e if e.ends_with("_qsv") => "qsv",
+                e if e.starts_with("nvenc-") || e.ends_with("_nvenc") => "nvenc",
+                e if e.starts_with("qsv-") || e.ends_with("_qsv") => "qsv",
                 _ => k.codec.software_encoder(),
             };
             k.family = model::with_depth(ran, ten_bit).into();

@@ -301,5 +301,7 @@ pub fn pool_worker(pool: &Pool) -> Worker {
         nvenc,
         sessions_held: 0,
         encoder_saturated: false,
+        params: Default::default(),
+        hardware_down: false,
     }
 }

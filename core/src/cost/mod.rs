@@ -1,6 +1,8 @@
 //! What makes spotenc cost-aware. Everything here is pure: no I/O, no
 //! clock.
 //!
+//! - [`affinity`]: when a job pinned to encoder identities no live worker
+//!   serves restarts under another.
 //! - [`capacity`]: the capacity planner (desired workers per pool, with
 //!   reasons) and pool health from hand-backs and registrations.
 //! - [`catalogue`]: the pool catalogue (built-in `pools.toml` plus the
@@ -14,6 +16,7 @@
 //!   catalogue, errors located by file, line, pool and field).
 //! - [`Lease`]: what a store needs to lease for one worker.
 
+pub mod affinity;
 pub mod capacity;
 pub mod catalogue;
 pub mod model;
@@ -139,13 +142,28 @@ impl Lease {
         })
     }
 
+    /// The encoder identity of each output of `demand` on the leasing
+    /// worker (none without a worker: tools and tests).
+    pub fn identities(&self, demand: &Demand) -> Vec<spotenc_proto::domain::EncoderIdentity> {
+        self.worker
+            .as_ref()
+            .map_or_else(Vec::new, |w| w.identities(demand))
+    }
+
+    /// [`Lease::identities`] by name.
+    pub fn identity_names(&self, demand: &Demand) -> Vec<String> {
+        self.worker
+            .as_ref()
+            .map_or_else(Vec::new, |w| w.identity_names(demand))
+    }
+
     /// The pricing of an attempt at a task of `demand`: ($/h for the slots
     /// it holds, on-demand, NVENC sessions).
     pub fn pricing(&self, demand: &Demand) -> (f64, bool, u32) {
         let Some(w) = &self.worker else {
             return (0.0, false, 0);
         };
-        let sessions = if w.pool.hardware == Hardware::Nvenc {
+        let sessions = if w.uses_nvenc(demand) {
             demand.sessions()
         } else {
             0

@@ -5,11 +5,14 @@
 //! The rules, in order:
 //! 1. **Partitions.** Spot workers take spot work; on-demand workers take
 //!    on-demand work first, then spot work.
-//! 2. **Capability.** A worker never gets a task it cannot encode: every
-//!    output's codec must be one it encodes, within its NVENC limits when
-//!    NVENC would run it. An NVENC worker whose encoder is saturated, or
-//!    whose sessions plus the task's renditions would pass its slots, gets
-//!    no encode task.
+//! 2. **Capability and affinity.** A worker never gets a task it cannot
+//!    encode: every output's codec must be one it encodes, within its NVENC
+//!    limits when NVENC would run it. An NVENC worker whose encoder is
+//!    saturated, or whose sessions plus the task's renditions would pass its
+//!    slots, gets no encode task. A chunk of a job whose renditions are
+//!    pinned to encoder identities goes only to a worker that would encode
+//!    it with exactly those ([`Worker::identity_names`]), and its ratio is
+//!    against the cheapest pool that could.
 //! 3. **No starvation.** A task pending longer than
 //!    `max_placement_delay_ms`, and the oldest task of each latency job,
 //!    go first, oldest first.
@@ -28,7 +31,7 @@ use std::borrow::Cow;
 
 use smallvec::SmallVec;
 
-use spotenc_proto::domain::{Capacity, Codec, NvencCodec};
+use spotenc_proto::domain::{Capacity, Codec, EncoderIdentity, NvencCodec, NVENC, QSV};
 
 use super::catalogue::{Hardware, Pool};
 use super::model::{expected_cost, Demand, Model, Shape};
@@ -62,6 +65,10 @@ pub struct Candidate<'a> {
     /// store's index): two candidates with ids ask alike exactly when the
     /// ids are equal, so placement compares no outputs. `None` elsewhere.
     pub interned: Option<u32>,
+    /// The encoder identity names its job's renditions are pinned to, one
+    /// per output; empty while unpinned (and for tasks that encode
+    /// nothing).
+    pub pinned: Cow<'a, [String]>,
 }
 
 /// A worker (or a live pool's representative) as placement sees it.
@@ -77,6 +84,12 @@ pub struct Worker {
     pub sessions_held: u32,
     /// Every GPU's encoder is at or above the utilisation limit.
     pub encoder_saturated: bool,
+    /// The operator's encoder parameters by software family (`libx264`,
+    /// `libx265`), part of the identities it produces.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// Its hardware encoder failed and is withdrawn: it encodes in
+    /// software until the hardware recovers.
+    pub hardware_down: bool,
 }
 
 impl Worker {
@@ -84,49 +97,93 @@ impl Worker {
         Shape::from(&self.pool)
     }
 
-    fn nvenc_codecs(&self) -> Vec<Codec> {
-        if self.pool.hardware != Hardware::Nvenc {
-            return vec![];
-        }
-        let mut c: Vec<Codec> = self.nvenc.iter().map(|n| n.codec).collect();
-        c.dedup();
-        c
+    /// Whether its NVENC can encode `o`.
+    fn nvenc_runs(&self, o: &super::model::Output) -> bool {
+        self.pool.hardware == Hardware::Nvenc
+            && !self.hardware_down
+            && self.nvenc.iter().any(|n| {
+                n.codec == o.codec
+                    && n.max_width >= o.width
+                    && n.max_height >= o.height
+                    && (n.ten_bit || !o.ten_bit)
+            })
     }
 
     /// Whether it can encode every output of `d` (ignoring load).
     pub fn can_run(&self, d: &Demand) -> bool {
-        d.outputs.iter().all(|o| {
-            let nvenc = self.pool.hardware == Hardware::Nvenc
-                && self.nvenc.iter().any(|n| {
-                    n.codec == o.codec
-                        && n.max_width >= o.width
-                        && n.max_height >= o.height
-                        && (n.ten_bit || !o.ten_bit)
-                });
-            nvenc || self.codecs.contains(&o.codec)
-        })
+        let hardware = self.hardware_family(d).is_some();
+        d.outputs
+            .iter()
+            .all(|o| hardware || self.codecs.contains(&o.codec))
+    }
+
+    /// The hardware family that would encode all of `d` here, if any: one
+    /// decode feeds every rendition, so a task runs on one encoder family
+    /// (NVENC when it can take every output; QSV on a QSV pool).
+    fn hardware_family(&self, d: &Demand) -> Option<&'static str> {
+        match self.pool.hardware {
+            _ if self.hardware_down || d.outputs.is_empty() => None,
+            Hardware::Nvenc if d.outputs.iter().all(|o| self.nvenc_runs(o)) => Some(NVENC),
+            Hardware::Qsv => Some(QSV),
+            _ => None,
+        }
+    }
+
+    /// The encoder identity of each output of `d` on this worker: the
+    /// hardware family when it takes the whole task, else libx264/libx265
+    /// with the operator's parameters.
+    pub fn identities(&self, d: &Demand) -> Vec<EncoderIdentity> {
+        let hardware = self.hardware_family(d);
+        d.outputs
+            .iter()
+            .map(|o| {
+                let family = hardware.unwrap_or(o.codec.software_encoder());
+                EncoderIdentity {
+                    family: family.to_string(),
+                    codec: o.codec,
+                    ten_bit: o.ten_bit,
+                    params: self.params.get(family).cloned().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// [`Worker::identities`] by name: what a job's pin is compared with.
+    pub fn identity_names(&self, d: &Demand) -> Vec<String> {
+        self.identities(d)
+            .iter()
+            .map(EncoderIdentity::name)
+            .collect()
+    }
+
+    /// Whether it would encode `c` with the identities its job is pinned
+    /// to (always, for an unpinned job).
+    pub fn keeps_pin(&self, c: &Candidate) -> bool {
+        c.pinned.is_empty() || self.identity_names(&c.demand) == *c.pinned
+    }
+
+    /// Whether NVENC would encode `d` here (and hold sessions for it).
+    pub fn uses_nvenc(&self, d: &Demand) -> bool {
+        self.hardware_family(d) == Some(NVENC)
     }
 
     /// Whether its NVENC sessions allow `d` now.
     fn sessions_allow(&self, d: &Demand) -> bool {
-        let nv = self.nvenc_codecs();
-        let uses_nvenc = d.outputs.iter().any(|o| nv.contains(&o.codec));
-        !uses_nvenc
+        !self.uses_nvenc(d)
             || (!self.encoder_saturated && self.sessions_held + d.sessions() <= self.pool.slots)
     }
 
-    /// Predicted seconds of `d` on one of its slots.
+    /// Predicted seconds of `d` on one of its slots, with the encoder
+    /// family [`Worker::identities`] gives it (a task NVENC cannot take
+    /// whole, such as 10 bits on a GPU that encodes 8, runs in software).
     pub fn seconds(&self, d: &Demand, model: &Model) -> f64 {
-        // A 10-bit output on a GPU that encodes 8 bits only falls back to
-        // the CPU, and is priced so.
-        let nvenc = |c: Codec, ten_bit: bool| {
-            self.pool.hardware == Hardware::Nvenc
-                && self
-                    .nvenc
-                    .iter()
-                    .any(|n| n.codec == c && (n.ten_bit || !ten_bit))
+        let family = self.hardware_family(d);
+        let hardware = match family {
+            Some(_) => self.pool.hardware,
+            None => Hardware::Cpu,
         };
-        d.seconds_on(&self.class, self.pool.hardware, nvenc, &self.shape(), model)
+        let nvenc = |_: Codec, _: bool| family == Some(NVENC);
+        d.seconds_on(&self.class, hardware, nvenc, &self.shape(), model)
     }
 
     /// Expected dollars of `d` here.
@@ -135,7 +192,7 @@ impl Worker {
     }
 
     /// Whether it may take work waiting in `partition` at all.
-    fn serves(&self, partition: Capacity) -> bool {
+    pub fn serves(&self, partition: Capacity) -> bool {
         partition == Capacity::Spot || self.pool.capacity == Capacity::OnDemand
     }
 }
@@ -195,7 +252,10 @@ pub fn ratio(worker: &Worker, c: &Candidate, model: &Model, fleet: &Fleet) -> (f
         .pools
         .iter()
         .filter(|p| {
-            p.pool.name != worker.pool.name && p.serves(c.partition) && p.can_run(&c.demand)
+            p.pool.name != worker.pool.name
+                && p.serves(c.partition)
+                && p.can_run(&c.demand)
+                && p.keeps_pin(c)
         })
         .map(|p| p.cost(&c.demand, model))
         .fold(f64::INFINITY, f64::min);
@@ -268,6 +328,8 @@ struct Judged<'d> {
     interned: Option<u32>,
     able: bool,
     priced: Option<(i64, f64)>,
+    /// The worker's identity names for it, once a pinned candidate asked.
+    names: Option<Vec<String>>,
 }
 
 impl Judged<'_> {
@@ -324,11 +386,21 @@ fn standings<'c>(
                     interned: c.interned,
                     able: worker.can_run(&c.demand) && worker.sessions_allow(&c.demand),
                     priced: None,
+                    names: None,
                 });
                 seen.len() - 1
             }
         };
         if !seen[at].able {
+            continue;
+        }
+        // Affinity: a pinned job's chunks only where the pin is kept.
+        if !c.pinned.is_empty()
+            && *seen[at]
+                .names
+                .get_or_insert_with(|| worker.identity_names(&c.demand))
+                != *c.pinned
+        {
             continue;
         }
         let urgent = now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
@@ -483,7 +555,10 @@ pub fn fifo(worker: &Worker, candidates: &[Candidate]) -> Option<String> {
 
 /// Whether `c` is of partition `p` and `worker` can run it now.
 fn able_now(worker: &Worker, c: &Candidate, p: Capacity) -> bool {
-    c.partition == p && worker.can_run(&c.demand) && worker.sessions_allow(&c.demand)
+    c.partition == p
+        && worker.can_run(&c.demand)
+        && worker.sessions_allow(&c.demand)
+        && worker.keeps_pin(c)
 }
 
 fn fifo_cmp(a: &&Candidate, b: &&Candidate) -> std::cmp::Ordering {

@@ -123,6 +123,7 @@ fn cpu_info(pool: &str, instance_type: &str) -> WorkerInfo {
         capacity: Capacity::Spot,
         gpus: vec![],
         encoder: "libx264/libx265".into(),
+        encoder_params: Default::default(),
     }
 }
 
@@ -270,6 +271,8 @@ fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
         nvenc,
         sessions_held: 0,
         encoder_saturated: false,
+        params: Default::default(),
+        hardware_down: false,
         pool: p,
     }
 }
@@ -294,6 +297,7 @@ fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Cand
             audio: None,
         }),
         interned: None,
+        pinned: Cow::Borrowed(&[]),
     }
 }
 

@@ -221,6 +221,20 @@ impl Index {
         ready
     }
 
+    /// Notes that `undone`, done before, is to be done again: its blocked
+    /// dependents wait for it once more.
+    pub fn undone(&mut self, undone: &str) {
+        for id in self
+            .dependents
+            .get(undone)
+            .map_or(&[][..], SmallVec::as_slice)
+        {
+            if let Some(f) = self.filed.get_mut(id) {
+                f.waiting_for += 1;
+            }
+        }
+    }
+
     /// Files `t` under its current state; `was_leased_by` is the worker
     /// that held it before this change, if any.
     pub fn sync(&mut self, t: &TaskRecord, was_leased_by: Option<&str>) {
@@ -256,6 +270,7 @@ impl Index {
                     latency: w.latency,
                     demand: Cow::Borrowed(&self.q.demands[w.demand as usize].0),
                     interned: Some(w.demand),
+                    pinned: Cow::Borrowed(&[]),
                 });
             }
         }

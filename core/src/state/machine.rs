@@ -3,10 +3,12 @@
 //!
 //! Layout: this file holds the state and its transitions; `queries` what
 //! the state answers without
-//! changing; `retention` rebuilding the indexes after a load and dropping
+//! changing; `affinity` pinning renditions to encoder identities and
+//! restarting them under another; `retention` rebuilding the indexes after a load and dropping
 //! finished jobs; `records` the records' plain helpers (new task records,
 //! requeueing, closing attempts, stitch inputs).
 
+mod affinity;
 mod queries;
 mod records;
 mod retention;
@@ -274,7 +276,7 @@ impl State {
         lease: &Lease,
         now_ms: i64,
         limits: Limits,
-        work: Option<&mut Option<Work>>,
+        mut work: Option<&mut Option<Work>>,
     ) -> Result<Option<(Key, u32)>> {
         let Some(record) = self.workers.get(worker_id) else {
             return Err(not_found("worker", worker_id));
@@ -312,6 +314,12 @@ impl State {
             {
                 candidates.retain(|c| c.partition == Capacity::OnDemand);
             }
+            for c in candidates.iter_mut() {
+                if !c.demand.outputs.is_empty() {
+                    let job = &self.tasks[c.task_id.as_ref()].job_id;
+                    c.pinned = std::borrow::Cow::Borrowed(&self.jobs[job.as_str()].identities);
+                }
+            }
             lease.choose(&candidates, held, now_ms).map(Key::from)
         };
         let Some(task_id) = chosen else {
@@ -321,12 +329,16 @@ impl State {
         let mut task = self.tasks.get_mut(&task_id).expect("a candidate");
         if work.is_some() || matches!(task.work, Work::Stitch(_)) {
             let filled = self.work_for_lease(&task_id)?;
-            if let Some(out) = work {
+            if let Some(out) = work.as_deref_mut() {
                 *out = Some(filled);
             }
             task = self.tasks.get_mut(&task_id).expect("a candidate");
         }
         let (rate_per_hour, on_demand, sessions) = lease.pricing(&task.demand);
+        let identities = lease.identity_names(&task.demand);
+        if let Some(Some(Work::Encode(e))) = work {
+            e.identities = lease.identities(&task.demand);
+        }
         task.attempt += 1;
         task.state = TaskState::Leased;
         task.worker_id = worker_id.into();
@@ -348,10 +360,12 @@ impl State {
             on_demand,
             sessions,
             cost_dollars: 0.0,
+            identities: identities.clone(),
         });
         let attempt = task.attempt;
         self.index.sync(task, None);
         let job = self.jobs.get_mut(&task.job_id).expect("task has a job");
+        affinity::pin(job, identities);
         if job.state == JobState::Queued {
             job.state = JobState::Running;
         }

@@ -54,6 +54,13 @@ pub struct JobRecord {
     /// authentication), for per-client quotas.
     #[serde(default)]
     pub client: String,
+    /// The encoder identity names its renditions are pinned to, one per
+    /// output, set when its first encode chunk is leased; empty before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
+    /// Each restart under another identity: why, and what it discarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<String>,
 }
 
 /// A task as stored.
@@ -166,6 +173,18 @@ pub struct Limits {
     pub max_expiries: u32,
 }
 
+/// A running job pinned to encoder identities with encode chunks waiting:
+/// what the coordinator checks against the live workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PinnedJob {
+    pub job_id: String,
+    /// One identity name per output.
+    pub identities: Vec<String>,
+    /// A waiting chunk's demand and partition.
+    pub demand: crate::cost::model::Demand,
+    pub partition: spotenc_proto::domain::Capacity,
+}
+
 /// The client's view of a job and its tasks.
 pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
     let encodes = tasks.iter().filter(|t| t.kind == TaskKind::Encode);
@@ -178,6 +197,8 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
         })
         .sum();
     JobView {
+        identities: job.identities.clone(),
+        restarts: job.restarts.clone(),
         left_out: job
             .probe
             .as_ref()

@@ -22,6 +22,8 @@ fn worker(pool: &str, codecs: Vec<Codec>, held: u32, saturated: bool) -> Worker 
         codecs,
         sessions_held: held,
         encoder_saturated: saturated,
+        params: Default::default(),
+        hardware_down: false,
         pool: p,
     }
 }
@@ -91,6 +93,19 @@ fn arb_window() -> impl Strategy<Value = Vec<Candidate<'static>>> {
                         }
                     }),
                     interned: None,
+                    // Some jobs pinned to NVENC, some to libx264/libx265.
+                    pinned: Cow::Owned(match (misc, i % 3) {
+                        (0, _) | (_, 0) => vec![],
+                        (_, f) => {
+                            let codec = if hevc { Codec::Hevc } else { Codec::H264 };
+                            let family = if f == 1 {
+                                "nvenc"
+                            } else {
+                                codec.software_encoder()
+                            };
+                            vec![format!("{family}-{}-8bit", codec.name())]
+                        }
+                    }),
                 },
             )
             .collect()

@@ -24,6 +24,7 @@ impl From<d::WorkerInfo> for pb::WorkerInfo {
             capacity: pb::Capacity::from(w.capacity) as i32,
             gpus: w.gpus.into_iter().map(Into::into).collect(),
             encoder: w.encoder,
+            encoder_params: w.encoder_params.into_iter().collect(),
         }
     }
 }
@@ -132,6 +133,7 @@ impl From<d::WorkerStatus> for pb::WorkerStatus {
             registered_unix_ms: w.registered_unix_ms,
             last_seen_unix_ms: w.last_seen_unix_ms,
             gpus: w.gpus.into_iter().map(Into::into).collect(),
+            withdrawn: w.withdrawn,
         }
     }
 }
@@ -151,6 +153,9 @@ impl TryFrom<pb::WorkerInfo> for d::WorkerInfo {
                     .try_into()
             })
             .collect::<Result<Vec<d::Codec>>>()?;
+        for (family, params) in &w.encoder_params {
+            d::check_params(family, params)?;
+        }
         let capacity = match pb::Capacity::try_from(w.capacity) {
             Ok(pb::Capacity::OnDemand) => d::Capacity::OnDemand,
             Ok(pb::Capacity::Spot) => d::Capacity::Spot,
@@ -173,6 +178,7 @@ impl TryFrom<pb::WorkerInfo> for d::WorkerInfo {
                 .map(d::GpuDevice::try_from)
                 .collect::<Result<_>>()?,
             encoder: w.encoder,
+            encoder_params: w.encoder_params.into_iter().collect(),
         })
     }
 }
@@ -225,5 +231,34 @@ impl From<d::CostEntry> for pb::CostEntry {
                 })
                 .collect(),
         }
+    }
+}
+
+impl From<d::EncoderIdentity> for pb::EncoderIdentity {
+    fn from(i: d::EncoderIdentity) -> Self {
+        pb::EncoderIdentity {
+            family: i.family,
+            codec: pb::Codec::from(i.codec) as i32,
+            ten_bit: i.ten_bit,
+            params: i.params,
+        }
+    }
+}
+
+impl TryFrom<pb::EncoderIdentity> for d::EncoderIdentity {
+    type Error = Error;
+    fn try_from(i: pb::EncoderIdentity) -> Result<Self> {
+        let codec = pb::Codec::try_from(i.codec)
+            .map_err(|_| Error::invalid(format!("invalid codec value {}", i.codec)))?
+            .try_into()?;
+        if !i.params.is_empty() {
+            d::check_params(&i.family, &i.params)?;
+        }
+        Ok(d::EncoderIdentity {
+            family: i.family,
+            codec,
+            ten_bit: i.ten_bit,
+            params: i.params,
+        })
     }
 }

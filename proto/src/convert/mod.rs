@@ -349,6 +349,7 @@ fn stitch_chunk(o: d::OutputObject) -> pb::StitchChunk {
         size_bytes: o.size_bytes,
         sha256: o.sha256,
         frames: o.frames,
+        encoder: o.encoder,
     }
 }
 
@@ -358,6 +359,7 @@ fn from_stitch_chunk(o: pb::StitchChunk) -> d::OutputObject {
         size_bytes: o.size_bytes,
         sha256: o.sha256,
         frames: o.frames,
+        encoder: o.encoder,
         ..Default::default()
     }
 }
@@ -382,6 +384,7 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
                     output: r.output,
                 })
                 .collect(),
+            identities: e.identities.into_iter().map(Into::into).collect(),
         }),
         d::Work::Audio(a) => pb::task::Work::Audio(pb::AudioTask {
             input: a.input,
@@ -453,6 +456,11 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                             output: r.output,
                         })
                     })
+                    .collect::<Result<_>>()?,
+                identities: e
+                    .identities
+                    .into_iter()
+                    .map(d::EncoderIdentity::try_from)
                     .collect::<Result<_>>()?,
             }),
             pb::task::Work::Audio(a) => d::Work::Audio(d::AudioTask {
@@ -717,6 +725,8 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
         chunks_done: j.chunks_done,
         interruptions: pool_counts(j.interruptions),
         left_out: j.left_out,
+        identities: j.identities,
+        restarts: j.restarts,
         cost: Some(pb::JobCost {
             spot_dollars: j.cost.spot_dollars,
             on_demand_dollars: j.cost.on_demand_dollars,
@@ -753,6 +763,7 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
                         rate_per_hour: a.rate_per_hour,
                         on_demand: a.on_demand,
                         cost_dollars: a.cost_dollars,
+                        identities: a.identities,
                     })
                     .collect(),
             })

@@ -24,6 +24,10 @@ pub struct WorkerInfo {
     /// The encoder family the slots use: `libx264/libx265`, `nvenc`, `qsv`.
     #[serde(default)]
     pub encoder: String,
+    /// The operator's encoder parameters by family (`libx264`,
+    /// `libx265`): part of the identities this worker produces.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub encoder_params: std::collections::BTreeMap<String, String>,
 }
 
 /// One GPU as a worker found it.
@@ -78,6 +82,9 @@ pub struct WorkerStatus {
     pub registered_unix_ms: i64,
     pub last_seen_unix_ms: i64,
     pub gpus: Vec<GpuTelemetry>,
+    /// Hardware encoder families withdrawn after a failure.
+    #[serde(default)]
+    pub withdrawn: Vec<String>,
 }
 
 /// One catalogue pool as a coordinator sees it.

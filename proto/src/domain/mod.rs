@@ -3,7 +3,8 @@
 //! They are plain Rust with serde, so the state store can persist them and the
 //! media crate can take them without touching protobuf. Jobs, tasks and
 //! their records are here; workers, GPUs, telemetry and the pool and cost
-//! views are in `fleet` (re-exported).
+//! views are in `fleet`, encoder identities in `identity`, track selection
+//! in `tracks` (all re-exported).
 
 use std::sync::Arc;
 
@@ -12,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 mod fleet;
+mod identity;
 mod tracks;
 pub use fleet::*;
+pub use identity::*;
 pub use tracks::*;
 
 /// The video codec of a rendition.
@@ -609,6 +612,11 @@ pub struct EncodeTask {
     /// Further renditions of this chunk, from the same decode.
     #[serde(default)]
     pub renditions: Vec<RenditionTarget>,
+    /// The encoder identity of each output: this chunk's, then each further
+    /// rendition's, set at lease. A worker encodes with exactly these or
+    /// hands the task back; empty: the worker's own choice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<EncoderIdentity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -779,6 +787,9 @@ pub enum AttemptOutcome {
     Released,
     /// Its job ended while it ran.
     Cancelled,
+    /// Its result was thrown away: the rendition restarted under another
+    /// encoder identity. Counted as waste.
+    Discarded,
 }
 
 impl AttemptOutcome {
@@ -791,6 +802,7 @@ impl AttemptOutcome {
             AttemptOutcome::Interrupted => "interrupted",
             AttemptOutcome::Released => "released",
             AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::Discarded => "discarded",
         }
     }
 }
@@ -827,6 +839,9 @@ pub struct AttemptRecord {
     /// `rate_per_hour` × wall time, set when the attempt ends.
     #[serde(default)]
     pub cost_dollars: f64,
+    /// An encode attempt's encoder identity per rendition (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
 }
 
 impl AttemptRecord {
@@ -925,6 +940,11 @@ pub struct JobView {
     pub cost: JobCost,
     /// What the outputs leave out of the source, and why, one line each.
     pub left_out: Vec<String>,
+    /// The encoder identity each rendition is pinned to (names); empty
+    /// before the first chunk was leased.
+    pub identities: Vec<String>,
+    /// Each restart under another identity: why, and what it discarded.
+    pub restarts: Vec<String>,
 }
 
 /// The output size: the largest size with the source's aspect ratio that fits

@@ -140,5 +140,7 @@ pub(super) fn job_from_fields(
         probe: optional_json(h, "probe", "probe")?,
         task_ids,
         client: text(h, "client"),
+        identities: optional_json(h, "identities", "job identities")?.unwrap_or_default(),
+        restarts: optional_json(h, "restarts", "job restarts")?.unwrap_or_default(),
     })
 }

@@ -5,7 +5,7 @@
 use spotenc_proto::domain::{Capacity, LeasedTask, Work};
 use spotenc_proto::Result;
 
-use super::fields::{demand, enum_field, json, redis_error};
+use super::fields::{demand, enum_field, json, redis_error, to_json};
 use super::{Leased, RedisStore};
 use spotenc_core::cost::catalogue::Hardware;
 use spotenc_core::cost::model::Demand;
@@ -27,8 +27,11 @@ impl RedisStore {
         lease: &Lease,
         now_ms: i64,
     ) -> Result<Option<LeasedTask>> {
+        // A known worker goes through placement's ranking (first in, first
+        // out among what it can run when placement is off), so capability
+        // and affinity hold on both stores.
         let leased = match &lease.worker {
-            Some(_) if lease.placement => self.place_and_claim(worker_id, lease, now_ms).await?,
+            Some(_) => self.place_and_claim(worker_id, lease, now_ms).await?,
             w => {
                 let (price, slots, nvenc, on_demand) =
                     w.as_ref().map_or((0.0, 1, false, false), |w| {
@@ -101,9 +104,9 @@ impl RedisStore {
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(redis_error)?;
-            let mut candidates = Vec::with_capacity(flat.len() / 7);
+            let mut candidates = Vec::with_capacity(flat.len() / 8);
             // (c[1], the job's id, is not needed: the order holds its job.)
-            for c in flat.chunks_exact(7) {
+            for c in flat.chunks_exact(8) {
                 let order = c[3].parse::<f64>().unwrap_or_default() as u64;
                 candidates.push(Candidate {
                     task_id: c[0].clone().into(),
@@ -114,6 +117,11 @@ impl RedisStore {
                     latency: c[5] == "1",
                     demand: std::borrow::Cow::Owned(demand(&c[6])?),
                     interned: None,
+                    pinned: std::borrow::Cow::Owned(if c[7].is_empty() {
+                        Vec::new()
+                    } else {
+                        json(&c[7], "job identities")?
+                    }),
                 });
             }
             // Workers reading the same window rank it alike: claim.lua
@@ -134,16 +142,46 @@ impl RedisStore {
                     .map(|c| c.demand.clone())
                     .unwrap_or_default();
                 let (rate, on_demand, sessions) = lease.pricing(&demand);
-                inv.arg(id).arg(rate).arg(u8::from(on_demand)).arg(sessions);
+                let names = lease.identity_names(&demand);
+                let names = if names.is_empty() {
+                    String::new()
+                } else {
+                    to_json(&names)
+                };
+                inv.arg(id)
+                    .arg(rate)
+                    .arg(u8::from(on_demand))
+                    .arg(sessions)
+                    .arg(names);
             }
             let claimed: Option<Leased> = inv
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(redis_error)?;
-            if claimed.is_some() || ranked.is_empty() {
-                return Ok(claimed);
+            if let Some(leased) = claimed {
+                return Ok(Some(with_identities(leased, lease, &candidates)?));
+            }
+            if ranked.is_empty() {
+                return Ok(None);
             }
         }
         Ok(None)
     }
+}
+
+/// The claimed encode chunk's work with the leasing worker's encoder
+/// identities (what claim.lua pinned its job to).
+fn with_identities(mut leased: Leased, lease: &Lease, candidates: &[Candidate]) -> Result<Leased> {
+    let Some(c) = candidates.iter().find(|c| c.task_id == leased.0) else {
+        return Ok(leased);
+    };
+    if c.demand.outputs.is_empty() {
+        return Ok(leased);
+    }
+    let mut work: Work = json(&leased.3, "task work")?;
+    if let Work::Encode(e) = &mut work {
+        e.identities = lease.identities(&c.demand);
+        leased.3 = to_json(&work);
+    }
+    Ok(leased)
 }

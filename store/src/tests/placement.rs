@@ -10,7 +10,12 @@ use spotenc_core::cost::Lease;
 use spotenc_core::graph;
 
 /// A registered worker of a built-in pool and its placement view.
-async fn pool_worker(s: &dyn StateStore, id: &str, pool: &str, codecs: &[Codec]) -> Worker {
+pub(super) async fn pool_worker(
+    s: &dyn StateStore,
+    id: &str,
+    pool: &str,
+    codecs: &[Codec],
+) -> Worker {
     let p = Catalogue::builtin().get(pool).unwrap().clone();
     let gpu = p.hardware == spotenc_core::cost::catalogue::Hardware::Nvenc;
     let mut w = worker_with(id, p.capacity);
@@ -34,11 +39,13 @@ async fn pool_worker(s: &dyn StateStore, id: &str, pool: &str, codecs: &[Codec])
         },
         sessions_held: 0,
         encoder_saturated: false,
+        params: Default::default(),
+        hardware_down: false,
         pool: p,
     }
 }
 
-fn lease_for(w: &Worker, fleet: &[&Worker]) -> Lease {
+pub(super) fn lease_for(w: &Worker, fleet: &[&Worker]) -> Lease {
     Lease {
         worker: Some(w.clone()),
         fleet: Fleet {
@@ -66,7 +73,7 @@ fn hd_probe() -> ProbeInfo {
 /// Submits jobs of (codec, further outputs) in order and completes their
 /// probes through the real graph (all probes are leased before any
 /// completes, so none queues behind a chunk); returns the job ids.
-async fn encode_jobs(s: &dyn StateStore, jobs: &[(Codec, usize)]) -> Vec<String> {
+pub(super) async fn encode_jobs(s: &dyn StateStore, jobs: &[(Codec, usize)]) -> Vec<String> {
     let mut submitted = Vec::new();
     for (i, (codec, renditions)) in jobs.iter().enumerate() {
         let mut sp = spec();

@@ -210,6 +210,8 @@ pub(super) fn new_job(
         task_ids: vec![probe_id],
         spec,
         client: client.to_string(),
+        identities: Vec::new(),
+        restarts: Vec::new(),
     };
     (Box::new(job), Box::new(probe))
 }
