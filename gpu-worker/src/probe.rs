@@ -21,7 +21,8 @@ use crate::nvml::Gpus;
 pub enum EncoderChoice {
     /// NVENC if a GPU has it, else QSV if present, else software.
     Auto,
-    /// NVENC even if the probe found none (each chunk then falls back).
+    /// NVENC even if the probe found none (it reports no NVENC caps, so its
+    /// leases name libx264/libx265 and the slots encode on the CPU).
     Nvenc,
     Qsv,
     Software,
@@ -297,7 +298,7 @@ pub fn plan(
             format!("{per} NVENC sessions on each of {} GPU(s)", gpus.len())
         } else {
             format!(
-                "NVENC forced but unavailable ({}); every chunk falls back to software",
+                "NVENC forced but unavailable ({}); no NVENC caps reported, so chunks come as libx264/libx265 and run on the CPU",
                 nvenc.reason.clone().unwrap_or_default()
             )
         };

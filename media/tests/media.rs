@@ -375,13 +375,15 @@ fn container_index_probe_matches_packet_scan() {
     }
 }
 
-/// With no CUDA (no driver here), a chunk sent to the GPU paths (NVDEC +
-/// NVENC, NVDEC + x264) falls back to the CPU path, says why in the task's
-/// log, and is still every frame of the chunk.
+/// With no CUDA (no driver here), NVENC fails: the chunk is an encoder
+/// error and nothing is written (another encoder's parameter sets would not
+/// stitch with the rendition's other chunks; the worker hands it back).
+/// NVDEC only decodes, so a chunk whose GPU decode fails is decoded on the
+/// CPU, with the same encoder, says so in the log, and has every frame.
 #[test]
-fn hardware_encoder_that_cannot_open_falls_back_to_software() {
+fn a_failed_hardware_encoder_is_an_error_and_a_failed_gpu_decode_moves_to_the_cpu() {
     if std::env::var_os("SPOTENC_HAVE_NVENC").is_some() {
-        return; // a g4dn/g5 with a working NVENC: nothing falls back there
+        return; // a g4dn/g5 with a working NVENC: nothing fails there
     }
     let dir = tempfile::tempdir().unwrap();
     let src = spotenc_tests::media::video_clip(dir.path(), 2, "320x240");
@@ -400,22 +402,26 @@ fn hardware_encoder_that_cannot_open_falls_back_to_software() {
         source_frame_rate: info.video.avg_frame_rate,
     };
     let ctl = Control::default();
-    for hw in [
-        encode::Hardware::Nvenc { gpu: 0 },
-        encode::Hardware::Nvdec { gpu: 0 },
-    ] {
-        let (obj, log) = spotenc_media::capture_log(|| encode::encode_chunk_on(&task, &ctl, hw));
-        let obj = obj.unwrap();
-        assert_eq!(obj.frames, c.end_frame - c.start_frame);
-        assert_eq!(count_frames(&out), obj.frames);
-        assert!(decode_errors(&out).is_empty());
-        // No CUDA here: decoding on the GPU is what fails first.
-        assert!(
-            log.contains("NVDEC on CUDA device 0 failed") && log.contains("falls back to libx264"),
-            "{hw:?}: {log}"
-        );
+    let nvenc = encode::encode_chunk_on(&task, &ctl, encode::Hardware::Nvenc { gpu: 0 });
+    match nvenc {
+        Err(spotenc_media::Error::Encoder { encoder, .. }) => {
+            assert!(encoder.contains("CUDA device 0"), "{encoder}")
+        }
+        other => panic!("NVENC without CUDA gave {other:?}"),
     }
-    // The fallback chunk is H.264 from libx264.
+    assert!(!out.exists(), "a failed chunk left {}", out.display());
+    let (obj, log) = spotenc_media::capture_log(|| {
+        encode::encode_chunk_on(&task, &ctl, encode::Hardware::Nvdec { gpu: 0 })
+    });
+    let obj = obj.unwrap();
+    assert_eq!(obj.frames, c.end_frame - c.start_frame);
+    assert_eq!(count_frames(&out), obj.frames);
+    assert!(decode_errors(&out).is_empty());
+    assert!(
+        log.contains("NVDEC on CUDA device 0 failed") && log.contains("decoded on the CPU instead"),
+        "{log}"
+    );
+    assert_eq!(obj.encoder, "libx264");
     assert_eq!(
         spotenc_tests::media::video_stream(&out, "codec_name"),
         "h264"

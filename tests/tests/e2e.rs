@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod affinity;
 mod capacity;
 mod deploy;
 mod faults;
