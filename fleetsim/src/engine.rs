@@ -154,6 +154,8 @@ struct Sim<'a> {
     series: Option<Vec<SeriesPoint>>,
     next_instance: u64,
     exhaustion: Option<(i64, i64)>,
+    /// Every finished job's tasks, for the cost lower bound.
+    work: crate::bound::Work,
 }
 
 /// Runs `workload` on the pools of `catalogue`.
@@ -252,6 +254,7 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
                 let start = (x.start_hour * 3_600_000.0) as i64;
                 (start, start + (x.hours * 3_600_000.0) as i64)
             }),
+            work: Default::default(),
         };
         sim.run();
         sim.arrivals.close();
@@ -544,9 +547,19 @@ impl Sim<'_> {
         } else {
             self.report.jobs_failed += 1;
         }
+        let partition = job.spec.partition();
+        for t in &tasks {
+            self.work.add(&t.demand, partition);
+        }
         for a in tasks.iter().flat_map(|t| &t.history) {
             self.report.work_dollars += a.cost_dollars;
-            if a.outcome == AttemptOutcome::Interrupted {
+            if let Some(ps) = self.pools.iter_mut().find(|p| p.pool.name == a.pool) {
+                ps.report.work_dollars += a.cost_dollars;
+            }
+            if matches!(
+                a.outcome,
+                AttemptOutcome::Interrupted | AttemptOutcome::Discarded
+            ) {
                 let secs = (a.ended_unix_ms - a.started_unix_ms) as f64 / 1000.0;
                 self.report.waste_seconds += secs;
                 self.report.waste_dollars += a.cost_dollars;
@@ -567,7 +580,17 @@ impl Sim<'_> {
                 r.on_demand_dollars += ps.report.dollars;
             }
         }
-        for ps in self.pools {
+        let reps: Vec<_> = self.pools.iter().map(|p| p.rep.clone()).collect();
+        let bound = self.work.bound(
+            &reps,
+            &self.truth,
+            self.w.task_overhead_seconds,
+            self.now as f64 / 1000.0,
+        );
+        r.bound_dollars = bound.dollars;
+        r.ceilings_bind = bound.ceilings_bind;
+        for mut ps in self.pools {
+            ps.report.idle_dollars = (ps.report.dollars - ps.report.work_dollars).max(0.0);
             r.pools.push(ps.report);
         }
         r.finish(self.turnaround, self.series);

@@ -11,6 +11,8 @@
 //! - `prices`: the placement memo each pool's lease keeps (a
 //!   `spotenc_core::cost::place::Pricer`).
 //! - [`report`]: what a run measured, as a table or JSON.
+//! - [`bound`]: the run's cost lower bound (every task on its cheapest
+//!   capable pool, its seconds only), for the report's efficiency.
 //! - [`plots`]: its charts as SVG (plotters).
 //! - [`replay`]: the placement replay (placement against FIFO on a fixed
 //!   fleet, busy time billed): `bench/placement.sh` and its tests.
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod arrivals;
+pub mod bound;
 pub mod engine;
 pub mod plots;
 mod prices;

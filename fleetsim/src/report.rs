@@ -47,6 +47,10 @@ pub struct PoolReport {
     pub interruptions: u64,
     pub hand_backs: u64,
     pub encode_tasks: u64,
+    /// Its attempts priced at their slot's rate, and the rest of its bill
+    /// (boots, idle, scale-in hold, billing minimums).
+    pub work_dollars: f64,
+    pub idle_dollars: f64,
 }
 
 /// Mean live workers of a pool over one hour.
@@ -86,6 +90,14 @@ pub struct Report {
     pub events: u64,
     pub turnaround: BTreeMap<String, Percentiles>,
     pub pools: Vec<PoolReport>,
+    /// The cost lower bound (see `bound`): every task on its cheapest
+    /// capable pool, paying only its seconds there, within pool ceilings
+    /// and affinity; and what it is per output minute and of the bill.
+    pub bound_dollars: f64,
+    pub bound_per_output_minute: f64,
+    pub efficiency: f64,
+    /// Pools whose ceilings bound it.
+    pub ceilings_bind: Vec<String>,
     pub mediaconvert_per_minute: f64,
     pub bitmovin_per_minute: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +117,12 @@ impl Report {
             self.on_demand_share = self.on_demand_dollars / self.dollars;
         }
         self.idle_dollars = (self.dollars - self.work_dollars).max(0.0);
+        if self.output_minutes > 0.0 {
+            self.bound_per_output_minute = self.bound_dollars / self.output_minutes;
+        }
+        if self.dollars > 0.0 {
+            self.efficiency = self.bound_dollars / self.dollars;
+        }
         self.turnaround = turnaround
             .into_iter()
             .map(|(k, v)| (k.to_string(), Percentiles::of(v)))
@@ -137,6 +155,18 @@ impl Report {
         );
         let _ = writeln!(
             s,
+            "bound ${:.2} = ${:.5} per output minute; efficiency {:.2}{}",
+            self.bound_dollars,
+            self.bound_per_output_minute,
+            self.efficiency,
+            if self.ceilings_bind.is_empty() {
+                String::new()
+            } else {
+                format!(" (ceilings bind: {})", self.ceilings_bind.join(", "))
+            }
+        );
+        let _ = writeln!(
+            s,
             "on-demand {:.1}% of dollars; idle ${:.2}; waste {:.0} s re-run = ${:.2}",
             self.on_demand_share * 100.0,
             self.idle_dollars,
@@ -157,13 +187,23 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "{:<24} {:>4} {:>8} {:>9} {:>10} {:>11} {:>7} {:>7} {:>9}",
-            "pool", "cap", "$/h", "launched", "peak live", "inst-hours", "intr", "hb", "encodes"
+            "{:<24} {:>4} {:>8} {:>9} {:>10} {:>11} {:>7} {:>7} {:>9}  {:>10} {:>10}",
+            "pool",
+            "cap",
+            "$/h",
+            "launched",
+            "peak live",
+            "inst-hours",
+            "intr",
+            "hb",
+            "encodes",
+            "dollars",
+            "idle"
         );
         for p in &self.pools {
             let _ = writeln!(
                 s,
-                "{:<24} {:>4} {:>8.4} {:>9} {:>10} {:>11.1} {:>7} {:>7} {:>9}  ${:.2}",
+                "{:<24} {:>4} {:>8.4} {:>9} {:>10} {:>11.1} {:>7} {:>7} {:>9}  {:>10.2} {:>10.2}",
                 p.pool,
                 if p.on_demand { "od" } else { "spot" },
                 p.price_per_hour,
@@ -173,7 +213,8 @@ impl Report {
                 p.interruptions,
                 p.hand_backs,
                 p.encode_tasks,
-                p.dollars
+                p.dollars,
+                p.idle_dollars
             );
         }
         s

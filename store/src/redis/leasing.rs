@@ -108,6 +108,13 @@ impl RedisStore {
             // (c[1], the job's id, is not needed: the order holds its job.)
             for c in flat.chunks_exact(8) {
                 let order = c[3].parse::<f64>().unwrap_or_default() as u64;
+                let d = demand(&c[6])?;
+                // The job's pin binds its encode chunks only.
+                let pin = if c[7].is_empty() || d.outputs.is_empty() {
+                    Vec::new()
+                } else {
+                    json(&c[7], "job identities")?
+                };
                 candidates.push(Candidate {
                     task_id: c[0].clone().into(),
                     job: job_of(order),
@@ -115,13 +122,9 @@ impl RedisStore {
                     order,
                     pending_since_ms: c[4].parse().unwrap_or_default(),
                     latency: c[5] == "1",
-                    demand: std::borrow::Cow::Owned(demand(&c[6])?),
+                    pinned: std::borrow::Cow::Owned(pin),
+                    demand: std::borrow::Cow::Owned(d),
                     interned: None,
-                    pinned: std::borrow::Cow::Owned(if c[7].is_empty() {
-                        Vec::new()
-                    } else {
-                        json(&c[7], "job identities")?
-                    }),
                 });
             }
             // Workers reading the same window rank it alike: claim.lua

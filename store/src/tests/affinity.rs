@@ -168,6 +168,43 @@ async fn a_job_keeps_the_identity_of_its_first_chunk(s: Arc<dyn StateStore>) {
         .expect("b takes it now");
     assert_eq!(t3.job_id, job);
     assert_eq!(s.job(&job).await.unwrap().0.identities, names_b);
+
+    // The pin binds encode chunks only: once b has made them all, a
+    // (another identity) may stitch.
+    let mut chunk = Some(t3);
+    let mut now = 21;
+    while let Some(t) = chunk {
+        let frames = s.task(&t.task_id).await.unwrap().frames_total;
+        let made = OutputObject {
+            renditions: vec![obj(&format!("/w/{}.r1", t.task_id), frames)],
+            ..obj(&format!("/w/{}", t.task_id), frames)
+        };
+        s.complete(
+            &t.task_id,
+            t.attempt,
+            TaskOutcome::Encode(made),
+            vec![],
+            now,
+        )
+        .await
+        .unwrap();
+        now += 1;
+        let (_, tasks) = s.job(&job).await.unwrap();
+        let waiting = tasks
+            .iter()
+            .any(|t| t.kind == TaskKind::Encode && t.state == TaskState::Pending);
+        chunk = if waiting {
+            next_encode(&*s, ("b", &b), &fleet, now).await
+        } else {
+            None
+        };
+    }
+    let stitch = s
+        .lease("a", &lease_for(&a, &fleet), now)
+        .await
+        .unwrap()
+        .expect("a stitch for a");
+    assert_eq!(stitch.work.kind(), TaskKind::Stitch, "{}", stitch.task_id);
 }
 
 contract!(a_job_keeps_the_identity_of_its_first_chunk);
