@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): the fleet simulator's speed, the seed scenarios'
-# dollars per output minute against the seed document's figures, FIFO
+# dollars per output minute against the seed document's figures, each run's
+# cost lower bound and efficiency (bound / paid), idle and on-demand shares
+# and cost turnaround p95 next to the figures before issue 31, uhd-mix, FIFO
 # against cost placement on gpu-mix, and the chunk-length sweep.
 #
 #   bench/simulate.sh [plot_dir] [skip-50m]   (default: bench-plots; on 2 cores
@@ -39,10 +41,13 @@ import json, sys
 name, path, line, rss = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 runs = json.load(open(path))["runs"]
 for r in runs:
+    idle = 100 * r['idle_dollars'] / r['dollars'] if r['dollars'] else 0.0
+    p95 = r['turnaround'].get('cost', {}).get('p95_s', 0.0)
     print(f"{name}: chunk {r['chunk_seconds']:>5.0f} s  {r['placement']:<4}  "
-          f"${r['dollars_per_output_minute']:.5f}/output-min  total ${r['dollars']:.0f}  "
-          f"on-demand {100 * r['on_demand_share']:.1f}%  waste ${r['waste_dollars']:.2f}  "
-          f"idle ${r['idle_dollars']:.0f}  minutes {r['output_minutes']:.0f}")
+          f"${r['dollars_per_output_minute']:.5f}/output-min  bound ${r['bound_per_output_minute']:.5f}  "
+          f"efficiency {r['efficiency']:.2f}  idle {idle:.0f}%  on-demand {100 * r['on_demand_share']:.1f}%  "
+          f"p95 cost {p95:.0f} s  waste ${r['waste_dollars']:.2f}  total ${r['dollars']:.0f}  "
+          f"minutes {r['output_minutes']:.0f}")
 print(f"{name}: {line.strip()}  max RSS {rss / 1024:.0f} MiB")
 PY
 }
@@ -64,6 +69,16 @@ for name, got, seed in (("on-demand", od, 0.0055), ("80% spot", spot, 0.0019)):
           f"  ({'within' if abs(got / seed - 1) <= 0.35 else 'outside'} ±35%)")
 print("reference: MediaConvert $0.015/min, Bitmovin $0.009/min")
 PY
+
+# Before issue 31 (encoder affinity and the planner's efficiency), 30 days,
+# seed 1, from docs/simulator.md at b183cc08; the bound is the workload's,
+# the same before and after.
+echo "before: seed-5m-ondemand \$0.00644/min  idle 10%  on-demand 100%  p95 684 s"
+echo "before: seed-5m-spot     \$0.00315/min  idle 19%  on-demand 34.0%  p95 558 s"
+echo "before: gpu-mix          \$0.00063/min  idle 28%  on-demand 37.9%  p95 507 s"
+
+echo "== uhd-mix (50% 4K HEVC, 50% 1080p H.264; g4dn and c6i spot and on-demand)"
+run uhd-mix uhd-mix.pools.toml uhd-mix.workload.toml
 
 echo "== gpu-mix (30% HEVC on g4dn/g5/c6i), FIFO against cost placement"
 run gpu-mix gpu-mix.pools.toml gpu-mix.workload.toml --placement fifo

@@ -169,7 +169,19 @@ enum Command {
     },
     /// Simulate a month of a workload on a fleet in virtual time: the real
     /// placement, capacity planner and state machine, with spot
-    /// interruptions, autoscaling and per-second billing
+    /// interruptions, autoscaling and per-second billing.
+    ///
+    /// Each report gives the run's cost lower bound and its efficiency
+    /// (bound / what the run paid). The bound is every task of the run's
+    /// jobs on its cheapest capable pool (cost work on any pool, latency
+    /// work on on-demand ones), paying only its seconds there: the cost
+    /// model's prediction without noise plus the workload's per-task
+    /// overhead (5 s for probe, audio and stitch), at the pool's slot
+    /// price for the slots it holds; no boot, minimum, idle, interruption
+    /// or re-run. All chunks of a job go to one pool (encoder affinity),
+    /// and no pool gets more than max_workers × slots × the run's length;
+    /// shapes whose second-best pool costs most more per slot-second are
+    /// placed first.
     #[cfg(feature = "sim")]
     Simulate {
         /// Pools TOML ([[pools]] entries; a built-in pool's name inherits

@@ -54,7 +54,8 @@
 //!
 //! [placement]
 //! enabled = true                   # false (or SPOTENC_PLACEMENT=fifo): first in, first out
-//! max_placement_delay_seconds = 60 # a task waiting longer goes to any capable worker
+//! max_placement_delay_seconds = 60 # a task waiting longer goes to a worker within max_cost_ratio ...
+//! max_wait_for_cheaper_seconds = 600 # ... and after this much longer to any capable worker
 //! max_cost_ratio = 2.0             # a spot worker leaves spot work dearer than this × its cheapest pool
 //! on_demand_declines_spot = false  # true: on-demand workers leave it too (idle rather than work)
 //! nvenc_util_limit_pct = 90        # a GPU at this NVENC utilisation gets no further session
@@ -63,8 +64,9 @@
 //! [capacity]                       # the planner behind spotenc_pool_desired_workers
 //! latency_target_seconds = 600     # latency work drains within this
 //! cost_target_seconds = 7200       # cost work drains within this
-//! on_demand_baseline = 0.15        # share of planned workers kept on-demand (0.10..=0.20)
-//! max_pool_share = 0.4             # most of the spot work one pool takes while others can
+//! on_demand_baseline = 0.15        # on-demand floor: this share of the spot work, on the on-demand pool cheapest for it (0..=0.20)
+//! max_pool_share = 1.0             # hard cap on one pool's share of the spot work (1: none; spread is by reclaim risk)
+//! pool_reclaims_per_day = 0.143    # expected pool-wide reclaims of a spot pool, what spreading is weighed against
 //! reclaim_burst = 3                # this many interruptions of a pool ...
 //! reclaim_window_seconds = 300     # ... within this mark it reclaimed ...
 //! cooldown_seconds = 1800          # ... for this long (also for unavailable pools)
@@ -140,6 +142,7 @@ struct FilesSection {
 struct PlacementSection {
     enabled: Option<bool>,
     max_placement_delay_seconds: Option<f64>,
+    max_wait_for_cheaper_seconds: Option<f64>,
     max_cost_ratio: Option<f64>,
     on_demand_declines_spot: Option<bool>,
     nvenc_util_limit_pct: Option<u32>,
@@ -153,6 +156,7 @@ struct CapacitySection {
     cost_target_seconds: Option<f64>,
     on_demand_baseline: Option<f64>,
     max_pool_share: Option<f64>,
+    pool_reclaims_per_day: Option<f64>,
     reclaim_burst: Option<u32>,
     reclaim_window_seconds: Option<f64>,
     cooldown_seconds: Option<f64>,
@@ -240,7 +244,9 @@ pub fn load(text: &str, env: &Env) -> Result<Config> {
     let s3 = file.s3.map(|s| s3(s, env)).transpose()?;
     let pools = pools(file.pools, file.pools_file, file.builtin_pools, env)?;
     let placement = placement(file.placement.unwrap_or_default(), env)?;
-    let capacity = capacity(file.capacity.unwrap_or_default())?;
+    let mut capacity = capacity(file.capacity.unwrap_or_default())?;
+    // The planner plans spot overflow only where placement would run it.
+    capacity.max_cost_ratio = placement.policy.max_cost_ratio;
     let insecure_no_auth = match env.get("SPOTENC_INSECURE_NO_AUTH").map(String::as_str) {
         Some("1" | "true") => true,
         Some("0" | "false") | None => file.insecure_no_auth.unwrap_or(false),
@@ -463,6 +469,12 @@ fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
             "invalid placement.max_placement_delay_seconds {delay} (expected 0..=86400)"
         )));
     }
+    let cheaper = p.max_wait_for_cheaper_seconds.unwrap_or(600.0);
+    if !(cheaper.is_finite() && (0.0..=86_400.0).contains(&cheaper)) {
+        return Err(Error::invalid(format!(
+            "invalid placement.max_wait_for_cheaper_seconds {cheaper} (expected 0..=86400)"
+        )));
+    }
     let ratio = p.max_cost_ratio.unwrap_or(Policy::default().max_cost_ratio);
     if !(ratio.is_finite() && ratio >= 1.0) {
         return Err(Error::invalid(format!(
@@ -495,6 +507,7 @@ fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
         enabled,
         policy: Policy {
             max_placement_delay_ms: (delay * 1000.0) as i64,
+            max_wait_for_cheaper_ms: (cheaper * 1000.0) as i64,
             max_cost_ratio: ratio,
             on_demand_declines_spot: p.on_demand_declines_spot.unwrap_or(false),
             spot_closed: false,
@@ -512,6 +525,9 @@ fn capacity(c: CapacitySection) -> Result<CapacityPolicy> {
         cost_target_seconds: c.cost_target_seconds.unwrap_or(d.cost_target_seconds),
         on_demand_baseline: c.on_demand_baseline.unwrap_or(d.on_demand_baseline),
         max_pool_share: c.max_pool_share.unwrap_or(d.max_pool_share),
+        pool_reclaims_per_day: c.pool_reclaims_per_day.unwrap_or(d.pool_reclaims_per_day),
+        // Placement's, set by the caller.
+        max_cost_ratio: d.max_cost_ratio,
         reclaim_burst: c.reclaim_burst.unwrap_or(d.reclaim_burst),
         reclaim_window_seconds: c.reclaim_window_seconds.unwrap_or(d.reclaim_window_seconds),
         cooldown_seconds: c.cooldown_seconds.unwrap_or(d.cooldown_seconds),

@@ -365,9 +365,10 @@ pub fn pool(o: &RenderOptions, p: &Pool, min_replicas: u32) -> Vec<Value> {
                 },
                 "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {
                     // The planner never asks for fewer than the busy
-                    // workers; shrink slowly, one pod a minute, after
-                    // five stable minutes.
-                    "stabilizationWindowSeconds": 300,
+                    // workers; shrink one pod a minute, after the pool's
+                    // launch time stable (at most five minutes): held
+                    // idle longer, a worker costs more than its relaunch.
+                    "stabilizationWindowSeconds": p.launch_seconds.min(300),
                     "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
                 }}}},
                 "triggers": [{

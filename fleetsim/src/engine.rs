@@ -156,6 +156,8 @@ struct Sim<'a> {
     exhaustion: Option<(i64, i64)>,
     /// Every finished job's tasks, for the cost lower bound.
     work: crate::bound::Work,
+    /// Since when each pinned job has had no live pool of its identities.
+    unserved: spotenc_core::cost::affinity::Unserved,
 }
 
 /// Runs `workload` on the pools of `catalogue`.
@@ -255,6 +257,7 @@ pub fn simulate(catalogue: &Catalogue, w: &Workload, opts: &Options) -> Report {
                 (start, start + (x.hours * 3_600_000.0) as i64)
             }),
             work: Default::default(),
+            unserved: Default::default(),
         };
         sim.run();
         sim.arrivals.close();

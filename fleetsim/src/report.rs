@@ -86,6 +86,9 @@ pub struct Report {
     pub interruptions: u64,
     pub hand_backs: u64,
     pub reclaims: u64,
+    /// Jobs restarted under another encoder identity (their pinned one
+    /// had no live pool for the affinity wait).
+    pub identity_restarts: u64,
     pub leases: u64,
     pub events: u64,
     pub turnaround: BTreeMap<String, Percentiles>,
@@ -175,8 +178,13 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "interruptions {} (hand-backs {}, pool reclaims {}); {} leases, {} events",
-            self.interruptions, self.hand_backs, self.reclaims, self.leases, self.events
+            "interruptions {} (hand-backs {}, pool reclaims {}); {} identity restarts; {} leases, {} events",
+            self.interruptions,
+            self.hand_backs,
+            self.reclaims,
+            self.identity_restarts,
+            self.leases,
+            self.events
         );
         for (k, p) in &self.turnaround {
             let _ = writeln!(

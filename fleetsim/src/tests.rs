@@ -118,6 +118,21 @@ fn closed_form_on_demand() {
         r.work_dollars,
         r.table()
     );
+    // One pool and constant arrivals: the lower bound is that closed form
+    // too (every task on the one pool, its seconds only), and efficiency
+    // is the bound over the bill.
+    assert!(
+        (r.bound_dollars - expect).abs() / expect < 0.02,
+        "bound ${} vs closed form ${expect}",
+        r.bound_dollars
+    );
+    let efficiency = expect / r.dollars;
+    assert!(
+        (r.efficiency - efficiency).abs() / efficiency < 0.02 && r.efficiency <= 1.0,
+        "efficiency {} vs closed form {efficiency}",
+        r.efficiency
+    );
+    assert!(r.ceilings_bind.is_empty(), "{:?}", r.ceilings_bind);
     // 200k minutes a month is 4.63 output minutes a minute, at 34 fps per
     // slot = 1.13× real time: ~4.1 slots busy of 8, so the fleet keeps up
     // and the makespan is the day plus the last job.

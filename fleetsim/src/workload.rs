@@ -92,6 +92,7 @@ pub struct CapacityOverrides {
     pub cost_target_seconds: Option<f64>,
     pub on_demand_baseline: Option<f64>,
     pub max_pool_share: Option<f64>,
+    pub pool_reclaims_per_day: Option<f64>,
     pub reclaim_burst: Option<u32>,
     pub reclaim_window_seconds: Option<f64>,
     pub cooldown_seconds: Option<f64>,
@@ -132,6 +133,10 @@ pub struct Workload {
     pub scale_in_window_seconds: f64,
     #[serde(default = "billing")]
     pub billing_minimum_seconds: f64,
+    /// A job pinned to an encoder identity no live pool serves for this
+    /// long restarts under another (`[placement] affinity_wait_seconds`).
+    #[serde(default = "affinity_wait")]
+    pub affinity_wait_seconds: f64,
     /// Placement: `cost` or `fifo`.
     #[serde(default = "cost")]
     pub placement: String,
@@ -177,6 +182,9 @@ fn stabilise() -> f64 {
 fn billing() -> f64 {
     60.0
 }
+fn affinity_wait() -> f64 {
+    300.0
+}
 fn cost() -> String {
     "cost".into()
 }
@@ -213,6 +221,7 @@ impl Workload {
             ("task_overhead_seconds", w.task_overhead_seconds),
             ("scale_in_window_seconds", w.scale_in_window_seconds),
             ("billing_minimum_seconds", w.billing_minimum_seconds),
+            ("affinity_wait_seconds", w.affinity_wait_seconds),
             (
                 "reclaim_events_per_day",
                 w.interruptions.reclaim_events_per_day,
@@ -329,6 +338,8 @@ impl Workload {
             cost_target_seconds: o.cost_target_seconds.unwrap_or(d.cost_target_seconds),
             on_demand_baseline: o.on_demand_baseline.unwrap_or(d.on_demand_baseline),
             max_pool_share: o.max_pool_share.unwrap_or(d.max_pool_share),
+            pool_reclaims_per_day: o.pool_reclaims_per_day.unwrap_or(d.pool_reclaims_per_day),
+            max_cost_ratio: d.max_cost_ratio,
             reclaim_burst: o.reclaim_burst.unwrap_or(d.reclaim_burst),
             reclaim_window_seconds: o.reclaim_window_seconds.unwrap_or(d.reclaim_window_seconds),
             cooldown_seconds: o.cooldown_seconds.unwrap_or(d.cooldown_seconds),

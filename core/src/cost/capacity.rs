@@ -57,10 +57,21 @@ pub use health::HealthTracker;
 pub struct CapacityPolicy {
     pub latency_target_seconds: f64,
     pub cost_target_seconds: f64,
-    /// Share of planned workers kept on-demand while there is work.
+    /// The on-demand floor: this share of the spot work, as slots on the
+    /// on-demand pool cheapest for it, kept on-demand while there is work
+    /// (latency and escalated work planned there counts towards it).
     pub on_demand_baseline: f64,
-    /// Most of the spot work one pool may take while others can.
+    /// A hard cap: the most of the spot work one pool may take while
+    /// others can (1: none; the planner spreads by reclaim risk).
     pub max_pool_share: f64,
+    /// Pool-wide reclaims a day expected of each spot pool: what spreading
+    /// work over pools weighs its extra cost against.
+    pub pool_reclaims_per_day: f64,
+    /// Placement's `max_cost_ratio`: spot work the cheap pools have no room
+    /// for is planned only onto pools at most this many times dearer per
+    /// task (dearer workers would not take it while it can wait; it waits,
+    /// or escalates to on-demand).
+    pub max_cost_ratio: f64,
     pub reclaim_burst: u32,
     pub reclaim_window_seconds: f64,
     /// How long a reclaimed or unavailable pool is left alone.
@@ -73,7 +84,9 @@ impl Default for CapacityPolicy {
             latency_target_seconds: 600.0,
             cost_target_seconds: 7200.0,
             on_demand_baseline: 0.15,
-            max_pool_share: 0.4,
+            max_pool_share: 1.0,
+            pool_reclaims_per_day: 1.0 / 7.0,
+            max_cost_ratio: 2.0,
             reclaim_burst: 3,
             reclaim_window_seconds: 300.0,
             cooldown_seconds: 1800.0,
@@ -95,10 +108,16 @@ impl CapacityPolicy {
                 return Err(format!("capacity.{name} must be above 0, not {v}"));
             }
         }
-        if !(0.10..=0.20).contains(&self.on_demand_baseline) {
+        if !(0.0..=0.20).contains(&self.on_demand_baseline) {
             return Err(format!(
-                "capacity.on_demand_baseline must be within 0.10..=0.20, not {}",
+                "capacity.on_demand_baseline must be within 0..=0.20, not {}",
                 self.on_demand_baseline
+            ));
+        }
+        if !(self.pool_reclaims_per_day.is_finite() && self.pool_reclaims_per_day >= 0.0) {
+            return Err(format!(
+                "capacity.pool_reclaims_per_day must be 0 or more, not {}",
+                self.pool_reclaims_per_day
             ));
         }
         if !(self.max_pool_share > 0.0 && self.max_pool_share <= 1.0) {

@@ -13,9 +13,14 @@
 //!    pinned to encoder identities goes only to a worker that would encode
 //!    it with exactly those ([`Worker::identity_names`]), and its ratio is
 //!    against the cheapest pool that could.
-//! 3. **No starvation.** A task pending longer than
-//!    `max_placement_delay_ms`, and the oldest task of each latency job,
-//!    go first, oldest first.
+//! 3. **No starvation, and waiting is priced.** The oldest task of each
+//!    latency job goes first, and so does a task pending longer than
+//!    `max_placement_delay_ms` on a worker whose ratio is within
+//!    `max_cost_ratio`; on a dearer one only once it has also waited
+//!    `max_wait_for_cheaper_ms` (a free slot or a launch on its cheap pool
+//!    comes well within that, and a cost job's deadline well after it):
+//!    4K HEVC waits a few minutes for a GPU rather than run on a CPU at
+//!    fifty times the price. Oldest first.
 //! 4. **Comparative advantage.** For each candidate, its expected cost on
 //!    this worker's pool over its cheapest expected cost on any live pool
 //!    that can run it; the lowest ratio wins. Among equal ratios (within
@@ -207,6 +212,9 @@ pub struct Fleet {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub max_placement_delay_ms: i64,
+    /// How much longer an overdue task waits for a pool within
+    /// `max_cost_ratio` before a dearer worker takes it.
+    pub max_wait_for_cheaper_ms: i64,
     pub max_cost_ratio: f64,
     /// On-demand workers leave dear spot work too (`max_cost_ratio`);
     /// by default an idle on-demand worker, which the capacity planner only
@@ -222,6 +230,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             max_placement_delay_ms: 60_000,
+            max_wait_for_cheaper_ms: 600_000,
             max_cost_ratio: 2.0,
             on_demand_declines_spot: false,
             spot_closed: false,
@@ -403,9 +412,10 @@ fn standings<'c>(
         {
             continue;
         }
-        let urgent = now_ms - c.pending_since_ms >= policy.max_placement_delay_ms
-            || (c.latency && oldest_of_job(c));
-        if urgent {
+        let waited = now_ms - c.pending_since_ms;
+        let overdue = waited >= policy.max_placement_delay_ms;
+        let past_wait = waited >= policy.max_placement_delay_ms + policy.max_wait_for_cheaper_ms;
+        if past_wait || (c.latency && oldest_of_job(c)) {
             f(Standing {
                 group: 0,
                 ratio_pct: 0,
@@ -420,9 +430,20 @@ fn standings<'c>(
             // Ratios within 1% count as equal.
             ((r * 100.0).round() as i64, advantage)
         });
+        let within = ratio_pct as f64 <= policy.max_cost_ratio * 100.0;
+        if overdue && within {
+            f(Standing {
+                group: 0,
+                ratio_pct: 0,
+                advantage: 0.0,
+                order: c.order,
+                task_id: c.task_id.as_ref(),
+            });
+            continue;
+        }
         let taken = p == Capacity::OnDemand
             || (worker.pool.capacity == Capacity::OnDemand && !policy.on_demand_declines_spot)
-            || ratio_pct as f64 <= policy.max_cost_ratio * 100.0;
+            || within;
         if taken {
             f(Standing {
                 group: 1,

@@ -304,6 +304,7 @@ fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Cand
 fn policy() -> Policy {
     Policy {
         max_placement_delay_ms: 60_000,
+        max_wait_for_cheaper_ms: 600_000,
         max_cost_ratio: 1000.0,
         on_demand_declines_spot: true,
         spot_closed: false,
@@ -341,8 +342,12 @@ fn gpu_takes_hevc_and_cpu_takes_h264() {
     );
 }
 
+/// A spot worker several times dearer than the task's cheapest pool leaves
+/// it: past the placement delay it still waits for the cheap pool, and only
+/// once it has also waited `max_wait_for_cheaper_ms` does the dear worker
+/// take it. A worker within `max_cost_ratio` takes it at the delay.
 #[test]
-fn dear_spot_work_waits_for_a_cheaper_pool_until_the_delay() {
+fn dear_spot_work_waits_for_a_cheaper_pool_for_a_priced_while() {
     let gpu = worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc]);
     let cpu = worker("c6i-4xlarge-spot", &[Codec::H264, Codec::Hevc]);
     let fleet = Fleet {
@@ -350,6 +355,7 @@ fn dear_spot_work_waits_for_a_cheaper_pool_until_the_delay() {
     };
     let p = Policy {
         max_placement_delay_ms: 60_000,
+        max_wait_for_cheaper_ms: 600_000,
         max_cost_ratio: 4.0,
         on_demand_declines_spot: true,
         spot_closed: false,
@@ -357,8 +363,23 @@ fn dear_spot_work_waits_for_a_cheaper_pool_until_the_delay() {
     let cands = vec![cand(0, Codec::Hevc, 1920, 1080, 0, 0)];
     let m = Model::default();
     assert_eq!(place(&cpu, &cands, &m, &fleet, &p, 59_999), None);
+    assert_eq!(place(&cpu, &cands, &m, &fleet, &p, 60_000), None);
+    assert_eq!(place(&cpu, &cands, &m, &fleet, &p, 659_999), None);
     assert_eq!(
-        place(&cpu, &cands, &m, &fleet, &p, 60_000).as_deref(),
+        place(&cpu, &cands, &m, &fleet, &p, 660_000).as_deref(),
+        Some("t0")
+    );
+    // Overdue and within the ratio (a second CPU pool is as cheap): at once.
+    let c6a = worker("c6a-4xlarge-spot", &[Codec::H264, Codec::Hevc]);
+    let cpus = Fleet {
+        pools: vec![c6a, cpu.clone()],
+    };
+    let tight = Policy {
+        max_cost_ratio: 1.1,
+        ..p
+    };
+    assert_eq!(
+        place(&cpu, &cands, &m, &cpus, &tight, 60_000).as_deref(),
         Some("t0")
     );
 }
@@ -563,15 +584,16 @@ proptest! {
         }
     }
 
-    // No starvation: once a capable task has waited past the delay, the
-    // worker takes some task that waited at least as long (never nothing).
+    // No starvation: once a capable task has waited past the delay and the
+    // priced wait for a cheaper pool, the worker takes some task (never
+    // nothing).
     #[test]
     fn overdue_work_is_never_declined(
         w in arb_worker(),
         cands in prop::collection::vec(arb_candidate(), 1..12),
     ) {
         let cands = unique(cands);
-        let p = Policy { max_placement_delay_ms: 60_000, max_cost_ratio: 1.0, on_demand_declines_spot: true, spot_closed: false };
+        let p = Policy { max_placement_delay_ms: 60_000, max_wait_for_cheaper_ms: 600_000, max_cost_ratio: 1.0, on_demand_declines_spot: true, spot_closed: false };
         let now = 1_000_000;
         let fleet = Fleet { pools: vec![worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc])] };
         let got = place(&w, &cands, &Model::default(), &fleet, &p, now);

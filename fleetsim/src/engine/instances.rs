@@ -218,6 +218,29 @@ impl Sim<'_> {
 
     /// The autoscaler: the planner's desired workers per pool, as KEDA
     /// would apply them. Returns `false` once everything is done.
+    /// Restarts jobs pinned to encoder identities that no live pool has
+    /// served for the affinity wait, as the coordinator's reaper does.
+    fn restart_unserved(&mut self) {
+        let pinned = self.state.pinned_waiting();
+        if pinned.is_empty() && self.unserved.is_empty() {
+            return;
+        }
+        let live: Vec<_> = (0..self.pools.len())
+            .filter(|&p| self.live_in[p] > 0)
+            .map(|p| self.pools[p].rep.clone())
+            .collect();
+        let wait = (self.w.affinity_wait_seconds * 1000.0) as i64;
+        for (job, reason) in self.unserved.due(&pinned, &live, wait, self.now) {
+            if let Ok(Some(_)) =
+                self.state
+                    .restart_identity(&job.job_id, &job.identities, &reason, self.now)
+            {
+                self.report.identity_restarts += 1;
+                self.dirty = true;
+            }
+        }
+    }
+
     pub(super) fn tick(&mut self) -> bool {
         let arrivals_over = self.now >= self.arrivals_end_ms;
         if arrivals_over && self.jobs_live == 0 {
@@ -226,6 +249,7 @@ impl Sim<'_> {
         #[cfg(test)]
         self.state.check_index(self.now);
         self.state.escalate_waiting(self.now);
+        self.restart_unserved();
         // Escalated or overdue work may now go to pools that held back.
         self.dirty = true;
         let backlog = self.state.backlog();
@@ -267,6 +291,9 @@ impl Sim<'_> {
             };
             let now = self.now;
             let ps = &mut self.pools[p];
+            // The deployment holds each pool for its launch time at most
+            // (`deploy render`: past it, a relaunch costs less than idle).
+            let window = window.min(i64::from(ps.pool.launch_seconds) * 1000);
             ps.history.push((now, t.desired_workers));
             ps.history.retain(|(at, _)| now - at <= window);
             let held = ps.history.iter().map(|(_, d)| *d).max().unwrap_or(0);

@@ -89,7 +89,8 @@ proptest! {
                 preset: "medium".into(),
                 band: "uhd".into(),
             }, &Shape::from(&pool("c6i-4xlarge-spot")));
-        let bound = policy.max_placement_delay_ms as f64 / 1000.0
+        let bound = (policy.max_placement_delay_ms + policy.max_wait_for_cheaper_ms) as f64
+            / 1000.0
             + longest * jobs.len() as f64 * 8.0;
         prop_assert!(p.max_wait_s <= bound, "waited {} s (bound {bound})", p.max_wait_s);
     }

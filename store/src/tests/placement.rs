@@ -54,6 +54,7 @@ pub(super) fn lease_for(w: &Worker, fleet: &[&Worker]) -> Lease {
         model: Model::default(),
         policy: Policy {
             max_placement_delay_ms: 60_000,
+            max_wait_for_cheaper_ms: 600_000,
             max_cost_ratio: 1000.0,
             on_demand_declines_spot: true,
             spot_closed: false,

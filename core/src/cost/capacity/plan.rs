@@ -27,6 +27,9 @@ struct Home {
     /// Spot work planned, in cheapest-pool seconds per second, for the
     /// share cap.
     work: f64,
+    /// The on-demand floor's slots here (latency, escalated and spot work
+    /// planned here fill them first).
+    floor: f64,
     reasons: Vec<String>,
 }
 
@@ -44,20 +47,35 @@ impl Home {
     /// pending) and its pending slot-seconds.
     fn need(&self, item: &BacklogItem, model: &Model, target: f64) -> Need {
         let (dollars, slot_seconds) = self.cost(&item.demand, model);
+        let seconds = self.worker.seconds(&item.demand, model);
         if item.running {
             let pool = &self.worker.pool;
             Need {
                 dollars,
+                seconds,
                 slots: pool.share(item.demand.sessions()) * f64::from(pool.slots.max(1)),
                 pending: 0.0,
             }
         } else {
             Need {
                 dollars,
+                seconds,
                 slots: slot_seconds / target,
                 pending: slot_seconds,
             }
         }
+    }
+
+    /// What a pool-wide reclaim of this pool is expected to cost one task
+    /// of `need` running here: the chance of a reclaim while it runs or
+    /// while its replacement boots, times half the task re-run plus the
+    /// replacement's billed boot.
+    fn reclaim_risk(&self, need: &Need, reclaims_per_day: f64) -> f64 {
+        let pool = &self.worker.pool;
+        let launch = f64::from(pool.launch_seconds);
+        let chance = reclaims_per_day / 86_400.0 * (need.seconds + launch);
+        let boot = launch * pool.slot_price_per_second() * f64::from(pool.slots.max(1));
+        chance * (0.5 * need.dollars + boot)
     }
 
     /// Expected dollars of `d` here, with the observed interruption rate.
@@ -78,6 +96,8 @@ impl Home {
 struct Need {
     /// Expected dollars there.
     dollars: f64,
+    /// Its seconds there.
+    seconds: f64,
     /// Slots it needs planned.
     slots: f64,
     /// Its pending slot-seconds.
@@ -101,9 +121,11 @@ struct Priced<'b> {
 
 /// Desired workers per pool for `backlog`, one [`PoolTarget`] per
 /// catalogue pool, in catalogue order. The phases: running work stays
-/// where it runs; latency and escalated work goes on demand; cost work
-/// goes to the spot pools it saves most on, within their room and the
-/// share cap; slots become workers; the on-demand baseline is added.
+/// where it runs; latency and escalated work goes on demand; the
+/// on-demand floor is reserved where the spot work costs least on demand;
+/// cost work fills the on-demand slots already paid for, then goes to the
+/// spot pools it saves most on (spread where reclaim risk pays for it),
+/// within their room; slots become workers.
 pub fn plan_capacity(
     catalogue: &Catalogue,
     backlog: &[BacklogItem],
@@ -115,9 +137,9 @@ pub fn plan_capacity(
     let mut plan = Plan::new(catalogue, in_flight, health, model, policy);
     let (staying_work, moving) = plan.keep_running(backlog);
     let cost_work = plan.put_urgent_on_demand(backlog, moving);
+    plan.reserve_floor(backlog);
     plan.place_cost_work(&cost_work, staying_work);
-    let mut workers = plan.workers();
-    plan.add_baseline(backlog, &mut workers);
+    let workers = plan.workers();
     plan.targets(workers)
 }
 
@@ -155,6 +177,7 @@ impl<'a> Plan<'a> {
                 slots: 0.0,
                 backlog: 0.0,
                 work: 0.0,
+                floor: 0.0,
                 reasons: vec![],
             })
             .collect();
@@ -277,10 +300,15 @@ impl<'a> Plan<'a> {
         priced
     }
 
-    /// Cost work onto spot pools: the first pass honours the share cap
-    /// (on cheapest-pool slots of all spot work) while another pool has
-    /// room; the second lets the last capable pools take the rest; what no
-    /// spot pool takes goes on demand.
+    /// Cost work onto spot pools. It is spread evenly only where
+    /// spreading pays: onto a dearer pool when what a task costs more there
+    /// is below what a pool-wide reclaim of the cheapest pool is expected
+    /// to cost it (interchangeable pools: zones, instance types of about
+    /// one price); with the hard cap `max_pool_share` below 1, over every
+    /// capable pool within it. Then the group cheapest first, then the
+    /// pools within `max_cost_ratio` of the cheapest take what the ceilings
+    /// left (dearer spot workers would not take it: it waits); what no
+    /// spot pool can take at all goes on demand.
     fn place_cost_work(&mut self, cost_work: &[&BacklogItem], staying_work: f64) {
         let priced = self.price(cost_work);
         let total_work: f64 = staying_work
@@ -292,29 +320,65 @@ impl<'a> Plan<'a> {
                         .map(|c| c.need.slots * f64::from(p.item.count))
                 })
                 .sum::<f64>();
+        let reclaims = self.policy.pool_reclaims_per_day;
+        let mut spare = self.spare_on_demand();
         for Priced { item, options, .. } in &priced {
+            let item = &self.fill_spare(item, &mut spare);
+            if item.count == 0 {
+                continue;
+            }
             let Some(cheapest) = options.first() else {
                 let why = "no healthy spot pool can take it";
                 self.put_on_demand(item, self.policy.cost_target_seconds, why);
                 continue;
             };
+            // With its cheap spot pools unhealthy, work may cost less on
+            // demand (a g4dn on-demand encodes 4K HEVC for a fraction of
+            // a c6i spot's price).
+            if self
+                .on_demand_cost(item)
+                .is_some_and(|od| od < cheapest.need.dollars)
+            {
+                let why = "cheaper on demand than on any healthy spot pool";
+                self.put_on_demand(item, self.policy.cost_target_seconds, why);
+                continue;
+            }
+            let risk = self.homes[cheapest.home].reclaim_risk(&cheapest.need, reclaims);
+            // The pools spreading onto pays for (the cheapest among them);
+            // with a hard cap, every capable pool, as the operator asked.
+            let hard_cap = self.policy.max_pool_share < 1.0;
+            let group: Vec<&PoolOption> = options
+                .iter()
+                .filter(|o| hard_cap || o.need.dollars - cheapest.need.dollars <= risk)
+                .collect();
             let mut left = f64::from(item.count); // tasks still to place
+            let even = left / group.len() as f64;
             let per_task_work = cheapest.need.slots;
-            for capped in [true, false] {
-                for o in options {
+            // Evenly over the group, then the group cheapest first, then
+            // every capable pool (what the ceilings left).
+            let within_ratio: Vec<&PoolOption> = options
+                .iter()
+                .filter(|o| o.need.dollars <= cheapest.need.dollars * self.policy.max_cost_ratio)
+                .collect();
+            let passes: [(&[&PoolOption], bool); 3] =
+                [(&group, true), (&group, false), (&within_ratio, false)];
+            for (pass, (pools, evenly)) in passes.iter().enumerate() {
+                for o in pools.iter() {
                     if left <= 0.0 {
                         break;
                     }
                     let h = &mut self.homes[o.home];
                     let room_slots = (h.max_slots() - h.slots).max(0.0) / o.need.slots.max(1e-12);
-                    let room_share = if capped && options.len() > 1 {
+                    let capped = pass < 2 && hard_cap && group.len() > 1;
+                    let room_share = if capped {
                         ((self.policy.max_pool_share * total_work - h.work)
                             / per_task_work.max(1e-12))
                         .max(0.0)
                     } else {
                         f64::INFINITY
                     };
-                    let take = left.min(room_slots).min(room_share);
+                    let want = if *evenly { even } else { left };
+                    let take = want.min(left).min(room_slots).min(room_share);
                     if take <= 0.0 {
                         continue;
                     }
@@ -334,6 +398,51 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Idle is priced: the slots on-demand workers planned for latency and
+    /// escalated work leave free (a worker has several, and is paid for
+    /// all), per on-demand home. (Not the floor's: planned into it, pending
+    /// spot work would wait out the whole cost target there.) Spot work planned into them costs nothing
+    /// more, where another spot worker would cost a launch and its hold.
+    fn spare_on_demand(&self) -> Vec<(usize, f64)> {
+        self.on_demand
+            .iter()
+            .filter(|&&i| self.homes[i].usable() && self.homes[i].slots > 0.0)
+            .map(|&i| {
+                let h = &self.homes[i];
+                let workers = slot_workers(&h.worker.pool, h.slots).min(h.worker.pool.max_workers);
+                let free = f64::from(workers) * f64::from(h.worker.pool.slots.max(1)) - h.slots;
+                // A pool above its plan takes no spot work (it shrinks).
+                let closed = h.flight.live > workers;
+                (i, if closed { 0.0 } else { free.max(0.0) })
+            })
+            .collect()
+    }
+
+    /// Plans what fits of `item` into the spare on-demand slots; returns
+    /// the rest.
+    fn fill_spare(&mut self, item: &BacklogItem, spare: &mut [(usize, f64)]) -> BacklogItem {
+        let mut left = f64::from(item.count);
+        for (i, free) in spare.iter_mut() {
+            if left <= 0.0 || *free <= 0.0 || !self.homes[*i].worker.can_run(&item.demand) {
+                continue;
+            }
+            let need = self.homes[*i].need(item, self.model, self.policy.cost_target_seconds);
+            let take = left.min((*free / need.slots.max(1e-12)).floor());
+            if take <= 0.0 {
+                continue;
+            }
+            let h = &mut self.homes[*i];
+            h.slots += take * need.slots;
+            h.backlog += take * need.pending;
+            *free -= take * need.slots;
+            left -= take;
+        }
+        BacklogItem {
+            count: left as u32,
+            ..item.clone()
+        }
+    }
+
     /// Workers from slots, floored by busy workers and min_workers.
     /// Rounding leaves a trickle of work to the workers already there;
     /// with spot work planned but no spot worker wanted or live, the spot
@@ -346,7 +455,8 @@ impl<'a> Plan<'a> {
             .iter()
             .map(|h| {
                 if h.usable() {
-                    slot_workers(&h.worker.pool, h.slots).min(h.worker.pool.max_workers)
+                    slot_workers(&h.worker.pool, h.slots.max(h.floor))
+                        .min(h.worker.pool.max_workers)
                 } else {
                     0
                 }
@@ -380,58 +490,50 @@ impl<'a> Plan<'a> {
         Workers { desired, planned }
     }
 
-    /// The on-demand baseline, added to the healthy on-demand pools where
-    /// the spot work, pending and running, would cost least.
-    fn add_baseline(&mut self, backlog: &[BacklogItem], w: &mut Workers) {
+    /// The on-demand floor, sized and placed by work: `on_demand_baseline`
+    /// of the spot work (pending and running) as slots on the healthy
+    /// on-demand pool where that work costs least; the latency and
+    /// escalated work planned there counts towards it. Its workers take
+    /// spot work when they have none (placement).
+    fn reserve_floor(&mut self, backlog: &[BacklogItem]) {
         let b = self.policy.on_demand_baseline;
-        let any_work = !backlog.is_empty() || self.homes.iter().any(|h| h.flight.busy > 0);
-        if !any_work || b <= 0.0 {
+        if b <= 0.0 {
             return;
         }
-        let total_spot: u32 = self.spot.iter().map(|&i| w.desired[i]).sum();
-        let total_od: u32 = self.on_demand.iter().map(|&i| w.desired[i]).sum();
-        let need = ((b / (1.0 - b)) * f64::from(total_spot)).ceil() as u32;
-        if total_od >= need || total_spot == 0 {
-            return;
-        }
+        let spot_work: Vec<&BacklogItem> = backlog
+            .iter()
+            .filter(|item| !(item.latency || item.on_demand))
+            .collect();
         let homes = &mut self.homes;
-        let mut by_cost: Vec<(f64, usize)> = self
+        let target = self.policy.cost_target_seconds;
+        let best = self
             .on_demand
             .iter()
             .filter(|&&i| homes[i].usable())
             .map(|&i| {
-                let dollars: f64 = backlog
+                let (mut dollars, mut slots) = (0.0, 0.0);
+                for item in spot_work
                     .iter()
-                    .filter(|item| !(item.latency || item.on_demand))
-                    .filter(|item| homes[i].worker.can_run(&item.demand))
-                    .map(|item| homes[i].cost(&item.demand, self.model).0 * f64::from(item.count))
-                    .sum();
-                (dollars, i)
+                    .filter(|x| homes[i].worker.can_run(&x.demand))
+                {
+                    let need = homes[i].need(item, self.model, target);
+                    dollars += need.dollars * f64::from(item.count);
+                    slots += need.slots * f64::from(item.count);
+                }
+                (dollars, slots, i)
             })
-            .collect();
-        by_cost.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut short = need - total_od;
-        for (_, i) in by_cost {
-            if short == 0 {
-                break;
-            }
-            let room = homes[i]
-                .worker
-                .pool
-                .max_workers
-                .saturating_sub(w.desired[i]);
-            let add = short.min(room);
-            if add > 0 {
-                w.desired[i] += add;
-                w.planned[i] = w.planned[i].max(w.desired[i]);
-                short -= add;
-                homes[i].reasons.push(format!(
-                    "on-demand baseline {:.0}% of {} spot workers",
-                    b * 100.0,
-                    total_spot
-                ));
-            }
-        }
+            .filter(|&(_, slots, _)| slots > 0.0)
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+        let Some((_, slots, i)) = best else {
+            return;
+        };
+        let h = &mut homes[i];
+        h.floor = b * slots;
+        h.reasons.push(format!(
+            "on-demand floor {:.0}% of the spot work ({:.1} slots here)",
+            b * 100.0,
+            h.floor
+        ));
     }
 
     /// One target per home, with the reasons an operator reads.
@@ -468,6 +570,16 @@ impl<'a> Plan<'a> {
                 }
             })
             .collect()
+    }
+
+    /// Expected dollars of one task of `item` on the cheapest capable
+    /// healthy on-demand pool.
+    fn on_demand_cost(&self, item: &BacklogItem) -> Option<f64> {
+        self.on_demand
+            .iter()
+            .filter(|&&i| self.homes[i].usable() && self.homes[i].worker.can_run(&item.demand))
+            .map(|&i| self.homes[i].cost(&item.demand, self.model).0)
+            .min_by(f64::total_cmp)
     }
 
     /// Plans `item` onto the cheapest capable healthy on-demand pool.
@@ -540,7 +652,7 @@ fn slot_workers(pool: &Pool, slots: f64) -> u32 {
 fn workers_for(h: &Home) -> u32 {
     let pool = &h.worker.pool;
     let planned = if h.usable() {
-        slot_workers(pool, h.slots)
+        slot_workers(pool, h.slots.max(h.floor))
     } else {
         0
     };
