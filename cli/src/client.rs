@@ -254,6 +254,12 @@ pub fn summary(job: &pb::Job) -> String {
     if !job.error.is_empty() {
         line.push_str(&format!("  error: {}", job.error));
     }
+    if !job.identities.is_empty() {
+        line.push_str(&format!("\n  encoded by: {}", job.identities.join(", ")));
+    }
+    for r in &job.restarts {
+        line.push_str(&format!("\n  restarted: {r}"));
+    }
     for l in &job.left_out {
         line.push_str(&format!("\n  left out: {l}"));
     }

@@ -167,4 +167,12 @@ async fn a_job_whose_identity_died_restarts_under_the_other() {
         assert_faithful(&src, path);
         assert_eq!(reorder(path), "1", "{} is not all b's", path.display());
     }
+    // `spotenc status` says which identity made it and why it restarted.
+    let status = fleet.spotenc(&["status", &id]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("encoded by: {}", done.identities[0]))
+            && text.contains("restarted: no live worker encodes with"),
+        "{text}"
+    );
 }
