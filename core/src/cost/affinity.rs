@@ -94,6 +94,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Over any sequence of checks, a pinned job is due exactly when no
+        // worker has served it at any check for the wait or longer: never
+        // early, and never later than the first check after that.
+        #[test]
+        fn a_pin_no_worker_serves_restarts_within_the_wait(
+            checks in proptest::collection::vec((1i64..120_000, proptest::bool::ANY), 1..40),
+            wait in 0i64..300_000,
+        ) {
+            let cat = Catalogue::builtin();
+            let gpu = [pool_worker(cat.get("g4dn-xlarge-spot").unwrap())];
+            let cpu = [pool_worker(cat.get("c6i-4xlarge-spot").unwrap())];
+            let pinned = vec![job(&["nvenc-h264-8bit"])];
+            let mut u = Unserved::default();
+            let (mut now, mut since) = (0i64, None::<i64>);
+            for (step, served) in checks {
+                now += step;
+                let due = u.due(&pinned, if served { &gpu } else { &cpu }, wait, now);
+                if served {
+                    since = None;
+                    proptest::prop_assert!(due.is_empty());
+                    continue;
+                }
+                let from = *since.get_or_insert(now);
+                proptest::prop_assert_eq!(due.len() == 1, now - from >= wait);
+            }
+        }
+    }
+
     #[test]
     fn restarts_only_after_the_wait_without_a_serving_worker() {
         let cat = Catalogue::builtin();
