@@ -315,7 +315,18 @@ struct Standing<'c> {
     task_id: &'c str,
 }
 
-impl Standing<'_> {
+impl<'c> Standing<'c> {
+    /// Urgent work: overdue or latency, oldest first.
+    fn first(c: &'c Candidate) -> Self {
+        Standing {
+            group: 0,
+            ratio_pct: 0,
+            advantage: 0.0,
+            order: c.order,
+            task_id: c.task_id.as_ref(),
+        }
+    }
+
     fn cmp(&self, o: &Standing) -> std::cmp::Ordering {
         // Lazily: ids are compared only on a tie of everything else (a
         // lease compares each candidate with the best so far, and `then`
@@ -416,13 +427,7 @@ fn standings<'c>(
         let overdue = waited >= policy.max_placement_delay_ms;
         let past_wait = waited >= policy.max_placement_delay_ms + policy.max_wait_for_cheaper_ms;
         if past_wait || (c.latency && oldest_of_job(c)) {
-            f(Standing {
-                group: 0,
-                ratio_pct: 0,
-                advantage: 0.0,
-                order: c.order,
-                task_id: c.task_id.as_ref(),
-            });
+            f(Standing::first(c));
             continue;
         }
         let (ratio_pct, advantage) = *seen[at].priced.get_or_insert_with(|| {
@@ -432,13 +437,7 @@ fn standings<'c>(
         });
         let within = ratio_pct as f64 <= policy.max_cost_ratio * 100.0;
         if overdue && within {
-            f(Standing {
-                group: 0,
-                ratio_pct: 0,
-                advantage: 0.0,
-                order: c.order,
-                task_id: c.task_id.as_ref(),
-            });
+            f(Standing::first(c));
             continue;
         }
         let taken = p == Capacity::OnDemand
