@@ -5,13 +5,23 @@
 -- reason; the pin is cleared and the job records why.
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, job_id, expected identities_json, reason, now_ms
--- Returns: the job state, or false when the job ended or its pin is no
---          longer the expected one.
+-- Returns: the job state, or false when the job ended, its pin is no
+--          longer the expected one, no chunk waits, or a stitch is no longer
+--          blocked.
 local job, expected, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local j = redis.call('HMGET', jk(job), 'state', 'identities')
 if not j[1] or is_terminal(j[1]) or j[1] == 'Committing' or j[2] ~= expected then
   return false
 end
+-- Only while chunks wait and every stitch still waits for them: the last
+-- chunk may have been made since the coordinator looked.
+local waiting = false
+for _, tid in ipairs(tasks_of(job)) do
+  local t = redis.call('HMGET', tk(tid), 'kind', 'state')
+  if t[1] == 'Encode' and t[2] == 'Pending' then waiting = true end
+  if t[1] == 'Stitch' and t[2] ~= 'Blocked' then return false end
+end
+if not waiting then return false end
 local chunks, dollars = 0, 0
 for _, tid in ipairs(tasks_of(job)) do
   local t = redis.call('HMGET', tk(tid), 'kind', 'state')

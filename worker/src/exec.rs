@@ -297,6 +297,11 @@ impl Slot {
             Work::Encode(e) => match hardware_for(e, self.hw, &self.withdrawn.active()) {
                 Ok(hw) => hw,
                 Err(reason) => {
+                    // This worker reported the family but a slot cannot run
+                    // it: stop offering it, or the chunk comes straight back.
+                    if let Some(first) = e.identities.first().filter(|i| i.hardware()) {
+                        self.withdrawn.withdraw(&first.family);
+                    }
                     self.hand_back(&task_id, attempt, &reason, String::new())
                         .await;
                     return "handed back";

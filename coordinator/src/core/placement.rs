@@ -88,11 +88,15 @@ impl Coordinator {
     pub(super) async fn live_placement_workers(&self) -> Result<Vec<Worker>> {
         let mut out = Vec::new();
         for w in self.store.live_workers(now_ms() - LIVE_MS).await? {
+            // Heard by this replica from the worker's own recent lease
+            // requests only: another replica may be serving it since.
+            let fresh = now_ms() - LIVE_MS;
             let withdrawn = self
                 .workers
                 .lock()
                 .expect("workers lock")
                 .get(&w.id)
+                .filter(|s| s.last_seen_unix_ms >= fresh)
                 .map(|s| s.withdrawn.clone())
                 .unwrap_or_default();
             out.push(self.placement_worker(&WorkerStatus {

@@ -345,6 +345,9 @@ impl<'c> Standing<'c> {
 /// priced.
 struct Judged<'d> {
     demand: &'d Demand,
+    /// The candidate's pin: it changes the ratio (only pools keeping it
+    /// count), so demands alike but pinned apart are judged apart.
+    pinned: &'d [String],
     interned: Option<u32>,
     able: bool,
     priced: Option<(i64, f64)>,
@@ -358,6 +361,9 @@ impl Judged<'_> {
     /// same one first, then frames (chunks of one job differ there, if
     /// anywhere), then outputs.
     fn is(&self, c: &Candidate) -> bool {
+        if self.pinned != &*c.pinned {
+            return false;
+        }
         match (self.interned, c.interned) {
             (Some(a), Some(b)) => a == b,
             _ => {
@@ -403,6 +409,7 @@ fn standings<'c>(
             None => {
                 seen.push(Judged {
                     demand: &c.demand,
+                    pinned: &c.pinned,
                     interned: c.interned,
                     able: worker.can_run(&c.demand) && worker.sessions_allow(&c.demand),
                     priced: None,

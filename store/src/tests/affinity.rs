@@ -199,6 +199,14 @@ async fn a_job_keeps_the_identity_of_its_first_chunk(s: Arc<dyn StateStore>) {
             None
         };
     }
+    // With every chunk made and the stitches pending, a restart that a
+    // replica decided on earlier does nothing.
+    assert!(s
+        .restart_identity(&job, &names_b, reason, now)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(s.job(&job).await.unwrap().0.identities, names_b);
     let stitch = s
         .lease("a", &lease_for(&a, &fleet), now)
         .await

@@ -74,6 +74,23 @@ impl State {
         {
             return Ok(None);
         }
+        // Only while chunks wait and every stitch still waits for them: the
+        // last chunk may have been made since the caller looked.
+        let tasks: Vec<&crate::state::TaskRecord> = job
+            .task_ids
+            .iter()
+            .filter_map(|id| self.tasks.get(id.as_str()).map(|t| &**t))
+            .collect();
+        let waiting = tasks
+            .iter()
+            .any(|t| t.kind == TaskKind::Encode && t.state == TaskState::Pending);
+        let stitches_blocked = tasks
+            .iter()
+            .filter(|t| t.kind == TaskKind::Stitch)
+            .all(|t| t.state == TaskState::Blocked);
+        if !waiting || !stitches_blocked {
+            return Ok(None);
+        }
         let (mut chunks, mut dollars) = (0u32, 0.0);
         for id in job.task_ids.clone() {
             let Some(t) = self.tasks.get_mut(id.as_str()) else {
