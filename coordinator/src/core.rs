@@ -526,6 +526,29 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A chunk its worker cannot encode with the lease's identities (its
+    /// hardware encoder failed or is missing): requeued at once, nothing
+    /// counted against the task or the pool (not an interruption).
+    pub async fn give_back(
+        &self,
+        worker_id: &str,
+        task_id: &str,
+        attempt: u32,
+        notice: &Ending,
+    ) -> Result<()> {
+        let task = self.store.task(task_id).await?;
+        Self::held_attempt(&task, worker_id, attempt)?;
+        warn!(task = %task_id, attempt, worker = %worker_id, reason = %notice.message, "chunk given back: its worker cannot encode it with the lease's identities");
+        metrics::counter!("spotenc_encoder_unavailable_total").increment(1);
+        let t = self
+            .store
+            .release(task_id, attempt, &notice.message, now_ms())
+            .await?;
+        self.work_ready.notify_waiters();
+        self.after(t).await;
+        Ok(())
+    }
+
     pub async fn task_logs(&self, job_id: &str, task_id: &str) -> Result<Vec<TaskLog>> {
         self.store.task_logs(job_id, task_id).await
     }

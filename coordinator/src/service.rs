@@ -293,9 +293,15 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::HandBackTaskResponse>, Status> {
         let req = req.into_inner();
         let notice = Ending::from_worker(&req.reason, true, &req.log);
-        self.0
-            .hand_back(&req.worker_id, &req.task_id, req.attempt, &notice)
-            .await?;
+        if req.encoder_unavailable {
+            self.0
+                .give_back(&req.worker_id, &req.task_id, req.attempt, &notice)
+                .await?;
+        } else {
+            self.0
+                .hand_back(&req.worker_id, &req.task_id, req.attempt, &notice)
+                .await?;
+        }
         Ok(Response::new(pb::HandBackTaskResponse {}))
     }
 }

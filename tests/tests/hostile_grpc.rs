@@ -444,6 +444,7 @@ async fn hostile_grpc_calls_are_refused_and_the_fleet_serves_on() {
             attempt,
             reason: "stolen".into(),
             log: String::new(),
+            encoder_unavailable: false,
         })
         .await,
         PermissionDenied,

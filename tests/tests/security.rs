@@ -299,16 +299,19 @@ async fn worker_calls_are_bound_to_the_lease_holder() {
         })
         .await,
     );
-    denied(
-        w.hand_back_task(pb::HandBackTaskRequest {
-            worker_id: thief.clone(),
-            task_id: task.task_id.clone(),
-            attempt: task.attempt,
-            reason: "stolen".into(),
-            log: String::new(),
-        })
-        .await,
-    );
+    for encoder_unavailable in [false, true] {
+        denied(
+            w.hand_back_task(pb::HandBackTaskRequest {
+                worker_id: thief.clone(),
+                task_id: task.task_id.clone(),
+                attempt: task.attempt,
+                reason: "stolen".into(),
+                log: String::new(),
+                encoder_unavailable,
+            })
+            .await,
+        );
+    }
     // The holder's own heartbeat still works, and the job is unharmed.
     let hb = w
         .heartbeat(pb::HeartbeatRequest {

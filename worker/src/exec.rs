@@ -302,7 +302,7 @@ impl Slot {
                     if let Some(first) = e.identities.first().filter(|i| i.hardware()) {
                         self.withdrawn.withdraw(&first.family);
                     }
-                    self.hand_back(&task_id, attempt, &reason, String::new())
+                    self.give_back(&task_id, attempt, &reason, String::new())
                         .await;
                     return "handed back";
                 }
@@ -378,7 +378,7 @@ impl Slot {
                     "{encoder} failed ({reason}); handed back, and {family} is withdrawn on this worker until a retry"
                 );
                 warn!(task = %task_id, attempt, "{reason}");
-                self.hand_back(&task_id, attempt, &reason, log).await;
+                self.give_back(&task_id, attempt, &reason, log).await;
                 "handed back"
             }
             Err(e) => {
@@ -562,13 +562,33 @@ impl Slot {
         }
     }
 
+    /// Hands a task back after a notice or at shutdown.
     async fn hand_back(&self, task_id: &str, attempt: u32, reason: &str, log: String) {
+        self.hand_back_as(task_id, attempt, reason, log, false)
+            .await
+    }
+
+    /// Hands back a chunk this worker cannot encode with its lease's
+    /// identities: not an interruption, nothing is counted.
+    async fn give_back(&self, task_id: &str, attempt: u32, reason: &str, log: String) {
+        self.hand_back_as(task_id, attempt, reason, log, true).await
+    }
+
+    async fn hand_back_as(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        log: String,
+        encoder_unavailable: bool,
+    ) {
         let req = pb::HandBackTaskRequest {
             worker_id: self.worker_id.clone(),
             task_id: task_id.to_string(),
             attempt,
             reason: reason.to_string(),
             log,
+            encoder_unavailable,
         };
         match self.client.clone().hand_back_task(req).await {
             Ok(_) => info!(task = %task_id, attempt, reason, "task handed back"),
