@@ -72,8 +72,12 @@ mod tests {
     use super::*;
     use crate::cost::capacity::pool_worker;
     use crate::cost::catalogue::Catalogue;
-    use crate::cost::model::{Demand, Output};
+    use crate::cost::model::{Demand, Model, Output};
     use spotenc_proto::domain::{Capacity, Codec};
+
+    use crate::cost::place::{place, rank, Candidate, Fleet, Policy};
+    use crate::cost::tests::{cand, policy, worker};
+    use std::borrow::Cow;
 
     fn job(identities: &[&str]) -> PinnedJob {
         PinnedJob {
@@ -142,5 +146,41 @@ mod tests {
         // Served again: the clock starts over.
         assert!(u.due(&pinned, &gpu, 1000, 12_000).is_empty());
         assert!(u.due(&pinned, &cpu, 1000, 12_500).is_empty());
+    }
+
+    /// A pin changes a chunk's ratio (only pools that keep it count): two
+    /// chunks of one demand, one pinned to libx264, are priced apart. The CPU
+    /// takes the pinned one at once and leaves the unpinned one to the GPU.
+    #[test]
+    fn chunks_alike_but_pinned_apart_are_priced_apart() {
+        let gpu = worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc]);
+        let cpu = worker("c6i-4xlarge-spot", &[Codec::H264, Codec::Hevc]);
+        let fleet = Fleet {
+            pools: vec![gpu, cpu.clone()],
+        };
+        let p = Policy {
+            max_cost_ratio: 2.0,
+            ..policy()
+        };
+        let free = cand(0, Codec::Hevc, 1920, 1080, 0, 0);
+        let mut pinned = cand(1, Codec::Hevc, 1920, 1080, 1, 0);
+        pinned.job = 1;
+        pinned.pinned = Cow::Owned(cpu.identity_names(&pinned.demand));
+        let interned = |mut c: Candidate<'static>| {
+            c.interned = Some(7);
+            c
+        };
+        let m = Model::default();
+        for cands in [
+            vec![free.clone(), pinned.clone()],
+            vec![interned(free.clone()), interned(pinned.clone())],
+        ] {
+            assert_eq!(
+                place(&cpu, &cands, &m, &fleet, &p, 0).as_deref(),
+                Some("t1")
+            );
+            let ranked = rank(&cpu, &cands, &m, &fleet, &p, 0);
+            assert_eq!(ranked, ["t1"], "the unpinned HEVC chunk is the GPU's");
+        }
     }
 }

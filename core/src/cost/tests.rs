@@ -258,7 +258,7 @@ fn pool(name: &str) -> super::catalogue::Pool {
     Catalogue::builtin().get(name).unwrap().clone()
 }
 
-fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
+pub(super) fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
     let p = pool(pool_name);
     let nvenc = if p.hardware == Hardware::Nvenc {
         super::catalogue::nvenc_caps(codecs, 4096)
@@ -277,7 +277,14 @@ fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
     }
 }
 
-fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Candidate<'static> {
+pub(super) fn cand(
+    id: usize,
+    codec: Codec,
+    w: u32,
+    h: u32,
+    order: u64,
+    since: i64,
+) -> Candidate<'static> {
     Candidate {
         task_id: format!("t{id}").into(),
         job: id as u64,
@@ -301,7 +308,7 @@ fn cand(id: usize, codec: Codec, w: u32, h: u32, order: u64, since: i64) -> Cand
     }
 }
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     Policy {
         max_placement_delay_ms: 60_000,
         max_wait_for_cheaper_ms: 600_000,
@@ -777,40 +784,4 @@ fn ten_bit_work_on_an_eight_bit_gpu_is_priced_as_the_cpu_it_falls_back_to() {
         n.ten_bit = true;
     }
     assert!(gpu.seconds(&d, &model) < cpu_10);
-}
-
-/// A pin changes a chunk's ratio (only pools that keep it count): two
-/// chunks of one demand, one pinned to libx264, are priced apart. The CPU
-/// takes the pinned one at once and leaves the unpinned one to the GPU.
-#[test]
-fn chunks_alike_but_pinned_apart_are_priced_apart() {
-    let gpu = worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc]);
-    let cpu = worker("c6i-4xlarge-spot", &[Codec::H264, Codec::Hevc]);
-    let fleet = Fleet {
-        pools: vec![gpu, cpu.clone()],
-    };
-    let p = Policy {
-        max_cost_ratio: 2.0,
-        ..policy()
-    };
-    let free = cand(0, Codec::Hevc, 1920, 1080, 0, 0);
-    let mut pinned = cand(1, Codec::Hevc, 1920, 1080, 1, 0);
-    pinned.job = 1;
-    pinned.pinned = Cow::Owned(cpu.identity_names(&pinned.demand));
-    let interned = |mut c: Candidate<'static>| {
-        c.interned = Some(7);
-        c
-    };
-    let m = Model::default();
-    for cands in [
-        vec![free.clone(), pinned.clone()],
-        vec![interned(free.clone()), interned(pinned.clone())],
-    ] {
-        assert_eq!(
-            place(&cpu, &cands, &m, &fleet, &p, 0).as_deref(),
-            Some("t1")
-        );
-        let ranked = rank(&cpu, &cands, &m, &fleet, &p, 0);
-        assert_eq!(ranked, ["t1"], "the unpinned HEVC chunk is the GPU's");
-    }
 }
