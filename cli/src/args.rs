@@ -3,7 +3,8 @@
 
 use clap::Args;
 use spotenc_proto::domain::{
-    AudioSettings, Codec, Container, JobSpec, Priority, RateControl, Rendition, VideoSettings,
+    AudioSettings, Codec, Container, JobSpec, Priority, QualitySettings, RateControl, Rendition,
+    VideoSettings,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -93,6 +94,21 @@ pub struct JobArgs {
     /// A spot task pending longer than this moves to on-demand workers
     #[arg(long, default_value_t = JobSpec::DEFAULT_ESCALATE_AFTER_WAIT_SECONDS)]
     pub escalate_after_wait_seconds: u32,
+    /// Per-chunk PSNR/SSIM against the source (on), with the seam check and
+    /// the outlier guard; off measures nothing and checks nothing
+    #[arg(long, default_value = "on", value_name = "on|off")]
+    pub quality_metrics: String,
+    /// A chunk whose mean PSNR (dB) is under this is encoded again once, on
+    /// another worker; under it again, the job fails
+    #[arg(long, value_name = "DB")]
+    pub min_psnr: Option<f64>,
+    /// Flag a seam whose PSNR step exceeds this many dB
+    #[arg(long, default_value_t = QualitySettings::DEFAULT_SEAM_STEP_DB, value_name = "DB")]
+    pub seam_step_db: f64,
+    /// A chunk this many dB under its output's median chunk is encoded again
+    /// once, on another worker
+    #[arg(long, default_value_t = QualitySettings::DEFAULT_OUTLIER_DB, value_name = "DB")]
+    pub outlier_db: f64,
 }
 
 /// Parses `4M`, `2500k` or `800000` as bits per second.
@@ -185,6 +201,16 @@ impl JobArgs {
             max_attempts: self.max_attempts,
             escalate_after_attempts: self.escalate_after_attempts,
             escalate_after_wait_seconds: self.escalate_after_wait_seconds,
+            quality: QualitySettings {
+                metrics: match self.quality_metrics.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    q => anyhow::bail!("invalid --quality-metrics {q:?} (expected on or off)"),
+                },
+                min_psnr: self.min_psnr,
+                seam_step_db: self.seam_step_db,
+                outlier_db: self.outlier_db,
+            },
         };
         spec.validate()?;
         Ok(spec)

@@ -105,6 +105,7 @@ fn encode_tasks(
                 origin_pts: v.start_pts,
                 video_stream: v.stream_index,
                 source_frame_rate: v.avg_frame_rate,
+                measure_quality: spec.quality.metrics,
             }),
             deps: vec![],
             frames_total: c.frames(),

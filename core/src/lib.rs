@@ -10,6 +10,8 @@
 //! - [`paths`]: per-attempt object names and the output's hidden temporary.
 //! - [`cost`]: the pool catalogue and its loader, the codec cost model,
 //!   placement and the capacity planner.
+//! - [`quality`]: what a job's measured chunks add up to per output,
+//!   flagged seams, and the outlier guard's verdict before the stitch.
 //! - [`state`]: the job, task and worker records, the pure state
 //!   [`state::machine`] every transition runs through, and its index.
 
@@ -19,4 +21,5 @@ pub mod cost;
 pub mod graph;
 pub mod paths;
 pub mod plan;
+pub mod quality;
 pub mod state;

@@ -209,6 +209,7 @@ pub(crate) fn spec(j: &SimJob, i: usize) -> JobSpec {
         renditions: vec![],
         audio_tracks: Default::default(),
         subtitle_tracks: Default::default(),
+        quality: Default::default(),
     }
 }
 

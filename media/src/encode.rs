@@ -9,11 +9,14 @@
 
 use std::path::{Path, PathBuf};
 
-use spotenc_proto::domain::{Codec, EncodeTask, OutputObject, RateControl, VideoSettings};
+use spotenc_proto::domain::{
+    ChunkQuality, Codec, EncodeTask, OutputObject, RateControl, VideoSettings,
+};
 use tracing::warn;
 
 use crate::ffmpeg::{self, codec, filter, format, frame, Rational};
 use crate::picture::{tonemap_filters, Turn};
+use crate::quality::Meter;
 use crate::{ffi, input, Control, Error, Result};
 
 /// The muxer of chunk objects: NUT keeps any time base exactly.
@@ -103,7 +106,7 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
         videos.push(&r.video);
         finals.push(input::local_path(&r.output)?.to_path_buf());
     }
-    let frames = crate::write_all_atomically(&finals, |parts| {
+    let (frames, quality) = crate::write_all_atomically(&finals, |parts| {
         let targets: Vec<(&VideoSettings, PathBuf)> =
             videos.iter().copied().zip(parts.iter().cloned()).collect();
         // Seek to the keyframe at or before the start; if the demuxer lands
@@ -133,16 +136,23 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
         Some(id) => id.name(),
         None => hw.encoder(codec).to_string(),
     };
+    let mut quality = quality.into_iter();
     out.encoder = made_by(0, task.video.codec);
     out.encode_ms = encode_ms;
+    out.quality = quality.next().flatten();
     for (i, (r, dst)) in task.renditions.iter().zip(&finals[1..]).enumerate() {
         let mut obj = crate::stored_object(&r.output, dst, frames)?;
         obj.encoder = made_by(i + 1, r.video.codec);
         obj.encode_ms = encode_ms;
+        obj.quality = quality.next().flatten();
         out.renditions.push(obj);
     }
     Ok(out)
 }
+
+/// What one pass made: the frame count, and each output's quality when
+/// measured.
+type Made = (u64, Vec<Option<ChunkQuality>>);
 
 /// One decode-encode pass, seeking `backoff_secs` before the chunk start
 /// (`None`: decode from the beginning). Returns `Ok(None)` when seeking landed
@@ -156,7 +166,7 @@ fn run(
     backoff_secs: Option<i64>,
     ctl: &Control,
     hw: Hardware,
-) -> Result<Option<u64>> {
+) -> Result<Option<Made>> {
     let mut ictx = input::open_uri(src, ctl)?;
     let index = task.video_stream as usize;
     let stream = ictx.stream(index).ok_or_else(|| Error::BadInput {
@@ -246,16 +256,19 @@ fn run(
         };
     }
     let planned = task.chunk.frames();
+    let mut quality = Vec::new();
     for pipeline in std::mem::take(&mut cut.pipelines) {
-        let written = pipeline.finish(ctl)?;
-        if written != planned || cut.kept != planned {
+        let (written, q) = pipeline.finish(ctl)?;
+        let measured = q.as_ref().map_or(planned, |q| q.frames);
+        if written != planned || cut.kept != planned || measured != planned {
             return Err(Error::Verify(format!(
-                "chunk {} encoded {written} frames from {} decoded, plan says {planned}",
+                "chunk {} encoded {written} frames ({measured} measured) from {} decoded, plan says {planned}",
                 task.chunk.index, cut.kept
             )));
         }
+        quality.push(q);
     }
-    Ok(Some(planned))
+    Ok(Some((planned, quality)))
 }
 
 /// Keeps the frames inside the chunk and feeds them to every rendition's
@@ -359,6 +372,8 @@ struct Pipeline {
     ost_tb: Rational,
     packets: u64,
     encoder_name: &'static str,
+    /// Measures the output against the frames the encoder is given.
+    meter: Option<Meter>,
 }
 
 impl Pipeline {
@@ -572,6 +587,12 @@ impl Pipeline {
         octx.write_header_with(mux_opts)
             .map_err(ff("write chunk header"))?;
         let ost_tb = octx.stream(0).expect("one stream").time_base();
+        let meter = if task.measure_quality {
+            let params = octx.stream(0).expect("one stream").parameters();
+            Some(Meter::new(params, enc_tb, rate)?)
+        } else {
+            None
+        };
         Ok(Pipeline {
             graph,
             encoder,
@@ -580,6 +601,7 @@ impl Pipeline {
             ost_tb,
             packets: 0,
             encoder_name,
+            meter,
         })
     }
 
@@ -593,8 +615,8 @@ impl Pipeline {
                 None => src.flush().map_err(Error::ff("filter flush"))?,
             }
         }
-        let mut filtered = frame::Video::empty();
         loop {
+            let mut filtered = frame::Video::empty();
             let got = self
                 .graph
                 .get("out")
@@ -604,9 +626,18 @@ impl Pipeline {
             if got.is_err() {
                 break;
             }
+            let sent = if ctl.damages_frames() {
+                damaged(&filtered)
+            } else {
+                None
+            };
             self.encoder
-                .send_frame(&filtered)
+                .send_frame(sent.as_ref().unwrap_or(&filtered))
                 .map_err(|e| self.encoder_error(e))?;
+            // The encoder took its own reference: the meter keeps this one.
+            if let Some(meter) = &mut self.meter {
+                meter.given(filtered)?;
+            }
             self.drain(ctl)?;
         }
         Ok(())
@@ -626,6 +657,9 @@ impl Pipeline {
         while self.encoder.receive_packet(&mut packet).is_ok() {
             ctl.progress
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(meter) = &mut self.meter {
+                meter.packet(&packet)?;
+            }
             packet.set_stream(0);
             packet.rescale_ts(self.enc_tb, self.ost_tb);
             packet
@@ -636,15 +670,40 @@ impl Pipeline {
         Ok(())
     }
 
-    fn finish(mut self, ctl: &Control) -> Result<u64> {
+    fn finish(mut self, ctl: &Control) -> Result<(u64, Option<ChunkQuality>)> {
         self.push(None, ctl)?;
         self.encoder.send_eof().map_err(|e| self.encoder_error(e))?;
         self.drain(ctl)?;
         self.octx
             .write_trailer()
             .map_err(Error::ff("write chunk trailer"))?;
-        Ok(self.packets)
+        let quality = self.meter.map(Meter::finish).transpose()?;
+        Ok((self.packets, quality))
     }
+}
+
+/// The test hook's damage ([`Control::damage_frames`](crate::Control::damage_frames)): a copy of a CPU
+/// frame with its luma inverted, the same size and count, as a failing
+/// encoder might emit. `None` for GPU frames.
+fn damaged(f: &frame::Video) -> Option<frame::Video> {
+    if ffi::is_cuda_frame(f) {
+        return None;
+    }
+    let mut copy = f.clone();
+    let deep = f.format() == ffmpeg::format::Pixel::YUV420P10LE
+        || f.format() == ffmpeg::format::Pixel::P010LE;
+    let luma = copy.data_mut(0);
+    if deep {
+        for px in luma.chunks_exact_mut(2) {
+            let v = u16::from_le_bytes([px[0], px[1]]);
+            px.copy_from_slice(&(1023u16.saturating_sub(v)).to_le_bytes());
+        }
+    } else {
+        for b in luma {
+            *b = 255 - *b;
+        }
+    }
+    Some(copy)
 }
 
 /// Bitrate, VBV maximum rate and buffer, the same options for every

@@ -505,6 +505,25 @@ pub fn is_cuda_frame(frame: &ffmpeg::frame::Video) -> bool {
     unsafe { !(*frame.as_ptr()).hw_frames_ctx.is_null() }
 }
 
+/// A copy in system memory of a frame in GPU memory (NV12 or P010), with
+/// its properties (the quality meter compares on the CPU).
+pub fn download_frame(frame: &ffmpeg::frame::Video) -> Result<ffmpeg::frame::Video, ffmpeg::Error> {
+    let mut out = ffmpeg::frame::Video::empty();
+    // SAFETY: both frames are ours; the transfer allocates the destination's
+    // buffers in the frames context's software format.
+    unsafe {
+        let r = ffi::av_hwframe_transfer_data(out.as_mut_ptr(), frame.as_ptr(), 0);
+        if r < 0 {
+            return Err(ffmpeg::Error::from(r));
+        }
+        let r = ffi::av_frame_copy_props(out.as_mut_ptr(), frame.as_ptr());
+        if r < 0 {
+            return Err(ffmpeg::Error::from(r));
+        }
+    }
+    Ok(out)
+}
+
 /// Tells a `buffer` source which hardware frames it will get (those of
 /// `frame`); needed before the graph is configured.
 pub fn source_takes_hw_frames(

@@ -12,6 +12,8 @@
 //!   back to software for that chunk.
 //! - [`audio`]: one whole-duration audio track, AAC-encoded (keeping its
 //!   channel layout) or copied.
+//! - [`quality`]: each output's PSNR and SSIM against the frames its
+//!   encoder was given, from its packets decoded as they are made.
 //! - [`stitch`]: verify every chunk (size, checksum, frame count), then remux
 //!   the chunks and the audio tracks into MP4 (faststart) or MKV.
 //! - `picture`: the filters a decoded picture goes through before it is
@@ -45,6 +47,7 @@ mod carry;
 pub mod encode;
 pub mod fuzzing;
 pub mod probe;
+pub mod quality;
 pub mod stitch;
 
 #[allow(unsafe_code)]
@@ -167,6 +170,10 @@ pub struct Control {
     /// Packets and frames handled so far, of any kind: the stall
     /// watchdog's evidence that work moves.
     pub progress: AtomicU64,
+    /// Test hook: the encoder gets every frame with its luma inverted (the
+    /// count and size unchanged), as a failing GPU might encode them, while
+    /// quality is measured against the true frames.
+    pub damage_frames: AtomicBool,
 }
 
 impl Control {
@@ -178,6 +185,10 @@ impl Control {
         } else {
             Ok(())
         }
+    }
+
+    pub(crate) fn damages_frames(&self) -> bool {
+        self.damage_frames.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_frames(&self, n: u64) {

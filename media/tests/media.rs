@@ -62,6 +62,7 @@ fn transcode(
         let task = EncodeTask {
             renditions: Default::default(),
             identities: Vec::new(),
+            measure_quality: false,
             input: src.to_str().unwrap().into(),
             output: dir
                 .join(format!("c{}.nut", c.index))
@@ -393,6 +394,7 @@ fn a_failed_hardware_encoder_is_an_error_and_a_failed_gpu_decode_moves_to_the_cp
     let task = EncodeTask {
         renditions: Default::default(),
         identities: Vec::new(),
+        measure_quality: false,
         input: src.to_str().unwrap().into(),
         output: out.to_str().unwrap().into(),
         chunk: *c,

@@ -6,6 +6,7 @@ fn spec() -> JobSpec {
         renditions: Default::default(),
         audio_tracks: Default::default(),
         subtitle_tracks: Default::default(),
+        quality: Default::default(),
         input: "/in.mp4".into(),
         output: "/out.mp4".into(),
         video: VideoSettings {
@@ -109,6 +110,7 @@ fn leased_task_round_trips() {
         work: Work::Encode(EncodeTask {
             renditions: Default::default(),
             identities: Vec::new(),
+            measure_quality: false,
             input: "/in.ts".into(),
             output: "/w/c3.nut".into(),
             chunk: ChunkRange {

@@ -31,6 +31,7 @@ fn spec() -> JobSpec {
         renditions: Default::default(),
         audio_tracks: Default::default(),
         subtitle_tracks: Default::default(),
+        quality: Default::default(),
         input: "/in.mp4".into(),
         output: format!("/out-{n}.mp4"),
         video: VideoSettings {
@@ -107,6 +108,7 @@ fn follow_ups(job: &str) -> Vec<NewTask> {
         work: Work::Encode(EncodeTask {
             renditions: Default::default(),
             identities: Vec::new(),
+            measure_quality: false,
             input: "/in.mp4".into(),
             output: format!("/w/{job}/chunk-{i}.nut"),
             chunk: ChunkRange {

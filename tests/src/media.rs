@@ -252,3 +252,35 @@ pub fn psnr(distorted: &Path, reference: &Path) -> f64 {
         avg.parse().expect("psnr value")
     }
 }
+
+/// What `ffmpeg -lavfi psnr,ssim` says of `distorted` against `reference`
+/// after `ref_filter` (a filter chain ending in `,`, or empty): the weighted
+/// average PSNR, the Y PSNR and SSIM (all planes), as the CLI prints them.
+pub fn lavfi_scores(distorted: &Path, reference: &Path, ref_filter: &str) -> (f64, f64, f64) {
+    let graph = format!(
+        "[0:v]setpts=PTS-STARTPTS[a];[1:v]{ref_filter}setpts=PTS-STARTPTS[b];\
+         [a]split[a1][a2];[b]split[b1][b2];[a1][b1]psnr;[a2][b2]ssim"
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-i"])
+        .arg(distorted)
+        .arg("-i")
+        .arg(reference)
+        .args(["-lavfi", &graph, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let after = |line_start: &str, key: &str| -> f64 {
+        err.lines()
+            .filter(|l| l.contains(line_start))
+            .find_map(|l| l.split(key).nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in: {err}"))
+    };
+    (
+        after("PSNR", "average:"),
+        after("PSNR", " y:"),
+        after("SSIM", "All:"),
+    )
+}

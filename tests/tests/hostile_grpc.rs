@@ -21,6 +21,7 @@ fn raw_spec(input: &str, output: &str) -> pb::JobSpec {
         renditions: Default::default(),
         audio_tracks: Default::default(),
         subtitle_tracks: Default::default(),
+        quality: Default::default(),
         input: input.into(),
         output: output.into(),
         video: VideoSettings {

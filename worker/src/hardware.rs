@@ -143,6 +143,7 @@ mod tests {
                     params: String::new(),
                 })
                 .collect(),
+            measure_quality: false,
         }
     }
 

@@ -199,6 +199,7 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
     JobView {
         identities: job.identities.clone(),
         restarts: job.restarts.clone(),
+        quality: crate::quality::report(&job.spec, tasks),
         left_out: job
             .probe
             .as_ref()

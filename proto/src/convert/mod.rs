@@ -1,13 +1,15 @@
 //! Conversions between [`crate::domain`] and the wire types in [`crate::pb`].
 //!
 //! Wire to domain is `TryFrom` (clients can send anything); domain to wire is
-//! `From`. Workers, GPUs and telemetry are in `fleet`.
+//! `From`. Workers, GPUs and telemetry are in `fleet`; quality settings,
+//! measurements and reports in `quality`.
 
 use crate::domain as d;
 use crate::pb;
 use crate::{Error, Result};
 
 mod fleet;
+mod quality;
 
 fn missing(field: &str) -> Error {
     Error::invalid(format!("missing field {field}"))
@@ -190,6 +192,7 @@ impl From<d::JobSpec> for pb::JobSpec {
                 .collect(),
             audio_tracks: s.audio_tracks.to_string(),
             subtitle_tracks: s.subtitle_tracks.to_string(),
+            quality: Some(s.quality.into()),
         }
     }
 }
@@ -271,6 +274,7 @@ impl TryFrom<pb::JobSpec> for d::JobSpec {
                 .subtitle_tracks
                 .parse()
                 .map_err(|e: Error| Error::invalid(format!("subtitle tracks: {e}")))?,
+            quality: s.quality.try_into()?,
         };
         spec.validate()?;
         Ok(spec)
@@ -325,6 +329,7 @@ impl From<d::OutputObject> for pb::OutputObject {
             renditions: o.renditions.into_iter().map(Into::into).collect(),
             encoder: o.encoder,
             encode_ms: o.encode_ms,
+            quality: o.quality.map(Into::into),
         }
     }
 }
@@ -339,6 +344,7 @@ impl From<pb::OutputObject> for d::OutputObject {
             renditions: o.renditions.into_iter().map(Into::into).collect(),
             encoder: o.encoder,
             encode_ms: o.encode_ms,
+            quality: o.quality.map(Into::into),
         }
     }
 }
@@ -385,6 +391,7 @@ pub fn work_to_pb(w: d::Work) -> pb::task::Work {
                 })
                 .collect(),
             identities: e.identities.into_iter().map(Into::into).collect(),
+            measure_quality: e.measure_quality,
         }),
         d::Work::Audio(a) => pb::task::Work::Audio(pb::AudioTask {
             input: a.input,
@@ -462,6 +469,7 @@ impl TryFrom<pb::Task> for d::LeasedTask {
                     .into_iter()
                     .map(d::EncoderIdentity::try_from)
                     .collect::<Result<_>>()?,
+                measure_quality: e.measure_quality,
             }),
             pb::task::Work::Audio(a) => d::Work::Audio(d::AudioTask {
                 input: a.input,
@@ -727,12 +735,14 @@ pub fn job_to_pb(j: d::JobView) -> pb::Job {
         left_out: j.left_out,
         identities: j.identities,
         restarts: j.restarts,
+        quality: j.quality.into_iter().map(Into::into).collect(),
         cost: Some(pb::JobCost {
             spot_dollars: j.cost.spot_dollars,
             on_demand_dollars: j.cost.on_demand_dollars,
             wasted_dollars: j.cost.wasted_dollars,
             output_seconds: j.cost.output_seconds,
             dollars_per_output_minute: j.cost.dollars_per_output_minute,
+            output_bytes: j.cost.output_bytes,
         }),
         tasks: j
             .tasks

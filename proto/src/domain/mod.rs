@@ -14,9 +14,11 @@ use crate::{Error, Result};
 
 mod fleet;
 mod identity;
+mod quality;
 mod tracks;
 pub use fleet::*;
 pub use identity::*;
+pub use quality::*;
 pub use tracks::*;
 
 /// The video codec of a rendition.
@@ -318,6 +320,9 @@ pub struct JobSpec {
     /// The source's subtitle tracks the outputs keep (default: all).
     #[serde(default)]
     pub subtitle_tracks: TrackSelection,
+    /// What is measured of each chunk and checked before the stitch.
+    #[serde(default)]
+    pub quality: QualitySettings,
 }
 
 /// A further output of a job.
@@ -578,7 +583,7 @@ impl ChunkRange {
 }
 
 /// A stored object a task produced, with what the stitcher verifies.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutputObject {
     pub path: String,
     pub size_bytes: u64,
@@ -593,6 +598,10 @@ pub struct OutputObject {
     /// Wall time of the encode (encode tasks), for the cost model.
     #[serde(default)]
     pub encode_ms: u64,
+    /// The chunk's quality against the source (encode tasks that measured
+    /// it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<ChunkQuality>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -617,6 +626,9 @@ pub struct EncodeTask {
     /// hands the task back; empty: the worker's own choice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<EncoderIdentity>,
+    /// Measure each output's PSNR/SSIM against the source.
+    #[serde(default)]
+    pub measure_quality: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -790,6 +802,9 @@ pub enum AttemptOutcome {
     /// Its result was thrown away: the rendition restarted under another
     /// encoder identity. Counted as waste.
     Discarded,
+    /// Its chunk fell short of the job's quality checks and was encoded
+    /// again. Counted as waste.
+    Rejected,
 }
 
 impl AttemptOutcome {
@@ -803,6 +818,7 @@ impl AttemptOutcome {
             AttemptOutcome::Released => "released",
             AttemptOutcome::Cancelled => "cancelled",
             AttemptOutcome::Discarded => "discarded",
+            AttemptOutcome::Rejected => "rejected",
         }
     }
 }
@@ -866,6 +882,9 @@ pub struct JobCost {
     /// Output seconds of every rendition.
     pub output_seconds: f64,
     pub dollars_per_output_minute: f64,
+    /// Bytes of the committed outputs.
+    #[serde(default)]
+    pub output_bytes: u64,
 }
 
 /// Interruption counts by pool name.
@@ -945,6 +964,8 @@ pub struct JobView {
     pub identities: Vec<String>,
     /// Each restart under another identity: why, and what it discarded.
     pub restarts: Vec<String>,
+    /// Each output's measured quality; empty while no chunk was measured.
+    pub quality: Vec<RenditionQuality>,
 }
 
 /// The output size: the largest size with the source's aspect ratio that fits
