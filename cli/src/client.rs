@@ -250,6 +250,9 @@ pub fn summary(job: &pb::Job) -> String {
                 c.spot_dollars, c.on_demand_dollars, c.wasted_dollars, c.dollars_per_output_minute
             ));
         }
+        if let Some(gb) = crate::report::gb_per_output_hour(c) {
+            line.push_str(&format!("  {gb:.3} GB/output-hour"));
+        }
     }
     if !job.error.is_empty() {
         line.push_str(&format!("  error: {}", job.error));
@@ -262,6 +265,9 @@ pub fn summary(job: &pb::Job) -> String {
     }
     for l in &job.left_out {
         line.push_str(&format!("\n  left out: {l}"));
+    }
+    for q in crate::report::quality_lines(job) {
+        line.push_str(&format!("\n  {q}"));
     }
     line
 }

@@ -35,6 +35,7 @@ mod fleet;
 mod operator;
 #[cfg(feature = "transcode")]
 mod probe;
+mod report;
 #[cfg(feature = "sim")]
 mod simulate;
 #[cfg(feature = "transcode")]
@@ -110,6 +111,9 @@ enum Command {
     /// Show one job, or the latest jobs
     Status {
         job: Option<String>,
+        /// Print JSON (one document per job) instead of the table
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: client::ConnArgs,
     },
@@ -331,15 +335,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let spec = job.to_spec(args::absolute(&input), args::absolute(&output))?;
             submit(spec, &conn, idempotency_key, wait).await
         }
-        Command::Status { job, conn } => {
+        Command::Status { job, json, conn } => {
             init_tracing("warn");
             let mut c = client::connect(&conn).await?;
-            match job {
-                Some(id) => println!("{}", client::summary(&client::get(&mut c, &id).await?)),
-                None => {
-                    for j in client::list(&mut c).await? {
-                        println!("{}", client::summary(&j));
-                    }
+            let jobs = match job {
+                Some(id) => vec![client::get(&mut c, &id).await?],
+                None => client::list(&mut c).await?,
+            };
+            for j in &jobs {
+                if json {
+                    println!("{}", report::job_json(j));
+                } else {
+                    println!("{}", client::summary(j));
                 }
             }
             Ok(true)

@@ -155,6 +155,9 @@ pub async fn run(spec: JobSpec, local: Local) -> anyhow::Result<bool> {
         for l in &job.left_out {
             eprintln!("spotenc: left out {l}");
         }
+        for l in crate::report::quality_lines(&job) {
+            eprintln!("spotenc: {l}");
+        }
         Ok(true)
     } else {
         let reason = if job.error.is_empty() {

@@ -79,6 +79,7 @@ async fn preload(store: Arc<dyn StateStore>, n: usize, dir: &Path) -> anyhow::Re
                     id: id.clone(),
                     info: cpu_worker_info(&id, "bench", Capacity::OnDemand),
                     registered_unix_ms: now_ms(),
+                    strikes: Vec::new(),
                 })
                 .await?;
             while done.load(Ordering::Relaxed) < n {

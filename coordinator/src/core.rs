@@ -7,9 +7,11 @@
 //! lease context, learning from encodes, the pools and costs tables);
 //! `background` what runs beside them (retention, the reaper, capacity
 //! planning) and the effects of transitions (commit, clean-up, cost
-//! counters).
+//! counters); `guard` the outlier guard before a stitch, worker strikes and
+//! the chunk quality metrics.
 
 mod background;
+mod guard;
 mod placement;
 
 use std::sync::Arc;
@@ -205,6 +207,7 @@ impl Coordinator {
                 id: id.clone(),
                 info: info.clone(),
                 registered_unix_ms: now,
+                strikes: Vec::new(),
             })
             .await?;
         self.workers.lock().expect("workers lock").insert(
@@ -229,6 +232,7 @@ impl Coordinator {
         worker_id: &str,
         wait: Duration,
     ) -> Result<Option<LeasedTask>> {
+        self.check_not_quarantined(worker_id).await?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.work_ready.notified();
@@ -272,6 +276,9 @@ impl Coordinator {
         let Some(mut task) = self.store.lease(worker_id, lease, now_ms()).await? else {
             return Ok(None);
         };
+        if matches!(task.work, Work::Stitch(_)) && !self.stitch_passes(&task).await? {
+            return Ok(None);
+        }
         info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
         match self.broker.sign(task.work.clone()).await {
             Ok(work) => {
@@ -470,6 +477,7 @@ impl Coordinator {
             Ok(t) => {
                 info!(task = %task_id, attempt, "task done");
                 if let Some(obj) = encoded {
+                    Self::record_quality(&task.work, &obj);
                     self.observe(task, held, &obj).await;
                 }
                 self.after(t).await;

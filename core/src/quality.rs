@@ -25,12 +25,25 @@ use crate::state::TaskRecord;
 pub struct Measured<'a> {
     pub task_id: &'a str,
     pub chunk: u32,
-    /// The worker that made the done attempt.
+    /// The worker that made the done attempt, and its number.
     pub worker_id: &'a str,
+    pub attempt: u32,
     pub quality: &'a ChunkQuality,
     pub bytes: u64,
-    /// The chunk was already re-encoded once by the guard.
-    pub reencoded: bool,
+    /// The chunk's mean PSNR in every output (0: not measured).
+    pub psnr_by_output: Vec<f64>,
+    /// The attempt the guard rejected, when it re-encoded the chunk.
+    pub rejected: Option<Rejected<'a>>,
+}
+
+/// A rejected attempt of a chunk, as its re-encode is judged against it.
+#[derive(Debug, Clone)]
+pub struct Rejected<'a> {
+    pub worker_id: &'a str,
+    pub attempt: u32,
+    /// Its mean PSNR in the output being judged (0: not measured).
+    pub psnr: f64,
+    pub reason: &'a str,
 }
 
 /// The done chunks of output `rendition` (0: the job's output) that were
@@ -43,25 +56,36 @@ pub fn measured(tasks: &[TaskRecord], rendition: usize) -> Vec<Measured<'_>> {
             let Some(TaskOutcome::Encode(obj)) = &t.result else {
                 return None;
             };
-            let obj = match rendition {
-                0 => obj,
-                r => obj.renditions.get(r - 1)?,
-            };
+            let all: Vec<&spotenc_proto::domain::OutputObject> =
+                std::iter::once(obj).chain(obj.renditions.iter()).collect();
             let done = t
                 .history
                 .iter()
                 .rev()
                 .find(|a| a.outcome == AttemptOutcome::Done)?;
+            let rejected = t
+                .history
+                .iter()
+                .rev()
+                .find(|a| a.outcome == AttemptOutcome::Rejected)
+                .map(|a| Rejected {
+                    worker_id: &a.worker_id,
+                    attempt: a.attempt,
+                    psnr: a.rejected_psnr.get(rendition).copied().unwrap_or(0.0),
+                    reason: &a.error,
+                });
             Some(Measured {
                 task_id: &t.id,
                 chunk: t.chunk,
                 worker_id: &done.worker_id,
-                quality: obj.quality.as_ref()?,
-                bytes: obj.size_bytes,
-                reencoded: t
-                    .history
+                attempt: done.attempt,
+                quality: all.get(rendition)?.quality.as_ref()?,
+                bytes: all.get(rendition)?.size_bytes,
+                psnr_by_output: all
                     .iter()
-                    .any(|a| a.outcome == AttemptOutcome::Rejected),
+                    .map(|o| o.quality.as_ref().map_or(0.0, |q| q.psnr))
+                    .collect(),
+                rejected,
             })
         })
         .collect();
@@ -72,19 +96,6 @@ pub fn measured(tasks: &[TaskRecord], rendition: usize) -> Vec<Measured<'_>> {
 /// Each output's report, in the order of the outputs; empty when no chunk
 /// was measured.
 pub fn report(spec: &JobSpec, tasks: &[TaskRecord]) -> Vec<RenditionQuality> {
-    let reencoded: Vec<Reencode> = tasks
-        .iter()
-        .flat_map(|t| {
-            t.history
-                .iter()
-                .filter(|a| a.outcome == AttemptOutcome::Rejected)
-                .map(|a| Reencode {
-                    chunk: t.chunk,
-                    worker_id: a.worker_id.clone(),
-                    reason: a.error.clone(),
-                })
-        })
-        .collect();
     let mut out = Vec::new();
     for (r, (output, _, _)) in spec.outputs().into_iter().enumerate() {
         let chunks = measured(tasks, r);
@@ -94,7 +105,27 @@ pub fn report(spec: &JobSpec, tasks: &[TaskRecord]) -> Vec<RenditionQuality> {
         let mut q = summarise(&chunks);
         q.output = output.to_string();
         q.seams = seams(&chunks, spec.quality.seam_step_db);
-        q.reencoded = reencoded.clone();
+        q.reencoded = chunks
+            .iter()
+            .filter_map(|c| {
+                let rej = c.rejected.as_ref()?;
+                Some(Reencode {
+                    chunk: c.chunk,
+                    worker_id: rej.worker_id.to_string(),
+                    reason: format!(
+                        "{}; encoded again by worker {} at {:.2} dB here{}",
+                        rej.reason,
+                        c.worker_id,
+                        c.quality.psnr,
+                        match compare(c, rej) {
+                            Retry::Better => " (the rejected chunk was faulty)",
+                            Retry::Reproduced => " (reproduced: the content, not a fault)",
+                            Retry::Other => "",
+                        }
+                    ),
+                })
+            })
+            .collect();
         out.push(q);
     }
     out
@@ -174,6 +205,9 @@ pub struct Outlier {
     /// The worker that made it.
     pub worker_id: String,
     pub reason: String,
+    /// The chunk's mean PSNR per output (0: not measured), kept with the
+    /// rejected attempt for its re-encode to be compared with.
+    pub psnr: Vec<f64>,
 }
 
 /// What the guard decided for a job whose chunks are all done.
@@ -184,74 +218,152 @@ pub enum Verdict {
     /// Encode these chunks again, each on another worker than the one
     /// named.
     Reencode(Vec<Outlier>),
-    /// A chunk was short again after its re-encode: the job fails with this
-    /// message, which names it.
+    /// A chunk was short again after its re-encode, and not because of its
+    /// content: the job fails with this message, which names it.
     Fail(String),
 }
 
-/// The guard's verdict over every output of a job.
-pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Verdict {
-    let mut redo: Vec<Outlier> = Vec::new();
-    for (r, (output, _, _)) in spec.outputs().into_iter().enumerate() {
-        let chunks = measured(tasks, r);
-        for (c, why) in outliers(&chunks, &spec.quality) {
-            let reason = format!("chunk {} of {output}: {why}", c.chunk);
-            if c.reencoded {
-                return Verdict::Fail(format!(
-                    "{reason}, again after it was re-encoded (this time by worker {})",
-                    c.worker_id
-                ));
-            }
-            if !redo.iter().any(|o| o.task_id == c.task_id) {
-                redo.push(Outlier {
-                    task_id: c.task_id.to_string(),
-                    chunk: c.chunk,
-                    worker_id: c.worker_id.to_string(),
-                    reason: format!("{reason} (made by worker {})", c.worker_id),
-                });
-            }
-        }
-    }
-    if redo.is_empty() {
-        Verdict::Clean
+/// A rejected chunk counted against the worker that made it. The reason
+/// names the task and attempt, so judging again counts it once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strike {
+    pub worker_id: String,
+    pub reason: String,
+}
+
+/// The guard's verdict and the strikes it found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub strikes: Vec<Strike>,
+}
+
+/// How far apart (dB) a chunk and its re-encode on another worker may be
+/// for the re-encode to reproduce it.
+pub const REPRODUCED_DB: f64 = 1.0;
+
+/// What a re-encode says of the chunk it replaced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Retry {
+    /// Better by more than [`REPRODUCED_DB`]: the rejected chunk was
+    /// faulty.
+    Better,
+    /// Within [`REPRODUCED_DB`] on another worker: that is what the
+    /// identity makes of the content.
+    Reproduced,
+    Other,
+}
+
+fn compare(c: &Measured<'_>, rej: &Rejected<'_>) -> Retry {
+    if rej.psnr <= 0.0 {
+        Retry::Other
+    } else if c.quality.psnr - rej.psnr > REPRODUCED_DB {
+        Retry::Better
+    } else if rej.worker_id != c.worker_id && (c.quality.psnr - rej.psnr).abs() <= REPRODUCED_DB {
+        Retry::Reproduced
     } else {
-        Verdict::Reencode(redo)
+        Retry::Other
     }
 }
 
-/// The chunks of one output under the floor or `outlier_db` under the
-/// median chunk, each with why.
-fn outliers<'m, 'a>(
-    chunks: &'m [Measured<'a>],
-    settings: &QualitySettings,
-) -> Vec<(&'m Measured<'a>, String)> {
+/// The guard's verdict over every output of a job. A short chunk is
+/// encoded again once, on another worker. Then: a better re-encode counts a
+/// strike against the first worker; one under the job's floor, or short
+/// again without reproducing the first (a second fault, or the same
+/// worker again), fails the job and counts a strike against both; one that
+/// reproduces the first on another worker is the content and is kept.
+pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Judgement {
+    let (mut redo, mut strikes, mut fail) = (Vec::<Outlier>::new(), Vec::new(), None);
+    for (r, (output, _, _)) in spec.outputs().into_iter().enumerate() {
+        let chunks = measured(tasks, r);
+        let median = median(&chunks);
+        for c in &chunks {
+            let short = shortfall(c.quality.psnr, median, chunks.len(), &spec.quality);
+            let strike = |worker: &str, attempt: u32, psnr: f64, what: &str| Strike {
+                worker_id: worker.to_string(),
+                reason: format!(
+                    "chunk {} of {output} (task {} attempt {attempt}): {psnr:.2} dB, {what}",
+                    c.chunk, c.task_id
+                ),
+            };
+            match (&c.rejected, short) {
+                (None, None) => {}
+                (None, Some((why, _))) => {
+                    if !redo.iter().any(|o| o.task_id == c.task_id) {
+                        redo.push(Outlier {
+                            task_id: c.task_id.to_string(),
+                            chunk: c.chunk,
+                            worker_id: c.worker_id.to_string(),
+                            reason: format!(
+                                "chunk {} of {output}: {why} (made by worker {})",
+                                c.chunk, c.worker_id
+                            ),
+                            psnr: c.psnr_by_output.clone(),
+                        });
+                    }
+                }
+                (Some(rej), None) => {
+                    if compare(c, rej) == Retry::Better {
+                        let what = format!(
+                            "{:.2} dB when worker {} encoded it again",
+                            c.quality.psnr, c.worker_id
+                        );
+                        strikes.push(strike(rej.worker_id, rej.attempt, rej.psnr, &what));
+                    }
+                }
+                (Some(rej), Some((why, floor))) => {
+                    if floor || compare(c, rej) != Retry::Reproduced {
+                        let what = "short again after it was encoded a second time";
+                        strikes.push(strike(rej.worker_id, rej.attempt, rej.psnr, what));
+                        strikes.push(strike(c.worker_id, c.attempt, c.quality.psnr, what));
+                        fail.get_or_insert(format!(
+                            "chunk {} of {output}: {why}, again after it was encoded a second time \
+                             (first by worker {} at {:.2} dB, then by worker {})",
+                            c.chunk, rej.worker_id, rej.psnr, c.worker_id
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let verdict = match (fail, redo.is_empty()) {
+        (Some(msg), _) => Verdict::Fail(msg),
+        (None, false) => Verdict::Reencode(redo),
+        (None, true) => Verdict::Clean,
+    };
+    Judgement { verdict, strikes }
+}
+
+/// The median of the chunks' mean PSNRs.
+fn median(chunks: &[Measured<'_>]) -> f64 {
     let mut psnr: Vec<f64> = chunks.iter().map(|c| c.quality.psnr).collect();
     psnr.sort_by(f64::total_cmp);
-    let median = match psnr.len() {
-        0 => return Vec::new(),
+    match psnr.len() {
+        0 => 0.0,
         n if n % 2 == 1 => psnr[n / 2],
         n => (psnr[n / 2 - 1] + psnr[n / 2]) / 2.0,
-    };
-    chunks
-        .iter()
-        .filter_map(|c| {
-            let p = c.quality.psnr;
-            let why = if settings.min_psnr.is_some_and(|floor| p < floor) {
-                format!(
-                    "PSNR {p:.2} dB is under the job's floor of {:.2} dB",
-                    settings.min_psnr.unwrap_or_default()
-                )
-            } else if chunks.len() > 1 && p < median - settings.outlier_db {
-                format!(
-                    "PSNR {p:.2} dB is {:.2} dB under the median chunk's {median:.2} dB",
-                    median - p
-                )
-            } else {
-                return None;
-            };
-            Some((c, why))
-        })
-        .collect()
+    }
+}
+
+/// Why a chunk's PSNR `p` is short, and whether it is under the job's
+/// floor (rather than `outlier_db` under the median of `n` chunks).
+fn shortfall(p: f64, median: f64, n: usize, settings: &QualitySettings) -> Option<(String, bool)> {
+    if let Some(floor) = settings.min_psnr.filter(|&f| p < f) {
+        Some((
+            format!("PSNR {p:.2} dB is under the job's floor of {floor:.2} dB"),
+            true,
+        ))
+    } else if n > 1 && p < median - settings.outlier_db {
+        Some((
+            format!(
+                "PSNR {p:.2} dB is {:.2} dB under the median chunk's {median:.2} dB",
+                median - p
+            ),
+            false,
+        ))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -269,14 +381,25 @@ mod tests {
         }
     }
 
-    fn m<'a>(chunk: u32, quality: &'a ChunkQuality, reencoded: bool) -> Measured<'a> {
+    fn m<'a>(chunk: u32, worker: &'a str, quality: &'a ChunkQuality) -> Measured<'a> {
         Measured {
             task_id: "t",
             chunk,
-            worker_id: "w",
+            worker_id: worker,
+            attempt: 2,
             quality,
             bytes: 1000,
-            reencoded,
+            psnr_by_output: vec![quality.psnr],
+            rejected: None,
+        }
+    }
+
+    fn rejected(worker: &str, psnr: f64) -> Rejected<'_> {
+        Rejected {
+            worker_id: worker,
+            attempt: 1,
+            psnr,
+            reason: "short",
         }
     }
 
@@ -284,37 +407,41 @@ mod tests {
     fn a_cut_in_the_content_is_not_a_seam_but_a_restart_is() {
         // Still (48 dB throughout) then motion (34 dB throughout): a cut.
         let (still, motion) = (q(48.0, 48.0, 48.0), q(34.0, 34.2, 34.0));
-        assert!(seams(&[m(0, &still, false), m(1, &motion, false)], 1.0).is_empty());
+        assert!(seams(&[m(0, "a", &still), m(1, "a", &motion)], 1.0).is_empty());
         // The motion chunk's first second 3 dB above its level: a restart.
         let restart = q(34.0, 37.0, 34.0);
-        let flagged = seams(&[m(0, &still, false), m(1, &restart, false)], 1.0);
+        let flagged = seams(&[m(0, "a", &still), m(1, "a", &restart)], 1.0);
         assert_eq!(flagged.len(), 1);
         assert_eq!(flagged[0].chunk, 1);
         assert!((flagged[0].step_db - 3.0).abs() < 1e-9);
     }
 
     #[test]
-    fn a_chunk_far_under_the_median_is_reencoded_once() {
-        let (good, bad) = (q(40.0, 40.0, 40.0), q(20.0, 20.0, 20.0));
+    fn short_means_under_the_floor_or_far_under_the_median() {
         let settings = QualitySettings::default();
-        let chunks = [m(0, &good, false), m(1, &bad, false), m(2, &good, false)];
-        let found = outliers(&chunks, &settings);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0.chunk, 1);
-        assert!(
-            found[0].1.contains("20.00 dB under the median"),
-            "{}",
-            found[0].1
-        );
-        // 5 dB under is within the default 6 dB.
-        let fair = q(35.0, 35.0, 35.0);
-        let chunks = [m(0, &good, false), m(1, &fair, false), m(2, &good, false)];
-        assert!(outliers(&chunks, &settings).is_empty());
+        let (why, floor) = shortfall(20.0, 40.0, 3, &settings).unwrap();
+        assert!(why.contains("20.00 dB under the median") && !floor, "{why}");
+        // 5 dB under is within the default 6 dB; a single chunk has no
+        // median to be under.
+        assert!(shortfall(35.0, 40.0, 3, &settings).is_none());
+        assert!(shortfall(10.0, 10.0, 1, &settings).is_none());
         // A floor catches what the median cannot.
         let floor = QualitySettings {
             min_psnr: Some(45.0),
             ..Default::default()
         };
-        assert_eq!(outliers(&chunks, &floor).len(), 3);
+        assert!(shortfall(40.0, 40.0, 3, &floor).unwrap().1);
+    }
+
+    #[test]
+    fn a_re_encode_is_better_reproduced_or_neither() {
+        let again = q(40.0, 40.0, 40.0);
+        let c = m(1, "b", &again);
+        assert_eq!(compare(&c, &rejected("a", 12.0)), Retry::Better);
+        assert_eq!(compare(&c, &rejected("a", 39.5)), Retry::Reproduced);
+        // The same worker reproducing itself proves nothing.
+        assert_eq!(compare(&c, &rejected("b", 39.5)), Retry::Other);
+        // Worse again on another worker.
+        assert_eq!(compare(&c, &rejected("a", 45.0)), Retry::Other);
     }
 }

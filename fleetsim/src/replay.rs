@@ -288,6 +288,7 @@ pub fn replay(
                 id: id.clone(),
                 info,
                 registered_unix_ms: 0,
+                strikes: Vec::new(),
             });
             workers.push((id, sp.pool.clone(), w, sp.pool.slots));
         }

@@ -27,7 +27,7 @@ for _, w in ipairs(redis.call('ZRANGEBYSCORE', WORKERS, '-inf', '(' .. cutoff)) 
   if purged >= limit then break end
   local seen = redis.call('ZSCORE', SEEN, w)
   if not seen or tonumber(seen) < tonumber(cutoff) then
-    redis.call('DEL', P .. ':worker:' .. w)
+    redis.call('DEL', P .. ':worker:' .. w, P .. ':worker:' .. w .. ':strikes')
     redis.call('ZREM', SEEN, w)
     redis.call('ZREM', WORKERS, w)
     purged = purged + 1

@@ -8,8 +8,9 @@
 -- ARGV: prefix, worker_id, now_ms, per_class, then the queue classes
 -- Returns: {sessions_held, n, then n × (task_id, job_id, partition, order,
 --          pending_since_ms, latency (1/0), demand_json, identities_json
---          (the job's pin; '' when unpinned))}, or an error if the worker is
---          unknown.
+--          (the job's pin; '' when unpinned), avoid (the worker a chunk the
+--          outlier guard sent back avoids; '' for others))}, or an error if
+--          the worker is unknown.
 local worker, k = ARGV[2], tonumber(ARGV[4])
 local w = redis.call('HMGET', P .. ':worker:' .. worker, 'capacity', 'sessions')
 if not w[1] then
@@ -25,7 +26,7 @@ for _, p in ipairs(partitions) do
     for j = 1, #pair, 2 do
       local id = pair[j]
       local t = redis.call('HMGET', tk(id), 'job_id', 'pending_since_ms', 'demand', 'state',
-        'latency')
+        'latency', 'avoid')
       if t[4] == 'Pending' then
         -- A probe (made at submission) has no latency field: ask its job.
         local latency = t[5]
@@ -34,7 +35,8 @@ for _, p in ipairs(partitions) do
           if redis.call('HGET', jk(t[1]), 'partition') == 'OnDemand' then latency = '1' end
         end
         local pin = redis.call('HGET', jk(t[1]), 'identities') or ''
-        for _, v in ipairs({id, t[1], p, pair[j + 1], t[2] or '0', latency, t[3] or '', pin}) do
+        local fields = {id, t[1], p, pair[j + 1], t[2] or '0', latency, t[3] or '', pin, t[6] or ''}
+        for _, v in ipairs(fields) do
           table.insert(out, v)
         end
         n = n + 1

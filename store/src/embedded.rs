@@ -47,6 +47,7 @@ use crate::StateStore;
 use spotenc_core::cost::capacity::BacklogItem;
 use spotenc_core::cost::model::{Model, Observation};
 use spotenc_core::cost::Lease;
+use spotenc_core::quality::Outlier;
 use spotenc_core::state::machine::State;
 use spotenc_core::state::tracked::{KeyMap, Tracked};
 use spotenc_core::state::{
@@ -639,6 +640,22 @@ impl StateStore for EmbeddedStore {
         self.apply(false, |s| {
             s.restart_identity(job_id, expected, reason, now_ms)
         })
+    }
+
+    async fn reject_chunks(
+        &self,
+        stitch_id: &str,
+        attempt: u32,
+        outliers: &[Outlier],
+        now_ms: i64,
+    ) -> Result<Option<Transition>> {
+        self.apply(false, |s| {
+            s.reject_chunks(stitch_id, attempt, outliers, now_ms)
+        })
+    }
+
+    async fn strike_worker(&self, worker_id: &str, reason: &str) -> Result<Vec<String>> {
+        self.apply(false, |s| Ok(s.strike_worker(worker_id, reason)))
     }
 
     async fn queue_depth(&self) -> Result<(u64, u64)> {

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use spotenc_core::cost::capacity::BacklogItem;
 use spotenc_core::cost::model::{Model, Observation};
 use spotenc_core::cost::Lease;
+use spotenc_core::quality::Outlier;
 use spotenc_core::state::{
     Ending, JobRecord, NewTask, PinnedJob, PoolStat, Purged, TaskRecord, Transition, WorkerRecord,
 };
@@ -152,6 +153,22 @@ pub trait StateStore: Send + Sync + 'static {
         reason: &str,
         now_ms: i64,
     ) -> Result<Option<Transition>>;
+    /// The outlier guard's re-encode: while `stitch_id`'s lease `attempt`
+    /// holds and no other stitch of its job is leased or done, the
+    /// outliers' done chunks go back to pending (their attempts end as
+    /// `rejected`, waste, with the reason), each avoiding the worker that
+    /// made it, and the job's stitches wait for them again. `None` when
+    /// another stitch got ahead.
+    async fn reject_chunks(
+        &self,
+        stitch_id: &str,
+        attempt: u32,
+        outliers: &[Outlier],
+        now_ms: i64,
+    ) -> Result<Option<Transition>>;
+    /// Counts a rejected chunk against the worker that made it; returns
+    /// every reason counted (see [`WorkerRecord::quarantined`]).
+    async fn strike_worker(&self, worker_id: &str, reason: &str) -> Result<Vec<String>>;
     /// Ends a job in `Committing`: `Ok` once its output is at the final path.
     async fn finish_commit(
         &self,

@@ -28,6 +28,7 @@ use spotenc_core::cost::capacity::{aggregate, BacklogItem};
 use spotenc_core::cost::model::{Demand, Model, Observation};
 use spotenc_core::cost::place::JOB_ORDER_SPAN;
 use spotenc_core::cost::Lease;
+use spotenc_core::quality::Outlier;
 use spotenc_core::state::machine::task_log;
 use spotenc_core::state::{
     Ending, JobRecord, Limits, NewTask, PinnedJob, PoolStat, TaskRecord, Transition, WorkerRecord,
@@ -74,6 +75,7 @@ struct Scripts {
     finish_commit: Script,
     pinned: Script,
     restart: Script,
+    reject: Script,
 }
 
 pub struct RedisStore {
@@ -152,6 +154,7 @@ impl RedisStore {
                 finish_commit: script!("finish_commit"),
                 pinned: script!("pinned"),
                 restart: script!("restart"),
+                reject: script!("reject"),
             },
         })
     }
@@ -297,11 +300,19 @@ impl StateStore for RedisStore {
     }
 
     async fn worker(&self, worker_id: &str) -> Result<WorkerRecord> {
-        let (record,): (Option<String>,) = self
-            .read(redis::pipe().hget(self.key(&format!("worker:{worker_id}")), "record"))
+        let key = self.key(&format!("worker:{worker_id}"));
+        let (record, strikes): (Option<String>, Vec<String>) = self
+            .read(
+                redis::pipe()
+                    .hget(&key, "record")
+                    .smembers(format!("{key}:strikes")),
+            )
             .await?;
         let record = record.ok_or_else(|| Error::NotFound(format!("worker {worker_id}")))?;
-        json(&record, "worker record")
+        let mut record: WorkerRecord = json(&record, "worker record")?;
+        record.strikes = strikes;
+        record.strikes.sort();
+        Ok(record)
     }
 
     async fn live_workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>> {
@@ -634,6 +645,51 @@ impl StateStore for RedisStore {
         state
             .map(|s| transition_of(job_id.to_string(), &s))
             .transpose()
+    }
+
+    async fn reject_chunks(
+        &self,
+        stitch_id: &str,
+        attempt: u32,
+        outliers: &[Outlier],
+        now_ms: i64,
+    ) -> Result<Option<Transition>> {
+        let mut inv = self.scripts.reject.prepare_invoke();
+        inv.key(&self.prefix)
+            .arg(&self.prefix)
+            .arg(stitch_id)
+            .arg(attempt)
+            .arg(now_ms);
+        for o in outliers {
+            inv.arg(&o.task_id)
+                .arg(&o.worker_id)
+                .arg(&o.reason)
+                .arg(to_json(&o.psnr));
+        }
+        let leased: Option<(String, String)> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        leased
+            .map(|(job, state)| transition_of(job, &state))
+            .transpose()
+    }
+
+    async fn strike_worker(&self, worker_id: &str, reason: &str) -> Result<Vec<String>> {
+        let key = self.key(&format!("worker:{worker_id}"));
+        // A set: the same strike (its reason names the attempt) counts
+        // once. Not retried, like a script: a broken connection cannot say
+        // whether it was counted.
+        let (mut strikes,): (Vec<String>,) = redis::pipe()
+            .atomic()
+            .sadd(format!("{key}:strikes"), reason)
+            .ignore()
+            .smembers(format!("{key}:strikes"))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        strikes.sort();
+        Ok(strikes)
     }
 
     async fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Transition> {

@@ -178,6 +178,7 @@ fn worker_with(id: &str, capacity: Capacity) -> super::WorkerRecord {
             encoder_params: Default::default(),
         },
         registered_unix_ms: 0,
+        strikes: Vec::new(),
     }
 }
 

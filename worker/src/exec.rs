@@ -12,7 +12,7 @@ use spotenc_media::{audio, encode, probe, stitch, Control};
 use spotenc_proto::client::WorkerClient;
 use spotenc_proto::domain::{GpuTelemetry, LeasedTask, TaskOutcome, Work};
 use spotenc_proto::pb;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::hardware::{family_of, hardware_for};
 use crate::Result;
@@ -109,6 +109,19 @@ pub(crate) struct Slot {
     pub gate: Option<crate::LeaseGate>,
     /// Encoder sessions held by each slot, for the gate.
     pub sessions: Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+/// The test hook that makes this worker encode damaged frames (the same
+/// count and size, their luma inverted) for the chunks it names: `all`, or
+/// chunk indices separated by commas. For tests of the outlier guard; unset
+/// in production.
+pub const DAMAGE_HOOK: &str = "SPOTENC_TEST_DAMAGE_CHUNKS";
+
+fn damage_hook(chunk: u32) -> bool {
+    std::env::var(DAMAGE_HOOK).is_ok_and(|v| {
+        v.split(',')
+            .any(|c| c.trim() == "all" || c.trim().parse() == Ok(chunk))
+    })
 }
 
 /// Runs the media work of a task. Blocking.
@@ -269,6 +282,19 @@ impl Slot {
                 Err(status) if status.code() == tonic::Code::NotFound => {
                     return Err(spotenc_proto::Error::from_status(&status).into());
                 }
+                Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                    // Refused for good (too many chunks rejected by the
+                    // quality checks, or a token without the worker role):
+                    // say why, take no more work, and wait to be stopped.
+                    error!(slot = self.slot, reason = %status.message(), "the coordinator refuses this worker work; it takes none until restarted");
+                    metrics::gauge!("spotenc_worker_refused").set(1.0);
+                    while *self.mode.borrow_and_update() == Mode::Run {
+                        if self.mode.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    return Ok(());
+                }
                 Err(status) => {
                     warn!(slot = self.slot, error = %status.message(), "lease failed, retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -311,6 +337,12 @@ impl Slot {
         };
         info!(task = %task_id, attempt, slot = self.slot, "task started");
         let mut w = Watch::new(&task_id, attempt, frames_of(&task.work));
+        if let Work::Encode(e) = &task.work {
+            if damage_hook(e.chunk.index) {
+                warn!(task = %task_id, "test hook {DAMAGE_HOOK}: encoding this chunk's frames damaged");
+                w.ctl.damage_frames.store(true, Ordering::Relaxed);
+            }
+        }
         let http = self.http.clone();
         let moved = w.moved.clone();
         let stage = crate::remote::stage(&http, task.work, self.stream_sources, &moved);

@@ -224,6 +224,10 @@ pub struct Policy {
     /// The worker's on-demand pool runs above its planned size: it takes no
     /// spot work at all, overdue or not, so it can shrink.
     pub spot_closed: bool,
+    /// How long a chunk the outlier guard sent back waits for another
+    /// worker than the one whose chunk it rejected (then that one may take
+    /// it too).
+    pub avoid_rejected_ms: i64,
 }
 
 impl Default for Policy {
@@ -234,6 +238,7 @@ impl Default for Policy {
             max_cost_ratio: 2.0,
             on_demand_declines_spot: false,
             spot_closed: false,
+            avoid_rejected_ms: 300_000,
         }
     }
 }

@@ -315,6 +315,7 @@ pub(super) fn policy() -> Policy {
         max_cost_ratio: 1000.0,
         on_demand_declines_spot: true,
         spot_closed: false,
+        avoid_rejected_ms: 300_000,
     }
 }
 
@@ -366,6 +367,7 @@ fn dear_spot_work_waits_for_a_cheaper_pool_for_a_priced_while() {
         max_cost_ratio: 4.0,
         on_demand_declines_spot: true,
         spot_closed: false,
+        avoid_rejected_ms: 300_000,
     };
     let cands = vec![cand(0, Codec::Hevc, 1920, 1080, 0, 0)];
     let m = Model::default();
@@ -410,6 +412,7 @@ fn idle_on_demand_takes_dear_spot_work_unless_told_not_to() {
     let declines = Policy {
         on_demand_declines_spot: true,
         spot_closed: false,
+        avoid_rejected_ms: 300_000,
         ..p
     };
     assert_eq!(place(&m5, &cands, &m, &fleet, &declines, 1_000), None);
@@ -600,7 +603,7 @@ proptest! {
         cands in prop::collection::vec(arb_candidate(), 1..12),
     ) {
         let cands = unique(cands);
-        let p = Policy { max_placement_delay_ms: 60_000, max_wait_for_cheaper_ms: 600_000, max_cost_ratio: 1.0, on_demand_declines_spot: true, spot_closed: false };
+        let p = Policy { max_placement_delay_ms: 60_000, max_wait_for_cheaper_ms: 600_000, max_cost_ratio: 1.0, on_demand_declines_spot: true, spot_closed: false, avoid_rejected_ms: 300_000 };
         let now = 1_000_000;
         let fleet = Fleet { pools: vec![worker("g4dn-xlarge-spot", &[Codec::H264, Codec::Hevc])] };
         let got = place(&w, &cands, &Model::default(), &fleet, &p, now);

@@ -4,11 +4,13 @@
 //! Layout: this file holds the state and its transitions; `queries` what
 //! the state answers without
 //! changing; `affinity` pinning renditions to encoder identities and
-//! restarting them under another; `retention` rebuilding the indexes after a load and dropping
+//! restarting them under another; `quality` the outlier guard's
+//! re-encodes and worker strikes; `retention` rebuilding the indexes after a load and dropping
 //! finished jobs; `records` the records' plain helpers (new task records,
 //! requeueing, closing attempts, stitch inputs).
 
 mod affinity;
+mod quality;
 mod queries;
 mod records;
 mod retention;
@@ -102,6 +104,13 @@ fn fenced<'t>(
         )));
     }
     Ok(t)
+}
+
+/// Whether `t`, a chunk the outlier guard sent back, still waits for
+/// another worker than `worker_id` (for `avoid_ms` after it became
+/// pending).
+pub(crate) fn avoids(t: &TaskRecord, worker_id: &str, now_ms: i64, avoid_ms: i64) -> bool {
+    t.avoid_worker == worker_id && now_ms - t.pending_since_ms < avoid_ms
 }
 
 fn not_found(what: &str, id: &str) -> Error {
@@ -314,11 +323,19 @@ impl State {
             {
                 candidates.retain(|c| c.partition == Capacity::OnDemand);
             }
+            let avoid_ms = lease.policy.avoid_rejected_ms;
+            let mut avoided = false;
             for c in candidates.iter_mut() {
                 if !c.demand.outputs.is_empty() {
-                    let job = &self.tasks[c.task_id.as_ref()].job_id;
-                    c.pinned = std::borrow::Cow::Borrowed(&self.jobs[job.as_str()].identities);
+                    let t = &self.tasks[c.task_id.as_ref()];
+                    avoided |= avoids(t, worker_id, now_ms, avoid_ms);
+                    c.pinned = std::borrow::Cow::Borrowed(&self.jobs[t.job_id.as_str()].identities);
                 }
+            }
+            if avoided {
+                candidates.retain(|c| {
+                    !avoids(&self.tasks[c.task_id.as_ref()], worker_id, now_ms, avoid_ms)
+                });
             }
             lease.choose(&candidates, held, now_ms).map(Key::from)
         };
@@ -361,6 +378,7 @@ impl State {
             sessions,
             cost_dollars: 0.0,
             identities: identities.clone(),
+            rejected_psnr: Vec::new(),
         });
         let attempt = task.attempt;
         self.index.sync(task, None);

@@ -98,6 +98,11 @@ pub struct TaskRecord {
     /// What it asks of a slot, for placement and the cost model.
     #[serde(default)]
     pub demand: Demand,
+    /// A chunk the outlier guard sent back avoids the worker that made the
+    /// rejected one (for `Policy::avoid_rejected_ms` after it became
+    /// pending); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub avoid_worker: String,
 }
 
 /// A task to create, as planning produces it.
@@ -118,6 +123,27 @@ pub struct WorkerRecord {
     pub id: String,
     pub info: WorkerInfo,
     pub registered_unix_ms: i64,
+    /// Why each chunk it made was rejected by the outlier guard; at
+    /// [`WorkerRecord::MAX_STRIKES`] it takes no more work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strikes: Vec<String>,
+}
+
+impl WorkerRecord {
+    /// Rejected chunks after which a worker takes no more work.
+    pub const MAX_STRIKES: usize = 2;
+
+    /// Why the worker takes no more work, if it does not.
+    pub fn quarantined(&self) -> Option<String> {
+        (self.strikes.len() >= Self::MAX_STRIKES).then(|| {
+            format!(
+                "worker {} takes no more work: {} of its chunks fell short of the quality checks ({})",
+                self.id,
+                self.strikes.len(),
+                self.strikes.join("; ")
+            )
+        })
+    }
 }
 
 /// What a retention pass removed.
@@ -196,7 +222,22 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
             _ => t.frames_done.min(t.frames_total),
         })
         .sum();
+    let mut cost = crate::cost::job_cost(
+        tasks.iter().flat_map(|t| t.history.iter()),
+        job.probe.as_ref().map_or(0.0, |p| {
+            p.duration_seconds * job.spec.outputs().len() as f64
+        }),
+        now_ms,
+    );
+    cost.output_bytes = tasks
+        .iter()
+        .filter_map(|t| match &t.result {
+            Some(TaskOutcome::Stitch(obj)) => Some(obj.size_bytes),
+            _ => None,
+        })
+        .sum();
     JobView {
+        cost,
         identities: job.identities.clone(),
         restarts: job.restarts.clone(),
         quality: crate::quality::report(&job.spec, tasks),
@@ -215,13 +256,6 @@ pub fn job_view(job: &JobRecord, tasks: &[TaskRecord], now_ms: i64) -> JobView {
         frames_done,
         chunks_total: encodes.clone().count() as u32,
         chunks_done: encodes.filter(|t| t.state == TaskState::Done).count() as u32,
-        cost: crate::cost::job_cost(
-            tasks.iter().flat_map(|t| t.history.iter()),
-            job.probe.as_ref().map_or(0.0, |p| {
-                p.duration_seconds * job.spec.outputs().len() as f64
-            }),
-            now_ms,
-        ),
         interruptions: tasks.iter().fold(PoolCounts::new(), |mut acc, t| {
             for (pool, n) in &t.interruptions {
                 *acc.entry(pool.clone()).or_default() += n;

@@ -64,6 +64,7 @@ impl Sim<'_> {
             id: inst.id.clone(),
             info,
             registered_unix_ms: self.now,
+            strikes: Vec::new(),
         });
         self.set_free(i, true);
         self.dirty = true;

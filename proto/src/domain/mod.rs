@@ -858,6 +858,10 @@ pub struct AttemptRecord {
     /// An encode attempt's encoder identity per rendition (names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
+    /// A rejected chunk's mean PSNR per output (0: not measured), which
+    /// its re-encode is compared with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_psnr: Vec<f64>,
 }
 
 impl AttemptRecord {

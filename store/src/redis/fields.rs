@@ -117,6 +117,7 @@ pub(super) fn task_from_fields(
         partition: enum_field(&text(h, "partition"))?,
         pending_since_ms: num(h, "pending_since_ms"),
         demand: demand(&text(h, "demand"))?,
+        avoid_worker: text(h, "avoid"),
     })
 }
 

@@ -104,10 +104,16 @@ impl RedisStore {
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(redis_error)?;
-            let mut candidates = Vec::with_capacity(flat.len() / 8);
+            let mut candidates = Vec::with_capacity(flat.len() / 9);
             // (c[1], the job's id, is not needed: the order holds its job.)
-            for c in flat.chunks_exact(8) {
+            for c in flat.chunks_exact(9) {
                 let order = c[3].parse::<f64>().unwrap_or_default() as u64;
+                let pending_since_ms = c[4].parse().unwrap_or_default();
+                // A chunk the outlier guard sent back waits for another
+                // worker a while (as the machine's claim decides).
+                if c[8] == worker_id && now_ms - pending_since_ms < lease.policy.avoid_rejected_ms {
+                    continue;
+                }
                 let d = demand(&c[6])?;
                 // The job's pin binds its encode chunks only.
                 let pin = if c[7].is_empty() || d.outputs.is_empty() {
@@ -120,7 +126,7 @@ impl RedisStore {
                     job: job_of(order),
                     partition: enum_field(&c[2])?,
                     order,
-                    pending_since_ms: c[4].parse().unwrap_or_default(),
+                    pending_since_ms,
                     latency: c[5] == "1",
                     pinned: std::borrow::Cow::Owned(pin),
                     demand: std::borrow::Cow::Owned(d),

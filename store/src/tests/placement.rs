@@ -58,6 +58,7 @@ pub(super) fn lease_for(w: &Worker, fleet: &[&Worker]) -> Lease {
             max_cost_ratio: 1000.0,
             on_demand_declines_spot: true,
             spot_closed: false,
+            avoid_rejected_ms: 300_000,
         },
         placement: true,
         pricer: None,

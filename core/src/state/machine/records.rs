@@ -94,6 +94,7 @@ pub(super) fn new_task_record(
         partition,
         pending_since_ms: now_ms,
         demand: nt.demand,
+        avoid_worker: String::new(),
     }
 }
 
