@@ -56,6 +56,10 @@ pub struct Coordinator {
     /// The cost model and the live fleet, re-read from the store at most
     /// every [`VIEW_TTL`].
     view: tokio::sync::Mutex<Option<(tokio::time::Instant, Model, Fleet)>>,
+    /// Each live worker's id and how it encodes (its hardware and operator
+    /// parameters), cached for [`VIEW_TTL`]: a chunk the outlier guard sent
+    /// back waits for another worker only while there is one.
+    peers: tokio::sync::Mutex<Option<(tokio::time::Instant, Vec<(String, String)>)>>,
     /// Pool health from this replica's hand-backs and plans.
     health: std::sync::Mutex<HealthTracker>,
     /// On-demand pools with more live workers than their last plan.
@@ -115,6 +119,7 @@ impl Coordinator {
             workers: Default::default(),
             warned_pools: Default::default(),
             view: Default::default(),
+            peers: Default::default(),
             health: Default::default(),
             over_plan: Default::default(),
             unserved: Default::default(),
@@ -221,8 +226,10 @@ impl Coordinator {
                 withdrawn: Vec::new(),
             },
         );
-        // The next lease sees the new worker's pool in the fleet.
+        // The next lease sees the new worker's pool in the fleet, and the
+        // new worker as a peer of those that encode alike.
         *self.view.lock().await = None;
+        *self.peers.lock().await = None;
         Ok(id)
     }
 

@@ -119,6 +119,10 @@ pub fn report(spec: &JobSpec, tasks: &[TaskRecord]) -> Vec<RenditionQuality> {
                         c.quality.psnr,
                         match compare(c, rej) {
                             Retry::Better => " (the rejected chunk was faulty)",
+                            Retry::Reproduced if rej.worker_id == c.worker_id => {
+                                " (reproduced by the same worker, as no other could take it: \
+                                 kept, unchecked)"
+                            }
                             Retry::Reproduced => " (reproduced: the content, not a fault)",
                             Retry::Other => "",
                         }
@@ -248,8 +252,8 @@ enum Retry {
     /// Better by more than [`REPRODUCED_DB`]: the rejected chunk was
     /// faulty.
     Better,
-    /// Within [`REPRODUCED_DB`] on another worker: that is what the
-    /// identity makes of the content.
+    /// Within [`REPRODUCED_DB`]: that is what the identity makes of the
+    /// content (checked by another worker, unless none could take it).
     Reproduced,
     Other,
 }
@@ -259,7 +263,7 @@ fn compare(c: &Measured<'_>, rej: &Rejected<'_>) -> Retry {
         Retry::Other
     } else if c.quality.psnr - rej.psnr > REPRODUCED_DB {
         Retry::Better
-    } else if rej.worker_id != c.worker_id && (c.quality.psnr - rej.psnr).abs() <= REPRODUCED_DB {
+    } else if (c.quality.psnr - rej.psnr).abs() <= REPRODUCED_DB {
         Retry::Reproduced
     } else {
         Retry::Other
@@ -267,11 +271,13 @@ fn compare(c: &Measured<'_>, rej: &Rejected<'_>) -> Retry {
 }
 
 /// The guard's verdict over every output of a job. A short chunk is
-/// encoded again once, on another worker. Then: a better re-encode counts a
-/// strike against the first worker; one under the job's floor, or short
-/// again without reproducing the first (a second fault, or the same
-/// worker again), fails the job and counts a strike against both; one that
-/// reproduces the first on another worker is the content and is kept.
+/// encoded again once, on another worker when there is one. Then: a better
+/// re-encode counts a strike against the first worker; one under the job's
+/// floor, or short again without reproducing the first, fails the job and
+/// counts a strike against both; one that reproduces the first is what the
+/// identity makes of the content and is kept. (A fault that reproduces on
+/// every worker looks like content to this rule: a job that must not ship
+/// such a chunk sets a floor, `min_psnr`.)
 pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Judgement {
     let (mut redo, mut strikes, mut fail) = (Vec::<Outlier>::new(), Vec::new(), None);
     for (r, (output, _, _)) in spec.outputs().into_iter().enumerate() {
@@ -439,8 +445,8 @@ mod tests {
         let c = m(1, "b", &again);
         assert_eq!(compare(&c, &rejected("a", 12.0)), Retry::Better);
         assert_eq!(compare(&c, &rejected("a", 39.5)), Retry::Reproduced);
-        // The same worker reproducing itself proves nothing.
-        assert_eq!(compare(&c, &rejected("b", 39.5)), Retry::Other);
+        // The same worker reproducing itself (none other could take it).
+        assert_eq!(compare(&c, &rejected("b", 39.5)), Retry::Reproduced);
         // Worse again on another worker.
         assert_eq!(compare(&c, &rejected("a", 45.0)), Retry::Other);
     }

@@ -367,7 +367,21 @@ impl Fleet {
         capacity: &str,
         extra: &[&str],
     ) {
+        self.add_worker_env(program, name, url, capacity, extra, &[]);
+    }
+
+    /// [`Fleet::add_worker_bin`] with environment variables (test hooks).
+    pub fn add_worker_env(
+        &mut self,
+        program: &str,
+        name: &str,
+        url: &str,
+        capacity: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) {
         let mut cmd = Command::new(bin(program));
+        cmd.envs(env.iter().copied());
         cmd.args(["--coordinator", url, "--name", name, "--slots", "1"])
             .args(["--capacity", capacity])
             .args(&self.worker_args)

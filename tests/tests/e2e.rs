@@ -14,6 +14,7 @@ mod hostile_grpc;
 mod interrupt;
 mod layers;
 mod placement;
+mod quality;
 mod replicas;
 mod s3;
 mod security;

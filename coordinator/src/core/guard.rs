@@ -7,11 +7,11 @@
 
 use spotenc_core::quality::{judge, Strike, Verdict};
 use spotenc_core::state::{Ending, WorkerRecord};
-use spotenc_proto::domain::{LeasedTask, OutputObject, Work};
+use spotenc_proto::domain::{LeasedTask, OutputObject, Work, WorkerInfo};
 use spotenc_proto::Result;
 use tracing::{error, info, warn};
 
-use super::{now_ms, Coordinator};
+use super::{now_ms, Coordinator, LIVE_MS, VIEW_TTL};
 
 impl Coordinator {
     /// Judges the chunks of a just-leased stitch's job; `false` when the
@@ -77,6 +77,28 @@ impl Coordinator {
             Ok(_) => warn!(worker = %s.worker_id, reason = %s.reason, "strike against worker"),
             Err(e) => warn!(worker = %s.worker_id, error = %e, "strike not recorded"),
         }
+    }
+
+    /// Whether another live worker encodes as `info` does (the same
+    /// hardware and operator parameters).
+    pub(super) async fn has_peer(&self, worker_id: &str, info: &WorkerInfo) -> Result<bool> {
+        let signature = |i: &WorkerInfo| format!("{}|{:?}", i.hardware, i.encoder_params);
+        let mut peers = self.peers.lock().await;
+        let fresh = peers
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < VIEW_TTL);
+        if !fresh {
+            let live = self.store.live_workers(now_ms() - LIVE_MS).await?;
+            let list = live
+                .iter()
+                .map(|w| (w.id.clone(), signature(&w.info)))
+                .collect();
+            *peers = Some((tokio::time::Instant::now(), list));
+        }
+        let mine = signature(info);
+        Ok(peers
+            .as_ref()
+            .is_some_and(|(_, list)| list.iter().any(|(id, s)| id != worker_id && *s == mine)))
     }
 
     /// Refuses work to a worker with too many rejected chunks.

@@ -132,6 +132,11 @@ impl Coordinator {
                 .lock()
                 .expect("plan lock")
                 .contains(&worker.pool.name);
+        // A chunk the outlier guard sent back avoids the worker that made
+        // it only while another worker could take it.
+        if !self.has_peer(worker_id, &status.info).await? {
+            policy.avoid_rejected_ms = 0;
+        }
         Ok(Lease {
             worker: Some(worker),
             fleet,
