@@ -54,7 +54,7 @@ pub fn quality_lines(job: &pb::Job) -> Vec<String> {
 /// The job as `status --json` prints it.
 pub fn job_json(job: &pb::Job) -> serde_json::Value {
     let spec = job.spec.clone().unwrap_or_default();
-    let cost = job.cost.clone().unwrap_or_default();
+    let cost = job.cost.unwrap_or_default();
     let quality: Vec<serde_json::Value> = job
         .quality
         .iter()

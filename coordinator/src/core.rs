@@ -36,6 +36,9 @@ use spotenc_core::state::{job_of, job_view, Ending, JobRecord, Transition, Worke
 use spotenc_storage::broker::Broker;
 use spotenc_store::StateStore;
 
+/// When the live workers were read, and each one's id and how it encodes.
+type Peers = (tokio::time::Instant, Vec<(String, String)>);
+
 pub struct Coordinator {
     store: Arc<dyn StateStore>,
     /// Woken whenever a task may have become leasable.
@@ -59,7 +62,7 @@ pub struct Coordinator {
     /// Each live worker's id and how it encodes (its hardware and operator
     /// parameters), cached for [`VIEW_TTL`]: a chunk the outlier guard sent
     /// back waits for another worker only while there is one.
-    peers: tokio::sync::Mutex<Option<(tokio::time::Instant, Vec<(String, String)>)>>,
+    peers: tokio::sync::Mutex<Option<Peers>>,
     /// Pool health from this replica's hand-backs and plans.
     health: std::sync::Mutex<HealthTracker>,
     /// On-demand pools with more live workers than their last plan.

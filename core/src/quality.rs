@@ -285,12 +285,15 @@ pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Judgement {
         let median = median(&chunks);
         for c in &chunks {
             let short = shortfall(c.quality.psnr, median, chunks.len(), &spec.quality);
-            let strike = |worker: &str, attempt: u32, psnr: f64, what: &str| Strike {
-                worker_id: worker.to_string(),
-                reason: format!(
-                    "chunk {} of {output} (task {} attempt {attempt}): {psnr:.2} dB, {what}",
-                    c.chunk, c.task_id
-                ),
+            // One strike per attempt, whichever outputs fell short.
+            let mut strike = |worker: &str, attempt: u32, psnr: f64, what: &str| {
+                let key = format!("chunk {} (task {} attempt {attempt})", c.chunk, c.task_id);
+                if !strikes.iter().any(|s: &Strike| s.reason.starts_with(&key)) {
+                    strikes.push(Strike {
+                        worker_id: worker.to_string(),
+                        reason: format!("{key}: {psnr:.2} dB in {output}, {what}"),
+                    });
+                }
             };
             match (&c.rejected, short) {
                 (None, None) => {}
@@ -314,14 +317,14 @@ pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Judgement {
                             "{:.2} dB when worker {} encoded it again",
                             c.quality.psnr, c.worker_id
                         );
-                        strikes.push(strike(rej.worker_id, rej.attempt, rej.psnr, &what));
+                        strike(rej.worker_id, rej.attempt, rej.psnr, &what);
                     }
                 }
                 (Some(rej), Some((why, floor))) => {
                     if floor || compare(c, rej) != Retry::Reproduced {
                         let what = "short again after it was encoded a second time";
-                        strikes.push(strike(rej.worker_id, rej.attempt, rej.psnr, what));
-                        strikes.push(strike(c.worker_id, c.attempt, c.quality.psnr, what));
+                        strike(rej.worker_id, rej.attempt, rej.psnr, what);
+                        strike(c.worker_id, c.attempt, c.quality.psnr, what);
                         fail.get_or_insert(format!(
                             "chunk {} of {output}: {why}, again after it was encoded a second time \
                              (first by worker {} at {:.2} dB, then by worker {})",

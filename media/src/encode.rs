@@ -139,12 +139,12 @@ fn encode_with(task: &EncodeTask, ctl: &Control, hw: Hardware) -> Result<OutputO
     let mut quality = quality.into_iter();
     out.encoder = made_by(0, task.video.codec);
     out.encode_ms = encode_ms;
-    out.quality = quality.next().flatten();
+    out.quality = quality.next().flatten().map(Box::new);
     for (i, (r, dst)) in task.renditions.iter().zip(&finals[1..]).enumerate() {
         let mut obj = crate::stored_object(&r.output, dst, frames)?;
         obj.encoder = made_by(i + 1, r.video.codec);
         obj.encode_ms = encode_ms;
-        obj.quality = quality.next().flatten();
+        obj.quality = quality.next().flatten().map(Box::new);
         out.renditions.push(obj);
     }
     Ok(out)

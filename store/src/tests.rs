@@ -751,4 +751,5 @@ mod differential;
 mod embedded;
 mod faults;
 mod placement;
+mod quality;
 mod tracks;

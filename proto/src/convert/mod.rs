@@ -329,7 +329,7 @@ impl From<d::OutputObject> for pb::OutputObject {
             renditions: o.renditions.into_iter().map(Into::into).collect(),
             encoder: o.encoder,
             encode_ms: o.encode_ms,
-            quality: o.quality.map(Into::into),
+            quality: o.quality.map(|q| (*q).into()),
         }
     }
 }
@@ -344,7 +344,7 @@ impl From<pb::OutputObject> for d::OutputObject {
             renditions: o.renditions.into_iter().map(Into::into).collect(),
             encoder: o.encoder,
             encode_ms: o.encode_ms,
-            quality: o.quality.map(Into::into),
+            quality: o.quality.map(|q| Box::new(q.into())),
         }
     }
 }

@@ -600,8 +600,9 @@ pub struct OutputObject {
     pub encode_ms: u64,
     /// The chunk's quality against the source (encode tasks that measured
     /// it).
+    /// (Boxed: most objects have none, and stitch tasks hold many.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality: Option<ChunkQuality>,
+    pub quality: Option<Box<ChunkQuality>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

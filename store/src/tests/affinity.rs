@@ -9,7 +9,7 @@ use spotenc_core::graph;
 
 /// A 1080p H.264 job with a second rendition, planned into four chunks
 /// (its probe leased by `w1` and completed); returns its id.
-async fn four_chunk_job(s: &dyn StateStore) -> String {
+pub(super) async fn four_chunk_job(s: &dyn StateStore) -> String {
     let mut sp = spec();
     sp.chunk_seconds = 1.0;
     sp.min_chunk_seconds = 0.5;
@@ -40,7 +40,7 @@ async fn four_chunk_job(s: &dyn StateStore) -> String {
 
 /// Leases for `w` until it gets an encode chunk or nothing; the other
 /// kinds it gets are left leased.
-async fn next_encode(
+pub(super) async fn next_encode(
     s: &dyn StateStore,
     (id, w): (&str, &Worker),
     fleet: &[&Worker],
