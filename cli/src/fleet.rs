@@ -167,6 +167,9 @@ pub fn costs_json(entries: &[pb::CostEntry]) -> String {
                 "prior_pixels_per_second": e.prior_pixels_per_second,
                 "learned_pixels_per_second": e.learned_pixels_per_second,
                 "samples": e.samples,
+                "measured": e.measured,
+                "bits_per_pixel": e.bits_per_pixel,
+                "psnr_db": e.psnr,
                 "dollars_per_output_minute_1080p30": pools,
             })
         })
@@ -176,8 +179,8 @@ pub fn costs_json(entries: &[pb::CostEntry]) -> String {
 
 pub fn costs_table(entries: &[pb::CostEntry]) -> String {
     let mut out = format!(
-        "{:<13} {:<8} {:<5} {:<9} {:<6} {:>10} {:>10} {:>7}  $/OUT-MIN 1080P30 BY POOL\n",
-        "CLASS", "FAMILY", "CODEC", "PRESET", "BAND", "PRIOR MP/S", "LEARNED", "SAMPLES"
+        "{:<13} {:<8} {:<5} {:<9} {:<6} {:>10} {:>10} {:>7} {:>8} {:>7}  $/OUT-MIN 1080P30 BY POOL\n",
+        "CLASS", "FAMILY", "CODEC", "PRESET", "BAND", "PRIOR MP/S", "LEARNED", "SAMPLES", "BITS/PX", "PSNR"
     );
     for e in entries {
         let pools: Vec<String> = e
@@ -185,8 +188,10 @@ pub fn costs_table(entries: &[pb::CostEntry]) -> String {
             .iter()
             .map(|p| format!("{} {:.5}", p.pool, p.dollars_per_output_minute))
             .collect();
+        let or_dash =
+            |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
         out.push_str(&format!(
-            "{:<13} {:<8} {:<5} {:<9} {:<6} {:>10.2} {:>10.2} {:>7}  {}\n",
+            "{:<13} {:<8} {:<5} {:<9} {:<6} {:>10.2} {:>10.2} {:>7} {:>8} {:>7}  {}\n",
             e.class,
             e.family,
             codec_name(e.codec),
@@ -195,6 +200,8 @@ pub fn costs_table(entries: &[pb::CostEntry]) -> String {
             e.prior_pixels_per_second / 1e6,
             e.learned_pixels_per_second / 1e6,
             e.samples,
+            or_dash(e.bits_per_pixel, 4),
+            or_dash(e.psnr, 2),
             pools.join(", ")
         ));
     }

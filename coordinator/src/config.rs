@@ -60,6 +60,7 @@
 //! on_demand_declines_spot = false  # true: on-demand workers leave it too (idle rather than work)
 //! nvenc_util_limit_pct = 90        # a GPU at this NVENC utilisation gets no further session
 //! affinity_wait_seconds = 300      # a job whose encoder identity no live worker has for this long restarts under another
+//! delivered_price_per_gb = 0.0     # $ per GB of output delivered: adds each identity's expected bytes to its cost (0: off)
 //!
 //! [capacity]                       # the planner behind spotenc_pool_desired_workers
 //! latency_target_seconds = 600     # latency work drains within this
@@ -147,6 +148,7 @@ struct PlacementSection {
     on_demand_declines_spot: Option<bool>,
     nvenc_util_limit_pct: Option<u32>,
     affinity_wait_seconds: Option<f64>,
+    delivered_price_per_gb: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -493,6 +495,12 @@ fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
             "invalid placement.affinity_wait_seconds {wait} (expected 0..=86400)"
         )));
     }
+    let delivered = p.delivered_price_per_gb.unwrap_or(0.0);
+    if !(delivered.is_finite() && delivered >= 0.0) {
+        return Err(Error::invalid(format!(
+            "invalid placement.delivered_price_per_gb {delivered} (expected >= 0)"
+        )));
+    }
     let enabled = match env.get("SPOTENC_PLACEMENT").map(String::as_str) {
         Some("cost") => true,
         Some("fifo") => false,
@@ -517,6 +525,7 @@ fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
         },
         nvenc_util_limit_pct: util,
         affinity_wait_ms: (wait * 1000.0) as i64,
+        delivered_price_per_gb: delivered,
     })
 }
 

@@ -134,6 +134,9 @@ pub struct Placement {
     /// A job pinned to encoder identities that no live worker serves for
     /// this long restarts under another identity.
     pub affinity_wait_ms: i64,
+    /// Dollars per GB of output a platform pays to store and deliver; 0:
+    /// placement prices encode time only.
+    pub delivered_price_per_gb: f64,
 }
 
 impl Config {

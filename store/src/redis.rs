@@ -347,6 +347,9 @@ impl StateStore for RedisStore {
             match part {
                 "n" => s.n = v.parse().unwrap_or_default(),
                 "sum" => s.sum = v.parse().unwrap_or_default(),
+                "m" => s.measured = v.parse().unwrap_or_default(),
+                "bpp" => s.bits_per_pixel_sum = v.parse().unwrap_or_default(),
+                "psnr" => s.psnr_sum = v.parse().unwrap_or_default(),
                 _ => {}
             }
         }
@@ -365,6 +368,20 @@ impl StateStore for RedisStore {
                 .arg(format!("{key}#sum"))
                 .arg(o.pixels_per_second)
                 .ignore();
+            if let Some(d) = o.delivered {
+                pipe.hincr(self.key("model"), format!("{key}#m"), 1)
+                    .ignore()
+                    .cmd("HINCRBYFLOAT")
+                    .arg(self.key("model"))
+                    .arg(format!("{key}#bpp"))
+                    .arg(d.bits_per_pixel)
+                    .ignore()
+                    .cmd("HINCRBYFLOAT")
+                    .arg(self.key("model"))
+                    .arg(format!("{key}#psnr"))
+                    .arg(d.psnr)
+                    .ignore();
+            }
         }
         let mut c = self.conn.clone();
         pipe.query_async::<()>(&mut c).await.map_err(redis_error)

@@ -131,6 +131,32 @@ async fn a_tight_vbv_flags_the_seam_at_a_cut_and_crf_does_not() {
         text.contains("seam flagged before chunk 2 at 4.00 s"),
         "{text}"
     );
+
+    // The cost model learned bits and PSNR from every encode (re-encodes
+    // included) of its key: libx264, veryfast, sd.
+    let mut encodes = 0;
+    for id in [&crf.0, &vbv.0] {
+        let j = job(&fleet.url, id).await;
+        encodes += j
+            .tasks
+            .iter()
+            .filter(|t| t.kind == pb::TaskKind::Encode as i32)
+            .flat_map(|t| t.history.iter())
+            .filter(|a| a.outcome == "done" || a.outcome == "rejected")
+            .count();
+    }
+    let costs = fleet.spotenc(&["costs", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&costs.stdout).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["family"] == "libx264" && r["preset"] == "veryfast")
+        .unwrap_or_else(|| panic!("no key: {rows:?}"));
+    assert_eq!(row["samples"], encodes, "{row}");
+    assert_eq!(row["measured"], encodes, "{row}");
+    let bpp = row["bits_per_pixel"].as_f64().unwrap();
+    let psnr_db = row["psnr_db"].as_f64().unwrap();
+    assert!(bpp > 0.0 && bpp < 2.0, "{row}");
+    assert!((15.0..60.0).contains(&psnr_db), "{row}");
 }
 
 /// Waits until encode chunk `chunk` of the job is done.

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::{now_ms, Coordinator, LIVE_MS, VIEW_TTL};
 use spotenc_core::cost::catalogue::{Hardware, Pool};
-use spotenc_core::cost::model::{self, Model, Observation};
+use spotenc_core::cost::model::{self, Delivered, Model, Observation};
 use spotenc_core::cost::place::{Fleet, Worker};
 use spotenc_core::cost::Lease;
 
@@ -52,6 +52,7 @@ impl Coordinator {
                     .all(|g| g.encoder_util_pct.is_some_and(|u| u >= limit)),
             params: info.encoder_params.clone(),
             hardware_down: status.withdrawn.iter().any(|f| f == pool.hardware.name()),
+            delivered_price_per_gb: self.config.placement.delivered_price_per_gb,
             pool,
         }
     }
@@ -185,7 +186,16 @@ impl Coordinator {
             Ok((m, _)) => m,
             Err(_) => Model::default(),
         };
-        let obs: Vec<Observation> = task.demand.observe(&keys, &worker.shape(), &model, wall);
+        let mut obs: Vec<Observation> = task.demand.observe(&keys, &worker.shape(), &model, wall);
+        // What each measured output delivered, beside the throughput.
+        let objects = std::iter::once(obj).chain(obj.renditions.iter());
+        for (o, made) in obs.iter_mut().zip(objects) {
+            o.delivered = made.quality.as_ref().map(|q| Delivered {
+                bits_per_pixel: q.bitrate_bps as f64 * q.seconds
+                    / (f64::from(q.width) * f64::from(q.height) * q.frames as f64).max(1.0),
+                psnr: q.psnr,
+            });
+        }
         if let Err(e) = self.store.learn(&obs).await {
             warn!(task = %task.id, error = %e, "cost model not updated");
         }

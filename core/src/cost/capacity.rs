@@ -322,5 +322,6 @@ pub fn pool_worker(pool: &Pool) -> Worker {
         encoder_saturated: false,
         params: Default::default(),
         hardware_down: false,
+        delivered_price_per_gb: 0.0,
     }
 }

@@ -260,6 +260,9 @@ pub fn costs_table(
                 prior_pixels_per_second: model::prior(&key, &shape),
                 learned_pixels_per_second: learned,
                 samples: samples.n,
+                measured: samples.measured,
+                bits_per_pixel: samples.bits_per_pixel(),
+                psnr: samples.psnr(),
                 pools: pools
                     .iter()
                     .map(|p| {

@@ -150,13 +150,42 @@ pub struct Samples {
     pub n: u64,
     /// Sum of observed pixels per second.
     pub sum: f64,
+    /// Encodes whose quality was measured, with the sums of their output
+    /// bits per pixel and mean PSNR (dB).
+    #[serde(default)]
+    pub measured: u64,
+    #[serde(default)]
+    pub bits_per_pixel_sum: f64,
+    #[serde(default)]
+    pub psnr_sum: f64,
 }
 
-/// One observation: a key and the throughput seen.
+impl Samples {
+    /// Mean output bits per pixel, once measured.
+    pub fn bits_per_pixel(&self) -> Option<f64> {
+        (self.measured > 0).then(|| self.bits_per_pixel_sum / self.measured as f64)
+    }
+
+    /// Mean delivered PSNR (dB), once measured.
+    pub fn psnr(&self) -> Option<f64> {
+        (self.measured > 0).then(|| self.psnr_sum / self.measured as f64)
+    }
+}
+
+/// One observation: a key, the throughput seen and, when the output was
+/// measured, what it delivered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub key: Key,
     pub pixels_per_second: f64,
+    pub delivered: Option<Delivered>,
+}
+
+/// What one measured output delivered: bits per pixel and mean PSNR.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delivered {
+    pub bits_per_pixel: f64,
+    pub psnr: f64,
 }
 
 /// The shape of a worker the prior is computed for.
@@ -308,7 +337,39 @@ impl Model {
             let s = self.samples.entry(o.key.encode()).or_default();
             s.n += 1;
             s.sum += o.pixels_per_second;
+            if let Some(d) = o.delivered {
+                s.measured += 1;
+                s.bits_per_pixel_sum += d.bits_per_pixel;
+                s.psnr_sum += d.psnr;
+            }
         }
+    }
+
+    /// Output bits per pixel learned for `key`; from the same encoder,
+    /// codec, preset and size on any instance class when its own has none
+    /// (bits do not depend on the machine). `None` before any was
+    /// measured.
+    pub fn bits_per_pixel(&self, key: &Key) -> Option<f64> {
+        if let Some(b) = self
+            .samples
+            .get(&key.encode())
+            .and_then(Samples::bits_per_pixel)
+        {
+            return Some(b);
+        }
+        let rest = Key {
+            class: String::new(),
+            ..key.clone()
+        }
+        .encode();
+        let (sum, n) = self
+            .samples
+            .iter()
+            .filter(|(k, _)| k.split_once('|').is_some_and(|(_, r)| rest[1..] == *r))
+            .fold((0.0, 0u64), |(sum, n), (_, s)| {
+                (sum + s.bits_per_pixel_sum, n + s.measured)
+            });
+        (n > 0).then(|| sum / n as f64)
     }
 }
 
@@ -519,6 +580,7 @@ impl Demand {
                 Observation {
                     key: k.clone(),
                     pixels_per_second: px / (wall_seconds * share).max(1e-3),
+                    delivered: None,
                 }
             })
             .collect()

@@ -95,6 +95,9 @@ pub struct Worker {
     /// Its hardware encoder failed and is withdrawn: it encodes in
     /// software until the hardware recovers.
     pub hardware_down: bool,
+    /// Dollars per GB of output delivered: the bytes its encoder makes are
+    /// priced beside its time (0: time only).
+    pub delivered_price_per_gb: f64,
 }
 
 impl Worker {
@@ -191,9 +194,40 @@ impl Worker {
         d.seconds_on(&self.class, hardware, nvenc, &self.shape(), model)
     }
 
-    /// Expected dollars of `d` here.
+    /// Expected dollars of `d` here: its encode time, and the bytes it
+    /// makes when delivered bytes are priced.
     pub fn cost(&self, d: &Demand, model: &Model) -> f64 {
         expected_cost(&self.pool, d.sessions(), self.seconds(d, model))
+            + self.delivered_cost(d, model)
+    }
+
+    /// Expected dollars of delivering what `d` makes here: each output's
+    /// pixels × the bits per pixel the model learned for its key (with the
+    /// encoder family it would run here), at `delivered_price_per_gb`. An
+    /// output whose key has no measured encode adds nothing.
+    pub fn delivered_cost(&self, d: &Demand, model: &Model) -> f64 {
+        if self.delivered_price_per_gb <= 0.0 || d.outputs.is_empty() {
+            return 0.0;
+        }
+        let hardware = match self.hardware_family(d) {
+            Some(_) => self.pool.hardware,
+            None => Hardware::Cpu,
+        };
+        let nvenc: Vec<Codec> = if self.uses_nvenc(d) {
+            d.outputs.iter().map(|o| o.codec).collect()
+        } else {
+            Vec::new()
+        };
+        let bits: f64 = d
+            .outputs
+            .iter()
+            .zip(d.keys(&self.class, hardware, &nvenc))
+            .filter_map(|(o, k)| {
+                let px = f64::from(o.width) * f64::from(o.height) * d.frames as f64;
+                model.bits_per_pixel(&k).map(|bpp| bpp * px)
+            })
+            .sum();
+        bits / 8.0 / 1e9 * self.delivered_price_per_gb
     }
 
     /// Whether it may take work waiting in `partition` at all.

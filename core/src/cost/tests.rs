@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use spotenc_proto::domain::{Capacity, Codec, GpuDevice, WorkerInfo};
 
 use super::catalogue::{parse_entries, Catalogue, Hardware, Origin};
-use super::model::{band, prior, Demand, Key, Model, Observation, Output, Shape};
+use super::model::{band, prior, Delivered, Demand, Key, Model, Observation, Output, Shape};
 use super::place::{
     best, fifo, fifo_best, fifo_rank, place, rank, window, Candidate, Fleet, Policy, Worker,
 };
@@ -208,6 +208,7 @@ fn the_estimator_moves_from_the_prior_to_what_it_sees() {
     let seen = p / 4.0;
     for _ in 0..30 {
         m.learn(&[Observation {
+            delivered: None,
             key: k.clone(),
             pixels_per_second: seen,
         }]);
@@ -252,6 +253,71 @@ fn a_multi_rendition_encode_is_apportioned_by_predicted_share() {
     }
 }
 
+#[test]
+fn each_key_learns_bits_and_psnr_beside_throughput() {
+    let k = key("c6i.4xlarge", "libx264", Codec::H264, "medium");
+    let mut m = Model::default();
+    let seen = |bpp: f64, psnr: f64| Observation {
+        key: k.clone(),
+        pixels_per_second: 1e7,
+        delivered: Some(Delivered {
+            bits_per_pixel: bpp,
+            psnr,
+        }),
+    };
+    m.learn(&[seen(0.04, 40.0), seen(0.06, 42.0)]);
+    m.learn(&[Observation {
+        delivered: None,
+        ..seen(0.0, 0.0)
+    }]);
+    let s = m.samples[&k.encode()];
+    assert_eq!((s.n, s.measured), (3, 2));
+    assert!((s.bits_per_pixel().unwrap() - 0.05).abs() < 1e-12);
+    assert!((s.psnr().unwrap() - 41.0).abs() < 1e-12);
+    // Bits do not depend on the machine: another class borrows them.
+    let other = key("c7i.2xlarge", "libx264", Codec::H264, "medium");
+    assert!((m.bits_per_pixel(&other).unwrap() - 0.05).abs() < 1e-12);
+    assert_eq!(
+        m.bits_per_pixel(&key("c6i.4xlarge", "libx265", Codec::H264, "medium")),
+        None
+    );
+}
+
+/// The worked example of docs/cost-model.md: one minute of 1080p30 H.264
+/// medium, x264 at 0.060 bits per pixel against NVENC at 0.085, delivered
+/// at $2 per GB over the asset's life.
+#[test]
+fn priced_delivered_bytes_can_outweigh_encode_time() {
+    let minute = cand(1, Codec::H264, 1920, 1080, 0, 0);
+    let minute = Demand {
+        frames: 1800,
+        ..minute.demand.into_owned()
+    };
+    let mut x264 = worker("c6i-4xlarge-spot", &[Codec::H264]);
+    let mut gpu = worker("g4dn-xlarge-spot", &[Codec::H264]);
+    let mut m = Model::default();
+    for (w, family, bpp) in [(&x264, "libx264", 0.060), (&gpu, "nvenc", 0.085)] {
+        m.learn(&[Observation {
+            key: key(&w.class, family, Codec::H264, "medium"),
+            pixels_per_second: prior(&key(&w.class, family, Codec::H264, "medium"), &w.shape()),
+            delivered: Some(Delivered {
+                bits_per_pixel: bpp,
+                psnr: 40.0,
+            }),
+        }]);
+    }
+    // Time only: the GPU is cheaper.
+    assert!(gpu.cost(&minute, &m) < x264.cost(&minute, &m));
+    x264.delivered_price_per_gb = 2.0;
+    gpu.delivered_price_per_gb = 2.0;
+    // 1800 × 1920 × 1080 px × 0.060 bit / 8 = 27.99 MB → $0.05599.
+    let px = 1800.0 * 1920.0 * 1080.0;
+    assert!((x264.delivered_cost(&minute, &m) - px * 0.060 / 8e9 * 2.0).abs() < 1e-12);
+    assert!((gpu.delivered_cost(&minute, &m) - px * 0.085 / 8e9 * 2.0).abs() < 1e-12);
+    // With the bytes priced, x264 is cheaper.
+    assert!(x264.cost(&minute, &m) < gpu.cost(&minute, &m));
+}
+
 // --- placement -----------------------------------------------------------
 
 fn pool(name: &str) -> super::catalogue::Pool {
@@ -273,6 +339,7 @@ pub(super) fn worker(pool_name: &str, codecs: &[Codec]) -> Worker {
         encoder_saturated: false,
         params: Default::default(),
         hardware_down: false,
+        delivered_price_per_gb: 0.0,
         pool: p,
     }
 }

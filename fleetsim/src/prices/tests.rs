@@ -24,6 +24,7 @@ fn worker(pool: &str, codecs: Vec<Codec>, held: u32, saturated: bool) -> Worker 
         encoder_saturated: saturated,
         params: Default::default(),
         hardware_down: false,
+        delivered_price_per_gb: 0.0,
         pool: p,
     }
 }

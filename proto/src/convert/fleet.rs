@@ -222,6 +222,9 @@ impl From<d::CostEntry> for pb::CostEntry {
             prior_pixels_per_second: c.prior_pixels_per_second,
             learned_pixels_per_second: c.learned_pixels_per_second,
             samples: c.samples,
+            measured: c.measured,
+            bits_per_pixel: c.bits_per_pixel,
+            psnr: c.psnr,
             pools: c
                 .pools
                 .into_iter()

@@ -125,6 +125,11 @@ pub struct CostEntry {
     pub prior_pixels_per_second: f64,
     pub learned_pixels_per_second: f64,
     pub samples: u64,
+    /// Encodes whose output was measured, and what they delivered: mean
+    /// bits per pixel and mean PSNR (dB).
+    pub measured: u64,
+    pub bits_per_pixel: Option<f64>,
+    pub psnr: Option<f64>,
     /// (pool, dollars per output minute at 1080p30).
     pub pools: Vec<(String, f64)>,
 }

@@ -41,6 +41,7 @@ pub(super) async fn pool_worker(
         encoder_saturated: false,
         params: Default::default(),
         hardware_down: false,
+        delivered_price_per_gb: 0.0,
         pool: p,
     }
 }
@@ -239,6 +240,7 @@ async fn the_model_learns_in_the_store(s: Arc<dyn StateStore>) {
         band: "hd1080".into(),
     };
     let obs = |pps: f64| Observation {
+        delivered: None,
         key: key.clone(),
         pixels_per_second: pps,
     };
