@@ -4,12 +4,20 @@
 
 use std::net::SocketAddr;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing::{info, warn};
+
+/// Buckets of `spotenc_chunk_psnr_db`: a failing encoder under 20 dB,
+/// delivery quality between 30 and 50.
+const PSNR_DB: &[f64] = &[
+    10.0, 20.0, 25.0, 30.0, 33.0, 36.0, 38.0, 40.0, 42.0, 45.0, 50.0, 60.0,
+];
 
 /// Installs the recorder (once per process) and serves it on `addr`.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("spotenc_chunk_psnr_db".into()), PSNR_DB)
+        .map_err(std::io::Error::other)?
         .install_recorder()
         .map_err(std::io::Error::other)?;
     describe();
@@ -94,5 +102,17 @@ fn describe() {
     metrics::describe_gauge!(
         "spotenc_pool_workers",
         "Live workers (asked for work or heartbeated in the last 30 s), by catalogue pool"
+    );
+    metrics::describe_histogram!(
+        "spotenc_chunk_psnr_db",
+        "Mean PSNR (dB) of each measured chunk output, by codec and encoder identity"
+    );
+    metrics::describe_counter!(
+        "spotenc_outlier_reencodes_total",
+        "Chunks the outlier guard sent back to be encoded again"
+    );
+    metrics::describe_counter!(
+        "spotenc_seams_flagged_total",
+        "Seams flagged in jobs that succeeded (a PSNR step at a chunk boundary)"
     );
 }

@@ -157,6 +157,24 @@ async fn a_tight_vbv_flags_the_seam_at_a_cut_and_crf_does_not() {
     let psnr_db = row["psnr_db"].as_f64().unwrap();
     assert!(bpp > 0.0 && bpp < 2.0, "{row}");
     assert!((15.0..60.0).contains(&psnr_db), "{row}");
+
+    // /metrics: every measured chunk in the histogram, the CRF job's
+    // re-encodes and the VBV job's seams counted.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let metrics = spotenc_tests::promql::scrape(&fleet.metrics[0]);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let count = "spotenc_chunk_psnr_db_count{codec=\"h264\",identity=\"libx264-h264-8bit\"}";
+    assert_eq!(value(count), encodes as f64);
+    assert_eq!(value("spotenc_seams_flagged_total"), seams.len() as f64);
+    let reencodes = (encodes - 8) as f64;
+    assert_eq!(value("spotenc_outlier_reencodes_total"), reencodes);
 }
 
 /// Waits until encode chunk `chunk` of the job is done.

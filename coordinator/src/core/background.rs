@@ -201,8 +201,9 @@ impl Coordinator {
         }
     }
 
-    /// Adds an ended job's attempt costs and output seconds to the
-    /// Prometheus counters (per replica: each job ends on one replica).
+    /// Adds an ended job's attempt costs, output seconds and flagged seams
+    /// to the Prometheus counters (per replica: each job ends on one
+    /// replica).
     fn count_costs(&self, job: &JobRecord, tasks: &[spotenc_core::state::TaskRecord]) {
         for a in tasks.iter().flat_map(|t| t.history.iter()) {
             let pool = self.config.pools.label(&a.pool).to_string();
@@ -212,6 +213,11 @@ impl Coordinator {
                 .increment(a.cost_dollars);
         }
         if job.state == JobState::Succeeded {
+            let seams: usize = spotenc_core::quality::report(&job.spec, tasks)
+                .iter()
+                .map(|q| q.seams.len())
+                .sum();
+            metrics::counter!("spotenc_seams_flagged_total").increment(seams as u64);
             if let Some(p) = &job.probe {
                 for (_, video, _) in job.spec.outputs() {
                     let codec = video.codec.name();
