@@ -80,6 +80,24 @@ local function close_attempt(task_id, outcome, err, now)
   end
 end
 
+-- Re-labels a task's last 'done' attempt (a restart discards it, the
+-- outlier guard rejects it) with `outcome` and `err`, after `amend(record)`
+-- when given; returns the record, or nil when no attempt was done.
+local function relabel_done(task_id, outcome, err, amend)
+  local n = redis.call('LLEN', hk(task_id))
+  for i = n - 1, 0, -1 do
+    local a = cjson.decode(redis.call('LINDEX', hk(task_id), i))
+    if a.outcome == 'done' then
+      a.outcome = outcome
+      a.error = err
+      if amend then amend(a) end
+      redis.call('LSET', hk(task_id), i, cjson.encode(a))
+      return a
+    end
+  end
+  return nil
+end
+
 -- Queues a task in its partition; a spot task also gets the deadline after
 -- which waiting escalates it.
 local function make_pending(task_id, now)

@@ -27,19 +27,11 @@ for i = 5, #ARGV, 4 do
 end
 for i = 5, #ARGV, 4 do
   local tid, worker, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local n = redis.call('LLEN', hk(tid))
-  for a = n - 1, 0, -1 do
-    local rec = cjson.decode(redis.call('LINDEX', hk(tid), a))
-    if rec.outcome == 'done' then
-      rec.outcome = 'rejected'
-      rec.error = reason
-      local psnr = cjson.decode(ARGV[i + 3])
-      -- (cjson writes an empty table as an object, which no list reads.)
-      if #psnr > 0 then rec.rejected_psnr = psnr end
-      redis.call('LSET', hk(tid), a, cjson.encode(rec))
-      break
-    end
-  end
+  local psnr = cjson.decode(ARGV[i + 3])
+  relabel_done(tid, 'rejected', reason, function(a)
+    -- (cjson writes an empty table as an object, which no list reads.)
+    if #psnr > 0 then a.rejected_psnr = psnr end
+  end)
   redis.call('HSET', tk(tid), 'result', '', 'frames_done', 0, 'avoid', worker)
   make_pending(tid, now)
 end

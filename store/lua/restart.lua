@@ -31,17 +31,8 @@ for _, tid in ipairs(tasks_of(job)) do
       local last = cjson.decode(redis.call('LINDEX', hk(tid), -1))
       dollars = dollars + (tonumber(last.cost_dollars) or 0)
     else
-      local n = redis.call('LLEN', hk(tid))
-      for i = n - 1, 0, -1 do
-        local a = cjson.decode(redis.call('LINDEX', hk(tid), i))
-        if a.outcome == 'done' then
-          a.outcome = 'discarded'
-          a.error = reason
-          dollars = dollars + (tonumber(a.cost_dollars) or 0)
-          redis.call('LSET', hk(tid), i, cjson.encode(a))
-          break
-        end
-      end
+      local a = relabel_done(tid, 'discarded', reason)
+      if a then dollars = dollars + (tonumber(a.cost_dollars) or 0) end
       redis.call('HSET', tk(tid), 'result', '')
     end
     redis.call('HSET', tk(tid), 'frames_done', 0)
