@@ -519,9 +519,8 @@ fn placement(p: PlacementSection, env: &Env) -> Result<Placement> {
             max_cost_ratio: ratio,
             on_demand_declines_spot: p.on_demand_declines_spot.unwrap_or(false),
             spot_closed: false,
-            // A re-encoded chunk waits as long for another worker of its
-            // identity as a pinned job waits for any.
-            avoid_rejected_ms: (wait * 1000.0) as i64,
+            // Set per lease, from the live workers.
+            avoid_rejected_ms: Policy::default().avoid_rejected_ms,
         },
         nvenc_util_limit_pct: util,
         affinity_wait_ms: (wait * 1000.0) as i64,

@@ -286,8 +286,21 @@ impl Coordinator {
         let Some(mut task) = self.store.lease(worker_id, lease, now_ms()).await? else {
             return Ok(None);
         };
-        if matches!(task.work, Work::Stitch(_)) && !self.stitch_passes(&task).await? {
-            return Ok(None);
+        if matches!(task.work, Work::Stitch(_)) {
+            match self.stitch_passes(&task).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                // Another replica's guard sent the chunks back meanwhile.
+                Err(Error::Stale(why)) => {
+                    info!(task = %task.task_id, %why, "stitch lease revoked by the outlier guard");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    let reason = format!("the outlier guard could not judge its chunks: {e}");
+                    self.release(&task.task_id, task.attempt, &reason).await;
+                    return Err(e);
+                }
+            }
         }
         info!(task = %task.task_id, attempt = task.attempt, worker = %worker_id, "task leased");
         match self.broker.sign(task.work.clone()).await {

@@ -124,7 +124,7 @@ pub fn report(spec: &JobSpec, tasks: &[TaskRecord]) -> Vec<RenditionQuality> {
                                  kept, unchecked)"
                             }
                             Retry::Reproduced => " (reproduced: the content, not a fault)",
-                            Retry::Other => "",
+                            Retry::Worse => " (worse)",
                         }
                     ),
                 })
@@ -227,11 +227,13 @@ pub enum Verdict {
     Fail(String),
 }
 
-/// A rejected chunk counted against the worker that made it. The reason
-/// names the task and attempt, so judging again counts it once.
+/// A rejected chunk counted against the worker that made it, once per
+/// `key` (the chunk and the worker) however often it is judged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Strike {
     pub worker_id: String,
+    pub key: String,
+    /// Starts with the key.
     pub reason: String,
 }
 
@@ -255,29 +257,32 @@ enum Retry {
     /// Within [`REPRODUCED_DB`]: that is what the identity makes of the
     /// content (checked by another worker, unless none could take it).
     Reproduced,
-    Other,
+    /// Worse by more than [`REPRODUCED_DB`] (or the first was not
+    /// measured in this output).
+    Worse,
 }
 
 fn compare(c: &Measured<'_>, rej: &Rejected<'_>) -> Retry {
     if rej.psnr <= 0.0 {
-        Retry::Other
+        Retry::Worse
     } else if c.quality.psnr - rej.psnr > REPRODUCED_DB {
         Retry::Better
     } else if (c.quality.psnr - rej.psnr).abs() <= REPRODUCED_DB {
         Retry::Reproduced
     } else {
-        Retry::Other
+        Retry::Worse
     }
 }
 
 /// The guard's verdict over every output of a job. A short chunk is
-/// encoded again once, on another worker when there is one. Then: a better
-/// re-encode counts a strike against the first worker; one under the job's
-/// floor, or short again without reproducing the first, fails the job and
-/// counts a strike against both; one that reproduces the first is what the
-/// identity makes of the content and is kept. (A fault that reproduces on
-/// every worker looks like content to this rule: a job that must not ship
-/// such a chunk sets a floor, `min_psnr`.)
+/// encoded again once, on another worker when there is one, and the
+/// re-encode arbitrates: better by more than [`REPRODUCED_DB`] counts a
+/// strike against the first worker; better or the same is what a sound
+/// worker makes of the content and is kept, unless under the job's floor
+/// (the job fails, no strike); worse and still short fails the job with a
+/// strike against both. A worker gets at most one strike per chunk. (A
+/// fault that reproduces on every worker looks like content to this rule:
+/// a job that must not ship such a chunk sets a floor, `min_psnr`.)
 pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Judgement {
     let (mut redo, mut strikes, mut fail) = (Vec::<Outlier>::new(), Vec::new(), None);
     for (r, (output, _, _)) in spec.outputs().into_iter().enumerate() {
@@ -285,13 +290,15 @@ pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Judgement {
         let median = median(&chunks);
         for c in &chunks {
             let short = shortfall(c.quality.psnr, median, chunks.len(), &spec.quality);
-            // One strike per attempt, whichever outputs fell short.
-            let mut strike = |worker: &str, attempt: u32, psnr: f64, what: &str| {
-                let key = format!("chunk {} (task {} attempt {attempt})", c.chunk, c.task_id);
-                if !strikes.iter().any(|s: &Strike| s.reason.starts_with(&key)) {
+            // One strike per worker and chunk, whichever outputs and
+            // rounds found it: the key says which.
+            let mut strike = |worker: &str, psnr: f64, what: &str| {
+                let key = format!("chunk {} ({}) by worker {worker}", c.chunk, c.task_id);
+                if !strikes.iter().any(|s: &Strike| s.key == key) {
                     strikes.push(Strike {
                         worker_id: worker.to_string(),
                         reason: format!("{key}: {psnr:.2} dB in {output}, {what}"),
+                        key,
                     });
                 }
             };
@@ -311,26 +318,33 @@ pub fn judge(spec: &JobSpec, tasks: &[TaskRecord]) -> Judgement {
                         });
                     }
                 }
-                (Some(rej), None) => {
-                    if compare(c, rej) == Retry::Better {
+                (Some(rej), short) => {
+                    let retry = compare(c, rej);
+                    if retry == Retry::Better {
                         let what = format!(
                             "{:.2} dB when worker {} encoded it again",
                             c.quality.psnr, c.worker_id
                         );
-                        strike(rej.worker_id, rej.attempt, rej.psnr, &what);
+                        strike(rej.worker_id, rej.psnr, &what);
                     }
-                }
-                (Some(rej), Some((why, floor))) => {
-                    if floor || compare(c, rej) != Retry::Reproduced {
-                        let what = "short again after it was encoded a second time";
-                        strike(rej.worker_id, rej.attempt, rej.psnr, what);
-                        strike(c.worker_id, c.attempt, c.quality.psnr, what);
-                        fail.get_or_insert(format!(
-                            "chunk {} of {output}: {why}, again after it was encoded a second time \
-                             (first by worker {} at {:.2} dB, then by worker {})",
-                            c.chunk, rej.worker_id, rej.psnr, c.worker_id
-                        ));
+                    let Some((why, floor)) = short else {
+                        continue;
+                    };
+                    // A re-encode better than or as good as the first is
+                    // what a sound worker makes of this content: kept,
+                    // unless the job's floor says otherwise.
+                    if retry == Retry::Worse {
+                        let what = "short again, worse when encoded a second time";
+                        strike(rej.worker_id, rej.psnr, what);
+                        strike(c.worker_id, c.quality.psnr, what);
+                    } else if !floor {
+                        continue;
                     }
+                    fail.get_or_insert(format!(
+                        "chunk {} of {output}: {why}, again after it was encoded a second time \
+                         (first by worker {} at {:.2} dB, then by worker {})",
+                        c.chunk, rej.worker_id, rej.psnr, c.worker_id
+                    ));
                 }
             }
         }
@@ -451,6 +465,6 @@ mod tests {
         // The same worker reproducing itself (none other could take it).
         assert_eq!(compare(&c, &rejected("b", 39.5)), Retry::Reproduced);
         // Worse again on another worker.
-        assert_eq!(compare(&c, &rejected("a", 45.0)), Retry::Other);
+        assert_eq!(compare(&c, &rejected("a", 45.0)), Retry::Worse);
     }
 }

@@ -62,9 +62,11 @@ impl Meter {
     ) -> Result<Self> {
         let mut ctx = codec::context::Context::from_parameters(params)
             .map_err(Error::ff("quality decoder parameters"))?;
+        // Two frame threads: each adds a picture of delay, and every
+        // picture of delay is a frame kept in `given` (4K 10-bit: 24 MB).
         ctx.set_threading(codec::threading::Config {
             kind: codec::threading::Type::Frame,
-            count: 0,
+            count: 2,
             ..Default::default()
         });
         let mut decoder = ctx
@@ -139,14 +141,13 @@ impl Meter {
             .source()
             .add(given)
             .map_err(Error::ff("quality filter input"))?;
-        self.collect();
-        Ok(())
+        self.collect()
     }
 
     /// Reads the scores of the frames the filters have finished.
-    fn collect(&mut self) {
+    fn collect(&mut self) -> Result<()> {
         let Some(graph) = self.graph.as_mut() else {
-            return;
+            return Ok(());
         };
         let mut out = frame::Video::empty();
         while graph
@@ -157,14 +158,19 @@ impl Meter {
             .is_ok()
         {
             let meta = out.metadata();
-            let num = |key: &str| meta.get(key).and_then(|v| v.trim().parse::<f64>().ok());
+            let num = |key: &str| {
+                meta.get(key)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .ok_or_else(|| Error::Verify(format!("the quality filters gave no {key}")))
+            };
             self.scores.push(Score {
                 pts: out.pts().unwrap_or_default(),
-                mse: mse_of(num("lavfi.psnr.psnr_avg").unwrap_or(0.0)),
-                mse_y: mse_of(num("lavfi.psnr.psnr.y").unwrap_or(0.0)),
-                ssim: num("lavfi.ssim.All").unwrap_or(0.0),
+                mse: mse_of(num("lavfi.psnr.psnr_avg")?),
+                mse_y: mse_of(num("lavfi.psnr.psnr.y")?),
+                ssim: num("lavfi.ssim.All")?,
             });
         }
+        Ok(())
     }
 
     /// Flushes the decoder and the filters, checks that every frame was
@@ -182,7 +188,7 @@ impl Meter {
                     .map_err(Error::ff("quality filter flush"))?;
             }
         }
-        self.collect();
+        self.collect()?;
         if !self.given.is_empty() {
             return Err(Error::Verify(format!(
                 "{} frames given to the encoder came back as no picture",

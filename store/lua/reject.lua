@@ -1,15 +1,16 @@
 -- reject: the outlier guard's re-encode, run by the coordinator that holds
 -- a stitch's lease when some of the job's chunks fell short. While the
--- lease holds and no other stitch of the job is leased or done, each
+-- lease holds and no stitch of the job is done, each
 -- outlier's done chunk goes back to pending: its done attempt ends as
 -- 'rejected' (waste) with the reason, its result is dropped, and it avoids
--- the worker that made it. Every stitch of the job (this one's lease
--- released) waits for the chunks again.
+-- the worker that made it. Every stitch of the job waits for the chunks
+-- again: leased ones (this one, and any another replica leased meanwhile)
+-- are released, so their results are refused as stale.
 -- KEYS: none (see lib.lua)
 -- ARGV: prefix, stitch_id, attempt, now_ms, then n × (task_id, worker_id,
 --       reason, psnr_json: the chunk's mean PSNR per output)
--- Returns: {job_id, job_state}, or false when another stitch got ahead or
---          a chunk is no longer done.
+-- Returns: {job_id, job_state}, or false when a stitch is done or a chunk
+--          no longer is.
 local stitch, attempt, now = ARGV[2], ARGV[3], ARGV[4]
 local job, e = fenced(stitch, attempt)
 if not job then return e end
@@ -18,7 +19,7 @@ if is_terminal(state) or state == 'Committing' then return false end
 for _, tid in ipairs(tasks_of(job)) do
   if tid ~= stitch then
     local t = redis.call('HMGET', tk(tid), 'kind', 'state')
-    if t[1] == 'Stitch' and (t[2] == 'Leased' or t[2] == 'Done') then return false end
+    if t[1] == 'Stitch' and t[2] == 'Done' then return false end
   end
 end
 for i = 5, #ARGV, 4 do

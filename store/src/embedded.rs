@@ -654,8 +654,8 @@ impl StateStore for EmbeddedStore {
         })
     }
 
-    async fn strike_worker(&self, worker_id: &str, reason: &str) -> Result<Vec<String>> {
-        self.apply(false, |s| Ok(s.strike_worker(worker_id, reason)))
+    async fn strike_worker(&self, worker_id: &str, key: &str, reason: &str) -> Result<Vec<String>> {
+        self.apply(false, |s| Ok(s.strike_worker(worker_id, key, reason)))
     }
 
     async fn queue_depth(&self) -> Result<(u64, u64)> {

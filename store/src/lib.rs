@@ -154,11 +154,11 @@ pub trait StateStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<Transition>>;
     /// The outlier guard's re-encode: while `stitch_id`'s lease `attempt`
-    /// holds and no other stitch of its job is leased or done, the
-    /// outliers' done chunks go back to pending (their attempts end as
-    /// `rejected`, waste, with the reason), each avoiding the worker that
-    /// made it, and the job's stitches wait for them again. `None` when
-    /// another stitch got ahead.
+    /// holds and no stitch of its job is done, the outliers' done chunks go
+    /// back to pending (their attempts end as `rejected`, waste, with the
+    /// reason), each avoiding the worker that made it, and the job's
+    /// stitches wait for them again (leased ones released). `None` when a
+    /// stitch is done or a chunk no longer is.
     async fn reject_chunks(
         &self,
         stitch_id: &str,
@@ -166,9 +166,10 @@ pub trait StateStore: Send + Sync + 'static {
         outliers: &[Outlier],
         now_ms: i64,
     ) -> Result<Option<Transition>>;
-    /// Counts a rejected chunk against the worker that made it; returns
-    /// every reason counted (see [`WorkerRecord::quarantined`]).
-    async fn strike_worker(&self, worker_id: &str, reason: &str) -> Result<Vec<String>>;
+    /// Counts a rejected chunk against the worker that made it, once per
+    /// `key`; returns every reason counted (see
+    /// [`WorkerRecord::quarantined`]), none for an unknown worker.
+    async fn strike_worker(&self, worker_id: &str, key: &str, reason: &str) -> Result<Vec<String>>;
     /// Ends a job in `Committing`: `Ok` once its output is at the final path.
     async fn finish_commit(
         &self,

@@ -76,6 +76,7 @@ struct Scripts {
     pinned: Script,
     restart: Script,
     reject: Script,
+    strike: Script,
 }
 
 pub struct RedisStore {
@@ -155,6 +156,7 @@ impl RedisStore {
                 pinned: script!("pinned"),
                 restart: script!("restart"),
                 reject: script!("reject"),
+                strike: script!("strike"),
             },
         })
     }
@@ -305,7 +307,7 @@ impl StateStore for RedisStore {
             .read(
                 redis::pipe()
                     .hget(&key, "record")
-                    .smembers(format!("{key}:strikes")),
+                    .hvals(format!("{key}:strikes")),
             )
             .await?;
         let record = record.ok_or_else(|| Error::NotFound(format!("worker {worker_id}")))?;
@@ -692,19 +694,22 @@ impl StateStore for RedisStore {
             .transpose()
     }
 
-    async fn strike_worker(&self, worker_id: &str, reason: &str) -> Result<Vec<String>> {
-        let key = self.key(&format!("worker:{worker_id}"));
-        // A set: the same strike (its reason names the attempt) counts
-        // once. Not retried, like a script: a broken connection cannot say
-        // whether it was counted.
-        let (mut strikes,): (Vec<String>,) = redis::pipe()
-            .atomic()
-            .sadd(format!("{key}:strikes"), reason)
-            .ignore()
-            .smembers(format!("{key}:strikes"))
-            .query_async(&mut self.conn.clone())
+    async fn strike_worker(&self, worker_id: &str, key: &str, reason: &str) -> Result<Vec<String>> {
+        let worker = self.key(&format!("worker:{worker_id}"));
+        // A hash by key: the same strike counts once. Not retried, like a
+        // script: a broken connection cannot say whether it was counted.
+        let strikes: Option<Vec<String>> = self
+            .scripts
+            .strike
+            .key(&self.prefix)
+            .arg(&self.prefix)
+            .arg(&worker)
+            .arg(key)
+            .arg(reason)
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
+        let mut strikes = strikes.unwrap_or_default();
         strikes.sort();
         Ok(strikes)
     }

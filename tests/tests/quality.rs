@@ -132,19 +132,22 @@ async fn a_tight_vbv_flags_the_seam_at_a_cut_and_crf_does_not() {
         "{text}"
     );
 
-    // The cost model learned bits and PSNR from every encode (re-encodes
-    // included) of its key: libx264, veryfast, sd.
-    let mut encodes = 0;
+    // The cost model learned throughput from every encode (re-encodes
+    // included) of its key (libx264, veryfast, sd), and bits and PSNR from
+    // those at a constant quality (the CRF job's).
+    let mut encodes = Vec::new();
     for id in [&crf.0, &vbv.0] {
         let j = job(&fleet.url, id).await;
-        encodes += j
-            .tasks
-            .iter()
-            .filter(|t| t.kind == pb::TaskKind::Encode as i32)
-            .flat_map(|t| t.history.iter())
-            .filter(|a| a.outcome == "done" || a.outcome == "rejected")
-            .count();
+        encodes.push(
+            j.tasks
+                .iter()
+                .filter(|t| t.kind == pb::TaskKind::Encode as i32)
+                .flat_map(|t| t.history.iter())
+                .filter(|a| a.outcome == "done" || a.outcome == "rejected")
+                .count(),
+        );
     }
+    let (crf_encodes, encodes) = (encodes[0], encodes[0] + encodes[1]);
     let costs = fleet.spotenc(&["costs", "--json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&costs.stdout).unwrap();
     let row = rows
@@ -152,10 +155,10 @@ async fn a_tight_vbv_flags_the_seam_at_a_cut_and_crf_does_not() {
         .find(|r| r["family"] == "libx264" && r["preset"] == "veryfast")
         .unwrap_or_else(|| panic!("no key: {rows:?}"));
     assert_eq!(row["samples"], encodes, "{row}");
-    assert_eq!(row["measured"], encodes, "{row}");
+    assert_eq!(row["measured"], crf_encodes, "{row}");
     let bpp = row["bits_per_pixel"].as_f64().unwrap();
     let psnr_db = row["psnr_db"].as_f64().unwrap();
-    assert!(bpp > 0.0 && bpp < 2.0, "{row}");
+    assert!(bpp > 0.0 && bpp < 10.0, "{row}");
     assert!((15.0..60.0).contains(&psnr_db), "{row}");
 
     // /metrics: every measured chunk in the histogram, the CRF job's
@@ -240,7 +243,7 @@ async fn a_damaged_chunk_is_encoded_again_elsewhere_and_the_job_commits_clean() 
         "{j}"
     );
     assert!(re[0]["reason"].as_str().unwrap().contains("faulty"), "{j}");
-    assert!(j["cost"]["wasted_dollars"].as_f64().unwrap() >= 0.0);
+    assert!(j["cost"]["wasted_dollars"].as_f64().unwrap() > 0.0, "{j}");
     // One strike is not enough to be refused: a takes the next job.
     let out2 = dir.path().join("out2.mp4");
     fleet.worker("b").kill();
@@ -269,7 +272,10 @@ async fn a_chunk_damaged_on_every_worker_fails_its_job_under_the_floor() {
         &["--chunk-seconds", "1", "--min-psnr", "25"],
     );
     chunk_done(&url, &id, 1).await;
+    fleet.worker("a").signal("-STOP");
     fleet.add_worker_env("cpu-worker", "b", &url, "on-demand", &[], &[(DAMAGE, "1")]);
+    registered(&fleet, "b").await;
+    fleet.worker("a").signal("-CONT");
     let done = ended(&url, &id, Duration::from_secs(120), Some(&out)).await;
     assert_eq!(done.state, pb::JobState::Failed as i32, "{done:?}");
     assert!(done.error.contains("chunk 1 of"), "{}", done.error);
@@ -294,8 +300,27 @@ async fn damaged_by_a_then_b_joins(fleet: &mut Fleet, src: &Path, out: &Path, b:
     let url = fleet.url.clone();
     let id = submit_id(fleet, src, out, &["--chunk-seconds", "1"]);
     chunk_done(&url, &id, 1).await;
+    // a waits until b is registered: b is live when the guard judges, so
+    // the re-encode avoids a.
+    fleet.worker("a").signal("-STOP");
     fleet.add_worker_with(b, &url, "on-demand");
+    registered(fleet, b).await;
+    fleet.worker("a").signal("-CONT");
     ended(&url, &id, Duration::from_secs(120), Some(out)).await
+}
+
+/// Waits until a worker named `name` has registered.
+async fn registered(fleet: &Fleet, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = fleet.spotenc(&["workers"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.lines().any(|l| l.starts_with(&format!("{name}-"))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never registered: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

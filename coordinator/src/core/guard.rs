@@ -70,7 +70,11 @@ impl Coordinator {
     /// Counts a rejected chunk against its worker (once: the reason names
     /// the attempt), which takes no more work at the limit.
     async fn strike(&self, s: &Strike) {
-        match self.store.strike_worker(&s.worker_id, &s.reason).await {
+        match self
+            .store
+            .strike_worker(&s.worker_id, &s.key, &s.reason)
+            .await
+        {
             Ok(strikes) if strikes.len() >= WorkerRecord::MAX_STRIKES => {
                 error!(worker = %s.worker_id, strikes = strikes.len(), reason = %s.reason, "worker takes no more work: its chunks keep falling short of the quality checks");
             }

@@ -134,10 +134,14 @@ impl Coordinator {
                 .expect("plan lock")
                 .contains(&worker.pool.name);
         // A chunk the outlier guard sent back avoids the worker that made
-        // it only while another worker could take it.
-        if !self.has_peer(worker_id, &status.info).await? {
-            policy.avoid_rejected_ms = 0;
-        }
+        // it while another live worker encodes alike (for as long as a
+        // pinned job waits for a worker of its identity: the other may not
+        // serve its partition), and only then.
+        policy.avoid_rejected_ms = if self.has_peer(worker_id, &status.info).await? {
+            self.config.placement.affinity_wait_ms
+        } else {
+            0
+        };
         Ok(Lease {
             worker: Some(worker),
             fleet,
@@ -187,10 +191,18 @@ impl Coordinator {
             Err(_) => Model::default(),
         };
         let mut obs: Vec<Observation> = task.demand.observe(&keys, &worker.shape(), &model, wall);
-        // What each measured output delivered, beside the throughput.
+        // What each measured output delivered, beside the throughput; only
+        // at a constant quality (CRF), as a bitrate target sets the bits.
+        let crf: Vec<bool> = match &task.work {
+            spotenc_proto::domain::Work::Encode(e) => std::iter::once(&e.video)
+                .chain(e.renditions.iter().map(|r| &r.video))
+                .map(|v| matches!(v.rate, spotenc_proto::domain::RateControl::Crf(_)))
+                .collect(),
+            _ => Vec::new(),
+        };
         let objects = std::iter::once(obj).chain(obj.renditions.iter());
-        for (o, made) in obs.iter_mut().zip(objects) {
-            o.delivered = made.quality.as_ref().map(|q| Delivered {
+        for ((o, made), crf) in obs.iter_mut().zip(objects).zip(crf) {
+            o.delivered = made.quality.as_ref().filter(|_| crf).map(|q| Delivered {
                 bits_per_pixel: q.bitrate_bps as f64 * q.seconds
                     / (f64::from(q.width) * f64::from(q.height) * q.frames as f64).max(1.0),
                 psnr: q.psnr,

@@ -260,7 +260,8 @@ pub struct Policy {
     pub spot_closed: bool,
     /// How long a chunk the outlier guard sent back waits for another
     /// worker than the one whose chunk it rejected (then that one may take
-    /// it too).
+    /// it too). The coordinator sets it per lease: `affinity_wait_seconds`
+    /// while another live worker encodes alike, else 0.
     pub avoid_rejected_ms: i64,
 }
 

@@ -166,18 +166,25 @@ impl PartialEq for Index {
 
 impl Index {
     /// Notes a new task at `order`; a blocked one waits on its deps, of
-    /// which `deps_done` are done already.
+    /// which `deps_done` are done already. A task not yet ended is noted as
+    /// a dependent of its deps whatever its state: a dep done before may be
+    /// undone (the outlier guard sends a chunk back) after a reload.
     pub fn add(&mut self, t: &TaskRecord, order: u64, traits: JobTraits, deps_done: u32) {
         let shape = self.q.intern_shape(&t.demand.outputs);
         let demand = self.q.intern_demand(shape, &t.demand);
         let mut waiting_for = 0;
-        if t.state == TaskState::Blocked {
+        if matches!(
+            t.state,
+            TaskState::Blocked | TaskState::Pending | TaskState::Leased
+        ) {
             for d in &t.deps {
                 self.dependents
                     .entry(Id::from(d.as_str()))
                     .or_default()
                     .push(Id::from(t.id.as_str()));
             }
+        }
+        if t.state == TaskState::Blocked {
             waiting_for = (t.deps.len() as u32).saturating_sub(deps_done);
         }
         let mut filed = Filed {

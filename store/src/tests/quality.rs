@@ -6,6 +6,7 @@
 use super::affinity::{four_chunk_job, next_encode};
 use super::placement::{lease_for, pool_worker};
 use super::*;
+use spotenc_core::cost::place::Worker;
 use spotenc_core::quality::{judge, Verdict};
 use spotenc_core::state::WorkerRecord;
 
@@ -43,24 +44,7 @@ async fn a_short_chunk_goes_back_before_the_stitch_and_avoids_its_worker(s: Arc<
     let a = pool_worker(&*s, "a", "c6i-4xlarge-spot", &[Codec::H264, Codec::Hevc]).await;
     let b = pool_worker(&*s, "b", "c6i-4xlarge-spot", &[Codec::H264, Codec::Hevc]).await;
     let fleet = [&a, &b];
-    // a makes every chunk; chunk 1 comes out 30 dB under its siblings.
-    let mut now = 10;
-    while let Some(t) = s.lease("a", &lease_for(&a, &fleet), now).await.unwrap() {
-        if t.work.kind() == TaskKind::Stitch {
-            // Every chunk is made: leave the stitches for later.
-            s.release(&t.task_id, t.attempt, "later", now)
-                .await
-                .unwrap();
-            break;
-        }
-        let rec = s.task(&t.task_id).await.unwrap();
-        let psnr = if rec.chunk == 1 { 10.0 } else { 40.0 };
-        let out = measured(&format!("/w/c{}", rec.chunk), rec.frames_total, psnr);
-        s.complete(&t.task_id, t.attempt, TaskOutcome::Encode(out), vec![], now)
-            .await
-            .unwrap();
-        now += 1;
-    }
+    let mut now = encode_every_chunk(&*s, &a, &fleet).await;
     let (record, tasks) = s.job(&job).await.unwrap();
     let Verdict::Reencode(outliers) = judge(&record.spec, &tasks).verdict else {
         panic!("chunk 1 is short")
@@ -72,18 +56,11 @@ async fn a_short_chunk_goes_back_before_the_stitch_and_avoids_its_worker(s: Arc<
     );
     assert_eq!(outliers[0].psnr, vec![10.0, 10.0]);
 
-    // Another stitch leased: the guard waits (its own lease is released by
-    // the coordinator). A stale attempt is refused.
+    // Both stitches leased at once (two replicas): the first guard's
+    // reject releases both; the second's is then stale. A stale attempt is
+    // refused.
     let s1 = stitch(&*s, "w1", now).await;
     let s2 = stitch(&*s, "w1", now).await;
-    assert!(s
-        .reject_chunks(&s1.task_id, s1.attempt, &outliers, now)
-        .await
-        .unwrap()
-        .is_none());
-    s.release(&s2.task_id, s2.attempt, "test", now)
-        .await
-        .unwrap();
     assert!(s
         .reject_chunks(&s1.task_id, s1.attempt + 1, &outliers, now)
         .await
@@ -93,6 +70,19 @@ async fn a_short_chunk_goes_back_before_the_stitch_and_avoids_its_worker(s: Arc<
         .await
         .unwrap()
         .is_some());
+    assert!(matches!(
+        s.reject_chunks(&s2.task_id, s2.attempt, &outliers, now)
+            .await,
+        Err(Error::Stale(_))
+    ));
+    for t in [&s1, &s2] {
+        let rec = s.task(&t.task_id).await.unwrap();
+        assert_eq!(
+            rec.history.last().unwrap().outcome,
+            AttemptOutcome::Released
+        );
+    }
+    assert_eq!(s.queue_depth().await.unwrap(), (1, 0), "only chunk 1 waits");
 
     // Chunk 1 is pending, its attempt rejected with its PSNR; every stitch
     // waits for it again.
@@ -141,14 +131,98 @@ async fn a_short_chunk_goes_back_before_the_stitch_and_avoids_its_worker(s: Arc<
     assert!(q[0].reencoded[0].reason.contains("faulty"), "{:?}", q[0]);
 
     // Strikes count once each; two and the worker is refused.
-    let reason = &judged.strikes[0].reason;
-    assert_eq!(s.strike_worker("a", reason).await.unwrap().len(), 1);
-    assert_eq!(s.strike_worker("a", reason).await.unwrap().len(), 1);
+    let (key, reason) = (&judged.strikes[0].key, &judged.strikes[0].reason);
+    assert!(reason.starts_with(key.as_str()), "{reason}");
+    assert_eq!(s.strike_worker("a", key, reason).await.unwrap().len(), 1);
+    assert_eq!(
+        s.strike_worker("a", key, "said again").await.unwrap(),
+        vec![reason.clone()]
+    );
     assert!(s.worker("a").await.unwrap().quarantined().is_none());
-    assert_eq!(s.strike_worker("a", "another").await.unwrap().len(), 2);
+    assert!(s
+        .strike_worker("nobody", "k", "k: r")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.strike_worker("a", "k2", "k2: another")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let refused = s.worker("a").await.unwrap().quarantined().expect("refused");
     assert!(refused.contains("2 of its chunks"), "{refused}");
     assert_eq!(WorkerRecord::MAX_STRIKES, 2);
+}
+
+/// `a` makes every chunk of the only job, chunk 1 30 dB under its
+/// siblings; returns the time after.
+async fn encode_every_chunk(s: &dyn StateStore, a: &Worker, fleet: &[&Worker]) -> i64 {
+    let mut now = 10;
+    while let Some(t) = s.lease("a", &lease_for(a, fleet), now).await.unwrap() {
+        if t.work.kind() == TaskKind::Stitch {
+            // Every chunk is made: leave the stitches for later.
+            s.release(&t.task_id, t.attempt, "later", now)
+                .await
+                .unwrap();
+            return now;
+        }
+        let rec = s.task(&t.task_id).await.unwrap();
+        let psnr = if rec.chunk == 1 { 10.0 } else { 40.0 };
+        let out = measured(&format!("/w/c{}", rec.chunk), rec.frames_total, psnr);
+        s.complete(&t.task_id, t.attempt, TaskOutcome::Encode(out), vec![], now)
+            .await
+            .unwrap();
+        now += 1;
+    }
+    now
+}
+
+/// The embedded store rebuilds its index from the records when it
+/// restarts: a stitch pending then still waits for a chunk sent back.
+#[tokio::test]
+async fn after_a_restart_a_chunk_sent_back_still_blocks_the_stitch() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn StateStore> {
+        Arc::new(super::EmbeddedStore::open(dir.path(), LIMITS).unwrap())
+    };
+    let (job, now) = {
+        let s = open();
+        s.register_worker(worker()).await.unwrap();
+        let job = four_chunk_job(&*s).await;
+        let a = pool_worker(&*s, "a", "c6i-4xlarge-spot", &[Codec::H264]).await;
+        let b = pool_worker(&*s, "b", "c6i-4xlarge-spot", &[Codec::H264]).await;
+        (job, encode_every_chunk(&*s, &a, &[&a, &b]).await)
+    };
+    let s = open();
+    let a = pool_worker(&*s, "a", "c6i-4xlarge-spot", &[Codec::H264]).await;
+    let b = pool_worker(&*s, "b", "c6i-4xlarge-spot", &[Codec::H264]).await;
+    let s1 = stitch(&*s, "w1", now).await;
+    let (record, tasks) = s.job(&job).await.unwrap();
+    let Verdict::Reencode(outliers) = judge(&record.spec, &tasks).verdict else {
+        panic!("chunk 1 is short")
+    };
+    assert!(s
+        .reject_chunks(&s1.task_id, s1.attempt, &outliers, now)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(s.queue_depth().await.unwrap(), (1, 0), "only chunk 1 waits");
+    let again = next_encode(&*s, ("b", &b), &[&a, &b], now + 1)
+        .await
+        .expect("b takes chunk 1");
+    let frames = s.task(&again.task_id).await.unwrap().frames_total;
+    s.complete(
+        &again.task_id,
+        again.attempt,
+        TaskOutcome::Encode(measured("/w/c1-again", frames, 40.0)),
+        vec![],
+        now + 2,
+    )
+    .await
+    .unwrap();
+    let _ = stitch(&*s, "w1", now + 3).await;
 }
 
 contract!(a_short_chunk_goes_back_before_the_stitch_and_avoids_its_worker);

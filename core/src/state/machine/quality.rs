@@ -12,12 +12,13 @@ use crate::state::Transition;
 
 impl State {
     /// Sends `outliers` (done encode chunks of the stitch's job) back to
-    /// pending, while the stitch's lease `attempt` holds and no other
-    /// stitch of the job is leased or done: their done attempts end as
-    /// `rejected` (waste) with the reason, each chunk avoids the worker
-    /// that made it, and every stitch of the job (this one's lease
-    /// released) waits for them again. `None` when another stitch got
-    /// ahead (the caller releases its lease and judges again later).
+    /// pending, while the stitch's lease `attempt` holds and no stitch of
+    /// the job is done: their done attempts end as `rejected` (waste) with
+    /// the reason, each chunk avoids the worker that made it, and every
+    /// stitch of the job waits for them again (leased ones, this one and
+    /// any another replica leased at the same time, are released: their
+    /// workers' results are refused as stale). `None` when a stitch is
+    /// done or a chunk no longer is.
     pub fn reject_chunks(
         &mut self,
         stitch_id: &str,
@@ -37,10 +38,10 @@ impl State {
         let task_ids = job.task_ids.clone();
         let ahead = task_ids.iter().any(|id| {
             id != stitch_id
-                && self.tasks.get(id.as_str()).is_some_and(|t| {
-                    t.kind == TaskKind::Stitch
-                        && matches!(t.state, TaskState::Leased | TaskState::Done)
-                })
+                && self
+                    .tasks
+                    .get(id.as_str())
+                    .is_some_and(|t| t.kind == TaskKind::Stitch && t.state == TaskState::Done)
         });
         let all_done = outliers.iter().all(|o| {
             self.tasks
@@ -104,12 +105,13 @@ impl State {
     }
 
     /// Counts a rejected chunk against the worker that made it, once per
-    /// reason; returns every reason counted (none for an unknown worker).
-    pub fn strike_worker(&mut self, worker_id: &str, reason: &str) -> Vec<String> {
+    /// `key` (`reason` starts with it); returns every reason counted (none
+    /// for an unknown worker).
+    pub fn strike_worker(&mut self, worker_id: &str, key: &str, reason: &str) -> Vec<String> {
         let known = self
             .workers
             .get(worker_id)
-            .map(|w| w.strikes.iter().any(|s| s == reason));
+            .map(|w| w.strikes.iter().any(|s| s.starts_with(key)));
         match known {
             Some(false) => {
                 let w = self.workers.get_mut(worker_id).expect("looked up above");
