@@ -44,7 +44,7 @@ async fn a_short_chunk_goes_back_before_the_stitch_and_avoids_its_worker(s: Arc<
     let a = pool_worker(&*s, "a", "c6i-4xlarge-spot", &[Codec::H264, Codec::Hevc]).await;
     let b = pool_worker(&*s, "b", "c6i-4xlarge-spot", &[Codec::H264, Codec::Hevc]).await;
     let fleet = [&a, &b];
-    let mut now = encode_every_chunk(&*s, &a, &fleet).await;
+    let now = encode_every_chunk(&*s, &a, &fleet).await;
     let (record, tasks) = s.job(&job).await.unwrap();
     let Verdict::Reencode(outliers) = judge(&record.spec, &tasks).verdict else {
         panic!("chunk 1 is short")
