@@ -17,7 +17,7 @@ t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk -
 
 echo "clip: $clip, preset medium, crf 23 (h264) / 28 (hevc), chunks of 5 s, $workers worker(s), $(nproc) cores, $rounds rounds"
 printf '%-6s %-5s %s\n' codec round "off s / on s"
-for codec in h264 hevc; do
+for codec in ${SPOTENC_BENCH_CODECS:-h264 hevc}; do
   crf=23
   [ "$codec" = hevc ] && crf=28
   off_sum=0 on_sum=0

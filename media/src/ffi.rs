@@ -505,6 +505,15 @@ pub fn is_cuda_frame(frame: &ffmpeg::frame::Video) -> bool {
     unsafe { !(*frame.as_ptr()).hw_frames_ctx.is_null() }
 }
 
+/// Runs a filter graph's filters on the calling thread only (set before
+/// the graph is configured).
+pub fn filter_on_one_thread(graph: &mut ffmpeg::filter::Graph) {
+    // SAFETY: a field of a graph we own, set before it is configured.
+    unsafe {
+        (*graph.as_mut_ptr()).nb_threads = 1;
+    }
+}
+
 /// A copy in system memory of a frame in GPU memory (NV12 or P010), with
 /// its properties (the quality meter compares on the CPU).
 pub fn download_frame(frame: &ffmpeg::frame::Video) -> Result<ffmpeg::frame::Video, ffmpeg::Error> {
