@@ -7,7 +7,7 @@
 use spotenc_proto::domain::{AttemptOutcome, JobState, TaskKind, TaskState};
 use spotenc_proto::Result;
 
-use super::records::close_attempt;
+use super::records::{close_attempt, relabel_done};
 use super::{not_found, State};
 use crate::state::{JobRecord, PinnedJob, Transition};
 
@@ -102,17 +102,8 @@ impl State {
             let holder = (t.state == TaskState::Leased).then(|| t.worker_id.clone());
             match t.state {
                 TaskState::Done => {
-                    if let Some(a) = t
-                        .history
-                        .iter_mut()
-                        .rev()
-                        .find(|a| a.outcome == AttemptOutcome::Done)
-                    {
-                        a.outcome = AttemptOutcome::Discarded;
-                        a.error = reason.to_string();
-                        dollars += a.cost_dollars;
-                    }
-                    t.result = None;
+                    dollars += relabel_done(t, AttemptOutcome::Discarded, reason)
+                        .map_or(0.0, |a| a.cost_dollars);
                     self.index.undone(&id);
                 }
                 TaskState::Leased => {

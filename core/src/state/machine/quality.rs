@@ -5,7 +5,7 @@
 use spotenc_proto::domain::{AttemptOutcome, JobState, TaskKind, TaskState};
 use spotenc_proto::Result;
 
-use super::records::close_attempt;
+use super::records::{close_attempt, relabel_done};
 use super::{fenced, not_found, State};
 use crate::quality::Outlier;
 use crate::state::Transition;
@@ -85,17 +85,9 @@ impl State {
             .tasks
             .get_mut(o.task_id.as_str())
             .expect("checked by the caller");
-        if let Some(a) = t
-            .history
-            .iter_mut()
-            .rev()
-            .find(|a| a.outcome == AttemptOutcome::Done)
-        {
-            a.outcome = AttemptOutcome::Rejected;
-            a.error = o.reason.clone();
+        if let Some(a) = relabel_done(t, AttemptOutcome::Rejected, &o.reason) {
             a.rejected_psnr = o.psnr.clone();
         }
-        t.result = None;
         t.state = TaskState::Pending;
         t.pending_since_ms = now_ms;
         t.frames_done = 0;

@@ -115,6 +115,26 @@ pub(super) fn close_attempt(
     }
 }
 
+/// Re-labels a task's last done attempt (a restart discards it, the
+/// outlier guard rejects it) with `outcome` and `error`, and drops the
+/// task's result; returns the attempt, `None` when none was done. The
+/// machine's twin of `relabel_done` in `store/lua/lib.lua`.
+pub(super) fn relabel_done<'t>(
+    task: &'t mut TaskRecord,
+    outcome: AttemptOutcome,
+    error: &str,
+) -> Option<&'t mut AttemptRecord> {
+    task.result = None;
+    let a = task
+        .history
+        .iter_mut()
+        .rev()
+        .find(|a| a.outcome == AttemptOutcome::Done)?;
+    a.outcome = outcome;
+    a.error = error.to_string();
+    Some(a)
+}
+
 /// Fills a stitch task's inputs from its dependencies' results, in
 /// dependency (chunk) order.
 pub fn fill_stitch(
