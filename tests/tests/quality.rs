@@ -210,12 +210,9 @@ fn attempts(j: &pb::Job, chunk: u32) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_chunk_is_encoded_again_elsewhere_and_the_job_commits_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let src = keyed_clip(dir.path(), 4, "320x180");
-    let out = dir.path().join("out.mp4");
-    let mut fleet = Fleet::builder().cpu_workers(0).start();
-    let url = fleet.url.clone();
-    fleet.add_worker_env("cpu-worker", "a", &url, "on-demand", &[], &[(DAMAGE, "1")]);
-    let done = damaged_by_a_then_b_joins(&mut fleet, &src, &out, "b").await;
+    let (src, mut fleet) = fleet_with_a_damaging_chunk_1(dir.path());
+    let (out, url) = (dir.path().join("out.mp4"), fleet.url.clone());
+    let done = damaged_by_a_then_b_joins(&mut fleet, (&src, &out), ("b", &[]), &[]).await;
     let id = done.id.clone();
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
     // Chunk 1: a's attempt rejected, b's done.
@@ -260,23 +257,10 @@ async fn a_damaged_chunk_is_encoded_again_elsewhere_and_the_job_commits_clean() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunk_damaged_on_every_worker_fails_its_job_under_the_floor() {
     let dir = tempfile::tempdir().unwrap();
-    let src = keyed_clip(dir.path(), 4, "320x180");
+    let (src, mut fleet) = fleet_with_a_damaging_chunk_1(dir.path());
     let out = dir.path().join("out.mp4");
-    let mut fleet = Fleet::builder().cpu_workers(0).start();
-    let url = fleet.url.clone();
-    fleet.add_worker_env("cpu-worker", "a", &url, "on-demand", &[], &[(DAMAGE, "1")]);
-    let id = submit_id(
-        &fleet,
-        &src,
-        &out,
-        &["--chunk-seconds", "1", "--min-psnr", "25"],
-    );
-    chunk_done(&url, &id, 1).await;
-    fleet.worker("a").signal("-STOP");
-    fleet.add_worker_env("cpu-worker", "b", &url, "on-demand", &[], &[(DAMAGE, "1")]);
-    registered(&fleet, "b").await;
-    fleet.worker("a").signal("-CONT");
-    let done = ended(&url, &id, Duration::from_secs(120), Some(&out)).await;
+    let b = ("b", &[(DAMAGE, "1")][..]);
+    let done = damaged_by_a_then_b_joins(&mut fleet, (&src, &out), b, &["--min-psnr", "25"]).await;
     assert_eq!(done.state, pb::JobState::Failed as i32, "{done:?}");
     assert!(done.error.contains("chunk 1 of"), "{}", done.error);
     assert!(
@@ -293,17 +277,34 @@ async fn a_chunk_damaged_on_every_worker_fails_its_job_under_the_floor() {
     assert!(tries[1].0.starts_with("b-"), "{tries:?}");
 }
 
-/// Worker a (damaging chunk 1) alone makes the job's first chunks; once
-/// chunk 1 is done, worker `b` joins and encodes it again. Returns the
-/// ended job.
-async fn damaged_by_a_then_b_joins(fleet: &mut Fleet, src: &Path, out: &Path, b: &str) -> pb::Job {
+/// A 4 s clip in `dir`, and a fleet whose only worker, a, encodes chunk 1
+/// of every job damaged.
+fn fleet_with_a_damaging_chunk_1(dir: &Path) -> (PathBuf, Fleet) {
+    let src = keyed_clip(dir, 4, "320x180");
+    let mut fleet = Fleet::builder().cpu_workers(0).start();
     let url = fleet.url.clone();
-    let id = submit_id(fleet, src, out, &["--chunk-seconds", "1"]);
+    fleet.add_worker_env("cpu-worker", "a", &url, "on-demand", &[], &[(DAMAGE, "1")]);
+    (src, fleet)
+}
+
+/// Worker a (damaging chunk 1) alone makes the job's first chunks; once
+/// chunk 1 is done, worker `b` (with `b_env`) joins and encodes it again.
+/// Returns the ended job.
+async fn damaged_by_a_then_b_joins(
+    fleet: &mut Fleet,
+    (src, out): (&Path, &Path),
+    (b, b_env): (&str, &[(&str, &str)]),
+    extra: &[&str],
+) -> pb::Job {
+    let url = fleet.url.clone();
+    let mut args = vec!["--chunk-seconds", "1"];
+    args.extend_from_slice(extra);
+    let id = submit_id(fleet, src, out, &args);
     chunk_done(&url, &id, 1).await;
     // a waits until b is registered: b is live when the guard judges, so
     // the re-encode avoids a.
     fleet.worker("a").signal("-STOP");
-    fleet.add_worker_with(b, &url, "on-demand");
+    fleet.add_worker_env("cpu-worker", b, &url, "on-demand", &[], b_env);
     registered(fleet, b).await;
     fleet.worker("a").signal("-CONT");
     ended(&url, &id, Duration::from_secs(120), Some(out)).await
@@ -326,14 +327,12 @@ async fn registered(fleet: &Fleet, name: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_that_damages_two_chunks_is_refused_work_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let src = keyed_clip(dir.path(), 4, "320x180");
-    let mut fleet = Fleet::builder().cpu_workers(0).start();
+    let (src, mut fleet) = fleet_with_a_damaging_chunk_1(dir.path());
     let url = fleet.url.clone();
-    fleet.add_worker_env("cpu-worker", "a", &url, "on-demand", &[], &[(DAMAGE, "1")]);
     // Two jobs, each with a chunk of a's re-encoded better by another.
     for (i, b) in ["b", "c"].iter().enumerate() {
         let out = dir.path().join(format!("out{i}.mp4"));
-        let done = damaged_by_a_then_b_joins(&mut fleet, &src, &out, b).await;
+        let done = damaged_by_a_then_b_joins(&mut fleet, (&src, &out), (b, &[]), &[]).await;
         assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
         assert_faithful(&src, &out);
         fleet.worker(b).kill();
