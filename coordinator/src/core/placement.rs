@@ -203,8 +203,7 @@ impl Coordinator {
         let objects = std::iter::once(obj).chain(obj.renditions.iter());
         for ((o, made), crf) in obs.iter_mut().zip(objects).zip(crf) {
             o.delivered = made.quality.as_ref().filter(|_| crf).map(|q| Delivered {
-                bits_per_pixel: q.bitrate_bps as f64 * q.seconds
-                    / (f64::from(q.width) * f64::from(q.height) * q.frames as f64).max(1.0),
+                bits_per_pixel: q.bits_per_pixel(),
                 psnr: q.psnr,
             });
         }

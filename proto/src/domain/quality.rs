@@ -72,14 +72,11 @@ impl ChunkQuality {
     /// The PSNR a frame identical to the source counts as.
     pub const LOSSLESS_DB: f64 = 100.0;
 
-    /// Output bits per pixel of the chunk.
-    pub fn bits_per_pixel(&self, size_bytes: u64) -> f64 {
+    /// Video bits per pixel of the chunk (its packets' bits, from the
+    /// bitrate over its duration).
+    pub fn bits_per_pixel(&self) -> f64 {
         let pixels = self.frames as f64 * f64::from(self.width) * f64::from(self.height);
-        if pixels > 0.0 {
-            size_bytes as f64 * 8.0 / pixels
-        } else {
-            0.0
-        }
+        self.bitrate_bps as f64 * self.seconds / pixels.max(1.0)
     }
 }
 
