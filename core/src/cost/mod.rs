@@ -26,6 +26,8 @@ pub mod pools;
 #[cfg(test)]
 mod capacity_tests;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 use spotenc_proto::domain::{AttemptOutcome, AttemptRecord, Capacity, JobCost};
