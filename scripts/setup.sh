@@ -7,8 +7,10 @@
 #                             libclang (bindgen), pkg-config and protoc.
 #   scripts/setup.sh          that, plus what the tests need: redis-server,
 #                             openssl and curl, Prometheus (server and
-#                             promtool), docker-compose 1.29 (`config` checks
-#                             need no daemon), the Garage S3 server (built with
+#                             promtool), Docker (docker.io, whose dockerd
+#                             scripts/test.sh starts), docker-compose 1.29,
+#                             mmdebstrap (scripts/images.sh bootstraps base
+#                             images with it), the Garage S3 server (built with
 #                             cargo the first time, with only the features the
 #                             tests use), Node.js and npm if missing, and the
 #                             validators of scripts/tools.sh.
@@ -40,7 +42,7 @@ fi
 if [ "${1:-}" = "--demo" ]; then
   full=0
 else
-  packages+=(redis-server openssl curl prometheus docker-compose python3-venv)
+  packages+=(redis-server openssl curl prometheus docker.io docker-compose mmdebstrap python3-venv)
   # Node.js and npm for the custom-resource validators, unless present.
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi

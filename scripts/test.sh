@@ -14,5 +14,27 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 cargo clippy -p spotenc-cli --no-default-features -q -- -D warnings
 cargo clippy -p spotenc-cli --no-default-features --features sim -q -- -D warnings
 cargo build --workspace --bins -q
+# The container tests (tests/tests/containers.rs) need a Docker engine and
+# the images built from these binaries. Start dockerd unless one answers, and
+# stop only the one started here. Without an engine those tests fail with the
+# reason.
+if ! docker info >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  echo "test: starting dockerd (log: ${TMPDIR:-/tmp}/spotenc-dockerd.log)" >&2
+  $sudo dockerd --iptables=false >"${TMPDIR:-/tmp}/spotenc-dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  trap '$sudo kill $dockerd_pid; wait $dockerd_pid' EXIT
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && break
+    kill -0 $dockerd_pid 2>/dev/null || break
+    sleep 1
+  done
+fi
+if docker info >/dev/null 2>&1; then
+  scripts/images.sh --from-binaries --tag test
+else
+  echo "test: no Docker engine; the container tests will fail" >&2
+fi
 scripts/setup.sh --wait-garage
 cargo test --workspace -q

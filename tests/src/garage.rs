@@ -72,38 +72,79 @@ impl Garage {
         format!("http://127.0.0.1:{}", self.s3_port)
     }
 
+    /// Object access to the default bucket.
+    pub fn client(&self) -> S3Client {
+        S3Client {
+            endpoint: self.endpoint(),
+            region: "garage".into(),
+            key: ACCESS_KEY.into(),
+            secret: SECRET_KEY.into(),
+        }
+    }
+
     /// Uploads a file with the `curl` CLI (SigV4), an independent client.
     pub fn upload(&self, local: &Path, key: &str) {
-        self.curl(&["-T", local.to_str().expect("utf-8")], key);
+        self.client().upload(local, &format!("{BUCKET}/{key}"));
     }
 
     /// Downloads an object to a file; `false` when there is no such object.
     pub fn download(&self, key: &str, local: &Path) -> bool {
-        Command::new("curl")
-            .args(["-sf", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-            .args(["--aws-sigv4", "aws:amz:garage:s3", "--user"])
-            .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
-            .arg("-o")
-            .arg(local)
-            .arg(format!("{}/{BUCKET}/{key}", self.endpoint()))
-            .status()
-            .is_ok_and(|s| s.success())
+        self.client().download(&format!("{BUCKET}/{key}"), local)
+    }
+}
+
+/// Path-style S3 object access through the `curl` CLI with SigV4.
+pub struct S3Client {
+    pub endpoint: String,
+    pub region: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl S3Client {
+    fn curl(&self, path: &str) -> Command {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sf", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+            .arg("--aws-sigv4")
+            .arg(format!("aws:amz:{}:s3", self.region))
+            .arg("--user")
+            .arg(format!("{}:{}", self.key, self.secret))
+            .arg(format!("{}/{path}", self.endpoint));
+        cmd
     }
 
-    fn curl(&self, args: &[&str], key: &str) {
-        let out = Command::new("curl")
-            .args(["-sf", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-            .args(["--aws-sigv4", "aws:amz:garage:s3", "--user"])
-            .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
-            .args(args)
-            .arg(format!("{}/{BUCKET}/{key}", self.endpoint()))
+    /// Uploads a file to `bucket/key`; `false` when S3 refused it.
+    pub fn try_upload(&self, local: &Path, path: &str) -> bool {
+        self.curl(path)
+            .arg("-T")
+            .arg(local)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Uploads a file to `bucket/key`.
+    pub fn upload(&self, local: &Path, path: &str) {
+        let out = self
+            .curl(path)
+            .arg("-T")
+            .arg(local)
             .output()
             .expect("curl runs");
         assert!(
             out.status.success(),
-            "curl {args:?} {key}: {}",
+            "curl -T {} {path}: {}",
+            local.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Downloads `bucket/key` to a file; `false` when there is no such object.
+    pub fn download(&self, path: &str, local: &Path) -> bool {
+        self.curl(path)
+            .arg("-o")
+            .arg(local)
+            .status()
+            .is_ok_and(|s| s.success())
     }
 }
 

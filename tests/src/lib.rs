@@ -13,6 +13,8 @@
 //!   Redis Cluster, on free loopback ports.
 //! - [`garage`]: a single-node Garage S3 server, and object access with
 //!   the `curl` CLI.
+//! - [`docker`]: the Docker engine, the images scripts/images.sh built,
+//!   and a compose fleet from docker/compose.yaml on free loopback ports.
 //! - [`media`]: clips made with the `ffmpeg` CLI, and the ffmpeg/ffprobe
 //!   oracle that judges outputs (frame counts, durations, PSNR, decode
 //!   errors, timestamps).
@@ -25,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod docker;
 pub mod garage;
 pub mod lease_cycles;
 pub mod media;

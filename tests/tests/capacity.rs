@@ -108,7 +108,7 @@ fn prometheus(dir: &Path, coordinator: &str, workers: &[String]) -> (Proc, Strin
 }
 
 /// An instant query's samples: (labels, value).
-fn query(prom: &str, q: &str) -> Vec<(serde_json::Value, f64)> {
+pub(crate) fn query(prom: &str, q: &str) -> Vec<(serde_json::Value, f64)> {
     let out = Command::new("curl")
         .args([
             "-sf",
@@ -139,7 +139,11 @@ fn query(prom: &str, q: &str) -> Vec<(serde_json::Value, f64)> {
 
 /// `spotenc capacity --json`: desired workers by pool.
 fn planned(fleet: &Fleet) -> Vec<(String, f64)> {
-    let out = fleet.spotenc(&["capacity", "--json"]);
+    plan_of(fleet.spotenc(&["capacity", "--json"]))
+}
+
+/// Desired workers by pool, from `spotenc capacity --json`'s output.
+pub(crate) fn plan_of(out: std::process::Output) -> Vec<(String, f64)> {
     assert_ok(&out, "capacity");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v.as_array()
@@ -157,9 +161,18 @@ fn planned(fleet: &Fleet) -> Vec<(String, f64)> {
 /// Waits until, for every catalogue pool, KEDA's query returns what the
 /// planner says; returns the plan.
 fn keda_agrees(fleet: &Fleet, prom: &str, limit: Duration) -> Vec<(String, f64)> {
+    keda_agrees_with(|| planned(fleet), prom, limit)
+}
+
+/// [`keda_agrees`] with the plan from any `spotenc capacity --json`.
+pub(crate) fn keda_agrees_with(
+    plan: impl Fn() -> Vec<(String, f64)>,
+    prom: &str,
+    limit: Duration,
+) -> Vec<(String, f64)> {
     let start = Instant::now();
     loop {
-        let plan = planned(fleet);
+        let plan = plan();
         let mismatch: Vec<String> = plan
             .iter()
             .filter_map(|(pool, desired)| {

@@ -235,6 +235,7 @@ fn dockerfile_and_compose_pass_their_validators() {
             "--config",
             "docker/.hadolint.yaml",
             "docker/Dockerfile",
+            "tests/docker/Dockerfile",
         ]),
         "hadolint",
     );
@@ -306,7 +307,14 @@ fn dockerfile_and_compose_pass_their_validators() {
         "promtool check config",
     );
     run_ok(
-        Command::new(tool("yamllint")).args(["-s", "-c", ".yamllint.yaml", "docker", "deploy"]),
+        Command::new(tool("yamllint")).args([
+            "-s",
+            "-c",
+            ".yamllint.yaml",
+            "docker",
+            "deploy",
+            "tests/docker",
+        ]),
         "yamllint",
     );
 }
@@ -339,7 +347,7 @@ fn prometheus_rules_parse_as_promql() {
 }
 
 /// Renders `deploy/pools.example.toml` into a fresh directory.
-fn render_sample(extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn render_sample(extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("k8s");
     let mut args = vec![
@@ -358,7 +366,7 @@ fn render_sample(extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     (dir, out)
 }
 
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -372,7 +380,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn yaml_docs(path: &Path) -> Vec<serde_yaml::Value> {
+pub(crate) fn yaml_docs(path: &Path) -> Vec<serde_yaml::Value> {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))

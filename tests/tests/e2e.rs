@@ -4,6 +4,7 @@
 
 mod affinity;
 mod capacity;
+mod containers;
 mod deploy;
 mod faults;
 mod fidelity;
