@@ -11,11 +11,14 @@
 #                                  the operator image)
 #
 #   docker/build-binaries.sh OUT [PROFILE]   PROFILE: release (default) or dev
+#   docker/build-binaries.sh --cook          `cargo chef cook` the same builds'
+#                                            dependencies (release)
 #   docker/build-binaries.sh --list          the paths above, one per line
 #
 # docker/Dockerfile runs it in its builder stage (release), and
-# scripts/images.sh --from-binaries on the host (dev, stripped), so both
-# image builds get the same binaries built the same way.
+# scripts/images.sh --from-binaries on the host, so both image builds get the
+# same binaries built the same way. Debug information is stripped: a spot
+# node pulls the image at every boot (symbol names stay, for backtraces).
 set -eu
 
 paths="usr/local/bin/spotenc usr/local/bin/cpu-worker usr/local/bin/gpu-worker opt/operator/spotenc"
@@ -23,23 +26,42 @@ if [ "$1" = --list ]; then
   for p in $paths; do echo "/$p"; done
   exit 0
 fi
-out=$1 profile=${2:-release}
-dir=$profile
-[ "$profile" = dev ] && dir=debug
-target=${CARGO_TARGET_DIR:-target}/$dir
-mkdir -p "$out/usr/local/bin" "$out/opt/operator"
 
-# Each build is copied out before the next: the lean and the operator builds
-# of spotenc-cli write the same target/<profile>/spotenc.
-cargo build --profile "$profile" --locked -p spotenc-cli --no-default-features
-cp "$target/spotenc" "$out/usr/local/bin/spotenc"
-if [ "$profile" = release ]; then
-  cargo build --profile "$profile" --locked -p spotenc-cli --no-default-features --features operator
-  cp "$target/spotenc" "$out/opt/operator/spotenc"
+# The three builds. Each is copied out before the next: the lean and the
+# operator builds of spotenc-cli write the same target/<profile>/spotenc.
+build() { # what, then cargo's package and feature flags
+  what=$1
+  shift
+  if [ "$cook" = 1 ]; then
+    cargo chef cook --release --locked --recipe-path recipe.json "$@"
+  else
+    cargo build --profile "$profile" --locked "$@"
+    case "$what" in
+      lean) cp "$target/spotenc" "$out/usr/local/bin/spotenc" ;;
+      operator) cp "$target/spotenc" "$out/opt/operator/spotenc" ;;
+      workers) cp "$target/cpu-worker" "$target/gpu-worker" "$out/usr/local/bin/" ;;
+    esac
+  fi
+}
+
+cook=0 profile=release out=""
+if [ "$1" = --cook ]; then
+  cook=1
+else
+  out=$1 profile=${2:-release}
+  dir=$profile
+  [ "$profile" = dev ] && dir=debug
+  target=${CARGO_TARGET_DIR:-target}/$dir
+  mkdir -p "$out/usr/local/bin" "$out/opt/operator"
 fi
-cargo build --profile "$profile" --locked -p cpu-worker -p gpu-worker
-cp "$target/cpu-worker" "$target/gpu-worker" "$out/usr/local/bin/"
-if [ "$profile" != release ]; then
-  # Debug information makes a dev build's binaries hundreds of megabytes.
-  strip --strip-debug "$out"/usr/local/bin/*
+
+build lean -p spotenc-cli --no-default-features
+if [ "$profile" = release ]; then
+  build operator -p spotenc-cli --no-default-features --features operator
+fi
+build workers -p cpu-worker -p gpu-worker
+if [ "$cook" = 0 ]; then
+  for f in "$out"/usr/local/bin/* "$out"/opt/operator/*; do
+    if [ -f "$f" ]; then strip --strip-debug "$f"; fi
+  done
 fi

@@ -92,10 +92,18 @@ debian_sources() {
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
-# The official slim image's dpkg excludes (documentation, manuals, locales).
+# What the official slim image sets: dpkg excludes (documentation, manuals,
+# locales) and apt settings that keep package caches out of image layers.
+apt_clean='DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";'
 slim_opts=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
            --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
-           --dpkgopt='path-exclude=/usr/share/info/*')
+           --dpkgopt='path-exclude=/usr/share/info/*'
+           --customize-hook="printf '%s\n' '$apt_clean' >\"\$1/etc/apt/apt.conf.d/docker-clean\""
+           --customize-hook='rm -f "$1"/var/cache/apt/*.bin')
 
 bootstrap_debian() {
   local -a sources
@@ -175,7 +183,7 @@ case "$mode" in
     docker/build-binaries.sh "$ctx/out" "$profile"
     # The lean build replaced target/<profile>/spotenc: put the workspace's
     # build back (it is cached, so only copied), for the tests that run it.
-    [ "$profile" = release ] || cargo build --profile "$profile" --workspace --bins -q
+    cargo build --profile "$profile" --workspace --bins -q
     binaries_dockerfile >"$ctx/Dockerfile"
     for target in coordinator cpu-worker gpu-worker; do
       build "$target" "$ctx/Dockerfile" "$ctx"

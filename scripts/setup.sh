@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-          libavfilter-dev libavdevice-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler)
+          libavfilter-dev clang libclang-dev pkg-config ffmpeg protobuf-compiler)
 full=1 background=0
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/spotenc
 garage_log=$cache/garage-build.log garage_status=$cache/garage-build.status

@@ -42,6 +42,11 @@ pub fn docker_ok(args: &[&str]) -> String {
 /// Panics, with the reason, unless a Docker engine answers and spotenc's
 /// test images exist. Never skips: a machine without an engine fails.
 pub fn engine() {
+    engine_with(TAG);
+}
+
+/// [`engine`], for the images tagged `tag`.
+pub fn engine_with(tag: &str) {
     let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
     assert!(
         info.status.success(),
@@ -49,10 +54,10 @@ pub fn engine() {
         String::from_utf8_lossy(&info.stderr)
     );
     for image in ["coordinator", "cpu-worker", "gpu-worker"] {
-        let name = format!("spotenc/{image}:{TAG}");
+        let name = format!("spotenc/{image}:{tag}");
         assert!(
             docker(&["image", "inspect", &name]).status.success(),
-            "{name} is missing: run scripts/images.sh --from-binaries --tag {TAG}"
+            "{name} is missing: run scripts/images.sh --from-binaries --tag {tag}"
         );
     }
 }
@@ -126,8 +131,14 @@ pub struct Compose {
 }
 
 impl Compose {
+    /// A project of the images tagged [`TAG`].
     pub fn new() -> Compose {
-        engine();
+        Compose::with_tag(TAG)
+    }
+
+    /// A project of the images tagged `tag`.
+    pub fn with_tag(tag: &str) -> Compose {
+        engine_with(tag);
         standins();
         let dir = tempfile::tempdir().unwrap();
         let c = Compose {
@@ -145,7 +156,7 @@ impl Compose {
             _dir: dir,
         };
         let env = format!(
-            "SPOTENC_TAG={TAG}\nSPOTENC_CLIENT_TOKEN={}\nSPOTENC_WORKER_TOKEN={}\n\
+            "SPOTENC_TAG={tag}\nSPOTENC_CLIENT_TOKEN={}\nSPOTENC_WORKER_TOKEN={}\n\
              SPOTENC_ADMIN_TOKEN={}\nSPOTENC_S3_ACCESS_KEY_ID={}\nSPOTENC_S3_SECRET_ACCESS_KEY={}\n\
              GRAFANA_ADMIN_PASSWORD={}\nSPOTENC_PORT_A={}\nSPOTENC_PORT_B={}\n\
              SPOTENC_S3_PORT={}\nPROMETHEUS_PORT={}\nGRAFANA_PORT={}\n",
@@ -272,7 +283,28 @@ impl Compose {
             .expect("run spotenc")
     }
 
-    /// Every service's logs (for a failing test's message).
+    /// Object access to the fleet's S3 through its published port.
+    pub fn s3_client(&self) -> crate::garage::S3Client {
+        crate::garage::S3Client {
+            endpoint: self.s3(),
+            region: "us-east-1".into(),
+            key: self.s3_key.clone(),
+            secret: self.s3_secret.clone(),
+        }
+    }
+
+    /// Uploads a file to `bucket/key` once the stand-in S3 has made its
+    /// buckets.
+    pub fn upload(&self, local: &Path, path: &str) {
+        let s3 = self.s3_client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !s3.try_upload(local, path) {
+            assert!(Instant::now() < deadline, "S3 never took {path}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// A service's last log lines (for a failing test's message).
     pub fn logs(&self, service: &str) -> String {
         let out = self.run(&["logs", "--no-color", "--tail", "60", service]);
         String::from_utf8_lossy(&out.stdout).to_string()

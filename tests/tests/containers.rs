@@ -83,24 +83,6 @@ fn submit(fleet: &Compose, replica: usize, input: &str, output: &str, extra: &[&
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn s3(fleet: &Compose) -> S3Client {
-    S3Client {
-        endpoint: fleet.s3(),
-        region: "us-east-1".into(),
-        key: fleet.s3_key.clone(),
-        secret: fleet.s3_secret.clone(),
-    }
-}
-
-/// Uploads once the stand-in S3 has made its buckets.
-fn upload_when_ready(s3: &S3Client, local: &Path, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !s3.try_upload(local, path) {
-        assert!(Instant::now() < deadline, "S3 never took {path}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// Downloads an output and judges it against its source.
 fn assert_output(s3: &S3Client, dir: &Path, src: &Path, key: &str) {
     let local = dir.join(key.replace('/', "_"));
@@ -444,9 +426,9 @@ async fn compose_fleet_runs_s3_jobs_through_stops_and_restarts() {
     // little of the chunk is done for the time it has held it; `docker stop`
     // right after it thaws makes it hand the chunk back (a worker keeps only
     // what will finish well inside its 90 s notice deadline).
-    let s3 = s3(&fleet);
+    let s3 = fleet.s3_client();
     let src = keyed_clip(&subdir(dir.path(), "long"), 16, "1280x720");
-    upload_when_ready(&s3, &src, "media/in/long.mp4");
+    fleet.upload(&src, "media/in/long.mp4");
     let id = submit(
         &fleet,
         1,
@@ -481,7 +463,7 @@ async fn compose_fleet_runs_s3_jobs_through_stops_and_restarts() {
 
     // Smaller jobs from here on.
     let src = keyed_clip(&subdir(dir.path(), "short"), 6, "640x360");
-    upload_when_ready(&s3, &src, "media/in/src.mp4");
+    fleet.upload(&src, "media/in/src.mp4");
 
     // Prometheus scrapes every running spotenc endpoint; the gpu-worker's
     // target is down because its profile is not up.
