@@ -22,7 +22,7 @@
 set -eu
 
 paths="usr/local/bin/spotenc usr/local/bin/cpu-worker usr/local/bin/gpu-worker opt/operator/spotenc"
-if [ "$1" = --list ]; then
+if [ "${1:-}" = --list ]; then
   for p in $paths; do echo "/$p"; done
   exit 0
 fi
@@ -45,10 +45,11 @@ build() { # what, then cargo's package and feature flags
 }
 
 cook=0 profile=release out=""
-if [ "$1" = --cook ]; then
+if [ "${1:-}" = --cook ]; then
   cook=1
 else
-  out=$1 profile=${2:-release}
+  out=${1:?usage: docker/build-binaries.sh OUT [PROFILE] | --cook | --list}
+  profile=${2:-release}
   dir=$profile
   [ "$profile" = dev ] && dir=debug
   target=${CARGO_TARGET_DIR:-target}/$dir

@@ -47,7 +47,7 @@ export DOCKER_BUILDKIT=0
 rust_version=$(sed -n 's/^ARG RUST_VERSION=//p' docker/Dockerfile)
 debian_base=debian:bookworm-slim
 rust_base=rust:${rust_version}-slim-bookworm
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/spotenc
+cache=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/spotenc
 
 # The Dockerfile that --from-binaries builds: a `builder` stage holding the
 # binaries, then docker/Dockerfile's runtime stages verbatim (from the
@@ -74,9 +74,8 @@ docker info >/dev/null 2>&1 || {
 # `deb URI suite components` lines for Debian's own archives in the host's
 # apt sources (deb822 .sources and one-line .list files).
 debian_sources() {
-  {
-    cat /etc/apt/sources.list.d/*.sources 2>/dev/null || true
-  } | awk '
+  awk '
+    FNR == 1 {emit()}
     /^Types:/ {types=$0} /^URIs:/ {uri=$2} /^Suites:/ {$1=""; suites=$0}
     /^Components:/ {$1=""; comps=$0}
     /^$/ {emit()} END {emit()}
@@ -86,8 +85,9 @@ debian_sources() {
         for (i = 1; i <= n; i++) print "deb " uri " " s[i] comps
       }
       types = uri = suites = comps = ""
-    }'
-  grep -hE '^deb [^ ]+/debian(-security)?/? bookworm' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
+    }' /dev/null /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+  grep -hE '^deb (\[[^]]*\] )?[^ ]+/debian(-security)?/? bookworm' \
+    /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
 }
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -179,13 +179,17 @@ case "$mode" in
     done ;;
   binaries)
     ctx=$(mktemp -d)
-    trap 'rm -rf "$ctx"' EXIT
+    # The lean build replaces target/<profile>/spotenc: put the workspace's
+    # build back (it is cached, so only copied) for the tests that run it,
+    # whether or not the images build.
+    trap 'rm -rf "$ctx"; cargo build --profile "$profile" --workspace --bins -q' EXIT
     docker/build-binaries.sh "$ctx/out" "$profile"
-    # The lean build replaced target/<profile>/spotenc: put the workspace's
-    # build back (it is cached, so only copied), for the tests that run it.
-    cargo build --profile "$profile" --workspace --bins -q
     binaries_dockerfile >"$ctx/Dockerfile"
     for target in coordinator cpu-worker gpu-worker; do
+      old=$(docker image inspect --format '{{.Id}}' "spotenc/$target:$tag" 2>/dev/null || true)
       build "$target" "$ctx/Dockerfile" "$ctx"
+      # The image this one replaced (each test run makes new binaries).
+      new=$(docker image inspect --format '{{.Id}}' "spotenc/$target:$tag")
+      if [ -n "$old" ] && [ "$old" != "$new" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
     done ;;
 esac

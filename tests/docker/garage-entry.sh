@@ -11,7 +11,7 @@ db_engine = "sqlite"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:3901"
 rpc_public_addr = "127.0.0.1:3901"
-rpc_secret = "$GARAGE_DEFAULT_SECRET_KEY"
+rpc_secret = "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
 
 [s3_api]
 s3_region = "us-east-1"

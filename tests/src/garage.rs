@@ -113,29 +113,25 @@ impl S3Client {
         cmd
     }
 
-    /// Uploads a file to `bucket/key`; `false` when S3 refused it.
-    pub fn try_upload(&self, local: &Path, path: &str) -> bool {
-        self.curl(path)
-            .arg("-T")
-            .arg(local)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    /// Uploads a file to `bucket/key`.
-    pub fn upload(&self, local: &Path, path: &str) {
+    /// Uploads a file to `bucket/key`; curl's error when S3 refused it.
+    pub fn try_upload(&self, local: &Path, path: &str) -> Result<(), String> {
         let out = self
             .curl(path)
             .arg("-T")
             .arg(local)
             .output()
             .expect("curl runs");
-        assert!(
-            out.status.success(),
-            "curl -T {} {path}: {}",
-            local.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).to_string()),
+        }
+    }
+
+    /// Uploads a file to `bucket/key`.
+    pub fn upload(&self, local: &Path, path: &str) {
+        if let Err(e) = self.try_upload(local, path) {
+            panic!("curl -T {} {path}: {e}", local.display());
+        }
     }
 
     /// Downloads `bucket/key` to a file; `false` when there is no such object.
