@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use spotenc_tests::docker::Compose;
+use spotenc_tests::docker::{Compose, FLEET_SERVICES};
 use spotenc_tests::garage::Garage;
 use spotenc_tests::{Fleet, RedisServer};
 
@@ -39,16 +39,9 @@ fn main() {
         .s3(&garage)
         .start();
     let containers = Compose::with_tag(tag);
+    // The test fleet's services but Prometheus, which the host fleet lacks.
     let mut up = vec!["up", "-d", "--no-build"];
-    up.extend_from_slice(&[
-        "redis",
-        "s3",
-        "buckets",
-        "coordinator-a",
-        "coordinator-b",
-        "cpu-worker-a",
-        "cpu-worker-b",
-    ]);
+    up.extend(FLEET_SERVICES.iter().filter(|s| **s != "prometheus"));
     containers.ok(&up);
     containers.wait_healthy(std::time::Duration::from_secs(120));
     containers.upload(clip, "media/in/clip.mp4");

@@ -402,6 +402,14 @@ fn images_run_as_10001_resolve_their_libraries_and_answer_as_on_the_host() {
     gpu_probe_says_why_as_on_the_host();
 }
 
+/// `docker run --rm --network none <args>`: a container of its own, with no
+/// network but the loopback.
+fn offline(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["run", "--rm", "--network", "none"];
+    all.extend_from_slice(args);
+    docker(&all)
+}
+
 /// With nothing to check, the health commands fail in the image as on the
 /// host (that they pass against live services, the fleet test's health
 /// checks show).
@@ -412,11 +420,7 @@ fn health_commands_exit_as_on_the_host() {
         .args(["health", "--coordinator", &nowhere])
         .output()
         .unwrap();
-    let inside = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
+    let inside = offline(&[
         "--entrypoint",
         "spotenc",
         &image("coordinator"),
@@ -434,11 +438,7 @@ fn health_commands_exit_as_on_the_host() {
             .env("SPOTENC_METRICS_LISTEN", &listen)
             .output()
             .unwrap();
-        let inside = docker(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
+        let inside = offline(&[
             "-e",
             &format!("SPOTENC_METRICS_LISTEN={listen}"),
             &image(worker),
