@@ -118,21 +118,30 @@ bootstrap_debian() {
   echo "$tar"
 }
 
-ensure_debian_base() {
-  have_image "$debian_base" && return
-  timeout 60 docker pull -q "$debian_base" >/dev/null 2>&1 && return
-  local tar
-  tar=$(bootstrap_debian debian)
-  docker import \
-    --change 'CMD ["bash"]' \
-    --change 'LABEL org.spotenc.bootstrap="mmdebstrap minbase from the host Debian mirror"' \
-    "$tar" "$debian_base" >/dev/null
+# Whether an image is here, or a registry gave it.
+present_or_pulled() {
+  have_image "$1" || timeout 60 docker pull -q "$1" >/dev/null 2>&1
+}
+
+# Loads a bootstrapped root file system as IMAGE, with `docker import`
+# changes (ENV, LABEL ...) after the two names.
+import_base() { # tar image changes...
+  local tar=$1 image=$2
+  shift 2
+  docker import --change 'CMD ["bash"]' "$@" "$tar" "$image" >/dev/null
   rm -f "$tar"
 }
 
+ensure_debian_base() {
+  present_or_pulled "$debian_base" && return
+  local tar
+  tar=$(bootstrap_debian debian) # an assignment, so that set -e sees a failure
+  import_base "$tar" "$debian_base" \
+    --change 'LABEL org.spotenc.bootstrap="mmdebstrap minbase from the host Debian mirror"'
+}
+
 ensure_rust_base() {
-  have_image "$rust_base" && return
-  timeout 60 docker pull -q "$rust_base" >/dev/null 2>&1 && return
+  present_or_pulled "$rust_base" && return
   local toolchain
   toolchain=$(rustc --print sysroot)
   case "$(rustc --version)" in
@@ -145,27 +154,20 @@ ensure_rust_base() {
     --customize-hook='rm -rf "$1/usr/local/rust/share/doc" "$1/usr/local/rust/lib/rustlib/src"' \
     --customize-hook="mkdir -p \"\$1/usr/local/share/bootstrap\" && cp /etc/ssl/certs/ca-certificates.crt \"\$1/usr/local/share/bootstrap/host-ca.pem\"")
   local path=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-  docker import \
+  import_base "$tar" "$rust_base" \
     --change "ENV PATH=$path" \
     --change 'ENV CARGO_HOME=/usr/local/cargo' \
     --change 'ENV SSL_CERT_FILE=/usr/local/share/bootstrap/host-ca.pem' \
     --change 'ENV CARGO_HTTP_CAINFO=/usr/local/share/bootstrap/host-ca.pem' \
-    --change 'CMD ["bash"]' \
-    --change 'LABEL org.spotenc.bootstrap="mmdebstrap minbase from the host Debian mirror, the host Rust toolchain and CA bundle"' \
-    "$tar" "$rust_base" >/dev/null
-  rm -f "$tar"
+    --change 'LABEL org.spotenc.bootstrap="mmdebstrap minbase from the host Debian mirror, the host Rust toolchain and CA bundle"'
 }
 
 build() { # target dockerfile context
   echo "images: building spotenc/$1:$tag" >&2
-  local log
-  log=$(mktemp)
-  if ! docker build -q --network host -f "$2" --target "$1" -t "spotenc/$1:$tag" "$3" >"$log" 2>&1; then
-    cat "$log" >&2
-    rm -f "$log"
-    exit 1
-  fi
-  rm -f "$log"
+  local out
+  # Quiet but for errors (the classic builder warns that it is deprecated).
+  out=$(docker build -q --network host -f "$2" --target "$1" -t "spotenc/$1:$tag" "$3" 2>&1) \
+    || { echo "$out" >&2; exit 1; }
 }
 
 ensure_debian_base

@@ -52,47 +52,21 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
+    let submit = |input: &'static str, output: &'static str| -> Vec<&str> {
+        [&["submit", input, output][..], &job].concat()
+    };
     let (mut host_sum, mut container_sum) = (0.0, 0.0);
     for round in 1..=rounds {
-        let t = Instant::now();
-        let out = host.spotenc(
-            &[
-                &[
-                    "submit",
-                    "s3://spotenc/in/clip.mp4",
-                    "s3://spotenc/out/clip.mp4",
-                ][..],
-                &job,
-            ]
-            .concat(),
-        );
-        let h = t.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "host: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-
-        let t = Instant::now();
-        let out = containers.spotenc(
-            0,
-            &containers.client_token,
-            &[
-                &[
-                    "submit",
-                    "s3://media/in/clip.mp4",
-                    "s3://media/out/clip.mp4",
-                ][..],
-                &job,
-            ]
-            .concat(),
-        );
-        let c = t.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "containers: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let h = timed("host", || {
+            host.spotenc(&submit(
+                "s3://spotenc/in/clip.mp4",
+                "s3://spotenc/out/clip.mp4",
+            ))
+        });
+        let c = timed("containers", || {
+            let args = submit("s3://media/in/clip.mp4", "s3://media/out/clip.mp4");
+            containers.spotenc(0, &containers.client_token, &args)
+        });
         println!("round {round}: host {h:7.2} s, containers {c:7.2} s");
         host_sum += h;
         container_sum += c;
@@ -103,4 +77,17 @@ fn main() {
         container_sum / rounds as f64,
         container_sum / host_sum
     );
+}
+
+/// Seconds `run` took; panics unless its `spotenc submit --wait` succeeded.
+fn timed(what: &str, run: impl FnOnce() -> std::process::Output) -> f64 {
+    let t = Instant::now();
+    let out = run();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
 }

@@ -356,17 +356,7 @@ fn images_run_as_10001_resolve_their_libraries_and_answer_as_on_the_host() {
     ] {
         let img = image(name);
         let run = |entrypoint: &str, args: &[&str]| {
-            let mut all = vec![
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--entrypoint",
-                entrypoint,
-                &img,
-            ];
-            all.extend_from_slice(args);
-            docker_ok(&all)
+            offline_ok(&[&["--entrypoint", entrypoint, &img][..], args].concat())
         };
         let id = run("id", &[]);
         assert!(
@@ -402,12 +392,17 @@ fn images_run_as_10001_resolve_their_libraries_and_answer_as_on_the_host() {
     gpu_probe_says_why_as_on_the_host();
 }
 
-/// `docker run --rm --network none <args>`: a container of its own, with no
-/// network but the loopback.
+/// `docker run` of a container of its own, with no network but the loopback.
+const OFFLINE: &[&str] = &["run", "--rm", "--network", "none"];
+
+/// `docker run --rm --network none <args>`.
 fn offline(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["run", "--rm", "--network", "none"];
-    all.extend_from_slice(args);
-    docker(&all)
+    docker(&[OFFLINE, args].concat())
+}
+
+/// [`offline`], asserting success; its stdout.
+fn offline_ok(args: &[&str]) -> String {
+    docker_ok(&[OFFLINE, args].concat())
 }
 
 /// With nothing to check, the health commands fail in the image as on the
@@ -456,14 +451,7 @@ fn health_commands_exit_as_on_the_host() {
 /// The GPU image on a machine without a GPU says why it has no NVENC and
 /// plans CPU work, as the host's build does.
 fn gpu_probe_says_why_as_on_the_host() {
-    let probe = json(&docker_ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &image("gpu-worker"),
-        "probe",
-    ]));
+    let probe = json(&offline_ok(&[&image("gpu-worker"), "probe"]));
     assert_eq!(probe["nvenc"]["available"], false);
     assert!(
         probe["nvenc"]["reason"]
